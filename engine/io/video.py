@@ -1,0 +1,152 @@
+"""mp4 files: an atomic h264 writer that muxes AAC audio at close, and a probe for reading them back."""
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+def ffmpeg_exe() -> str:
+    """The ffmpeg binary bundled with imageio-ffmpeg (no system ffmpeg needed)."""
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def write_wav(path: Path, samples: np.ndarray, sample_rate: int) -> None:
+    """Mono float32 in [-1, 1] (or int16) -> 16-bit PCM wav."""
+    samples = np.asarray(samples)
+    if samples.dtype != np.int16:
+        samples = (np.clip(np.nan_to_num(samples), -1.0, 1.0) * 32767.0).astype(np.int16)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(int(sample_rate))
+        out.writeframes(samples.tobytes())
+
+
+class Mp4Writer:
+    """h264 frames into a hidden partial file; `close(audio=...)` muxes AAC and moves it into place.
+
+    Nothing appears at `path` until close() succeeds, so a crash or Ctrl-C never leaves a truncated
+    file over a good one. Use as a context manager: an exception inside aborts the file.
+    """
+
+    def __init__(self, path: str | os.PathLike, fps: float, quality: int = 8) -> None:
+        self.path = Path(path)
+        self.fps = float(fps)
+        self.quality = quality
+        self.frames = 0
+        self.size: tuple[int, int] | None = None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._video_tmp = self.path.with_name(f".{self.path.stem}.video.partial.mp4")
+        self._encoder = None
+
+    def write(self, frame: np.ndarray) -> None:
+        """One frame, [H, W, 3|4] uint8 (alpha is dropped: mp4 has none)."""
+        if frame.ndim != 3 or frame.shape[2] not in (3, 4) or frame.dtype != np.uint8:
+            raise ValueError(f"{self.path}: frames must be [H, W, 3|4] uint8, got {frame.shape} {frame.dtype}")
+        height, width = frame.shape[:2]
+        if self._encoder is None:
+            self._open(width, height)
+        elif (width, height) != self.size:
+            raise ValueError(f"{self.path}: frame size changed from {self.size} to {(width, height)}")
+        self._encoder.send(np.ascontiguousarray(frame[:, :, :3]))
+        self.frames += 1
+
+    def _open(self, width: int, height: int) -> None:
+        import imageio_ffmpeg
+
+        self.size = (width, height)
+        self._encoder = imageio_ffmpeg.write_frames(
+            str(self._video_tmp), (width, height), fps=self.fps, codec="libx264", quality=self.quality,
+            pix_fmt_out="yuv420p", macro_block_size=1,
+            # yuv420p needs even sides: pad odd sizes by one pixel instead of rescaling.
+            output_params=["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"],
+            ffmpeg_log_level="error",
+        )
+        self._encoder.send(None)
+
+    def close(self, audio: np.ndarray | None = None, sample_rate: int = 16000) -> Path:
+        """Finish the file; `audio` is mono float32 in [-1, 1] at `sample_rate`, muxed as AAC."""
+        if self._encoder is None:
+            raise ValueError(f"{self.path}: no frames were written; nothing to save")
+        self._encoder.close()
+        self._encoder = None
+        if audio is None or len(audio) == 0:
+            os.replace(self._video_tmp, self.path)
+            return self.path
+        with tempfile.TemporaryDirectory() as tmp:
+            wav = Path(tmp) / "audio.wav"
+            write_wav(wav, audio, sample_rate)
+            muxed = self.path.with_name(f".{self.path.stem}.muxed.partial.mp4")
+            command = [
+                ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(self._video_tmp), "-i", str(wav),
+                "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", "-b:a", "128k",
+                "-movflags", "+faststart", str(muxed),
+            ]
+            result = subprocess.run(command, capture_output=True, text=True)
+            if result.returncode != 0:
+                muxed.unlink(missing_ok=True)
+                raise RuntimeError(f"muxing audio into {self.path} failed: {result.stderr.strip()[-500:]}")
+        os.replace(muxed, self.path)
+        self._video_tmp.unlink(missing_ok=True)
+        return self.path
+
+    def abort(self) -> None:
+        if self._encoder is not None:
+            try:
+                self._encoder.close()
+            except Exception:
+                pass
+            self._encoder = None
+        self._video_tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> Mp4Writer:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+        elif self._encoder is not None:
+            self.close()
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    frames: int
+    fps: float
+    width: int
+    height: int
+    duration_s: float
+    audio_duration_s: float | None
+    audio_rate: int | None
+
+
+def probe(path: str | os.PathLike) -> VideoInfo:
+    """Count the frames and measure the audio of a media file by decoding it (exact, not header guesses)."""
+    import av
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    with av.open(str(path)) as container:
+        if not container.streams.video:
+            raise ValueError(f"{path}: has no video stream")
+        vstream = container.streams.video[0]
+        fps = float(vstream.average_rate or vstream.guessed_rate or 0)
+        width, height = vstream.codec_context.width, vstream.codec_context.height
+        frames = sum(1 for _ in container.decode(video=0))
+    audio_duration = audio_rate = None
+    with av.open(str(path)) as container:
+        if container.streams.audio:
+            astream = container.streams.audio[0]
+            audio_rate = astream.codec_context.sample_rate
+            samples = sum(frame.samples for frame in container.decode(audio=0))
+            audio_duration = samples / audio_rate
+    return VideoInfo(frames, fps, width, height, frames / fps if fps else 0.0, audio_duration, audio_rate)
