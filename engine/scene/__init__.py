@@ -1,0 +1,1 @@
+"""Scenes: Python scripts that choreograph avatars, audio, modes and framing."""
