@@ -1,0 +1,251 @@
+"""Output sinks fed from the canvas: mp4 recording (with the engine's audio), PNG screenshots, virtual camera."""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.app import Diagnostics
+from engine.audio.tap import AudioTap
+from engine.display.settings import DisplaySettings
+from engine.display.target import GLTarget
+from engine.ecs import World
+
+log = logging.getLogger(__name__)
+
+VCAM_INSTALL_HINT = "pip install pyvirtualcam  (or pip install 'syncanim[vcam]')"
+
+
+@dataclass
+class SinkOutputs:
+    """Resource: files the sinks have finished writing this run (the runners print them at exit)."""
+
+    written: list[Path] = field(default_factory=list)
+    summaries: list[str] = field(default_factory=list)
+    """One human-readable line per finished output."""
+
+
+def opaque_rgb(pixels: np.ndarray, settings: DisplaySettings) -> np.ndarray:
+    """[H, W, 4] uint8 canvas -> [H, W, 3] uint8 with alpha composited over background_color.
+
+    Only transparent canvases carry alpha; the others are already opaque and pass through.
+    """
+    if settings.background != "transparent":
+        return pixels[:, :, :3]
+    alpha = pixels[:, :, 3:4].astype(np.float32) / 255.0
+    background = np.asarray(settings.background_color, np.float32) * 255.0
+    rgb = pixels[:, :, :3].astype(np.float32) * alpha + background * (1.0 - alpha)
+    return np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
+
+
+# -- mp4 ---------------------------------------------------------------------------------------------
+class Mp4Sink:
+    """Resource: records every presented canvas; at shutdown muxes the AudioTap (or silence) and saves."""
+
+    def __init__(self, path: Path, fps: float, quality: int) -> None:
+        from engine.io.video import Mp4Writer
+
+        self.path = Path(path)
+        self.fps = fps
+        self.writer = Mp4Writer(self.path, fps, quality=quality)
+        self.audio_start_sample = 0
+        """AudioTap sample count when recording began (audio before that belongs to no frame)."""
+        self.tap_enabled_by_sink = False
+
+    @property
+    def frames(self) -> int:
+        return self.writer.frames
+
+    def audio_track(self, tap: AudioTap | None) -> tuple[np.ndarray, int]:
+        """Mono float32 audio exactly as long as the video (tap samples, or silence without a tap)."""
+        rate = tap.sample_rate if tap is not None else 16000
+        length = round(self.frames / self.fps * rate)
+        samples = tap.samples()[self.audio_start_sample:] if tap is not None else np.zeros(0, np.float32)
+        track = np.zeros(length, np.float32)
+        used = min(length, len(samples))
+        track[:used] = samples[:used]
+        return track, rate
+
+
+def start_mp4(world: World, settings: DisplaySettings) -> Mp4Sink:
+    out = Path(settings.out).expanduser()
+    if out.suffix.lower() != ".mp4":
+        raise ValueError(f"DisplaySettings.out must end in .mp4, got {out}; pass e.g. --out take.mp4")
+    sink = Mp4Sink(out, settings.fps, settings.video_quality)
+    tap = world.get_resource(AudioTap)
+    if tap is not None:
+        sink.tap_enabled_by_sink = not tap.enabled
+        tap.enabled = True
+        sink.audio_start_sample = len(tap)
+    world.insert_resource(sink)
+    return sink
+
+
+def record_mp4(world: World) -> None:
+    """Append the canvas presented this frame to the mp4."""
+    sink = world.get_resource(Mp4Sink)
+    target = world.get_resource(GLTarget)
+    if sink is None or target is None:
+        return
+    tap = world.get_resource(AudioTap)
+    if tap is not None and not tap.enabled:
+        # The audio plugin inserted its tap after the sink started: record from now on.
+        tap.enabled = True
+        sink.audio_start_sample = len(tap)
+    sink.writer.write(opaque_rgb(target.read_pixels(), world.resource(DisplaySettings)))
+
+
+def finish_mp4(world: World) -> None:
+    sink = world.get_resource(Mp4Sink)
+    if sink is None:
+        return
+    world.remove_resource(Mp4Sink)
+    if sink.frames == 0:
+        sink.writer.abort()
+        log.warning("%s: no frames were presented; nothing recorded", sink.path)
+        return
+    tap = world.get_resource(AudioTap)
+    audio, rate = sink.audio_track(tap)
+    source = "engine audio" if tap is not None else "silent audio (no audio plugin)"
+    path = sink.writer.close(audio=audio, sample_rate=rate)
+    outputs = world.resource(SinkOutputs)
+    outputs.written.append(path)
+    outputs.summaries.append(
+        f"wrote {path} ({sink.frames} frames at {sink.fps:g} fps = {sink.frames / sink.fps:.2f} s, "
+        f"{len(audio) / rate:.2f} s {source})"
+    )
+
+
+# -- screenshots --------------------------------------------------------------------------------------
+@dataclass
+class ScreenshotRequests:
+    """Resource: PNG screenshots asked for this frame (F12, scenes, the control server)."""
+
+    pending: list[Path | None] = field(default_factory=list)
+    """Target paths; None means a timestamped name in DisplaySettings.screenshot_dir."""
+
+
+def request_screenshot(world: World, path: str | os.PathLike | None = None) -> None:
+    """Save the canvas as PNG after this frame is presented (straight alpha kept when transparent)."""
+    world.resource(ScreenshotRequests).pending.append(None if path is None else Path(path))
+
+
+def write_png(path: Path, pixels: np.ndarray) -> Path:
+    """[H, W, 3|4] uint8 -> PNG at `path`, atomically (temp file + os.replace)."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    Image.fromarray(np.ascontiguousarray(pixels)).save(partial, format="PNG")
+    os.replace(partial, path)
+    return path
+
+
+def save_screenshot(world: World, path: str | os.PathLike | None = None) -> Path:
+    """Write the current canvas to `path` (or screenshot_dir/screenshot-<time>-<frame>.png) now."""
+    settings = world.resource(DisplaySettings)
+    target = world.resource(GLTarget)
+    if path is None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        path = Path(settings.screenshot_dir) / f"screenshot-{stamp}-{target.version:06d}.png"
+    pixels = target.read_pixels()
+    if settings.background != "transparent":
+        pixels = pixels[:, :, :3]
+    written = write_png(Path(path).expanduser(), pixels)
+    world.resource(Diagnostics).notice(f"screenshot saved: {written}")
+    world.resource(SinkOutputs).written.append(written)
+    return written
+
+
+def take_screenshots(world: World) -> None:
+    """Serve this frame's screenshot requests."""
+    requests = world.get_resource(ScreenshotRequests)
+    if requests is None or not requests.pending or world.get_resource(GLTarget) is None:
+        return
+    pending, requests.pending = requests.pending, []
+    for path in pending:
+        save_screenshot(world, path)
+
+
+# -- virtual camera -----------------------------------------------------------------------------------
+@dataclass
+class VirtualCamera:
+    """Resource: the pyvirtualcam output, or why there is none."""
+
+    camera: Any = None
+    """The open pyvirtualcam.Camera (None when unavailable)."""
+    available: bool = False
+    reason: str = ""
+    """Why the camera is unavailable, with what to install or set up."""
+    device: str = ""
+    frames_sent: int = 0
+
+
+def open_virtual_camera(settings: DisplaySettings) -> VirtualCamera:
+    """Open pyvirtualcam at the canvas size; report unavailable (with the fix) instead of faking one."""
+    try:
+        import pyvirtualcam
+    except ImportError:
+        return VirtualCamera(reason=f"virtual camera unavailable: pyvirtualcam is not installed ({VCAM_INSTALL_HINT})")
+    width, height = settings.size
+    try:
+        camera = pyvirtualcam.Camera(
+            width, height, settings.fps, fmt=pyvirtualcam.PixelFormat.RGB, device=settings.virtual_camera_device
+        )
+    except Exception as error:  # pyvirtualcam raises RuntimeError/ValueError per backend
+        return VirtualCamera(
+            reason=(
+                f"virtual camera unavailable: {error}. On Linux load v4l2loopback "
+                "(`sudo modprobe v4l2loopback devices=1`); on Windows/macOS install OBS and start its "
+                "virtual camera once"
+            )
+        )
+    return VirtualCamera(camera=camera, available=True, device=str(camera.device))
+
+
+def send_virtual_camera(world: World) -> None:
+    """Send the presented canvas to the virtual camera (RGB; alpha over background_color)."""
+    vcam = world.get_resource(VirtualCamera)
+    target = world.get_resource(GLTarget)
+    if vcam is None or vcam.camera is None or target is None:
+        return
+    vcam.camera.send(np.ascontiguousarray(opaque_rgb(target.read_pixels(), world.resource(DisplaySettings))))
+    vcam.frames_sent += 1
+
+
+def close_virtual_camera(world: World) -> None:
+    vcam = world.get_resource(VirtualCamera)
+    if vcam is not None and vcam.camera is not None:
+        vcam.camera.close()
+        vcam.camera = None
+
+
+# -- startup / shutdown -------------------------------------------------------------------------------
+def open_sinks(world: World) -> None:
+    """Start the sinks DisplaySettings asks for (startup stage)."""
+    settings = world.resource(DisplaySettings)
+    diagnostics = world.resource(Diagnostics)
+    if settings.out is not None and world.get_resource(Mp4Sink) is None:
+        sink = start_mp4(world, settings)
+        diagnostics.notice(f"recording to {sink.path}")
+    if settings.virtual_camera and world.get_resource(VirtualCamera) is None:
+        vcam = open_virtual_camera(settings)
+        world.insert_resource(vcam)
+        if vcam.available:
+            diagnostics.notice(f"virtual camera: {vcam.device}")
+        else:
+            log.error(vcam.reason)
+            diagnostics.notice(vcam.reason)
+
+
+def close_sinks(world: World) -> None:
+    """Finish every sink (shutdown): save the mp4, close the virtual camera."""
+    try:
+        finish_mp4(world)
+    finally:
+        close_virtual_camera(world)

@@ -1,0 +1,18 @@
+#version 330 core
+// Straight-alpha frame over the background: composited to opaque, or passed through with its alpha
+// when the output is transparent.
+
+uniform sampler2D frame;
+uniform bool keep_alpha;
+uniform vec3 background;
+in vec2 uv;
+out vec4 color;
+
+void main() {
+    vec4 texel = texture(frame, uv);
+    if (keep_alpha) {
+        color = texel;
+    } else {
+        color = vec4(mix(background, texel.rgb, texel.a), 1.0);
+    }
+}
