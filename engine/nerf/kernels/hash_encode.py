@@ -1,0 +1,214 @@
+"""Multiresolution hash encoding on 2-D planes: Taichi forward/backward kernels, torch autograd, nn.Module.
+
+A point x in [0, 1]^D is projected onto P planes (pairs of its axes: xy, yz, xz for the head tri-plane; the
+image plane for the upper body). Each plane has L levels of resolution growing geometrically from `base_res`
+to `max_res` cells per side; a level stores its (res+1)^2 vertices directly when they fit in the table
+(T = 2^log2_table rows) and hashes them into T rows otherwise. Features are bilinearly interpolated.
+
+Output layout: [N, P * L * F], plane-major, then level, then feature (the head's 3 x 14 x 1 = 42-d code).
+Gradients flow to the table and, when asked, to the input coordinates (the upper body's deformed pixel
+coordinates). Tensors given to the kernels are detached: Taichi would otherwise allocate `.grad` on them.
+"""
+
+import math
+
+import taichi as ti
+import torch
+
+from engine.nerf.kernels import runtime
+from engine.nerf.kernels.common import F32x2, F32x3, I32x2, axis_cell, check_tensor, plane_slot
+
+WHERE = "engine/nerf/kernels/hash_encode.py"
+
+HEAD_PLANES = ((0, 1), (1, 2), (0, 2))
+"""Axis pairs of the head tri-plane: xy, yz, xz."""
+IMAGE_PLANE = ((0, 1),)
+"""The single image plane of the upper body."""
+
+
+@ti.kernel
+def _forward_kernel(x: F32x2, table: F32x3, levels: I32x2, axes: I32x2, out: F32x2):
+    n_planes = axes.shape[0]
+    n_levels = levels.shape[0]
+    n_feat = table.shape[2]
+    for n, lv in ti.ndrange(x.shape[0], n_levels):
+        offset, res, dense, size = levels[lv, 0], levels[lv, 1], levels[lv, 2], levels[lv, 3]
+        for p in range(n_planes):
+            i, fu = axis_cell(x[n, axes[p, 0]], res)
+            j, fv = axis_cell(x[n, axes[p, 1]], res)
+            s00 = offset + plane_slot(i, j, res, dense, size)
+            s10 = offset + plane_slot(i + 1, j, res, dense, size)
+            s01 = offset + plane_slot(i, j + 1, res, dense, size)
+            s11 = offset + plane_slot(i + 1, j + 1, res, dense, size)
+            w00, w10 = (1.0 - fu) * (1.0 - fv), fu * (1.0 - fv)
+            w01, w11 = (1.0 - fu) * fv, fu * fv
+            col = (p * n_levels + lv) * n_feat
+            for f in range(n_feat):
+                out[n, col + f] = (
+                    w00 * table[p, s00, f] + w10 * table[p, s10, f] + w01 * table[p, s01, f] + w11 * table[p, s11, f]
+                )
+
+
+@ti.kernel
+def _backward_kernel(
+    x: F32x2,
+    table: F32x3,
+    levels: I32x2,
+    axes: I32x2,
+    grad_out: F32x2,
+    grad_table: F32x3,
+    grad_x: F32x2,
+    want_table: ti.i32,
+    want_x: ti.i32,
+):
+    n_planes = axes.shape[0]
+    n_levels = levels.shape[0]
+    n_feat = table.shape[2]
+    for n, lv in ti.ndrange(x.shape[0], n_levels):
+        offset, res, dense, size = levels[lv, 0], levels[lv, 1], levels[lv, 2], levels[lv, 3]
+        for p in range(n_planes):
+            a0, a1 = axes[p, 0], axes[p, 1]
+            xu, xv = x[n, a0], x[n, a1]
+            i, fu = axis_cell(xu, res)
+            j, fv = axis_cell(xv, res)
+            s00 = offset + plane_slot(i, j, res, dense, size)
+            s10 = offset + plane_slot(i + 1, j, res, dense, size)
+            s01 = offset + plane_slot(i, j + 1, res, dense, size)
+            s11 = offset + plane_slot(i + 1, j + 1, res, dense, size)
+            col = (p * n_levels + lv) * n_feat
+            du = 0.0
+            dv = 0.0
+            for f in range(n_feat):
+                g = grad_out[n, col + f]
+                if want_table != 0:
+                    ti.atomic_add(grad_table[p, s00, f], g * (1.0 - fu) * (1.0 - fv))
+                    ti.atomic_add(grad_table[p, s10, f], g * fu * (1.0 - fv))
+                    ti.atomic_add(grad_table[p, s01, f], g * (1.0 - fu) * fv)
+                    ti.atomic_add(grad_table[p, s11, f], g * fu * fv)
+                if want_x != 0:
+                    e00, e10 = table[p, s00, f], table[p, s10, f]
+                    e01, e11 = table[p, s01, f], table[p, s11, f]
+                    du += g * ((1.0 - fv) * (e10 - e00) + fv * (e11 - e01))
+                    dv += g * ((1.0 - fu) * (e01 - e00) + fu * (e11 - e10))
+            # The clamp to [0, 1] has zero slope outside the unit square.
+            if want_x != 0:
+                if xu >= 0.0 and xu <= 1.0:
+                    ti.atomic_add(grad_x[n, a0], du * res)
+                if xv >= 0.0 and xv <= 1.0:
+                    ti.atomic_add(grad_x[n, a1], dv * res)
+
+
+def level_layout(levels: int, log2_table: int, base_res: int, max_res: int) -> list[tuple[int, int, int, int]]:
+    """Per level (row offset, cells per side, dense flag, rows): dense when (res+1)^2 <= 2^log2_table."""
+    if levels < 1 or base_res < 1 or max_res < base_res:
+        raise ValueError(
+            f"{WHERE}: levels={levels}, base_res={base_res}, max_res={max_res}; need levels >= 1 and 1 <= base_res <= max_res"
+        )
+    table_rows = 1 << log2_table
+    growth = math.exp((math.log(max_res) - math.log(base_res)) / (levels - 1)) if levels > 1 else 1.0
+    layout, offset = [], 0
+    for lv in range(levels):
+        res = max(1, int(math.floor(base_res * growth**lv + 1e-6)))
+        dense = (res + 1) ** 2 <= table_rows
+        rows = (res + 1) ** 2 if dense else table_rows
+        layout.append((offset, res, int(dense), rows))
+        offset += rows
+    return layout
+
+
+def _launch_forward(x: torch.Tensor, table: torch.Tensor, levels: torch.Tensor, axes: torch.Tensor, out: torch.Tensor):
+    _forward_kernel(x.detach(), table.detach(), levels, axes, out.detach())
+
+
+class PlaneHashFunction(torch.autograd.Function):
+    """Autograd wrapper: forward and backward run the Taichi kernels; gradients to the table and the points."""
+
+    @staticmethod
+    def forward(ctx, x, table, levels, axes):
+        out = torch.empty(x.shape[0], axes.shape[0] * levels.shape[0] * table.shape[2], device=x.device)
+        _launch_forward(x, table, levels, axes, out)
+        ctx.save_for_backward(x, table, levels, axes)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, table, levels, axes = ctx.saved_tensors
+        want_x, want_table = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        scratch = torch.zeros(1, 1, 1, device=x.device)
+        grad_table = torch.zeros_like(table) if want_table else scratch
+        grad_x = torch.zeros_like(x) if want_x else scratch[0]
+        _backward_kernel(
+            x.detach(), table.detach(), levels, axes, grad_out.detach().contiguous(),
+            grad_table, grad_x, int(want_table), int(want_x),
+        )  # fmt: skip
+        return (grad_x if want_x else None), (grad_table if want_table else None), None, None
+
+
+def plane_hash_encode(
+    x: torch.Tensor, table: torch.Tensor, levels: torch.Tensor, axes: torch.Tensor, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Encode points: x [N, D] f32 in [0, 1] -> [N, P * L * F] f32, differentiable in x and table.
+
+    table [P, rows, F] f32; levels [L, 4] i32 from `level_layout`; axes [P, 2] i32 (which columns of x span each
+    plane). `out` [N, P * L * F] is filled in place when no gradient is needed (the per-frame inference path).
+    """
+    runtime.require_device(x, table, levels, axes)
+    check_tensor(x, "x", torch.float32, (-1, -1), WHERE)
+    check_tensor(table, "table", torch.float32, (axes.shape[0], -1, -1), WHERE)
+    if int(axes.max()) >= x.shape[1]:
+        raise ValueError(f"{WHERE}: planes use axis {int(axes.max())} but x has shape {tuple(x.shape)}")
+    needs_grad = torch.is_grad_enabled() and (x.requires_grad or table.requires_grad)
+    if needs_grad:
+        if out is not None:
+            raise ValueError(f"{WHERE}: out= is for inference; drop it or run under torch.no_grad()")
+        return PlaneHashFunction.apply(x, table, levels, axes)
+    width = axes.shape[0] * levels.shape[0] * table.shape[2]
+    if out is None:
+        out = torch.empty(x.shape[0], width, device=x.device)
+    check_tensor(out, "out", torch.float32, (x.shape[0], width), WHERE)
+    _launch_forward(x, table, levels, axes, out)
+    return out
+
+
+class PlaneHashEncoder(torch.nn.Module):
+    """Hash-grid encoder over P planes of a point in [0, 1]^D; the table is one safetensors-friendly parameter.
+
+    `plane_axes` defaults to the head tri-plane (xy, yz, xz) for 3 planes and the image plane for 1.
+    Entries start uniform in [-init_scale, init_scale] (small, so early MLP inputs stay near zero).
+    """
+
+    def __init__(
+        self,
+        n_planes: int = 3,
+        levels: int = 14,
+        features: int = 1,
+        log2_table: int = 14,
+        base_res: int = 16,
+        max_res: int = 2048,
+        plane_axes: tuple[tuple[int, int], ...] | None = None,
+        init_scale: float = 1e-4,
+    ) -> None:
+        super().__init__()
+        if plane_axes is None:
+            defaults = {1: IMAGE_PLANE, 3: HEAD_PLANES}
+            if n_planes not in defaults:
+                raise ValueError(f"{WHERE}: n_planes={n_planes} has no default axes; pass plane_axes=((a, b), ...)")
+            plane_axes = defaults[n_planes]
+        if len(plane_axes) != n_planes:
+            raise ValueError(f"{WHERE}: {len(plane_axes)} plane_axes given for n_planes={n_planes}")
+        layout = level_layout(levels, log2_table, base_res, max_res)
+        rows = layout[-1][0] + layout[-1][3]
+        self.n_planes, self.n_levels, self.n_features = n_planes, levels, features
+        self.in_dim = 1 + max(max(a) for a in plane_axes)
+        self.table = torch.nn.Parameter(torch.empty(n_planes, rows, features).uniform_(-init_scale, init_scale))
+        # Derived from the config, so not saved with the weights.
+        self.register_buffer("levels", torch.tensor(layout, dtype=torch.int32), persistent=False)
+        self.register_buffer("axes", torch.tensor(plane_axes, dtype=torch.int32), persistent=False)
+
+    @property
+    def out_dim(self) -> int:
+        return self.n_planes * self.n_levels * self.n_features
+
+    def forward(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """x [N, in_dim] f32 in [0, 1] -> [N, out_dim]; `out` as in `plane_hash_encode`."""
+        return plane_hash_encode(x, self.table, self.levels, self.axes, out=out)
