@@ -41,7 +41,7 @@ def composite(sigma, rgb, t, dt, ray_offset, ray_count, n_rays: int, t_thresh: f
         trans = torch.ones((), dtype=sigma.dtype)
         o, n = int(ray_offset[r]), int(ray_count[r])
         for k in range(o, o + n):
-            if float(trans) < t_thresh:
+            if float(trans.detach()) < t_thresh:
                 break
             alpha = 1 - torch.exp(-sigma[k] * dt[k])
             w = alpha * trans
