@@ -1,0 +1,123 @@
+"""Speech feature extractors behind one interface, and the FeatureSpec that models store and check at load.
+
+Both extractors produce 50 feature frames per second from 16 kHz audio: frame j is computed from samples
+[j*HOP, j*HOP + WIN) (HOP = 320, WIN = 400: HuBERT's own framing, which the mel extractor copies), so video frame k at
+25 fps owns frames 2k and 2k+1, the pairing the paper's data uses (HuBERT [T_video, 2, 1024]).
+
+An extractor computes `block_frames` frames per call from a window of audio that also holds `context_frames` frames
+before them and `right_frames` after (HuBERT attends to all of it; mel needs none). Calls are aligned to multiples
+of `block_frames` from sample 0, with silence before the start, so streaming and offline extraction run exactly the
+same calls (engine/audio/streaming.py).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from engine.audio.settings import AudioSettings
+
+SAMPLE_RATE = 16000
+HOP = 320
+WIN = 400
+FEATURE_HZ = SAMPLE_RATE // HOP
+
+# Keys that describe where a model came from or runs, not what it computes: never part of the check.
+_INFORMATIONAL = {"model", "device"}
+
+
+class FeatureMismatchError(ValueError):
+    """A model was trained on different speech features than the engine computes."""
+
+
+class FeatureExtractor:
+    """The interface. Subclasses set `id`, `dim` and the three frame counts, and implement `compute` and `params`."""
+
+    id: str = ""
+    dim: int = 0
+    context_frames: int = 0
+    block_frames: int = 2
+    right_frames: int = 0
+
+    @property
+    def window_samples(self) -> int:
+        """Samples per call: (context + block + right - 1) * HOP + WIN."""
+        return (self.context_frames + self.block_frames + self.right_frames - 1) * HOP + WIN
+
+    def params(self) -> dict[str, Any]:
+        """JSON-able parameters that change the features (stored in every model trained on them)."""
+        raise NotImplementedError
+
+    def compute(self, windows: np.ndarray) -> np.ndarray:
+        """windows [B, window_samples] float32 -> features [B, block_frames, dim] float32 (the block's frames)."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Resource: what the engine's feature windows are; models store `to_dict()` and call `check` at load."""
+
+    extractor: str
+    params: dict
+    dim: int
+    window_frames: int
+    lookahead_frames: int
+    sample_rate: int = SAMPLE_RATE
+    hop: int = HOP
+    win: int = WIN
+    video_fps: float = 25.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FeatureSpec:
+        return cls(**data)
+
+    def check(self, stored: dict[str, Any], where: str) -> None:
+        """Refuse a model (file `where`) whose stored spec differs from this one in anything but informational keys."""
+        differences = _differences(stored, self.to_dict())
+        if differences:
+            listed = "; ".join(f"{key}: model {a!r}, engine {b!r}" for key, a, b in differences)
+            raise FeatureMismatchError(
+                f"{where} was trained on other speech features than the engine computes ({listed}). "
+                f"Run the engine with the audio settings the model was trained with (extractor "
+                f"{stored.get('extractor')!r}, {stored.get('window_frames')} frames, look-ahead "
+                f"{stored.get('lookahead_frames')}), or retrain it on these features."
+            )
+
+
+def _differences(stored: Any, current: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    if isinstance(stored, dict) and isinstance(current, dict):
+        found = []
+        for key in sorted(set(stored) | set(current)):
+            if key in _INFORMATIONAL:
+                continue
+            found += _differences(stored.get(key), current.get(key), f"{prefix}{key}.")
+        return found
+    return [] if stored == current else [(prefix.rstrip("."), stored, current)]
+
+
+def make_extractor(settings: AudioSettings) -> FeatureExtractor:
+    """The extractor `settings.extractor` names (HuBERT loads its weights here: call from a startup system)."""
+    if settings.sample_rate != SAMPLE_RATE:
+        raise ValueError(f"speech features need AudioSettings.sample_rate={SAMPLE_RATE}, got {settings.sample_rate}")
+    if settings.extractor == "mel":
+        from engine.audio.features.mel import MelExtractor
+
+        return MelExtractor(settings.mel)
+    if settings.extractor == "hubert":
+        from engine.audio.features.hubert import HubertExtractor
+
+        return HubertExtractor(settings.hubert)
+    raise ValueError(f"unknown feature extractor {settings.extractor!r}; AudioSettings.extractor is 'mel' or 'hubert'")
+
+
+def feature_spec(settings: AudioSettings, extractor: FeatureExtractor) -> FeatureSpec:
+    return FeatureSpec(
+        extractor=extractor.id, params=extractor.params(), dim=extractor.dim,
+        window_frames=settings.window_frames, lookahead_frames=settings.lookahead_frames,
+        video_fps=settings.video_fps,
+    )

@@ -1,0 +1,80 @@
+"""AudioSettings: how the engine hears and plays sound (a light module: no torch, no pyaudio)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class MelParams:
+    """Parameters of the `mel` extractor (log-mel, nothing to download)."""
+
+    n_mels: int = 80
+    """Mel bands per frame (the feature dimension)."""
+    n_fft: int = 512
+    """FFT size; the 400-sample (25 ms) analysis window is zero-padded to it."""
+    fmin: float = 55.0
+    """Lowest band edge in Hz."""
+    fmax: float = 7600.0
+    """Highest band edge in Hz (below the 8 kHz Nyquist of 16 kHz audio)."""
+    floor: float = 1e-5
+    """Power floor before the log, so silence gives a finite value (log(floor))."""
+
+
+@dataclass(frozen=True)
+class HubertParams:
+    """Parameters of the `hubert` extractor (transformers HubertModel, offline)."""
+
+    model: str = "facebook/hubert-large-ls960-ft"
+    """A local folder saved by `save_pretrained`, or a repo id already in the Hugging Face cache."""
+    layer: int = -1
+    """Hidden state to use: -1 is `last_hidden_state` (the paper's 1024-d features); 0..N picks `hidden_states[i]`."""
+    context_frames: int = 50
+    """Frames (20 ms each) of past audio every call sees before the frames it computes (HuBERT attends to all)."""
+    block_frames: int = 2
+    """Frames computed per call: 2 is one call per 25 fps video frame (lowest latency)."""
+    right_frames: int = 0
+    """Frames of future audio each call sees after its block; each one adds 20 ms of latency."""
+    device: str = "auto"
+    """'auto' (CUDA when torch sees it, else CPU), 'cpu' or 'cuda'."""
+
+
+@dataclass(frozen=True)
+class AudioSettings:
+    """Resource: sample rate, output device, microphone and speech-feature settings of the audio plugin."""
+
+    sample_rate: int = 16000
+    """The engine's internal rate: every source is resampled to it and features are computed at it."""
+    output: Literal["auto", "device", "virtual"] = "auto"
+    """'device': play through a pyaudio output and slave the master clock to it; 'virtual': no sound card, playback
+    follows the master clock; 'auto': a device when one exists and the clock is not stepped (headless), else virtual."""
+    output_device: str | int | None = None
+    """Output device name (a substring is enough) or pyaudio index; None takes the system default."""
+    input: Literal["none", "mic"] = "none"
+    """'mic': the main voice hears the microphone instead of the clips it plays."""
+    input_device: str | int | None = None
+    """Microphone name (a substring is enough) or pyaudio index; None takes the system default."""
+    block_frames: int = 320
+    """Samples per device callback, counted at the engine rate (320 = 20 ms); a device at another rate gets the same
+    duration."""
+    ring_seconds: float = 2.0
+    """Capacity of every SampleRing; a consumer further behind than this loses the oldest samples (counted)."""
+    voices: tuple[str, ...] = ("main",)
+    """Named speakers: each has its own clip queue, SampleRing and FeatureRing (one per avatar)."""
+    extractor: Literal["mel", "hubert"] = "mel"
+    """Speech features fed to the motion syncers and the NeRF audio net."""
+    mel: MelParams = field(default_factory=MelParams)
+    """Used when extractor is 'mel'."""
+    hubert: HubertParams = field(default_factory=HubertParams)
+    """Used when extractor is 'hubert'."""
+    window_frames: int = 16
+    """Feature frames (50 Hz) in the window handed out per video frame: 16 = 0.32 s, i.e. 8 video frames x 2."""
+    lookahead_frames: int = 4
+    """Feature frames (20 ms each) the window reaches past the video frame's own two frames (4 = 80 ms)."""
+    video_fps: float = 25.0
+    """Feature windows are emitted at this rate (the motion rate)."""
+    align_output: bool = True
+    """Delay what is played by the feature latency, so lips and sound line up (the avatar hears clips that much
+    before the speakers play them); off: sound leaves at once and the lips trail by the latency."""
+    feature_ring_frames: int = 250
+    """How many past feature windows each FeatureRing keeps (250 = 10 s at 25 fps)."""

@@ -1,0 +1,327 @@
+"""Audio sources behind one interface: file, microphone (pyaudio), push (queued clips) and silence.
+
+Every source hands out mono float32 at the engine rate (16 kHz) through `read(n)`, which always returns exactly n
+samples (silence where there is nothing to give). Files of any rate or channel count are decoded with PyAV
+(bundled ffmpeg: wav, flac, mp3, ogg, m4a, ...), averaged to mono and resampled with libswresample.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.audio.devices import find_device, open_pyaudio
+from engine.audio.ring import SampleRing
+
+
+class AudioFormatError(ValueError):
+    """A file that is not readable audio."""
+
+
+@dataclass
+class AudioClip:
+    """Mono float32 samples at `sample_rate`, ready to play or push (`samples` [N])."""
+
+    samples: np.ndarray
+    sample_rate: int = 16000
+    name: str = "clip"
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.samples) / self.sample_rate
+
+
+class StreamResampler:
+    """Mono float32 rate conversion that keeps its filter state between blocks (libswresample via PyAV).
+
+    Feeding a signal in any block sizes and then `flush()` gives the same samples as converting it in one go.
+    """
+
+    def __init__(self, in_rate: int, out_rate: int) -> None:
+        self.in_rate = int(in_rate)
+        self.out_rate = int(out_rate)
+        self._resampler = None
+        if self.in_rate != self.out_rate:
+            import av
+
+            self._resampler = av.AudioResampler(format="flt", layout="mono", rate=self.out_rate)
+
+    def process(self, samples: np.ndarray) -> np.ndarray:
+        """[n] at in_rate -> [m] at out_rate (m ~ n * out/in; the filter holds back a few samples until flush)."""
+        samples = np.ascontiguousarray(samples, dtype=np.float32)
+        if self._resampler is None or len(samples) == 0:
+            return samples.copy()
+        import av
+
+        frame = av.AudioFrame.from_ndarray(samples[None, :], format="flt", layout="mono")
+        frame.sample_rate = self.in_rate
+        return self._collect(self._resampler.resample(frame))
+
+    def flush(self) -> np.ndarray:
+        if self._resampler is None:
+            return np.zeros(0, np.float32)
+        return self._collect(self._resampler.resample(None))
+
+    @staticmethod
+    def _collect(frames: list[Any]) -> np.ndarray:
+        parts = [f.to_ndarray().reshape(-1) for f in frames]
+        return np.concatenate(parts).astype(np.float32, copy=False) if parts else np.zeros(0, np.float32)
+
+
+def decode_file(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
+    """Decode any audio file ffmpeg reads into mono float32 [N] at `sample_rate` (channels averaged)."""
+    import av
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"audio file {path} does not exist; pass the path of a wav, flac or mp3 file")
+    try:
+        container = av.open(str(path))
+    except av.error.FFmpegError as error:
+        raise AudioFormatError(f"{path} is not readable audio ({error}); convert it to wav, flac or mp3") from error
+    with container:
+        if not container.streams.audio:
+            raise AudioFormatError(f"{path} has no audio stream; pass a file with sound in it")
+        stream = container.streams.audio[0]
+        to_float = None
+        resampler: StreamResampler | None = None
+        parts = []
+        for frame in container.decode(stream):
+            if to_float is None:
+                # Planar float at the file's own rate and layout: [channels, n] whatever the codec stores.
+                to_float = av.AudioResampler(format="fltp", layout=frame.layout.name, rate=frame.sample_rate)
+                resampler = StreamResampler(frame.sample_rate, sample_rate)
+            for converted in to_float.resample(frame):
+                parts.append(resampler.process(converted.to_ndarray().mean(axis=0)))
+        if resampler is not None:
+            parts.append(resampler.flush())
+    return np.concatenate(parts).astype(np.float32, copy=False) if parts else np.zeros(0, np.float32)
+
+
+def load_clip(clip_or_path: AudioClip | str | Path | np.ndarray, sample_rate: int = 16000) -> AudioClip:
+    """An AudioClip from a clip (resampled if its rate differs), a file path, or an array [N] already at the rate."""
+    if isinstance(clip_or_path, AudioClip):
+        if clip_or_path.sample_rate == sample_rate:
+            return clip_or_path
+        resampler = StreamResampler(clip_or_path.sample_rate, sample_rate)
+        samples = np.concatenate([resampler.process(clip_or_path.samples), resampler.flush()])
+        return AudioClip(samples, sample_rate, clip_or_path.name)
+    if isinstance(clip_or_path, np.ndarray):
+        if clip_or_path.ndim != 1:
+            raise ValueError(f"a clip array must be mono [N]; got shape {clip_or_path.shape} (average the channels)")
+        return AudioClip(clip_or_path.astype(np.float32, copy=False), sample_rate, "array")
+    path = Path(clip_or_path)
+    return AudioClip(decode_file(path, sample_rate), sample_rate, path.name)
+
+
+class AudioSource:
+    """The interface: `read(n)` gives exactly n mono float32 samples at `sample_rate`; `finished` says nothing more
+    will come (a file at its end); `close()` frees devices."""
+
+    sample_rate: int = 16000
+
+    def read(self, n: int) -> np.ndarray:
+        raise NotImplementedError
+
+    @property
+    def finished(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+class SilenceSource(AudioSource):
+    """Zeros, forever."""
+
+    def __init__(self, sample_rate: int = 16000) -> None:
+        self.sample_rate = sample_rate
+
+    def read(self, n: int) -> np.ndarray:
+        return np.zeros(n, np.float32)
+
+
+class FileSource(AudioSource):
+    """A decoded file, read front to back; silence after its end."""
+
+    def __init__(self, path: str | Path, sample_rate: int = 16000) -> None:
+        self.sample_rate = sample_rate
+        self.clip = load_clip(path, sample_rate)
+        self._cursor = 0
+
+    def read(self, n: int) -> np.ndarray:
+        out = np.zeros(n, np.float32)
+        part = self.clip.samples[self._cursor:self._cursor + n]
+        out[:len(part)] = part
+        self._cursor += n
+        return out
+
+    @property
+    def finished(self) -> bool:
+        return self._cursor >= len(self.clip.samples)
+
+
+@dataclass
+class ClipHandle:
+    """Where a pushed clip sits in its source's output: samples [start, end) once it has been read."""
+
+    clip: AudioClip
+    start: int | None = None
+    """Source sample index of the clip's first sample (None until reading reaches it)."""
+    end: int | None = None
+    """Source sample index one past its last sample (None until it has been read to the end)."""
+    cancelled: bool = False
+    """Interrupted or stopped before it finished."""
+
+
+@dataclass
+class _Queue:
+    items: list[ClipHandle] = field(default_factory=list)
+    offset: int = 0  # samples of items[0] already read
+
+
+class PushSource(AudioSource):
+    """Clips queued by scenes or the control socket, played back to back, silence when the queue is empty.
+
+    `push` may be called from any thread while another thread reads; a short lock guards the queue only.
+    """
+
+    def __init__(self, sample_rate: int = 16000) -> None:
+        self.sample_rate = sample_rate
+        self._queue = _Queue()
+        self._lock = threading.Lock()
+        self.position = 0
+        """Samples read so far (the source's clock, in samples)."""
+
+    def push(self, clip: AudioClip | str | Path | np.ndarray, interrupt: bool = False) -> ClipHandle:
+        """Queue `clip` (a file path is decoded now); interrupt=True first drops the clip playing and the queue."""
+        handle = ClipHandle(load_clip(clip, self.sample_rate))
+        with self._lock:
+            if interrupt:
+                self._cancel_all()
+            self._queue.items.append(handle)
+        return handle
+
+    def clear(self) -> None:
+        """Drop the clip playing and everything queued."""
+        with self._lock:
+            self._cancel_all()
+
+    def _cancel_all(self) -> None:
+        for handle in self._queue.items:
+            handle.cancelled = True
+        self._queue = _Queue()
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._queue.items)
+
+    def read(self, n: int) -> np.ndarray:
+        out = np.zeros(n, np.float32)
+        filled = 0
+        with self._lock:
+            queue = self._queue
+            while filled < n and queue.items:
+                handle = queue.items[0]
+                if handle.start is None:
+                    handle.start = self.position + filled
+                part = handle.clip.samples[queue.offset:queue.offset + n - filled]
+                out[filled:filled + len(part)] = part
+                filled += len(part)
+                queue.offset += len(part)
+                if queue.offset >= len(handle.clip.samples):
+                    handle.end = self.position + filled
+                    queue.items.pop(0)
+                    queue.offset = 0
+        self.position += n
+        return out
+
+
+class MicSource(AudioSource):
+    """A pyaudio input device, at its native rate, resampled to the engine rate.
+
+    The PortAudio callback only copies into `native` (a SampleRing at the device rate). `read(n)` moves what has
+    arrived through the resampler into `ring` (engine rate) and takes n samples from it, so a late device shows up
+    as underruns and a consumer that falls behind as overruns, both counted on the rings.
+    """
+
+    def __init__(self, device: str | int | None = None, sample_rate: int = 16000, block_s: float = 0.02,
+                 ring_seconds: float = 2.0) -> None:
+        self.sample_rate = sample_rate
+        self.want = device
+        self.block_s = block_s
+        self.ring_seconds = ring_seconds
+        self.device_name = ""
+        self.device_rate = 0
+        self.native: SampleRing | None = None
+        self.ring = SampleRing(int(ring_seconds * sample_rate), sample_rate)
+        self._pa: Any = None
+        self._stream: Any = None
+        self._channels = 1
+        self._resampler: StreamResampler | None = None
+
+    def open(self) -> MicSource:
+        """Find the device and start capturing; an AudioDeviceError names the devices there are."""
+        import pyaudio
+
+        self._pa = open_pyaudio()
+        try:
+            info = find_device(self._pa, self.want, "input")
+            self.device_name = info["name"]
+            self.device_rate = int(info["defaultSampleRate"])
+            self.native = SampleRing(int(self.ring_seconds * self.device_rate), self.device_rate)
+            self._resampler = StreamResampler(self.device_rate, self.sample_rate)
+            self._stream = self._open_stream(pyaudio, info)
+        except Exception:
+            self.close()
+            raise
+        return self
+
+    def _open_stream(self, pyaudio: Any, info: dict[str, Any]) -> Any:
+        # Mono first; some hardware only opens with its own channel count, which read() then averages.
+        last_error: Exception | None = None
+        for channels in dict.fromkeys((1, int(info["maxInputChannels"]))):
+            try:
+                self._channels = channels
+                return self._pa.open(
+                    format=pyaudio.paFloat32, channels=channels, rate=self.device_rate, input=True,
+                    input_device_index=info["index"], frames_per_buffer=max(1, int(self.block_s * self.device_rate)),
+                    stream_callback=self._callback,
+                )
+            except OSError as error:
+                last_error = error
+        raise OSError(f"could not open input device {self.device_name!r} at {self.device_rate} Hz: {last_error}")
+
+    def _callback(self, in_data: bytes, frame_count: int, time_info: Any, status: int) -> tuple[None, int]:
+        self.native.write(np.frombuffer(in_data, np.float32))
+        return None, 0  # paContinue
+
+    def poll(self) -> None:
+        """Resample whatever the device delivered into `ring` (frame loop side)."""
+        if self.native is None:
+            return
+        raw = self.native.read_available()
+        if self._channels > 1:
+            raw = raw[: len(raw) - len(raw) % self._channels].reshape(-1, self._channels).mean(axis=1)
+        self.ring.write(self._resampler.process(raw))
+
+    @property
+    def available(self) -> int:
+        self.poll()
+        return self.ring.available
+
+    def read(self, n: int) -> np.ndarray:
+        self.poll()
+        return self.ring.read(n)
+
+    def close(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.stop_stream()
+            stream.close()
+        pa, self._pa = self._pa, None
+        if pa is not None:
+            pa.terminate()
