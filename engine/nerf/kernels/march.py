@@ -1,0 +1,203 @@
+"""Ray marching through the occupancy grid: packed samples with empty-space skipping and a per-call sample cap.
+
+Samples sit on a fixed lattice per ray: midpoints t = t0 + (k + 1/2) dt from the ray's box entry
+t0 = max(entry, near) (plus an optional per-ray jitter * dt for training). Empty cells are skipped with a DDA
+step to the cell's exit snapped to the lattice, so skipping drops only samples in empty cells and never moves
+the others: with a conservative grid the image equals brute-force marching. Only occupied samples count
+against `max_samples`.
+
+Each ray reserves a contiguous run of output rows with one atomic add (count pass, then write pass), so a
+launch packs all samples with no prefix-sum pass; runs are in arbitrary ray order, each sorted by t.
+Marching can resume: `t_cursor` [R] holds where each ray stopped (-1: not started), and rays whose
+accumulated opacity (the compositor's accum [R, 5]) leaves transmittance below `t_thresh` take no samples.
+"""
+from dataclasses import dataclass
+
+import taichi as ti
+import torch
+
+from engine.nerf.kernels import runtime
+from engine.nerf.kernels.common import (
+    F32,
+    I32,
+    U8,
+    F32x2,
+    cell_exit_distance,
+    cell_linear,
+    check_tensor,
+    grid_cell,
+    ray_box,
+    safe_inverse,
+)
+from engine.nerf.kernels.occupancy import OccupancyGrid
+
+WHERE = "engine/nerf/kernels/march.py"
+
+
+@ti.func
+def _walk(
+    o, d, inv_d, t_start, t_out, dt, max_n,
+    occupied: ti.template(), res, lo, cell, inv_cell, write, base, r,
+    sample_ray: ti.template(), t_dt: ti.template(), pos: ti.template(),
+):  # fmt: skip
+    """March one ray from t_start; with write != 0 store its samples at rows base..; return (count, cursor)."""
+    n = 0
+    k = 0
+    while n < max_n:
+        tm = t_start + (k + 0.5) * dt
+        if tm >= t_out:
+            break
+        p = o + tm * d
+        c = grid_cell(p, lo, inv_cell, res)
+        if occupied[cell_linear(c, res)] != 0:
+            if write != 0:
+                row = base + n
+                sample_ray[row] = r
+                t_dt[row, 0] = tm
+                t_dt[row, 1] = dt
+                for a in ti.static(range(3)):
+                    pos[row, a] = p[a]
+            n += 1
+            k += 1
+        else:
+            skip = cell_exit_distance(p, inv_d, c, lo, cell)
+            k += ti.max(1, ti.cast(ti.ceil(skip / dt), ti.i32))
+    return n, t_start + k * dt
+
+
+@ti.kernel
+def _march_kernel(
+    rays_o: F32x2,
+    rays_d: F32x2,
+    occupied: U8,
+    res: ti.i32,
+    lo: ti.math.vec3,
+    hi: ti.math.vec3,
+    dt: ti.f32,
+    near: ti.f32,
+    max_samples: ti.i32,
+    t_cursor: F32,
+    jitter: F32,
+    accum: F32x2,
+    t_thresh: ti.f32,
+    ray_offset: I32,
+    ray_count: I32,
+    sample_ray: I32,
+    t_dt: F32x2,
+    pos: F32x2,
+    counter: I32,
+):
+    counter[0] = 0
+    cell = (hi - lo) / res
+    inv_cell = res / (hi - lo)
+    capacity = sample_ray.shape[0]
+    use_jitter = jitter.shape[0] == rays_o.shape[0]
+    use_accum = accum.shape[0] == rays_o.shape[0]
+    for r in range(rays_o.shape[0]):
+        o = ti.math.vec3(rays_o[r, 0], rays_o[r, 1], rays_o[r, 2])
+        d = ti.math.vec3(rays_d[r, 0], rays_d[r, 1], rays_d[r, 2])
+        inv_d = safe_inverse(d)
+        t_in, t_out = ray_box(o, inv_d, lo, hi)
+        t = t_cursor[r]
+        if t < 0.0:
+            t = ti.max(t_in, near)
+            if use_jitter:
+                t += jitter[r] * dt
+        alive = t + 0.5 * dt < t_out
+        if use_accum and 1.0 - accum[r, 4] < t_thresh:
+            alive = False
+        n = 0
+        if alive:
+            n, _ = _walk(o, d, inv_d, t, t_out, dt, max_samples, occupied, res, lo, cell, inv_cell, 0, 0, r, sample_ray, t_dt, pos)
+        base = ti.atomic_add(counter[0], n)
+        # Only reachable when the caller's buffers hold fewer than R * max_samples rows: truncate, never overflow.
+        n = ti.max(0, ti.min(n, capacity - base))
+        ray_offset[r] = base
+        ray_count[r] = n
+        if alive:
+            _, t = _walk(o, d, inv_d, t, t_out, dt, n, occupied, res, lo, cell, inv_cell, 1, base, r, sample_ray, t_dt, pos)
+        t_cursor[r] = t
+
+
+@dataclass
+class RaySamples:
+    """Packed samples of one march call; tensors are views into the call's buffers (valid until the next call).
+
+    Rows ray_offset[r] .. ray_offset[r] + ray_count[r] - 1 belong to ray r, sorted by t.
+    """
+
+    ray_index: torch.Tensor
+    """[M] i32: the ray each sample belongs to."""
+    t_dt: torch.Tensor
+    """[M, 2] f32: sample midpoint t and step length dt (ray-parameter units; world units for unit directions)."""
+    positions: torch.Tensor
+    """[M, 3] f32: world positions o + t d."""
+    ray_offset: torch.Tensor
+    """[R] i32: first row of each ray."""
+    ray_count: torch.Tensor
+    """[R] i32: number of rows of each ray (0: none this call)."""
+
+
+class MarchBuffers:
+    """Preallocated outputs of `march_rays` for R rays and up to `max_samples` per ray (no per-frame allocations)."""
+
+    def __init__(self, n_rays: int, max_samples: int, device: torch.device | str = "cpu") -> None:
+        capacity = int(n_rays) * int(max_samples)
+        self.n_rays, self.max_samples = int(n_rays), int(max_samples)
+        self.ray_offset = torch.zeros(n_rays, dtype=torch.int32, device=device)
+        self.ray_count = torch.zeros(n_rays, dtype=torch.int32, device=device)
+        self.sample_ray = torch.zeros(capacity, dtype=torch.int32, device=device)
+        self.t_dt = torch.zeros(capacity, 2, device=device)
+        self.pos = torch.zeros(capacity, 3, device=device)
+        self.counter = torch.zeros(1, dtype=torch.int32, device=device)
+
+
+def march_rays(
+    rays_o: torch.Tensor,
+    rays_d: torch.Tensor,
+    grid: OccupancyGrid,
+    dt: float,
+    near: float = 0.05,
+    max_samples: int = 16,
+    t_cursor: torch.Tensor | None = None,
+    jitter: torch.Tensor | None = None,
+    accum: torch.Tensor | None = None,
+    t_thresh: float = 1e-4,
+    out: MarchBuffers | None = None,
+) -> RaySamples:
+    """March rays_o, rays_d [R, 3] f32 (unit directions) through `grid`; at most `max_samples` per ray this call.
+
+    t_cursor [R] f32 in/out (-1: start at the box entry; updated to where each ray stopped; None: a fresh start);
+    jitter [R] f32 in [0, 1): lattice offset in steps (training); accum [R, 5]: skip rays already opaque (inference);
+    out: buffers to reuse, with n_rays == R and max_samples >= this call's cap.
+    """
+    n_rays = rays_o.shape[0]
+    runtime.require_device(rays_o, rays_d, grid.occupied)
+    check_tensor(rays_o, "rays_o", torch.float32, (-1, 3), WHERE)
+    check_tensor(rays_d, "rays_d", torch.float32, (n_rays, 3), WHERE)
+    if dt <= 0 or max_samples < 1:
+        raise ValueError(f"{WHERE}: dt={dt}, max_samples={max_samples}; need dt > 0 and max_samples >= 1")
+    device = rays_o.device
+    if out is None:
+        out = MarchBuffers(n_rays, max_samples, device)
+    elif out.n_rays != n_rays or out.max_samples < max_samples:
+        raise ValueError(
+            f"{WHERE}: out buffers are for {out.n_rays} rays x {out.max_samples} samples, the call needs "
+            f"{n_rays} x {max_samples}; allocate MarchBuffers({n_rays}, {max_samples})"
+        )
+    if t_cursor is None:
+        t_cursor = torch.full((n_rays,), -1.0, device=device)
+    check_tensor(t_cursor, "t_cursor", torch.float32, (n_rays,), WHERE)
+    empty = torch.empty(0, device=device)
+    if jitter is not None:
+        check_tensor(jitter, "jitter", torch.float32, (n_rays,), WHERE)
+    if accum is not None:
+        check_tensor(accum, "accum", torch.float32, (n_rays, 5), WHERE)
+    _march_kernel(
+        rays_o.detach(), rays_d.detach(), grid.occupied, grid.resolution,
+        ti.math.vec3(*grid.lo), ti.math.vec3(*grid.hi), float(dt), float(near), int(max_samples),
+        t_cursor, empty if jitter is None else jitter, empty.view(0, 5) if accum is None else accum.detach(),
+        float(t_thresh), out.ray_offset, out.ray_count, out.sample_ray, out.t_dt, out.pos, out.counter,
+    )  # fmt: skip
+    m = min(int(out.counter[0]), out.sample_ray.shape[0])
+    return RaySamples(out.sample_ray[:m], out.t_dt[:m], out.pos[:m], out.ray_offset, out.ray_count)

@@ -1,0 +1,131 @@
+"""Occupancy grid over the head's bounding box: a G^3 density EMA, the uint8 occupied mask derived from it, updates.
+
+Update (instant-ngp style): every cell's density decays by `decay`, cells sampled this round take
+max(decayed, sigma at a jittered point inside the cell), and a cell is occupied while its density exceeds
+min(mean density, threshold). Before the first update every cell counts as occupied, so early training
+marches through the whole box. Cells are indexed x fastest: index = x + G * (y + G * z).
+"""
+from collections.abc import Callable
+
+import taichi as ti
+import torch
+
+from engine.nerf.kernels import runtime
+from engine.nerf.kernels.common import F32, I32, U8, F32x2, cell_linear, check_tensor, grid_cell, inside_box
+
+WHERE = "engine/nerf/kernels/occupancy.py"
+
+
+@ti.kernel
+def _cell_points_kernel(cells: I32, jitter: F32x2, lo: ti.math.vec3, cell: ti.math.vec3, res: ti.i32, out: F32x2):
+    for m in range(cells.shape[0]):
+        c = cells[m]
+        ijk = ti.math.vec3(c % res, (c // res) % res, c // (res * res))
+        for k in ti.static(range(3)):
+            out[m, k] = lo[k] + (ijk[k] + jitter[m, k]) * cell[k]
+
+
+@ti.kernel
+def _decay_max_kernel(density: F32, cells: I32, sigma: F32, decay: ti.f32):
+    for c in range(density.shape[0]):
+        density[c] *= decay
+    for m in range(cells.shape[0]):
+        ti.atomic_max(density[cells[m]], sigma[m])
+
+
+@ti.kernel
+def _query_kernel(points: F32x2, occupied: U8, lo: ti.math.vec3, hi: ti.math.vec3, res: ti.i32, out: U8):
+    inv_cell = res / (hi - lo)
+    for n in range(points.shape[0]):
+        p = ti.math.vec3(points[n, 0], points[n, 1], points[n, 2])
+        hit = ti.u8(0)
+        if inside_box(p, lo, hi):
+            hit = occupied[cell_linear(grid_cell(p, lo, inv_cell, res), res)]
+        out[n] = hit
+
+
+class OccupancyGrid(torch.nn.Module):
+    """A res^3 occupancy grid over aabb = (xmin, ymin, zmin, xmax, ymax, zmax); buffers save with the weights.
+
+    density [res^3] f32 (EMA of sigma), occupied [res^3] u8 (1: march through, 0: skip).
+    `threshold` is in sigma units (1 / world length): a cell below it adds opacity < threshold * dt per step.
+    """
+
+    def __init__(
+        self,
+        aabb: tuple[float, float, float, float, float, float] = (-1.0, -1.0, -1.0, 1.0, 1.0, 1.0),
+        resolution: int = 64,
+        decay: float = 0.95,
+        threshold: float = 0.01,
+    ) -> None:
+        super().__init__()
+        lo, hi = tuple(float(v) for v in aabb[:3]), tuple(float(v) for v in aabb[3:])
+        if len(aabb) != 6 or any(h <= l for l, h in zip(lo, hi)):
+            raise ValueError(f"{WHERE}: aabb={aabb} must be (xmin, ymin, zmin, xmax, ymax, zmax) with max > min")
+        if resolution < 1:
+            raise ValueError(f"{WHERE}: resolution={resolution} must be >= 1")
+        self.lo, self.hi, self.resolution = lo, hi, int(resolution)
+        self.decay, self.threshold = float(decay), float(threshold)
+        n = self.resolution**3
+        self.register_buffer("density", torch.zeros(n))
+        self.register_buffer("occupied", torch.ones(n, dtype=torch.uint8))
+
+    @property
+    def cell_size(self) -> tuple[float, float, float]:
+        return tuple((h - l) / self.resolution for l, h in zip(self.lo, self.hi))
+
+    def occupied_fraction(self) -> float:
+        return float(self.occupied.float().mean())
+
+    def cell_points(self, cells: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Jittered world points inside cells [M] i32 -> [M, 3] f32 (uniform within each cell)."""
+        runtime.require_device(cells, self.density)
+        check_tensor(cells, "cells", torch.int32, (-1,), WHERE)
+        jitter = torch.rand(cells.shape[0], 3, device=cells.device, generator=generator)
+        out = torch.empty(cells.shape[0], 3, device=cells.device)
+        _cell_points_kernel(cells, jitter, ti.math.vec3(*self.lo), ti.math.vec3(*self.cell_size), self.resolution, out)
+        return out
+
+    @torch.no_grad()
+    def update(
+        self,
+        density_fn: Callable[[torch.Tensor], torch.Tensor],
+        n_cells: int | None = None,
+        generator: torch.Generator | None = None,
+        chunk: int = 1 << 17,
+    ) -> float:
+        """One EMA round: sigma = density_fn(points [M, 3] world) -> [M]; returns the occupied fraction.
+
+        n_cells=None samples every cell once; otherwise that many cells drawn uniformly with replacement.
+        """
+        device = self.density.device
+        total = self.resolution**3
+        if n_cells is None:
+            cells = torch.arange(total, dtype=torch.int32, device=device)
+        else:
+            cells = torch.randint(0, total, (int(n_cells),), device=device, generator=generator, dtype=torch.int32)
+        sigma = torch.empty(cells.shape[0], device=device)
+        for start in range(0, cells.shape[0], chunk):
+            part = cells[start : start + chunk]
+            values = density_fn(self.cell_points(part, generator)).reshape(-1)
+            if values.shape[0] != part.shape[0]:
+                raise ValueError(
+                    f"{WHERE}: density_fn returned {tuple(values.shape)} for {part.shape[0]} points; return [M] sigma"
+                )
+            sigma[start : start + part.shape[0]] = values
+        _decay_max_kernel(self.density, cells, sigma.float().contiguous(), self.decay)
+        limit = min(float(self.density.mean()), self.threshold)
+        torch.gt(self.density, limit, out=self.occupied)  # writes 0/1 into the uint8 mask
+        return self.occupied_fraction()
+
+    def query(self, points: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """points [N, 3] f32 world -> [N] u8: 1 where the cell is occupied (0 outside the box)."""
+        runtime.require_device(points, self.occupied)
+        check_tensor(points, "points", torch.float32, (-1, 3), WHERE)
+        if out is None:
+            out = torch.empty(points.shape[0], dtype=torch.uint8, device=points.device)
+        check_tensor(out, "out", torch.uint8, (points.shape[0],), WHERE)
+        _query_kernel(
+            points.detach(), self.occupied, ti.math.vec3(*self.lo), ti.math.vec3(*self.hi), self.resolution, out
+        )
+        return out

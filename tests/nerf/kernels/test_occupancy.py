@@ -1,0 +1,68 @@
+"""Occupancy grid: EMA update from a density function, thresholding, queries, and saving with the weights."""
+import pytest
+import torch
+
+from engine.nerf.kernels.occupancy import OccupancyGrid
+
+pytestmark = pytest.mark.usefixtures("taichi_cpu")
+
+
+def ball(points: torch.Tensor) -> torch.Tensor:
+    return torch.where(points.norm(dim=-1) < 0.5, 50.0, 0.0)
+
+
+def test_starts_fully_occupied_then_marks_the_ball():
+    grid = OccupancyGrid(resolution=16)
+    assert grid.occupied_fraction() == 1.0
+    fraction = grid.update(ball, generator=torch.Generator().manual_seed(0))
+    # ball volume / box volume = (4/3 pi 0.125) / 8 = 0.065; boundary cells make the grid a bit larger
+    assert 0.03 < fraction < 0.15
+    centres = torch.tensor([[0.0, 0.0, 0.0], [0.2, -0.2, 0.1], [0.9, 0.9, 0.9], [-0.8, 0.0, 0.0], [3.0, 0.0, 0.0]])
+    assert grid.query(centres).tolist() == [1, 1, 0, 0, 0]
+
+
+def test_density_is_a_decaying_max():
+    grid = OccupancyGrid(resolution=4, decay=0.5, threshold=0.01)
+    grid.update(lambda p: torch.full((p.shape[0],), 8.0))
+    assert torch.allclose(grid.density, torch.full((64,), 8.0))
+    grid.update(lambda p: torch.where(p[:, 0] > 0, 6.0, 0.0))
+    expected = torch.tensor([6.0 if x >= 2 else 4.0 for z in range(4) for y in range(4) for x in range(4)])
+    assert torch.allclose(grid.density, expected)  # x fastest in the cell index
+    assert grid.occupied_fraction() == 1.0  # everything above threshold=0.01
+    for _ in range(20):
+        grid.update(lambda p: torch.zeros(p.shape[0]))
+    # densities fell below 0.01: the threshold becomes the mean, which keeps the denser x >= 2 half
+    assert float(grid.density.max()) < 0.01
+    assert torch.equal(grid.occupied.bool(), expected > 5.0)
+
+
+def test_partial_updates_touch_only_sampled_cells():
+    grid = OccupancyGrid(resolution=8, decay=1.0)
+    grid.update(lambda p: torch.ones(p.shape[0]), n_cells=40, generator=torch.Generator().manual_seed(1))
+    touched = int((grid.density > 0).sum())
+    assert 0 < touched <= 40
+
+
+def test_cell_points_lie_in_their_cells():
+    grid = OccupancyGrid(aabb=(-1, -0.5, -1, 1, 0.5, 1), resolution=8)
+    cells = torch.arange(512, dtype=torch.int32)
+    pts = grid.cell_points(cells, torch.Generator().manual_seed(2))
+    size = torch.tensor(grid.cell_size)
+    ijk = torch.floor((pts - torch.tensor(grid.lo)) / size).long()
+    assert torch.equal(ijk[:, 0] + 8 * (ijk[:, 1] + 8 * ijk[:, 2]), cells.long())
+
+
+def test_buffers_round_trip_through_state_dict():
+    grid = OccupancyGrid(resolution=8)
+    grid.update(ball)
+    other = OccupancyGrid(resolution=8)
+    other.load_state_dict(grid.state_dict())
+    assert torch.equal(other.occupied, grid.occupied) and other.occupied.dtype == torch.uint8
+
+
+def test_bad_config_names_the_fix():
+    with pytest.raises(ValueError, match="aabb"):
+        OccupancyGrid(aabb=(1, 0, 0, -1, 1, 1))
+    grid = OccupancyGrid(resolution=4)
+    with pytest.raises(ValueError, match="density_fn returned"):
+        grid.update(lambda p: torch.zeros(3))
