@@ -47,7 +47,8 @@ class DemoOptions:
 def make_app(display: DisplaySettings, *, headless: bool) -> App:
     """A live engine: lenient (a failing system is reported, the frame loop goes on), audio + display."""
     from engine.app import App
-    from engine.audio import AudioSettings, audio_plugin
+    from engine.audio.plugin import audio_plugin
+    from engine.audio.settings import AudioSettings
     from engine.display.plugin import display_plugin
 
     app = App(strict=False)
