@@ -29,6 +29,8 @@ class AppExit:
 class SystemTimings:
     """Resource: how long each system and each whole frame took, for the overlay and `bench`."""
 
+    startup_ms: dict[str, float] = field(default_factory=dict)
+    """Startup systems run once; kept apart so they do not swamp the per-frame figures."""
     last_ms: dict[str, float] = field(default_factory=dict)
     mean_ms: dict[str, float] = field(default_factory=dict)
     stage_ms: dict[str, float] = field(default_factory=dict)
@@ -176,7 +178,11 @@ class App:
                 if strict:
                     raise
                 self.world.resource(Diagnostics).report(system.name, error)
-            timings.record(system.name, (time.perf_counter() - start) * 1e3)
+            elapsed_ms = (time.perf_counter() - start) * 1e3
+            if stage is Stage.STARTUP:
+                timings.startup_ms[system.name] = elapsed_ms
+            else:
+                timings.record(system.name, elapsed_ms)
         # Stage boundary: deferred edits become visible to the next stage.
         self.world.apply_commands()
 

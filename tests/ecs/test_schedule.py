@@ -112,9 +112,12 @@ def test_timings_are_recorded_per_system_and_frame():
 
     app = App()
     app.add_system(recorder([], "timed"))
+    app.add_system(recorder([], "once"), Stage.STARTUP)
     app.update()
     timings = app.resource(SystemTimings)
     assert any(name.endswith("record_timed") for name in timings.last_ms)
+    assert [n for n in timings.startup_ms if n.endswith("record_once")] and not any(
+        n.endswith("record_once") for n in timings.mean_ms)
     assert len(timings.frame_ms) == 1 and timings.frame_ms[0] >= 0
     assert set(timings.stage_ms) == {s.value for s in Stage if s is not Stage.STARTUP}
 
