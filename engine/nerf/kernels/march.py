@@ -6,8 +6,9 @@ step to the cell's exit snapped to the lattice, so skipping drops only samples i
 the others: with a conservative grid the image equals brute-force marching. Only occupied samples count
 against `max_samples`.
 
-Each ray reserves a contiguous run of output rows with one atomic add (count pass, then write pass), so a
-launch packs all samples with no prefix-sum pass; runs are in arbitrary ray order, each sorted by t.
+Each ray walks once into a per-ray scratch row, then reserves a contiguous run of output rows with one atomic
+add, so a launch packs all samples with no prefix-sum pass; runs are in arbitrary ray order, each sorted by t.
+Empty space is crossed through the grid's coarse level (MIP^3 fine cells per coarse cell) where it is empty.
 Marching can resume: `t_cursor` [R] holds where each ray stopped (-1: not started), and rays whose
 accumulated opacity (the compositor's accum [R, 5]) leaves transmittance below `t_thresh` take no samples.
 """
@@ -29,7 +30,7 @@ from engine.nerf.kernels.common import (
     ray_box,
     safe_inverse,
 )
-from engine.nerf.kernels.occupancy import OccupancyGrid
+from engine.nerf.kernels.occupancy import MIP, OccupancyGrid
 
 WHERE = "engine/nerf/kernels/march.py"
 
@@ -37,10 +38,15 @@ WHERE = "engine/nerf/kernels/march.py"
 @ti.func
 def _walk(
     o, d, inv_d, t_start, t_out, dt, max_n,
-    occupied: ti.template(), res, lo, cell, inv_cell, write, base, r,
-    sample_ray: ti.template(), t_dt: ti.template(), pos: ti.template(),
+    occupied: ti.template(), res, coarse: ti.template(), coarse_res, lo, cell, scratch: ti.template(), r,
 ):  # fmt: skip
-    """March one ray from t_start; with write != 0 store its samples at rows base..; return (count, cursor)."""
+    """March one ray from t_start, storing sample midpoints in scratch[r, :]; return (count, cursor).
+
+    Empty space is crossed a coarse cell (MIP cells per side) at a time, then a fine cell at a time.
+    """
+    coarse_cell = cell * MIP
+    inv_cell = 1.0 / cell
+    inv_coarse = 1.0 / coarse_cell
     n = 0
     k = 0
     while n < max_n:
@@ -48,19 +54,19 @@ def _walk(
         if tm >= t_out:
             break
         p = o + tm * d
-        c = grid_cell(p, lo, inv_cell, res)
-        if occupied[cell_linear(c, res)] != 0:
-            if write != 0:
-                row = base + n
-                sample_ray[row] = r
-                t_dt[row, 0] = tm
-                t_dt[row, 1] = dt
-                for a in ti.static(range(3)):
-                    pos[row, a] = p[a]
+        cc = grid_cell(p, lo, inv_coarse, coarse_res)
+        skip = -1.0
+        if coarse[cell_linear(cc, coarse_res)] == 0:
+            skip = cell_exit_distance(p, inv_d, cc, lo, coarse_cell)
+        else:
+            c = grid_cell(p, lo, inv_cell, res)
+            if occupied[cell_linear(c, res)] == 0:
+                skip = cell_exit_distance(p, inv_d, c, lo, cell)
+        if skip < 0.0:
+            scratch[r, n] = tm
             n += 1
             k += 1
         else:
-            skip = cell_exit_distance(p, inv_d, c, lo, cell)
             k += ti.max(1, ti.cast(ti.ceil(skip / dt), ti.i32))
     return n, t_start + k * dt
 
@@ -71,6 +77,8 @@ def _march_kernel(
     rays_d: F32x2,
     occupied: U8,
     res: ti.i32,
+    coarse: U8,
+    coarse_res: ti.i32,
     lo: ti.math.vec3,
     hi: ti.math.vec3,
     dt: ti.f32,
@@ -80,6 +88,7 @@ def _march_kernel(
     jitter: F32,
     accum: F32x2,
     t_thresh: ti.f32,
+    scratch: F32x2,
     ray_offset: I32,
     ray_count: I32,
     sample_ray: I32,
@@ -89,8 +98,6 @@ def _march_kernel(
 ):
     counter[0] = 0
     cell = (hi - lo) / res
-    inv_cell = res / (hi - lo)
-    capacity = sample_ray.shape[0]
     use_jitter = jitter.shape[0] == rays_o.shape[0]
     use_accum = accum.shape[0] == rays_o.shape[0]
     for r in range(rays_o.shape[0]):
@@ -108,14 +115,20 @@ def _march_kernel(
             alive = False
         n = 0
         if alive:
-            n, _ = _walk(o, d, inv_d, t, t_out, dt, max_samples, occupied, res, lo, cell, inv_cell, 0, 0, r, sample_ray, t_dt, pos)
+            n, t = _walk(o, d, inv_d, t, t_out, dt, max_samples, occupied, res, coarse, coarse_res, lo, cell, scratch, r)
+        # One atomic reservation per ray packs the samples without a prefix-sum pass; the buffers hold
+        # R * max_samples rows, so a reservation never overflows.
         base = ti.atomic_add(counter[0], n)
-        # Only reachable when the caller's buffers hold fewer than R * max_samples rows: truncate, never overflow.
-        n = ti.max(0, ti.min(n, capacity - base))
         ray_offset[r] = base
         ray_count[r] = n
-        if alive:
-            _, t = _walk(o, d, inv_d, t, t_out, dt, n, occupied, res, lo, cell, inv_cell, 1, base, r, sample_ray, t_dt, pos)
+        for i in range(n):
+            tm = scratch[r, i]
+            p = o + tm * d
+            sample_ray[base + i] = r
+            t_dt[base + i, 0] = tm
+            t_dt[base + i, 1] = dt
+            for a in ti.static(range(3)):
+                pos[base + i, a] = p[a]
         t_cursor[r] = t
 
 
@@ -150,6 +163,7 @@ class MarchBuffers:
         self.t_dt = torch.zeros(capacity, 2, device=device)
         self.pos = torch.zeros(capacity, 3, device=device)
         self.counter = torch.zeros(1, dtype=torch.int32, device=device)
+        self.scratch = torch.zeros(n_rays, max_samples, device=device)
 
 
 def march_rays(
@@ -194,10 +208,10 @@ def march_rays(
     if accum is not None:
         check_tensor(accum, "accum", torch.float32, (n_rays, 5), WHERE)
     _march_kernel(
-        rays_o.detach(), rays_d.detach(), grid.occupied, grid.resolution,
+        rays_o.detach(), rays_d.detach(), grid.occupied, grid.resolution, grid.coarse, grid.coarse_resolution,
         ti.math.vec3(*grid.lo), ti.math.vec3(*grid.hi), float(dt), float(near), int(max_samples),
         t_cursor, empty if jitter is None else jitter, empty.view(0, 5) if accum is None else accum.detach(),
-        float(t_thresh), out.ray_offset, out.ray_count, out.sample_ray, out.t_dt, out.pos, out.counter,
+        float(t_thresh), out.scratch, out.ray_offset, out.ray_count, out.sample_ray, out.t_dt, out.pos, out.counter,
     )  # fmt: skip
-    m = min(int(out.counter[0]), out.sample_ray.shape[0])
+    m = int(out.counter[0])
     return RaySamples(out.sample_ray[:m], out.t_dt[:m], out.pos[:m], out.ray_offset, out.ray_count)

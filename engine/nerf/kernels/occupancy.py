@@ -3,7 +3,8 @@
 Update (instant-ngp style): every cell's density decays by `decay`, cells sampled this round take
 max(decayed, sigma at a jittered point inside the cell), and a cell is occupied while its density exceeds
 min(mean density, threshold). Before the first update every cell counts as occupied, so early training
-marches through the whole box. Cells are indexed x fastest: index = x + G * (y + G * z).
+marches through the whole box. Cells are indexed x fastest: index = x + G * (y + G * z). A coarse level
+(a cell is occupied if any of its MIP^3 fine cells is) lets the marcher cross empty space in fewer steps.
 """
 from collections.abc import Callable
 
@@ -14,6 +15,9 @@ from engine.nerf.kernels import runtime
 from engine.nerf.kernels.common import F32, I32, U8, F32x2, cell_linear, check_tensor, grid_cell, inside_box
 
 WHERE = "engine/nerf/kernels/occupancy.py"
+
+MIP = 4
+"""Fine cells per side of one coarse cell; the marcher crosses empty coarse cells in one step."""
 
 
 @ti.kernel
@@ -47,7 +51,8 @@ def _query_kernel(points: F32x2, occupied: U8, lo: ti.math.vec3, hi: ti.math.vec
 class OccupancyGrid(torch.nn.Module):
     """A res^3 occupancy grid over aabb = (xmin, ymin, zmin, xmax, ymax, zmax); buffers save with the weights.
 
-    density [res^3] f32 (EMA of sigma), occupied [res^3] u8 (1: march through, 0: skip).
+    density [res^3] f32 (EMA of sigma), occupied [res^3] u8 (1: march through, 0: skip), coarse [ceil(res/MIP)^3]
+    u8 (derived from occupied; change occupied through `set_occupied` so both stay in step).
     `threshold` is in sigma units (1 / world length): a cell below it adds opacity < threshold * dt per step.
     """
 
@@ -66,9 +71,27 @@ class OccupancyGrid(torch.nn.Module):
             raise ValueError(f"{WHERE}: resolution={resolution} must be >= 1")
         self.lo, self.hi, self.resolution = lo, hi, int(resolution)
         self.decay, self.threshold = float(decay), float(threshold)
+        self.coarse_resolution = -(-self.resolution // MIP)
         n = self.resolution**3
         self.register_buffer("density", torch.zeros(n))
         self.register_buffer("occupied", torch.ones(n, dtype=torch.uint8))
+        self.register_buffer("coarse", torch.ones(self.coarse_resolution**3, dtype=torch.uint8), persistent=False)
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self._refresh_coarse()
+
+    def _refresh_coarse(self) -> None:
+        g = self.resolution
+        fine = self.occupied.view(1, 1, g, g, g).float()
+        pooled = torch.nn.functional.max_pool3d(fine, kernel_size=MIP, stride=MIP, ceil_mode=True)
+        self.coarse.copy_(pooled.reshape(-1))
+
+    @torch.no_grad()
+    def set_occupied(self, mask: torch.Tensor) -> None:
+        """Overwrite the occupied mask ([res^3] bool/u8, x fastest), e.g. to clear cells no camera sees."""
+        self.occupied.copy_(mask.reshape(-1).to(torch.uint8))
+        self._refresh_coarse()
 
     @property
     def cell_size(self) -> tuple[float, float, float]:
@@ -115,7 +138,7 @@ class OccupancyGrid(torch.nn.Module):
             sigma[start : start + part.shape[0]] = values
         _decay_max_kernel(self.density, cells, sigma.float().contiguous(), self.decay)
         limit = min(float(self.density.mean()), self.threshold)
-        torch.gt(self.density, limit, out=self.occupied)  # writes 0/1 into the uint8 mask
+        self.set_occupied(self.density > limit)
         return self.occupied_fraction()
 
     def query(self, points: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:

@@ -85,6 +85,32 @@ def test_skipping_keeps_lattice_samples_in_occupied_cells_only():
         torch.testing.assert_close(skip.t_dt[so : so + sn, 0], kept, atol=2e-5, rtol=0)
 
 
+def test_single_occupied_cell_in_a_partial_coarse_cell():
+    """30 fine cells per side: the last coarse cell sticks out of the box; one occupied fine cell in it."""
+    grid = OccupancyGrid(resolution=30)
+    target = 29 + 30 * (28 + 30 * 25)  # cell (29, 28, 25)
+    mask = torch.zeros(30**3, dtype=torch.bool)
+    mask[target] = True
+    grid.set_occupied(mask)
+    g = torch.Generator().manual_seed(0)
+    through = grid.cell_points(torch.full((64,), target, dtype=torch.int32), g)
+    d = torch.randn(64, 3, generator=g)
+    d = d / d.norm(dim=-1, keepdim=True)
+    o = (through - 4.0 * d).contiguous()  # every ray crosses the occupied cell
+    assert int(grid.coarse.sum()) == 1
+    full = march_rays(o, d, OccupancyGrid(resolution=30), dt=DT / 4, max_samples=2000)
+    skip = march_rays(o, d, grid, dt=DT / 4, max_samples=2000)
+    in_cell = mask[_cells(full.positions, grid)]
+    assert int(in_cell.sum()) > 0
+    assert skip.t_dt.shape[0] == int(in_cell.sum())
+    assert torch.all(mask[_cells(skip.positions, grid)])
+
+
+def _cells(points, grid):
+    ijk = torch.floor((points - torch.tensor(grid.lo)) / torch.tensor(grid.cell_size)).long().clamp(0, grid.resolution - 1)
+    return ijk[:, 0] + grid.resolution * (ijk[:, 1] + grid.resolution * ijk[:, 2])
+
+
 def test_cap_and_resume_cover_the_same_samples():
     o, d = camera_rays(12)
     grid = OccupancyGrid(resolution=32)

@@ -53,11 +53,12 @@ def test_cell_points_lie_in_their_cells():
 
 
 def test_buffers_round_trip_through_state_dict():
-    grid = OccupancyGrid(resolution=8)
+    grid = OccupancyGrid(resolution=16)
     grid.update(ball)
-    other = OccupancyGrid(resolution=8)
+    other = OccupancyGrid(resolution=16)
     other.load_state_dict(grid.state_dict())
     assert torch.equal(other.occupied, grid.occupied) and other.occupied.dtype == torch.uint8
+    assert torch.equal(other.coarse, grid.coarse) and 0 < int(grid.coarse.sum()) < grid.coarse.numel()
 
 
 def test_bad_config_names_the_fix():
