@@ -81,6 +81,8 @@ def _march_kernel(
     coarse_res: ti.i32,
     lo: ti.math.vec3,
     hi: ti.math.vec3,
+    occ_lo: ti.math.vec3,
+    occ_hi: ti.math.vec3,
     dt: ti.f32,
     near: ti.f32,
     max_samples: ti.i32,
@@ -110,6 +112,14 @@ def _march_kernel(
             t = ti.max(t_in, near)
             if use_jitter:
                 t += jitter[r] * dt
+        # Start at the box of occupied cells, snapped to the lattice anchored at the grid's box entry, so
+        # skipping there moves no sample; rays missing it are done at once (most background pixels).
+        occ_in, occ_out = ray_box(o, inv_d, occ_lo, occ_hi)
+        if occ_out < occ_in or (occ_hi < occ_lo).any():
+            t = t_out
+        else:
+            t += ti.max(0.0, ti.floor((occ_in - t) / dt)) * dt
+            t_out = ti.min(t_out, occ_out)
         alive = t + 0.5 * dt < t_out
         if use_accum and 1.0 - accum[r, 4] < t_thresh:
             alive = False
@@ -209,7 +219,8 @@ def march_rays(
         check_tensor(accum, "accum", torch.float32, (n_rays, 5), WHERE)
     _march_kernel(
         rays_o.detach(), rays_d.detach(), grid.occupied, grid.resolution, grid.coarse, grid.coarse_resolution,
-        ti.math.vec3(*grid.lo), ti.math.vec3(*grid.hi), float(dt), float(near), int(max_samples),
+        ti.math.vec3(*grid.lo), ti.math.vec3(*grid.hi), ti.math.vec3(*grid.occupied_box[0]),
+        ti.math.vec3(*grid.occupied_box[1]), float(dt), float(near), int(max_samples),
         t_cursor, empty if jitter is None else jitter, empty.view(0, 5) if accum is None else accum.detach(),
         float(t_thresh), out.scratch, out.ray_offset, out.ray_count, out.sample_ray, out.t_dt, out.pos, out.counter,
     )  # fmt: skip

@@ -76,6 +76,8 @@ class OccupancyGrid(torch.nn.Module):
         self.register_buffer("density", torch.zeros(n))
         self.register_buffer("occupied", torch.ones(n, dtype=torch.uint8))
         self.register_buffer("coarse", torch.ones(self.coarse_resolution**3, dtype=torch.uint8), persistent=False)
+        self.occupied_box: tuple[tuple[float, float, float], tuple[float, float, float]] = (lo, hi)
+        """World (min corner, max corner) of the occupied cells; rays that miss it take no samples."""
 
     def _load_from_state_dict(self, *args, **kwargs):
         super()._load_from_state_dict(*args, **kwargs)
@@ -86,6 +88,16 @@ class OccupancyGrid(torch.nn.Module):
         fine = self.occupied.view(1, 1, g, g, g).float()
         pooled = torch.nn.functional.max_pool3d(fine, kernel_size=MIP, stride=MIP, ceil_mode=True)
         self.coarse.copy_(pooled.reshape(-1))
+        zyx = torch.nonzero(self.occupied.view(g, g, g))
+        if zyx.shape[0] == 0:
+            self.occupied_box = (self.hi, self.lo)  # hi < lo: marks "nothing occupied" for the marcher
+            return
+        cell = self.cell_size
+        first, last = zyx.amin(0).flip(0).tolist(), zyx.amax(0).flip(0).tolist()
+        self.occupied_box = (
+            tuple(l + c * i for l, c, i in zip(self.lo, cell, first)),
+            tuple(l + c * (i + 1) for l, c, i in zip(self.lo, cell, last)),
+        )
 
     @torch.no_grad()
     def set_occupied(self, mask: torch.Tensor) -> None:
