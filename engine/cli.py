@@ -4,10 +4,11 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import tyro
 
+from engine.data.synth.config import SynthConfig
 from engine.scene.run import DemoOptions, RunOptions
 
 
@@ -25,11 +26,24 @@ def _demo(options: DemoOptions) -> int:
     return _run(demo_run_options(options))
 
 
+def _synth(config: SynthConfig) -> int:
+    from engine.data.synth import run_synth
+
+    print(f"wrote {run_synth(config)}")
+    return 0
+
+
 # name -> (options type, handler). Handlers import their package lazily so `--help` stays fast.
 COMMANDS: dict[str, tuple[type, Callable[[Any], int]]] = {
+    "synth": (Annotated[SynthConfig, tyro.conf.PositionalRequiredArgs], _synth),
     "run": (RunOptions, _run),
     "demo": (DemoOptions, _demo),
 }
+
+
+def _plain(kind: Any) -> type:
+    """The class inside an Annotated[...] command type."""
+    return getattr(kind, "__origin__", kind)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -39,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args=argv,
         description="SyncAnimation Engine: real-time audio-driven NeRF talking avatars.",
     )
-    handler = next(spec[1] for spec in COMMANDS.values() if isinstance(options, spec[0]))
+    handler = next(handler for kind, handler in COMMANDS.values() if isinstance(options, _plain(kind)))
     from engine.scene.loader import SceneError
 
     try:
