@@ -32,8 +32,8 @@ class SampleRing:
         # Consumer-owned.
         self._read = 0
         self.consumed = 0
-        self.dropped = 0
-        self.overruns = 0
+        self._dropped = 0
+        self._overruns = 0
         self.inserted = 0
         self.underruns = 0
 
@@ -64,6 +64,16 @@ class SampleRing:
         return self._written
 
     @property
+    def dropped(self) -> int:
+        """Samples overwritten before the consumer got them (including ones it has not noticed yet)."""
+        return self._dropped + max(0, self._written - self._read - self.capacity)
+
+    @property
+    def overruns(self) -> int:
+        """Times the producer lapped the consumer (a lap not yet noticed counts once)."""
+        return self._overruns + (1 if self._written - self._read > self.capacity else 0)
+
+    @property
     def available(self) -> int:
         """Samples the consumer can read now (at most `capacity`)."""
         return min(self._written - self._read, self.capacity)
@@ -85,8 +95,8 @@ class SampleRing:
         lost = min(max(0, self._written - self.capacity - start), k)
         if lost:
             out = out[lost:]
-            self.dropped += lost
-            self.overruns += 1
+            self._dropped += lost
+            self._overruns += 1
         self._read = start + k
         self.consumed += len(out)
         return out
@@ -105,8 +115,8 @@ class SampleRing:
         behind = written - self._read - self.capacity
         if behind > 0:
             self._read += behind
-            self.dropped += behind
-            self.overruns += 1
+            self._dropped += behind
+            self._overruns += 1
 
     def _copy_out(self, at: int, k: int) -> np.ndarray:
         first = min(k, self.capacity - at)

@@ -61,7 +61,8 @@ class HubertExtractor(FeatureExtractor):
 
     id = "hubert"
 
-    def __init__(self, params: HubertParams = HubertParams()) -> None:
+    def __init__(self, params: HubertParams = HubertParams(), model: Any = None) -> None:
+        """Load `params.model` offline, or wrap `model` (an already loaded HubertModel, e.g. a random one for bench)."""
         import torch
 
         if params.block_frames < 1 or params.context_frames < 0 or params.right_frames < 0:
@@ -74,13 +75,13 @@ class HubertExtractor(FeatureExtractor):
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
-        self.model = _load_model(params.model).eval().to(self.device)
+        self.model = (model if model is not None else _load_model(params.model)).eval().to(self.device)
         config = self.model.config
         layers = config.num_hidden_layers
         if not -1 <= params.layer <= layers:
             raise ValueError(f"HubertParams.layer={params.layer} but {params.model!r} has {layers} layers (0..{layers}, -1 = last)")
         self.dim = config.hidden_size
-        self.normalise = _wants_normalised_input(params.model)
+        self.normalise = _wants_normalised_input(params.model) if model is None else False
         self._architecture = {key: getattr(config, key) for key in _ARCHITECTURE_KEYS}
         self._digest = _weights_digest(self.model)
 
