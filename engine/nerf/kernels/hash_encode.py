@@ -27,15 +27,13 @@ IMAGE_PLANE = ((0, 1),)
 
 
 @ti.kernel
-def _forward_kernel(x: F32x2, table: F32x3, levels: I32x2, axes: I32x2, out: F32x2):
-    n_planes = axes.shape[0]
+def _forward_kernel(x: F32x2, table: F32x3, levels: I32x2, axes: ti.template(), n_feat: ti.template(), out: F32x2):
     n_levels = levels.shape[0]
-    n_feat = table.shape[2]
     for n, lv in ti.ndrange(x.shape[0], n_levels):
         offset, res, dense, size = levels[lv, 0], levels[lv, 1], levels[lv, 2], levels[lv, 3]
-        for p in range(n_planes):
-            i, fu = axis_cell(x[n, axes[p, 0]], res)
-            j, fv = axis_cell(x[n, axes[p, 1]], res)
+        for p in ti.static(range(len(axes))):
+            i, fu = axis_cell(x[n, axes[p][0]], res)
+            j, fv = axis_cell(x[n, axes[p][1]], res)
             s00 = offset + plane_slot(i, j, res, dense, size)
             s10 = offset + plane_slot(i + 1, j, res, dense, size)
             s01 = offset + plane_slot(i, j + 1, res, dense, size)
@@ -43,7 +41,7 @@ def _forward_kernel(x: F32x2, table: F32x3, levels: I32x2, axes: I32x2, out: F32
             w00, w10 = (1.0 - fu) * (1.0 - fv), fu * (1.0 - fv)
             w01, w11 = (1.0 - fu) * fv, fu * fv
             col = (p * n_levels + lv) * n_feat
-            for f in range(n_feat):
+            for f in ti.static(range(n_feat)):
                 out[n, col + f] = (
                     w00 * table[p, s00, f] + w10 * table[p, s10, f] + w01 * table[p, s01, f] + w11 * table[p, s11, f]
                 )
@@ -54,21 +52,19 @@ def _backward_kernel(
     x: F32x2,
     table: F32x3,
     levels: I32x2,
-    axes: I32x2,
+    axes: ti.template(),
+    n_feat: ti.template(),
     grad_out: F32x2,
     grad_table: F32x3,
     grad_x: F32x2,
     want_table: ti.i32,
     want_x: ti.i32,
 ):
-    n_planes = axes.shape[0]
     n_levels = levels.shape[0]
-    n_feat = table.shape[2]
     for n, lv in ti.ndrange(x.shape[0], n_levels):
         offset, res, dense, size = levels[lv, 0], levels[lv, 1], levels[lv, 2], levels[lv, 3]
-        for p in range(n_planes):
-            a0, a1 = axes[p, 0], axes[p, 1]
-            xu, xv = x[n, a0], x[n, a1]
+        for p in ti.static(range(len(axes))):
+            xu, xv = x[n, axes[p][0]], x[n, axes[p][1]]
             i, fu = axis_cell(xu, res)
             j, fv = axis_cell(xv, res)
             s00 = offset + plane_slot(i, j, res, dense, size)
@@ -78,7 +74,7 @@ def _backward_kernel(
             col = (p * n_levels + lv) * n_feat
             du = 0.0
             dv = 0.0
-            for f in range(n_feat):
+            for f in ti.static(range(n_feat)):
                 g = grad_out[n, col + f]
                 if want_table != 0:
                     ti.atomic_add(grad_table[p, s00, f], g * (1.0 - fu) * (1.0 - fv))
@@ -93,9 +89,9 @@ def _backward_kernel(
             # The clamp to [0, 1] has zero slope outside the unit square.
             if want_x != 0:
                 if xu >= 0.0 and xu <= 1.0:
-                    ti.atomic_add(grad_x[n, a0], du * res)
+                    ti.atomic_add(grad_x[n, axes[p][0]], du * res)
                 if xv >= 0.0 and xv <= 1.0:
-                    ti.atomic_add(grad_x[n, a1], dv * res)
+                    ti.atomic_add(grad_x[n, axes[p][1]], dv * res)
 
 
 def level_layout(levels: int, log2_table: int, base_res: int, max_res: int) -> list[tuple[int, int, int, int]]:
@@ -116,57 +112,68 @@ def level_layout(levels: int, log2_table: int, base_res: int, max_res: int) -> l
     return layout
 
 
-def _launch_forward(x: torch.Tensor, table: torch.Tensor, levels: torch.Tensor, axes: torch.Tensor, out: torch.Tensor):
-    _forward_kernel(x.detach(), table.detach(), levels, axes, out.detach())
+def _axes_key(axes) -> tuple[tuple[int, int], ...]:
+    """Plane axes as a hashable tuple: the kernels unroll planes and features at compile time (one
+    instantiation per encoder shape; the head and the upper body use two)."""
+    return tuple((int(a), int(b)) for a, b in axes)
 
 
 class PlaneHashFunction(torch.autograd.Function):
     """Autograd wrapper: forward and backward run the Taichi kernels; gradients to the table and the points."""
 
     @staticmethod
-    def forward(ctx, x, table, levels, axes):
-        out = torch.empty(x.shape[0], axes.shape[0] * levels.shape[0] * table.shape[2], device=x.device)
-        _launch_forward(x, table, levels, axes, out)
-        ctx.save_for_backward(x, table, levels, axes)
+    def forward(ctx, x, table, levels, axes: tuple[tuple[int, int], ...]):
+        n_feat = table.shape[2]
+        out = torch.empty(x.shape[0], len(axes) * levels.shape[0] * n_feat, device=x.device)
+        _forward_kernel(x.detach(), table.detach(), levels, axes, n_feat, out)
+        ctx.save_for_backward(x, table, levels)
+        ctx.axes = axes
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        x, table, levels, axes = ctx.saved_tensors
+        x, table, levels = ctx.saved_tensors
         want_x, want_table = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         scratch = torch.zeros(1, 1, 1, device=x.device)
         grad_table = torch.zeros_like(table) if want_table else scratch
         grad_x = torch.zeros_like(x) if want_x else scratch[0]
         _backward_kernel(
-            x.detach(), table.detach(), levels, axes, grad_out.detach().contiguous(),
+            x.detach(), table.detach(), levels, ctx.axes, table.shape[2], grad_out.detach().contiguous(),
             grad_table, grad_x, int(want_table), int(want_x),
         )  # fmt: skip
         return (grad_x if want_x else None), (grad_table if want_table else None), None, None
 
 
 def plane_hash_encode(
-    x: torch.Tensor, table: torch.Tensor, levels: torch.Tensor, axes: torch.Tensor, out: torch.Tensor | None = None
+    x: torch.Tensor,
+    table: torch.Tensor,
+    levels: torch.Tensor,
+    axes: tuple[tuple[int, int], ...],
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Encode points: x [N, D] f32 in [0, 1] -> [N, P * L * F] f32, differentiable in x and table.
 
-    table [P, rows, F] f32; levels [L, 4] i32 from `level_layout`; axes [P, 2] i32 (which columns of x span each
-    plane). `out` [N, P * L * F] is filled in place when no gradient is needed (the per-frame inference path).
+    table [P, rows, F] f32; levels [L, 4] i32 from `level_layout`; axes: P pairs of columns of x spanning each
+    plane. `out` [N, P * L * F] is filled in place when no gradient is needed (the per-frame inference path).
     """
-    runtime.require_device(x, table, levels, axes)
+    axes = _axes_key(axes)
+    runtime.require_device(x, table, levels)
     check_tensor(x, "x", torch.float32, (-1, -1), WHERE)
-    check_tensor(table, "table", torch.float32, (axes.shape[0], -1, -1), WHERE)
-    if int(axes.max()) >= x.shape[1]:
-        raise ValueError(f"{WHERE}: planes use axis {int(axes.max())} but x has shape {tuple(x.shape)}")
+    check_tensor(table, "table", torch.float32, (len(axes), -1, -1), WHERE)
+    check_tensor(levels, "levels", torch.int32, (-1, 4), WHERE)
+    top = max(max(a) for a in axes)
+    if top >= x.shape[1]:
+        raise ValueError(f"{WHERE}: planes use axis {top} but x has shape {tuple(x.shape)}")
     needs_grad = torch.is_grad_enabled() and (x.requires_grad or table.requires_grad)
     if needs_grad:
         if out is not None:
             raise ValueError(f"{WHERE}: out= is for inference; drop it or run under torch.no_grad()")
         return PlaneHashFunction.apply(x, table, levels, axes)
-    width = axes.shape[0] * levels.shape[0] * table.shape[2]
+    width = len(axes) * levels.shape[0] * table.shape[2]
     if out is None:
         out = torch.empty(x.shape[0], width, device=x.device)
     check_tensor(out, "out", torch.float32, (x.shape[0], width), WHERE)
-    _launch_forward(x, table, levels, axes, out)
+    _forward_kernel(x.detach(), table.detach(), levels, axes, table.shape[2], out.detach())
     return out
 
 
@@ -203,7 +210,7 @@ class PlaneHashEncoder(torch.nn.Module):
         self.table = torch.nn.Parameter(torch.empty(n_planes, rows, features).uniform_(-init_scale, init_scale))
         # Derived from the config, so not saved with the weights.
         self.register_buffer("levels", torch.tensor(layout, dtype=torch.int32), persistent=False)
-        self.register_buffer("axes", torch.tensor(plane_axes, dtype=torch.int32), persistent=False)
+        self.plane_axes = _axes_key(plane_axes)
 
     @property
     def out_dim(self) -> int:
@@ -211,4 +218,4 @@ class PlaneHashEncoder(torch.nn.Module):
 
     def forward(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """x [N, in_dim] f32 in [0, 1] -> [N, out_dim]; `out` as in `plane_hash_encode`."""
-        return plane_hash_encode(x, self.table, self.levels, self.axes, out=out)
+        return plane_hash_encode(x, self.table, self.levels, self.plane_axes, out=out)

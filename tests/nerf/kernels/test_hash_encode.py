@@ -44,6 +44,18 @@ def test_forward_matches_reference():
     torch.testing.assert_close(got.double(), want, atol=1e-5, rtol=1e-5)
 
 
+def test_functional_form_with_custom_axes():
+    torch.manual_seed(1)
+    layout = level_layout(levels=3, log2_table=6, base_res=2, max_res=20)
+    rows = layout[-1][0] + layout[-1][3]
+    table = torch.randn(2, rows, 3)
+    axes = ((2, 0), (1, 1))  # any pairs of columns, even a degenerate diagonal plane
+    x = _points(100, seed=6)
+    got = plane_hash_encode(x, table, torch.tensor(layout, dtype=torch.int32), axes)
+    want = nerf_refs.hash_encode(x.double(), table.double(), layout, axes)
+    torch.testing.assert_close(got.double(), want, atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("features", [1, 2])
 def test_gradients_match_reference(features):
     enc = _encoder(features)
