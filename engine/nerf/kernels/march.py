@@ -90,6 +90,7 @@ def _march_kernel(
     jitter: F32,
     accum: F32x2,
     t_thresh: ti.f32,
+    normalize: ti.i32,
     scratch: F32x2,
     ray_offset: I32,
     ray_count: I32,
@@ -100,6 +101,7 @@ def _march_kernel(
 ):
     counter[0] = 0
     cell = (hi - lo) / res
+    inv_extent = 1.0 / (hi - lo)
     use_jitter = jitter.shape[0] == rays_o.shape[0]
     use_accum = accum.shape[0] == rays_o.shape[0]
     for r in range(rays_o.shape[0]):
@@ -134,6 +136,8 @@ def _march_kernel(
         for i in range(n):
             tm = scratch[r, i]
             p = o + tm * d
+            if normalize != 0:
+                p = (p - lo) * inv_extent
             sample_ray[base + i] = r
             t_dt[base + i, 0] = tm
             t_dt[base + i, 1] = dt
@@ -154,7 +158,7 @@ class RaySamples:
     t_dt: torch.Tensor
     """[M, 2] f32: sample midpoint t and step length dt (ray-parameter units; world units for unit directions)."""
     positions: torch.Tensor
-    """[M, 3] f32: world positions o + t d."""
+    """[M, 3] f32: world positions o + t d (or normalized to the grid's box, see `march_rays`)."""
     ray_offset: torch.Tensor
     """[R] i32: first row of each ray."""
     ray_count: torch.Tensor
@@ -187,12 +191,14 @@ def march_rays(
     jitter: torch.Tensor | None = None,
     accum: torch.Tensor | None = None,
     t_thresh: float = 1e-4,
+    normalize: bool = False,
     out: MarchBuffers | None = None,
 ) -> RaySamples:
     """March rays_o, rays_d [R, 3] f32 (unit directions) through `grid`; at most `max_samples` per ray this call.
 
     t_cursor [R] f32 in/out (-1: start at the box entry; updated to where each ray stopped; None: a fresh start);
     jitter [R] f32 in [0, 1): lattice offset in steps (training); accum [R, 5]: skip rays already opaque (inference);
+    normalize: write positions as (p - lo) / (hi - lo) in the grid's box, ready for the hash encoder;
     out: buffers to reuse, with n_rays == R and max_samples >= this call's cap.
     """
     n_rays = rays_o.shape[0]
@@ -222,7 +228,7 @@ def march_rays(
         ti.math.vec3(*grid.lo), ti.math.vec3(*grid.hi), ti.math.vec3(*grid.occupied_box[0]),
         ti.math.vec3(*grid.occupied_box[1]), float(dt), float(near), int(max_samples),
         t_cursor, empty if jitter is None else jitter, empty.view(0, 5) if accum is None else accum.detach(),
-        float(t_thresh), out.scratch, out.ray_offset, out.ray_count, out.sample_ray, out.t_dt, out.pos, out.counter,
+        float(t_thresh), int(normalize), out.scratch, out.ray_offset, out.ray_count, out.sample_ray, out.t_dt, out.pos, out.counter,
     )  # fmt: skip
     m = int(out.counter[0])
     return RaySamples(out.sample_ray[:m], out.t_dt[:m], out.pos[:m], out.ray_offset, out.ray_count)

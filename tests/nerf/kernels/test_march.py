@@ -142,6 +142,16 @@ def test_jitter_shifts_the_lattice_within_one_step():
     torch.testing.assert_close(b - a, torch.full_like(a, 0.5 * DT), atol=1e-5, rtol=0)
 
 
+def test_normalized_positions_map_the_box_to_the_unit_cube():
+    o, d = camera_rays(6)
+    grid = OccupancyGrid(aabb=(-1, -0.5, -1, 1, 0.5, 1), resolution=8)
+    world = march_rays(o, d, grid, dt=DT, max_samples=64).positions.clone()
+    unit = march_rays(o, d, grid, dt=DT, max_samples=64, normalize=True).positions
+    lo, hi = torch.tensor(grid.lo), torch.tensor(grid.hi)
+    torch.testing.assert_close(unit, (world - lo) / (hi - lo), atol=1e-6, rtol=1e-6)
+    assert float(unit.min()) >= 0.0 and float(unit.max()) <= 1.0
+
+
 def test_rays_missing_the_box_get_no_samples():
     o = torch.tensor([[0.0, 3.0, 3.0], [0.0, 0.0, 3.0]])
     d = torch.tensor([[0.0, 0.0, -1.0], [0.0, 0.0, 1.0]])
