@@ -18,6 +18,12 @@ U8 = ti.types.ndarray(dtype=ti.u8, ndim=1)
 
 
 @ti.func
+def row3(a: ti.template(), i: ti.i32) -> ti.math.vec3:
+    """Row i of an [N, >=3] f32 array as a vec3."""
+    return ti.math.vec3(a[i, 0], a[i, 1], a[i, 2])
+
+
+@ti.func
 def axis_cell(x: ti.f32, res: ti.i32):
     """Cell index in [0, res-1] and the fraction inside it for a coordinate x in [0, 1] on `res` cells."""
     u = ti.math.clamp(x, 0.0, 1.0) * res

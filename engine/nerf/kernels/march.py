@@ -28,6 +28,7 @@ from engine.nerf.kernels.common import (
     check_tensor,
     grid_cell,
     ray_box,
+    row3,
     safe_inverse,
 )
 from engine.nerf.kernels.occupancy import MIP, OccupancyGrid
@@ -79,10 +80,7 @@ def _march_kernel(
     res: ti.i32,
     coarse: U8,
     coarse_res: ti.i32,
-    lo: ti.math.vec3,
-    hi: ti.math.vec3,
-    occ_lo: ti.math.vec3,
-    occ_hi: ti.math.vec3,
+    bounds: F32x2,
     dt: ti.f32,
     near: ti.f32,
     max_samples: ti.i32,
@@ -100,13 +98,15 @@ def _march_kernel(
     counter: I32,
 ):
     counter[0] = 0
+    lo, hi = row3(bounds, 0), row3(bounds, 1)
+    occ_lo, occ_hi = row3(bounds, 2), row3(bounds, 3)
     cell = (hi - lo) / res
     inv_extent = 1.0 / (hi - lo)
     use_jitter = jitter.shape[0] == rays_o.shape[0]
     use_accum = accum.shape[0] == rays_o.shape[0]
     for r in range(rays_o.shape[0]):
-        o = ti.math.vec3(rays_o[r, 0], rays_o[r, 1], rays_o[r, 2])
-        d = ti.math.vec3(rays_d[r, 0], rays_d[r, 1], rays_d[r, 2])
+        o = row3(rays_o, r)
+        d = row3(rays_d, r)
         inv_d = safe_inverse(d)
         t_in, t_out = ray_box(o, inv_d, lo, hi)
         t = t_cursor[r]
@@ -225,8 +225,7 @@ def march_rays(
         check_tensor(accum, "accum", torch.float32, (n_rays, 5), WHERE)
     _march_kernel(
         rays_o.detach(), rays_d.detach(), grid.occupied, grid.resolution, grid.coarse, grid.coarse_resolution,
-        ti.math.vec3(*grid.lo), ti.math.vec3(*grid.hi), ti.math.vec3(*grid.occupied_box[0]),
-        ti.math.vec3(*grid.occupied_box[1]), float(dt), float(near), int(max_samples),
+        grid.bounds, float(dt), float(near), int(max_samples),
         t_cursor, empty if jitter is None else jitter, empty.view(0, 5) if accum is None else accum.detach(),
         float(t_thresh), int(normalize), out.scratch, out.ray_offset, out.ray_count, out.sample_ray, out.t_dt, out.pos, out.counter,
     )  # fmt: skip
