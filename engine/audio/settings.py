@@ -60,7 +60,8 @@ class AudioSettings:
     ring_seconds: float = 2.0
     """Capacity of every SampleRing; a consumer further behind than this loses the oldest samples (counted)."""
     voices: tuple[str, ...] = ("main",)
-    """Named speakers: each has its own clip queue, SampleRing and FeatureRing (one per avatar)."""
+    """Named speakers: each has its own clip queue, SampleRing and FeatureRing (one per avatar); the first is the
+    main voice (the one `play` uses by default, and the one a microphone feeds)."""
     extractor: Literal["mel", "hubert"] = "mel"
     """Speech features fed to the motion syncers and the NeRF audio net."""
     mel: MelParams = field(default_factory=MelParams)

@@ -262,11 +262,13 @@ class MicSource(AudioSource):
         self._stream: Any = None
         self._channels = 1
         self._resampler: StreamResampler | None = None
+        self._continue = 0
 
     def open(self) -> MicSource:
         """Find the device and start capturing; an AudioDeviceError names the devices there are."""
         import pyaudio
 
+        self._continue = pyaudio.paContinue
         self._pa = open_pyaudio()
         try:
             info = find_device(self._pa, self.want, "input")
@@ -297,7 +299,7 @@ class MicSource(AudioSource):
 
     def _callback(self, in_data: bytes, frame_count: int, time_info: Any, status: int) -> tuple[None, int]:
         self.native.write(np.frombuffer(in_data, np.float32))
-        return None, 0  # paContinue
+        return None, self._continue
 
     def poll(self) -> None:
         """Resample whatever the device delivered into `ring` (frame loop side)."""

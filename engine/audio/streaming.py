@@ -83,23 +83,23 @@ class FeatureStream:
     def _window_end(self, k: int) -> int:
         return self.per_video * k + self.per_video + self.lookahead_frames
 
-    def _compute_ready_blocks(self) -> None:
+    def _compute_ready_blocks(self, batch: int = 32) -> None:
         last = self._next_block
         while self._block_audio_end(last) <= self._heard:
             last += 1
-        if last == self._next_block:
-            return
-        blocks = range(self._next_block, last)
-        length = self.extractor.window_samples
-        starts = [self._block_audio_start(b) - self._audio_start for b in blocks]
-        windows = np.stack([self._audio[s:s + length] for s in starts])  # [B, window_samples]
-        features = self.extractor.compute(windows)  # [B, block, D]
-        self._features = np.concatenate([self._features, features.reshape(-1, self.extractor.dim)])
-        self._next_block = last
-        self.blocks_computed += len(blocks)
-        drop = self._block_audio_start(last) - self._audio_start
-        self._audio = self._audio[drop:]
-        self._audio_start += drop
+        # In batches, so catching up after a stall never builds one huge input.
+        while self._next_block < last:
+            blocks = range(self._next_block, min(last, self._next_block + batch))
+            length = self.extractor.window_samples
+            starts = [self._block_audio_start(b) - self._audio_start for b in blocks]
+            windows = np.stack([self._audio[s:s + length] for s in starts])  # [B, window_samples]
+            features = self.extractor.compute(windows)  # [B, block, D]
+            self._features = np.concatenate([self._features, features.reshape(-1, self.extractor.dim)])
+            self._next_block = blocks.stop
+            self.blocks_computed += len(blocks)
+            drop = self._block_audio_start(self._next_block) - self._audio_start
+            self._audio = self._audio[drop:]
+            self._audio_start += drop
 
     def _trim_features(self) -> None:
         keep_from = self._window_end(self.next_video_frame) - self.window_frames
