@@ -57,6 +57,28 @@ def create_egl_context():
         ) from error
 
 
+def release_egl_context(ctx) -> None:
+    """Release `ctx` and unbind EGL from this thread.
+
+    glcontext leaves the released EGL context current; a GLX window opened later in the same process
+    (tests, a tool that renders offscreen then shows a window) then dies in glXMakeCurrent with
+    BadAccess, which Xlib turns into exit(1).
+    """
+    import ctypes
+
+    ctx.release()
+    try:
+        egl = ctypes.CDLL("libEGL.so.1")
+    except OSError:
+        return
+    egl.eglGetCurrentDisplay.restype = ctypes.c_void_p
+    egl.eglMakeCurrent.argtypes = [ctypes.c_void_p] * 4
+    display = egl.eglGetCurrentDisplay()
+    if display:
+        egl.eglMakeCurrent(display, None, None, None)
+    egl.eglReleaseThread()
+
+
 def use_stepped_clock(app: App, fps: float) -> None:
     """Each update() advances exactly 1/fps: frames and audio samples line up exactly."""
     clock = app.world.resource(MasterClock)
@@ -109,9 +131,9 @@ def run_headless(app: App, seconds: float | None = None, frames: int | None = No
     except BaseException:
         # Still close the sinks (the frames recorded so far are saved) before the error propagates.
         finish_run(app, target, done, "error", done / settings.fps)
-        ctx.release()
+        release_egl_context(ctx)
         raise
     try:
         return finish_run(app, target, done, reason, done / settings.fps)
     finally:
-        ctx.release()
+        release_egl_context(ctx)

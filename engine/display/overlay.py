@@ -145,3 +145,14 @@ def build_diagnostics(diagnostics: Diagnostics) -> None:
     if diagnostics.notices and imgui.collapsing_header(f"notices ({len(diagnostics.notices)})"):
         for notice in list(diagnostics.notices)[-8:]:
             imgui.text_wrapped(notice)
+
+
+def let_imgui_set_cursor(allowed: bool) -> None:
+    """Allow or stop imgui's GLFW backend setting the cursor each frame (it would unhide a hidden one)."""
+    from imgui_bundle import imgui
+
+    if imgui.get_current_context() is None:
+        return
+    io = imgui.get_io()
+    flag = imgui.ConfigFlags_.no_mouse_cursor_change
+    io.config_flags = (io.config_flags & ~flag) if allowed else (io.config_flags | flag)

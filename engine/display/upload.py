@@ -103,6 +103,13 @@ class CudaGLUpload:
         self.texture: Any = None
         self._resource: Any = None
         self._key: tuple | None = None
+        # Register a 1x1 probe now, so a driver or context mismatch (e.g. GL on an integrated GPU)
+        # shows up when the path is chosen instead of on the first frame.
+        try:
+            self._register(1, 1, "f1")
+        except InteropError:
+            self.release()
+            raise
 
     def _check(self, result: Any, what: str) -> Any:
         error, *values = result if isinstance(result, tuple) else (result,)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.app import Diagnostics, SystemTimings
 from engine.display.headless import RunResult, finish_run, frame_budget
-from engine.display.overlay import Overlay, draw_overlay, start_imgui, stop_imgui
+from engine.display.overlay import Overlay, draw_overlay, let_imgui_set_cursor, start_imgui, stop_imgui
 from engine.display.plugin import display_plugin
 from engine.display.present import Presenter
 from engine.display.settings import DisplaySettings
@@ -103,10 +103,12 @@ def set_fullscreen(glfw: Any, state: WindowState, settings: DisplaySettings, on:
         state.windowed_rect = (*glfw.get_window_pos(window), *glfw.get_window_size(window))
         glfw.set_window_monitor(window, monitor, 0, 0, mode.size.width, mode.size.height, mode.refresh_rate)
         glfw.set_input_mode(window, glfw.CURSOR, glfw.CURSOR_HIDDEN)
+        let_imgui_set_cursor(False)
     else:
         x, y, width, height = state.windowed_rect
         glfw.set_window_monitor(window, None, x, y, width, height, 0)
         glfw.set_input_mode(window, glfw.CURSOR, glfw.CURSOR_NORMAL)
+        let_imgui_set_cursor(True)
     glfw.swap_interval(1 if settings.vsync else 0)  # some drivers reset it on a mode change
     state.fullscreen = on
 

@@ -1,0 +1,141 @@
+"""Sinks: mp4 recording with the engine's audio (or silence), PNG screenshots, the virtual camera."""
+from __future__ import annotations
+
+import importlib.util
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from engine.audio.tap import AudioTap
+from engine.display.headless import run_headless
+from engine.display.settings import DisplaySettings
+from engine.display.sinks import (
+    Mp4Sink,
+    VirtualCamera,
+    opaque_rgb,
+    open_virtual_camera,
+    request_screenshot,
+)
+from engine.ecs import Stage
+from engine.io.video import probe
+from engine.time import Time
+
+
+def audio_rms(path) -> float:
+    with av.open(str(path)) as container:
+        chunks = [frame.to_ndarray().astype(np.float64).ravel() for frame in container.decode(audio=0)]
+    samples = np.concatenate(chunks)
+    return float(np.sqrt(np.mean(samples**2)))
+
+
+def test_mp4_three_seconds_has_75_frames_and_silent_audio(frame_app, card, tmp_path, capsys):
+    out = tmp_path / "take.mp4"
+    runner = frame_app(DisplaySettings(size=(128, 64), out=out), card)
+    result = run_headless(runner.app, seconds=3.0)
+    assert result.outputs == [out]
+    assert str(out) in capsys.readouterr().out  # the runner says where the file went
+    info = probe(out)
+    assert info.frames == 75 and info.fps == pytest.approx(25.0)
+    assert (info.width, info.height) == (128, 64)
+    assert info.audio_duration_s == pytest.approx(3.0, abs=1 / 25)
+    assert audio_rms(out) < 1e-3
+    assert not any(tmp_path.glob(".*partial*"))
+
+
+def test_mp4_muxes_the_audio_tap(frame_app, card, tmp_path):
+    out = tmp_path / "voice.mp4"
+    runner = frame_app(DisplaySettings(size=(64, 32), out=out), card)
+    tap = AudioTap(sample_rate=16000)
+    runner.app.insert_resource(tap)
+
+    def play_tone(world):  # stands in for playback: 1/25 s of a 440 Hz tone per frame
+        start = world.resource(Time).frame * 640
+        t = (start + np.arange(640)) / 16000
+        world.resource(AudioTap).write(0.5 * np.sin(2 * np.pi * 440 * t).astype(np.float32))
+
+    runner.app.add_system(play_tone, Stage.FIRST, name="test.tone")
+    run_headless(runner.app, frames=25)
+    assert tap.enabled, "the mp4 sink turns the tap on"
+    info = probe(out)
+    assert info.frames == 25
+    assert info.audio_duration_s == pytest.approx(1.0, abs=1 / 25)
+    assert audio_rms(out) == pytest.approx(0.5 / np.sqrt(2), rel=0.1)
+
+
+def test_audio_track_is_trimmed_or_padded_to_the_video(tmp_path):
+    sink = Mp4Sink(tmp_path / "x.mp4", 25.0, quality=5)
+    sink.writer.frames = 50  # two seconds of video
+    tap = AudioTap(16000, enabled=True)
+    tap.write(np.ones(16000, np.float32))
+    track, rate = sink.audio_track(tap)
+    assert rate == 16000 and len(track) == 32000
+    assert track[:16000].min() == 1.0 and track[16000:].max() == 0.0
+    tap.write(np.ones(40000, np.float32))
+    assert len(sink.audio_track(tap)[0]) == 32000
+    silent, _ = sink.audio_track(None)
+    assert len(silent) == 32000 and not silent.any()
+
+
+def test_mp4_out_must_be_mp4(frame_app, card, tmp_path):
+    runner = frame_app(DisplaySettings(size=(16, 16), out=tmp_path / "take.avi"), card)
+    with pytest.raises(ValueError, match=r"\.mp4"):
+        run_headless(runner.app, frames=1)
+
+
+def test_opaque_rgb_composites_transparent_canvases():
+    pixels = np.array([[[200, 100, 0, 255], [200, 100, 0, 0], [255, 255, 255, 128]]], np.uint8)
+    settings = DisplaySettings(background="transparent", background_color=(0.0, 0.0, 1.0))
+    rgb = opaque_rgb(pixels, settings)
+    assert rgb.shape == (1, 3, 3)
+    assert tuple(rgb[0, 0]) == (200, 100, 0)
+    assert tuple(rgb[0, 1]) == (0, 0, 255)
+    assert tuple(rgb[0, 2]) == (128, 128, 255)
+    assert opaque_rgb(pixels, DisplaySettings()).base is pixels  # opaque canvases are not copied
+
+
+@pytest.mark.parametrize("background", ["color", "transparent"])
+def test_screenshot_png_equals_canvas(frame_app, card, tmp_path, background):
+    runner = frame_app(DisplaySettings(size=(128, 64), background=background), card)
+    target = tmp_path / "shots" / "frame.png"
+
+    def shoot_at_frame_1(world):
+        if world.resource(Time).frame == 1:
+            request_screenshot(world, target)
+
+    runner.app.add_system(shoot_at_frame_1, Stage.UPDATE, name="test.shoot")
+    result = run_headless(runner.app, frames=3)
+    assert target in result.outputs
+    saved = np.asarray(Image.open(target))
+    channels = 4 if background == "transparent" else 3
+    assert saved.shape == (64, 128, channels)
+    np.testing.assert_array_equal(saved, runner.canvases[1][:, :, :channels])
+
+
+def test_screenshot_default_name_goes_to_screenshot_dir(frame_app, card, tmp_path):
+    runner = frame_app(DisplaySettings(size=(32, 16), screenshot_dir=tmp_path / "caps"), card)
+    runner.app.add_system(lambda world: request_screenshot(world), Stage.UPDATE, name="test.shoot_all")
+    run_headless(runner.app, frames=2)
+    assert len(list((tmp_path / "caps").glob("screenshot-*.png"))) == 2
+
+
+def test_virtual_camera_reports_unavailable_with_the_fix():
+    vcam = open_virtual_camera(DisplaySettings(size=(64, 64), virtual_camera=True))
+    if importlib.util.find_spec("pyvirtualcam") is None:
+        assert not vcam.available and vcam.camera is None
+        assert "pip install pyvirtualcam" in vcam.reason and "syncanim[vcam]" in vcam.reason
+    elif vcam.available:
+        vcam.camera.close()
+    else:
+        assert "virtual camera unavailable" in vcam.reason
+
+
+def test_virtual_camera_setting_in_a_run_never_fakes_frames(frame_app, card):
+    runner = frame_app(DisplaySettings(size=(64, 32), virtual_camera=True), card)
+    run_headless(runner.app, frames=2)
+    vcam = runner.app.world.resource(VirtualCamera)
+    if not vcam.available:
+        assert vcam.frames_sent == 0 and vcam.reason
+    else:
+        assert vcam.frames_sent == 2
