@@ -82,5 +82,6 @@ def find_device(pa: Any, want: str | int | None, kind: Kind) -> dict[str, Any]:
         if exact or partial:
             return (exact or partial)[0]
     raise AudioDeviceError(
-        f"no audio {kind} device matches {want!r}; {kind} devices: {listing}. Pass AudioSettings.{setting}=NAME or INDEX."
+        f"no audio {kind} device matches {want!r}; {kind} devices: {listing}. "
+        f"Pass AudioSettings.{setting}=NAME or INDEX."
     )

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from engine.audio.features import FEATURE_HZ, HOP, SAMPLE_RATE, WIN, FeatureExtractor
-from engine.audio.settings import AudioSettings, HubertParams
+from engine.audio.settings import AudioSettings
 from engine.audio.streaming import FeatureStream, offline_windows
 
 

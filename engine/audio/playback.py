@@ -1,4 +1,4 @@
-"""Playback: named voices of queued clips, mixed and sent to a pyaudio output or to a virtual one that follows the clock.
+"""Playback: voices of queued clips, mixed and sent to a pyaudio output or to a virtual one that follows the clock.
 
 Each call of `Mixer.render(n)` reads n samples from every voice: it copies each voice's samples into that voice's
 SampleRing (what its avatar hears, for the feature extractor) and the delayed sum into the output ring (what the
@@ -7,7 +7,6 @@ one, the `advance_playback` system does, once per frame, for exactly the samples
 """
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -18,11 +17,9 @@ from engine.audio.devices import find_device
 from engine.audio.ring import SampleRing
 from engine.audio.sources import AudioClip, ClipHandle, PushSource
 
-log = logging.getLogger(__name__)
-
 
 class DelayLine:
-    """A fixed delay of `samples` (preallocated, silence at first)."""
+    """A fixed delay of `samples` (silence at first)."""
 
     def __init__(self, samples: int) -> None:
         self.samples = samples

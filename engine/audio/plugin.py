@@ -119,7 +119,8 @@ def audio_plugin(app: App) -> None:
     )
     if not world.has_resource(AudioTap):
         world.insert_resource(AudioTap(rate))
-    for resource in (AudioLevel(), AudioPlayback(mixer, rate), voices, voices.samples[settings.voices[0]], AudioDevices()):
+    main_ring = voices.samples[settings.voices[0]]
+    for resource in (AudioLevel(), AudioPlayback(mixer, rate), voices, main_ring, AudioDevices()):
         world.insert_resource(resource)
     app.add_system(open_audio, Stage.STARTUP)
     app.add_system(advance_playback, Stage.FIRST, after=["engine.app.tick_time"], run_if=_virtual_output)
@@ -158,7 +159,8 @@ def open_audio(world: World) -> None:
     main = settings.voices[0]
     for name in settings.voices:
         # Played voices are heard `delay` before the speakers play them, so their frames carry the later time.
-        origin = 0.0 if (name == main and settings.input == "mic") else playback.mixer.delay.samples / settings.sample_rate
+        hears_mic = name == main and settings.input == "mic"
+        origin = 0.0 if hears_mic else playback.mixer.delay.samples / settings.sample_rate
         voices.streams[name] = FeatureStream(
             extractor, settings.window_frames, settings.lookahead_frames, settings.video_fps, origin_s=origin)
         voices.features[name] = FeatureRing(settings.feature_ring_frames, settings.window_frames, extractor.dim,
@@ -175,8 +177,8 @@ def open_audio(world: World) -> None:
     else:
         playback.mode = "virtual"
     if settings.input == "mic":
-        devices.mic = MicSource(settings.input_device, settings.sample_rate, settings.block_frames / settings.sample_rate,
-                                settings.ring_seconds).open()
+        block_s = settings.block_frames / settings.sample_rate
+        devices.mic = MicSource(settings.input_device, settings.sample_rate, block_s, settings.ring_seconds).open()
         log.info("audio: listening on %r at %d Hz", devices.mic.device_name, devices.mic.device_rate)
 
 

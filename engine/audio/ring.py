@@ -172,7 +172,8 @@ class FeatureRing:
     def get(self, k: int) -> tuple[float, np.ndarray]:
         """(time, window [W, D]) of frame k; an IndexError names the frames still kept."""
         if not self.oldest() <= k < self._count:
-            raise IndexError(f"feature frame {k} is not in the ring (it holds frames {self.oldest()}..{self._count - 1})")
+            kept = f"{self.oldest()}..{self._count - 1}"
+            raise IndexError(f"feature frame {k} is not in the ring (it holds frames {kept})")
         return float(self._times[k % self.capacity]), self._windows[k % self.capacity]
 
     def latest(self) -> tuple[int, float, np.ndarray] | None:

@@ -31,7 +31,8 @@ class FeatureStream:
     def __init__(self, extractor: FeatureExtractor, window_frames: int = 16, lookahead_frames: int = 4,
                  fps: float = 25.0, origin_s: float = 0.0) -> None:
         if window_frames < 1 or lookahead_frames < 0:
-            raise ValueError(f"window_frames must be >= 1 and lookahead_frames >= 0, got {window_frames}, {lookahead_frames}")
+            raise ValueError(
+                f"window_frames must be >= 1 and lookahead_frames >= 0, got {window_frames} and {lookahead_frames}")
         self.extractor = extractor
         self.window_frames = window_frames
         self.lookahead_frames = lookahead_frames

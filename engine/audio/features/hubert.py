@@ -79,7 +79,8 @@ class HubertExtractor(FeatureExtractor):
         config = self.model.config
         layers = config.num_hidden_layers
         if not -1 <= params.layer <= layers:
-            raise ValueError(f"HubertParams.layer={params.layer} but {params.model!r} has {layers} layers (0..{layers}, -1 = last)")
+            raise ValueError(
+                f"HubertParams.layer={params.layer} but {params.model!r} has {layers} layers (0..{layers}, -1 = last)")
         self.dim = config.hidden_size
         self.normalise = _wants_normalised_input(params.model) if model is None else False
         self._architecture = {key: getattr(config, key) for key in _ARCHITECTURE_KEYS}
