@@ -25,8 +25,9 @@ class SampleRing:
         self.sample_rate = sample_rate
         self.t0 = t0
         self._buffer = np.zeros(self.capacity, np.float32)
-        # Producer-owned.
+        # Producer-owned. _claimed runs ahead of _written while a copy is in progress.
         self._written = 0
+        self._claimed = 0
         self.last_write_wall = 0.0
         """time.perf_counter() of the latest write (for latency diagnostics)."""
         # Consumer-owned.
@@ -44,6 +45,8 @@ class SampleRing:
         if n == 0:
             return
         start = self._written
+        # Announce the overwrite before doing it, so a consumer copying meanwhile can tell its copy is stale.
+        self._claimed = start + n
         if n > self.capacity:
             block = block[n - self.capacity:]
             start += n - self.capacity
@@ -91,8 +94,8 @@ class SampleRing:
             k = min(k, limit)
         start = self._read
         out = self._copy_out(start % self.capacity, k)
-        # The producer may have lapped us while we copied: drop what it overwrote.
-        lost = min(max(0, self._written - self.capacity - start), k)
+        # The producer may have lapped us while we copied: drop what it overwrote or is overwriting.
+        lost = min(max(0, self._claimed - self.capacity - start), k)
         if lost:
             out = out[lost:]
             self._dropped += lost
