@@ -12,6 +12,7 @@ HASH_PRIME_Y = 2654435761
 F32 = ti.types.ndarray(dtype=ti.f32, ndim=1)
 F32x2 = ti.types.ndarray(dtype=ti.f32, ndim=2)
 F32x3 = ti.types.ndarray(dtype=ti.f32, ndim=3)
+F32x4 = ti.types.ndarray(dtype=ti.f32, ndim=4)
 I32 = ti.types.ndarray(dtype=ti.i32, ndim=1)
 I32x2 = ti.types.ndarray(dtype=ti.i32, ndim=2)
 U8 = ti.types.ndarray(dtype=ti.u8, ndim=1)

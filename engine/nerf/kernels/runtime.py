@@ -14,6 +14,7 @@ from typing import Literal
 Device = Literal["cpu", "cuda"]
 
 _active: Device | None = None
+_cpu_threads = 1
 
 DEFAULT_CACHE_ENV = "SYNCANIM_TAICHI_CACHE"
 
@@ -47,7 +48,7 @@ def init_taichi(
     `cache_dir`: offline kernel cache (default `default_cache_dir()`); `cpu_threads`: Taichi's CPU pool size
     (default: the cores this process may use). Returns the active device.
     """
-    global _active
+    global _active, _cpu_threads
     if device not in ("cpu", "cuda"):
         raise ValueError(f"engine/nerf/kernels/runtime.py: device={device!r} is not 'cpu' or 'cuda'")
     if _active is not None:
@@ -82,7 +83,8 @@ def init_taichi(
         enable_fallback=False,
     )
     if device == "cpu":
-        kwargs["cpu_max_num_threads"] = int(cpu_threads or default_cpu_threads())
+        _cpu_threads = int(cpu_threads or default_cpu_threads())
+        kwargs["cpu_max_num_threads"] = _cpu_threads
         ti.init(arch=ti.cpu, **kwargs)
     else:
         # Kernels only read torch tensors (external arrays); Taichi's own pool can stay small.
@@ -94,6 +96,11 @@ def init_taichi(
 def active_device() -> Device | None:
     """The device Taichi runs on, or None before `init_taichi`."""
     return _active
+
+
+def cpu_threads() -> int:
+    """Size of Taichi's CPU thread pool (1 before `init_taichi` or on CUDA)."""
+    return _cpu_threads if _active == "cpu" else 1
 
 
 def require_device(*tensors) -> None:

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 import nerf_refs
+from engine.nerf.kernels import hash_encode
 from engine.nerf.kernels.hash_encode import HEAD_PLANES, PlaneHashEncoder, level_layout, plane_hash_encode
 
 pytestmark = pytest.mark.usefixtures("taichi_cpu")
@@ -57,7 +58,10 @@ def test_functional_form_with_custom_axes():
 
 
 @pytest.mark.parametrize("features", [1, 2])
-def test_gradients_match_reference(features):
+@pytest.mark.parametrize("parts", [None, 0, 3], ids=["per-thread", "atomic", "3-parts"])
+def test_gradients_match_reference(features, parts, monkeypatch):
+    if parts is not None:  # the CUDA path (atomic scatter) and an uneven split, both run here on the CPU
+        monkeypatch.setattr(hash_encode, "backward_parts", lambda device: parts)
     enc = _encoder(features)
     x = _points(seed=2)
     x = x.clamp(0.02, 0.98)  # inside the unit cube: the input gradient is defined everywhere
@@ -85,6 +89,17 @@ def test_table_gradient_only_and_outside_points_have_zero_input_gradient():
     x2 = _points(50)
     enc(x2).sum().backward()  # x2 needs no gradient: only the table gets one
     assert enc.table.grad is not None and x2.grad is None
+
+
+def test_input_gradient_alone_equals_the_joint_one():
+    enc = _encoder()
+    x = _points(80, seed=7).clamp(0.01, 0.99).requires_grad_(True)
+    enc(x).square().sum().backward()
+    joint = x.grad.clone()
+    x.grad = None
+    enc.table.requires_grad_(False)
+    enc(x).square().sum().backward()
+    torch.testing.assert_close(x.grad, joint, atol=1e-5, rtol=1e-5)
 
 
 def test_inference_out_buffer_reused_and_equal():
