@@ -127,6 +127,16 @@ class OccupancyGrid(torch.nn.Module):
         _cell_points_kernel(cells, jitter, self.bounds, self.resolution, out)
         return out
 
+    def _sample_cells(self, n_cells: int, generator: torch.Generator | None) -> torch.Tensor:
+        device = self.density.device
+        n_uniform = n_cells - n_cells // 2
+        uniform = torch.randint(0, self.resolution**3, (n_uniform,), device=device, generator=generator)
+        occupied = torch.nonzero(self.occupied).flatten()
+        if occupied.numel() == 0:
+            return uniform.int()
+        pick = torch.randint(0, occupied.numel(), (n_cells // 2,), device=device, generator=generator)
+        return torch.cat([uniform, occupied[pick]]).int()
+
     @torch.no_grad()
     def update(
         self,
@@ -137,14 +147,15 @@ class OccupancyGrid(torch.nn.Module):
     ) -> float:
         """One EMA round: sigma = density_fn(points [M, 3] world) -> [M]; returns the occupied fraction.
 
-        n_cells=None samples every cell once; otherwise that many cells drawn uniformly with replacement.
+        n_cells=None samples every cell once; otherwise half of n_cells are drawn uniformly and half among the
+        occupied cells (as instant-ngp does after warm-up), so surfaces are refreshed more often than empty space.
         """
         device = self.density.device
         total = self.resolution**3
         if n_cells is None:
             cells = torch.arange(total, dtype=torch.int32, device=device)
         else:
-            cells = torch.randint(0, total, (int(n_cells),), device=device, generator=generator, dtype=torch.int32)
+            cells = self._sample_cells(int(n_cells), generator)
         sigma = torch.empty(cells.shape[0], device=device)
         for start in range(0, cells.shape[0], chunk):
             part = cells[start : start + chunk]

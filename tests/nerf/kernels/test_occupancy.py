@@ -36,11 +36,28 @@ def test_density_is_a_decaying_max():
     assert torch.equal(grid.occupied.bool(), expected > 5.0)
 
 
-def test_partial_updates_touch_only_sampled_cells():
+def test_partial_updates_touch_only_sampled_cells_and_favour_occupied_ones():
     grid = OccupancyGrid(resolution=8, decay=1.0)
     grid.update(lambda p: torch.ones(p.shape[0]), n_cells=40, generator=torch.Generator().manual_seed(1))
     touched = int((grid.density > 0).sum())
     assert 0 < touched <= 40
+    mask = torch.zeros(512, dtype=torch.bool)
+    mask[:8] = True
+    grid.set_occupied(mask)
+    seen = torch.zeros(512)
+
+    def count_visits(points):
+        seen.index_add_(0, _cell_of(points), torch.ones(points.shape[0]))
+        return torch.zeros(points.shape[0])
+
+    grid.update(count_visits, n_cells=400)
+    assert float(seen[:8].sum()) >= 200  # half of the draws go to the 8 occupied cells
+    assert float(seen[8:].sum()) >= 150
+
+
+def _cell_of(points):
+    ijk = torch.floor((points + 1) / 0.25).long().clamp(0, 7)
+    return ijk[:, 0] + 8 * (ijk[:, 1] + 8 * ijk[:, 2])
 
 
 def test_cell_points_lie_in_their_cells():
