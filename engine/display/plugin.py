@@ -1,6 +1,7 @@
 """display_plugin: the present stage and the output sinks (the runners supply the GL context)."""
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 from engine.display.frame import FrameImage
@@ -40,3 +41,15 @@ def display_plugin(app: App) -> None:
     app.add_system(send_virtual_camera, Stage.PRESENT, after=[present_frame])
     app.add_system(take_screenshots, Stage.PRESENT, after=[present_frame])
     app.on_shutdown(lambda: close_sinks(world))
+
+
+def configure_display(app: App, **overrides: object) -> DisplaySettings:
+    """Replace fields of the app's DisplaySettings (defaults if none yet), e.g. from a scene or the CLI:
+    `configure_display(app, size=(640, 360), out=Path("take.mp4"), title="Presenter A")`.
+
+    Call before the runner starts: the canvas, window and sinks are made from the settings then.
+    """
+    current = app.world.get_resource(DisplaySettings) or DisplaySettings()
+    settings = dataclasses.replace(current, **overrides)
+    app.world.insert_resource(settings)
+    return settings

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,9 +47,14 @@ def opaque_rgb(pixels: np.ndarray, settings: DisplaySettings) -> np.ndarray:
 
 # -- mp4 ---------------------------------------------------------------------------------------------
 class Mp4Sink:
-    """Resource: records every presented canvas; at shutdown muxes the AudioTap (or silence) and saves."""
+    """Resource: records every presented canvas; at shutdown muxes the AudioTap (or silence) and saves.
 
-    def __init__(self, path: Path, fps: float, quality: int) -> None:
+    Frames go to the encoder from a writer thread through a bounded queue, so h264 encoding overlaps
+    the next frame's work; when the encoder falls more than `queue_seconds` behind, the frame loop
+    waits (a recording never drops frames: its audio is aligned to the frame count).
+    """
+
+    def __init__(self, path: Path, fps: float, quality: int, queue_seconds: float = 2.0) -> None:
         from engine.io.video import Mp4Writer
 
         self.path = Path(path)
@@ -55,11 +62,43 @@ class Mp4Sink:
         self.writer = Mp4Writer(self.path, fps, quality=quality)
         self.audio_start_sample = 0
         """AudioTap sample count when recording began (audio before that belongs to no frame)."""
-        self.tap_enabled_by_sink = False
+        self.submitted = 0
+        """Frames handed to the writer thread."""
+        self._queue: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=max(2, int(fps * queue_seconds)))
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
 
     @property
     def frames(self) -> int:
+        """Frames in the recording (all submitted frames once `drain` has returned)."""
         return self.writer.frames
+
+    def submit(self, rgb: np.ndarray) -> None:
+        """Queue one [H, W, 3] uint8 frame; the array must not be modified afterwards."""
+        if self._error is not None:
+            raise RuntimeError(f"recording {self.path} failed: {self._error}") from self._error
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._write_loop, name="mp4-writer", daemon=True)
+            self._thread.start()
+        self._queue.put(rgb)
+        self.submitted += 1
+
+    def _write_loop(self) -> None:
+        while (frame := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self.writer.write(frame)
+                except BaseException as error:  # reported on the frame loop by submit/drain
+                    self._error = error
+
+    def drain(self) -> None:
+        """Wait until every submitted frame is encoded; re-raise a writer failure."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            raise RuntimeError(f"recording {self.path} failed: {self._error}") from self._error
 
     def audio_track(self, tap: AudioTap | None) -> tuple[np.ndarray, int]:
         """Mono float32 audio exactly as long as the video (tap samples, or silence without a tap)."""
@@ -79,7 +118,6 @@ def start_mp4(world: World, settings: DisplaySettings) -> Mp4Sink:
     sink = Mp4Sink(out, settings.fps, settings.video_quality)
     tap = world.get_resource(AudioTap)
     if tap is not None:
-        sink.tap_enabled_by_sink = not tap.enabled
         tap.enabled = True
         sink.audio_start_sample = len(tap)
     world.insert_resource(sink)
@@ -97,7 +135,7 @@ def record_mp4(world: World) -> None:
         # The audio plugin inserted its tap after the sink started: record from now on.
         tap.enabled = True
         sink.audio_start_sample = len(tap)
-    sink.writer.write(opaque_rgb(target.read_pixels(), world.resource(DisplaySettings)))
+    sink.submit(opaque_rgb(target.read_pixels(), world.resource(DisplaySettings)))
 
 
 def finish_mp4(world: World) -> None:
@@ -105,6 +143,11 @@ def finish_mp4(world: World) -> None:
     if sink is None:
         return
     world.remove_resource(Mp4Sink)
+    try:
+        sink.drain()
+    except RuntimeError:
+        sink.writer.abort()
+        raise
     if sink.frames == 0:
         sink.writer.abort()
         log.warning("%s: no frames were presented; nothing recorded", sink.path)
