@@ -1,0 +1,109 @@
+"""TrainMotionConfig and its presets: how the AudioPose and AudioEmotion Syncers are trained (light: no torch here)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+from engine.audio.settings import AudioSettings
+
+UPPER_FACE = (
+    "eyeBlinkLeft", "eyeBlinkRight", "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft",
+    "browOuterUpRight",
+)
+"""The upper-face ARKit blendshapes the AudioEmotion Syncer predicts by default (the paper's seven)."""
+
+BLINK_CHANNELS = ("eyeBlinkLeft", "eyeBlinkRight")
+MOTION_FILE = "motion.safetensors"
+
+
+@dataclass(frozen=True)
+class SyncerDims:
+    """Sizes of both syncers' networks (stored in the checkpoint, so a model rebuilds itself at load)."""
+
+    hidden: int = 128
+    """Width of the MLPs (S, D, fusion and heads)."""
+    latent: int = 8
+    """Dimension of the (C)VAE latents D_pose and D_exp."""
+    audio_channels: int = 32
+    """Channels of the U-Net's first level (doubled per level) and of the A_seq conv stack."""
+    audio_dim: int = 64
+    """Size of the audio embedding the U-Net hands to the fusion MLP."""
+    unet_depth: int = 2
+    """Down-sampling levels of the temporal U-Net over the feature window."""
+
+
+@dataclass(frozen=True)
+class TrainMotionConfig:
+    """Train the AudioPose and AudioEmotion Syncers of one avatar from a dataset made by `syncanim preprocess`."""
+
+    data: Path
+    """Dataset folder (meta.json, audio.wav, tracks.npz)."""
+    avatar_dir: Path
+    """Avatar folder: motion.safetensors is written here; resumable state goes to AVATAR_DIR/.motion-train/."""
+    audio: AudioSettings = field(default_factory=AudioSettings)
+    """Speech features the syncers read (extractor, window_frames, lookahead_frames); the engine must run with the
+    same ones. Look-ahead is lookahead_frames x 20 ms past the current video frame (default 4 = 80 ms)."""
+    blendshapes: tuple[str, ...] = UPPER_FACE
+    """Upper-face blendshapes to predict; must include eyeBlinkLeft and eyeBlinkRight."""
+    dims: SyncerDims = field(default_factory=SyncerDims)
+    """Network sizes."""
+    steps: int = 2500
+    """Optimiser steps."""
+    batch_size: int = 32
+    """Sequences per step."""
+    sequence_frames: int = 32
+    """Frames each training sequence is rolled out over (the syncers feed their own outputs back inside it)."""
+    lr: float = 1e-3
+    """AdamW learning rate (the paper's 1e-3)."""
+    weight_decay: float = 1e-4
+    """AdamW weight decay."""
+    kl_weight: float = 0.02
+    """lambda_KL of Eqs. 7 and 12 (the KL is summed over latent dimensions)."""
+    reg_weight: float = 1.0
+    """lambda_reg of Eqs. 7 and 12 (L1 on z-scored offsets)."""
+    state_noise: float = 0.05
+    """Std of the Gaussian noise added to the previous frame before S (Eq. 4), in z-score units."""
+    state_dropout: float = 0.1
+    """Dropout inside the S MLPs."""
+    scheduled_sampling: float = 0.5
+    """Final probability that a step is fed the model's own previous output instead of the truth (ramped up from 0
+    over the first half of training), so run time, where S is always the model's own output, is not a surprise."""
+    zero_shot_fraction: float = 0.3
+    """Fraction of sequences started from Gaussian noise instead of the true previous frames (zero-shot mode)."""
+    reference_frame: int = 0
+    """Dataset frame whose pose and expression one-shot mode starts from by default."""
+    pose_smoothing: float = 0.3
+    """Causal one-pole smoothing of the published pose at run time (0 = none; y += (1 - a) (x - y))."""
+    val_every: int = 250
+    """Steps between validation passes (losses are logged to AVATAR_DIR/motion_log.jsonl)."""
+    checkpoint_every: int = 250
+    """Steps between resumable checkpoints."""
+    resume: bool = True
+    """Continue from AVATAR_DIR/.motion-train/state.safetensors when it exists and matches."""
+    time_limit_s: float = 0.0
+    """Stop early (and still write the model) after this many seconds of training; 0 = no limit."""
+    seed: int = 0
+    """Seeds parameter init and batch sampling."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """'auto' uses CUDA when torch sees it."""
+    threads: int = 0
+    """torch CPU threads (0 = torch's default)."""
+    progress: bool = True
+    """Show a progress bar."""
+
+
+def motion_preset(name: Literal["test", "cpu", "gpu"], data: Path, avatar_dir: Path, **overrides) -> TrainMotionConfig:
+    """The named preset: 'test' trains tiny nets for seconds, 'cpu' a few minutes on 2 cores, 'gpu' the full run."""
+    base = TrainMotionConfig(data=Path(data), avatar_dir=Path(avatar_dir))
+    if name == "test":
+        base = replace(base, dims=SyncerDims(hidden=32, latent=4, audio_channels=8, audio_dim=16, unet_depth=1),
+                       steps=40, batch_size=8, sequence_frames=12, val_every=20, checkpoint_every=20, threads=1)
+    elif name == "cpu":
+        base = replace(base, steps=2500, batch_size=32, sequence_frames=32, time_limit_s=600.0)
+    elif name == "gpu":
+        base = replace(base, dims=SyncerDims(hidden=256, latent=16, audio_channels=64, audio_dim=128),
+                       steps=20000, batch_size=128, sequence_frames=64, val_every=1000, checkpoint_every=1000)
+    else:
+        raise ValueError(f"unknown motion preset {name!r}; use 'test', 'cpu' or 'gpu'")
+    return replace(base, **overrides)

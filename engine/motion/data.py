@@ -1,0 +1,119 @@
+"""Training data for the syncers: a dataset's speech windows, poses, upper-face blendshapes and blink timing."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from engine.audio.features import FeatureExtractor, FeatureSpec, feature_spec, make_extractor
+from engine.audio.settings import AudioSettings
+from engine.audio.streaming import offline_windows
+from engine.motion.config import BLINK_CHANNELS
+
+NO_BLINK_INTERVAL_S = 10.0
+
+
+@dataclass
+class MotionData:
+    """Everything training needs, per video frame (T frames, K blendshapes, windows [W, D])."""
+
+    windows: np.ndarray  # [T, W, D] float32 raw speech features, the FeatureRing's windows for each frame
+    pose: np.ndarray  # [T, 6] euler_deg (roll, pitch, yaw) then trans (cm)
+    expr: np.ndarray  # [T, K] blendshapes in [0, 1]
+    names: tuple[str, ...]
+    elapsed: np.ndarray  # [T] frames since the last blink onset before each frame
+    interval: np.ndarray  # [T] frames between that onset and the next one
+    blink_threshold: float
+    intervals: np.ndarray  # [M] inter-onset intervals in frames (run time draws from these)
+    silence: np.ndarray  # [D] features of silent audio
+    spec: FeatureSpec
+    fps: float
+    val_start: int
+
+
+def silence_features(extractor: FeatureExtractor) -> np.ndarray:
+    """The features [D] of all-zero audio (what non-finite input is replaced by)."""
+    return extractor.compute(np.zeros((1, extractor.window_samples), np.float32))[0, 0].astype(np.float32)
+
+
+def speech_windows(extractor: FeatureExtractor, audio: np.ndarray, frames: int, settings: AudioSettings) -> np.ndarray:
+    """The streaming windows [frames, W, D] of `audio` [N], padded with silence so the last frames get their
+    look-ahead (a live stream would hear the silence after the clip the same way)."""
+    pad = np.zeros(int(settings.sample_rate * 1.0), np.float32)
+    windows = offline_windows(extractor, np.concatenate([np.asarray(audio, np.float32), pad]), settings.window_frames,
+                              settings.lookahead_frames, settings.video_fps)
+    if len(windows) < frames:
+        filler = np.broadcast_to(silence_features(extractor), (frames - len(windows), *windows.shape[1:]))
+        windows = np.concatenate([windows, filler])
+    return np.ascontiguousarray(windows[:frames], np.float32)
+
+
+def blink_signal(expr: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
+    """Mean of the two eyelid blendshapes [T] from expr [T, K]."""
+    return expr[:, [names.index(n) for n in BLINK_CHANNELS]].mean(1)
+
+
+def blink_threshold(signal: np.ndarray) -> float:
+    """Half-way between open (10th percentile) and closed (99.5th); above 1 when the data holds no clear blinks."""
+    lo, hi = np.percentile(signal, [10.0, 99.5])
+    return float(lo + 0.5 * (hi - lo)) if hi - lo >= 0.05 else 2.0
+
+
+def blink_onsets(signal: np.ndarray, threshold: float) -> np.ndarray:
+    """Frames where the blink signal [T] rises through `threshold` (frame 0 never counts)."""
+    above = signal >= threshold
+    return np.flatnonzero(above[1:] & ~above[:-1]) + 1
+
+
+def blink_timing(onsets: np.ndarray, frames: int, fps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per frame: elapsed frames since the last onset before it and the interval that onset opened; and the list of
+    intervals. Before the first onset and after the last, the unseen onset is placed at the median interval."""
+    intervals = np.diff(onsets).astype(np.float64)
+    typical = float(np.median(intervals)) if len(intervals) else NO_BLINK_INTERVAL_S * fps
+    elapsed = np.zeros(frames)
+    interval = np.zeros(frames)
+    first = int(onsets[0]) if len(onsets) else frames
+    lead = max(0.0, typical - first)
+    t = np.arange(first + 1 if len(onsets) else frames)
+    elapsed[: len(t)] = lead + t
+    interval[: len(t)] = lead + first
+    for i, onset in enumerate(onsets):
+        end = int(onsets[i + 1]) if i + 1 < len(onsets) else frames
+        span = np.arange(onset + 1, min(end + 1, frames))
+        elapsed[span] = span - onset
+        interval[span] = (end - onset) if i + 1 < len(onsets) else max(typical, frames - onset + 1)
+    if not len(intervals):
+        intervals = np.array([typical])
+    return elapsed.astype(np.float32), interval.astype(np.float32), intervals.astype(np.float32)
+
+
+def load_motion_data(root: Path, settings: AudioSettings, names: tuple[str, ...]) -> MotionData:
+    """Read dataset `root` and compute everything the syncers train on; errors name the file and the fix."""
+    from engine.data.dataset import Dataset, DatasetError
+
+    data = Dataset(root)
+    tracks = data.tracks
+    missing = [n for n in names if n not in tracks.blendshape_names]
+    if missing:
+        raise DatasetError(f"{root / 'tracks.npz'} has no blendshapes {missing} (it has {tracks.blendshape_names}); "
+                           "re-run `syncanim preprocess`, or train with --blendshapes naming ones it has")
+    if any(n not in names for n in BLINK_CHANNELS):
+        raise ValueError(f"blendshapes {names} must include {BLINK_CHANNELS}: blinks are the emotion syncer's job")
+    if abs(data.meta.fps - settings.video_fps) > 1e-6:
+        raise DatasetError(f"{root / 'meta.json'} has fps {data.meta.fps}, the motion syncers run at "
+                           f"AudioSettings.video_fps={settings.video_fps}; re-run preprocess at that rate")
+    extractor = make_extractor(settings)
+    frames = len(tracks)
+    windows = speech_windows(extractor, data.audio(), frames, settings)
+    expr = tracks.blendshapes[:, [tracks.blendshape_names.index(n) for n in names]].astype(np.float32)
+    pose = np.concatenate([tracks.euler_deg, tracks.trans], 1).astype(np.float32)
+    signal = blink_signal(expr[: data.meta.val_start], names)
+    threshold = blink_threshold(signal)
+    onsets = blink_onsets(blink_signal(expr, names), threshold)
+    elapsed, interval, _ = blink_timing(onsets, frames, data.meta.fps)
+    train_onsets = onsets[onsets < data.meta.val_start]
+    _, _, intervals = blink_timing(train_onsets, data.meta.val_start, data.meta.fps)
+    return MotionData(windows, pose, expr, tuple(names), elapsed, interval, threshold, intervals,
+                      silence_features(extractor), feature_spec(settings, extractor), data.meta.fps,
+                      data.meta.val_start)

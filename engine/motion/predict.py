@@ -1,0 +1,62 @@
+"""predict_motion: a whole clip through the streaming path, frame by frame (for eval, tests and tools)."""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from engine.audio.features import FeatureSpec, make_extractor
+from engine.audio.settings import AudioSettings, HubertParams, MelParams
+from engine.motion.data import speech_windows
+from engine.motion.runtime import Mode, MotionRuntime
+
+
+def audio_settings_for(spec: FeatureSpec) -> AudioSettings:
+    """AudioSettings that compute exactly the features `spec` describes (what a model was trained on)."""
+    p = spec.params
+    if spec.extractor == "mel":
+        extractor = {"mel": MelParams(n_mels=p["n_mels"], n_fft=p["n_fft"], fmin=p["fmin"], fmax=p["fmax"],
+                                      floor=p["floor"])}
+    elif spec.extractor == "hubert":
+        extractor = {"hubert": HubertParams(model=p["model"], layer=p["layer"], context_frames=p["context_frames"],
+                                            block_frames=p["block_frames"], right_frames=p["right_frames"])}
+    else:
+        raise ValueError(f"unknown feature extractor {spec.extractor!r} in a motion model; re-train it")
+    return AudioSettings(extractor=spec.extractor, window_frames=spec.window_frames,
+                         lookahead_frames=spec.lookahead_frames, video_fps=spec.video_fps, **extractor)
+
+
+def clip_windows(runtime: MotionRuntime, audio: np.ndarray, frames: int | None = None) -> np.ndarray:
+    """The FeatureRing windows [T, W, D] a live stream of `audio` [N] (16 kHz mono) gives this model's features;
+    T = the clip's length in video frames unless `frames` is given."""
+    settings = audio_settings_for(runtime.spec)
+    if frames is None:
+        frames = math.ceil(len(audio) / settings.sample_rate * runtime.fps)
+    return speech_windows(make_extractor(settings), audio, frames, settings)
+
+
+def predict_motion(avatar_dir: str | os.PathLike, audio: np.ndarray | str | os.PathLike, mode: Mode = "one_shot",
+                   seed: int = 0, reference: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """Pose and upper-face motion for `audio` (a 16 kHz mono array [N] or a file) from the avatar's syncers, run
+    one frame at a time exactly as the engine runs them.
+
+    Returns euler_deg [T, 3], trans [T, 3], blendshapes [T, K], blendshape_names [K], time_s [T].
+    """
+    runtime = MotionRuntime.load(avatar_dir)
+    if not isinstance(audio, np.ndarray):
+        from engine.audio.sources import decode_file
+
+        audio = decode_file(Path(audio), 16000)
+    return run_frames(runtime, clip_windows(runtime, audio), runtime.new_memory(mode, seed, reference))
+
+
+def run_frames(runtime: MotionRuntime, windows: np.ndarray, memory) -> dict[str, np.ndarray]:
+    """Step one avatar through windows [T, W, D]; outputs stacked over T (see predict_motion)."""
+    steps = [runtime.step(windows[k:k + 1], [memory]) for k in range(len(windows))]
+    out = {key: np.concatenate([s[key] for s in steps]) if steps else np.zeros((0, 3), np.float32)
+           for key in ("euler_deg", "trans", "blendshapes")}
+    out["blendshape_names"] = np.array(runtime.names)
+    out["time_s"] = np.arange(len(windows)) / runtime.fps
+    return out

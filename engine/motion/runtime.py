@@ -1,0 +1,248 @@
+"""MotionRuntime: a trained avatar's two syncers stepped one video frame at a time for a batch of avatars, with each
+avatar's memory (own previous outputs, blink phase, RNG) kept in a MotionMemory; plus loading and saving them."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from engine.audio.features import FeatureSpec
+from engine.io.checkpoint import load_checkpoint, save_checkpoint
+from engine.motion.config import BLINK_CHANNELS, MOTION_FILE, SyncerDims
+from engine.motion.emotion_syncer import AudioEmotionSyncer, time_inputs
+from engine.motion.pose_syncer import POSE_DIM, POSE_NAMES, AudioPoseSyncer
+
+KIND = "syncanim-motion"
+VERSION = 1
+POSE_CLAMP = 5.0  # z-score bound of what is fed back: a runaway rollout cannot leave the training range
+EXPR_CLAMP = 10.0
+Mode = Literal["one_shot", "zero_shot"]
+
+
+@dataclass
+class MotionMemory:
+    """One avatar's state between frames (data only; MotionRuntime.step advances it)."""
+
+    pose: np.ndarray
+    """[2, 6] own previous two pose outputs, z-scored, newest first."""
+    expr: np.ndarray
+    """[2, K] own previous two expression outputs, z-scored, newest first."""
+    blink_elapsed: float
+    """Frames since the last blink onset seen in the own output."""
+    blink_interval: float
+    """Frames the current blink interval lasts (drawn from the training intervals)."""
+    blink_value: float
+    """Previous frame's blink signal (0..1), to see the next onset."""
+    rng: np.random.Generator
+    """Draws the latents and blink intervals: the same seed gives the same motion."""
+    shown_pose: np.ndarray | None = None
+    """[6] causally smoothed pose in original units (what is published)."""
+    frames: int = 0
+    """Frames stepped so far."""
+
+
+def motion_path(avatar: str | os.PathLike) -> Path:
+    """AVATAR_DIR/motion.safetensors, or the file itself when given one."""
+    path = Path(avatar)
+    return path if path.suffix == ".safetensors" else path / MOTION_FILE
+
+
+def focus_positions(spec: FeatureSpec) -> tuple[int, ...]:
+    """Indices in the window [W] of the current video frame's own feature frames."""
+    per_video = round(50.0 / spec.video_fps)
+    end = spec.window_frames - spec.lookahead_frames
+    return tuple(i for i in range(end - per_video, end) if 0 <= i < spec.window_frames) or (spec.window_frames - 1,)
+
+
+def build_syncers(spec: FeatureSpec, dims: SyncerDims, names: tuple[str, ...],
+                  state_dropout: float = 0.0) -> tuple[AudioPoseSyncer, AudioEmotionSyncer]:
+    focus = focus_positions(spec)
+    pose = AudioPoseSyncer(spec.dim, spec.window_frames, focus, dims, state_dropout)
+    emotion = AudioEmotionSyncer(spec.dim, spec.window_frames, focus, dims, names, BLINK_CHANNELS, state_dropout)
+    return pose, emotion
+
+
+class MotionRuntime:
+    """Both syncers of one avatar, in eval mode, stepped for any number of avatars in one batch."""
+
+    def __init__(self, pose: AudioPoseSyncer, emotion: AudioEmotionSyncer, metadata: dict[str, Any],
+                 path: Path | None = None) -> None:
+        self.pose = pose.eval()
+        self.emotion = emotion.eval()
+        self.metadata = metadata
+        self.path = path
+        self.spec = FeatureSpec.from_dict(metadata["features"])
+        self.names: tuple[str, ...] = tuple(metadata["blendshape_names"])
+        self.fps = float(self.spec.video_fps)
+        blink = metadata["blink"]
+        self.blink_threshold = float(blink["threshold"])
+        self.intervals = np.asarray(blink["intervals_frames"], np.float64)
+        self.smoothing = float(metadata.get("pose_smoothing", 0.0))
+        self.forwards = 0
+        """Batched forward passes run so far (one per step call)."""
+        self._traced: torch.jit.ScriptModule | None = None
+        self.threads = 1
+        """torch threads a step runs on (0: leave the process setting alone)."""
+        self._silence = pose.features.silence.numpy().astype(np.float32)
+
+    # loading ------------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, avatar: str | os.PathLike, spec: FeatureSpec | None = None,
+             blendshapes: tuple[str, ...] | None = None) -> MotionRuntime:
+        """Load AVATAR_DIR/motion.safetensors; refuse it when its features differ from `spec` (the engine's) or its
+        blendshapes from `blendshapes` (what the renderer expects)."""
+        path = motion_path(avatar)
+        expect = {"kind": KIND}
+        if blendshapes is not None:
+            expect["blendshape_names"] = list(blendshapes)
+        tensors, metadata = load_checkpoint(
+            path, expect=expect, fix="Re-train the motion stage (`syncanim train DATA -o AVATAR --stage motion`) "
+                                     "for this renderer, or load the avatar it was trained for.")
+        if spec is not None:
+            spec.check(metadata["features"], str(path))
+        feature_spec = FeatureSpec.from_dict(metadata["features"])
+        pose, emotion = build_syncers(feature_spec, SyncerDims(**metadata["dims"]), tuple(metadata["blendshape_names"]))
+        pose.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("pose.")})
+        emotion.load_state_dict({k[8:]: v for k, v in tensors.items() if k.startswith("emotion.")})
+        return cls(pose, emotion, metadata, path)
+
+    def save(self, avatar: str | os.PathLike) -> Path:
+        tensors = {f"pose.{k}": v for k, v in self.pose.state_dict().items()}
+        tensors.update({f"emotion.{k}": v for k, v in self.emotion.state_dict().items()})
+        return save_checkpoint(motion_path(avatar), tensors, self.metadata)
+
+    # memory -------------------------------------------------------------------------------------
+    def reference(self, frame: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """A one-shot reference as z-scored (pose [6], expression [K]): from `frame` (euler_deg [3], trans [3],
+        blendshapes [K] in this model's order) or the model's stored default (its first training frame)."""
+        frame = frame or self.metadata["reference"]
+        pose = np.concatenate([np.asarray(frame["euler_deg"], np.float32), np.asarray(frame["trans"], np.float32)])
+        expr = np.asarray(frame["blendshapes"], np.float32)
+        if expr.shape != (len(self.names),) or pose.shape != (POSE_DIM,):
+            raise ValueError(f"a one-shot reference needs euler_deg [3], trans [3] and blendshapes [{len(self.names)}] "
+                             f"({', '.join(self.names)}); got shapes {pose.shape[0] - 3}+3 and {expr.shape}")
+        with torch.no_grad():
+            pose_z = self.pose.pose_norm(torch.from_numpy(pose)).numpy()
+            expr_z = self.emotion.expr_norm(torch.from_numpy(expr)).numpy()
+        return pose_z, expr_z
+
+    def new_memory(self, mode: Mode = "one_shot", seed: int = 0,
+                   reference: dict[str, np.ndarray] | None = None) -> MotionMemory:
+        """A fresh avatar state: one-shot starts from `reference` (default: the first training frame), zero-shot
+        from Gaussian noise of the same dimension."""
+        rng = np.random.default_rng(seed)
+        if mode == "one_shot":
+            pose, expr = self.reference(reference)
+        elif mode == "zero_shot":
+            pose = rng.standard_normal(POSE_DIM).astype(np.float32)
+            expr = rng.standard_normal(len(self.names)).astype(np.float32)
+        else:
+            raise ValueError(f"motion mode must be 'one_shot' or 'zero_shot', got {mode!r}")
+        interval = self._draw_interval(rng)
+        return MotionMemory(
+            pose=np.stack([pose, pose]), expr=np.stack([expr, expr]),
+            blink_elapsed=float(rng.uniform(0.0, interval)), blink_interval=interval, blink_value=0.0, rng=rng,
+        )
+
+    def _draw_interval(self, rng: np.random.Generator) -> float:
+        return float(rng.choice(self.intervals) * rng.uniform(0.8, 1.2))
+
+    # stepping -----------------------------------------------------------------------------------
+    def _net(self) -> torch.jit.ScriptModule:
+        """Both syncers' run-time forward as one traced graph: Python dispatch of ~100 small modules, not the maths,
+        is what a single frame costs on a CPU."""
+        if self._traced is None:
+            n, k, latent = 1, len(self.names), (self.pose.latent, self.emotion.latent)
+            example = (torch.zeros(n, self.spec.window_frames, self.spec.dim), torch.zeros(n, 2 * POSE_DIM),
+                       torch.zeros(n, 2 * k), torch.zeros(n, latent[0]), torch.zeros(n, latent[1]), torch.zeros(n, 2))
+            with torch.inference_mode():
+                self._traced = torch.jit.trace(_StepNet(self.pose, self.emotion), example, check_trace=False)
+        return self._traced
+
+    def step(self, windows: np.ndarray, memories: list[MotionMemory]) -> dict[str, np.ndarray]:
+        """One video frame for N avatars: windows [N, W, D] raw features (NaN allowed) -> euler_deg [N, 3],
+        trans [N, 3], blendshapes [N, K] in original units; advances every memory.
+
+        Runs on `self.threads` torch threads: these ops are far too small to split, and on a busy CPU waiting for a
+        second worker thread cost 5-10x the work itself (measured on the 2-core machine).
+        """
+        previous = torch.get_num_threads()
+        if self.threads and previous != self.threads:
+            torch.set_num_threads(self.threads)
+        try:
+            with torch.inference_mode():
+                return self._step(windows, memories)
+        finally:
+            if torch.get_num_threads() != previous:
+                torch.set_num_threads(previous)
+
+    def _step(self, windows: np.ndarray, memories: list[MotionMemory]) -> dict[str, np.ndarray]:
+        n = len(memories)
+        windows = np.asarray(windows, np.float32).reshape(n, self.spec.window_frames, self.spec.dim)
+        x = torch.from_numpy(np.where(np.isfinite(windows), windows, self._silence))
+        pose_state = torch.from_numpy(np.stack([_state(m.pose) for m in memories]))
+        expr_state = torch.from_numpy(np.stack([_state(m.expr) for m in memories]))
+        z_pose = torch.from_numpy(np.stack([m.rng.standard_normal(self.pose.latent) for m in memories]).astype(np.float32))
+        z_expr = torch.from_numpy(np.stack([m.rng.standard_normal(self.emotion.latent) for m in memories]).astype(np.float32))
+        elapsed = torch.tensor([m.blink_elapsed for m in memories], dtype=torch.float32)
+        interval = torch.tensor([m.blink_interval for m in memories], dtype=torch.float32)
+        time_raw = time_inputs(elapsed, interval, self.fps)
+        pose_z, expr_z, pose, expr = self._net()(x, pose_state, expr_state, z_pose, z_expr, time_raw)
+        self.forwards += 1
+        pose, expr, pose_z, expr_z = pose.numpy(), expr.numpy(), pose_z.numpy(), expr_z.numpy()
+        shown = np.empty_like(pose)
+        for i, memory in enumerate(memories):
+            shown[i] = self._advance(memory, pose_z[i], expr_z[i], pose[i], expr[i])
+        return {"euler_deg": shown[:, :3].copy(), "trans": shown[:, 3:].copy(), "blendshapes": expr}
+
+    def _advance(self, memory: MotionMemory, pose_z: np.ndarray, expr_z: np.ndarray, pose: np.ndarray,
+                 expr: np.ndarray) -> np.ndarray:
+        memory.pose = np.stack([pose_z, memory.pose[0]])
+        memory.expr = np.stack([expr_z, memory.expr[0]])
+        value = float(expr[[self.names.index(c) for c in BLINK_CHANNELS]].mean())
+        onset = value >= self.blink_threshold > memory.blink_value and memory.frames > 0
+        overdue = memory.blink_elapsed > 1.5 * memory.blink_interval
+        if onset or overdue:
+            memory.blink_elapsed, memory.blink_interval = 1.0, self._draw_interval(memory.rng)
+        else:
+            memory.blink_elapsed += 1.0
+        memory.blink_value = value
+        memory.frames += 1
+        if memory.shown_pose is None or self.smoothing <= 0.0:
+            memory.shown_pose = pose.copy()
+        else:
+            memory.shown_pose = memory.shown_pose + (1.0 - self.smoothing) * (pose - memory.shown_pose)
+        return memory.shown_pose
+
+
+class _StepNet(torch.nn.Module):
+    """Run-time forward of both syncers for one frame (z drawn from the prior; outputs clamped before feedback)."""
+
+    def __init__(self, pose: AudioPoseSyncer, emotion: AudioEmotionSyncer) -> None:
+        super().__init__()
+        self.pose = pose
+        self.emotion = emotion
+
+    def forward(self, x: torch.Tensor, pose_state: torch.Tensor, expr_state: torch.Tensor, z_pose: torch.Tensor,
+                z_expr: torch.Tensor, time_raw: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """x [N, W, D], states [N, 12] / [N, 2K], latents [N, L], time_raw [N, 2] -> pose_z [N, 6], expr_z [N, K],
+        pose [N, 6] and blendshapes [N, K] in original units."""
+        pose_z = self.pose(self.pose.encode_audio(x), pose_state, z_pose).clamp(-POSE_CLAMP, POSE_CLAMP)
+        g_a, a_seq = self.emotion.encode_audio(x)
+        time = self.emotion.encode_time(time_raw)
+        expr_z = self.emotion(g_a, a_seq, time, expr_state, z_expr).clamp(-EXPR_CLAMP, EXPR_CLAMP)
+        pose = self.pose.pose_norm.inverse(pose_z)
+        expr = self.emotion.expr_norm.inverse(expr_z).clamp(0.0, 1.0)
+        return pose_z, expr_z, pose, expr
+
+
+def _state(history: np.ndarray) -> np.ndarray:
+    """[2, C] newest-first history -> state [2C]: previous output and its velocity."""
+    return np.concatenate([history[0], history[0] - history[1]]).astype(np.float32)
+
+
+__all__ = ["KIND", "MotionMemory", "MotionRuntime", "POSE_NAMES", "build_syncers", "focus_positions", "motion_path"]

@@ -1,0 +1,242 @@
+"""train_motion: fit both syncers on a dataset with rollouts that feed the models their own outputs; resumable."""
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from engine.io.checkpoint import load_checkpoint, save_checkpoint
+from engine.motion.blocks import kl_to_standard, reparameterize
+from engine.motion.config import BLINK_CHANNELS, TrainMotionConfig
+from engine.motion.data import MotionData, load_motion_data
+from engine.motion.emotion_syncer import AudioEmotionSyncer, time_inputs
+from engine.motion.normalization import fit_stats
+from engine.motion.pose_syncer import POSE_NAMES, AudioPoseSyncer
+from engine.motion.runtime import KIND, VERSION, MotionRuntime, build_syncers, motion_path
+
+log = logging.getLogger(__name__)
+STATE_DIR = ".motion-train"
+LOG_FILE = "motion_log.jsonl"
+
+
+class Tensors:
+    """The dataset on the training device, z-scored: windows [T, W, D], pose [T, 6], expr [T, K], time [T, 2]."""
+
+    def __init__(self, data: MotionData, pose: AudioPoseSyncer, emotion: AudioEmotionSyncer, device: torch.device):
+        with torch.no_grad():
+            self.windows = torch.from_numpy(data.windows).to(device)
+            self.pose = pose.pose_norm(torch.from_numpy(data.pose).to(device))
+            self.expr = emotion.expr_norm(torch.from_numpy(data.expr).to(device))
+            self.time = time_inputs(torch.from_numpy(data.elapsed), torch.from_numpy(data.interval), data.fps).to(device)
+
+
+def _fit_normalisation(data: MotionData, pose: AudioPoseSyncer, emotion: AudioEmotionSyncer) -> dict[str, Any]:
+    train = slice(0, data.val_start)
+    feature_mean, feature_std = fit_stats(data.windows[train].reshape(-1, data.windows.shape[-1]))
+    pose_mean, pose_std = fit_stats(data.pose[train])
+    expr_mean, expr_std = fit_stats(data.expr[train], floor=0.02)
+    for model in (pose, emotion):
+        model.features.z.set(feature_mean, feature_std)
+        model.features.silence.copy_(torch.from_numpy(data.silence))
+    pose.pose_norm.set(pose_mean, pose_std)
+    emotion.expr_norm.set(expr_mean, expr_std)
+    return {"features": pose.features.z.stats(), "silence": data.silence.tolist(),
+            "pose": pose.pose_norm.stats(), "blendshapes": emotion.expr_norm.stats()}
+
+
+def _metadata(config: TrainMotionConfig, data: MotionData, normalisation: dict[str, Any]) -> dict[str, Any]:
+    ref = min(max(config.reference_frame, 0), len(data.pose) - 1)
+    return {
+        "kind": KIND, "version": VERSION, "features": data.spec.to_dict(),
+        "lookahead_frames": data.spec.lookahead_frames,
+        "lookahead_ms": 1000.0 * data.spec.lookahead_frames * data.spec.hop / data.spec.sample_rate,
+        "blendshape_names": list(data.names), "pose_names": list(POSE_NAMES), "dims": asdict(config.dims),
+        "normalisation": normalisation, "fps": data.fps, "pose_smoothing": config.pose_smoothing,
+        "blink": {"channels": list(BLINK_CHANNELS), "threshold": data.blink_threshold,
+                  "intervals_frames": data.intervals.tolist()},
+        "reference": {"frame": ref, "euler_deg": data.pose[ref, :3].tolist(), "trans": data.pose[ref, 3:].tolist(),
+                      "blendshapes": data.expr[ref].tolist()},
+        "versions": {"motion": VERSION, "torch": torch.__version__, "numpy": np.__version__,
+                     "python": platform.python_version()},
+        "training": {"data": str(config.data), "config": json.loads(json.dumps(asdict(config), default=str))},
+    }
+
+
+def rollout(pose: AudioPoseSyncer, emotion: AudioEmotionSyncer, data: Tensors, starts: torch.Tensor, frames: int,
+            p_own: float, zero_shot: torch.Tensor, config: TrainMotionConfig) -> dict[str, torch.Tensor]:
+    """Roll both syncers over `frames` frames from each start [B] (>= 2); return the mean losses.
+
+    Each step is fed, per sequence, either the truth or the model's own previous output (probability p_own),
+    plus noise; zero-shot rows [B] bool start from Gaussian noise instead of the true previous frames.
+    """
+    idx = starts[:, None] + torch.arange(-2, frames, device=starts.device)  # [B, 2 + L]
+    b = len(starts)
+    windows = data.windows[idx[:, 2:]].flatten(0, 1)  # [B * L, W, D]
+    a_pose = pose.encode_audio(windows).unflatten(0, (b, frames))
+    g_a, a_seq = (t.unflatten(0, (b, frames)) for t in emotion.encode_audio(windows))
+    time = emotion.encode_time(data.time[idx[:, 2:]].flatten(0, 1)).unflatten(0, (b, frames))
+    totals = {"pose_l1": 0.0, "pose_kl": 0.0, "expr_l1": 0.0, "expr_kl": 0.0}
+    histories = {}
+    for name, truth in (("pose", data.pose[idx]), ("expr", data.expr[idx])):
+        noise = torch.randn_like(truth[:, 0])
+        start = [torch.where(zero_shot[:, None], noise, truth[:, i]) for i in (0, 1)]
+        histories[name] = (truth, start)
+    (pose_truth, (p2, p1)), (expr_truth, (e2, e1)) = histories["pose"], histories["expr"]
+    for t in range(frames):
+        p_state = _noisy_state(p1, p2, config.state_noise)
+        e_state = _noisy_state(e1, e2, config.state_noise)
+        p_target, e_target = pose_truth[:, t + 2], expr_truth[:, t + 2]
+        mu, logvar = pose.posterior(p_target, p_state, a_pose[:, t])
+        p_out = pose(a_pose[:, t], p_state, reparameterize(mu, logvar))
+        totals["pose_l1"] = totals["pose_l1"] + (p_out - p_target).abs().mean()
+        totals["pose_kl"] = totals["pose_kl"] + kl_to_standard(mu, logvar)
+        mu, logvar = emotion.posterior(e_target, e_state, time[:, t], a_seq[:, t])
+        e_out = emotion(g_a[:, t], a_seq[:, t], time[:, t], e_state, reparameterize(mu, logvar))
+        totals["expr_l1"] = totals["expr_l1"] + (e_out - e_target).abs().mean()
+        totals["expr_kl"] = totals["expr_kl"] + kl_to_standard(mu, logvar)
+        own = (torch.rand(b, 1, device=starts.device) < p_own)
+        p2, p1 = p1, torch.where(own, p_out.detach(), p_target)
+        e2, e1 = e1, torch.where(own, e_out.detach(), e_target)
+    losses = {k: v / frames for k, v in totals.items()}
+    losses["total"] = (config.reg_weight * (losses["pose_l1"] + losses["expr_l1"])
+                       + config.kl_weight * (losses["pose_kl"] + losses["expr_kl"]))
+    return losses
+
+
+def _noisy_state(previous: torch.Tensor, before: torch.Tensor, noise: float) -> torch.Tensor:
+    """Eq. 4's input: the previous frame (and its velocity) plus Gaussian noise, [B, 2C]."""
+    state = torch.cat([previous, previous - before], -1)
+    return state + noise * torch.randn_like(state) if noise > 0 else state
+
+
+def _device(config: TrainMotionConfig) -> torch.device:
+    if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def _starts(low: int, high: int, count: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    if high <= low:
+        raise ValueError(f"the dataset is too short for {count} training sequences (frames {low}..{high}); use a "
+                         "longer video or a smaller --sequence-frames")
+    return torch.randint(low, high, (count,), generator=generator).to(device)
+
+
+def _state_tensors(pose, emotion, optimizer) -> dict[str, torch.Tensor]:
+    tensors = {f"pose.{k}": v for k, v in pose.state_dict().items()}
+    tensors.update({f"emotion.{k}": v for k, v in emotion.state_dict().items()})
+    for index, state in optimizer.state_dict()["state"].items():
+        for key, value in state.items():
+            tensors[f"opt.{index}.{key}"] = torch.as_tensor(value)
+    return tensors
+
+
+def _save_state(path: Path, pose, emotion, optimizer, step: int, fingerprint: dict, generator: torch.Generator) -> None:
+    groups = optimizer.state_dict()["param_groups"]
+    tensors = _state_tensors(pose, emotion, optimizer)
+    tensors["rng.batches"] = generator.get_state()
+    save_checkpoint(path, tensors, {"step": step, "param_groups": groups, "fingerprint": fingerprint})
+
+
+def _resume(path: Path, pose, emotion, optimizer, fingerprint: dict, generator: torch.Generator) -> int:
+    tensors, metadata = load_checkpoint(
+        path, expect={"fingerprint": fingerprint},
+        fix=f"The saved training state was made with other data or sizes: delete {path.parent} or pass --no-resume.")
+    pose.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("pose.")})
+    emotion.load_state_dict({k[8:]: v for k, v in tensors.items() if k.startswith("emotion.")})
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("opt."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": metadata["param_groups"]})
+    generator.set_state(tensors["rng.batches"])
+    return int(metadata["step"])
+
+
+def _validate(pose, emotion, tensors: Tensors, data: MotionData, config: TrainMotionConfig,
+              device: torch.device) -> dict[str, float]:
+    frames = min(config.sequence_frames, len(data.pose) - data.val_start - 2)
+    if frames < 2:
+        return {}
+    starts = torch.arange(data.val_start + 2, len(data.pose) - frames + 1, max(frames // 2, 1), device=device)[:64]
+    pose.eval(), emotion.eval()
+    state = torch.get_rng_state()
+    torch.manual_seed(1234)  # the same noise every validation, so the curve shows the model, not the dice
+    with torch.no_grad():
+        losses = rollout(pose, emotion, tensors, starts, frames, config.scheduled_sampling,
+                         torch.zeros(len(starts), dtype=torch.bool, device=device), config)
+    torch.set_rng_state(state)
+    pose.train(), emotion.train()
+    return {k: float(v) for k, v in losses.items()}
+
+
+def train_motion(config: TrainMotionConfig) -> Path:
+    """Train both syncers on config.data and write AVATAR_DIR/motion.safetensors (returned). Progress on a bar,
+    losses in AVATAR_DIR/motion_log.jsonl, resumable state in AVATAR_DIR/.motion-train/."""
+    from tqdm.auto import tqdm
+
+    if config.threads > 0:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    device = _device(config)
+    data = load_motion_data(Path(config.data), config.audio, tuple(config.blendshapes))
+    pose, emotion = build_syncers(data.spec, config.dims, data.names, config.state_dropout)
+    metadata = _metadata(config, data, _fit_normalisation(data, pose, emotion))
+    pose.to(device), emotion.to(device)
+    tensors = Tensors(data, pose, emotion, device)
+    params = list(pose.parameters()) + list(emotion.parameters())
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    generator = torch.Generator().manual_seed(config.seed)
+    avatar = Path(config.avatar_dir)
+    state_path = avatar / STATE_DIR / "state.safetensors"
+    fingerprint = {"features": metadata["features"], "names": metadata["blendshape_names"],
+                   "dims": metadata["dims"], "frames": len(data.pose), "data": str(config.data)}
+    step = _resume(state_path, pose, emotion, optimizer, fingerprint, generator) if (
+        config.resume and state_path.is_file()) else 0
+    avatar.mkdir(parents=True, exist_ok=True)
+    log_path = avatar / LOG_FILE
+    frames = config.sequence_frames
+    began = time.monotonic()
+    val: dict[str, float] = {}
+    pose.train(), emotion.train()
+    with tqdm(total=config.steps, initial=step, desc="motion", disable=not config.progress, dynamic_ncols=True) as bar:
+        while step < config.steps:
+            p_own = config.scheduled_sampling * min(1.0, step / max(1.0, 0.5 * config.steps))
+            starts = _starts(2, data.val_start - frames + 1, config.batch_size, generator, device)
+            zero_shot = (torch.rand(config.batch_size, generator=generator) < config.zero_shot_fraction).to(device)
+            losses = rollout(pose, emotion, tensors, starts, frames, p_own, zero_shot, config)
+            optimizer.zero_grad(set_to_none=True)
+            losses["total"].backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            step += 1
+            bar.update(1)
+            bar.set_postfix(pose=f"{losses['pose_l1'].item():.3f}", expr=f"{losses['expr_l1'].item():.3f}")
+            out_of_time = config.time_limit_s > 0 and time.monotonic() - began > config.time_limit_s
+            if step % config.val_every == 0 or step == config.steps or out_of_time:
+                val = _validate(pose, emotion, tensors, data, config, device)
+                _log(log_path, step, losses, val, time.monotonic() - began)
+            if step % config.checkpoint_every == 0 or step == config.steps or out_of_time:
+                _save_state(state_path, pose, emotion, optimizer, step, fingerprint, generator)
+            if out_of_time:
+                log.warning("motion training stopped at step %d of %d: time limit %.0f s", step, config.steps,
+                            config.time_limit_s)
+                break
+    metadata["training"].update({"steps": step, "val": val})
+    runtime = MotionRuntime(pose.cpu(), emotion.cpu(), metadata)
+    return runtime.save(motion_path(avatar))
+
+
+def _log(path: Path, step: int, train: dict[str, torch.Tensor], val: dict[str, float], elapsed: float) -> None:
+    entry = {"step": step, "elapsed_s": round(elapsed, 2), "train": {k: v.item() for k, v in train.items()}, "val": val}
+    log.info("motion step %d: train %.4f, val %s", step, entry["train"]["total"], val.get("total"))
+    with open(path, "a") as handle:
+        handle.write(json.dumps(entry) + "\n")
