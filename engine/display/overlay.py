@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ctypes
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,10 +31,10 @@ class Overlay:
     last_vertex_count: int = 0
     """Vertices imgui emitted for the latest drawn frame (0 while hidden)."""
     fps: float = 0.0
-    """Displayed frames per second, smoothed over about a second."""
+    """Displayed frames per second over the last second."""
     status_lines: list[str] = field(default_factory=list)
     """Extra lines the runner shows (upload path, recording, virtual camera)."""
-    _last_time: float | None = None
+    _stamps: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
 
 
 def start_imgui(window: Any) -> None:
@@ -60,12 +61,15 @@ def stop_imgui() -> None:
 
 
 def tick_fps(overlay: Overlay) -> None:
+    """Frames shown per second of wall time over the last second (counting, not averaging 1/interval,
+    which overstates the rate when intervals jitter)."""
     now = time.perf_counter()
-    if overlay._last_time is not None:
-        interval = max(now - overlay._last_time, 1e-6)
-        weight = min(1.0, interval)  # about a one-second memory at any frame rate
-        overlay.fps = 1.0 / interval if overlay.fps == 0.0 else overlay.fps + weight * (1.0 / interval - overlay.fps)
-    overlay._last_time = now
+    stamps = overlay._stamps
+    stamps.append(now)
+    while len(stamps) > 2 and now - stamps[0] > 1.0:
+        stamps.popleft()
+    if len(stamps) >= 2 and now > stamps[0]:
+        overlay.fps = (len(stamps) - 1) / (now - stamps[0])
 
 
 def draw_overlay(world: World, overlay: Overlay) -> None:

@@ -159,7 +159,8 @@ def draw_window(glfw: Any, app: App, state: WindowState, overlay: Overlay) -> No
     settings = world.resource(DisplaySettings)
     screen = target.ctx.screen
     presenter.draw(target.color, screen, settings, flip_y=False, keep_alpha=True, size=(width, height))
-    overlay.status_lines = status_lines(world)
+    canvas_w, canvas_h = target.size
+    overlay.status_lines = [f"canvas {canvas_w}x{canvas_h} in window {width}x{height}", *status_lines(world)]
     draw_overlay(world, overlay)
     error = target.ctx.error
     if error != "GL_NO_ERROR":
