@@ -243,7 +243,7 @@ def open_virtual_camera(settings: DisplaySettings) -> VirtualCamera:
     except Exception as error:  # pyvirtualcam raises RuntimeError/ValueError per backend
         return VirtualCamera(
             reason=(
-                f"virtual camera unavailable: {error}. On Linux load v4l2loopback "
+                f"virtual camera unavailable: {str(error).rstrip('.')}. On Linux load v4l2loopback "
                 "(`sudo modprobe v4l2loopback devices=1`); on Windows/macOS install OBS and start its "
                 "virtual camera once"
             )

@@ -61,16 +61,17 @@ def test_overlay_never_reaches_the_canvas(xvfb_display, frame_app, card):
 
 
 @pytest.mark.window
-def test_key_actions_toggle_overlay_fullscreen_and_exit(xvfb_display, frame_app, card):
+def test_key_actions_toggle_overlay_fullscreen_screenshot_and_exit(xvfb_display, frame_app, card, tmp_path):
     glfw = import_glfw()
-    runner = frame_app(DisplaySettings(size=(64, 64), window_size=(320, 240), **FAST), card)
+    settings = DisplaySettings(size=(64, 64), window_size=(320, 240), screenshot_dir=tmp_path, **FAST)
+    runner = frame_app(settings, card)
     sizes = {}
 
     def script(world):
         state, frame = world.resource(WindowState), world.resource(Time).frame
         sizes[frame] = glfw.get_window_size(state.window)
         if frame == 1:
-            state.actions += ["overlay", "fullscreen"]
+            state.actions += ["overlay", "fullscreen", "screenshot"]
         if frame == 4:
             sizes["cursor"] = glfw.get_input_mode(state.window, glfw.CURSOR)
             state.actions.append("fullscreen")
@@ -86,6 +87,8 @@ def test_key_actions_toggle_overlay_fullscreen_and_exit(xvfb_display, frame_app,
     assert sizes[7] == (320, 240)
     overlay = runner.app.world.resource(Overlay)
     assert not overlay.visible and overlay.frames_drawn == 2
+    shots = list(tmp_path.glob("screenshot-*.png"))
+    assert len(shots) == 1 and shots[0] in result.outputs
 
 
 @pytest.mark.window
