@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import tyro
 
 from engine.data.synth.config import SynthConfig
+from engine.eval.bench_config import BenchConfig
 from engine.scene.run import DemoOptions, RunOptions
 
 
@@ -33,11 +34,19 @@ def _synth(config: SynthConfig) -> int:
     return 0
 
 
+def _bench(config: BenchConfig) -> int:
+    from engine.eval.bench import run_bench
+
+    run_bench(config)
+    return 0
+
+
 # name -> (options type, handler). Handlers import their package lazily so `--help` stays fast.
 COMMANDS: dict[str, tuple[type, Callable[[Any], int]]] = {
     "synth": (Annotated[SynthConfig, tyro.conf.PositionalRequiredArgs], _synth),
     "run": (RunOptions, _run),
     "demo": (DemoOptions, _demo),
+    "bench": (BenchConfig, _bench),
 }
 
 

@@ -9,12 +9,11 @@ from typing import TYPE_CHECKING, Annotated
 import tyro
 
 from engine.display.settings import DisplaySettings
+from engine.scene import SCENES_DIR
 
 if TYPE_CHECKING:
     from engine.app import App
     from engine.display.headless import RunResult
-
-SCENES_DIR = Path(__file__).resolve().parents[2] / "scenes"
 
 
 @dataclass(frozen=True)

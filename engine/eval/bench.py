@@ -1,0 +1,181 @@
+"""`syncanim bench`: the engine run headless per canvas size, timed per frame and per stage, plus audio latency.
+
+Frame times are wall-clock intervals between consecutive frames at the same point of the loop, so they include
+everything a frame does. The headless clock is stepped, so the engine never waits: frames per second here is
+throughput, the rate the machine could sustain.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.ecs import Stage, World
+from engine.eval.bench_config import BenchConfig
+
+# What the report calls each part of the frame, and the stages that make it up.
+PARTS = {
+    "clock": ("first",),
+    "features": ("pre_update",),
+    "motion": ("fixed_update",),
+    "scene": ("update", "post_update"),
+    "render": ("extract", "render"),
+    "present": ("present",),
+}
+
+
+@dataclass
+class FrameLog:
+    """Resource: one row per frame, taken at the end of the frame's LAST stage."""
+
+    stamps: list[float] = field(default_factory=list)
+    stages: list[dict[str, float]] = field(default_factory=list)
+
+
+def log_frame(world: World) -> None:
+    from engine.app import SystemTimings
+
+    log = world.resource(FrameLog)
+    log.stamps.append(time.perf_counter())
+    log.stages.append(dict(world.resource(SystemTimings).stage_ms))
+
+
+def percentiles(values: np.ndarray) -> dict[str, float]:
+    return {
+        "mean": float(values.mean()), "p50": float(np.percentile(values, 50)),
+        "p95": float(np.percentile(values, 95)), "p99": float(np.percentile(values, 99)),
+    }
+
+
+def summarise(log: FrameLog, warmup: int, size: int) -> dict[str, Any]:
+    """Frame-time statistics over the frames after the warm-up."""
+    intervals = np.diff(np.array(log.stamps[warmup:])) * 1e3
+    if len(intervals) < 2:
+        raise ValueError("too few frames measured; raise --seconds")
+    frame = percentiles(intervals)
+    parts = {}
+    for part, stages in PARTS.items():
+        per_frame = np.array([sum(row.get(s, 0.0) for s in stages) for row in log.stages[warmup + 1:]])
+        parts[part] = percentiles(per_frame)
+    return {
+        "size": size, "frames": int(len(intervals)), "fps": 1000.0 / frame["mean"],
+        "frame_ms_p50": frame["p50"], "frame_ms_p95": frame["p95"], "frame_ms_p99": frame["p99"],
+        "frame_ms_mean": frame["mean"], "parts_ms": parts,
+    }
+
+
+def bench_size(config: BenchConfig, size: int) -> dict[str, Any]:
+    from engine.display.headless import run_headless
+    from engine.display.settings import DisplaySettings
+    from engine.scene.loader import SceneArgs, build_scene
+    from engine.scene.run import make_app
+
+    app = make_app(DisplaySettings(size=(size, size), fps=config.fps), headless=True)
+    app.insert_resource(SceneArgs(config.scene))
+    build_scene(app, config.scene)
+    app.insert_resource(FrameLog())
+    app.add_system(log_frame, Stage.LAST)
+    frames = config.warmup_frames + round(config.seconds * config.fps) + 1
+    run_headless(app, frames=frames)
+    return summarise(app.resource(FrameLog), config.warmup_frames, size)
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    import torch
+
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {
+        "cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+        "torch": torch.__version__, "gpu": None,
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def latency(audio: dict[str, Any], results: list[dict[str, Any]], fps: float) -> dict[str, Any]:
+    """Mic-to-frame latency, algorithmic: the audio path's terms plus one frame of render and present."""
+    mel = audio["extractors"].get("mel", {})
+    terms = dict(mel.get("latency_ms", {}))
+    audio_total = terms.pop("total", 0.0)
+    worst = max(results, key=lambda r: r["size"]) if results else None
+    frame_ms = worst["frame_ms_p95"] if worst else 1000.0 / fps
+    return {
+        "algorithmic_ms": audio_total + frame_ms,
+        "terms_ms": {**terms, f"frame_p95_at_{worst['size'] if worst else 0}": frame_ms},
+        "measured_ms": None,
+    }
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def run_bench(config: BenchConfig) -> dict[str, Any]:
+    """Run every size, time the speech features, print a table and write the JSON; returns the results."""
+    from rich.console import Console
+
+    from engine.audio.measure import measure_extractors
+
+    console = Console(width=None if Console().is_terminal else 120)  # logs and CI get the full table
+    if config.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise RuntimeError("--device cuda: this torch has no CUDA device; install a CUDA build of torch "
+                               "(pip install torch==2.13.0 on a GPU machine) or use --device cpu")
+    results = []
+    for size in config.size_list():
+        with console.status(f"bench {size}x{size} ..."):
+            results.append(bench_size(config, size))
+    with console.status("timing speech features ..."):
+        audio = measure_extractors(config.audio_seconds, hubert_sizes=("base", "large") if config.hubert else ())
+    report = {
+        "device": config.device, "machine": machine(), "scene": str(config.scene), "fps_target": config.fps,
+        "results": results, "audio": audio, "latency_ms": latency(audio, results, config.fps),
+        "unavailable": {"latency_measured": "needs an avatar that responds to sound (bench --avatar); "
+                                            "the test card only meters playback"},
+    }
+    print_report(console, report)
+    if config.json is not None:
+        write_json_atomic(config.json, report)
+        console.print(f"wrote {config.json}")
+    return report
+
+
+def print_report(console: Any, report: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"frame times ({report['machine']['cpu']}, {report['machine']['cores']} cores, "
+                        f"{report['device']})")
+    for column in ("size", "FPS", "p50 ms", "p95 ms", "p99 ms", *PARTS):
+        table.add_column(column, justify="right")
+    for r in report["results"]:
+        table.add_row(f"{r['size']}", f"{r['fps']:.1f}", f"{r['frame_ms_p50']:.1f}", f"{r['frame_ms_p95']:.1f}",
+                      f"{r['frame_ms_p99']:.1f}", *(f"{r['parts_ms'][p]['mean']:.2f}" for p in PARTS))
+    console.print(table)
+    audio = Table(title="speech features")
+    for column in ("extractor", "RTF streaming", "ms / video frame", "latency ms (algorithmic)"):
+        audio.add_column(column, justify="right")
+    for name, entry in report["audio"]["extractors"].items():
+        audio.add_row(name, f"{entry['rtf_streaming']:.3f}", f"{entry['ms_per_video_frame_mean']:.2f}",
+                      f"{entry['latency_ms']['total']:.0f}")
+    console.print(audio)
+    console.print(f"mic-to-frame latency, algorithmic: {report['latency_ms']['algorithmic_ms']:.0f} ms")

@@ -1,0 +1,41 @@
+"""Settings of `syncanim bench` (light module: no torch, no GL at import)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from engine.scene import SCENES_DIR
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """Measure frames per second, per-stage frame times, latency and speech-feature real-time factors."""
+
+    json: Path | None = None
+    """Also write the results to this JSON file (atomically)."""
+    sizes: str = "128,256,512"
+    """Comma-separated square canvas sizes in pixels to run, e.g. 128,256,512."""
+    seconds: float = 4.0
+    """Engine seconds measured per size (frames = seconds x fps), after the warm-up."""
+    warmup_frames: int = 10
+    """Frames run and discarded before measuring (first-call compilation, caches, page faults)."""
+    device: Literal["cpu", "cuda"] = "cpu"
+    """Where rendering runs; 'cuda' needs a CUDA build of torch and a GPU."""
+    scene: Path = SCENES_DIR / "test_card.py"
+    """Scene to run when no --avatar is given (the test card measures the engine without a neural renderer)."""
+    fps: float = 25.0
+    """Canvas frame rate (the headless clock steps 1/fps; throughput is measured by the wall clock)."""
+    audio_seconds: float = 4.0
+    """Seconds of audio used to time each speech-feature extractor."""
+    hubert: bool = True
+    """Also time HuBERT-shaped extractors (base and large shapes, random weights: speed does not depend on weights)."""
+
+    def size_list(self) -> list[int]:
+        try:
+            sizes = [int(part) for part in self.sizes.split(",") if part.strip()]
+        except ValueError:
+            raise ValueError(f"--sizes must be comma-separated integers like 128,256,512, got {self.sizes!r}") from None
+        if not sizes or min(sizes) < 16:
+            raise ValueError(f"--sizes must list sizes of at least 16 pixels, got {self.sizes!r}")
+        return sizes

@@ -1,0 +1,39 @@
+"""`syncanim bench` on the test card: the JSON holds the fields downstream tools read, with sane values."""
+import json
+
+import pytest
+
+from engine.cli import main
+from engine.eval.bench import FrameLog, summarise
+from engine.eval.bench_config import BenchConfig
+
+
+def test_bench_writes_the_promised_fields(tmp_path):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--sizes", "64,96", "--seconds", "0.6", "--warmup-frames", "2", "--no-hubert",
+                 "--audio-seconds", "1", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["device"] == "cpu" and report["machine"]["cores"] >= 1
+    assert [r["size"] for r in report["results"]] == [64, 96]
+    for result in report["results"]:
+        assert result["frames"] == 15 and result["fps"] > 0
+        assert result["frame_ms_p50"] <= result["frame_ms_p95"] <= result["frame_ms_p99"]
+        assert set(result["parts_ms"]) >= {"features", "motion", "render", "present"}
+    assert report["latency_ms"]["algorithmic_ms"] > 0
+    assert report["audio"]["extractors"]["mel"]["rtf_streaming"] > 0
+
+
+def test_summary_statistics_from_known_stamps():
+    log = FrameLog(stamps=[0.0, 1.0, 1.010, 1.030, 1.040, 1.050],
+                   stages=[{"render": 5.0, "extract": 1.0}] * 6)
+    summary = summarise(log, warmup=1, size=32)
+    assert summary["frames"] == 4
+    assert summary["frame_ms_mean"] == pytest.approx(12.5)
+    assert summary["fps"] == pytest.approx(80.0)
+    assert summary["frame_ms_p50"] == pytest.approx(10.0)
+    assert summary["parts_ms"]["render"]["mean"] == pytest.approx(6.0)
+
+
+def test_bad_sizes_are_explained():
+    with pytest.raises(ValueError, match="comma-separated integers"):
+        BenchConfig(sizes="128x128").size_list()
