@@ -220,6 +220,17 @@ MIN_GAP_S, MAX_GAP_S = 0.5, 3.0
 _GAP_PER_SPEECH = 0.35
 
 
+def resample(samples: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
+    """Band-limited resampling by FFT (an ideal low-pass at the lower Nyquist); [N] -> [N * out / in] float32."""
+    if rate_in == rate_out or len(samples) == 0:
+        return samples.astype(np.float32)
+    n_out = int(round(len(samples) * rate_out / rate_in))
+    spectrum = np.fft.rfft(samples.astype(np.float64))
+    bins = n_out // 2 + 1
+    spectrum = spectrum[:bins] if len(spectrum) >= bins else np.pad(spectrum, (0, bins - len(spectrum)))
+    return (np.fft.irfft(spectrum, n=n_out) * (n_out / len(samples))).astype(np.float32)
+
+
 def _trimmed(utterance: Utterance) -> Utterance:
     """Cut espeak's leading and trailing silence to 20 ms / 60 ms around the phonemes."""
     if not utterance.phonemes:
@@ -246,14 +257,30 @@ def compose_speech(
     sentences: list[str], seconds: float, voice: VoiceSettings, rng: np.random.Generator,
     sample_rate: int = 16000, shuffle: bool = True,
 ) -> Speech:
+    """compose_speech_here in a fresh process, so the same arguments always give the same samples.
+
+    libespeak-ng carries synthesis state (wave generator phase, C rand()) from one call to the next
+    and cannot be re-initialised in a process, so a clip made after other speech would differ.
+    """
+    import concurrent.futures
+    import multiprocessing
+
+    Espeak.get().check_voice(voice.name)  # fail fast, with the clear message, in this process
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        return pool.submit(compose_speech_here, sentences, seconds, voice, rng, sample_rate, shuffle).result()
+
+
+def compose_speech_here(
+    sentences: list[str], seconds: float, voice: VoiceSettings, rng: np.random.Generator,
+    sample_rate: int = 16000, shuffle: bool = True,
+) -> Speech:
     """Sentences separated by pauses of 0.5-3 s, filling exactly `seconds`; silence is at least ~25% of it.
 
     The clip opens with a pause; a sentence is placed only if it ends at least 0.5 s before the clip
     ends. With shuffle=False (user text) sentences keep their order and the clip stops at the first
     one that does not fit.
     """
-    from scipy.signal import resample_poly
-
     engine = Espeak.get()
     engine.check_voice(voice.name)
     order = list(rng.permutation(len(sentences))) if shuffle else list(range(len(sentences)))
@@ -280,7 +307,7 @@ def compose_speech(
     phonemes: list[Phoneme] = []
     spans: list[tuple[float, float, str]] = []
     for start, utterance, text in placed:
-        audio = resample_poly(utterance.samples, sample_rate, utterance.sample_rate).astype(np.float32)
+        audio = resample(utterance.samples, utterance.sample_rate, sample_rate)
         first = int(round(start * sample_rate))
         audio = audio[:max(total - first, 0)]
         samples[first:first + len(audio)] += audio
