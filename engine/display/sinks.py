@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import queue
 import threading
@@ -17,6 +18,7 @@ from engine.audio.tap import AudioTap
 from engine.display.settings import DisplaySettings
 from engine.display.target import GLTarget
 from engine.ecs import World
+from engine.time import Time
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,8 @@ class Mp4Sink:
         """AudioTap sample count when recording began (audio before that belongs to no frame)."""
         self.submitted = 0
         """Frames handed to the writer thread."""
+        self.clock_origin: float | None = None
+        """Clock time of the first recorded frame."""
         self._queue: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=max(2, int(fps * queue_seconds)))
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
@@ -72,6 +76,12 @@ class Mp4Sink:
     def frames(self) -> int:
         """Frames in the recording (all submitted frames once `drain` has returned)."""
         return self.writer.frames
+
+    def start_time(self, world: World) -> float:
+        """Clock time at which the recording starts (the first frame it sees)."""
+        if self.clock_origin is None:
+            self.clock_origin = world.resource(Time).elapsed
+        return self.clock_origin
 
     def submit(self, rgb: np.ndarray) -> None:
         """Queue one [H, W, 3] uint8 frame; the array must not be modified afterwards."""
@@ -124,8 +134,18 @@ def start_mp4(world: World, settings: DisplaySettings) -> Mp4Sink:
     return sink
 
 
+def frames_due(elapsed: float, fps: float, written: int) -> int:
+    """How many copies of the frame shown at clock time `elapsed` a constant-rate video needs.
+
+    The recording holds one frame per 1/fps of master-clock time, so it stays in step with the audio
+    (which follows the same clock): a loop slower than fps repeats frames, a faster one skips them.
+    A stepped clock at the recording's fps gives exactly 1 every frame.
+    """
+    return max(0, math.floor(elapsed * fps + 1e-6) + 1 - written)
+
+
 def record_mp4(world: World) -> None:
-    """Append the canvas presented this frame to the mp4."""
+    """Append the canvas presented this frame to the mp4, as many times as the clock says."""
     sink = world.get_resource(Mp4Sink)
     target = world.get_resource(GLTarget)
     if sink is None or target is None:
@@ -135,7 +155,11 @@ def record_mp4(world: World) -> None:
         # The audio plugin inserted its tap after the sink started: record from now on.
         tap.enabled = True
         sink.audio_start_sample = len(tap)
-    sink.submit(opaque_rgb(target.read_pixels(), world.resource(DisplaySettings)))
+    copies = frames_due(world.resource(Time).elapsed - sink.start_time(world), sink.fps, sink.submitted)
+    if copies:
+        rgb = opaque_rgb(target.read_pixels(), world.resource(DisplaySettings))
+        for _ in range(copies):
+            sink.submit(rgb)
 
 
 def finish_mp4(world: World) -> None:

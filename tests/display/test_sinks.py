@@ -13,6 +13,7 @@ from engine.display.headless import run_headless
 from engine.display.settings import DisplaySettings
 from engine.display.sinks import (
     Mp4Sink,
+    frames_due,
     VirtualCamera,
     opaque_rgb,
     open_virtual_camera,
@@ -139,3 +140,38 @@ def test_virtual_camera_setting_in_a_run_never_fakes_frames(frame_app, card):
         assert vcam.frames_sent == 0 and vcam.reason
     else:
         assert vcam.frames_sent == 2
+
+
+def test_frames_due():
+    assert [frames_due(k / 25, 25.0, k) for k in range(100)] == [1] * 100  # stepped at the video rate
+    assert frames_due(0.5, 25.0, 5) == 8  # the loop fell behind: repeat the frame to keep time
+    assert frames_due(0.1, 25.0, 3) == 0  # the loop runs ahead: skip
+
+
+def test_recording_follows_the_clock_when_the_loop_is_slower(card, tmp_path):
+    """A 10 fps loop recorded at 25 fps: the mp4 still covers the clock time, so it stays with the audio."""
+    from engine.app import App
+    from engine.display import display_plugin
+    from engine.display.frame import FrameImage
+    from engine.display.headless import create_egl_context, release_egl_context
+    from engine.display.target import create_target
+    from engine.time import MasterClock
+
+    out = tmp_path / "slow.mp4"
+    app = App()
+    app.insert_resource(DisplaySettings(size=(64, 32), fps=25.0, out=out))
+    app.insert_resource(MasterClock("stepped", 10.0))
+    app.add_plugin(display_plugin)
+    app.insert_resource(FrameImage(card))
+    ctx = create_egl_context()
+    target = create_target(ctx, (64, 32), runner="test")
+    app.insert_resource(target)
+    for _ in range(10):
+        app.update()
+    app.shutdown()
+    target.release()
+    release_egl_context(ctx)
+    info = probe(out)
+    # frames at t = 0, 0.1, ..., 0.9 s cover 23 video frames (0 .. 0.9 s at 25 fps)
+    assert info.frames == 23
+    assert info.audio_duration_s == pytest.approx(23 / 25, abs=1 / 25)

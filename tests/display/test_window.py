@@ -140,3 +140,12 @@ def test_window_after_a_headless_run_in_the_same_process(xvfb_display, frame_app
     windowed = frame_app(DisplaySettings(size=(128, 64), **FAST), card)
     run_window(windowed.app, frames=1)  # used to die in glXMakeCurrent (BadAccess) after EGL
     np.testing.assert_array_equal(windowed.canvases[-1], headless.canvases[-1])
+
+
+def test_no_display_is_a_clear_error(monkeypatch, frame_app, card):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    runner = frame_app(DisplaySettings(size=(16, 16)), card)
+    with pytest.warns(Warning):  # pyglfw also reports the X11 failure as a GLFWError warning
+        with pytest.raises(RuntimeError, match="--headless"):
+            run_window(runner.app, frames=1)
