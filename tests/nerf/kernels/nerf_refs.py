@@ -1,6 +1,8 @@
 """Pure-torch references of the NeRF kernels (float64, autograd), written from the math, not from the kernels."""
 from __future__ import annotations
 
+import math
+
 import torch
 
 PRIME_Y = 2654435761
@@ -54,3 +56,47 @@ def composite(sigma, rgb, t, dt, ray_offset, ray_count, n_rays: int, t_thresh: f
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     mse = torch.mean((a.double() - b.double()) ** 2).item()
     return float("inf") if mse == 0 else -10.0 * torch.log10(torch.tensor(mse)).item()
+
+
+# A test scene: a soft sphere with a colour field in the box [-1, 1]^3, seen by a pinhole camera.
+
+DT = 2 * math.sqrt(3) / 128
+
+
+def camera_rays(side: int, origin=(0.0, 0.0, 2.5), focal: float = 1.6):
+    """Pinhole rays looking down -z: origins and unit directions [side*side, 3]."""
+    s = (torch.arange(side) + 0.5) / side * 2 - 1
+    v, u = torch.meshgrid(-s, s, indexing="ij")
+    d = torch.stack([u, v, torch.full_like(u, -focal)], -1).reshape(-1, 3)
+    d = d / d.norm(dim=-1, keepdim=True)
+    o = torch.tensor(origin).expand_as(d).contiguous()
+    return o, d.contiguous()
+
+
+def sphere_sigma(p: torch.Tensor) -> torch.Tensor:
+    return 30.0 * torch.sigmoid((0.55 - p.norm(dim=-1)) / 0.02)
+
+
+def sphere_rgb(p: torch.Tensor) -> torch.Tensor:
+    return 0.5 + 0.5 * torch.sin(4.0 * p + torch.tensor([0.0, 2.0, 4.0]))
+
+
+def box_interval(o, d, lo=-1.0, hi=1.0, near=0.05):
+    inv = 1.0 / d
+    t0, t1 = (lo - o) * inv, (hi - o) * inv
+    return torch.minimum(t0, t1).amax(-1).clamp(min=near), torch.maximum(t0, t1).amin(-1)
+
+
+def brute_force(o, d, bg=1.0):
+    """Every lattice sample of every ray, evaluated and composited in float64 torch."""
+    t_in, t_out = box_interval(o.double(), d.double())
+    k = torch.arange(int(4.0 / DT) + 2, dtype=torch.float64)
+    t = t_in[:, None] + (k[None] + 0.5) * DT
+    valid = t < t_out[:, None]
+    p = o.double()[:, None] + t[..., None] * d.double()[:, None]
+    sigma = torch.where(valid, sphere_sigma(p), 0.0)
+    alpha = 1 - torch.exp(-sigma * DT)
+    trans = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1 - alpha[:, :-1]], 1), 1)
+    w = alpha * trans
+    rgb = (w[..., None] * sphere_rgb(p)).sum(1)
+    return rgb + (1 - w.sum(1, keepdim=True)) * bg, int(valid.sum())

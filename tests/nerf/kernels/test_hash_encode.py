@@ -125,6 +125,17 @@ def test_bad_arguments_name_the_fix():
         enc(torch.rand(3, 10).t())
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Tiny matmuls gain nothing from threads, and torch's OpenMP workers spinning between Taichi launches
+    slowed this loop 10-20x on a loaded 2-core machine (GOMP_SPINCOUNT must be set before torch loads)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.usefixtures("one_torch_thread")
 def test_image_plane_encoder_overfits_an_image():
     """A tiny scene: a 48x48 image fitted by a one-plane encoder and a small MLP in a few hundred steps."""
     torch.manual_seed(0)
