@@ -88,3 +88,11 @@ def test_read_pixels_is_cached_per_present(frame_app, card):
     assert [s[0] for s in seen] == [True] * 3
     assert not any(s[1] for s in seen)
     assert [s[2] for s in seen] == [1, 2, 3]
+
+
+def test_measure_present_reports_a_rate():
+    from engine.display.measure import measure_present
+
+    result = measure_present((32, 16), frames=3)
+    assert result["size"] == "32x16" and result["frames"] == 3 and result["readback"]
+    assert result["fps"] > 0 and result["ms_per_frame"] == pytest.approx(1e3 / result["fps"])
