@@ -262,13 +262,68 @@ def compose_speech(
     libespeak-ng carries synthesis state (wave generator phase, C rand()) from one call to the next
     and cannot be re-initialised in a process, so a clip made after other speech would differ.
     """
-    import concurrent.futures
-    import multiprocessing
+    import json
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
 
     Espeak.get().check_voice(voice.name)  # fail fast, with the clear message, in this process
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        return pool.submit(compose_speech_here, sentences, seconds, voice, rng, sample_rate, shuffle).result()
+    request = {
+        "sentences": list(sentences), "seconds": seconds, "voice": [voice.name, voice.rate, voice.pitch, voice.pitch_range],
+        "rng": rng.bit_generator.state, "sample_rate": sample_rate, "shuffle": shuffle,
+    }
+    root = str(Path(__file__).resolve().parents[3])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+    with tempfile.TemporaryDirectory() as tmp:
+        result_path = Path(tmp) / "speech.npz"
+        done = subprocess.run(
+            [sys.executable, "-m", "engine.data.synth.speech", str(result_path)],
+            input=json.dumps(request), text=True, capture_output=True, env=env,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"espeak-ng worker failed ({done.returncode}): {done.stderr.strip()[-800:]}")
+        with np.load(result_path) as data:
+            return _speech_from_arrays(data, voice)
+
+
+def _speech_to_arrays(speech: Speech) -> dict[str, np.ndarray]:
+    p = speech.phonemes
+    return {
+        "samples": speech.samples, "sample_rate": np.int64(speech.sample_rate),
+        "start": np.array([x.start for x in p], np.float64), "end": np.array([x.end for x in p], np.float64),
+        "symbol": np.array([x.symbol for x in p], dtype=str), "stressed": np.array([x.stressed for x in p], bool),
+        "vowel": np.array([x.vowel for x in p], bool),
+        "utt_start": np.array([u[0] for u in speech.utterances], np.float64),
+        "utt_end": np.array([u[1] for u in speech.utterances], np.float64),
+        "utt_text": np.array([u[2] for u in speech.utterances], dtype=str),
+    }
+
+
+def _speech_from_arrays(data, voice: VoiceSettings) -> Speech:
+    phonemes = tuple(
+        Phoneme(float(a), float(b), str(c), bool(d), bool(e))
+        for a, b, c, d, e in zip(data["start"], data["end"], data["symbol"], data["stressed"], data["vowel"])
+    )
+    utterances = tuple((float(a), float(b), str(c)) for a, b, c in zip(data["utt_start"], data["utt_end"], data["utt_text"]))
+    return Speech(data["samples"].astype(np.float32), int(data["sample_rate"]), phonemes, utterances, voice)
+
+
+def _worker_main(result_path: str) -> None:
+    """Worker entry (python -m engine.data.synth.speech OUT.npz < request.json): one clip's speech."""
+    import json
+    import sys
+
+    request = json.loads(sys.stdin.read())
+    rng = np.random.default_rng()
+    rng.bit_generator.state = request["rng"]
+    voice = VoiceSettings(*request["voice"])
+    speech = compose_speech_here(
+        request["sentences"], request["seconds"], voice, rng, request["sample_rate"], request["shuffle"],
+    )
+    with open(result_path, "wb") as handle:
+        np.savez(handle, **_speech_to_arrays(speech))
 
 
 def compose_speech_here(
@@ -316,3 +371,9 @@ def compose_speech_here(
     # A phone's noise floor (about -66 dBFS): real silence is never digital zero.
     samples += rng.normal(0.0, 5e-4, total).astype(np.float32)
     return Speech(np.clip(samples, -1, 1), sample_rate, tuple(phonemes), tuple(spans), voice)
+
+
+if __name__ == "__main__":
+    import sys as _sys
+
+    _worker_main(_sys.argv[1])
