@@ -49,11 +49,12 @@ def opaque_rgb(pixels: np.ndarray, settings: DisplaySettings) -> np.ndarray:
 
 # -- mp4 ---------------------------------------------------------------------------------------------
 class Mp4Sink:
-    """Resource: records every presented canvas; at shutdown muxes the AudioTap (or silence) and saves.
+    """Resource: records the presented canvas at a constant `fps` of master-clock time; at shutdown
+    muxes the AudioTap (or silence) trimmed/padded to the video's length, and saves atomically.
 
     Frames go to the encoder from a writer thread through a bounded queue, so h264 encoding overlaps
     the next frame's work; when the encoder falls more than `queue_seconds` behind, the frame loop
-    waits (a recording never drops frames: its audio is aligned to the frame count).
+    waits rather than dropping frames (the audio is aligned to the frame count).
     """
 
     def __init__(self, path: Path, fps: float, quality: int, queue_seconds: float = 2.0) -> None:
