@@ -1,7 +1,6 @@
 """Present stage: FrameImage -> texture -> the canvas, letterboxed over the background (shaders/present.*)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 

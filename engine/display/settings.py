@@ -89,7 +89,9 @@ class DisplaySettings:
         if self.scale not in ("fit", "fill", "stretch"):
             raise ValueError(f"DisplaySettings.scale must be 'fit', 'fill' or 'stretch', got {self.scale!r}")
         if self.overlay_key.upper() not in OVERLAY_KEYS:
-            raise ValueError(f"DisplaySettings.overlay_key must be one of {', '.join(OVERLAY_KEYS)}, got {self.overlay_key!r}")
+            raise ValueError(
+                f"DisplaySettings.overlay_key must be one of {', '.join(OVERLAY_KEYS)}, got {self.overlay_key!r}"
+            )
         for name in ("background_color", "chroma_color"):
             color = getattr(self, name)
             if len(color) != 3 or not all(0.0 <= c <= 1.0 for c in color):
