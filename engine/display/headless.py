@@ -1,7 +1,6 @@
 """Headless runner: an EGL offscreen canvas and a stepped clock, so every run is deterministic and A/V-exact."""
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +16,6 @@ from engine.time import MasterClock
 if TYPE_CHECKING:
     from engine.app import App
 
-log = logging.getLogger(__name__)
 
 
 @dataclass

@@ -5,7 +5,6 @@ shows that canvas scaled to its size, and only the window gets the overlay.
 """
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -23,7 +22,6 @@ from engine.time import Time
 if TYPE_CHECKING:
     from engine.app import App
 
-log = logging.getLogger(__name__)
 
 NO_DISPLAY_HINT = (
     "cannot open a window: no display found (is DISPLAY set?). Use `--headless` (offscreen, e.g. with "
