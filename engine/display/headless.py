@@ -17,7 +17,6 @@ if TYPE_CHECKING:
     from engine.app import App
 
 
-
 @dataclass
 class RunResult:
     """What a runner did: frames presented, clock time covered, why it stopped, files written."""
