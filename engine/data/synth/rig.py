@@ -140,7 +140,10 @@ def _skull(face: np.ndarray, oval: np.ndarray, hair_length: float, hair_volume: 
     hair = _smoothstep(hairline - 0.06, hairline + 0.1, normalized[:, 1])
     # Hair stands off the skull most at the crown and the sides, framing the face.
     side = np.abs(normalized[:, 0])
-    volume = hair_volume * (0.55 + 0.45 * np.clip(normalized[:, 1] + side, 0, 1)) * hair
+    around = np.arctan2(normalized[:, 0], normalized[:, 1])
+    # Uneven volume (a part, some fullness at one side) keeps the outline from looking like a helmet.
+    lumps = 1.0 + 0.18 * np.sin(3.0 * around + 1.3) + 0.1 * np.sin(7.0 * around + 0.4)
+    volume = hair_volume * (0.55 + 0.45 * np.clip(normalized[:, 1] + side, 0, 1)) * lumps * hair
     pts = pts + (pts - center) / np.linalg.norm(pts - center, axis=1, keepdims=True) * volume[:, None]
     n = len(oval)
     tris = []
@@ -364,7 +367,10 @@ def build_head(
     face_mix = np.interp(ring, [0, 1, 2, 3], [0.0, 0.35, 0.8, 1.0])
     n = len(rest)
     color = np.zeros((n, 3), np.float32)
-    color[:n_face] = skin
+    # Hair comes down over the top of the forehead and the temples (the canonical oval ends high).
+    fringe = _smoothstep(6.2, 7.2, face[:, 1] + 0.06 * face[:, 0] ** 2) * (ring <= 4)
+    color[:n_face] = skin[None] * (1 - fringe[:, None]) + hair[None] * fringe[:, None]
+    face_mix = face_mix * (1 - fringe)
     color[n_face:n_face + n_skull] = skin[None] * (1 - hair_mask[:, None]) + hair[None] * hair_mask[:, None]
     color[n_face + n_skull:] = mouth_c
     texmix = np.zeros(n, np.float32)
@@ -487,14 +493,14 @@ def build_body(neck_radius: float, shoulder_half_width: float, chest_depth: floa
     theta = np.linspace(0.0, 2 * np.pi, cols, endpoint=False)
     verts = []
     for h in depth_h:
-        s = _smoothstep(0.0, 8.5, h) ** 0.7
+        s = _smoothstep(0.0, 7.0, h) ** 0.5
         half_w = neck_radius + (shoulder_half_width - neck_radius) * s
         half_d = neck_radius * 0.95 + (chest_depth - neck_radius * 0.95) * _smoothstep(0.0, 10.0, h)
         exponent = 2.0 / (2.0 + 1.6 * s)  # rounder at the neck, boxier at the chest
         x = half_w * np.sign(np.sin(theta)) * np.abs(np.sin(theta)) ** exponent
         z = half_d * np.sign(np.cos(theta)) * np.abs(np.cos(theta)) ** exponent
         # The shoulders slope down from the neck.
-        y = -h - 2.2 * (np.abs(x) / shoulder_half_width) ** 2 * s
+        y = -h - 1.5 * (np.abs(x) / shoulder_half_width) ** 2 * s
         verts.append(np.stack([x, y, z - 1.0], 1))
     verts = np.concatenate(verts)
     tris = []
