@@ -55,7 +55,7 @@ class Presenter:
 
     def draw(
         self, texture: Any, framebuffer: Any, settings: DisplaySettings, *, flip_y: bool, keep_alpha: bool,
-        size: tuple[int, int] | None = None,
+        size: tuple[int, int] | None = None, premultiply: bool = False,
     ) -> None:
         """Clear `framebuffer` to the background and draw `texture` placed by settings.scale.
 
@@ -66,7 +66,7 @@ class Presenter:
         self.ctx.scissor = None
         self.ctx.disable(self.ctx.BLEND | self.ctx.DEPTH_TEST | self.ctx.CULL_FACE)
         framebuffer.viewport = (0, 0, *fb_size)
-        framebuffer.clear(*settings.clear_rgba)
+        framebuffer.clear(*((0.0, 0.0, 0.0, 0.0) if premultiply else settings.clear_rgba))
         x, y, width, height = fit_rect(texture.size, fb_size, settings.scale)
         framebuffer.viewport = (x, y, width, height)
         filt = self.ctx.LINEAR if settings.smooth else self.ctx.NEAREST
@@ -76,6 +76,7 @@ class Presenter:
         self.program["frame"].value = 0
         self.program["flip_y"].value = flip_y
         self.program["keep_alpha"].value = keep_alpha
+        self.program["premultiply"].value = premultiply
         background = settings.clear_rgba[:3]
         self.program["background"].value = background
         self.vao.render(self.ctx.TRIANGLE_STRIP, vertices=4)

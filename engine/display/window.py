@@ -156,7 +156,11 @@ def draw_window(glfw: Any, app: App, state: WindowState, overlay: Overlay) -> No
         world.insert_resource(presenter)
     settings = world.resource(DisplaySettings)
     screen = target.ctx.screen
-    presenter.draw(target.color, screen, settings, flip_y=False, keep_alpha=True, size=(width, height))
+    # A transparent window is composited by the window manager, which expects premultiplied alpha.
+    presenter.draw(
+        target.color, screen, settings, flip_y=False, keep_alpha=True, size=(width, height),
+        premultiply=settings.background == "transparent",
+    )
     canvas_w, canvas_h = target.size
     overlay.status_lines = [f"canvas {canvas_w}x{canvas_h} in window {width}x{height}", *status_lines(world)]
     draw_overlay(world, overlay)

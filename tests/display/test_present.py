@@ -100,3 +100,23 @@ def test_three_channel_frame_is_opaque(frame_app):
     image = np.full((8, 8, 3), (10, 20, 30), np.uint8)
     canvas = run_one(frame_app, DisplaySettings(size=(8, 8), background="transparent"), image)
     assert tuple(canvas[3, 3]) == (10, 20, 30, 255)
+
+
+def test_premultiplied_draw_for_transparent_windows():
+    from engine.display.headless import create_egl_context, release_egl_context
+    from engine.display.present import Presenter
+
+    ctx = create_egl_context()
+    try:
+        presenter = Presenter(ctx)
+        texture = presenter.upload.upload(np.full((4, 4, 4), (200, 100, 50, 128), np.uint8))
+        color = ctx.texture((8, 4), 4)
+        fbo = ctx.framebuffer(color_attachments=[color])
+        settings = DisplaySettings(background="transparent", background_color=(1.0, 1.0, 1.0))
+        presenter.draw(texture, fbo, settings, flip_y=False, keep_alpha=True, premultiply=True)
+        pixels = np.frombuffer(fbo.read(components=4), np.uint8).reshape(4, 8, 4)
+        assert (pixels[:, :2] == 0).all() and (pixels[:, 6:] == 0).all()  # bars: transparent black
+        assert np.abs(pixels[2, 4].astype(int) - (100, 50, 25, 128)).max() <= 1
+        presenter.release()
+    finally:
+        release_egl_context(ctx)
