@@ -115,6 +115,18 @@ def test_inference_out_buffer_reused_and_equal():
         enc(x, out=buf)
 
 
+def test_weights_round_trip_through_safetensors(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    enc = _encoder()
+    save_file(enc.state_dict(), tmp_path / "enc.safetensors")
+    assert set(load_file(tmp_path / "enc.safetensors")) == {"table"}  # the layout is rebuilt from the config
+    other = PlaneHashEncoder(n_planes=3, levels=5, features=2, log2_table=8, base_res=3, max_res=40)
+    other.load_state_dict(load_file(tmp_path / "enc.safetensors"))
+    x = _points(20)
+    torch.testing.assert_close(other(x), enc(x), atol=0, rtol=0)
+
+
 def test_bad_arguments_name_the_fix():
     enc = _encoder()
     with pytest.raises(TypeError, match="dtype"):
