@@ -39,7 +39,7 @@ def _run(home: Path, code: str) -> dict:
 
 def test_microphone_through_pyaudio_is_resampled_to_16k(tmp_path: Path) -> None:
     infile = tmp_path / "in.raw"
-    (0.5 * 32767 * np.sin(2 * np.pi * 500 * np.arange(48000) / 48000)).astype("<i2").tofile(infile)
+    (0.5 * 32767 * np.sin(2 * np.pi * 500 * np.arange(10 * 48000) / 48000)).astype("<i2").tofile(infile)
     home = _alsa_home(tmp_path, 48000, infile)
     result = _run(home, """
         import json, time
@@ -65,7 +65,7 @@ def test_microphone_through_pyaudio_is_resampled_to_16k(tmp_path: Path) -> None:
 
 def test_engine_listens_to_the_microphone(tmp_path: Path) -> None:
     infile = tmp_path / "in.raw"
-    (0.5 * 32767 * np.sin(2 * np.pi * 300 * np.arange(16000) / 16000)).astype("<i2").tofile(infile)
+    (0.5 * 32767 * np.sin(2 * np.pi * 300 * np.arange(10 * 16000) / 16000)).astype("<i2").tofile(infile)
     home = _alsa_home(tmp_path, 16000, infile)
     result = _run(home, """
         import json, time
