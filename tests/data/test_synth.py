@@ -172,3 +172,18 @@ def test_a_failed_render_leaves_no_truth_beside_the_video(tmp_path, monkeypatch)
     assert not (out / "truth.npz").exists()
     assert (out / "video.mp4").read_bytes() == video_before
     assert not list(out.glob(".*partial*"))
+
+
+def test_truth_pose_has_mediapipes_axes_and_signs(mediapipe_results, truth):
+    from engine.data.synth.presenter import matrix_to_euler
+
+    measured, kept = [], []
+    for index, result in enumerate(mediapipe_results):
+        if result.facial_transformation_matrixes:
+            measured.append(matrix_to_euler(np.asarray(result.facial_transformation_matrixes[0])[:3, :3]))
+            kept.append(index)
+    measured, expected = np.array(measured), truth["euler_deg"][kept]
+    error = np.abs(measured - expected).mean(axis=0)
+    assert np.all(error < 2.5), f"mean |MediaPipe - truth| (roll, pitch, yaw) = {error.round(2)} degrees"
+    for axis in (0, 2):  # roll and yaw move enough within 5 s to correlate
+        assert np.corrcoef(measured[:, axis], expected[:, axis])[0, 1] > 0.8
