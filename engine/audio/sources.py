@@ -112,7 +112,10 @@ def load_clip(clip_or_path: AudioClip | str | Path | np.ndarray, sample_rate: in
     if isinstance(clip_or_path, np.ndarray):
         if clip_or_path.ndim != 1:
             raise ValueError(f"a clip array must be mono [N]; got shape {clip_or_path.shape} (average the channels)")
-        return AudioClip(clip_or_path.astype(np.float32, copy=False), sample_rate, "array")
+        samples = clip_or_path
+        if np.issubdtype(samples.dtype, np.integer):  # PCM as read from a wav or a socket: scale to [-1, 1]
+            samples = samples / float(np.iinfo(samples.dtype).max)
+        return AudioClip(samples.astype(np.float32, copy=False), sample_rate, "array")
     path = Path(clip_or_path)
     return AudioClip(decode_file(path, sample_rate), sample_rate, path.name)
 

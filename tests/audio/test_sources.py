@@ -104,3 +104,5 @@ def test_load_clip_resamples_a_clip_at_another_rate() -> None:
     assert clip.sample_rate == 16000 and abs(len(clip.samples) - 16000) <= 8 and clip.name == "low"
     with pytest.raises(ValueError, match="mono"):
         load_clip(np.zeros((2, 10), np.float32))
+    pcm = load_clip(np.array([0, 16384, -32767], np.int16)).samples
+    assert pcm.dtype == np.float32 and np.allclose(pcm, [0.0, 0.5, -1.0], atol=1e-4)
