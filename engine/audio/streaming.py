@@ -38,7 +38,7 @@ class FeatureStream:
         self.lookahead_frames = lookahead_frames
         self.fps = fps
         self.origin_s = origin_s
-        """Time stamped on video frame 0 (when its sound is heard on the engine clock)."""
+        """Time stamped on video frame 0: when its sound plays on the engine clock."""
         self.per_video = _frames_per_video_frame(fps)
         m = extractor.block_frames
         first_frame = min(0, self.per_video + lookahead_frames - window_frames)
