@@ -3,11 +3,34 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
+
+import tyro
 
 BackgroundMode = Literal["color", "chroma", "transparent"]
 ScaleMode = Literal["fit", "fill", "stretch"]
 OVERLAY_KEYS = ("F1", "TAB", "F2", "F3", "F4", "GRAVE")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'640x360' (or '640,360', or '512' for a square) -> (640, 360)."""
+    parts = text.lower().replace(",", "x").split("x")
+    try:
+        width, height = (int(parts[0]), int(parts[0])) if len(parts) == 1 else map(int, parts)
+    except ValueError:
+        raise ValueError(f"a size is WIDTHxHEIGHT in pixels, like 640x360; got {text!r}") from None
+    return width, height
+
+
+Size = Annotated[
+    tuple[int, int],
+    tyro.constructors.PrimitiveConstructorSpec(
+        nargs=1, metavar="WxH", instance_from_str=lambda args: parse_size(args[0]),
+        is_instance=lambda value: isinstance(value, tuple) and len(value) == 2,
+        str_from_instance=lambda value: [f"{value[0]}x{value[1]}"],
+    ),
+]
+"""A (width, height) in pixels, written WxH on the command line."""
 
 
 @dataclass(frozen=True)
@@ -18,7 +41,7 @@ class DisplaySettings:
     it is read once when the window or the headless canvas is created.
     """
 
-    size: tuple[int, int] = (512, 512)
+    size: Size = (512, 512)
     """Width and height in pixels of the output canvas: what mp4 recordings, screenshots and the virtual
     camera get. The rendered frame is scaled into it keeping its aspect (see `scale`)."""
     fps: float = 25.0
@@ -39,7 +62,7 @@ class DisplaySettings:
     (letterbox, nothing cropped), 'fill' (cover, edges cropped) or 'stretch' (aspect not kept)."""
     smooth: bool = True
     """Bilinear filtering when scaling; False keeps hard pixels (nearest), e.g. for inspecting renders."""
-    window_size: tuple[int, int] | None = None
+    window_size: Size | None = None
     """Initial window size in screen pixels; None uses the canvas size."""
     window_position: tuple[int, int] | None = None
     """Initial top-left window position on the desktop; None lets the window manager choose."""

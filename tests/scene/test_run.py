@@ -10,7 +10,7 @@ from engine.io.video import probe
 
 def test_test_card_headless_writes_75_frames_and_3_s_of_audio(tmp_path):
     out = tmp_path / "card.mp4"
-    assert main(["run", "scenes/test_card.py", "--headless", "--seconds", "3", "--out", str(out), "--size", "160", "120"]) == 0
+    assert main(["run", "scenes/test_card.py", "--headless", "--seconds", "3", "--out", str(out), "--size", "160x120"]) == 0
     info = probe(out)
     assert info.frames == 75 and info.fps == 25
     assert (info.width, info.height) == (160, 120)
