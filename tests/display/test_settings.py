@@ -1,3 +1,5 @@
+"""DisplaySettings parsing from the command line."""
+import pytest
 
 
 def test_sizes_are_written_width_x_height():
