@@ -50,3 +50,12 @@ def test_plugin_steps_without_a_runner():
     app.add_plugin(display_plugin)
     app.update()  # no GL target: present does nothing, nothing crashes
     assert app.resource(DisplaySettings) == DisplaySettings()
+
+
+def test_sizes_are_written_width_x_height():
+    from engine.display.settings import parse_size
+
+    assert parse_size("640x360") == (640, 360)
+    assert parse_size("512") == (512, 512)
+    with pytest.raises(ValueError, match="WIDTHxHEIGHT.*'wide'"):
+        parse_size("wide")
