@@ -32,7 +32,8 @@ class SourceInfo:
     """Degrees the stored frames are turned counter-clockwise for display (phone videos): 0, 90, 180 or 270."""
     codec: str
     duration_s: float
-    """Length the container reports (only for progress estimates; frames are counted by decoding)."""
+    """Length of the video stream the file declares (0 if unknown); frames are counted by decoding, and a decoded
+    length well short of this means a truncated file."""
     has_audio: bool
     audio_offset_s: float
     """Start of the audio track minus start of the video track, seconds (0 when there is no audio)."""
@@ -84,7 +85,10 @@ def inspect_source(path: str | os.PathLike) -> SourceInfo:
         width, height = (first.height, first.width) if rotation in (90, 270) else (first.width, first.height)
         fps = float(stream.average_rate or stream.guessed_rate or 0.0)
         codec = stream.codec_context.name
-        duration = float(container.duration) / 1e6 if container.duration else 0.0
+        if stream.duration and stream.time_base:
+            duration = float(stream.duration * stream.time_base)
+        else:
+            duration = float(container.duration) / 1e6 if container.duration else 0.0
         has_audio = bool(container.streams.audio)
     offset = 0.0
     if has_audio:
@@ -108,7 +112,7 @@ def resampled_frames(source: SourceInfo, fps: float) -> Iterator[tuple[int, np.n
     """(k, RGB frame [H, W, 3] uint8) for k = 0, 1, ...: the source frame nearest to t = k / fps.
 
     Frames repeat (24 fps in) or drop (30 fps in) as nearest-in-time picks; the last frame counts for one frame
-    interval, so a 5 s video gives 5 * fps frames whatever its own rate.
+    interval, so a 5 s video gives round(5 * fps) frames whatever its own rate.
     """
     import av
 
@@ -137,7 +141,9 @@ def resampled_frames(source: SourceInfo, fps: float) -> Iterator[tuple[int, np.n
                                   "or truncated, re-export it (e.g. `ffmpeg -i in -c:v libx264 fixed.mp4`)") from error
     if previous is None:
         raise PreprocessError(f"{source.path}: no video frame could be decoded; re-export or re-download it")
-    while k / fps < previous_t + interval - 1e-6:
+    # The video ends one frame interval after its last frame; counting output frames up to half a frame before that
+    # end rounds the length to whole output frames despite millisecond timestamps (mkv, webm).
+    while k / fps < previous_t + interval - 0.5 / fps:
         yield k, previous
         k += 1
 

@@ -53,11 +53,16 @@ def create_segmenter(model: str | os.PathLike | None = None):
     from mediapipe.tasks.python import vision
     from mediapipe.tasks.python.core.base_options import BaseOptions
 
+    path = segmenter_path(model)
     options = vision.ImageSegmenterOptions(
-        base_options=BaseOptions(model_asset_path=str(segmenter_path(model))),
+        base_options=BaseOptions(model_asset_path=str(path)),
         running_mode=vision.RunningMode.IMAGE, output_confidence_masks=True, output_category_mask=False,
     )
-    return vision.ImageSegmenter.create_from_options(options)
+    try:
+        return vision.ImageSegmenter.create_from_options(options)
+    except (RuntimeError, ValueError) as error:
+        raise PreprocessError(f"{path} is not a MediaPipe image segmenter model ({error}); pass a "
+                              "selfie_segmenter.tflite with --segmenter-model, or leave the flag out") from error
 
 
 def person_confidence(segmenter, frame: np.ndarray) -> np.ndarray:

