@@ -57,6 +57,8 @@ class OccupancyGrid(torch.nn.Module):
     density [res^3] f32 (EMA of sigma), occupied [res^3] u8 (1: march through, 0: skip), coarse [ceil(res/MIP)^3]
     u8 (derived from occupied; change occupied through `set_occupied` so both stay in step).
     `threshold` is in sigma units (1 / world length): a cell below it adds opacity < threshold * dt per step.
+    `dilation` grows the occupied mask by that many cells after each update (thin parts such as lips stay
+    marched even when a jittered sample missed them).
     """
 
     def __init__(
@@ -65,6 +67,7 @@ class OccupancyGrid(torch.nn.Module):
         resolution: int = 64,
         decay: float = 0.95,
         threshold: float = 0.01,
+        dilation: int = 0,
     ) -> None:
         super().__init__()
         lo, hi = tuple(float(v) for v in aabb[:3]), tuple(float(v) for v in aabb[3:])
@@ -73,7 +76,7 @@ class OccupancyGrid(torch.nn.Module):
         if resolution < 1:
             raise ValueError(f"{WHERE}: resolution={resolution} must be >= 1")
         self.lo, self.hi, self.resolution = lo, hi, int(resolution)
-        self.decay, self.threshold = float(decay), float(threshold)
+        self.decay, self.threshold, self.dilation = float(decay), float(threshold), int(dilation)
         self.coarse_resolution = -(-self.resolution // MIP)
         n = self.resolution**3
         self.register_buffer("density", torch.zeros(n))
@@ -167,7 +170,12 @@ class OccupancyGrid(torch.nn.Module):
             sigma[start : start + part.shape[0]] = values
         _decay_max_kernel(self.density, cells, sigma.float().contiguous(), self.decay)
         limit = min(float(self.density.mean()), self.threshold)
-        self.set_occupied(self.density > limit)
+        mask = self.density > limit
+        if self.dilation > 0:
+            g, k = self.resolution, 2 * self.dilation + 1
+            grown = torch.nn.functional.max_pool3d(mask.view(1, 1, g, g, g).float(), k, stride=1, padding=self.dilation)
+            mask = grown.reshape(-1) > 0
+        self.set_occupied(mask)
         return self.occupied_fraction()
 
     def query(self, points: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:

@@ -60,6 +60,19 @@ def _cell_of(points):
     return ijk[:, 0] + 8 * (ijk[:, 1] + 8 * ijk[:, 2])
 
 
+def test_dilation_grows_the_mask_by_whole_cells():
+    def one_cell(p):  # dense only inside cell (4, 4, 4) of 8^3, which spans [0, 0.25)^3
+        return torch.where(((p >= 0) & (p < 0.25)).all(-1), 9.0, 0.0)
+
+    plain = OccupancyGrid(resolution=8)
+    plain.update(one_cell)
+    assert plain.occupied.nonzero().flatten().tolist() == [4 + 8 * (4 + 8 * 4)]
+    grown = OccupancyGrid(resolution=8, dilation=1)
+    grown.update(one_cell)
+    assert int(grown.occupied.sum()) == 27
+    assert grown.occupied_box == ((-0.25, -0.25, -0.25), (0.5, 0.5, 0.5))
+
+
 def test_cell_points_lie_in_their_cells():
     grid = OccupancyGrid(aabb=(-1, -0.5, -1, 1, 0.5, 1), resolution=8)
     cells = torch.arange(512, dtype=torch.int32)
