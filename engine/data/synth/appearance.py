@@ -60,7 +60,7 @@ def choose_look(rng: np.random.Generator) -> Look:
         clothes_rgb=clothes, wall_rgb=wall, accent_rgb=accent, shape=shape,
         hair_length=float(rng.uniform(0.1, 0.8)), hair_volume=float(rng.uniform(1.4, 2.8)),
         neck_radius=float(rng.uniform(5.8, 6.6)), shoulder_half_width=float(rng.uniform(18.0, 22.0)),
-        chest_depth=float(rng.uniform(10.0, 12.5)), neckline_depth=float(rng.uniform(2.0, 7.0)),
+        chest_depth=float(rng.uniform(10.0, 12.5)), neckline_depth=float(rng.uniform(1.5, 6.0)),
         light_dir=tuple(float(c) for c in light), distance=float(rng.uniform(64.0, 74.0)),
         head_offset=(float(rng.uniform(-2.5, 2.5)), float(rng.uniform(3.0, 5.5))),
         fovy_deg=float(rng.uniform(32.0, 36.0)),

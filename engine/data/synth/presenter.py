@@ -11,7 +11,7 @@ from engine.data.synth.appearance import FacePhoto, Look, backdrop, recolour_fac
 from engine.data.synth.render import Renderer, project
 
 NECK_TOP = np.array([0.0, -5.0, -2.6])  # head coordinates, hidden inside the jaw
-NECK_BOTTOM = np.array([0.0, -12.5, -3.4])  # head coordinates at rest; the torso's origin sits here
+NECK_BOTTOM = np.array([0.0, -12.0, -3.4])  # head coordinates at rest; the torso's origin sits here
 
 
 def euler_to_matrix(euler_deg: np.ndarray) -> np.ndarray:
@@ -69,7 +69,8 @@ class Presenter:
         torso_uv[self.torso_rest[:, 2] < -1.0, 1] = -100.0  # only the front has a neckline
         uv_all = np.concatenate([self.head.part.uv, np.zeros((n_neck, 2)), torso_uv]).astype(np.float32)
         color = np.concatenate([
-            self.head.part.color, np.tile(skin * 0.96, (n_neck, 1)),
+            # The neck is darker just under the jaw, which shades it.
+            self.head.part.color, skin[None] * (0.72 + 0.24 * np.sqrt(self.neck_fraction))[:, None],
             np.tile(np.array(look.clothes_rgb, np.float32), (len(self.torso_rest), 1)),
         ]).astype(np.float32)
         kind = np.concatenate([

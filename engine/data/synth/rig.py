@@ -22,7 +22,6 @@ BS = {name: index for index, name in enumerate(BLENDSHAPE_NAMES)}
 # MediaPipe face-mesh topology (subject's right eye is at -x; "Left" in ARKit names is the subject's left, +x).
 UPPER_INNER_LIP = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308)
 LOWER_INNER_LIP = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308)
-MOUTH_CORNERS = (61, 291)  # subject's right, left
 RIGHT_EYE_UPPER = (33, 246, 161, 160, 159, 158, 157, 173, 133)
 RIGHT_EYE_LOWER = (33, 7, 163, 144, 145, 153, 154, 155, 133)
 LEFT_EYE_UPPER = (263, 466, 388, 387, 386, 385, 384, 398, 362)
@@ -70,7 +69,7 @@ class HeadRig:
     jaw_weight: np.ndarray  # [V] 0..1, how much a vertex follows the jaw
     lower_lip: np.ndarray  # [V] 0..1
     fields: dict[str, np.ndarray] = field(default_factory=dict)  # blendshape name -> [V, 3] displacement at 1.0
-    eyes: tuple = ()  # per eye: (blendshape index, upper idx, lower idx, lid vertex ids, weights, lid colour ids)
+    eyes: tuple = ()  # per eye: (blink blendshape index, lid vertex ids, weights 0..1, drop to the lower lid in cm)
     iris: tuple = ()  # (triangle vertex ids [10, 3], barycentrics [10, 3]) for landmarks 468-477
 
 
@@ -114,7 +113,8 @@ def _skull(face: np.ndarray, oval: np.ndarray, hair_length: float, hair_volume: 
     """Rings swept from the face oval over an ellipsoid to a pole behind the head.
 
     Returns positions [R*36 + 1, 3], hair mask [.], triangles [., 3] (ids local to the skull, with the
-    oval as ids -36..-1 mapped by the caller) and per-vertex (azimuth, elevation) used for hair texture.
+    oval as ids -36..-1 mapped by the caller) and per-vertex texture coordinates [., 2] (position along
+    the oval, ring fraction) for the hair's strands.
     """
     center = np.array([0.0, 1.0, -3.2])
     radii = np.array([8.2, 10.6, 10.4])
@@ -222,12 +222,6 @@ def _mouth_gap_triangles(triangles: np.ndarray) -> np.ndarray:
     return np.array([set(t) <= both and bool(set(t) & upper) and bool(set(t) & lower) for t in triangles.tolist()])
 
 
-def _eye_interior_triangles(triangles: np.ndarray) -> np.ndarray:
-    """Mask of triangles spanning an eye opening (all corners on that eye's lid contours)."""
-    eyes = [set(RIGHT_EYE_UPPER) | set(RIGHT_EYE_LOWER), set(LEFT_EYE_UPPER) | set(LEFT_EYE_LOWER)]
-    return np.array([any(set(t) <= eye for eye in eyes) for t in triangles.tolist()])
-
-
 def _polyline_y(contour: np.ndarray, x: np.ndarray) -> np.ndarray:
     order = np.argsort(contour[:, 0])
     return np.interp(x, contour[order, 0], contour[order, 1])
@@ -257,9 +251,8 @@ def _masks(face: np.ndarray):
     ellipse = np.sqrt((face[:, 0] / (half + 0.3)) ** 2 + ((face[:, 1] - mid[1]) / 1.05) ** 2)
     front = face[:, 2] > mid[2] - 2.5
     lips = (1.0 - _smoothstep(0.75, 1.3, ellipse)) * front
-    lip_line = _smoothstep(-0.4, 0.4, face[:, 0] * 0 + (mid[1] - face[:, 1]))  # 1 below the lip line
-    for ids in (LOWER_INNER_LIP[1:-1],):
-        lip_line[list(ids)] = 1.0
+    lip_line = _smoothstep(-0.4, 0.4, mid[1] - face[:, 1])  # 1 below the line between the lips
+    lip_line[list(LOWER_INNER_LIP[1:-1])] = 1.0
     lip_line[list(UPPER_INNER_LIP[1:-1])] = 0.0
     return mid, half, lips, lip_line
 
@@ -362,9 +355,10 @@ def build_head(
     n_skull = len(skull_v)
     rest = np.concatenate([face, skull_v, mouth_v])
     triangles = np.concatenate([face_tris, mapped, mouth_t + n_face + n_skull]).astype(np.int32)
-    # Face: photo texture fading to the flat skin colour over the two outermost rings of the oval.
+    # Face: photo texture fading to the flat skin colour over the outer rings of the oval (the photo's
+    # own pixels there hold her jaw shadow and background).
     ring = _ring_distance(mesh, oval)
-    face_mix = np.interp(ring, [0, 1, 2, 3], [0.0, 0.35, 0.8, 1.0])
+    face_mix = np.interp(ring, [0, 1, 2, 3, 4], [0.0, 0.0, 0.45, 0.85, 1.0])
     n = len(rest)
     color = np.zeros((n, 3), np.float32)
     # Hair comes down over the top of the forehead and the temples (the canonical oval ends high).
@@ -433,11 +427,6 @@ def _ring_distance(mesh: CanonicalMesh, oval: np.ndarray) -> np.ndarray:
                     nxt.append(u)
         frontier = nxt
     return distance
-
-
-def _rotation_x(angle: float) -> np.ndarray:
-    c, s = np.cos(angle), np.sin(angle)
-    return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
 
 
 def deform_head(rig: HeadRig, weights: np.ndarray):
