@@ -71,7 +71,7 @@ class OccupancyGrid(torch.nn.Module):
     ) -> None:
         super().__init__()
         lo, hi = tuple(float(v) for v in aabb[:3]), tuple(float(v) for v in aabb[3:])
-        if len(aabb) != 6 or any(h <= l for l, h in zip(lo, hi)):
+        if len(lo) != 3 or len(hi) != 3 or any(h <= l for l, h in zip(lo, hi)):
             raise ValueError(f"{WHERE}: aabb={aabb} must be (xmin, ymin, zmin, xmax, ymax, zmax) with max > min")
         if resolution < 1:
             raise ValueError(f"{WHERE}: resolution={resolution} must be >= 1")
@@ -89,9 +89,10 @@ class OccupancyGrid(torch.nn.Module):
 
     def _load_from_state_dict(self, *args, **kwargs):
         super()._load_from_state_dict(*args, **kwargs)
-        self._refresh_coarse()
+        self._refresh_derived()
 
-    def _refresh_coarse(self) -> None:
+    def _refresh_derived(self) -> None:
+        """Recompute what the marcher reads besides the mask: the coarse level and the occupied box."""
         g = self.resolution
         fine = self.occupied.view(1, 1, g, g, g).float()
         pooled = torch.nn.functional.max_pool3d(fine, kernel_size=MIP, stride=MIP, ceil_mode=True)
@@ -112,7 +113,7 @@ class OccupancyGrid(torch.nn.Module):
     def set_occupied(self, mask: torch.Tensor) -> None:
         """Overwrite the occupied mask ([res^3] bool/u8, x fastest), e.g. to clear cells no camera sees."""
         self.occupied.copy_(mask.reshape(-1).to(torch.uint8))
-        self._refresh_coarse()
+        self._refresh_derived()
 
     @property
     def cell_size(self) -> tuple[float, float, float]:
