@@ -184,3 +184,20 @@ def test_config_module_is_light():
     code = "import sys, engine.data.synth.config; print(any(m in sys.modules for m in ('torch', 'moderngl', 'mediapipe')))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_user_text_keeps_pauses_within_three_seconds_when_the_next_sentence_does_not_fit():
+    short = "We begin with a short one."
+    long = " ".join(["This sentence is far too long to fit into the little time that is left"] * 2) + "."
+    rng = np.random.default_rng(3)
+    speech = compose_speech([short, short, long], 12.0, VoiceSettings("en-us", 170, 50, 50), rng, shuffle=False)
+    pauses = _pauses(speech.utterances, 12.0)
+    assert long not in [text for _, _, text in speech.utterances]
+    assert pauses.min() >= 0.5 - 1e-6 and pauses.max() <= 3.0 + 1e-6, pauses
+
+
+def test_a_clip_too_short_for_any_sentence_is_a_clear_error(tmp_path):
+    text = tmp_path / "long.txt"
+    text.write_text("This single sentence is certainly much longer than the two seconds we allow it.", encoding="utf-8")
+    with pytest.raises(ValueError, match="--seconds 2.0: no sentence fits"):
+        plan_clip(SynthConfig(tmp_path, seconds=2.0, text=text))

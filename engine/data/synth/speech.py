@@ -285,7 +285,13 @@ def compose_speech(
         if done.returncode != 0:
             raise RuntimeError(f"espeak-ng worker failed ({done.returncode}): {done.stderr.strip()[-800:]}")
         with np.load(result_path) as data:
-            return _speech_from_arrays(data, voice)
+            speech = _speech_from_arrays(data, voice)
+    if not speech.utterances:
+        raise ValueError(
+            f"--seconds {seconds}: no sentence fits between pauses of {MIN_GAP_S} s (the first one takes longer); "
+            "use a longer clip or shorter sentences"
+        )
+    return speech
 
 
 def _speech_to_arrays(speech: Speech) -> dict[str, np.ndarray]:
@@ -326,6 +332,28 @@ def _worker_main(result_path: str) -> None:
         np.savez(handle, **_speech_to_arrays(speech))
 
 
+def _spread_trailing_silence(placed: list, seconds: float) -> list:
+    """If the clip would end in more than 3 s of silence, lengthen the earlier pauses (up to 3 s each) instead."""
+    if not placed:
+        return placed
+    starts = np.array([start for start, _, _ in placed])
+    durations = np.array([u.duration for _, u, _ in placed])
+    gaps = np.diff(np.concatenate([[0.0], starts])) - np.concatenate([[0.0], durations[:-1]])
+    excess = (seconds - starts[-1] - durations[-1]) - 0.8 * MAX_GAP_S
+    if excess <= 0 or seconds - starts[-1] - durations[-1] <= MAX_GAP_S:
+        return placed
+    for _ in range(len(gaps)):
+        room = MAX_GAP_S - gaps
+        open_ = room > 1e-9
+        if excess <= 1e-9 or not open_.any():
+            break
+        add = np.minimum(room, np.where(open_, excess / open_.sum(), 0.0))
+        gaps += add
+        excess -= add.sum()
+    starts = np.cumsum(gaps + np.concatenate([[0.0], durations[:-1]]))
+    return [(float(start), u, text) for start, (_, u, text) in zip(starts, placed)]
+
+
 def compose_speech_here(
     sentences: list[str], seconds: float, voice: VoiceSettings, rng: np.random.Generator,
     sample_rate: int = 16000, shuffle: bool = True,
@@ -333,8 +361,8 @@ def compose_speech_here(
     """Sentences separated by pauses of 0.5-3 s, filling exactly `seconds`; silence is at least ~25% of it.
 
     The clip opens with a pause; a sentence is placed only if it ends at least 0.5 s before the clip
-    ends. With shuffle=False (user text) sentences keep their order and the clip stops at the first
-    one that does not fit.
+    ends, else the next ones are tried. With shuffle=False (user text) sentences keep their order and
+    the text starts over when it runs out.
     """
     engine = Espeak.get()
     engine.check_voice(voice.name)
@@ -343,7 +371,7 @@ def compose_speech_here(
     t = float(rng.uniform(MIN_GAP_S, 1.5))
     cursor = 0
     while t + MIN_GAP_S < seconds and cursor < 4 * len(order) + 8:
-        candidates = order[cursor % len(order):] + order[:cursor % len(order)] if shuffle else [order[cursor % len(order)]]
+        candidates = order[cursor % len(order):] + order[:cursor % len(order)]
         fitted = None
         for tries, index in enumerate(candidates[:12]):
             utterance = _trimmed(engine.synthesize(sentences[index], _jittered(voice, rng)))
@@ -357,6 +385,7 @@ def compose_speech_here(
         placed.append((t, utterance, sentences[index]))
         gap = max(MIN_GAP_S + (MAX_GAP_S - MIN_GAP_S) * rng.beta(1.5, 2.5), _GAP_PER_SPEECH * utterance.duration)
         t += utterance.duration + min(gap, MAX_GAP_S)
+    placed = _spread_trailing_silence(placed, seconds)
     total = int(round(seconds * sample_rate))
     samples = np.zeros(total, np.float32)
     phonemes: list[Phoneme] = []
