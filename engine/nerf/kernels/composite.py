@@ -105,7 +105,8 @@ class CompositeFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, sigma, rgb, t_dt, ray_offset, ray_count, t_thresh: float):
         result = torch.zeros(ray_offset.shape[0], ACCUM_WIDTH, device=sigma.device)
-        _forward_kernel(sigma.detach(), rgb.detach(), t_dt, ray_offset, ray_count, result, float(t_thresh))
+        if sigma.shape[0] > 0 and ray_offset.shape[0] > 0:  # no zero-size launches (CUDA external arrays)
+            _forward_kernel(sigma.detach(), rgb.detach(), t_dt, ray_offset, ray_count, result, float(t_thresh))
         ctx.save_for_backward(sigma, rgb, t_dt, ray_offset, ray_count, result)
         ctx.t_thresh = float(t_thresh)
         return result
@@ -116,6 +117,8 @@ class CompositeFunction(torch.autograd.Function):
         # Samples past early termination get no gradient, so start from zeros.
         grad_sigma = torch.zeros_like(sigma)
         grad_rgb = torch.zeros_like(rgb)
+        if sigma.shape[0] == 0 or ray_offset.shape[0] == 0:
+            return grad_sigma, grad_rgb, None, None, None, None
         _backward_kernel(
             sigma.detach(), rgb.detach(), t_dt, ray_offset, ray_count, result.detach(),
             grad_result.detach().contiguous(), ctx.t_thresh, grad_sigma, grad_rgb,
@@ -153,5 +156,7 @@ def composite_into(
     _check(sigma, rgb, t_dt, ray_offset, ray_count)
     runtime.require_device(accum)
     check_tensor(accum, "accum", torch.float32, (ray_offset.shape[0], ACCUM_WIDTH), WHERE)
+    if sigma.shape[0] == 0 or ray_offset.shape[0] == 0:
+        return accum
     _forward_kernel(sigma.detach(), rgb.detach(), t_dt.detach(), ray_offset, ray_count, accum.detach(), float(t_thresh))
     return accum

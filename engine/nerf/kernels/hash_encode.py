@@ -186,7 +186,8 @@ class PlaneHashFunction(torch.autograd.Function):
     def forward(ctx, x, table, levels, axes: tuple[tuple[int, int], ...]):
         n_feat = table.shape[2]
         out = torch.empty(x.shape[0], len(axes) * levels.shape[0] * n_feat, device=x.device)
-        _forward_kernel(x.detach(), table.detach(), levels, axes, n_feat, out)
+        if x.shape[0] > 0:  # no zero-size launches (CUDA external arrays)
+            _forward_kernel(x.detach(), table.detach(), levels, axes, n_feat, out)
         ctx.save_for_backward(x, table, levels)
         ctx.axes = axes
         return out
@@ -198,6 +199,8 @@ class PlaneHashFunction(torch.autograd.Function):
         grad_out = grad_out.detach().contiguous()
         grad_x = torch.zeros_like(x) if want_x else torch.zeros(1, 1, device=x.device)
         parts = backward_parts(x.device)
+        if x.shape[0] == 0:
+            return (grad_x if want_x else None), (torch.zeros_like(table) if want_table else None), None, None
         if parts > 0:
             shape = (parts, *table.shape) if want_table else (1, 1, 1, 1)
             grad_parts = torch.zeros(shape, device=x.device)
@@ -244,7 +247,8 @@ def plane_hash_encode(
     if out is None:
         out = torch.empty(x.shape[0], width, device=x.device)
     check_tensor(out, "out", torch.float32, (x.shape[0], width), WHERE)
-    _forward_kernel(x.detach(), table.detach(), levels, axes, table.shape[2], out.detach())
+    if x.shape[0] > 0:
+        _forward_kernel(x.detach(), table.detach(), levels, axes, table.shape[2], out.detach())
     return out
 
 

@@ -86,7 +86,9 @@ def _march_kernel(
     max_samples: ti.i32,
     t_cursor: F32,
     jitter: F32,
+    use_jitter: ti.i32,
     accum: F32x2,
+    use_accum: ti.i32,
     t_thresh: ti.f32,
     normalize: ti.i32,
     scratch: F32x2,
@@ -102,8 +104,6 @@ def _march_kernel(
     occ_lo, occ_hi = row3(bounds, 2), row3(bounds, 3)
     cell = (hi - lo) / res
     inv_extent = 1.0 / (hi - lo)
-    use_jitter = jitter.shape[0] == rays_o.shape[0]
-    use_accum = accum.shape[0] == rays_o.shape[0]
     for r in range(rays_o.shape[0]):
         o = row3(rays_o, r)
         d = row3(rays_d, r)
@@ -112,7 +112,7 @@ def _march_kernel(
         t = t_cursor[r]
         if t < 0.0:
             t = ti.max(t_in, near)
-            if use_jitter:
+            if use_jitter != 0:
                 t += jitter[r] * dt
         # Start at the box of occupied cells, snapped to the lattice anchored at the grid's box entry, so
         # skipping there moves no sample; rays missing it are done at once (most background pixels).
@@ -123,7 +123,7 @@ def _march_kernel(
             t += ti.max(0.0, ti.floor((occ_in - t) / dt)) * dt
             t_out = ti.min(t_out, occ_out)
         alive = t + 0.5 * dt < t_out
-        if use_accum and 1.0 - accum[r, 4] < t_thresh:
+        if use_accum != 0 and 1.0 - accum[r, 4] < t_thresh:
             alive = False
         n = 0
         if alive:
@@ -218,7 +218,9 @@ def march_rays(
     if t_cursor is None:
         t_cursor = torch.full((n_rays,), -1.0, device=device)
     check_tensor(t_cursor, "t_cursor", torch.float32, (n_rays,), WHERE)
-    empty = torch.empty(0, device=device)
+    if n_rays == 0:  # no zero-size launches: CUDA external arrays need real allocations
+        return RaySamples(out.sample_ray[:0], out.t_dt[:0], out.pos[:0], out.ray_offset, out.ray_count)
+    dummy = torch.zeros(1, 5, device=device)
     if jitter is not None:
         check_tensor(jitter, "jitter", torch.float32, (n_rays,), WHERE)
     if accum is not None:
@@ -226,7 +228,8 @@ def march_rays(
     _march_kernel(
         rays_o.detach(), rays_d.detach(), grid.occupied, grid.resolution, grid.coarse, grid.coarse_resolution,
         grid.bounds, float(dt), float(near), int(max_samples),
-        t_cursor, empty if jitter is None else jitter, empty.view(0, 5) if accum is None else accum.detach(),
+        t_cursor, dummy[0] if jitter is None else jitter, int(jitter is not None),
+        dummy if accum is None else accum.detach(), int(accum is not None),
         float(t_thresh), int(normalize), out.scratch, out.ray_offset, out.ray_count, out.sample_ray, out.t_dt, out.pos, out.counter,
     )  # fmt: skip
     m = int(out.counter[0])

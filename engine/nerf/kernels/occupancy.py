@@ -128,7 +128,8 @@ class OccupancyGrid(torch.nn.Module):
         check_tensor(cells, "cells", torch.int32, (-1,), WHERE)
         jitter = torch.rand(cells.shape[0], 3, device=cells.device, generator=generator)
         out = torch.empty(cells.shape[0], 3, device=cells.device)
-        _cell_points_kernel(cells, jitter, self.bounds, self.resolution, out)
+        if cells.shape[0] > 0:
+            _cell_points_kernel(cells, jitter, self.bounds, self.resolution, out)
         return out
 
     def _sample_cells(self, n_cells: int, generator: torch.Generator | None) -> torch.Tensor:
@@ -186,6 +187,8 @@ class OccupancyGrid(torch.nn.Module):
         if out is None:
             out = torch.empty(points.shape[0], dtype=torch.uint8, device=points.device)
         check_tensor(out, "out", torch.uint8, (points.shape[0],), WHERE)
+        if points.shape[0] == 0:
+            return out
         _query_kernel(
             points.detach(), self.occupied, self.bounds, self.resolution, out
         )

@@ -76,3 +76,12 @@ def test_bad_arguments_name_the_fix():
         composite(sigma, rgb, t_dt, off.long(), cnt)
     with pytest.raises(ValueError, match="rgb"):
         composite(sigma, rgb[:-1], t_dt, off, cnt)
+
+
+def test_no_samples_gives_empty_rays_and_empty_gradients():
+    sigma = torch.zeros(0, requires_grad=True)
+    rgb = torch.zeros(0, 3, requires_grad=True)
+    none = torch.zeros(3, dtype=torch.int32)
+    out = composite(sigma, rgb, torch.zeros(0, 2), none, none)
+    out.sum().backward()
+    assert out.shape == (3, 5) and torch.all(out == 0) and sigma.grad.shape == (0,)

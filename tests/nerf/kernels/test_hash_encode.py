@@ -102,6 +102,14 @@ def test_input_gradient_alone_equals_the_joint_one():
     torch.testing.assert_close(x.grad, joint, atol=1e-5, rtol=1e-5)
 
 
+def test_no_points():
+    enc = _encoder()
+    x = torch.zeros(0, 3, requires_grad=True)
+    y = enc(x)
+    y.sum().backward()
+    assert y.shape == (0, enc.out_dim) and torch.all(enc.table.grad == 0)
+
+
 def test_inference_out_buffer_reused_and_equal():
     enc = _encoder()
     x = _points(200, seed=4)

@@ -127,3 +127,8 @@ def test_training_path_composite_of_marched_samples_matches_brute_force():
     out = composite(sphere_sigma(s.positions), sphere_rgb(s.positions).contiguous(), s.t_dt, s.ray_offset, s.ray_count, 0.0)
     image = out[:, :3] + (1 - out[:, 4:5])
     assert nerf_refs.psnr(image, reference) >= 50.0
+
+
+def test_no_rays_no_launch():
+    s = march_rays(torch.zeros(0, 3), torch.zeros(0, 3), OccupancyGrid(resolution=8), dt=DT)
+    assert s.t_dt.shape == (0, 2) and s.ray_count.shape == (0,)
