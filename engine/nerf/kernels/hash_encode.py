@@ -31,7 +31,9 @@ IMAGE_PLANE = ((0, 1),)
 
 
 @ti.kernel
-def _forward_kernel(x: F32x2, table: F32x3, levels: I32x2, axes: ti.template(), n_feat: ti.template(), out: F32x2):
+def _forward_kernel(
+    x: F32x2, table: F32x3, levels: I32x2, axes: ti.template(), n_feat: ti.template(), out: F32x2, out_col: ti.i32
+):
     n_levels = levels.shape[0]
     for n, lv in ti.ndrange(x.shape[0], n_levels):
         offset, res, dense, size = levels[lv, 0], levels[lv, 1], levels[lv, 2], levels[lv, 3]
@@ -44,7 +46,7 @@ def _forward_kernel(x: F32x2, table: F32x3, levels: I32x2, axes: ti.template(), 
             s11 = offset + plane_slot(i + 1, j + 1, res, dense, size)
             w00, w10 = (1.0 - fu) * (1.0 - fv), fu * (1.0 - fv)
             w01, w11 = (1.0 - fu) * fv, fu * fv
-            col = (p * n_levels + lv) * n_feat
+            col = out_col + (p * n_levels + lv) * n_feat
             for f in ti.static(range(n_feat)):
                 out[n, col + f] = (
                     w00 * table[p, s00, f] + w10 * table[p, s10, f] + w01 * table[p, s01, f] + w11 * table[p, s11, f]
@@ -187,7 +189,7 @@ class PlaneHashFunction(torch.autograd.Function):
         n_feat = table.shape[2]
         out = torch.empty(x.shape[0], len(axes) * levels.shape[0] * n_feat, device=x.device)
         if x.shape[0] > 0:  # no zero-size launches (CUDA external arrays)
-            _forward_kernel(x.detach(), table.detach(), levels, axes, n_feat, out)
+            _forward_kernel(x.detach(), table.detach(), levels, axes, n_feat, out, 0)
         ctx.save_for_backward(x, table, levels)
         ctx.axes = axes
         return out
@@ -224,11 +226,13 @@ def plane_hash_encode(
     levels: torch.Tensor,
     axes: tuple[tuple[int, int], ...],
     out: torch.Tensor | None = None,
+    out_column: int = 0,
 ) -> torch.Tensor:
     """Encode points: x [N, D] f32 in [0, 1] -> [N, P * L * F] f32, differentiable in x and table.
 
     table [P, rows, F] f32; levels [L, 4] i32 from `level_layout`; axes: P pairs of columns of x spanning each
-    plane. `out` [N, P * L * F] is filled in place when no gradient is needed (the per-frame inference path).
+    plane. Inference path (no gradient needed): `out` [N, >= out_column + P * L * F] is filled in place at columns
+    out_column.., so an MLP input row [encoding | other features] is built without a concatenation; returns out.
     """
     axes = _axes_key(axes)
     runtime.require_device(x, table, levels)
@@ -246,9 +250,14 @@ def plane_hash_encode(
     width = len(axes) * levels.shape[0] * table.shape[2]
     if out is None:
         out = torch.empty(x.shape[0], width, device=x.device)
-    check_tensor(out, "out", torch.float32, (x.shape[0], width), WHERE)
+    check_tensor(out, "out", torch.float32, (x.shape[0], -1), WHERE)
+    if out_column < 0 or out.shape[1] < out_column + width:
+        raise ValueError(
+            f"{WHERE}: out has {out.shape[1]} columns, the encoding needs {width} from column {out_column}; "
+            f"allocate out with at least {out_column + width} columns"
+        )
     if x.shape[0] > 0:
-        _forward_kernel(x.detach(), table.detach(), levels, axes, table.shape[2], out.detach())
+        _forward_kernel(x.detach(), table.detach(), levels, axes, table.shape[2], out.detach(), int(out_column))
     return out
 
 
@@ -291,6 +300,6 @@ class PlaneHashEncoder(torch.nn.Module):
     def out_dim(self) -> int:
         return self.n_planes * self.n_levels * self.n_features
 
-    def forward(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-        """x [N, in_dim] f32 in [0, 1] -> [N, out_dim]; `out` as in `plane_hash_encode`."""
-        return plane_hash_encode(x, self.table, self.levels, self.plane_axes, out=out)
+    def forward(self, x: torch.Tensor, out: torch.Tensor | None = None, out_column: int = 0) -> torch.Tensor:
+        """x [N, in_dim] f32 in [0, 1] -> [N, out_dim]; `out`, `out_column` as in `plane_hash_encode`."""
+        return plane_hash_encode(x, self.table, self.levels, self.plane_axes, out=out, out_column=out_column)

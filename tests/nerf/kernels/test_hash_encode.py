@@ -121,6 +121,13 @@ def test_inference_out_buffer_reused_and_equal():
     torch.testing.assert_close(got, ref, atol=0, rtol=0)
     with pytest.raises(ValueError, match="out= is for inference"):
         enc(x, out=buf)
+    wide = torch.full((200, enc.out_dim + 10), -7.0)
+    with torch.no_grad():
+        enc(x, out=wide, out_column=4)  # an MLP input row: 4 other columns, the encoding, 6 more
+    torch.testing.assert_close(wide[:, 4 : 4 + enc.out_dim], ref, atol=0, rtol=0)
+    assert torch.all(wide[:, :4] == -7) and torch.all(wide[:, 4 + enc.out_dim :] == -7)
+    with pytest.raises(ValueError, match="at least"), torch.no_grad():
+        enc(x, out=wide, out_column=11)
 
 
 def test_weights_round_trip_through_safetensors(tmp_path):
