@@ -22,6 +22,14 @@ def mlp(dims: list[int], dropout: float | None = None, final_activation: bool = 
     return nn.Sequential(*layers)
 
 
+def shrink_output(head: nn.Sequential, scale: float = 0.05) -> None:
+    """Scale a residual head's last layer down, so a fresh syncer starts close to "hold the previous frame" (stable
+    rollouts) while, unlike a zero init, gradients still reach the layers below from the first step."""
+    with torch.no_grad():
+        head[-1].weight.mul_(scale)
+        head[-1].bias.zero_()
+
+
 class Conv1d(nn.Conv1d):
     """nn.Conv1d (same weights and results) computed as one matmul over gathered taps.
 
@@ -123,9 +131,14 @@ def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
 
 
-def kl_to_standard(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, exp(logvar)) || N(0, I)) summed over the latent, averaged over the batch (the paper's Eq. 5)."""
-    return 0.5 * (mu.square() + logvar.exp() - 1.0 - logvar).sum(-1).mean()
+def kl_to_standard(mu: torch.Tensor, logvar: torch.Tensor, free_bits: float = 0.0) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)) summed over the latent, averaged over the batch (the paper's Eq. 5).
+
+    With free_bits > 0 each latent dimension's batch-mean KL below that many nats costs nothing ("free bits"), so
+    the latent is not driven to carry nothing before the decoder has learnt to use it (posterior collapse).
+    """
+    per_dim = 0.5 * (mu.square() + logvar.exp() - 1.0 - logvar).mean(0)
+    return per_dim.clamp(min=free_bits).sum() if free_bits > 0 else per_dim.sum()
 
 
 def sinusoidal(x: torch.Tensor, frequencies: int) -> torch.Tensor:

@@ -60,6 +60,9 @@ class TrainMotionConfig:
     """AdamW weight decay."""
     kl_weight: float = 0.02
     """lambda_KL of Eqs. 7 and 12 (the KL is summed over latent dimensions)."""
+    kl_free_bits: float = 0.1
+    """Nats per latent dimension the KL term leaves unpenalised, so the (C)VAE latents stay in use (at run time
+    they are sampled, and a collapsed latent would leave a deterministic regressor that averages blinks away)."""
     reg_weight: float = 1.0
     """lambda_reg of Eqs. 7 and 12 (L1 on z-scored offsets)."""
     state_noise: float = 0.05
@@ -100,7 +103,8 @@ def motion_preset(name: Literal["test", "cpu", "gpu"], data: Path, avatar_dir: P
         base = replace(base, dims=SyncerDims(hidden=32, latent=4, audio_channels=8, audio_dim=16, unet_depth=1),
                        steps=40, batch_size=8, sequence_frames=12, val_every=20, checkpoint_every=20, threads=1)
     elif name == "cpu":
-        base = replace(base, steps=2500, batch_size=32, sequence_frames=32, time_limit_s=600.0)
+        base = replace(base, dims=SyncerDims(hidden=96, latent=8, audio_channels=16, audio_dim=48, unet_depth=1),
+                       steps=1500, batch_size=16, sequence_frames=24, time_limit_s=600.0)
     elif name == "gpu":
         base = replace(base, dims=SyncerDims(hidden=256, latent=16, audio_channels=64, audio_dim=128),
                        steps=20000, batch_size=128, sequence_frames=64, val_every=1000, checkpoint_every=1000)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from engine.motion.blocks import DilatedConvStack, GaussianEncoder, TemporalUNet, mlp, sinusoidal
+from engine.motion.blocks import DilatedConvStack, GaussianEncoder, TemporalUNet, mlp, shrink_output, sinusoidal
 from engine.motion.config import SyncerDims
 from engine.motion.normalization import FeatureNorm, ZScore
 
@@ -61,8 +61,7 @@ class AudioEmotionSyncer(nn.Module):
         self.others = mlp([h, h // 2, len(self.other_index)]) if self.other_index else None
         for head in (self.blinks, self.others):
             if head is not None:
-                nn.init.zeros_(head[-1].weight)
-                nn.init.zeros_(head[-1].bias)
+                shrink_output(head)
 
     def encode_audio(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """window [B, W, D] raw features -> (g(a) [B, A], A_seq [B, A])."""

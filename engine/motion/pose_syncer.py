@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from engine.motion.blocks import GaussianEncoder, TemporalUNet, mlp
+from engine.motion.blocks import GaussianEncoder, TemporalUNet, mlp, shrink_output
 from engine.motion.config import SyncerDims
 from engine.motion.normalization import FeatureNorm, ZScore
 
@@ -39,9 +39,7 @@ class AudioPoseSyncer(nn.Module):
         self.rotation = mlp([h, h // 2, 3])
         self.translation = mlp([h, h // 2, 3])
         for head in (self.rotation, self.translation):
-            # Start as "hold the previous pose", so early rollouts are stable.
-            nn.init.zeros_(head[-1].weight)
-            nn.init.zeros_(head[-1].bias)
+            shrink_output(head)
 
     def encode_audio(self, window: torch.Tensor) -> torch.Tensor:
         """window [B, W, D] raw speech features -> audio embedding [B, audio_dim]."""

@@ -3,6 +3,7 @@ avatar's memory (own previous outputs, blink phase, RNG) kept in a MotionMemory;
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -159,7 +160,10 @@ class MotionRuntime:
             n, k, latent = 1, len(self.names), (self.pose.latent, self.emotion.latent)
             example = (torch.zeros(n, self.spec.window_frames, self.spec.dim), torch.zeros(n, 2 * POSE_DIM),
                        torch.zeros(n, 2 * k), torch.zeros(n, latent[0]), torch.zeros(n, latent[1]), torch.zeros(n, 2))
-            with torch.inference_mode():
+            with torch.inference_mode(), warnings.catch_warnings():
+                # Deprecated in favour of torch.compile/export, which need a compiler toolchain and seconds to build;
+                # tracing these fixed-shape graphs is exact (tests compare it with the eager modules) and instant.
+                warnings.simplefilter("ignore")
                 self._traced = torch.jit.trace(_StepNet(self.pose, self.emotion), example, check_trace=False)
         return self._traced
 

@@ -82,7 +82,7 @@ def rollout(pose: AudioPoseSyncer, emotion: AudioEmotionSyncer, data: Tensors, s
     a_pose = pose.encode_audio(windows).unflatten(0, (b, frames))
     g_a, a_seq = (t.unflatten(0, (b, frames)) for t in emotion.encode_audio(windows))
     time = emotion.encode_time(data.time[idx[:, 2:]].flatten(0, 1)).unflatten(0, (b, frames))
-    totals = {"pose_l1": 0.0, "pose_kl": 0.0, "expr_l1": 0.0, "expr_kl": 0.0}
+    totals = {"pose_l1": 0.0, "pose_kl": 0.0, "pose_kl_cost": 0.0, "expr_l1": 0.0, "expr_kl": 0.0, "expr_kl_cost": 0.0}
     histories = {}
     for name, truth in (("pose", data.pose[idx]), ("expr", data.expr[idx])):
         noise = torch.randn_like(truth[:, 0])
@@ -97,16 +97,18 @@ def rollout(pose: AudioPoseSyncer, emotion: AudioEmotionSyncer, data: Tensors, s
         p_out = pose(a_pose[:, t], p_state, reparameterize(mu, logvar))
         totals["pose_l1"] = totals["pose_l1"] + (p_out - p_target).abs().mean()
         totals["pose_kl"] = totals["pose_kl"] + kl_to_standard(mu, logvar)
+        totals["pose_kl_cost"] = totals["pose_kl_cost"] + kl_to_standard(mu, logvar, config.kl_free_bits)
         mu, logvar = emotion.posterior(e_target, e_state, time[:, t], a_seq[:, t])
         e_out = emotion(g_a[:, t], a_seq[:, t], time[:, t], e_state, reparameterize(mu, logvar))
         totals["expr_l1"] = totals["expr_l1"] + (e_out - e_target).abs().mean()
         totals["expr_kl"] = totals["expr_kl"] + kl_to_standard(mu, logvar)
+        totals["expr_kl_cost"] = totals["expr_kl_cost"] + kl_to_standard(mu, logvar, config.kl_free_bits)
         own = (torch.rand(b, 1, device=starts.device) < p_own)
         p2, p1 = p1, torch.where(own, p_out.detach(), p_target)
         e2, e1 = e1, torch.where(own, e_out.detach(), e_target)
     losses = {k: v / frames for k, v in totals.items()}
     losses["total"] = (config.reg_weight * (losses["pose_l1"] + losses["expr_l1"])
-                       + config.kl_weight * (losses["pose_kl"] + losses["expr_kl"]))
+                       + config.kl_weight * (losses["pose_kl_cost"] + losses["expr_kl_cost"]))
     return losses
 
 
@@ -163,19 +165,23 @@ def _resume(path: Path, pose, emotion, optimizer, fingerprint: dict, generator: 
 
 def _validate(pose, emotion, tensors: Tensors, data: MotionData, config: TrainMotionConfig,
               device: torch.device) -> dict[str, float]:
+    """Losses on the held-out frames: one-step ("tf_", fed the truth) and rolled out like training's end ("")."""
     frames = min(config.sequence_frames, len(data.pose) - data.val_start - 2)
     if frames < 2:
         return {}
     starts = torch.arange(data.val_start + 2, len(data.pose) - frames + 1, max(frames // 2, 1), device=device)[:64]
     pose.eval(), emotion.eval()
     state = torch.get_rng_state()
-    torch.manual_seed(1234)  # the same noise every validation, so the curve shows the model, not the dice
-    with torch.no_grad():
-        losses = rollout(pose, emotion, tensors, starts, frames, config.scheduled_sampling,
-                         torch.zeros(len(starts), dtype=torch.bool, device=device), config)
+    out: dict[str, float] = {}
+    for prefix, p_own in (("tf_", 0.0), ("", config.scheduled_sampling)):
+        torch.manual_seed(1234)  # the same noise every validation, so the curve shows the model, not the dice
+        with torch.no_grad():
+            losses = rollout(pose, emotion, tensors, starts, frames, p_own,
+                             torch.zeros(len(starts), dtype=torch.bool, device=device), config)
+        out.update({prefix + k: float(v) for k, v in losses.items()})
     torch.set_rng_state(state)
     pose.train(), emotion.train()
-    return {k: float(v) for k, v in losses.items()}
+    return out
 
 
 def train_motion(config: TrainMotionConfig) -> Path:
@@ -206,6 +212,10 @@ def train_motion(config: TrainMotionConfig) -> Path:
     frames = config.sequence_frames
     began = time.monotonic()
     val: dict[str, float] = {}
+    running: dict[str, float] = {}  # training losses summed since the last log line
+    since = 0
+    if step == 0:  # the untrained baseline ("hold the previous frame"), so the log shows what training bought
+        _log(log_path, 0, {}, _validate(pose, emotion, tensors, data, config, device), 0.0)
     pose.train(), emotion.train()
     with tqdm(total=config.steps, initial=step, desc="motion", disable=not config.progress, dynamic_ncols=True) as bar:
         while step < config.steps:
@@ -218,12 +228,16 @@ def train_motion(config: TrainMotionConfig) -> Path:
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             step += 1
+            since += 1
+            for key, value in losses.items():
+                running[key] = running.get(key, 0.0) + value.item()
             bar.update(1)
             bar.set_postfix(pose=f"{losses['pose_l1'].item():.3f}", expr=f"{losses['expr_l1'].item():.3f}")
             out_of_time = config.time_limit_s > 0 and time.monotonic() - began > config.time_limit_s
             if step % config.val_every == 0 or step == config.steps or out_of_time:
                 val = _validate(pose, emotion, tensors, data, config, device)
-                _log(log_path, step, losses, val, time.monotonic() - began)
+                _log(log_path, step, {k: v / since for k, v in running.items()}, val, time.monotonic() - began)
+                running, since = {}, 0
             if step % config.checkpoint_every == 0 or step == config.steps or out_of_time:
                 _save_state(state_path, pose, emotion, optimizer, step, fingerprint, generator)
             if out_of_time:
@@ -235,8 +249,9 @@ def train_motion(config: TrainMotionConfig) -> Path:
     return runtime.save(motion_path(avatar))
 
 
-def _log(path: Path, step: int, train: dict[str, torch.Tensor], val: dict[str, float], elapsed: float) -> None:
-    entry = {"step": step, "elapsed_s": round(elapsed, 2), "train": {k: v.item() for k, v in train.items()}, "val": val}
-    log.info("motion step %d: train %.4f, val %s", step, entry["train"]["total"], val.get("total"))
+def _log(path: Path, step: int, train: dict[str, float], val: dict[str, float], elapsed: float) -> None:
+    """One JSON line: training losses averaged since the previous line, validation losses, seconds so far."""
+    entry = {"step": step, "elapsed_s": round(elapsed, 2), "train": train, "val": val}
+    log.info("motion step %d: train %s, val %s", step, entry["train"].get("total"), val.get("total"))
     with open(path, "a") as handle:
         handle.write(json.dumps(entry) + "\n")

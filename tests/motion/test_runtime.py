@@ -1,0 +1,134 @@
+"""The syncers at run time: causal with a bounded look-ahead, streaming equals offline, seeded, calm on silence and
+NaN, and models made for other features or blendshapes are refused."""
+import numpy as np
+import pytest
+
+from engine.audio.features import HOP, WIN, FeatureMismatchError, make_extractor
+from engine.audio.streaming import FeatureStream
+from engine.io.checkpoint import CheckpointMismatchError
+from engine.motion.predict import audio_settings_for, clip_windows, predict_motion, run_frames
+from engine.motion.runtime import POSE_CLAMP, MotionRuntime
+
+KEYS = ("euler_deg", "trans", "blendshapes")
+
+
+@pytest.fixture(scope="module")
+def runtime(trained_avatar):
+    return MotionRuntime.load(trained_avatar)
+
+
+@pytest.fixture(scope="module")
+def clip(synth_data):
+    return synth_data[1]["audio"][: 16000 * 8]  # 8 s: speech and pauses
+
+
+def last_sample_heard(runtime, frame):
+    """One past the last audio sample that video frame `frame`'s window may depend on (its look-ahead)."""
+    spec = runtime.spec
+    per_video = round(50 / spec.video_fps)
+    return (per_video * (frame + 1) + spec.lookahead_frames - 1) * HOP + WIN
+
+
+def test_changing_audio_after_the_lookahead_never_changes_earlier_output(runtime, clip):
+    base = run_frames(runtime, clip_windows(runtime, clip), runtime.new_memory("one_shot", 5))
+    rng = np.random.default_rng(0)
+    for frame in (10, 77, 150):
+        cut = last_sample_heard(runtime, frame)
+        changed = clip.copy()
+        changed[cut:] = rng.normal(0, 0.3, len(clip) - cut)
+        out = run_frames(runtime, clip_windows(runtime, changed, len(base["euler_deg"])),
+                         runtime.new_memory("one_shot", 5))
+        for key in KEYS:
+            assert np.array_equal(out[key][: frame + 1], base[key][: frame + 1]), (key, frame)
+        # ... while later frames do hear the change (so this test can fail).
+        assert not np.allclose(out["euler_deg"][frame + 1:], base["euler_deg"][frame + 1:])
+
+
+def test_the_lookahead_is_bounded_by_160_ms(runtime):
+    heard_after_frame_end = last_sample_heard(runtime, 0) - 16000 / runtime.fps
+    assert heard_after_frame_end / 16000 <= 0.160
+    assert runtime.metadata["lookahead_ms"] == pytest.approx(runtime.spec.lookahead_frames * 20.0)
+
+
+def test_streaming_in_ragged_chunks_equals_the_offline_run(trained_avatar, runtime, clip):
+    offline = predict_motion(trained_avatar, clip, "zero_shot", seed=3)
+    extractor = make_extractor(audio_settings_for(runtime.spec))
+    spec = runtime.spec
+    stream = FeatureStream(extractor, spec.window_frames, spec.lookahead_frames, spec.video_fps)
+    memory = runtime.new_memory("zero_shot", 3)
+    rng = np.random.default_rng(1)
+    audio = np.concatenate([clip, np.zeros(16000, np.float32)])  # the silence after the clip, as predict pads
+    streamed, at = {key: [] for key in KEYS}, 0
+    while at < len(audio):
+        size = int(rng.integers(1, 1500))
+        stream.push(audio[at:at + size])
+        at += size
+        for _, _, window in stream.pull():
+            out = runtime.step(window[None], [memory])
+            for key in KEYS:
+                streamed[key].append(out[key][0])
+    frames = len(offline["euler_deg"])
+    assert len(streamed["euler_deg"]) >= frames
+    for key in KEYS:
+        assert np.array_equal(np.stack(streamed[key][:frames]), offline[key]), key
+
+
+def test_fixed_seed_repeats_and_seeds_and_modes_differ(trained_avatar, clip):
+    a = predict_motion(trained_avatar, clip, "one_shot", seed=7)
+    b = predict_motion(trained_avatar, clip, "one_shot", seed=7)
+    c = predict_motion(trained_avatar, clip, "one_shot", seed=8)
+    z = predict_motion(trained_avatar, clip, "zero_shot", seed=7)
+    for key in KEYS:
+        assert np.array_equal(a[key], b[key])
+    assert not np.allclose(a["euler_deg"], c["euler_deg"])
+    assert not np.allclose(a["euler_deg"][:5], z["euler_deg"][:5])
+    assert list(a["blendshape_names"]) == list(MotionRuntime.load(trained_avatar).names)
+
+
+def test_one_shot_starts_at_the_reference(runtime):
+    frame = {"euler_deg": np.array([1.0, -2.0, 3.0]), "trans": np.array([0.5, 0.2, -60.0]),
+             "blendshapes": np.full(len(runtime.names), 0.1)}
+    memory = runtime.new_memory("one_shot", 0, reference=frame)
+    pose_z, expr_z = runtime.reference(frame)
+    assert np.array_equal(memory.pose[0], pose_z) and np.array_equal(memory.expr[1], expr_z)
+    default = runtime.new_memory("one_shot", 0)
+    stored = runtime.metadata["reference"]
+    assert np.allclose(runtime.pose.pose_norm.inverse(__import__("torch").from_numpy(default.pose[0])).numpy(),
+                       np.concatenate([stored["euler_deg"], stored["trans"]]), atol=1e-4)
+    with pytest.raises(ValueError, match="blendshapes"):
+        runtime.new_memory("one_shot", 0, reference={**frame, "blendshapes": np.zeros(2)})
+
+
+def test_nan_and_silence_give_finite_calm_output(runtime):
+    frames = 250
+    silent = np.broadcast_to(runtime._silence, (frames, runtime.spec.window_frames, runtime.spec.dim)).copy()
+    nan = np.full_like(silent, np.nan)
+    nan[::3, :, 5] = np.inf
+    quiet = run_frames(runtime, silent, runtime.new_memory("zero_shot", 2))
+    broken = run_frames(runtime, nan, runtime.new_memory("zero_shot", 2))
+    for key in KEYS:
+        assert np.isfinite(broken[key]).all()
+        assert np.array_equal(broken[key], quiet[key])  # NaN and inf read exactly as silence
+    assert ((quiet["blendshapes"] >= 0) & (quiet["blendshapes"] <= 1)).all()
+    stats = runtime.metadata["normalisation"]["pose"]
+    offset = np.abs(quiet["euler_deg"] - np.array(stats["mean"][:3])) / np.array(stats["std"][:3])
+    assert offset.max() <= POSE_CLAMP + 1e-3  # never beyond the bound of what is fed back
+    # Calm: slow motion (a tenth of a standard deviation of the training poses per frame at most, on average).
+    speed = np.abs(np.diff(quiet["euler_deg"], axis=0)) / np.array(stats["std"][:3])
+    assert speed.mean() < 0.1
+
+
+def test_models_for_other_features_or_blendshapes_are_refused(trained_avatar, runtime):
+    from dataclasses import replace
+
+    from engine.audio.settings import MelParams
+
+    other = replace(audio_settings_for(runtime.spec), mel=MelParams(n_mels=40))
+    from engine.audio.features import feature_spec
+
+    spec = feature_spec(other, make_extractor(other))
+    with pytest.raises(FeatureMismatchError, match="motion.safetensors.*n_mels"):
+        MotionRuntime.load(trained_avatar, spec=spec)
+    with pytest.raises(CheckpointMismatchError, match="blendshape_names.*jawOpen.*syncanim train"):
+        MotionRuntime.load(trained_avatar, blendshapes=("jawOpen",))
+    MotionRuntime.load(trained_avatar, spec=runtime.spec, blendshapes=runtime.names)  # matching: accepted

@@ -1,0 +1,97 @@
+"""Training: losses fall on a small synthetic dataset, the checkpoint carries its metadata, runs resume."""
+import json
+
+import pytest
+
+from engine.data.dataset import DatasetError
+from engine.io.checkpoint import read_metadata
+from engine.motion.config import motion_preset
+from engine.motion.train import LOG_FILE, STATE_DIR, train_motion
+
+
+def read_log(avatar):
+    return [json.loads(line) for line in (avatar / LOG_FILE).read_text().splitlines()]
+
+
+def test_losses_fall_on_a_small_synthetic_dataset(synth_data):
+    """AdamW on the training objective (both syncers, rollouts fed their own outputs) lowers it well below where a
+    fresh model ("hold the previous frame") starts."""
+    import torch
+
+    from engine.motion.data import load_motion_data
+    from engine.motion.runtime import build_syncers
+    from engine.motion.train import Tensors, _fit_normalisation, rollout
+
+    config = motion_preset("test", synth_data[0], synth_data[0] / "unused", state_noise=0.0)
+    data = load_motion_data(config.data, config.audio, config.blendshapes)
+    torch.manual_seed(0)
+    pose, emotion = build_syncers(data.spec, config.dims, data.names, config.state_dropout)
+    _fit_normalisation(data, pose, emotion)
+    tensors = Tensors(data, pose, emotion, torch.device("cpu"))
+    starts = torch.randint(2, data.val_start - 12, (16,), generator=torch.Generator().manual_seed(0))
+    zero_shot = torch.zeros(16, dtype=torch.bool)
+    optimizer = torch.optim.AdamW(list(pose.parameters()) + list(emotion.parameters()), lr=config.lr)
+
+    def loss():
+        torch.manual_seed(1)
+        return rollout(pose, emotion, tensors, starts, 12, 0.5, zero_shot, config)
+
+    with torch.no_grad():
+        before = loss()
+    for _ in range(40):
+        optimizer.zero_grad()
+        loss()["total"].backward()
+        optimizer.step()
+    with torch.no_grad():
+        after = loss()
+    assert after["pose_l1"] < 0.8 * before["pose_l1"]
+    assert after["expr_l1"] < 0.9 * before["expr_l1"]
+
+
+def test_training_logs_validation_losses(trained_avatar):
+    entries = read_log(trained_avatar)
+    assert [e["step"] for e in entries] == [0, 20, 40]
+    for entry in entries:
+        assert {"pose_l1", "expr_l1", "pose_kl", "expr_kl", "tf_pose_l1", "tf_expr_l1"} <= set(entry["val"])
+        assert all(v == v and abs(v) < 1e6 for v in entry["val"].values())
+    assert entries[-1]["train"]["total"] > 0
+
+
+def test_checkpoint_metadata_names_features_blendshapes_stats_and_versions(trained_avatar, synth_data):
+    meta = read_metadata(trained_avatar / "motion.safetensors")
+    assert meta["features"]["extractor"] == "mel" and meta["features"]["params"]["n_mels"] == 80
+    assert meta["lookahead_frames"] == 4 and meta["lookahead_ms"] == pytest.approx(80.0)
+    assert meta["blendshape_names"][:2] == ["eyeBlinkLeft", "eyeBlinkRight"] and len(meta["blendshape_names"]) == 7
+    assert set(meta["normalisation"]) >= {"features", "pose", "blendshapes", "silence"}
+    assert len(meta["normalisation"]["pose"]["std"]) == 6
+    assert {"torch", "numpy", "motion"} <= set(meta["versions"])
+    assert meta["blink"]["intervals_frames"] and 0 < meta["blink"]["threshold"] < 1
+    assert meta["reference"]["frame"] == 0 and meta["training"]["steps"] == 40
+
+
+def test_training_resumes_where_it_stopped(synth_data, tmp_path):
+    tiny = dict(progress=False, batch_size=4, sequence_frames=6, val_every=5, checkpoint_every=5)
+    train_motion(motion_preset("test", synth_data[0], tmp_path, steps=5, **tiny))
+    assert (tmp_path / STATE_DIR / "state.safetensors").is_file()
+    train_motion(motion_preset("test", synth_data[0], tmp_path, steps=10, **tiny))
+    steps = [entry["step"] for entry in read_log(tmp_path)]
+    assert steps == [0, 5, 10]  # the second run picked up at step 5 instead of starting again
+    assert read_metadata(tmp_path / STATE_DIR / "state.safetensors")["step"] == 10
+
+
+def test_resume_refuses_state_from_other_sizes(synth_data, tmp_path):
+    tiny = dict(progress=False, batch_size=4, sequence_frames=6, val_every=5, checkpoint_every=5)
+    train_motion(motion_preset("test", synth_data[0], tmp_path, steps=5, **tiny))
+    from dataclasses import replace
+
+    config = motion_preset("test", synth_data[0], tmp_path, steps=10, **tiny)
+    config = replace(config, dims=replace(config.dims, hidden=24))
+    with pytest.raises(ValueError, match=r"state.safetensors.*dims.hidden.*--no-resume"):
+        train_motion(config)
+
+
+def test_missing_blendshapes_name_the_file_and_the_fix(synth_data, tmp_path):
+    config = motion_preset("test", synth_data[0], tmp_path, progress=False,
+                           blendshapes=("eyeBlinkLeft", "eyeBlinkRight", "eyeWideLeft"))
+    with pytest.raises(DatasetError, match=r"tracks.npz has no blendshapes \['eyeWideLeft'\].*preprocess"):
+        train_motion(config)
