@@ -308,11 +308,11 @@ def test_rerun_skips_finished_steps_and_redoes_what_changed(clip, dataset, tmp_p
     preprocess(clip / "video.mp4", root)
     after = ledger(root)
     redone = {step for step in after if after[step]["finished"] != before[step]["finished"]}
-    assert redone == {"masks", "meta"}
+    assert redone == {"frames", "meta"}
     preprocess(clip / "video.mp4", root, size=96)
     resized = ledger(root)
     redone = {step for step in resized if resized[step]["finished"] != after[step]["finished"]}
-    assert redone == {"tracks", "frames", "masks", "meta"}
+    assert redone == {"tracks", "frames", "meta"}
     assert Dataset(root).meta.size == 96 and Dataset(root).masks().person.shape[1:] == (96, 96)
 
 
@@ -324,14 +324,15 @@ def test_an_interrupted_run_keeps_finished_steps_and_resumes(clip, tmp_path):
     root = tmp_path / "ds"
     with pytest.raises(PreprocessError, match=r"broken\.tflite is not a MediaPipe image segmenter model"):
         preprocess(video, root, segmenter_model=broken)
-    assert (root / "tracks.npz").is_file() and (root / "frames.mkv").is_file()
-    assert not (root / "masks.npz").exists() and not (root / "meta.json").exists()
+    assert (root / "tracks.npz").is_file() and (root / "audio.wav").is_file()
+    assert not (root / "frames.mkv").exists() and not (root / "masks.npz").exists()
+    assert not (root / "meta.json").exists()
     assert not list(root.rglob("*partial*")) and not list(root.rglob("*.scratch"))
     first = ledger(root)
     preprocess(video, root)
     second = ledger(root)
     assert {s for s in first if second[s]["finished"] != first[s]["finished"]} == set()
-    assert {"masks", "features", "meta"} <= set(second) - set(first)
+    assert {"frames", "features", "meta"} <= set(second) - set(first)
     data = Dataset(root)
     assert data.masks().person.shape == (data.meta.frames, OUT, OUT)
 

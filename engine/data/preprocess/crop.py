@@ -20,7 +20,8 @@ def head_box(points: np.ndarray) -> np.ndarray:
                      high[:, 0] + HEAD_SIDES * face_w, high[:, 1] + HEAD_BELOW * face_h], axis=1)
 
 
-def choose_crop(points: np.ndarray, width: int, height: int, crop_faces: float) -> tuple[tuple[int, int, int, int], bool]:
+def choose_crop(points: np.ndarray, width: int, height: int,
+                crop_faces: float) -> tuple[tuple[int, int, int, int], bool]:
     """One crop (x, y, side, side) in source pixels for all frames, and whether the head fits in it at every pose.
 
     points [T, N, 2]: landmarks of the frames with a face, source pixels. The side is crop_faces face heights

@@ -131,6 +131,13 @@ def split_person(person: np.ndarray, landmarks: np.ndarray, oval_ids: np.ndarray
     return head.astype(np.uint8) * 255, torso.astype(np.uint8) * 255
 
 
+def frame_masks(person: np.ndarray, landmarks: np.ndarray, oval_ids: np.ndarray):
+    """person bool [S, S], landmarks [478, 2] -> person, head, torso uint8 [S, S] (255 inside), face and lip rects."""
+    size = person.shape[0]
+    head, torso = split_person(person, landmarks, oval_ids)
+    return person.astype(np.uint8) * 255, head, torso, face_rect(landmarks, size), lip_rect(landmarks, size)
+
+
 def face_rect(landmarks: np.ndarray, size: int) -> np.ndarray:
     """Landmarks [478, 2] -> (x0, y0, x1, y1) int of all landmarks, clipped to the frame."""
     low, high = np.floor(landmarks.min(axis=0)), np.ceil(landmarks.max(axis=0))

@@ -1,7 +1,7 @@
 """run_preprocess: video -> dataset folder in resumable steps; meta.json is written last and marks a finished run.
 
-Steps (outputs): track (.preprocess/raw_tracks.npz), audio (audio.wav), tracks (tracks.npz), frames (frames.mkv),
-masks (masks.npz, background.png), features (features/<id>.npz), meta (meta.json). Every output is written to a
+Steps (outputs): track (.preprocess/raw_tracks.npz), audio (audio.wav), tracks (tracks.npz), frames (frames.mkv,
+masks.npz, background.png), features (features/<id>.npz), meta (meta.json). Every output is written to a
 hidden partial file and moved into place, so an interrupted run leaves only finished files, and the next run skips
 the steps whose outputs exist and whose inputs and settings are unchanged (steps.py).
 """
@@ -29,7 +29,7 @@ from engine.data.preprocess.track import RawTracks
 log = logging.getLogger(__name__)
 
 PREPROCESS_VERSION = 1
-STEP_VERSIONS = {"track": 1, "audio": 1, "tracks": 1, "frames": 1, "masks": 1, "features": 1, "meta": 1}
+STEP_VERSIONS = {"track": 1, "audio": 1, "tracks": 1, "frames": 1, "features": 1, "meta": 1}
 """Bump a step's number when its algorithm changes, so datasets made before redo it on the next run."""
 SAMPLE_RATE = 16000
 MIN_FACE_FRACTION = 0.5
@@ -73,9 +73,8 @@ def _keys(config: PreprocessConfig, source: SourceInfo) -> dict[str, str]:
     keys = {"track": step_key("track", v["track"], file_fingerprint(source.path), face, config.fps, config.tracking)}
     keys["audio"] = step_key("audio", v["audio"], keys["track"], file_fingerprint(config.audio), SAMPLE_RATE)
     keys["tracks"] = step_key("tracks", v["tracks"], keys["track"], config.size, config.crop_faces, pose.SMOOTHING)
-    keys["frames"] = step_key("frames", v["frames"], keys["track"], config.size, config.crop_faces)
-    keys["masks"] = step_key("masks", v["masks"], keys["frames"], keys["tracks"],
-                             file_fingerprint(segmenter_path(config.segmenter_model)))
+    segmenter = file_fingerprint(segmenter_path(config.segmenter_model))
+    keys["frames"] = step_key("frames", v["frames"], keys["tracks"], segmenter)
     keys["features"] = step_key("features", v["features"], keys["audio"], asdict(AudioSettings()))
     keys["meta"] = step_key("meta", v["meta"], PREPROCESS_VERSION, keys, str(config.video))
     return keys
@@ -86,7 +85,7 @@ def _outputs(out: Path) -> dict[str, list[Path]]:
 
     return {
         "track": [out / WORK / "raw_tracks.npz"], "audio": [out / "audio.wav"], "tracks": [out / "tracks.npz"],
-        "frames": [out / "frames.mkv"], "masks": [out / "masks.npz", out / "background.png"],
+        "frames": [out / "frames.mkv", out / "masks.npz", out / "background.png"],
         "features": [out / "features" / f"{default_extractor_id()}.npz"], "meta": [out / "meta.json"],
     }
 
@@ -141,7 +140,8 @@ def _face_model_name(config: PreprocessConfig) -> str:
     from engine.data.face_model import face_landmarker_path
 
     fingerprint = file_fingerprint(face_landmarker_path(config.face_model))
-    return f"{Path(fingerprint['path']).name} ({fingerprint['bytes']} B, sha256 of edges {fingerprint['sha256_edges'][:12]})"
+    name, digest = Path(fingerprint["path"]).name, fingerprint["sha256_edges"][:12]
+    return f"{name} ({fingerprint['bytes']} B, sha256 of its first and last MiB {digest})"
 
 
 def _check_frames(run: _Run, raw: RawTracks) -> None:
@@ -197,68 +197,57 @@ def _tracks(run: _Run, raw: RawTracks, crop: tuple[int, int, int, int]) -> Track
     return Tracks.load(path)
 
 
-def _frames(run: _Run, crop: tuple[int, int, int, int], frames: int) -> None:
+def _frames(run: _Run, crop: tuple[int, int, int, int], tracks: Tracks) -> None:
+    """One pass over the video: cropped frames into frames.mkv, and at once their masks and background samples
+    (decoding the lossless frames again would cost as much as decoding the source)."""
     from engine.data.dataset import FrameWriter
-    from engine.data.preprocess.crop import crop_frame
-
-    def work() -> None:
-        advance = _bar(run, "frames", frames)
-        writer = FrameWriter(run.out / "frames.mkv", run.config.fps)
-        try:
-            for k, frame in resampled_frames(run.source, run.config.fps):
-                if k >= frames:
-                    break
-                writer.write(crop_frame(frame, crop, run.config.size))
-                advance()
-            if writer.frames != frames:
-                raise PreprocessError(f"{run.source.path} decoded to {writer.frames} frames this time but {frames} "
-                                      "when it was tracked; the file changed or decodes unreliably, re-export it")
-        except BaseException:
-            writer.abort()
-            raise
-        writer.close()
-
-    _step(run, "frames", work)
-
-
-def _masks(run: _Run, tracks: Tracks) -> None:
-    from engine.data.dataset import read_frames
     from engine.data.preprocess import background, masks
+    from engine.data.preprocess.crop import crop_frame
     from engine.data.preprocess.maskfile import MaskFileWriter
 
     frames, size = len(tracks), run.config.size
 
     def work() -> dict:
-        import imageio.v3 as iio
-
-        advance = _bar(run, "masks", frames)
+        advance = _bar(run, "frames", frames)
         oval = masks.face_oval_ids(str(run.config.face_model) if run.config.face_model else None)
         stride = background.sample_every(frames)
-        samples, grown = [], []
-        writer = MaskFileWriter(run.out / "masks.npz", frames, size, run.work / "masks.scratch")
-        try:
-            with masks.create_segmenter(run.config.segmenter_model) as segmenter:
-                for k, frame in read_frames(run.out / "frames.mkv"):
-                    person = masks.person_confidence(segmenter, frame) > masks.PERSON_THRESHOLD
-                    points = tracks.landmarks2d[k]
-                    head, torso = masks.split_person(person, points, oval)
-                    writer.write(k, person.astype(np.uint8) * 255, head, torso, masks.face_rect(points, size),
-                                 masks.lip_rect(points, size))
+        samples, hidden = [], []
+        with masks.create_segmenter(run.config.segmenter_model) as segmenter:
+            video = FrameWriter(run.out / "frames.mkv", run.config.fps)
+            mask_file = MaskFileWriter(run.out / "masks.npz", frames, size, run.work / "masks.scratch")
+            try:
+                for k, frame in resampled_frames(run.source, run.config.fps):
+                    if k >= frames:
+                        break
+                    picture = crop_frame(frame, crop, size)
+                    video.write(picture)
+                    person = masks.person_confidence(segmenter, picture) > masks.PERSON_THRESHOLD
+                    mask_file.write(k, *masks.frame_masks(person, tracks.landmarks2d[k], oval))
                     if k % stride == 0:
-                        samples.append(frame)
-                        grown.append(background.grow(person))
+                        samples.append(picture)
+                        hidden.append(background.grow(person))
                     advance()
-            plate, holes = background.background_plate(np.stack(samples), np.stack(grown))
-            target = run.out / "background.png"
-            iio.imwrite(atomic_path(target), plate)
-            os.replace(atomic_path(target), target)
-        except BaseException:
-            writer.abort()
-            raise
-        writer.close()
+                if video.frames != frames:
+                    raise PreprocessError(f"{run.source.path} decoded to {video.frames} frames this time but {frames} "
+                                          "when it was tracked; the file changed or decodes unreliably, re-export it")
+                plate, holes = background.background_plate(np.stack(samples), np.stack(hidden))
+                _write_png(run.out / "background.png", plate)
+            except BaseException:
+                video.abort()
+                mask_file.abort()
+                raise
+        video.close()
+        mask_file.close()
         return {"background_holes": round(holes, 4), "background_samples": len(samples)}
 
-    _step(run, "masks", work)
+    _step(run, "frames", work)
+
+
+def _write_png(path: Path, picture: np.ndarray) -> None:
+    import imageio.v3 as iio
+
+    iio.imwrite(atomic_path(path), picture, extension=".png")
+    os.replace(atomic_path(path), path)
 
 
 def _features(run: _Run, frames: int) -> None:
@@ -299,7 +288,7 @@ def _meta(run: _Run, raw: RawTracks, crop: tuple[int, int, int, int], head_fits:
             source_info={
                 "fps": source.fps, "codec": source.codec, "rotation": source.rotation,
                 "audio": run.ledger.info("audio").get("origin", ""), "audio_offset_s": source.audio_offset_s,
-                "head_in_crop": head_fits, **run.ledger.info("masks"),
+                "head_in_crop": head_fits, **run.ledger.info("frames"),
             },
         )
         write_json_atomic(run.out / "meta.json", meta.to_json())
@@ -336,8 +325,7 @@ def run_preprocess(config: PreprocessConfig) -> Path:
         crop, head_fits = choose_crop(points, raw.width, raw.height, config.crop_faces)
         _audio(run, len(raw))
         tracks = _tracks(run, raw, crop)
-        _frames(run, crop, len(raw))
-        _masks(run, tracks)
+        _frames(run, crop, tracks)
         _features(run, len(raw))
         _meta(run, raw, crop, head_fits)
     elapsed = time.perf_counter() - started

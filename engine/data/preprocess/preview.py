@@ -1,4 +1,4 @@
-"""`syncanim preprocess --preview DATA_DIR`: a contact sheet and pose/blendshape curves for checking a dataset by eye."""
+"""`syncanim preprocess --preview DATA_DIR`: contact sheet and pose/blendshape curves, to check a dataset by eye."""
 from __future__ import annotations
 
 import os
