@@ -51,13 +51,18 @@ def load_scene_module(path: str | Path) -> ModuleType:
 def build_scene(app: App, path: str | Path) -> ModuleType:
     """Load the scene at `path` and let it add its entities, systems and resources to `app`."""
     module = load_scene_module(path)
+    build_module(app, module, path)
+    return module
+
+
+def build_module(app: App, module: ModuleType, path: str | Path) -> None:
+    """Call an already loaded scene's `build(app)` (hot reload loads first, then builds)."""
     try:
         module.build(app)
     except SceneError:
         raise
     except Exception as error:
         raise SceneError(f"{path}: build(app) raised:\n{_user_traceback(error, Path(path))}") from error
-    return module
 
 
 def _user_traceback(error: BaseException, path: Path) -> str:

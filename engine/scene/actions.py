@@ -1,0 +1,134 @@
+"""What scripts and control messages do to the world: speak, stop, change motion mode, frame, caption.
+
+One implementation for both callers, so a `say` from the control socket and one from a scene script behave the same.
+Every function names the avatar or voice it could not find and lists the ones that exist.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from engine.audio.plugin import Voice
+from engine.ecs import Entity, World
+from engine.scene.components import FRAMING_PRESETS, Avatar, Caption, Captions, Framing, FramingTween
+from engine.time import Time
+
+if TYPE_CHECKING:
+    from engine.audio.playback import PlaybackHandle
+    from engine.audio.sources import AudioClip
+
+MODES = ("one_shot", "zero_shot")
+
+
+def find_avatars(world: World, name: str | None) -> list[tuple[Entity, Avatar]]:
+    """Avatars called `name`, or every avatar for None; an error listing the names when none matches."""
+    found = [(e, a) for e, a in world.query(Avatar) if name is None or a.name == name]
+    if name is not None and not found:
+        names = sorted(a.name for _, a in world.query(Avatar))
+        raise KeyError(f"no avatar named {name!r} in this scene; avatars: {names or 'none spawned'}")
+    return found
+
+
+def voice_of(world: World, avatar: str | None, voice: str | None) -> str | None:
+    """The voice to speak on: `voice` if given, else the named avatar's Voice, else None (the main voice)."""
+    if voice is not None or avatar is None:
+        return voice
+    entity, _ = find_avatars(world, avatar)[0]
+    component = world.get(entity, Voice)
+    return component.name if component is not None else None
+
+
+def speak(world: World, clip: AudioClip | str | Path | np.ndarray, *, avatar: str | None = None,
+          voice: str | None = None, interrupt: bool = False, caption: str | None = None) -> PlaybackHandle:
+    """Queue `clip` on the avatar's voice (interrupt=True cuts what it is saying first); optionally caption it."""
+    from engine.audio.playback import AudioPlayback
+
+    playback = world.resource(AudioPlayback)
+    handle = playback.play(clip, interrupt=interrupt, voice=voice_of(world, avatar, voice))
+    if caption is not None:
+        show_caption(world, caption, speech=handle)
+    return handle
+
+
+def stop_speech(world: World, avatar: str | None = None, voice: str | None = None) -> None:
+    """Silence one avatar / voice, or everything; clears the main caption."""
+    from engine.audio.playback import AudioPlayback
+
+    world.resource(AudioPlayback).stop(voice_of(world, avatar, voice))
+    show_caption(world, "")
+
+
+def normalise_mode(mode: str) -> str:
+    normal = str(mode).replace("-", "_")
+    if normal not in MODES:
+        raise ValueError(f"motion mode must be 'one-shot' or 'zero-shot', got {mode!r}")
+    return normal
+
+
+def set_mode(world: World, mode: str, *, avatar: str | None = None,
+             reference: dict[str, np.ndarray] | None = None) -> int:
+    """Switch avatars' motion to one-shot (from `reference`, or the model's first frame) or zero-shot; returns how
+    many avatars changed. The controller restarts from its new starting state at the next fixed step."""
+    from engine.motion.components import MotionController
+
+    mode = normalise_mode(mode)
+    changed = 0
+    for entity, _ in find_avatars(world, avatar):
+        controller = world.get(entity, MotionController)
+        if controller is None:
+            continue
+        controller.mode, controller.reference, controller.memory = mode, reference, None
+        changed += 1
+    return changed
+
+
+def framing_zoom(framing: str | float) -> tuple[float, str]:
+    """('default' | 'med' | 'max' | a zoom in [0, 1]) -> (zoom, preset name or '')."""
+    if isinstance(framing, str):
+        if framing not in FRAMING_PRESETS:
+            raise ValueError(f"framing must be one of {sorted(FRAMING_PRESETS)} or a zoom in [0, 1], got {framing!r}")
+        return FRAMING_PRESETS[framing], framing
+    zoom = float(framing)
+    if not 0.0 <= zoom <= 1.0:
+        raise ValueError(f"a framing zoom is in [0, 1] (0 default, 0.5 med, 1 max), got {framing!r}")
+    return zoom, ""
+
+
+def start_framing(world: World, framing: str | float, *, over: float = 0.0, avatar: str | None = None) -> int:
+    """Ease avatars' framing to a preset or zoom over `over` seconds (0: at once); returns how many avatars move."""
+    zoom, preset = framing_zoom(framing)
+    if not over >= 0.0:
+        raise ValueError(f"a framing transition takes over >= 0 seconds, got {over!r}")
+    now = world.resource(Time).elapsed
+    moved = 0
+    for entity, _ in find_avatars(world, avatar):
+        current = world.get(entity, Framing)
+        if current is None:
+            continue
+        current.preset = preset
+        if over == 0.0:
+            current.zoom = zoom
+            world.remove(entity, FramingTween)
+        else:
+            world.insert(entity, FramingTween(current.zoom, zoom, now, over))
+        moved += 1
+    return moved
+
+
+def show_caption(world: World, text: str, *, for_s: float | None = None, slot: str = "main",
+                 speech: PlaybackHandle | None = None, **look: Any) -> None:
+    """Show `text` in caption `slot` (for `for_s` seconds, while `speech` is heard, or until replaced); '' hides it.
+    `look` sets Caption fields (anchor, size, color, box_alpha)."""
+    captions = world.get_resource(Captions)
+    if captions is None:
+        captions = Captions()
+        world.insert_resource(captions)
+    now = world.resource(Time).elapsed
+    previous = captions.slots.get(slot)
+    caption = Caption(**{**(vars(previous) if previous is not None else {}), **look})
+    caption.text = str(text)
+    caption.until_s = None if for_s is None else now + float(for_s)
+    caption.speech = speech
+    captions.slots[slot] = caption

@@ -1,0 +1,126 @@
+"""The Scene API: what a scene script's `build(app)` calls to set up avatars, a background, captions and scripts.
+
+    from engine.scene.api import Scene
+
+    def build(app):
+        scene = Scene(app)
+        scene.background(color=(0.1, 0.1, 0.12))          # or image=PATH, chroma=True, transparent=True
+        scene.avatar("avatars/anna", name="anna", mode="one-shot", framing="default")
+        scene.script(main)
+
+    def main(d):                                          # a generator: see engine.scene.timeline
+        yield d.say("hello.wav", avatar="anna", caption="Hello!")
+        yield d.frame("max", over=1.0)
+
+Avatars need a trained avatar folder and the NeRF renderer; spawning one without them is a SceneError that says
+what to run. Backgrounds and captions are drawn into the frame, so they are recorded and captured.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from engine.audio.plugin import Voice
+from engine.display.plugin import configure_display
+from engine.scene import actions
+from engine.scene.components import Avatar, AvatarRenderer, Background, Framing, SceneOwned, ScreenRect
+from engine.scene.loader import SceneError
+from engine.scene.plugin import scene_plugin
+from engine.scene.timeline import start_script
+
+if TYPE_CHECKING:
+    from engine.app import App
+
+MOTION_FILE = "motion.safetensors"
+RENDERER_FILE = "nerf.safetensors"
+"""The renderer's weights inside an avatar folder (written by `syncanim train`)."""
+
+
+def check_avatar_folder(folder: Path) -> None:
+    """A SceneError naming the command to run when `folder` is not a trained avatar."""
+    train = (f"make one with `syncanim preprocess VIDEO -o DATA_DIR` then "
+             f"`syncanim train DATA_DIR -o {folder} --preset cpu`")
+    if not folder.is_dir():
+        raise SceneError(f"avatar folder {folder} does not exist; {train}")
+    for name, what in ((MOTION_FILE, "motion model"), (RENDERER_FILE, "trained renderer")):
+        if not (folder / name).is_file():
+            raise SceneError(f"avatar folder {folder} has no {what} ({name} is missing); {train}")
+
+
+class Scene:
+    """Builds a scene into `app`: call from `build(app)`. Every method may be called again on a hot reload."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        app.add_plugin(scene_plugin)
+        if not app.world.has_resource(Background):
+            app.world.insert_resource(Background())
+
+    def background(self, color: tuple[float, float, float] | None = None, *, image: str | Path | None = None,
+                   chroma: bool | tuple[float, float, float] = False, transparent: bool = False) -> Background:
+        """Pick one: a colour (RGB in [0, 1]), a picture covering the canvas, a chroma-key colour (True: pure
+        green) for keying in OBS, or transparent (alpha kept in the window and screenshots, for OBS)."""
+        chosen = sum(x is not None and x is not False for x in (color, image, chroma or None, transparent or None))
+        if chosen > 1:
+            raise SceneError("background(): pass only one of color=, image=, chroma=, transparent=")
+        if image is not None:
+            path = Path(image).expanduser()
+            if not path.is_file():
+                raise SceneError(f"background image {path} does not exist; pass a PNG or JPEG file")
+            look = Background("image", image=path)
+            configure_display(self.app, background="color")
+        elif chroma is not False:
+            key = (0.0, 1.0, 0.0) if chroma is True else tuple(float(c) for c in chroma)
+            look = Background("chroma", color=key)
+            configure_display(self.app, background="chroma", chroma_color=key)
+        elif transparent:
+            look = Background("transparent")
+            configure_display(self.app, background="transparent")
+        else:
+            rgb = tuple(float(c) for c in (color or (0.0, 0.0, 0.0)))
+            if len(rgb) != 3 or not all(0.0 <= c <= 1.0 for c in rgb):
+                raise SceneError(f"background color is 3 floats in [0, 1], got {color!r}")
+            look = Background("color", color=rgb)
+            configure_display(self.app, background="color", background_color=rgb)
+        self.app.world.insert_resource(look)
+        return look
+
+    def avatar(self, folder: str | Path, *, name: str = "avatar", voice: str | None = None,
+               mode: str = "one-shot", reference: dict[str, Any] | None = None, framing: str | float = "default",
+               rect: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0), seed: int = 0) -> str:
+        """Spawn the avatar trained in `folder`, speaking on `voice` (default: the main voice), moving one-shot
+        (from `reference`: euler_deg, trans, blendshapes; default the first training frame) or zero-shot, framed
+        'default' / 'med' / 'max' (or a zoom in [0, 1]), drawn in `rect` = (x, y, width, height) of the canvas
+        (normalised, origin top-left). Returns `name`, which scripts and control messages use."""
+        from engine.audio.settings import AudioSettings
+        from engine.motion.components import MotionController
+        from engine.motion.systems import motion_plugin
+
+        folder = Path(folder).expanduser()
+        check_avatar_folder(folder)
+        if not self.app.world.has_resource(AvatarRenderer):
+            raise SceneError(f"avatar {folder}: this engine has no avatar renderer plugin loaded, so it cannot draw "
+                             "avatars; add the NeRF renderer's plugin before spawning avatars")
+        if any(a.name == name for _, a in self.app.world.query(Avatar)):
+            raise SceneError(f"an avatar named {name!r} already exists; give each avatar its own name=")
+        voices = self.app.world.resource(AudioSettings).voices
+        voice = voice or voices[0]
+        if voice not in voices:
+            raise SceneError(f"avatar {name!r}: no voice {voice!r}; the engine's voices are {list(voices)} "
+                             "(AudioSettings.voices, set before the audio plugin is added)")
+        zoom, preset = actions.framing_zoom(framing)
+        self.app.add_plugin(motion_plugin)
+        self.app.world.spawn(
+            Avatar(folder, name), Voice(voice), SceneOwned(), Framing(zoom, preset), ScreenRect(*rect),
+            MotionController(folder, actions.normalise_mode(mode), reference, seed, voice),
+        )
+        return name
+
+    def caption(self, text: str, *, for_s: float | None = None, slot: str = "main", **look: Any) -> None:
+        """Show a caption now (anchor='bottom'|'top', size=fraction of the height, color=(r, g, b) 0..255)."""
+        actions.show_caption(self.app.world, text, for_s=for_s, slot=slot, **look)
+
+    def script(self, script: Callable[..., Any], *, name: str | None = None) -> None:
+        """Run `script(director)` from the first frame: a generator function yields steps (see timeline)."""
+        start_script(self.app.world, script, name=name)

@@ -1,0 +1,92 @@
+"""ControlClient: drive a running engine over its control socket (`syncanim run SCENE.py --control 127.0.0.1:PORT`).
+
+    from engine.scene.client import ControlClient
+
+    with ControlClient("127.0.0.1:7878", token="...") as engine:
+        engine.say(wav_bytes, interrupt=True, text="Hello!")   # or engine.say(path="/tmp/hello.wav")
+        engine.set_framing("max", over=1.0)
+        print(engine.status())
+
+Every call returns the engine's reply (a dict with `ok`); a reply with ok=False raises ControlError unless
+check=False. The token defaults to $SYNCANIM_CONTROL_TOKEN.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+from engine.scene.control_settings import parse_address
+from engine.scene.protocol import pack, read_frame, unpack
+
+TOKEN_ENV = "SYNCANIM_CONTROL_TOKEN"
+MAX_REPLY_BYTES = 16 * 1024 * 1024
+
+
+class ControlError(RuntimeError):
+    """The engine answered a message with an error."""
+
+
+class ControlClient:
+    """One connection to a running engine; messages are answered in order."""
+
+    def __init__(self, address: str = "127.0.0.1:7878", token: str | None = None, timeout: float = 10.0) -> None:
+        self.token = token or os.environ.get(TOKEN_ENV)
+        if not self.token:
+            raise ValueError(f"no control token: pass token= (printed by the engine at start) or set ${TOKEN_ENV}")
+        host, port = parse_address(address)
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self._ids = itertools.count(1)
+
+    def __enter__(self) -> ControlClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def request(self, type: str, *, check: bool = True, **fields: Any) -> dict[str, Any]:
+        """Send one message and wait for its reply."""
+        message_id = next(self._ids)
+        message = {"type": type, "token": self.token, "id": message_id,
+                   **{k: v for k, v in fields.items() if v is not None}}
+        self.sock.sendall(pack(message))
+        body = read_frame(self.sock, MAX_REPLY_BYTES)
+        if body is None:
+            raise ConnectionError("the engine closed the control connection")
+        reply = unpack(body)
+        if check and not reply.get("ok"):
+            raise ControlError(reply.get("error", "unknown error"))
+        return reply
+
+    def say(self, wav: bytes | None = None, *, path: str | Path | None = None, interrupt: bool = False,
+            avatar: str | None = None, voice: str | None = None, text: str | None = None) -> dict[str, Any]:
+        """Speak audio file bytes (wav/flac/mp3) or a file on the engine machine; `text` is shown as a caption."""
+        return self.request("say", wav=wav, path=None if path is None else str(path), interrupt=interrupt,
+                            avatar=avatar, voice=voice, text=text)
+
+    def stop(self, *, avatar: str | None = None, voice: str | None = None) -> dict[str, Any]:
+        return self.request("stop", avatar=avatar, voice=voice)
+
+    def set_mode(self, mode: str, *, avatar: str | None = None) -> dict[str, Any]:
+        return self.request("set_mode", mode=mode, avatar=avatar)
+
+    def set_framing(self, framing: str | float, *, over: float = 0.0, avatar: str | None = None) -> dict[str, Any]:
+        return self.request("set_framing", framing=framing, over=over, avatar=avatar)
+
+    def load_scene(self, path: str | Path) -> dict[str, Any]:
+        return self.request("load_scene", path=str(Path(path).resolve()))
+
+    def cue(self, name: str, data: Any = None) -> dict[str, Any]:
+        """A message only scene scripts react to (`d.on_message('cue', name=...)`)."""
+        return self.request("cue", name=name, data=data)
+
+    def status(self) -> dict[str, Any]:
+        return self.request("status")
+
+
+__all__ = ["ControlClient", "ControlError", "TOKEN_ENV"]

@@ -1,0 +1,461 @@
+"""Control socket: a TCP server thread takes length-prefixed msgpack messages and hands them to the frame loop.
+
+Threads and hand-over:
+    server thread(s)   read a frame, check size, token and fields, decode audio (`say`), answer at once, and put a
+                       ControlRequest on a bounded queue (full: answered 'busy')
+    UPDATE drain_control   queue -> ControlRequest messages (all waiting ones, every frame) and publishes `status`
+    UPDATE apply_control   say / stop / set_mode / set_framing / load_scene applied (engine.scene.actions); scene
+                           scripts see every message too (`d.on_message(type)`), including `cue`s
+
+An interrupting `say` is drained and applied in the UPDATE of the first frame after it arrives, so the voice plays
+the new clip from the next audio block on. Every malformed message gets an error reply; none can stop the server.
+"""
+from __future__ import annotations
+
+import hmac
+import logging
+import math
+import queue
+import secrets
+import socket
+import socketserver
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from engine.ecs import Stage, World
+from engine.scene.control_settings import ControlSettings, parse_address
+from engine.scene.protocol import FrameTooLarge, ProtocolError, Truncated, pack, read_frame, unpack
+
+if TYPE_CHECKING:
+    from engine.app import App
+    from engine.audio.sources import AudioClip
+
+log = logging.getLogger(__name__)
+
+# type -> {field: (accepted python types, required)}; every message also has type, token and optionally id.
+SCHEMAS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
+    "say": {"wav": ((bytes,), False), "path": ((str,), False), "interrupt": ((bool,), False),
+            "avatar": ((str,), False), "voice": ((str,), False), "text": ((str,), False)},
+    "stop": {"avatar": ((str,), False), "voice": ((str,), False)},
+    "set_mode": {"mode": ((str,), True), "avatar": ((str,), False)},
+    "set_framing": {"framing": ((str, int, float), True), "over": ((int, float), False), "avatar": ((str,), False)},
+    "load_scene": {"path": ((str,), True)},
+    "status": {},
+    "cue": {"name": ((str,), True), "data": ((object,), False)},
+}
+MAX_TOKEN_FAILURES = 3
+"""Wrong tokens on one connection before it is closed (guessing gets slow)."""
+MAX_FRAMING_OVER_S = 600.0
+
+
+@dataclass
+class ControlRequest:
+    """Message: a validated control message for the frame loop (and for scene scripts' `on_message`)."""
+
+    type: str
+    fields: dict[str, Any] = field(default_factory=dict)
+    """The message's own fields (no token; audio bytes replaced by `clip`)."""
+    clip: AudioClip | None = None
+    """The decoded speech of a `say`."""
+    id: Any = None
+
+
+class ControlServer:
+    """Resource: the listening socket, its threads, the queue to the frame loop and the status snapshot."""
+
+    def __init__(self, settings: ControlSettings, sample_rate: int = 16000) -> None:
+        self.settings = settings
+        self.sample_rate = sample_rate
+        self.token = settings.control_token or secrets.token_urlsafe(18)
+        self.requests: queue.Queue[ControlRequest] = queue.Queue(maxsize=settings.control_queue)
+        self._status: dict[str, Any] = {}
+        self._status_lock = threading.Lock()
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        self._server: _TCPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.address: tuple[str, int] | None = None
+        self.replies = 0
+        """Replies sent (errors included), for tests and status."""
+
+    # lifecycle ----------------------------------------------------------------------------------
+    def start(self) -> tuple[str, int]:
+        host, port = parse_address(self.settings.control or "127.0.0.1:0")
+        self._server = _TCPServer((host, port), _Handler, self)
+        self.address = self._server.server_address[:2]
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name="control-accept", daemon=True)
+        self._thread.start()
+        return self.address
+
+    def stop(self) -> None:
+        """Stop accepting, close every connection and join every thread (nothing is left behind)."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        with self._connections_lock:
+            for conn in self._connections:
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)  # wakes the handler blocked in recv
+                except OSError:
+                    pass
+        server.server_close()  # joins the handler threads (block_on_close)
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+
+    @property
+    def connections(self) -> int:
+        with self._connections_lock:
+            return len(self._connections)
+
+    # status -------------------------------------------------------------------------------------
+    def publish_status(self, status: dict[str, Any]) -> None:
+        with self._status_lock:
+            self._status = status
+
+    def status(self) -> dict[str, Any]:
+        with self._status_lock:
+            return dict(self._status)
+
+    # one message --------------------------------------------------------------------------------
+    def handle(self, body: bytes) -> tuple[dict[str, Any], bool]:
+        """Answer one message body; (reply, token was right). Never raises."""
+        message_id = None
+        try:
+            message = unpack(body)
+            message_id = message.get("id")
+            if not isinstance(message_id, (int, str, type(None))) or isinstance(message_id, bool):
+                message_id = None
+                raise ProtocolError("'id' must be an integer or a string")
+            if not self.token_ok(message.get("token")):
+                return self.error(message_id, "unauthorised: wrong or missing 'token' (printed at engine start, "
+                                              "or the --control-token you gave)"), False
+            return self.accept(message, message_id), True
+        except ProtocolError as error:
+            return self.error(message_id, str(error)), True
+        except Exception as error:  # a bug here must cost one reply, not the server
+            log.exception("control: unexpected failure handling a message")
+            return self.error(message_id, f"internal error: {type(error).__name__}: {error}"), True
+
+    def token_ok(self, token: Any) -> bool:
+        if not isinstance(token, str):
+            return False
+        return hmac.compare_digest(token.encode("utf-8", "replace"), self.token.encode())
+
+    @staticmethod
+    def error(message_id: Any, text: str) -> dict[str, Any]:
+        return {"ok": False, "id": message_id, "error": text}
+
+    def accept(self, message: dict[str, Any], message_id: Any) -> dict[str, Any]:
+        kind = message.get("type")
+        if not isinstance(kind, str) or kind not in SCHEMAS:
+            raise ProtocolError(f"unknown message type {kind!r}; types: {', '.join(SCHEMAS)}")
+        fields = validate_fields(kind, message)
+        if kind == "status":
+            return {"ok": True, "id": message_id, **self.status()}
+        self.check_names(fields)
+        request = ControlRequest(kind, fields, id=message_id)
+        reply: dict[str, Any] = {"ok": True, "id": message_id, "queued": True}
+        if kind == "say":
+            request.clip = self.decode_speech(fields)
+            fields.pop("wav", None)
+            reply["duration_s"] = request.clip.duration_s
+        elif kind == "set_mode":
+            from engine.scene.actions import normalise_mode
+
+            fields["mode"] = normalise_mode_or_error(normalise_mode, fields["mode"])
+        elif kind == "set_framing":
+            check_framing(fields)
+        elif kind == "load_scene":
+            self.check_scene_path(fields["path"])
+        try:
+            self.requests.put_nowait(request)
+        except queue.Full:
+            raise ProtocolError(f"busy: {self.requests.maxsize} messages are waiting for the engine; retry later") \
+                from None
+        return reply
+
+    def check_names(self, fields: dict[str, Any]) -> None:
+        """Refuse avatars and voices the running scene does not have (from the latest status)."""
+        status = self.status()
+        for key, known_key in (("avatar", "avatars"), ("voice", "voices")):
+            name = fields.get(key)
+            known = status.get(known_key)
+            if name is not None and known is not None and name not in known:
+                raise ProtocolError(f"no {key} {name!r}; {known_key}: {list(known)}")
+
+    def decode_speech(self, fields: dict[str, Any]) -> AudioClip:
+        from engine.audio.sources import AudioClip, decode_file
+
+        if ("wav" in fields) == ("path" in fields):
+            raise ProtocolError("say needs exactly one of 'wav' (audio file bytes) or 'path' (a file on the engine "
+                                "machine)")
+        try:
+            if "path" in fields:
+                path = Path(fields["path"]).expanduser()
+                if not path.is_file():
+                    raise ProtocolError(f"say: audio file {path} does not exist on the engine machine")
+                samples = decode_file(path, self.sample_rate)
+                name = path.name
+            else:
+                samples = decode_bytes(fields["wav"], self.sample_rate)
+                name = "control"
+        except ProtocolError:
+            raise
+        except Exception as error:
+            raise ProtocolError(f"say: audio not readable ({type(error).__name__}: {error}); send wav, flac or mp3")\
+                from None
+        duration = len(samples) / self.sample_rate
+        if duration > self.settings.control_max_clip_s:
+            raise ProtocolError(f"say: clip of {duration:.1f} s is over the limit of "
+                                f"{self.settings.control_max_clip_s:.0f} s (--control-max-clip-s)")
+        if len(samples) == 0 or not np.all(np.isfinite(samples)):
+            raise ProtocolError("say: the audio is empty or not finite")
+        return AudioClip(samples, self.sample_rate, name)
+
+    def check_scene_path(self, text: str) -> None:
+        if not self.settings.control_allow_load_scene:
+            raise ProtocolError("load_scene is disabled on this engine (--control-allow-load-scene False)")
+        path = Path(text).expanduser()
+        if path.suffix != ".py" or not path.is_file():
+            raise ProtocolError(f"load_scene: {path} is not an existing .py scene file on the engine machine")
+
+    # connections --------------------------------------------------------------------------------
+    def add_connection(self, conn: socket.socket) -> bool:
+        with self._connections_lock:
+            if len(self._connections) >= self.settings.control_max_connections:
+                return False
+            self._connections.add(conn)
+            return True
+
+    def drop_connection(self, conn: socket.socket) -> None:
+        with self._connections_lock:
+            self._connections.discard(conn)
+
+    def serve_connection(self, conn: socket.socket) -> None:
+        """Read and answer messages until the client leaves, breaks the framing or times out."""
+        conn.settimeout(self.settings.control_idle_timeout_s)
+        failures = 0
+        while self._server is not None:
+            try:
+                body = read_frame(conn, self.settings.max_bytes)
+            except (FrameTooLarge, ProtocolError) as error:
+                self.send(conn, self.error(None, str(error)))
+                return  # the stream position is lost: the client must reconnect
+            except (Truncated, OSError):
+                return
+            if body is None:
+                return
+            reply, token_ok = self.handle(body)
+            failures += not token_ok
+            if not self.send(conn, reply) or failures >= MAX_TOKEN_FAILURES:
+                return
+
+    def send(self, conn: socket.socket, reply: dict[str, Any]) -> bool:
+        try:
+            conn.sendall(pack(_plain(reply)))
+        except (OSError, ValueError, TypeError):
+            return False
+        self.replies += 1
+        return True
+
+
+def _plain(value: Any) -> Any:
+    """Only msgpack-able values in replies (status fields from the engine may be numpy scalars)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def validate_fields(kind: str, message: dict[str, Any]) -> dict[str, Any]:
+    schema = SCHEMAS[kind]
+    fields = {k: v for k, v in message.items() if k not in ("type", "token", "id")}
+    unknown = sorted(set(fields) - set(schema))
+    if unknown:
+        raise ProtocolError(f"{kind}: unknown field(s) {unknown}; fields: {sorted(schema) or 'none'}")
+    for name, (types, required) in schema.items():
+        if name not in fields:
+            if required:
+                raise ProtocolError(f"{kind}: missing field {name!r}")
+            continue
+        value = fields[name]
+        if value is None and not required:
+            del fields[name]
+            continue
+        if types != (object,) and (not isinstance(value, types) or (isinstance(value, bool) and bool not in types)):
+            names = " or ".join(t.__name__ for t in types)
+            raise ProtocolError(f"{kind}: field {name!r} must be {names}, got {type(value).__name__}")
+    return fields
+
+
+def normalise_mode_or_error(normalise, mode: str) -> str:
+    try:
+        return normalise(mode)
+    except ValueError as error:
+        raise ProtocolError(f"set_mode: {error}") from None
+
+
+def check_framing(fields: dict[str, Any]) -> None:
+    from engine.scene.actions import framing_zoom
+
+    try:
+        framing_zoom(fields["framing"])
+    except (ValueError, TypeError) as error:
+        raise ProtocolError(f"set_framing: {error}") from None
+    over = float(fields.get("over", 0.0))
+    if not (0.0 <= over <= MAX_FRAMING_OVER_S) or math.isnan(over):
+        raise ProtocolError(f"set_framing: 'over' is seconds in [0, {MAX_FRAMING_OVER_S:.0f}], got {over!r}")
+    fields["over"] = over
+
+
+def decode_bytes(data: bytes, sample_rate: int) -> np.ndarray:
+    """Audio file bytes (wav, flac, mp3, ...) -> mono float32 [N] at `sample_rate`, through the engine's file decoder
+    (a private temporary file: ffmpeg probes formats best from a seekable file)."""
+    from engine.audio.sources import decode_file
+
+    with tempfile.TemporaryDirectory(prefix="syncanim-say-") as folder:
+        path = Path(folder) / "speech"
+        path.write_bytes(data)
+        return decode_file(path, sample_rate)
+
+
+class _TCPServer(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = False
+    block_on_close = True  # server_close() joins the connection threads
+
+    def __init__(self, address: tuple[str, int], handler: type, control: ControlServer) -> None:
+        self.control = control
+        super().__init__(address, handler)
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        if self.control.add_connection(request):
+            return True
+        try:
+            request.sendall(pack(ControlServer.error(None, "busy: too many control connections")))
+        except OSError:
+            pass
+        return False
+
+
+class _Handler(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        control: ControlServer = self.server.control
+        try:
+            control.serve_connection(self.request)
+        finally:
+            control.drop_connection(self.request)
+
+
+# systems -------------------------------------------------------------------------------------------
+def start_control(world: World) -> None:
+    """Startup: open the socket and print where it listens and the token to use."""
+    from engine.audio.settings import AudioSettings
+
+    settings = world.resource(ControlSettings)
+    audio = world.get_resource(AudioSettings)
+    server = ControlServer(settings, audio.sample_rate if audio else 16000)
+    host, port = server.start()
+    world.insert_resource(server)
+    publish_status(world, server)
+    hidden = " (as given with --control-token)" if settings.control_token else ""
+    print(f"control: listening on {host}:{port}; token {server.token if not hidden else '***'}{hidden}", flush=True)
+
+
+def drain_control(world: World) -> None:
+    """Move every waiting control message into the ControlRequest channel; publish the status snapshot."""
+    server = world.get_resource(ControlServer)
+    if server is None:
+        return
+    channel = world.messages(ControlRequest)
+    while True:
+        try:
+            channel.send(server.requests.get_nowait())
+        except queue.Empty:
+            break
+    publish_status(world, server)
+
+
+def apply_control(world: World) -> None:
+    """Carry out this frame's control messages; one that fails is reported (overlay) and the rest go on."""
+    from engine.app import Diagnostics
+    from engine.scene import actions
+
+    for request in world.messages(ControlRequest).read(apply_control):
+        f = request.fields
+        try:
+            if request.type == "say":
+                actions.speak(world, request.clip, avatar=f.get("avatar"), voice=f.get("voice"),
+                              interrupt=f.get("interrupt", False), caption=f.get("text"))
+            elif request.type == "stop":
+                actions.stop_speech(world, avatar=f.get("avatar"), voice=f.get("voice"))
+            elif request.type == "set_mode":
+                actions.set_mode(world, f["mode"], avatar=f.get("avatar"))
+            elif request.type == "set_framing":
+                actions.start_framing(world, f["framing"], over=f.get("over", 0.0), avatar=f.get("avatar"))
+            elif request.type == "load_scene":
+                request_scene(world, Path(f["path"]))
+        except Exception as error:
+            world.resource(Diagnostics).report(f"control {request.type}", error)
+
+
+def request_scene(world: World, path: Path) -> None:
+    from engine.scene.host import SceneHost
+
+    host = world.get_resource(SceneHost)
+    if host is None:
+        raise RuntimeError("load_scene: this engine was not started with a hosted scene (syncanim run SCENE.py)")
+    host.pending = path
+
+
+def publish_status(world: World, server: ControlServer) -> None:
+    from engine.app import Diagnostics
+    from engine.audio.playback import AudioPlayback
+    from engine.scene.components import Avatar, Framing
+    from engine.scene.host import SceneHost
+    from engine.time import Time
+
+    time = world.resource(Time)
+    playback = world.get_resource(AudioPlayback)
+    host = world.get_resource(SceneHost)
+    avatars = {a.name: {"zoom": round(f.zoom, 4) if (f := world.get(e, Framing)) else None}
+               for e, a in world.query(Avatar)}
+    server.publish_status({
+        "frame": time.frame, "time_s": round(time.elapsed, 4),
+        "scene": str(host.path) if host else None, "reloads": host.reloads if host else 0,
+        "voices": list(playback.voices) if playback else [],
+        "speaking": {n: bool(v.busy) for n, v in playback.mixer.voices.items()} if playback else {},
+        "avatars": avatars, "queued": server.requests.qsize(),
+        "errors": {k: v.message for k, v in world.resource(Diagnostics).errors.items()},
+    })
+
+
+def control_plugin(app: App) -> None:
+    """Open the control socket at startup (ControlSettings.control must be set) and drain it every frame."""
+    settings = app.world.get_resource(ControlSettings)
+    if settings is None or settings.control is None:
+        raise ValueError("control_plugin needs ControlSettings(control='127.0.0.1:PORT') inserted first")
+    app.add_system(start_control, Stage.STARTUP, after=["engine.audio.plugin.open_audio"])
+    app.add_system(drain_control, Stage.UPDATE)
+    app.add_system(apply_control, Stage.UPDATE, after=[drain_control])
+
+    def stop() -> None:
+        server = app.world.get_resource(ControlServer)
+        if server is not None:
+            server.stop()
+
+    app.on_shutdown(stop)
+
+
+__all__ = ["SCHEMAS", "ControlRequest", "ControlServer", "ControlSettings", "apply_control", "control_plugin",
+           "drain_control", "start_control"]

@@ -1,0 +1,196 @@
+"""Hot reload: the engine hosts one scene at a time and rebuilds it when its file is saved or another is loaded.
+
+`host_scene(app, path)` builds the scene like `build_scene` (a broken scene at start raises SceneError) and adds
+`watch_scene` (Stage.FIRST), which polls the file's mtime a few times a second. On a change it loads the new file
+first: a syntax or import error is shown in the overlay (Diagnostics) and logged, and the running scene is left as it
+was. A file that loads replaces the scene: the old scene's systems (those not from `engine.*`), its entities, scripts,
+captions and speech go, then the new `build(app)` runs and its startup systems run once. If that build raises, the
+previous scene is built again and the error is shown.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+from engine.ecs import Stage, World
+from engine.scene.loader import SceneError, build_module, build_scene, load_scene_module
+
+if TYPE_CHECKING:
+    from engine.app import App
+
+log = logging.getLogger(__name__)
+
+RELOAD_SOURCE = "scene reload"
+"""The Diagnostics key of reload failures (cleared by the next good reload)."""
+
+
+@dataclass
+class SceneHost:
+    """Resource: the hosted scene, what it added to the app, and the hot-reload state."""
+
+    app: App
+    path: Path
+    module: ModuleType | None = None
+    mtime_ns: int = 0
+    """mtime of the file when it was last loaded (or last failed to load)."""
+    engine_entities: frozenset[int] = frozenset()
+    """Entities alive before the first scene was built: everything else belongs to the scene."""
+    systems: tuple[str, ...] = ()
+    """Names of the systems the scene added (those it would add again on a rebuild)."""
+    watch: bool = True
+    """Poll the file and reload it when saved."""
+    poll_s: float = 0.25
+    """Engine-clock seconds between mtime checks (one stat call each)."""
+    next_poll_s: float = 0.0
+    pending: Path | None = None
+    """A scene asked for by `load_scene` (control socket), loaded at the next FIRST stage."""
+    reloads: int = 0
+    """Successful reloads so far."""
+    failures: list[str] = field(default_factory=list)
+    """The latest reload errors (last 8), newest last."""
+
+
+def file_mtime(path: Path) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return 0
+
+
+def host_scene(app: App, path: str | Path, *, watch: bool = True, poll_s: float = 0.25) -> ModuleType:
+    """Build the scene at `path` into `app` and keep it reloadable; raises SceneError if this first build fails."""
+    path = Path(path)
+    world = app.world
+    host = SceneHost(app, path, engine_entities=frozenset(world.entities()), watch=watch, poll_s=poll_s)
+    host.mtime_ns = file_mtime(path)
+    host.module, host.systems = build_tracked(app, path)
+    world.insert_resource(host)
+    if "engine.scene.host.watch_scene" not in {s.name for s in app.schedule.all_systems()}:
+        app.add_system(watch_scene, Stage.FIRST, before=["engine.app.tick_time"])
+    return host.module
+
+
+def build_tracked(app: App, path: Path, module: ModuleType | None = None) -> tuple[ModuleType, tuple[str, ...]]:
+    """Build the scene (from `module` if already loaded) and return it with the names of the systems it added."""
+    before = {s.name for s in app.schedule.all_systems()}
+    try:
+        if module is None:
+            module = build_scene(app, path)
+        else:
+            build_module(app, module, path)
+    except BaseException:
+        for name in _added_systems(app, before):  # a half-built scene leaves nothing scheduled behind
+            app.schedule.remove(name)
+        raise
+    return module, _added_systems(app, before)
+
+
+def _added_systems(app: App, before: set[str]) -> tuple[str, ...]:
+    # Plugins a scene adds (engine.*) stay: the app remembers them as added and would not add them again.
+    return tuple(s.name for s in app.schedule.all_systems()
+                 if s.name not in before and not s.fn.__module__.startswith("engine."))
+
+
+def teardown_scene(world: World, host: SceneHost) -> None:
+    """Remove what the hosted scene added: its systems, entities, scripts, captions, look and speech."""
+    from engine.audio.playback import AudioPlayback
+    from engine.scene.compose import SceneView
+    from engine.scene.components import Background, Captions
+    from engine.scene.timeline import Scripts
+
+    for name in host.systems:
+        host.app.schedule.remove(name)
+    host.systems = ()
+    for entity in world.entities():
+        if entity not in host.engine_entities:
+            world.despawn(entity)
+    scripts = world.get_resource(Scripts)
+    if scripts is not None:
+        for run in scripts.running:
+            run.generator.close()
+        scripts.running.clear()
+    for resource in (Captions, Background, SceneView):
+        world.remove_resource(resource)
+    playback = world.get_resource(AudioPlayback)
+    if playback is not None:
+        playback.stop()
+
+
+def run_new_startup_systems(world: World, host: SceneHost) -> None:
+    """The engine's startup stage ran long ago: run a reloaded scene's own startup systems once, now."""
+    for system in host.app.schedule.stage(Stage.STARTUP):
+        if system.name in host.systems:
+            system.fn(world)
+    world.apply_commands()
+
+
+def reload_scene(world: World, host: SceneHost, path: Path) -> bool:
+    """Replace the hosted scene with the one at `path`; False (and the old scene kept) when it does not load."""
+    from engine.app import Diagnostics
+
+    diagnostics = world.resource(Diagnostics)
+    host.mtime_ns = file_mtime(path)
+    try:
+        module = load_scene_module(path)
+    except SceneError as error:
+        _failed(diagnostics, host, error)
+        return False
+    old_module, old_path = host.module, host.path
+    teardown_scene(world, host)
+    try:
+        host.module, host.systems = build_tracked(host.app, path, module)
+        host.path = path
+        run_new_startup_systems(world, host)
+    except Exception as error:
+        _failed(diagnostics, host, error)
+        teardown_scene(world, host)
+        _rebuild(world, host, old_module, old_path)
+        return False
+    host.reloads += 1
+    diagnostics.errors.pop(RELOAD_SOURCE, None)
+    diagnostics.notice(f"scene {path} loaded (reload {host.reloads})")
+    return True
+
+
+def _rebuild(world: World, host: SceneHost, module: ModuleType | None, path: Path) -> None:
+    """Bring the previous scene back after a failed reload (it starts again from its beginning)."""
+    from engine.app import Diagnostics
+
+    if module is None:
+        return
+    try:
+        host.module, host.systems = build_tracked(host.app, path, module)
+        host.path = path
+        run_new_startup_systems(world, host)
+    except Exception as error:  # the old scene no longer builds either: show it, run an empty scene
+        world.resource(Diagnostics).report(f"{RELOAD_SOURCE} (previous scene)", error)
+        host.module = None
+
+
+def _failed(diagnostics, host: SceneHost, error: BaseException) -> None:
+    diagnostics.report(RELOAD_SOURCE, error)
+    host.failures = [*host.failures[-7:], str(error)]
+
+
+def watch_scene(world: World) -> None:
+    """First stage: load a scene asked for by `load_scene`, or reload the hosted file when its mtime changed."""
+    from engine.time import MasterClock
+
+    host = world.get_resource(SceneHost)
+    if host is None:
+        return
+    if host.pending is not None:
+        path, host.pending = host.pending, None
+        reload_scene(world, host, path)
+        return
+    now = world.resource(MasterClock).now
+    if not host.watch or now < host.next_poll_s:
+        return
+    host.next_poll_s = now + host.poll_s
+    if file_mtime(host.path) != host.mtime_ns:
+        log.info("scene %s changed on disk; reloading", host.path)
+        reload_scene(world, host, host.path)
