@@ -34,6 +34,7 @@ class Look:
     shoulder_half_width: float
     chest_depth: float
     neckline_depth: float  # cm below the neck base where the clothing starts at the front
+    fabric: tuple[float, float, float]  # stripe angle (rad), stripes per cm, contrast; contrast 0 = plain
     light_dir: tuple[float, float, float]  # toward the light, camera space
     distance: float  # camera to head, cm
     head_offset: tuple[float, float]  # head centre x, y in camera space (cm)
@@ -54,13 +55,15 @@ def choose_look(rng: np.random.Generator) -> Look:
     light = np.array([rng.uniform(-0.6, 0.6), rng.uniform(0.2, 0.7), 1.0])
     light /= np.linalg.norm(light)
     tone = SKIN_TONES_LAB[int(rng.integers(len(SKIN_TONES_LAB)))]
+    striped = rng.uniform() < 0.4
+    fabric = (float(rng.choice([0.0, 0.0, 0.5, 1.5708])), float(rng.uniform(0.3, 1.2)), float(rng.uniform(0.1, 0.35)) * striped)
     return Look(
         skin_lab=tuple(float(c + d) for c, d in zip(tone, rng.uniform(-2.5, 2.5, 3))),
         hair_rgb=tuple(float(c) for c in HAIR_COLOURS[int(rng.integers(len(HAIR_COLOURS)))]),
         clothes_rgb=clothes, wall_rgb=wall, accent_rgb=accent, shape=shape,
         hair_length=float(rng.uniform(0.1, 0.8)), hair_volume=float(rng.uniform(1.4, 2.8)),
         neck_radius=float(rng.uniform(5.8, 6.6)), shoulder_half_width=float(rng.uniform(18.0, 22.0)),
-        chest_depth=float(rng.uniform(10.0, 12.5)), neckline_depth=float(rng.uniform(1.5, 6.0)),
+        chest_depth=float(rng.uniform(10.0, 12.5)), neckline_depth=float(rng.uniform(1.5, 6.0)), fabric=fabric,
         light_dir=tuple(float(c) for c in light), distance=float(rng.uniform(64.0, 74.0)),
         head_offset=(float(rng.uniform(-2.5, 2.5)), float(rng.uniform(3.0, 5.5))),
         fovy_deg=float(rng.uniform(32.0, 36.0)),

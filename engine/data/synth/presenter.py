@@ -80,7 +80,7 @@ class Presenter:
         self.triangles = triangles.astype(np.int32)
         self.renderer = Renderer(
             size, look.fovy_deg, texture, backdrop(look, size, rng), np.array(look.light_dir), skin,
-            (look.neckline_depth, look.neck_radius * 1.7), self.triangles, uv_all, color, kind,
+            (look.neckline_depth, look.neck_radius * 1.7), look.fabric, self.triangles, uv_all, color, kind,
         )
 
     def rest_torso_trans(self, head_euler_deg: np.ndarray, head_trans: np.ndarray) -> np.ndarray:

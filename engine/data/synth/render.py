@@ -37,6 +37,7 @@ uniform sampler2D photo;
 uniform vec3 light;
 uniform vec3 skin;
 uniform vec2 neckline;  // depth below the neck base (cm), half width (cm)
+uniform vec3 fabric;  // stripe angle (rad), stripes per cm, contrast (0 = plain cloth)
 in vec3 v_pos;
 in vec3 v_normal;
 in float v_texmix;
@@ -65,7 +66,9 @@ void main() {
         float w = neckline.y;
         float edge = neckline.x * (1.0 - clamp(v_uv.x * v_uv.x / (w * w), 0.0, 1.0));
         float is_skin = (1.0 - smoothstep(edge - 0.4, edge + 0.4, -v_uv.y)) * (1.0 - smoothstep(w - 0.4, w, abs(v_uv.x)));
-        base = mix(base * (0.94 + 0.06 * sin(v_uv.x * 3.0 + v_uv.y * 9.0)), skin, is_skin);
+        float across = cos(fabric.x) * v_uv.y + sin(fabric.x) * v_uv.x;
+        float stripes = smoothstep(-0.3, 0.3, sin(6.2831853 * fabric.y * across));
+        base = mix(base * (1.0 - fabric.z * stripes), skin, is_skin);
     } else {
         shade = 0.85 + 0.15 * ndl;
     }
@@ -127,7 +130,7 @@ class Renderer:
 
     def __init__(
         self, size: int, fovy_deg: float, photo: np.ndarray, backdrop: np.ndarray, light: np.ndarray,
-        skin: np.ndarray, neckline: tuple[float, float], triangles: np.ndarray, uv: np.ndarray,
+        skin: np.ndarray, neckline: tuple[float, float], fabric: tuple[float, float, float], triangles: np.ndarray, uv: np.ndarray,
         color: np.ndarray, kind: np.ndarray,
     ) -> None:
         import moderngl
@@ -141,6 +144,7 @@ class Renderer:
         self.program["light"].value = tuple(float(c) for c in light)
         self.program["skin"].value = tuple(float(c) for c in skin)
         self.program["neckline"].value = tuple(float(c) for c in neckline)
+        self.program["fabric"].value = tuple(float(c) for c in fabric)
         self.photo = ctx.texture(photo.shape[1::-1], 3, np.ascontiguousarray(photo).tobytes())
         self.photo.build_mipmaps()
         self.photo.filter = (moderngl.LINEAR_MIPMAP_LINEAR, moderngl.LINEAR)
