@@ -68,7 +68,8 @@ def _walk(
             n += 1
             k += 1
         else:
-            k += ti.max(1, ti.cast(ti.ceil(skip / dt), ti.i32))
+            # Capped so a degenerate ray (a zero direction exits cells at ~1e9) cannot overflow the step count.
+            k += ti.max(1, ti.cast(ti.min(ti.ceil(skip / dt), 1e8), ti.i32))
     return n, t_start + k * dt
 
 
@@ -205,8 +206,12 @@ def march_rays(
     runtime.require_device(rays_o, rays_d, grid.occupied)
     check_tensor(rays_o, "rays_o", torch.float32, (-1, 3), WHERE)
     check_tensor(rays_d, "rays_d", torch.float32, (n_rays, 3), WHERE)
-    if dt <= 0 or max_samples < 1:
-        raise ValueError(f"{WHERE}: dt={dt}, max_samples={max_samples}; need dt > 0 and max_samples >= 1")
+    diagonal = sum((h - l) ** 2 for l, h in zip(grid.lo, grid.hi)) ** 0.5
+    if not 0 < dt or diagonal / dt > 1e6 or max_samples < 1:
+        raise ValueError(
+            f"{WHERE}: dt={dt}, max_samples={max_samples}; need max_samples >= 1 and 0 < dt with at most 1e6 steps "
+            f"across the grid's diagonal ({diagonal:.3g})"
+        )
     device = rays_o.device
     if out is None:
         out = MarchBuffers(n_rays, max_samples, device)

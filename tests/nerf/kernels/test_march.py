@@ -132,3 +132,14 @@ def test_training_path_composite_of_marched_samples_matches_brute_force():
 def test_no_rays_no_launch():
     s = march_rays(torch.zeros(0, 3), torch.zeros(0, 3), OccupancyGrid(resolution=8), dt=DT)
     assert s.t_dt.shape == (0, 2) and s.ray_count.shape == (0,)
+
+
+def test_degenerate_rays_terminate():
+    o = torch.tensor([[0.1, 0.2, 0.3], [0.9, 0.9, 0.9]])
+    d = torch.zeros(2, 3)  # no direction: must not loop forever or overflow the step counter
+    grid = OccupancyGrid(resolution=8)
+    grid.set_occupied(torch.arange(512) == 0)
+    s = march_rays(o, d, grid, dt=DT, max_samples=4)
+    assert int(s.ray_count.max()) <= 4
+    with pytest.raises(ValueError, match="dt"):
+        march_rays(o, d, grid, dt=1e-9)
