@@ -1,0 +1,17 @@
+"""Fixtures for the scene tests: an engine stepped by hand (stepped clock, virtual audio, no GL needed)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from scene_helpers import make_app  # noqa: E402
+
+
+@pytest.fixture
+def app():
+    made = make_app()
+    yield made
+    made.shutdown()
