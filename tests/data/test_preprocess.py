@@ -191,6 +191,21 @@ def test_other_frame_rates_stay_aligned(clip, truth, tmp_path, rate):
     assert abs(best) <= 8, f"audio shifted by {best} samples against the frames"
 
 
+def test_audio_that_starts_late_is_shifted_onto_the_video_clock(clip, tmp_path):
+    from engine.audio.sources import decode_file
+    from engine.data.preprocess.decode import inspect_source, load_audio
+
+    late = tmp_path / "late.mp4"
+    ffmpeg("-i", clip / "video.mp4", "-itsoffset", 0.3, "-i", clip / "audio.wav", "-map", "0:v", "-map", "1:a",
+           "-t", 2, "-c:v", "copy", "-c:a", "aac", late)
+    speech = load_audio(inspect_source(late), None, 50, 25.0, 16000)
+    original = decode_file(clip / "audio.wav", 16000)
+    assert len(speech) == 50 * 640 and np.abs(speech[:4000]).max() < 1e-3
+    piece = original[4000:12000]
+    best = max(range(0, 12000, 2), key=lambda start: float(np.dot(speech[start:start + 8000], piece)))
+    assert abs(best - 4000 - 4800) <= 2, "sample n of the speech must play at 0.3 s + n / 16000"
+
+
 def test_portrait_video_gets_a_square_crop_inside_it(clip, truth, tmp_path):
     video = tmp_path / "portrait.mp4"
     ffmpeg("-i", clip / "video.mp4", "-t", 2, "-vf", "scale=720:720,pad=720:1280:0:200:color=gray", "-c:v", "libx264",

@@ -19,10 +19,10 @@ class PreprocessConfig:
     """Turn a talking-head video into an avatar dataset (frames, audio, tracks, masks, background, features),
     or, with --preview DATA_DIR, draw a contact sheet and pose/blendshape curves of an existing dataset."""
 
-    video: Annotated[Optional[Path], tyro.conf.Positional] = None
+    video: Annotated[Optional[Path], tyro.conf.Positional, tyro.conf.arg(metavar="VIDEO")] = None
     """The input video: any container, codec, frame rate and resolution ffmpeg reads (mp4, mov, mkv, webm, ...)."""
 
-    out_dir: Annotated[Optional[Path], tyro.conf.arg(aliases=("-o",))] = None
+    out_dir: Annotated[Optional[Path], tyro.conf.arg(aliases=("-o",), metavar="DATA_DIR")] = None
     """The dataset folder to write (created if missing). Re-running on the same folder resumes: finished steps
     whose inputs and settings have not changed are skipped."""
 
@@ -50,10 +50,10 @@ class PreprocessConfig:
 
     crop_faces: float = 5.0
     """Largest side of the crop in face heights (chin to forehead): 5 keeps the head and the upper body down to
-    about the waist when the video shows that much. The crop is never smaller than the head needs at every pose,
-    and never larger than the video's shorter side."""
+    about the waist when the video shows that much. The crop still grows to hold the head at every pose, and it
+    never exceeds the video's shorter side."""
 
-    preview: Optional[Path] = None
+    preview: Annotated[Optional[Path], tyro.conf.arg(metavar="DATA_DIR")] = None
     """Instead of preprocessing, write DATA_DIR/preview/contact_sheet.png and curves.png for this dataset folder."""
 
     progress: bool = True
