@@ -167,6 +167,34 @@ def _skull(face: np.ndarray, oval: np.ndarray, hair_length: float, hair_volume: 
     return pts, hair, np.array(tris, np.int64), np.stack([u, v], 1)
 
 
+def _hair_curtain(hair_length: float, hair_volume: float, columns: int = 40, rows: int = 10):
+    """Long hair: a U-shaped sheet hanging from inside the hair shell around the back and sides of the head.
+
+    Empty for short hair (hair_length < 0.45). The open side of the U faces forward and frames the face
+    at the jaw; the sheet ends 10-20 cm below the ears, so it falls behind and onto the shoulders.
+    """
+    if hair_length < 0.45:
+        return np.zeros((0, 3)), np.zeros((0, 3), np.int64), np.zeros((0, 2))
+    centre, radii = np.array([0.0, 1.0, -3.2]), np.array([8.2, 10.6, 10.4])
+    theta = np.linspace(-np.radians(112), np.radians(112), columns)
+    top, bottom = 1.0, -10.0 - 10.0 * min((hair_length - 0.45) / 0.35, 1.0)
+    verts, uv = [], []
+    for k, y in enumerate(np.linspace(top, bottom, rows)):
+        down = k / (rows - 1)
+        # Inside the shell at the top, then standing off the neck by the hair's volume, flaring a little.
+        grow = 0.85 * hair_volume + (0.4 + 1.6 * down) * _smoothstep(0.0, 0.35, down) - 0.9 * (1 - _smoothstep(0.0, 0.25, down))
+        x = (radii[0] + grow) * np.sin(theta)
+        z = centre[2] - (radii[2] * 0.8 + grow) * np.cos(theta)
+        verts.append(np.stack([x, np.full(columns, y), z], 1))
+        uv.append(np.stack([(theta / (2 * np.pi)) % 1.0, np.full(columns, 0.3 + 0.7 * down)], 1))
+    tris = []
+    for r in range(rows - 1):
+        for c in range(columns - 1):
+            a, b, d, e = r * columns + c, r * columns + c + 1, (r + 1) * columns + c, (r + 1) * columns + c + 1
+            tris += [(a, d, b), (b, d, e)]
+    return np.concatenate(verts), np.array(tris, np.int64), np.concatenate(uv)
+
+
 def _band(xs: np.ndarray, top: np.ndarray, bottom: np.ndarray):
     """A vertical strip mesh: columns at xs, each from point top[i] to bottom[i]; returns verts [2N,3], tris."""
     n = len(xs)
@@ -352,9 +380,11 @@ def build_head(
     n_face = len(face)
     mapped = np.where(skull_t < 0, oval[(skull_t + len(oval)) % len(oval)], skull_t + n_face)
     mouth_v, mouth_t, mouth_c, mouth_w = _inner_mouth(face)
-    n_skull = len(skull_v)
-    rest = np.concatenate([face, skull_v, mouth_v])
-    triangles = np.concatenate([face_tris, mapped, mouth_t + n_face + n_skull]).astype(np.int32)
+    curtain_v, curtain_t, curtain_uv = _hair_curtain(hair_length, hair_volume)
+    n_skull, n_mouth = len(skull_v), len(mouth_v)
+    hang = n_face + n_skull + n_mouth  # first vertex of the hanging hair
+    rest = np.concatenate([face, skull_v, mouth_v, curtain_v])
+    triangles = np.concatenate([face_tris, mapped, mouth_t + n_face + n_skull, curtain_t + hang]).astype(np.int32)
     # Face: photo texture fading to the flat skin colour over the outer rings of the oval (the photo's
     # own pixels there hold her jaw shadow and background).
     ring = _ring_distance(mesh, oval)
@@ -366,15 +396,18 @@ def build_head(
     color[:n_face] = skin[None] * (1 - fringe[:, None]) + hair[None] * fringe[:, None]
     face_mix = face_mix * (1 - fringe)
     color[n_face:n_face + n_skull] = skin[None] * (1 - hair_mask[:, None]) + hair[None] * hair_mask[:, None]
-    color[n_face + n_skull:] = mouth_c
+    color[n_face + n_skull:hang] = mouth_c
+    color[hang:] = hair
     texmix = np.zeros(n, np.float32)
     texmix[:n_face] = face_mix
     kind = np.full(n, KIND_SKIN, np.float32)
     kind[n_face:n_face + n_skull] = np.where(hair_mask > 0.5, KIND_HAIR, KIND_SKIN)
-    kind[n_face + n_skull:] = KIND_FLAT
+    kind[n_face + n_skull:hang] = KIND_FLAT
+    kind[hang:] = KIND_HAIR
     uv_all = np.zeros((n, 2), np.float32)
     uv_all[:n_face] = uv
     uv_all[n_face:n_face + n_skull] = skull_uv
+    uv_all[hang:] = curtain_uv
     mid, half, lips, lip_line = _masks(face)
     jaw = np.zeros(n)
     jaw[:n_face] = _jaw_weights(face, mid, half, lips * lip_line)
@@ -382,7 +415,7 @@ def build_head(
     rings = (n_skull - 1) // len(oval)
     for k in range(rings):
         jaw[n_face + k * len(oval):n_face + (k + 1) * len(oval)] = jaw[oval] * max(0.0, 1.0 - 0.3 * (k + 1))
-    jaw[n_face + n_skull:] = mouth_w
+    jaw[n_face + n_skull:hang] = mouth_w
     lower_lip = np.zeros(n)
     lower_lip[:n_face] = lips * lip_line
     fields = {}
