@@ -95,8 +95,8 @@ class Caption:
     text: str = ""
     anchor: Literal["bottom", "top"] = "bottom"
     """Which edge of the canvas the caption box sits on."""
-    size: float = 0.05
-    """Font height as a fraction of the canvas height."""
+    size: float = 0.06
+    """Font height as a fraction of the canvas height (at least 10 pixels)."""
     color: tuple[int, int, int] = (255, 255, 255)
     box_alpha: float = 0.55
     """Opacity of the dark box behind the text (0: no box)."""

@@ -170,7 +170,7 @@ def wrap_caption(text: str, font: Any, max_width: float) -> list[str]:
 def draw_caption(pixels: np.ndarray, caption: Caption) -> None:
     """Draw the caption centred in a strip along the top or bottom edge, over a darkened box."""
     height, width = pixels.shape[:2]
-    font_px = max(8, round(caption.size * height))
+    font_px = max(10, round(caption.size * height))
     font = caption_font(font_px)
     lines = wrap_caption(textwrap.dedent(caption.text).strip(), font, width * 0.92)
     line_px = round(font_px * 1.3)

@@ -1,0 +1,107 @@
+"""Compositor: backgrounds, avatar pictures in their screen rectangles and captions land in the frame and the mp4."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from scene_helpers import constant, make_app
+
+from engine.display.frame import FrameImage
+from engine.display.settings import DisplaySettings
+from engine.scene.api import Scene
+from engine.scene.components import Avatar, AvatarImage, Background, Caption, ScreenRect
+from engine.scene.compose import draw_caption, wrap_caption, caption_font
+from engine.scene.loader import SceneError
+
+
+def frame_pixels(app) -> np.ndarray:
+    app.update()
+    return app.resource(FrameImage).rgba
+
+
+def test_colour_chroma_and_transparent_backgrounds(app):
+    scene = Scene(app)
+    scene.background(color=(1.0, 0.5, 0.0))
+    assert tuple(frame_pixels(app)[5, 5]) == (255, 128, 0, 255)
+    scene.background(chroma=True)
+    assert tuple(frame_pixels(app)[5, 5]) == (0, 255, 0, 255)
+    assert app.resource(DisplaySettings).background == "chroma"  # letterbox bars get the key colour too
+    scene.background(transparent=True)
+    assert frame_pixels(app)[5, 5, 3] == 0 and app.resource(DisplaySettings).background == "transparent"
+
+
+def test_an_image_background_covers_the_canvas(app, tmp_path):
+    picture = np.zeros((60, 200, 3), np.uint8)
+    picture[:, :100] = (200, 0, 0)
+    picture[:, 100:] = (0, 0, 200)
+    path = tmp_path / "backdrop.png"
+    Image.fromarray(picture).save(path)
+    Scene(app).background(image=path)
+    pixels = frame_pixels(app)  # canvas 160x120: the 200x60 picture is scaled to cover, sides cropped
+    assert pixels.shape == (120, 160, 4)
+    assert tuple(pixels[60, 10, :3]) == (200, 0, 0) and tuple(pixels[60, 150, :3]) == (0, 0, 200)
+
+
+def test_background_arguments_are_checked(app, tmp_path):
+    scene = Scene(app)
+    with pytest.raises(SceneError, match="only one of"):
+        scene.background(color=(0, 0, 0), transparent=True)
+    with pytest.raises(SceneError, match="does not exist"):
+        scene.background(image=tmp_path / "missing.png")
+    with pytest.raises(SceneError, match=r"3 floats in \[0, 1\]"):
+        scene.background(color=(2, 0, 0))
+
+
+def test_two_avatar_pictures_share_the_frame_in_their_rectangles(app):
+    Scene(app).background(color=(0.0, 0.0, 0.0))
+    left = np.zeros((120, 80, 4), np.uint8)
+    left[...] = (255, 0, 0, 255)
+    right = np.zeros((120, 80, 4), np.float32)
+    right[...] = (0.0, 0.0, 1.0, 0.5)
+    app.world.spawn(Avatar(Path("a"), "left"), ScreenRect(0.0, 0.0, 0.5, 1.0), AvatarImage(left))
+    app.world.spawn(Avatar(Path("b"), "right"), ScreenRect(0.5, 0.0, 0.5, 1.0), AvatarImage(right))
+    app.update()  # the first frame lays the viewports out
+    pixels = frame_pixels(app)
+    assert tuple(pixels[60, 40]) == (255, 0, 0, 255)
+    assert tuple(pixels[60, 120]) == (0, 0, 128, 255)  # half-transparent blue over black
+
+
+def test_captions_wrap_and_draw_light_text_on_a_dark_box():
+    pixels = np.full((120, 160, 4), 200, np.uint8)
+    draw_caption(pixels, Caption("a caption long enough to need two lines", size=0.1))
+    strip, above = pixels[60:], pixels[:40]
+    assert (above == 200).all()  # nothing drawn outside the caption strip
+    assert (strip[..., :3] < 100).mean() > 0.5  # the darkened box
+    assert (strip[..., :3] > 230).all(axis=-1).sum() > 50  # the white letters
+    assert len(wrap_caption("a caption long enough to need two lines", caption_font(12), 144)) == 2
+
+
+def test_background_and_captions_are_in_the_recorded_mp4(tmp_path):
+    import imageio.v3 as iio
+
+    from engine.display.headless import run_headless
+
+    out = tmp_path / "take.mp4"
+    app = make_app(size=(160, 120))
+    app.insert_resource(DisplaySettings(size=(160, 120), out=out))
+    scene = Scene(app)
+    scene.background(color=(0.0, 0.0, 0.6))
+    scene.script(lambda d: (yield d.say(constant(0.4, 0.2), caption="Hello kiosk")))
+    run_headless(app, frames=20)
+    frames = iio.imread(out, plugin="pyav")
+    assert frames.shape[0] == 20
+    top = frames[:, 10:40, :, :].reshape(20, -1, 3).mean(axis=1)
+    assert np.allclose(top, (0, 0, 153), atol=12)  # the background colour in every frame
+    bottom = frames[:, 90:, :, :]
+    white = (bottom.mean(axis=-1) > 150).sum(axis=(1, 2))  # letters (h264 blurs pure white)
+    # Speech is heard from frame 4 (lip-sync delay) for 0.4 s: the caption is in those frames only.
+    assert white[:3].max() == 0 and white[5:12].min() > 20 and white[16:].max() == 0
+
+
+def test_a_scene_without_a_background_leaves_the_frame_to_its_own_renderer(app):
+    image = app.resource(FrameImage)
+    image.rgba = np.full((4, 4, 4), 7, np.uint8)
+    app.update()
+    assert app.resource(FrameImage).rgba[0, 0, 0] == 7 and not app.world.has_resource(Background)
