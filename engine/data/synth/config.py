@@ -7,7 +7,10 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class SynthConfig:
-    """Render a synthetic presenter speaking espeak-ng sentences, with per-frame ground truth."""
+    """Render a synthetic presenter speaking espeak-ng sentences, with per-frame ground truth.
+
+    The same settings always give the same truth.npz and the same frames.
+    """
 
     out_dir: Path
     """Folder to write video.mp4 (h264 + AAC), audio.wav and truth.npz into (created if missing)."""
@@ -16,12 +19,10 @@ class SynthConfig:
     """Length of the clip in seconds; at least 20% of it is silence, in pauses of 0.5-3 s."""
 
     seed: int = 0
-    """Chooses voice, speaking rate and pitch, sentences, face shape, skin/hair/clothes colours, background and
-    motion; the same seed always gives the same truth and the same frames."""
+    """Chooses voice, rate, pitch, sentences, face shape, skin/hair/clothes colours, background and motion."""
 
     voice: str | None = None
-    """espeak-ng English voice, e.g. 'en-us', 'en-gb-scotland' or 'en-us+f3' (voice+variant); default: chosen
-    by the seed."""
+    """espeak-ng English voice such as 'en-us', 'en-gb-scotland' or 'en-us+f3' (voice+variant); default: by seed."""
 
     size: int = 512
     """Width and height of the square video in pixels."""
@@ -30,8 +31,7 @@ class SynthConfig:
     """Frames per second of the video and of the truth arrays."""
 
     text: Path | None = None
-    """UTF-8 text file whose sentences are spoken in order; default: a built-in presenter corpus, shuffled by
-    the seed."""
+    """UTF-8 text file whose sentences are spoken in order; default: a built-in corpus, shuffled by the seed."""
 
     sample_rate: int = 16000
     """Sample rate of audio.wav and of the AAC track, in Hz."""
