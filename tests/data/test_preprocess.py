@@ -220,6 +220,14 @@ def test_portrait_video_gets_a_square_crop_inside_it(clip, truth, tmp_path):
     assert projection_error(data) < 0.02 * OUT
 
 
+def test_video_mode_tracking_also_gives_accurate_tracks(clip, truth, tmp_path):
+    video = tmp_path / "short.mp4"
+    ffmpeg("-i", clip / "video.mp4", "-t", 2, "-c:v", "libx264", "-c:a", "copy", video)
+    data = Dataset(preprocess(video, tmp_path / "ds", tracking="video"))
+    assert data.meta.frames == 50 and np.all(pose_errors(data, truth) <= 3.0)
+    assert lag_correlations(data.tracks.blendshape("jawOpen"), truth_curve(truth, "jawOpen")[:50], [0])[0] > 0.75
+
+
 def test_odd_sizes_work(clip, tmp_path):
     video = tmp_path / "odd.mp4"
     ffmpeg("-i", clip / "video.mp4", "-t", 1, "-vf", "scale=251:187", "-c:v", "libx264", "-pix_fmt", "yuv444p",

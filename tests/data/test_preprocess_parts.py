@@ -268,3 +268,29 @@ def test_features_match_offline_extraction():
     k = 5
     end = 2 * k + 2 + settings.lookahead_frames
     assert np.array_equal(arrays["windows"][k], expected[end - settings.window_frames:end])
+
+
+def test_dataset_tracks_fill_gaps_across_a_roll_wrap_and_map_landmarks_through_the_crop():
+    from engine.data.preprocess.track import RawTracks
+    from engine.data.synth.presenter import euler_to_matrix
+
+    frames = 12
+    true = np.stack([176.0 + np.arange(frames), np.zeros(frames), np.arange(frames) * 0.5], axis=1)  # roll passes 180
+    matrices = np.zeros((frames, 4, 4), np.float32)
+    for k in range(frames):
+        matrices[k, :3, :3] = euler_to_matrix(true[k])
+        matrices[k, :3, 3] = (1.0, 2.0, -60.0)
+        matrices[k, 3, 3] = 1.0
+    detected = np.ones(frames, bool)
+    detected[4:7] = False
+    matrices[~detected] = np.nan
+    landmarks = np.full((frames, 478, 3), 0.5, np.float32)
+    landmarks[~detected] = np.nan
+    blendshapes = np.full((frames, 52), 0.2, np.float32)
+    blendshapes[~detected] = np.nan
+    raw = RawTracks(detected, landmarks, blendshapes, matrices, [f"b{i}" for i in range(52)], 640, 480)
+    tracks = pose.dataset_tracks(raw, (160, 40, 400, 400), 200)
+    assert np.allclose(tracks.euler_deg, true, atol=1e-3), "the gap is filled along the unwrapped roll"
+    assert tracks.valid.tolist() == detected.tolist()
+    assert np.allclose(tracks.trans, [1.0, 2.0, -60.0]) and np.allclose(tracks.blendshapes, 0.2)
+    assert np.allclose(tracks.landmarks2d, [(320 - 160) / 2, (240 - 40) / 2])

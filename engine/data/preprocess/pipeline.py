@@ -53,9 +53,11 @@ class _Run:
     progress: object
 
     def say(self, text: str) -> None:
+        """Tell the user (above the progress bars when they show, else through logging)."""
         if self.config.progress:
-            self.progress.console.print(text)
-        log.info(text)
+            self.progress.console.print(text, markup=False, highlight=False)
+        else:
+            log.info(text)
 
 
 def _keys(config: PreprocessConfig, source: SourceInfo) -> dict[str, str]:
@@ -93,7 +95,7 @@ def _outputs(out: Path) -> dict[str, list[Path]]:
 def _step(run: _Run, name: str, work: Callable[[], dict | None]) -> bool:
     """Run `work` unless the ledger says step `name` is done with its current key; True if it ran."""
     if run.ledger.done(name, run.keys[name], _outputs(run.out)[name]):
-        run.say(f"[dim]preprocess: {name} already done, skipped[/dim]")
+        run.say(f"preprocess: {name} already done, skipped")
         return False
     start = time.perf_counter()
     info = work()
@@ -181,17 +183,7 @@ def _tracks(run: _Run, raw: RawTracks, crop: tuple[int, int, int, int]) -> Track
     path = run.out / "tracks.npz"
 
     def work() -> None:
-        valid = raw.detected
-        euler, trans = pose.matrices_to_pose(raw.matrices)
-        euler = pose.unwrap_degrees(pose.fill_gaps(euler, valid))
-        smoothing = pose.SMOOTHING
-        euler = pose.smooth(euler, smoothing["pose"]["window"], smoothing["pose"]["polyorder"])
-        trans = pose.smooth(pose.fill_gaps(trans, valid), smoothing["pose"]["window"], smoothing["pose"]["polyorder"])
-        blend = pose.smooth(pose.fill_gaps(raw.blendshapes, valid), smoothing["blendshapes"]["window"],
-                            smoothing["blendshapes"]["polyorder"]).clip(0.0, 1.0)
-        points = pose.landmarks_to_dataset(pose.fill_gaps(raw.landmarks, valid), raw.width, raw.height, crop,
-                                           run.config.size)
-        Tracks(euler, trans, blend, raw.names, points, valid.copy()).save(path)
+        pose.dataset_tracks(raw, crop, run.config.size).save(path)
 
     _step(run, "tracks", work)
     return Tracks.load(path)

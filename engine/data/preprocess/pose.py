@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from engine.data.dataset import Camera
+from engine.data.dataset import Camera, Tracks
 
 MEDIAPIPE_FOVY_DEG = 63.0
 """Vertical field of view MediaPipe's face geometry pipeline assumes (its default environment)."""
@@ -95,3 +95,18 @@ def landmarks_to_dataset(landmarks: np.ndarray, width: int, height: int, crop: t
     x = (landmarks[..., 0] * width - x0) * scale
     y = (landmarks[..., 1] * height - y0) * scale
     return np.stack([x, y], axis=-1)
+
+
+def dataset_tracks(raw, crop: tuple[int, int, int, int], size: int) -> Tracks:
+    """RawTracks (T frames, some without a face) -> Tracks: pose from the matrices, gaps filled, SMOOTHING applied,
+    landmarks in dataset pixels, valid = where a face was found."""
+    valid = raw.detected
+    euler, trans = matrices_to_pose(raw.matrices)
+    euler[valid] = unwrap_degrees(euler[valid])  # before filling, so a gap never interpolates across a 360 jump
+    window, order = SMOOTHING["pose"]["window"], SMOOTHING["pose"]["polyorder"]
+    euler = smooth(fill_gaps(euler, valid), window, order)
+    trans = smooth(fill_gaps(trans, valid), window, order)
+    window, order = SMOOTHING["blendshapes"]["window"], SMOOTHING["blendshapes"]["polyorder"]
+    blendshapes = smooth(fill_gaps(raw.blendshapes, valid), window, order).clip(0.0, 1.0)
+    points = landmarks_to_dataset(fill_gaps(raw.landmarks, valid), raw.width, raw.height, crop, size)
+    return Tracks(euler, trans, blendshapes, list(raw.names), points, valid.copy())
