@@ -60,3 +60,14 @@ def run_frames(runtime: MotionRuntime, windows: np.ndarray, memory) -> dict[str,
     out["blendshape_names"] = np.array(runtime.names)
     out["time_s"] = np.arange(len(windows)) / runtime.fps
     return out
+
+
+def dataset_reference(data_dir: str | os.PathLike, frame: int, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """A one-shot reference from frame `frame` of a dataset: euler_deg [3], trans [3], blendshapes [K] (`names`)."""
+    from engine.data.dataset import Dataset
+
+    tracks = Dataset(data_dir).tracks
+    if not 0 <= frame < len(tracks):
+        raise IndexError(f"reference frame {frame} is outside {data_dir} (frames 0..{len(tracks) - 1}); pick one in range")
+    return {"euler_deg": tracks.euler_deg[frame].astype(np.float32), "trans": tracks.trans[frame].astype(np.float32),
+            "blendshapes": np.array([tracks.blendshape(n)[frame] for n in names], np.float32)}

@@ -79,5 +79,16 @@ def drive_motion(world: World) -> None:
     for runtime, members in groups.values():
         out = runtime.step(np.stack([m[2] for m in members]), [m[1].memory for m in members])
         for i, (entity, _, _, frame, stale) in enumerate(members):
-            world.insert(entity, MotionState(out["euler_deg"][i], out["trans"][i], out["blendshapes"][i],
-                                             runtime.names, frame, time_s, stale))
+            _publish(world, entity, MotionState(out["euler_deg"][i], out["trans"][i], out["blendshapes"][i],
+                                                runtime.names, frame, time_s, stale))
+
+
+def _publish(world: World, entity: Entity, state: MotionState) -> None:
+    """Overwrite the avatar's MotionState in place; its first one is inserted at the stage boundary (a deferred
+    structural edit, so no query in this stage sees the entity change shape)."""
+    current = world.get(entity, MotionState)
+    if current is None:
+        world.commands.insert(entity, state)
+        return
+    for name in ("euler_deg", "trans", "blendshapes", "blendshape_names", "frame", "time_s", "stale"):
+        setattr(current, name, getattr(state, name))

@@ -99,6 +99,18 @@ def test_one_shot_starts_at_the_reference(runtime):
         runtime.new_memory("one_shot", 0, reference={**frame, "blendshapes": np.zeros(2)})
 
 
+def test_a_named_dataset_frame_is_a_reference(runtime, synth_data):
+    from engine.motion.predict import dataset_reference
+
+    root, truth = synth_data
+    frame = dataset_reference(root, 42, runtime.names)
+    assert np.allclose(frame["euler_deg"], truth["euler_deg"][42])
+    assert frame["blendshapes"][0] == pytest.approx(truth["blendshapes"][42, truth["names"].index(runtime.names[0])])
+    runtime.new_memory("one_shot", 0, reference=frame)
+    with pytest.raises(IndexError, match="outside"):
+        dataset_reference(root, 10**6, runtime.names)
+
+
 def test_nan_and_silence_give_finite_calm_output(runtime):
     frames = 250
     silent = np.broadcast_to(runtime._silence, (frames, runtime.spec.window_frames, runtime.spec.dim)).copy()
