@@ -3,9 +3,10 @@
 Threads and hand-over:
     server thread(s)   read a frame, check size, token and fields, decode audio (`say`), answer at once, and put a
                        ControlRequest on a bounded queue (full: answered 'busy')
-    UPDATE drain_control   queue -> ControlRequest messages (all waiting ones, every frame) and publishes `status`
+    UPDATE drain_control   queue -> ControlRequest messages (all waiting ones, every frame)
     UPDATE apply_control   say / stop / set_mode / set_framing / load_scene applied (engine.scene.actions); scene
                            scripts see every message too (`d.on_message(type)`), including `cue`s
+    LAST publish_control_status   the frame's state, for `status` replies and avatar / voice name checks
 
 An interrupting `say` is drained and applied in the UPDATE of the first frame after it arrives, so the voice plays
 the new clip from the next audio block on. Every malformed message gets an error reply; none can stop the server.
@@ -373,7 +374,7 @@ def start_control(world: World) -> None:
 
 
 def drain_control(world: World) -> None:
-    """Move every waiting control message into the ControlRequest channel; publish the status snapshot."""
+    """Move every waiting control message into the ControlRequest channel."""
     server = world.get_resource(ControlServer)
     if server is None:
         return
@@ -383,7 +384,13 @@ def drain_control(world: World) -> None:
             channel.send(server.requests.get_nowait())
         except queue.Empty:
             break
-    publish_status(world, server)
+
+
+def publish_control_status(world: World) -> None:
+    """Last stage: give the server thread this frame's state for `status` replies and name checks."""
+    server = world.get_resource(ControlServer)
+    if server is not None:
+        publish_status(world, server)
 
 
 def apply_control(world: World) -> None:
@@ -448,6 +455,7 @@ def control_plugin(app: App) -> None:
     app.add_system(start_control, Stage.STARTUP, after=["engine.audio.plugin.open_audio"])
     app.add_system(drain_control, Stage.UPDATE)
     app.add_system(apply_control, Stage.UPDATE, after=[drain_control])
+    app.add_system(publish_control_status, Stage.LAST)
 
     def stop() -> None:
         server = app.world.get_resource(ControlServer)
@@ -458,4 +466,4 @@ def control_plugin(app: App) -> None:
 
 
 __all__ = ["SCHEMAS", "ControlRequest", "ControlServer", "ControlSettings", "apply_control", "control_plugin",
-           "drain_control", "start_control"]
+           "drain_control", "publish_control_status", "start_control"]

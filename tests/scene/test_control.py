@@ -1,0 +1,303 @@
+"""Control socket: messages reach the frame loop, errors are answered, interrupts cut within one frame, and random
+or truncated input never crashes the server or leaks a connection."""
+from __future__ import annotations
+
+import io
+import os
+import socket
+import threading
+import time
+import wave
+from pathlib import Path
+
+import msgpack
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scene_helpers import constant, make_app
+
+from engine.audio.playback import AudioPlayback
+from engine.audio.tap import AudioTap
+from engine.motion.components import MotionController
+from engine.scene.api import Scene
+from engine.scene.client import ControlClient, ControlError
+from engine.scene.components import Avatar, Captions, Framing, FramingTween
+from engine.scene.control import SCHEMAS, ControlServer, control_plugin
+from engine.scene.control_settings import ControlSettings, parse_address
+from engine.scene.host import SceneHost, host_scene
+from engine.scene.protocol import HEADER, pack
+
+TOKEN = "test-token-123"
+
+
+def wav_bytes(samples: np.ndarray, rate: int = 16000) -> bytes:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def engine():
+    """A started engine with a control socket on a free loopback port, and a connected client."""
+    app = make_app()
+    app.insert_resource(ControlSettings(control="127.0.0.1:0", control_token=TOKEN, control_max_message_mb=1.0,
+                                        control_max_connections=4))
+    app.add_plugin(control_plugin)
+    Scene(app).background(color=(0, 0, 0))
+    app.update()
+    server = app.resource(ControlServer)
+    client = ControlClient(f"127.0.0.1:{server.address[1]}", token=TOKEN)
+    yield app, server, client
+    client.close()
+    app.shutdown()
+
+
+def wait_until(condition, timeout=5.0):
+    """Threads run on their own: poll (no timing is asserted, only that it happens)."""
+    end = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError("condition not reached")
+        time.sleep(0.005)
+
+
+def test_say_plays_on_the_voice_and_shows_its_text(engine):
+    app, _, client = engine
+    reply = client.say(wav_bytes(constant(0.3, 0.5)), text="Hello there")
+    assert reply["ok"] and reply["duration_s"] == pytest.approx(0.3, abs=0.01)
+    app.update()
+    assert app.resource(AudioPlayback).busy
+    assert app.resource(Captions).slots["main"].text == "Hello there"
+    assert client.status()["speaking"] == {"main": True}
+
+
+def test_say_from_a_path_on_the_engine_machine(engine, tmp_path):
+    app, _, client = engine
+    path = tmp_path / "hello.wav"
+    path.write_bytes(wav_bytes(constant(0.2, 0.3)))
+    assert client.say(path=path)["duration_s"] == pytest.approx(0.2, abs=0.01)
+    with pytest.raises(ControlError, match="does not exist"):
+        client.say(path=tmp_path / "missing.wav")
+
+
+def test_an_interrupting_say_cuts_the_voice_within_one_frame(engine):
+    app, _, client = engine
+    tap = app.resource(AudioTap)
+    tap.enabled = True
+    origin = app.frame * 640  # the tap holds what is played from now on
+    delay = app.resource(AudioPlayback).mixer.delay.samples
+    client.say(wav_bytes(constant(3.0, 0.5)))
+    first = app.frame
+    for _ in range(5):
+        app.update()
+    client.say(wav_bytes(constant(1.0, -0.25)), interrupt=True)  # answered once it waits for the frame loop
+    arrived = app.frame
+    for _ in range(delay // 640 + 3):
+        app.update()
+    played = tap.samples()
+    cut = origin + int(np.argmax(np.isclose(played, -0.25, atol=1e-3)))
+    played = np.concatenate([np.zeros(origin, np.float32), played])
+    # Frame `arrived` applies it in UPDATE, after its own audio block: the voice switches at the very next block.
+    # The speakers play that block `delay` samples later (lips and sound are aligned by that delay).
+    assert cut == (arrived + 1) * 640 + delay
+    assert np.allclose(played[(first + 1) * 640 + delay:cut], 0.5, atol=1e-3)  # old speech up to the cut, no gap
+    assert np.allclose(played[cut:cut + 1280], -0.25, atol=1e-3)
+
+
+def test_stop_set_mode_and_set_framing_reach_the_avatars(engine):
+    app, _, client = engine
+    controller = MotionController(Path("avatar"), "one_shot", memory="warm")
+    framing = Framing()
+    app.world.spawn(Avatar(Path("avatar"), "anna"), framing, controller)
+    app.update()  # the status snapshot now lists anna
+    client.say(wav_bytes(constant(1.0, 0.5)))
+    client.stop()
+    client.set_mode("zero-shot", avatar="anna")
+    client.set_framing("max", over=0.5)
+    app.update()
+    assert not app.resource(AudioPlayback).busy
+    assert controller.mode == "zero_shot" and controller.memory is None  # restarts from the new mode's start
+    app.update()
+    assert app.world.get(next(e for e, _ in app.world.query(Avatar)), FramingTween).end_zoom == 1.0
+    with pytest.raises(ControlError, match="no avatar 'bob'"):
+        client.set_mode("one-shot", avatar="bob")
+
+
+def test_load_scene_and_status(engine, tmp_path):
+    app, _, client = engine
+    first, second = tmp_path / "first.py", tmp_path / "second.py"
+    for path, text in ((first, "one"), (second, "two")):
+        path.write_text(f"from engine.scene.api import Scene\n\ndef build(app):\n    Scene(app).caption({text!r})\n")
+    host_scene(app, first)
+    client.load_scene(second)
+    app.update()
+    app.update()
+    assert app.resource(SceneHost).path == second.resolve()
+    status = client.status()
+    assert status["scene"] == str(second.resolve()) and status["reloads"] == 1 and status["frame"] >= 2
+    with pytest.raises(ControlError, match="not an existing .py scene"):
+        client.load_scene(tmp_path / "nope.txt")
+
+
+@pytest.mark.parametrize("message, error", [
+    ({"type": "say", "token": "wrong"}, "unauthorised"),
+    ({"type": "dance", "token": TOKEN}, "unknown message type 'dance'"),
+    ({"type": "set_mode", "token": TOKEN}, "missing field 'mode'"),
+    ({"type": "set_mode", "token": TOKEN, "mode": 3}, "field 'mode' must be str"),
+    ({"type": "set_mode", "token": TOKEN, "mode": "sideways"}, "one-shot' or 'zero-shot"),
+    ({"type": "set_framing", "token": TOKEN, "framing": "huge"}, "framing must be one of"),
+    ({"type": "set_framing", "token": TOKEN, "framing": 0.5, "over": -1}, "'over' is seconds"),
+    ({"type": "say", "token": TOKEN}, "exactly one of 'wav'"),
+    ({"type": "say", "token": TOKEN, "wav": b"not audio at all"}, "audio not readable"),
+    ({"type": "say", "token": TOKEN, "wav": b"", "volume": 3}, "unknown field(s) ['volume']"),
+    ({"type": "status", "token": TOKEN, "id": [1]}, "'id' must be"),
+    ([1, 2, 3], "a message is a msgpack map"),
+])
+def test_malformed_messages_are_answered_with_an_error(engine, message, error):
+    _, server, client = engine
+    client.sock.sendall(pack(message))
+    reply = msgpack.unpackb(_read_reply(client.sock), raw=False)
+    assert reply["ok"] is False and error in reply["error"]
+    assert client.status()["ok"]  # the same connection still works
+
+
+def _read_reply(sock: socket.socket) -> bytes:
+    header = _recv(sock, HEADER.size)
+    return _recv(sock, HEADER.unpack(header)[0])
+
+
+def _recv(sock: socket.socket, count: int) -> bytes:
+    data = b""
+    while len(data) < count:
+        chunk = sock.recv(count - len(data))
+        assert chunk, "server closed the connection"
+        data += chunk
+    return data
+
+
+def test_an_oversized_message_is_refused_and_its_connection_closed(engine):
+    _, server, client = engine
+    client.sock.sendall(HEADER.pack(50 * 1024 * 1024))
+    reply = msgpack.unpackb(_read_reply(client.sock), raw=False)
+    assert "over the limit" in reply["error"]
+    assert client.sock.recv(1) == b""  # closed by the server
+    wait_until(lambda: server.connections == 0)
+
+
+def test_wrong_tokens_close_the_connection_after_three_tries(engine):
+    _, server, client = engine
+    for _ in range(3):
+        client.sock.sendall(pack({"type": "status", "token": "guess-guess"}))
+        assert "unauthorised" in msgpack.unpackb(_read_reply(client.sock), raw=False)["error"]
+    assert client.sock.recv(1) == b""
+
+
+def test_too_many_connections_are_turned_away(engine):
+    _, server, client = engine
+    extra = [socket.create_connection(server.address) for _ in range(3)]
+    wait_until(lambda: server.connections == 4)
+    late = socket.create_connection(server.address)
+    assert "too many control connections" in msgpack.unpackb(_read_reply(late), raw=False)["error"]
+    for sock in [*extra, late]:
+        sock.close()
+    wait_until(lambda: server.connections == 1)
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+# Random frames: raw bytes, msgpack of random values, maps that look like requests, with or without the token.
+_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1) | st.floats() | st.text(max_size=20)
+    | st.binary(max_size=64),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=10,
+)
+_requests = st.fixed_dictionaries(
+    {"type": st.sampled_from([*SCHEMAS, "bogus"]), "token": st.sampled_from([TOKEN, "nope", 5])},
+    optional={"id": _values, "wav": st.binary(max_size=200), "path": st.text(max_size=30), "mode": _values,
+              "framing": _values, "over": _values, "avatar": _values, "interrupt": _values, "name": _values,
+              "data": _values, "text": _values},
+)
+_bodies = (st.binary(min_size=1, max_size=300) | _values.map(lambda v: msgpack.packb(v, use_bin_type=True))
+           | _requests.map(lambda m: msgpack.packb(m, use_bin_type=True)))
+
+
+@st.composite
+def _sessions(draw):
+    """What one client sends: a few framed messages, then maybe a broken tail (cut header or cut body)."""
+    frames = [HEADER.pack(len(b)) + b for b in draw(st.lists(_bodies, min_size=0, max_size=4))]
+    tail = draw(st.sampled_from(["none", "header", "body", "length"]))
+    extra = b""
+    if tail == "header":
+        extra = HEADER.pack(10)[: draw(st.integers(1, 3))]
+    elif tail == "body":
+        body = draw(_bodies)
+        extra = HEADER.pack(len(body)) + body[: draw(st.integers(0, len(body) - 1))]
+    elif tail == "length":
+        extra = HEADER.pack(draw(st.sampled_from([0, 2**32 - 1, 2 * 1024 * 1024])))
+    return frames, extra
+
+
+def test_fuzzed_and_truncated_messages_never_crash_or_leak(engine):
+    app, server, client = engine
+    threads, fds = threading.active_count(), open_fds()
+    counts = {"sessions": 0, "replies": 0}
+
+    @settings(max_examples=1500, deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(_sessions())
+    def session(sent):
+        frames, tail = sent
+        with socket.create_connection(server.address, timeout=10) as sock:
+            for frame in frames:
+                sock.sendall(frame)
+                try:
+                    reply = msgpack.unpackb(_read_reply(sock), raw=False)
+                except (AssertionError, ConnectionError):
+                    return  # closed after three wrong tokens: allowed, and counted by the leak checks below
+                assert isinstance(reply, dict) and isinstance(reply.get("ok"), bool)
+                assert reply["ok"] or isinstance(reply["error"], str)
+                counts["replies"] += 1
+            sock.sendall(tail)
+        counts["sessions"] += 1
+        while not server.requests.empty():  # keep the queue from filling with accepted messages
+            app.update()
+
+    session()
+    assert counts["sessions"] >= 1000 and counts["replies"] >= 1000
+    wait_until(lambda: server.connections == 1)  # only the fixture's client is left
+    wait_until(lambda: threading.active_count() == threads)
+    wait_until(lambda: open_fds() == fds)
+    assert client.status()["ok"]  # still serving
+
+
+def test_stopping_the_server_joins_its_threads_and_closes_idle_clients():
+    before = threading.active_count()
+    server = ControlServer(ControlSettings(control="127.0.0.1:0", control_token=TOKEN))
+    server.start()
+    idle = [socket.create_connection(server.address) for _ in range(3)]
+    wait_until(lambda: server.connections == 3)
+    server.stop()
+    assert threading.active_count() == before and server.connections == 0
+    for sock in idle:
+        assert sock.recv(1) == b""
+        sock.close()
+
+
+def test_settings_are_checked():
+    assert parse_address("127.0.0.1:7878") == ("127.0.0.1", 7878)
+    assert parse_address(":9000") == ("127.0.0.1", 9000) and parse_address("9000") == ("127.0.0.1", 9000)
+    with pytest.raises(ValueError, match="not a loopback address"):
+        ControlSettings(control="0.0.0.0:7878")
+    assert ControlSettings(control="0.0.0.0:7878", control_allow_remote=True).control
+    with pytest.raises(ValueError, match="HOST:PORT"):
+        ControlSettings(control="localhost:http")
+    with pytest.raises(ValueError, match="at least 8 characters"):
+        ControlSettings(control="127.0.0.1:1", control_token="short")
