@@ -10,8 +10,8 @@ from engine.data.synth import rig
 from engine.data.synth.appearance import FacePhoto, Look, backdrop, recolour_face
 from engine.data.synth.render import Renderer, project
 
-NECK_TOP = np.array([0.0, -5.0, -2.6])  # head coordinates, hidden inside the jaw
-NECK_BOTTOM = np.array([0.0, -12.0, -3.4])  # head coordinates at rest; the torso's origin sits here
+NECK_TOP = np.array([0.0, -6.0, -4.6])  # head coordinates, hidden inside the jaw
+NECK_BOTTOM = np.array([0.0, -12.0, -4.6])  # head coordinates at rest; the torso's origin sits here
 
 
 def euler_to_matrix(euler_deg: np.ndarray) -> np.ndarray:

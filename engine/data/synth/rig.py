@@ -216,27 +216,42 @@ def _inner_mouth(face: np.ndarray):
         return np.stack([xs, np.full_like(xs, y), front - depth], 1)
 
     parts = []
-    top, bottom = mid[1] + 0.7, mid[1] - 2.0
-    # Cavity: a curved back wall and a floor, dark red going to black.
-    wall_v, wall_t = _band(xs * 1.05, arc(top, 1.6), arc(bottom, 1.6))
-    parts.append((wall_v, wall_t, np.array([0.22, 0.07, 0.07]), _smoothstep(mid[1] + 0.1, mid[1] - 0.6, wall_v[:, 1])))
-    roof_v, roof_t = _band(xs * 1.05, arc(top, 0.0), arc(top, 1.6))
-    parts.append((roof_v, roof_t, np.array([0.30, 0.10, 0.10]), np.zeros(len(roof_v))))
-    floor_v, floor_t = _band(xs * 1.05, arc(bottom, 1.6), arc(bottom, 0.0))
-    parts.append((floor_v, floor_t, np.array([0.26, 0.08, 0.08]), np.ones(len(floor_v))))
-    # Teeth: bands just behind the lips; the upper set stays with the skull, the lower one rides the jaw.
+    top, bottom, back = mid[1] + 0.7, mid[1] - 4.0, 1.8
+    wide = xs * 1.3
+
+    def follows_jaw(y):
+        return _smoothstep(mid[1] + 0.1, mid[1] - 1.0, y)
+
+    # A closed bag behind the lips (back wall, roof, floor, side walls), so no opening shows through the
+    # face shell however far the jaw drops.
+    wall_v, wall_t = _band(wide, arc(top, back) * [1.3, 1, 1], arc(bottom, back) * [1.3, 1, 1])
+    parts.append((wall_v, wall_t, np.array([0.12, 0.04, 0.04]), follows_jaw(wall_v[:, 1])))
+    roof_v, roof_t = _band(wide, arc(top, 0.0) * [1.3, 1, 1], arc(top, back) * [1.3, 1, 1])
+    parts.append((roof_v, roof_t, np.array([0.34, 0.12, 0.12]), np.zeros(len(roof_v))))
+    floor_v, floor_t = _band(wide, arc(mid[1] - 1.2, back) * [1.3, 1, 1], arc(mid[1] - 1.2, 0.2) * [1.3, 1, 1])
+    parts.append((floor_v, floor_t, np.array([0.30, 0.10, 0.10]), np.ones(len(floor_v))))
+    depths = np.linspace(0.0, back, 6)
+    for side in (-1.0, 1.0):
+        x = side * 1.3 * half
+        z_front = mid[2] - 0.45 - 0.88 * 1.69
+        upper = np.stack([np.full(6, x), np.full(6, top), z_front - depths], 1)
+        lower = np.stack([np.full(6, x), np.full(6, bottom), z_front - depths], 1)
+        side_v, side_t = _band(depths, upper, lower)
+        parts.append((side_v, side_t, np.array([0.14, 0.05, 0.05]), follows_jaw(side_v[:, 1])))
+    # Teeth: bands just behind the lips; the upper set stays with the skull, the lower one rides the jaw
+    # and sits lower, mostly behind the lower lip, as in speech.
     up_v, up_t = _band(xs * 0.9, arc(mid[1] + 0.55, 0.35), arc(mid[1] - 0.05, 0.3))
-    parts.append((up_v, up_t, np.array([0.86, 0.83, 0.76]), np.zeros(len(up_v))))
-    lo_v, lo_t = _band(xs * 0.85, arc(mid[1] - 0.2, 0.45), arc(mid[1] - 0.75, 0.5))
-    parts.append((lo_v, lo_t, np.array([0.78, 0.75, 0.68]), np.ones(len(lo_v))))
-    tongue_v, tongue_t = _band(xs * 0.75, arc(mid[1] - 0.55, 0.75), arc(mid[1] - 0.35, 1.6))
-    parts.append((tongue_v, tongue_t, np.array([0.55, 0.22, 0.22]), np.ones(len(tongue_v))))
+    parts.append((up_v, up_t, np.array([0.82, 0.79, 0.72]), np.zeros(len(up_v))))
+    lo_v, lo_t = _band(xs * 0.85, arc(mid[1] - 0.45, 0.55), arc(mid[1] - 0.95, 0.6))
+    parts.append((lo_v, lo_t, np.array([0.72, 0.69, 0.62]), np.ones(len(lo_v))))
+    tongue_v, tongue_t = _band(xs * 0.8, arc(mid[1] - 0.8, 0.8), arc(mid[1] - 0.6, 1.7))
+    parts.append((tongue_v, tongue_t, np.array([0.52, 0.22, 0.22]), np.ones(len(tongue_v))))
     verts, tris, colors, weights, offset = [], [], [], [], 0
     for v, t, c, w in parts:
         verts.append(v)
         tris.append(t + offset)
         # Darken toward the mouth corners, where less light gets in.
-        colors.append(c[None] * (1.0 - 0.55 * (np.abs(v[:, 0]) / half) ** 2)[:, None])
+        colors.append(c[None] * np.clip(1.0 - 0.35 * (np.abs(v[:, 0]) / half) ** 2, 0.3, 1.0)[:, None])
         weights.append(w)
         offset += len(v)
     return np.concatenate(verts), np.concatenate(tris), np.concatenate(colors), np.concatenate(weights)
@@ -414,7 +429,7 @@ def build_head(
     # Skull rings that start on the lower oval follow the jaw, fading toward the back.
     rings = (n_skull - 1) // len(oval)
     for k in range(rings):
-        jaw[n_face + k * len(oval):n_face + (k + 1) * len(oval)] = jaw[oval] * max(0.0, 1.0 - 0.3 * (k + 1))
+        jaw[n_face + k * len(oval):n_face + (k + 1) * len(oval)] = jaw[oval] * max(0.0, 1.0 - 0.15 * (k + 1))
     jaw[n_face + n_skull:hang] = mouth_w
     lower_lip = np.zeros(n)
     lower_lip[:n_face] = lips * lip_line

@@ -19,8 +19,8 @@ _V = {
     "RR": {"jawOpen": 0.2, "mouthFunnel": 0.3, "mouthPucker": 0.4},
     "WW": {"jawOpen": 0.12, "mouthPucker": 0.85, "mouthFunnel": 0.3},
     "LL": {"jawOpen": 0.28, "mouthStretchLeft": 0.1, "mouthStretchRight": 0.1},
-    "AA": {"jawOpen": 0.7, "mouthStretchLeft": 0.1, "mouthStretchRight": 0.1},
-    "AE": {"jawOpen": 0.55, "mouthStretchLeft": 0.3, "mouthStretchRight": 0.3, "mouthSmileLeft": 0.15, "mouthSmileRight": 0.15},
+    "AA": {"jawOpen": 0.6, "mouthStretchLeft": 0.1, "mouthStretchRight": 0.1},
+    "AE": {"jawOpen": 0.5, "mouthStretchLeft": 0.3, "mouthStretchRight": 0.3, "mouthSmileLeft": 0.15, "mouthSmileRight": 0.15},
     "AH": {"jawOpen": 0.45},
     "EH": {"jawOpen": 0.4, "mouthStretchLeft": 0.35, "mouthStretchRight": 0.35, "mouthSmileLeft": 0.1, "mouthSmileRight": 0.1},
     "ER": {"jawOpen": 0.3, "mouthFunnel": 0.35, "mouthPucker": 0.2},
@@ -87,7 +87,7 @@ def mouth_tracks(
         viseme = viseme_of(phoneme.symbol)
         target = _target_vector(viseme) * articulation
         if phoneme.stressed:
-            target[BS["jawOpen"]] *= 1.2
+            target[BS["jawOpen"]] *= 1.12
         target[BS["mouthClose"]] = 0.0
         track[a:b] = target
         if viseme == "PP":
