@@ -200,6 +200,19 @@ class Start(Step):
         start_script(world, self.script, name=self.name)
 
 
+@dataclass
+class Exit(Step):
+    """Asks the runner to stop after this frame (a scene that has finished its story)."""
+
+    reason: str = "the scene script ended the run"
+    kind = "exit"
+
+    def begin(self, world: World, run: ScriptRun) -> None:
+        from engine.app import AppExit
+
+        world.messages(AppExit).send(AppExit(self.reason))
+
+
 class Director:
     """What a scene script gets: makers of steps to `yield`, plus the world and the time."""
 
@@ -242,6 +255,10 @@ class Director:
     def start(self, script: Callable[..., Any], *, name: str | None = None) -> Start:
         """Run `script(director)` alongside the current one."""
         return Start(script, name)
+
+    def exit(self, reason: str = "the scene script ended the run") -> Exit:
+        """Stop the engine after this frame (headless recordings of a finished scene)."""
+        return Exit(reason)
 
 
 @dataclass

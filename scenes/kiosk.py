@@ -1,0 +1,50 @@
+"""Kiosk: idles until control messages arrive, then speaks what it is sent, with the text as a caption.
+
+What it shows today: a dark background and, while a clip is heard, its caption (the `text` of a `say`); a `cue`
+named "caption" shows its `data` for a few seconds. It spawns the avatar in AVATAR_DIR when that folder holds a
+trained avatar and the engine has the NeRF renderer; until then (the renderer is not in the engine yet) there is no
+avatar on screen, and the overlay's notices say why. Nothing pauses while idle: every frame is composed and
+presented, so idle avatars keep moving once they exist.
+
+Run (window in kiosk mode, or headless into an mp4 with its sound):
+    syncanim run scenes/kiosk.py --kiosk --control 127.0.0.1:7878
+    syncanim run scenes/kiosk.py --headless --seconds 60 --out kiosk.mp4 --control 127.0.0.1:7878
+Without --control it listens on 127.0.0.1:7878 anyway (it is a kiosk). The token is printed at start; then:
+    python scripts/say_espeak.py "Hello, I am the kiosk." --token TOKEN
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from engine.app import Diagnostics
+from engine.scene.api import Scene
+from engine.scene.control import control_plugin
+from engine.scene.control_settings import ControlSettings
+from engine.scene.loader import SceneError
+from engine.scene.protocol import DEFAULT_PORT
+
+AVATAR_DIR = Path(__file__).resolve().parents[1] / "assets" / "avatar"
+"""The avatar this kiosk shows (edit to point at your own `syncanim train` output)."""
+log = logging.getLogger(__name__)
+
+
+def build(app) -> None:
+    settings = app.world.get_resource(ControlSettings)
+    if settings is None or settings.control is None:
+        app.insert_resource(ControlSettings(control=f"127.0.0.1:{DEFAULT_PORT}"))
+    app.add_plugin(control_plugin)
+    scene = Scene(app)
+    scene.background(color=(0.06, 0.07, 0.09))
+    try:
+        scene.avatar(AVATAR_DIR, name="host", mode="one-shot", framing="default")
+    except SceneError as error:
+        app.resource(Diagnostics).notice(f"kiosk without an avatar: {error}")
+    scene.script(show_cued_captions)
+
+
+def show_cued_captions(d):
+    """A `cue` named 'caption' (ControlClient.cue('caption', 'text')) shows its text for five seconds."""
+    while True:
+        message = yield d.on_message("cue", name="caption")
+        yield d.caption(str(message.fields.get("data", "")), for_s=5.0)

@@ -1,0 +1,91 @@
+"""The bundled scenes: the kiosk idles and speaks what the control socket sends; avatar scenes say what is missing."""
+from __future__ import annotations
+
+import io
+import wave
+
+import numpy as np
+import pytest
+from scene_helpers import constant
+
+from engine.app import Diagnostics
+from engine.display.frame import FrameImage
+from engine.scene import SCENES_DIR
+from engine.scene.client import ControlClient
+from engine.scene.components import AvatarRenderer
+from engine.scene.control import ControlServer
+from engine.scene.control_settings import ControlSettings
+from engine.scene.host import declared_voices, host_scene
+from engine.scene.loader import SceneError, build_scene
+
+TOKEN = "kiosk-token-1"
+
+
+def wav_bytes(samples: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes((samples * 32767).astype("<i2").tobytes())
+    return buffer.getvalue()
+
+
+def caption_pixels(app) -> int:
+    """Bright pixels in the bottom quarter of the frame (caption letters on the dark kiosk background)."""
+    rgba = app.resource(FrameImage).rgba
+    return int((rgba[rgba.shape[0] * 3 // 4:, :, :3].mean(axis=-1) > 150).sum())
+
+
+def test_the_kiosk_idles_then_speaks_and_captions_what_it_is_sent(app):
+    app.insert_resource(ControlSettings(control="127.0.0.1:0", control_token=TOKEN))
+    host_scene(app, SCENES_DIR / "kiosk.py")
+    for _ in range(10):
+        app.update()
+    assert caption_pixels(app) == 0  # idle: background only, yet every frame is composed
+    assert app.resource(FrameImage).frame == 9
+    assert any("kiosk without an avatar" in n and "syncanim train" in n for n in app.resource(Diagnostics).notices)
+    with ControlClient(f"127.0.0.1:{app.resource(ControlServer).address[1]}", token=TOKEN) as client:
+        client.say(wav_bytes(constant(0.6, 0.2)), text="Welcome to the museum")
+        shown = []
+        for _ in range(25):
+            app.update()
+            shown.append(caption_pixels(app))
+        assert max(shown) > 30 and shown[-1] == 0  # shown while heard, gone after
+        client.cue("caption", "Opening hours: 9 to 5")
+        app.update()
+        app.update()
+        assert caption_pixels(app) > 30
+
+
+@pytest.mark.parametrize("scene", ["framing_tour.py", "two_presenters.py"])
+def test_avatar_scenes_say_how_to_make_the_avatar_they_need(app, scene, tmp_path, monkeypatch):
+    for name in ("SYNCANIM_AVATAR", "SYNCANIM_AVATAR_LEFT", "SYNCANIM_AVATAR_RIGHT"):
+        monkeypatch.setenv(name, str(tmp_path / "no_avatar"))
+    with pytest.raises(SceneError, match=r"no_avatar does not exist; make one with .*syncanim train"):
+        build_scene(app, SCENES_DIR / scene)
+
+
+def test_a_trained_folder_still_needs_the_renderer_plugin(app, tmp_path, monkeypatch):
+    folder = tmp_path / "avatar"
+    folder.mkdir()
+    (folder / "motion.safetensors").write_bytes(b"")
+    with pytest.raises(SceneError, match=r"nerf.safetensors is missing"):
+        from engine.scene.api import Scene
+
+        Scene(app).avatar(folder)
+    (folder / "nerf.safetensors").write_bytes(b"")
+    with pytest.raises(SceneError, match="no avatar renderer plugin"):
+        Scene(app).avatar(folder)
+    app.insert_resource(AvatarRenderer("test"))
+    with pytest.raises(SceneError, match=r"no voice 'left'; the engine's voices are \['main'\]"):
+        Scene(app).avatar(folder, voice="left")
+
+
+def test_scenes_declare_their_voices_without_running(tmp_path):
+    assert declared_voices(SCENES_DIR / "two_presenters.py") == ("left", "right")
+    assert declared_voices(SCENES_DIR / "kiosk.py") is None
+    bad = tmp_path / "bad.py"
+    bad.write_text("VOICES = ('a', 'a')\n")
+    with pytest.raises(SceneError, match=r"bad.py:1: VOICES must be distinct"):
+        declared_voices(bad)
