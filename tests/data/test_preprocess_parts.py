@@ -43,6 +43,14 @@ def test_resampling_picks_the_source_frame_nearest_each_output_time(tmp_path, so
         assert abs(j / source_fps - k / 25.0) <= 0.5 / source_fps + 1e-9, (k, j)
 
 
+def test_a_stream_without_timestamps_uses_its_declared_rate(tmp_path):
+    numbered = numbered_video(tmp_path / "n.mkv", 25, 50)
+    raw = tmp_path / "raw.h264"  # an elementary stream: frames carry no presentation times
+    subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-y", "-i", str(numbered), "-c:v", "libx264", "-crf", "0",
+                    "-pix_fmt", "yuv444p", "-f", "h264", str(raw)], check=True)
+    assert source_indices(raw) == list(range(50))
+
+
 def test_rotated_phone_video_is_turned_upright(tmp_path):
     picture = np.zeros((SIDE, 2 * SIDE, 3), np.uint8)
     picture[:, :SIDE] = 200  # bright left half when shown unrotated

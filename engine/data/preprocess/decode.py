@@ -50,13 +50,13 @@ def _open(path: Path):
 
 
 def _first_time(container, stream) -> float | None:
-    """Presentation time in seconds of the first decoded frame of `stream`."""
+    """Presentation time in seconds of the first decoded frame of `stream` (0 for streams without timestamps, e.g.
+    raw .h264), or None when nothing decodes."""
     import av
 
     try:
         for frame in container.decode(stream):
-            if frame.time is not None:
-                return float(frame.time)
+            return float(frame.time) if frame.time is not None else 0.0
     except av.error.FFmpegError:
         return None
     return None
@@ -117,14 +117,15 @@ def resampled_frames(source: SourceInfo, fps: float) -> Iterator[tuple[int, np.n
     import av
 
     k = 0
-    previous, previous_t, interval = None, 0.0, 1.0 / (source.fps or fps)
+    nominal = 1.0 / (source.fps or fps)  # for streams without timestamps (raw .h264): the declared rate
+    previous, previous_t, interval = None, 0.0, nominal
     start = None
     with _open(source.path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         try:
             for index, frame in enumerate(container.decode(stream)):
-                t = float(frame.time) if frame.time is not None else index * interval
+                t = float(frame.time) if frame.time is not None else index * nominal
                 start = t if start is None else start
                 t -= start
                 if previous is not None:
