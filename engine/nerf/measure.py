@@ -43,12 +43,19 @@ def _ball_rays(size: int, device):
 
 
 def measure_kernels(
-    device: str = "cpu", points: int = 65536, size: int = 128, repeats: int = 10, per_round: int = 8, rounds: int = 2
+    device: str = "cpu",
+    points: int = 65536,
+    size: int = 128,
+    repeats: int = 10,
+    per_round: int = 8,
+    rounds: int = 2,
+    specialize: bool = True,
 ) -> dict[str, Any]:
     """Time the encoders on `points` points and one march + composite frame of `size` x `size` rays.
 
     Starts Taichi on `device` if needed (it must be the process's render device). Returns milliseconds
-    (median and min over `repeats`), samples per frame and the first-call (compile) seconds.
+    (median and min over `repeats`), samples per frame and the first-call (compile) seconds. `specialize` also
+    times the layout-specialised inference kernel (seconds of compilation per shape on its first use).
     """
     import torch
 
@@ -80,13 +87,20 @@ def measure_kernels(
             enc.table.grad = None
             enc(inputs).backward(grad)
 
-        report["encoders"][name] = {
+        row = report["encoders"][name] = {
             "out_dim": enc.out_dim,
             "first_call_s": first_s,
             "forward": _timed(forward, repeats, sync),
             "forward_backward": _timed(lambda: train_step(x), repeats, sync),
             "forward_backward_with_input_grad": _timed(lambda: train_step(x_grad), repeats, sync),
         }
+        if specialize:
+            enc.specialize = True
+            start = time.perf_counter()
+            forward()
+            sync()
+            row["specialized_first_call_s"] = time.perf_counter() - start
+            row["forward_specialized"] = _timed(forward, repeats, sync)
 
     grid = OccupancyGrid(resolution=64).to(device)
 

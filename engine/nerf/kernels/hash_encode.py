@@ -54,6 +54,31 @@ def _forward_kernel(
 
 
 @ti.kernel
+def _forward_unrolled_kernel(
+    x: F32x2, table: F32x3, layout: ti.template(), axes: ti.template(), n_feat: ti.template(), out: F32x2, out_col: ti.i32
+):
+    # The layout is compiled in: per-level resolution, dense/hashed branch and mask become constants, and one
+    # point's whole row is written by one thread (single-thread: 13 ms vs 23 ms for 65536 head points).
+    for n in range(x.shape[0]):
+        for lv in ti.static(range(len(layout))):
+            offset, res, dense, size = ti.static(layout[lv])
+            for p in ti.static(range(len(axes))):
+                i, fu = axis_cell(x[n, axes[p][0]], res)
+                j, fv = axis_cell(x[n, axes[p][1]], res)
+                s00 = offset + plane_slot(i, j, res, dense, size)
+                s10 = offset + plane_slot(i + 1, j, res, dense, size)
+                s01 = offset + plane_slot(i, j + 1, res, dense, size)
+                s11 = offset + plane_slot(i + 1, j + 1, res, dense, size)
+                w00, w10 = (1.0 - fu) * (1.0 - fv), fu * (1.0 - fv)
+                w01, w11 = (1.0 - fu) * fv, fu * fv
+                col = out_col + ti.static((p * len(layout) + lv) * n_feat)
+                for f in ti.static(range(n_feat)):
+                    out[n, col + f] = (
+                        w00 * table[p, s00, f] + w10 * table[p, s10, f] + w01 * table[p, s01, f] + w11 * table[p, s11, f]
+                    )
+
+
+@ti.kernel
 def _backward_kernel(
     x: F32x2,
     table: F32x3,
@@ -227,12 +252,15 @@ def plane_hash_encode(
     axes: tuple[tuple[int, int], ...],
     out: torch.Tensor | None = None,
     out_column: int = 0,
+    layout: tuple[tuple[int, int, int, int], ...] | None = None,
 ) -> torch.Tensor:
     """Encode points: x [N, D] f32 in [0, 1] -> [N, P * L * F] f32, differentiable in x and table.
 
     table [P, rows, F] f32; levels [L, 4] i32 from `level_layout`; axes: P pairs of columns of x spanning each
     plane. Inference path (no gradient needed): `out` [N, >= out_column + P * L * F] is filled in place at columns
     out_column.., so an MLP input row [encoding | other features] is built without a concatenation; returns out.
+    `layout` (the rows of `levels` as a tuple) compiles an inference kernel specialised to it: about 1.8x faster,
+    seconds of compilation on first use per layout (then cached on disk); gradients always use the generic kernels.
     """
     axes = _axes_key(axes)
     runtime.require_device(x, table, levels)
@@ -256,7 +284,11 @@ def plane_hash_encode(
             f"{WHERE}: out has {out.shape[1]} columns, the encoding needs {width} from column {out_column}; "
             f"allocate out with at least {out_column + width} columns"
         )
-    if x.shape[0] > 0:
+    if x.shape[0] == 0:
+        return out
+    if layout is not None:
+        _forward_unrolled_kernel(x.detach(), table.detach(), layout, axes, table.shape[2], out.detach(), int(out_column))
+    else:
         _forward_kernel(x.detach(), table.detach(), levels, axes, table.shape[2], out.detach(), int(out_column))
     return out
 
@@ -266,6 +298,8 @@ class PlaneHashEncoder(torch.nn.Module):
 
     `plane_axes` defaults to the head tri-plane (xy, yz, xz) for 3 planes and the image plane for 1.
     Entries start uniform in [-init_scale, init_scale] (small, so early MLP inputs stay near zero).
+    `specialize`: inference (no-grad) calls use a kernel compiled for this exact layout (see `plane_hash_encode`);
+    worth it for the real-time renderer, not for tests or training.
     """
 
     def __init__(
@@ -278,6 +312,7 @@ class PlaneHashEncoder(torch.nn.Module):
         max_res: int = 2048,
         plane_axes: tuple[tuple[int, int], ...] | None = None,
         init_scale: float = 1e-4,
+        specialize: bool = False,
     ) -> None:
         super().__init__()
         if plane_axes is None:
@@ -295,6 +330,8 @@ class PlaneHashEncoder(torch.nn.Module):
         # Derived from the config, so not saved with the weights.
         self.register_buffer("levels", torch.tensor(layout, dtype=torch.int32), persistent=False)
         self.plane_axes = _axes_key(plane_axes)
+        self.layout = tuple(layout)
+        self.specialize = specialize
 
     @property
     def out_dim(self) -> int:
@@ -302,4 +339,7 @@ class PlaneHashEncoder(torch.nn.Module):
 
     def forward(self, x: torch.Tensor, out: torch.Tensor | None = None, out_column: int = 0) -> torch.Tensor:
         """x [N, in_dim] f32 in [0, 1] -> [N, out_dim]; `out`, `out_column` as in `plane_hash_encode`."""
-        return plane_hash_encode(x, self.table, self.levels, self.plane_axes, out=out, out_column=out_column)
+        layout = self.layout if self.specialize else None
+        return plane_hash_encode(
+            x, self.table, self.levels, self.plane_axes, out=out, out_column=out_column, layout=layout
+        )
