@@ -66,16 +66,17 @@ def utterances(text: str) -> Iterator[str]:
 
 
 def main(options: SayOptions) -> int:
-    with ControlClient(options.control, token=options.token) as engine:
-        for text in utterances(options.text):
-            wav = synthesise(text, options.espeak_voice, options.words_per_minute)
+    for text in utterances(options.text):
+        wav = synthesise(text, options.espeak_voice, options.words_per_minute)
+        # A connection per utterance: lines on stdin may come further apart than the engine's idle timeout.
+        with ControlClient(options.control, token=options.token) as engine:
             try:
                 reply = engine.say(wav, interrupt=options.interrupt, avatar=options.avatar,
                                    text=text if options.caption else None)
             except ControlError as error:
                 print(f"engine refused: {error}", file=sys.stderr)
                 return 1
-            print(f"sent {reply['duration_s']:.2f} s: {text}")
+        print(f"sent {reply['duration_s']:.2f} s: {text}", flush=True)
     return 0
 
 

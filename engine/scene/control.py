@@ -81,8 +81,6 @@ class ControlServer:
         self._server: _TCPServer | None = None
         self._thread: threading.Thread | None = None
         self.address: tuple[str, int] | None = None
-        self.replies = 0
-        """Replies sent (errors included), for tests and status."""
 
     # lifecycle ----------------------------------------------------------------------------------
     def start(self) -> tuple[str, int]:
@@ -222,7 +220,7 @@ class ControlServer:
 
     def check_scene_path(self, text: str) -> None:
         if not self.settings.control_allow_load_scene:
-            raise ProtocolError("load_scene is disabled on this engine (--control-allow-load-scene False)")
+            raise ProtocolError("load_scene is disabled on this engine (--no-control-allow-load-scene)")
         path = Path(text).expanduser()
         if path.suffix != ".py" or not path.is_file():
             raise ProtocolError(f"load_scene: {path} is not an existing .py scene file on the engine machine")
@@ -263,7 +261,6 @@ class ControlServer:
             conn.sendall(pack(_plain(reply)))
         except (OSError, ValueError, TypeError):
             return False
-        self.replies += 1
         return True
 
 

@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import io
+import os
+import shutil
+import subprocess
+import sys
 import wave
 
 import numpy as np
@@ -9,6 +13,7 @@ import pytest
 from scene_helpers import constant
 
 from engine.app import Diagnostics
+from engine.audio.playback import AudioPlayback
 from engine.display.frame import FrameImage
 from engine.scene import SCENES_DIR
 from engine.scene.client import ControlClient
@@ -89,3 +94,26 @@ def test_scenes_declare_their_voices_without_running(tmp_path):
     bad.write_text("VOICES = ('a', 'a')\n")
     with pytest.raises(SceneError, match=r"bad.py:1: VOICES must be distinct"):
         declared_voices(bad)
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (apt install espeak-ng)")
+def test_say_espeak_pipes_speech_into_a_running_kiosk(app):
+    app.insert_resource(ControlSettings(control="127.0.0.1:0", control_token=TOKEN))
+    host_scene(app, SCENES_DIR / "kiosk.py")
+    app.update()
+    port = app.resource(ControlServer).address[1]
+    result = subprocess.run(
+        [sys.executable, str(SCENES_DIR.parent / "scripts" / "say_espeak.py"), "-", "--control", f"127.0.0.1:{port}"],
+        input="Good morning.\n\nThe museum opens at nine.\n", capture_output=True, text=True, timeout=60,
+        env={**os.environ, "SYNCANIM_CONTROL_TOKEN": TOKEN},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("sent ") == 2 and "The museum opens at nine." in result.stdout
+    app.update()
+    playback = app.resource(AudioPlayback)
+    assert playback.busy and len(app.resource(ControlServer).status()["speaking"]) == 1
+    captioned = 0
+    for _ in range(100):
+        app.update()
+        captioned += caption_pixels(app) > 30
+    assert captioned > 25  # both lines (about 2.5 s) were captioned while heard
