@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.data.synth import motion
+from engine.data.synth.appearance import Look, choose_look
 from engine.data.synth.config import SynthConfig
 from engine.data.synth.corpus import load_sentences
 from engine.data.synth.presenter import NECK_BOTTOM, BodyPose, euler_to_matrix
@@ -19,6 +20,9 @@ from engine.data.synth.speech import Speech, choose_voice, compose_speech
 from engine.data.synth.visemes import mouth_tracks
 
 TRUTH_VERSION = 1
+# One independent random stream per concern; a stream's place in this tuple fixes its numbers, so new
+# streams go at the end.
+STREAMS = ("voice", "speech", "look", "style", "blink", "brow", "pose", "expr", "backdrop")
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,7 @@ class Plan:
     torso_euler: np.ndarray  # [T, 3]
     torso_trans: np.ndarray  # [T, 3]
     blinks: list
-    look: object
+    look: Look
     style: motion.Style
 
 
@@ -58,10 +62,8 @@ def _streams(seed: int, names: tuple[str, ...]) -> dict[str, np.random.Generator
 
 def plan_clip(config: SynthConfig) -> Plan:
     """Speech and all animation tracks for `config` (deterministic in config.seed)."""
-    from engine.data.synth.appearance import choose_look
-
     validate(config)
-    rng = _streams(config.seed, ("voice", "speech", "look", "style", "blink", "brow", "pose", "expr"))
+    rng = _streams(config.seed, STREAMS)
     sentences = load_sentences(config.text)
     voice = choose_voice(rng["voice"], config.voice)
     speech = compose_speech(sentences, config.seconds, voice, rng["speech"], config.sample_rate, shuffle=config.text is None)
@@ -162,7 +164,7 @@ def run_synth(config: SynthConfig) -> Path:
     truth_path = out_dir / "truth.npz"
     truth_path.unlink(missing_ok=True)  # never leave an old truth beside a new video
     photo = astronaut_photo(str(config.face_model) if config.face_model else None)
-    rng_backdrop = _streams(config.seed, ("backdrop",))["backdrop"]
+    rng_backdrop = _streams(config.seed, STREAMS)["backdrop"]
     presenter = Presenter(plan.look, photo, config.size, rng_backdrop, str(config.face_model) if config.face_model else None)
     landmarks = np.zeros((plan.frames, 478, 2), np.float32)
     try:
