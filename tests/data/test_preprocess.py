@@ -210,6 +210,15 @@ def test_other_containers_and_codecs_stay_aligned(clip, truth, tmp_path, name, c
     assert_aligned(Dataset(preprocess(video, tmp_path / "ds")), clip, truth, 50)
 
 
+def test_a_50_fps_dataset_pairs_one_feature_frame_with_each_video_frame(clip, tmp_path):
+    video = tmp_path / "short.mp4"
+    ffmpeg("-i", clip / "video.mp4", "-t", 1, "-c:v", "libx264", "-c:a", "copy", video)
+    data = Dataset(preprocess(video, tmp_path / "ds", fps=50.0))
+    assert data.meta.fps == 50.0 and data.meta.frames == 50 and len(data.audio()) == 50 * 320
+    with np.load(data.features_path("mel")) as features:
+        assert features["windows"].shape[0] == 50 and json.loads(str(features["spec"]))["video_fps"] == 50.0
+
+
 def test_audio_that_starts_late_is_shifted_onto_the_video_clock(clip, tmp_path):
     from engine.audio.sources import decode_file
     from engine.data.preprocess.decode import inspect_source, load_audio
