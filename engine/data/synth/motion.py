@@ -127,7 +127,11 @@ def brow_track(phonemes: tuple[Phoneme, ...], f0_hz: np.ndarray, frames: int, fp
 
 
 def _ou(frames: int, fps: float, tau_s: float, sigma: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Ornstein-Uhlenbeck noise with a time-varying stationary deviation `sigma` [frames]."""
+    """Smooth Ornstein-Uhlenbeck noise with a time-varying stationary deviation `sigma` [frames].
+
+    A raw OU path is rough at every frame (about 30 deg/s of jitter for head angles); heads move
+    smoothly, so the path is low-passed (~0.2 s) and rescaled to keep its deviation.
+    """
     dt = 1.0 / fps
     decay = np.exp(-dt / tau_s)
     noise = rng.normal(0, 1, frames)
@@ -136,7 +140,8 @@ def _ou(frames: int, fps: float, tau_s: float, sigma: np.ndarray, rng: np.random
     for i in range(frames):
         x = decay * x + sigma[i] * np.sqrt(1 - decay * decay) * noise[i]
         out[i] = x
-    return out
+    smooth = _smooth(out, 0.2 * fps)
+    return smooth * (out.std() / max(smooth.std(), 1e-9))
 
 
 @dataclass(frozen=True)
