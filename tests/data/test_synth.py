@@ -187,3 +187,18 @@ def test_truth_pose_has_mediapipes_axes_and_signs(mediapipe_results, truth):
     assert np.all(error < 2.5), f"mean |MediaPipe - truth| (roll, pitch, yaw) = {error.round(2)} degrees"
     for axis in (0, 2):  # roll and yaw move enough within 5 s to correlate
         assert np.corrcoef(measured[:, axis], expected[:, axis])[0, 1] > 0.8
+
+
+def test_named_expressions_move_mediapipes_matching_scores(mediapipe_results, truth):
+    """Brows, rounding, smiling and stretching: MediaPipe's scores of the same names follow the rig's."""
+    names = [str(name) for name in truth["blendshape_names"]]
+    found = [i for i, r in enumerate(mediapipe_results) if r.face_blendshapes]
+    scores = [{c.category_name: c.score for c in mediapipe_results[i].face_blendshapes[0]} for i in found]
+    correlations = {}
+    for name in ("browInnerUp", "mouthPucker", "mouthFunnel", "mouthSmileLeft", "mouthSmileRight"):
+        rig_values = truth["blendshapes"][found, names.index(name)]
+        if rig_values.std() < 0.02:
+            continue  # this shape hardly moves in the clip
+        correlations[name] = np.corrcoef(rig_values, [s[name] for s in scores])[0, 1]
+    assert len(correlations) >= 4, f"too few shapes move in the test clip: {correlations}"
+    assert all(r > 0.4 for r in correlations.values()), correlations
