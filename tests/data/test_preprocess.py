@@ -347,6 +347,8 @@ def test_frames_without_a_face_are_interpolated_and_flagged(clip, tmp_path):
     assert 44 <= data.meta.counts["with_face"] <= 46
     gap = data.tracks.euler_deg[19:37]
     assert np.isfinite(gap).all() and np.all(np.abs(np.diff(gap, axis=0)) < 2.0), "gaps are filled smoothly"
+    masks = data.masks()
+    assert not masks.head[23:33].any() and masks.head[:19].any(axis=(1, 2)).all(), "no head painted on empty frames"
     rarely = write_video(tmp_path / "rarely.mp4", np.concatenate([frames[:20], np.repeat(grey, 2, axis=0)]), audio)
     with pytest.raises(PreprocessError, match=r"only 2\d of 50 frames"):
         preprocess(rarely, tmp_path / "ds2")

@@ -159,11 +159,13 @@ def test_head_and_torso_split_at_the_jaw():
     assert head[2, size // 2] == 255 and torso[size - 2, 2] == 255
 
 
-def test_face_outside_the_person_mask_still_counts_as_head():
+def test_a_seen_face_outside_the_person_mask_still_counts_as_head():
     points = frontal_landmarks()
     head, torso = masks.split_person(np.zeros((128, 128), bool), points, masks.face_oval_ids())
     nose = np.round(points[1]).astype(int)
     assert head[nose[1], nose[0]] == 255 and not torso.any()
+    head, torso = masks.split_person(np.zeros((128, 128), bool), points, masks.face_oval_ids(), face_seen=False)
+    assert not head.any() and not torso.any(), "an interpolated face must not paint a head where nobody is"
 
 
 def test_lip_rect_is_a_square_around_the_lips_and_face_rect_holds_all_points():

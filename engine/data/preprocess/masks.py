@@ -117,24 +117,28 @@ def head_region(landmarks: np.ndarray, oval_ids: np.ndarray, size: int) -> np.nd
     return region.astype(bool)
 
 
-def split_person(person: np.ndarray, landmarks: np.ndarray, oval_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def split_person(person: np.ndarray, landmarks: np.ndarray, oval_ids: np.ndarray,
+                 face_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """person bool [S, S], landmarks [478, 2] -> head, torso uint8 [S, S] (255 inside).
 
-    The face oval counts as head even where the segmenter missed it (it sometimes drops pale or lit skin).
+    Where the face was seen (not interpolated), the face oval counts as head even where the segmenter missed it
+    (it sometimes drops pale or brightly lit skin).
     """
     import cv2
 
-    face = np.zeros(person.shape, np.uint8)
-    cv2.fillPoly(face, [np.round(landmarks[oval_ids]).astype(np.int32)], 1)
-    head = (person & head_region(landmarks, oval_ids, person.shape[0])) | face.astype(bool)
+    head = person & head_region(landmarks, oval_ids, person.shape[0])
+    if face_seen:
+        face = np.zeros(person.shape, np.uint8)
+        cv2.fillPoly(face, [np.round(landmarks[oval_ids]).astype(np.int32)], 1)
+        head |= face.astype(bool)
     torso = person & ~head
     return head.astype(np.uint8) * 255, torso.astype(np.uint8) * 255
 
 
-def frame_masks(person: np.ndarray, landmarks: np.ndarray, oval_ids: np.ndarray):
+def frame_masks(person: np.ndarray, landmarks: np.ndarray, oval_ids: np.ndarray, face_seen: bool = True):
     """person bool [S, S], landmarks [478, 2] -> person, head, torso uint8 [S, S] (255 inside), face and lip rects."""
     size = person.shape[0]
-    head, torso = split_person(person, landmarks, oval_ids)
+    head, torso = split_person(person, landmarks, oval_ids, face_seen)
     return person.astype(np.uint8) * 255, head, torso, face_rect(landmarks, size), lip_rect(landmarks, size)
 
 

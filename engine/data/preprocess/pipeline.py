@@ -215,7 +215,7 @@ def _frames(run: _Run, crop: tuple[int, int, int, int], tracks: Tracks) -> None:
                     picture = crop_frame(frame, crop, size)
                     video.write(picture)
                     person = masks.person_confidence(segmenter, picture) > masks.PERSON_THRESHOLD
-                    mask_file.write(k, *masks.frame_masks(person, tracks.landmarks2d[k], oval))
+                    mask_file.write(k, *masks.frame_masks(person, tracks.landmarks2d[k], oval, bool(tracks.valid[k])))
                     if k % stride == 0:
                         samples.append(picture)
                         hidden.append(background.grow(person))
