@@ -47,6 +47,8 @@ def speak(world: World, clip: AudioClip | str | Path | np.ndarray, *, avatar: st
 
     playback = world.resource(AudioPlayback)
     handle = playback.play(clip, interrupt=interrupt, voice=voice_of(world, avatar, voice))
+    if interrupt:
+        cut_delayed_output(playback)
     if caption is not None:
         show_caption(world, caption, speech=handle)
     return handle
@@ -56,8 +58,20 @@ def stop_speech(world: World, avatar: str | None = None, voice: str | None = Non
     """Silence one avatar / voice, or everything; clears the main caption."""
     from engine.audio.playback import AudioPlayback
 
-    world.resource(AudioPlayback).stop(voice_of(world, avatar, voice))
+    playback = world.resource(AudioPlayback)
+    playback.stop(voice_of(world, avatar, voice))
+    cut_delayed_output(playback)
     show_caption(world, "")
+
+
+def cut_delayed_output(playback) -> None:
+    """Drop the speech already mixed but held back by the lip-sync delay, so the speakers fall silent at the next
+    block instead of playing on for the delay (120 ms by default). The delay applies to the whole mix: another voice
+    loses at most that much too."""
+    from engine.audio.playback import DelayLine
+
+    # Replacing the line is one attribute store: safe against a device callback running on the old one.
+    playback.mixer.delay = DelayLine(playback.mixer.delay.samples)
 
 
 def normalise_mode(mode: str) -> str:
