@@ -105,7 +105,7 @@ def projection_error(data: Dataset) -> float:
 def test_dataset_has_every_part_with_consistent_sizes(dataset):
     meta, tracks = dataset.meta, dataset.tracks
     assert (meta.frames, meta.size, meta.fps, meta.sample_rate) == (FRAMES, OUT, 25.0, 16000)
-    assert meta.val_start == FRAMES - 10 and meta.counts["with_face"] == FRAMES
+    assert meta.val_start == FRAMES - 10 and meta.counts["with_face"] == FRAMES and meta.counts["dropped_jumps"] == 0
     assert meta.smoothing["method"] == "savgol" and "63 deg" in meta.camera.model
     assert meta.crop == (0, 0, SIZE, SIZE) and meta.source_size == (SIZE, SIZE)
     assert dataset.frames([0, FRAMES - 1]).shape == (2, OUT, OUT, 3)

@@ -304,3 +304,20 @@ def test_dataset_tracks_fill_gaps_across_a_roll_wrap_and_map_landmarks_through_t
     assert tracks.valid.tolist() == detected.tolist()
     assert np.allclose(tracks.trans, [1.0, 2.0, -60.0]) and np.allclose(tracks.blendshapes, 0.2)
     assert np.allclose(tracks.landmarks2d, [(320 - 160) / 2, (240 - 40) / 2])
+
+
+def test_a_face_that_jumps_for_one_frame_is_dropped():
+    from engine.data.preprocess.track import RawTracks, drop_outliers
+
+    frames = 30
+    landmarks = np.zeros((frames, 478, 3), np.float32)
+    landmarks[:, :, 0] = np.linspace(0.4, 0.6, 478)
+    landmarks[:, :, 1] = np.linspace(0.3, 0.5, 478)
+    landmarks[:, :, 0] += np.linspace(0, 0.05, frames)[:, None]  # the speaker drifts slowly: kept
+    landmarks[10, :, :2] += 0.3  # another face, far away
+    landmarks[20, :, 1] = 0.3 + (landmarks[20, :, 1] - 0.3) * 3  # three times the size
+    raw = RawTracks(np.ones(frames, bool), landmarks, np.zeros((frames, 52), np.float32),
+                    np.tile(np.eye(4, dtype=np.float32), (frames, 1, 1)), ["b"] * 52, 640, 480)
+    cleaned, dropped = drop_outliers(raw, 25.0)
+    assert dropped == 2 and np.flatnonzero(~cleaned.detected).tolist() == [10, 20]
+    assert np.isnan(cleaned.matrices[10]).all() and np.isfinite(cleaned.landmarks[11]).all()

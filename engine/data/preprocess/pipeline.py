@@ -123,7 +123,7 @@ def _estimated_frames(source: SourceInfo, fps: float) -> int | None:
 
 
 def _track(run: _Run) -> RawTracks:
-    from engine.data.preprocess.track import track_frames
+    from engine.data.preprocess.track import drop_outliers, track_frames
 
     path = _outputs(run.out)["track"][0]
 
@@ -131,9 +131,11 @@ def _track(run: _Run) -> RawTracks:
         advance = _bar(run, "track", _estimated_frames(run.source, run.config.fps))
         raw = track_frames(resampled_frames(run.source, run.config.fps), run.config.fps, run.config.face_model,
                            run.config.tracking == "video", advance)
+        raw, dropped = drop_outliers(raw, run.config.fps)
         path.parent.mkdir(parents=True, exist_ok=True)
         raw.save(path)
-        return {"frames": len(raw), "with_face": int(raw.detected.sum()), "face_model": _face_model_name(run.config)}
+        return {"frames": len(raw), "with_face": int(raw.detected.sum()), "dropped_jumps": dropped,
+                "face_model": _face_model_name(run.config)}
 
     _step(run, "track", work)
     return RawTracks.load(path)
@@ -278,7 +280,7 @@ def _meta(run: _Run, raw: RawTracks, crop: tuple[int, int, int, int], head_fits:
                       "face_tracking": f"MediaPipe FaceLandmarker, {run.config.tracking.upper()} mode"},
             source=str(source.path),
             counts={"frames": frames, "with_face": found, "interpolated": frames - found, "train": val_start,
-                    "val": frames - val_start},
+                    "val": frames - val_start, "dropped_jumps": run.ledger.info("track").get("dropped_jumps", 0)},
             source_info={
                 "fps": source.fps, "codec": source.codec, "rotation": source.rotation,
                 "audio": run.ledger.info("audio").get("origin", ""), "audio_offset_s": source.audio_offset_s,

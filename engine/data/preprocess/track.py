@@ -116,3 +116,38 @@ def track_frames(frames: Iterable[tuple[int, np.ndarray]], fps: float, face_mode
             rows.append(_read_result(result))
             on_frame()
     return _stack(rows, width, height)
+
+
+OUTLIER_WINDOW_S = 1.0
+"""Span of the running median a frame's face is compared with."""
+OUTLIER_SHIFT = 1.0
+"""A face whose centre is further than this many face heights from the running median is another face."""
+OUTLIER_SCALE = 1.5
+"""A face more than this factor larger or smaller than the running median is another face."""
+
+
+def drop_outliers(raw: RawTracks, fps: float) -> tuple[RawTracks, int]:
+    """Frames whose face jumps away from its neighbours become 'no face' (a poster, a passer-by or a misdetection
+    picked instead of the speaker in a single frame); returns the cleaned tracks and how many were dropped."""
+    from scipy.ndimage import median_filter
+
+    seen = np.flatnonzero(raw.detected)
+    if len(seen) < 5:
+        return raw, 0
+    points = raw.landmarks[seen, :, :2] * np.array([raw.width, raw.height], np.float32)
+    centre = points.mean(axis=1)
+    height = np.ptp(points[:, :, 1], axis=1) + 1e-6
+    window = max(3, int(round(OUTLIER_WINDOW_S * fps)) | 1)
+    typical_centre = median_filter(centre, size=(window, 1), mode="nearest")
+    typical_height = median_filter(height, size=window, mode="nearest")
+    jumped = np.linalg.norm(centre - typical_centre, axis=1) > OUTLIER_SHIFT * typical_height
+    rescaled = np.abs(np.log(height / typical_height)) > np.log(OUTLIER_SCALE)
+    bad = seen[jumped | rescaled]
+    if not len(bad):
+        return raw, 0
+    detected = raw.detected.copy()
+    detected[bad] = False
+    landmarks, blendshapes, matrices = raw.landmarks.copy(), raw.blendshapes.copy(), raw.matrices.copy()
+    for array in (landmarks, blendshapes, matrices):
+        array[bad] = np.nan
+    return RawTracks(detected, landmarks, blendshapes, matrices, raw.names, raw.width, raw.height), len(bad)
