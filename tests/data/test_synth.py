@@ -160,11 +160,11 @@ def test_a_failed_render_leaves_no_truth_beside_the_video(tmp_path, monkeypatch)
     calls = {"n": 0}
     original = presenter.Presenter.render
 
-    def failing_render(self, weights, pose):  # fault injection: the disk fills up mid-clip
+    def failing_render(self, weights, pose, index):  # fault injection: the disk fills up mid-clip
         calls["n"] += 1
         if calls["n"] == 10:
             raise OSError("no space left on device")
-        return original(self, weights, pose)
+        return original(self, weights, pose, index)
 
     monkeypatch.setattr(presenter.Presenter, "render", failing_render)
     with pytest.raises(OSError):

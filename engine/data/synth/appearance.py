@@ -39,6 +39,8 @@ class Look:
     distance: float  # camera to head, cm
     head_offset: tuple[float, float]  # head centre x, y in camera space (cm)
     fovy_deg: float
+    tint: tuple[float, float, float]  # camera white balance: RGB gains
+    sensor_noise: float  # grain amplitude, fraction of full scale
 
 
 def choose_look(rng: np.random.Generator) -> Look:
@@ -56,6 +58,7 @@ def choose_look(rng: np.random.Generator) -> Look:
     light /= np.linalg.norm(light)
     tone = SKIN_TONES_LAB[int(rng.integers(len(SKIN_TONES_LAB)))]
     striped = rng.uniform() < 0.4
+    warmth = float(rng.uniform(-0.05, 0.05))
     fabric = (float(rng.choice([0.0, 0.0, 0.5, 1.5708])), float(rng.uniform(0.3, 1.2)), float(rng.uniform(0.1, 0.35)) * striped)
     return Look(
         skin_lab=tuple(float(c + d) for c, d in zip(tone, rng.uniform(-2.5, 2.5, 3))),
@@ -67,6 +70,7 @@ def choose_look(rng: np.random.Generator) -> Look:
         light_dir=tuple(float(c) for c in light), distance=float(rng.uniform(64.0, 74.0)),
         head_offset=(float(rng.uniform(-2.5, 2.5)), float(rng.uniform(3.0, 5.5))),
         fovy_deg=float(rng.uniform(32.0, 36.0)),
+        tint=(1.0 + warmth, 1.0, 1.0 - warmth), sensor_noise=float(rng.uniform(0.004, 0.016)),
     )
 
 

@@ -172,7 +172,7 @@ def run_synth(config: SynthConfig) -> Path:
             task = progress.add_task("render", total=plan.frames)
             for i in range(plan.frames):
                 pose = BodyPose(plan.head_euler[i], plan.head_trans[i], plan.torso_euler[i], plan.torso_trans[i])
-                frame, points = presenter.render(plan.blendshapes[i].astype(np.float64), pose)
+                frame, points = presenter.render(plan.blendshapes[i].astype(np.float64), pose, i)
                 landmarks[i] = points
                 writer.write(frame)
                 progress.advance(task)

@@ -81,6 +81,7 @@ class Presenter:
         self.renderer = Renderer(
             size, look.fovy_deg, texture, backdrop(look, size, rng), np.array(look.light_dir), skin,
             (look.neckline_depth, look.neck_radius * 1.7), look.fabric, self.triangles, uv_all, color, kind,
+            tint=look.tint, noise=look.sensor_noise,
         )
 
     def rest_torso_trans(self, head_euler_deg: np.ndarray, head_trans: np.ndarray) -> np.ndarray:
@@ -105,11 +106,14 @@ class Presenter:
         self._texmix = np.concatenate([texmix, self.texmix_body])
         return vertices, face
 
-    def render(self, weights: np.ndarray, pose: BodyPose) -> tuple[np.ndarray, np.ndarray]:
-        """weights [K] blendshapes (rig.BLENDSHAPE_NAMES) -> frame [S, S, 3] uint8, landmarks [478, 2] pixels."""
+    def render(self, weights: np.ndarray, pose: BodyPose, index: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """weights [K] blendshapes (rig.BLENDSHAPE_NAMES) -> frame [S, S, 3] uint8, landmarks [478, 2] pixels.
+
+        `index` is the frame's number in the clip (it varies the sensor grain).
+        """
         vertices, face = self.pose_vertices(weights, pose)
         normals = rig.vertex_normals(vertices, self.triangles)
-        frame = self.renderer.draw(vertices, normals, self._texmix)
+        frame = self.renderer.draw(vertices, normals, self._texmix, index)
         return frame, project(face, self.look.fovy_deg, self.size, self.size)
 
     def release(self) -> None:

@@ -59,8 +59,8 @@ void main() {
     } else if (v_kind == 1) {
         // Hair: strands run along the elevation; a broad sheen moves with the light.
         float u = v_uv.x * 6.2831853;
-        float strands = 0.6 * sin(u * 90.0 + 3.0 * v_uv.y) + 0.4 * sin(u * 37.0 - 5.0 * v_uv.y);
-        base *= 0.9 + 0.1 * strands * (1.0 - v_uv.y);
+        float strands = 0.6 * sin(u * 61.0 + 3.0 * v_uv.y) + 0.4 * sin(u * 23.0 - 5.0 * v_uv.y);
+        base *= 0.95 + 0.05 * strands;
         spec = 0.16 * pow(max(dot(reflect(-light, n), view), 0.0), 10.0);
     } else if (v_kind == 2) {
         float w = neckline.y;
@@ -80,14 +80,22 @@ _SOFTEN_FRAGMENT = """
 #version 330
 uniform sampler2D scene;
 uniform vec2 texel;
+uniform vec3 tint;  // the camera's white balance
+uniform float noise;  // sensor noise amplitude (fraction of full scale)
+uniform float frame;
 in vec2 v_uv;
 out vec4 f_color;
+float grain(vec2 p) { return fract(sin(dot(p, vec2(12.9898, 78.233))) * 43758.5453) - 0.5; }
 void main() {
     // One bilinear tap at the corner of four pixels averages them: a 2x2 box filter (anti-aliasing and a
     // phone lens's softness) for a quarter of the cost of four taps. It moves the image half a pixel
     // right and up, which the scene's jitter has moved left and down beforehand.
     vec2 uv = vec2(v_uv.x, 1.0 - v_uv.y);
-    f_color = vec4(texture(scene, uv + 0.5 * texel).rgb, 1.0);
+    vec3 colour = texture(scene, uv + 0.5 * texel).rgb * tint;
+    // Grain that changes every frame, as a phone sensor's does; a hash of pixel and frame, so reruns match.
+    vec2 seed = gl_FragCoord.xy + vec2(mod(frame, 61.0) * 17.0, mod(frame, 53.0) * 29.0);
+    colour += noise * vec3(grain(seed), grain(seed + 7.1), grain(seed + 13.7));
+    f_color = vec4(colour, 1.0);
 }
 """
 
@@ -131,7 +139,7 @@ class Renderer:
     def __init__(
         self, size: int, fovy_deg: float, photo: np.ndarray, backdrop: np.ndarray, light: np.ndarray,
         skin: np.ndarray, neckline: tuple[float, float], fabric: tuple[float, float, float], triangles: np.ndarray, uv: np.ndarray,
-        color: np.ndarray, kind: np.ndarray,
+        color: np.ndarray, kind: np.ndarray, tint: tuple[float, float, float] = (1.0, 1.0, 1.0), noise: float = 0.0,
     ) -> None:
         import moderngl
 
@@ -172,11 +180,17 @@ class Renderer:
         soften = ctx.program(vertex_shader=_BACKDROP_VERTEX, fragment_shader=_SOFTEN_FRAGMENT)
         soften["scene"].value = 2
         soften["texel"].value = (1.0 / size, 1.0 / size)
+        soften["tint"].value = tuple(float(c) for c in tint)
+        soften["noise"].value = float(noise)
+        self.soften = soften
         self.soften_vao = ctx.vertex_array(soften, [(ctx.buffer(quad.tobytes()), "2f", "in_xy")])
         self.output = ctx.framebuffer(color_attachments=[ctx.renderbuffer((size, size), 4)])
 
-    def draw(self, positions: np.ndarray, normals: np.ndarray, texmix: np.ndarray) -> np.ndarray:
-        """positions, normals [V, 3] in camera space (cm), texmix [V] -> frame [size, size, 3] uint8."""
+    def draw(self, positions: np.ndarray, normals: np.ndarray, texmix: np.ndarray, frame: int = 0) -> np.ndarray:
+        """positions, normals [V, 3] in camera space (cm), texmix [V] -> frame [size, size, 3] uint8.
+
+        `frame` (the frame's index) varies the sensor grain from frame to frame.
+        """
         import moderngl
 
         data = np.concatenate([positions, normals, texmix[:, None]], 1).astype("f4")
@@ -190,6 +204,7 @@ class Renderer:
         self.ctx.disable(moderngl.DEPTH_TEST)
         self.output.use()
         self.scene.use(2)
+        self.soften["frame"].value = float(frame)
         self.soften_vao.render(moderngl.TRIANGLE_STRIP)
         raw = self.output.read(components=3, alignment=1)
         return np.frombuffer(raw, np.uint8).reshape(self.size, self.size, 3)[::-1]
