@@ -79,6 +79,7 @@ void main() {
 _SOFTEN_FRAGMENT = """
 #version 330
 uniform sampler2D scene;
+uniform sampler2D backdrop;
 uniform vec2 texel;
 uniform vec3 tint;  // the camera's white balance
 uniform float noise;  // sensor noise amplitude (fraction of full scale)
@@ -91,7 +92,9 @@ void main() {
     // phone lens's softness) for a quarter of the cost of four taps. It moves the image half a pixel
     // right and up, which the scene's jitter has moved left and down beforehand.
     vec2 uv = vec2(v_uv.x, 1.0 - v_uv.y);
-    vec3 colour = texture(scene, uv + 0.5 * texel).rgb * tint;
+    // The scene has alpha 0 where nothing was drawn; the static backdrop fills in there (one pass less).
+    vec4 person = texture(scene, uv + 0.5 * texel);
+    vec3 colour = (person.rgb + (1.0 - person.a) * texture(backdrop, vec2(uv.x, 1.0 - uv.y) + vec2(0.5, -0.5) * texel).rgb) * tint;
     // Grain that changes every frame, as a phone sensor's does; a hash of pixel and frame, so reruns match.
     vec2 seed = gl_FragCoord.xy + vec2(mod(frame, 61.0) * 17.0, mod(frame, 53.0) * 29.0);
     colour += noise * vec3(grain(seed), grain(seed + 7.1), grain(seed + 13.7));
@@ -106,13 +109,6 @@ out vec2 v_uv;
 void main() { v_uv = vec2(in_xy.x * 0.5 + 0.5, 0.5 - in_xy.y * 0.5); gl_Position = vec4(in_xy, 0.999, 1.0); }
 """
 
-_BACKDROP_FRAGMENT = """
-#version 330
-uniform sampler2D backdrop;
-in vec2 v_uv;
-out vec4 f_color;
-void main() { f_color = vec4(texture(backdrop, v_uv).rgb, 1.0); }
-"""
 
 
 def perspective(fovy_deg: float, aspect: float, near: float = 5.0, far: float = 1000.0) -> np.ndarray:
@@ -167,18 +163,17 @@ class Renderer:
             (self.dynamic_vbo, "3f 3f 1f", "in_pos", "in_normal", "in_texmix"),
             (self.static_vbo, "2f 3f 1f", "in_uv", "in_color", "in_kind"),
         ], self.ibo)
-        back_program = ctx.program(vertex_shader=_BACKDROP_VERTEX, fragment_shader=_BACKDROP_FRAGMENT)
         self.backdrop = ctx.texture(backdrop.shape[1::-1], 3, np.ascontiguousarray(backdrop).tobytes())
+        self.backdrop.filter = (moderngl.LINEAR, moderngl.LINEAR)
         self.backdrop.use(1)
-        back_program["backdrop"].value = 1
         quad = np.array([-1, -1, 1, -1, -1, 1, 1, 1], "f4")
-        self.back_vao = ctx.vertex_array(back_program, [(ctx.buffer(quad.tobytes()), "2f", "in_xy")])
         # MSAA on llvmpipe costs about 3x the whole frame; a soft post filter is far cheaper.
         self.scene = ctx.texture((size, size), 4)
         self.scene.filter = (moderngl.LINEAR, moderngl.LINEAR)
         self.scene_fbo = ctx.framebuffer(color_attachments=[self.scene], depth_attachment=ctx.depth_renderbuffer((size, size)))
         soften = ctx.program(vertex_shader=_BACKDROP_VERTEX, fragment_shader=_SOFTEN_FRAGMENT)
         soften["scene"].value = 2
+        soften["backdrop"].value = 1
         soften["texel"].value = (1.0 / size, 1.0 / size)
         soften["tint"].value = tuple(float(c) for c in tint)
         soften["noise"].value = float(noise)
@@ -196,14 +191,14 @@ class Renderer:
         data = np.concatenate([positions, normals, texmix[:, None]], 1).astype("f4")
         self.dynamic_vbo.write(data.tobytes())
         self.scene_fbo.use()
-        self.ctx.clear(0.0, 0.0, 0.0, 1.0, depth=1.0)
-        self.ctx.disable(moderngl.DEPTH_TEST | moderngl.CULL_FACE)
-        self.back_vao.render(moderngl.TRIANGLE_STRIP)
+        self.ctx.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
+        self.ctx.disable(moderngl.CULL_FACE)
         self.ctx.enable(moderngl.DEPTH_TEST)
         self.vao.render(moderngl.TRIANGLES)
         self.ctx.disable(moderngl.DEPTH_TEST)
         self.output.use()
         self.scene.use(2)
+        self.backdrop.use(1)
         self.soften["frame"].value = float(frame)
         self.soften_vao.render(moderngl.TRIANGLE_STRIP)
         raw = self.output.read(components=3, alignment=1)
