@@ -30,6 +30,72 @@ IMAGE_PLANE = ((0, 1),)
 """The single image plane of the upper body."""
 
 
+@ti.func
+def _encode_one(
+    x: ti.template(), table: ti.template(), out: ti.template(), n, p: ti.template(), axes: ti.template(),
+    n_feat: ti.template(), offset, res, dense, size, col,
+):  # fmt: skip
+    """Features of point n on plane p at one level into out[n, col:col + n_feat] (bilinear over 4 vertices).
+
+    """
+    i, fu = axis_cell(x[n, axes[p][0]], res)
+    j, fv = axis_cell(x[n, axes[p][1]], res)
+    s00 = offset + plane_slot(i, j, res, dense, size)
+    s10 = offset + plane_slot(i + 1, j, res, dense, size)
+    s01 = offset + plane_slot(i, j + 1, res, dense, size)
+    s11 = offset + plane_slot(i + 1, j + 1, res, dense, size)
+    w00, w10 = (1.0 - fu) * (1.0 - fv), fu * (1.0 - fv)
+    w01, w11 = (1.0 - fu) * fv, fu * fv
+    for f in ti.static(range(n_feat)):
+        out[n, col + f] = (
+            w00 * table[p, s00, f] + w10 * table[p, s10, f] + w01 * table[p, s01, f] + w11 * table[p, s11, f]
+        )
+
+
+@ti.func
+def _corners(x: ti.template(), n, a0: ti.template(), a1: ti.template(), offset, res, dense, size):
+    """Table rows of the 4 vertices around point n on the plane of columns (a0, a1), and the fractions."""
+    i, fu = axis_cell(x[n, a0], res)
+    j, fv = axis_cell(x[n, a1], res)
+    rows = ti.math.ivec4(
+        plane_slot(i, j, res, dense, size),
+        plane_slot(i + 1, j, res, dense, size),
+        plane_slot(i, j + 1, res, dense, size),
+        plane_slot(i + 1, j + 1, res, dense, size),
+    )
+    return rows + offset, fu, fv
+
+
+@ti.func
+def _backward_one(
+    x: ti.template(), table: ti.template(), grad_out: ti.template(), grad_parts: ti.template(),
+    grad_x: ti.template(), n, part, p: ti.template(), axes: ti.template(), n_feat: ti.template(),
+    offset, res, dense, size, col, want_table, want_x,
+):  # fmt: skip
+    """Backward of one (point, level, plane) into the caller's own gradient copy `part`: plain stores."""
+    rows, fu, fv = _corners(x, n, axes[p][0], axes[p][1], offset, res, dense, size)
+    w = ti.math.vec4((1.0 - fu) * (1.0 - fv), fu * (1.0 - fv), (1.0 - fu) * fv, fu * fv)
+    du = 0.0
+    dv = 0.0
+    for f in ti.static(range(n_feat)):
+        g = grad_out[n, col + f]
+        if want_table != 0:
+            for c in ti.static(range(4)):
+                grad_parts[part, p, rows[c], f] = grad_parts[part, p, rows[c], f] + g * w[c]
+        if want_x != 0:
+            e00, e10 = table[p, rows[0], f], table[p, rows[1], f]
+            e01, e11 = table[p, rows[2], f], table[p, rows[3], f]
+            du += g * ((1.0 - fv) * (e10 - e00) + fv * (e11 - e01))
+            dv += g * ((1.0 - fu) * (e01 - e00) + fu * (e11 - e10))
+    if want_x != 0:
+        # The clamp to [0, 1] has zero slope outside the unit square.
+        xu, xv = x[n, axes[p][0]], x[n, axes[p][1]]
+        if xu >= 0.0 and xu <= 1.0:
+            grad_x[n, axes[p][0]] = grad_x[n, axes[p][0]] + du * res
+        if xv >= 0.0 and xv <= 1.0:
+            grad_x[n, axes[p][1]] = grad_x[n, axes[p][1]] + dv * res
+
+
 @ti.kernel
 def _forward_kernel(
     x: F32x2, table: F32x3, levels: I32x2, axes: ti.template(), n_feat: ti.template(), out: F32x2, out_col: ti.i32
@@ -38,19 +104,8 @@ def _forward_kernel(
     for n, lv in ti.ndrange(x.shape[0], n_levels):
         offset, res, dense, size = levels[lv, 0], levels[lv, 1], levels[lv, 2], levels[lv, 3]
         for p in ti.static(range(len(axes))):
-            i, fu = axis_cell(x[n, axes[p][0]], res)
-            j, fv = axis_cell(x[n, axes[p][1]], res)
-            s00 = offset + plane_slot(i, j, res, dense, size)
-            s10 = offset + plane_slot(i + 1, j, res, dense, size)
-            s01 = offset + plane_slot(i, j + 1, res, dense, size)
-            s11 = offset + plane_slot(i + 1, j + 1, res, dense, size)
-            w00, w10 = (1.0 - fu) * (1.0 - fv), fu * (1.0 - fv)
-            w01, w11 = (1.0 - fu) * fv, fu * fv
             col = out_col + (p * n_levels + lv) * n_feat
-            for f in ti.static(range(n_feat)):
-                out[n, col + f] = (
-                    w00 * table[p, s00, f] + w10 * table[p, s10, f] + w01 * table[p, s01, f] + w11 * table[p, s11, f]
-                )
+            _encode_one(x, table, out, n, p, axes, n_feat, offset, res, dense, size, col)
 
 
 @ti.kernel
@@ -58,7 +113,9 @@ def _forward_unrolled_kernel(
     x: F32x2, table: F32x3, layout: ti.template(), axes: ti.template(), n_feat: ti.template(), out: F32x2, out_col: ti.i32
 ):
     # The layout is compiled in: per-level resolution, dense/hashed branch and mask become constants, and one
-    # point's whole row is written by one thread (single-thread: 13 ms vs 23 ms for 65536 head points).
+    # point's whole row is written by one thread (single-thread: 13 ms vs 23 ms for 65536 head points). The body
+    # is written out rather than calling _encode_one: passing the constants through a ti.func made this kernel
+    # take 18 s instead of 5 s to compile.
     for n in range(x.shape[0]):
         for lv in ti.static(range(len(layout))):
             offset, res, dense, size = ti.static(layout[lv])
@@ -91,34 +148,28 @@ def _backward_kernel(
     want_table: ti.i32,
     want_x: ti.i32,
 ):
+    # Atomic scatter, for CUDA: thousands of threads share one gradient table.
     n_levels = levels.shape[0]
     for n, lv in ti.ndrange(x.shape[0], n_levels):
         offset, res, dense, size = levels[lv, 0], levels[lv, 1], levels[lv, 2], levels[lv, 3]
         for p in ti.static(range(len(axes))):
-            xu, xv = x[n, axes[p][0]], x[n, axes[p][1]]
-            i, fu = axis_cell(xu, res)
-            j, fv = axis_cell(xv, res)
-            s00 = offset + plane_slot(i, j, res, dense, size)
-            s10 = offset + plane_slot(i + 1, j, res, dense, size)
-            s01 = offset + plane_slot(i, j + 1, res, dense, size)
-            s11 = offset + plane_slot(i + 1, j + 1, res, dense, size)
+            rows, fu, fv = _corners(x, n, axes[p][0], axes[p][1], offset, res, dense, size)
+            w = ti.math.vec4((1.0 - fu) * (1.0 - fv), fu * (1.0 - fv), (1.0 - fu) * fv, fu * fv)
             col = (p * n_levels + lv) * n_feat
             du = 0.0
             dv = 0.0
             for f in ti.static(range(n_feat)):
                 g = grad_out[n, col + f]
                 if want_table != 0:
-                    ti.atomic_add(grad_table[p, s00, f], g * (1.0 - fu) * (1.0 - fv))
-                    ti.atomic_add(grad_table[p, s10, f], g * fu * (1.0 - fv))
-                    ti.atomic_add(grad_table[p, s01, f], g * (1.0 - fu) * fv)
-                    ti.atomic_add(grad_table[p, s11, f], g * fu * fv)
+                    for c in ti.static(range(4)):
+                        ti.atomic_add(grad_table[p, rows[c], f], g * w[c])
                 if want_x != 0:
-                    e00, e10 = table[p, s00, f], table[p, s10, f]
-                    e01, e11 = table[p, s01, f], table[p, s11, f]
+                    e00, e10 = table[p, rows[0], f], table[p, rows[1], f]
+                    e01, e11 = table[p, rows[2], f], table[p, rows[3], f]
                     du += g * ((1.0 - fv) * (e10 - e00) + fv * (e11 - e01))
                     dv += g * ((1.0 - fu) * (e01 - e00) + fu * (e11 - e10))
-            # The clamp to [0, 1] has zero slope outside the unit square.
             if want_x != 0:
+                xu, xv = x[n, axes[p][0]], x[n, axes[p][1]]
                 if xu >= 0.0 and xu <= 1.0:
                     ti.atomic_add(grad_x[n, axes[p][0]], du * res)
                 if xv >= 0.0 and xv <= 1.0:
@@ -143,38 +194,16 @@ def _backward_parts_kernel(
     n_levels = levels.shape[0]
     chunk = (n_points + n_parts - 1) // n_parts
     for part in range(n_parts):
-        # Serial within a part: plain read-modify-write, no atomics (each part owns grad_parts[part]).
+        # Serial within a part: each part owns grad_parts[part], so no atomics.
         for n in range(part * chunk, ti.min(n_points, (part + 1) * chunk)):
             for lv in range(n_levels):
                 offset, res, dense, size = levels[lv, 0], levels[lv, 1], levels[lv, 2], levels[lv, 3]
                 for p in ti.static(range(len(axes))):
-                    xu, xv = x[n, axes[p][0]], x[n, axes[p][1]]
-                    i, fu = axis_cell(xu, res)
-                    j, fv = axis_cell(xv, res)
-                    s00 = offset + plane_slot(i, j, res, dense, size)
-                    s10 = offset + plane_slot(i + 1, j, res, dense, size)
-                    s01 = offset + plane_slot(i, j + 1, res, dense, size)
-                    s11 = offset + plane_slot(i + 1, j + 1, res, dense, size)
                     col = (p * n_levels + lv) * n_feat
-                    du = 0.0
-                    dv = 0.0
-                    for f in ti.static(range(n_feat)):
-                        g = grad_out[n, col + f]
-                        if want_table != 0:
-                            grad_parts[part, p, s00, f] = grad_parts[part, p, s00, f] + g * (1.0 - fu) * (1.0 - fv)
-                            grad_parts[part, p, s10, f] = grad_parts[part, p, s10, f] + g * fu * (1.0 - fv)
-                            grad_parts[part, p, s01, f] = grad_parts[part, p, s01, f] + g * (1.0 - fu) * fv
-                            grad_parts[part, p, s11, f] = grad_parts[part, p, s11, f] + g * fu * fv
-                        if want_x != 0:
-                            e00, e10 = table[p, s00, f], table[p, s10, f]
-                            e01, e11 = table[p, s01, f], table[p, s11, f]
-                            du += g * ((1.0 - fv) * (e10 - e00) + fv * (e11 - e01))
-                            dv += g * ((1.0 - fu) * (e01 - e00) + fu * (e11 - e10))
-                    if want_x != 0:
-                        if xu >= 0.0 and xu <= 1.0:
-                            grad_x[n, axes[p][0]] = grad_x[n, axes[p][0]] + du * res
-                        if xv >= 0.0 and xv <= 1.0:
-                            grad_x[n, axes[p][1]] = grad_x[n, axes[p][1]] + dv * res
+                    _backward_one(
+                        x, table, grad_out, grad_parts, grad_x, n, part, p, axes, n_feat,
+                        offset, res, dense, size, col, want_table, want_x,
+                    )  # fmt: skip
 
 
 def backward_parts(device: torch.device) -> int:
@@ -206,17 +235,23 @@ def _axes_key(axes) -> tuple[tuple[int, int], ...]:
     return tuple((int(a), int(b)) for a, b in axes)
 
 
+def _launch_forward(x, table, levels, axes, layout, out, out_column: int) -> None:
+    if layout is not None:
+        _forward_unrolled_kernel(x.detach(), table.detach(), layout, axes, table.shape[2], out.detach(), out_column)
+    else:
+        _forward_kernel(x.detach(), table.detach(), levels, axes, table.shape[2], out.detach(), out_column)
+
+
 class PlaneHashFunction(torch.autograd.Function):
     """Autograd wrapper: forward and backward run the Taichi kernels; gradients to the table and the points."""
 
     @staticmethod
-    def forward(ctx, x, table, levels, axes: tuple[tuple[int, int], ...]):
-        n_feat = table.shape[2]
-        out = torch.empty(x.shape[0], len(axes) * levels.shape[0] * n_feat, device=x.device)
+    def forward(ctx, x, table, levels, axes: tuple[tuple[int, int], ...], layout):
+        out = torch.empty(x.shape[0], len(axes) * levels.shape[0] * table.shape[2], device=x.device)
         if x.shape[0] > 0:  # no zero-size launches (CUDA external arrays)
-            _forward_kernel(x.detach(), table.detach(), levels, axes, n_feat, out, 0)
+            _launch_forward(x, table, levels, axes, layout, out, 0)
         ctx.save_for_backward(x, table, levels)
-        ctx.axes = axes
+        ctx.axes, ctx.layout = axes, layout
         return out
 
     @staticmethod
@@ -227,22 +262,21 @@ class PlaneHashFunction(torch.autograd.Function):
         grad_x = torch.zeros_like(x) if want_x else torch.zeros(1, 1, device=x.device)
         parts = backward_parts(x.device)
         if x.shape[0] == 0:
-            return (grad_x if want_x else None), (torch.zeros_like(table) if want_table else None), None, None
+            return (grad_x if want_x else None), (torch.zeros_like(table) if want_table else None), None, None, None
+        flags = (int(want_table), int(want_x))
         if parts > 0:
             shape = (parts, *table.shape) if want_table else (1, 1, 1, 1)
             grad_parts = torch.zeros(shape, device=x.device)
             _backward_parts_kernel(
-                x.detach(), table.detach(), levels, ctx.axes, table.shape[2], grad_out,
-                grad_parts, grad_x, int(want_table), int(want_x),
-            )  # fmt: skip
+                x.detach(), table.detach(), levels, ctx.axes, table.shape[2], grad_out, grad_parts, grad_x, *flags
+            )
             grad_table = grad_parts.sum(0) if parts > 1 else grad_parts[0]
         else:
             grad_table = torch.zeros_like(table) if want_table else torch.zeros(1, 1, 1, device=x.device)
             _backward_kernel(
-                x.detach(), table.detach(), levels, ctx.axes, table.shape[2], grad_out,
-                grad_table, grad_x, int(want_table), int(want_x),
-            )  # fmt: skip
-        return (grad_x if want_x else None), (grad_table if want_table else None), None, None
+                x.detach(), table.detach(), levels, ctx.axes, table.shape[2], grad_out, grad_table, grad_x, *flags
+            )
+        return (grad_x if want_x else None), (grad_table if want_table else None), None, None, None
 
 
 def plane_hash_encode(
@@ -259,8 +293,9 @@ def plane_hash_encode(
     table [P, rows, F] f32; levels [L, 4] i32 from `level_layout`; axes: P pairs of columns of x spanning each
     plane. Inference path (no gradient needed): `out` [N, >= out_column + P * L * F] is filled in place at columns
     out_column.., so an MLP input row [encoding | other features] is built without a concatenation; returns out.
-    `layout` (the rows of `levels` as a tuple) compiles an inference kernel specialised to it: about 1.8x faster,
-    seconds of compilation on first use per layout (then cached on disk); gradients always use the generic kernels.
+    `layout` (the rows of `levels` as a tuple) compiles a forward kernel specialised to it: about 1.8x faster,
+    about 5 s of compilation on first use per layout (then cached on disk). The backward stays generic: its
+    specialised form took minutes to compile for a small gain.
     """
     axes = _axes_key(axes)
     runtime.require_device(x, table, levels)
@@ -274,7 +309,7 @@ def plane_hash_encode(
     if needs_grad:
         if out is not None:
             raise ValueError(f"{WHERE}: out= is for inference; drop it or run under torch.no_grad()")
-        return PlaneHashFunction.apply(x, table, levels, axes)
+        return PlaneHashFunction.apply(x, table, levels, axes, layout)
     width = len(axes) * levels.shape[0] * table.shape[2]
     if out is None:
         out = torch.empty(x.shape[0], width, device=x.device)
@@ -284,12 +319,8 @@ def plane_hash_encode(
             f"{WHERE}: out has {out.shape[1]} columns, the encoding needs {width} from column {out_column}; "
             f"allocate out with at least {out_column + width} columns"
         )
-    if x.shape[0] == 0:
-        return out
-    if layout is not None:
-        _forward_unrolled_kernel(x.detach(), table.detach(), layout, axes, table.shape[2], out.detach(), int(out_column))
-    else:
-        _forward_kernel(x.detach(), table.detach(), levels, axes, table.shape[2], out.detach(), int(out_column))
+    if x.shape[0] > 0:
+        _launch_forward(x, table, levels, axes, layout, out, int(out_column))
     return out
 
 
@@ -298,8 +329,8 @@ class PlaneHashEncoder(torch.nn.Module):
 
     `plane_axes` defaults to the head tri-plane (xy, yz, xz) for 3 planes and the image plane for 1.
     Entries start uniform in [-init_scale, init_scale] (small, so early MLP inputs stay near zero).
-    `specialize`: inference (no-grad) calls use a kernel compiled for this exact layout (see `plane_hash_encode`);
-    worth it for the real-time renderer, not for tests or training.
+    `specialize`: forward passes use a kernel compiled for this exact layout (see `plane_hash_encode`); worth it
+    for the real-time renderer and long training runs, not for tests.
     """
 
     def __init__(

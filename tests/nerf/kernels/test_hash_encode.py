@@ -144,9 +144,14 @@ def test_specialized_inference_kernel_equals_the_generic_one():
         want = generic(x)
         special(x, out=wide, out_column=2)
     torch.testing.assert_close(wide[:, 2:], want, atol=0, rtol=0)
-    x.requires_grad_(True)
-    special(x).sum().backward()  # training still goes through the generic autograd path
-    assert x.grad is not None and special.table.grad is not None
+    x = x.clamp(0.02, 0.98).requires_grad_(True)
+    grad = torch.randn(300, special.out_dim, generator=torch.Generator().manual_seed(9))
+    special(x).backward(grad)
+    x_special, table_special = x.grad.clone(), special.table.grad.clone()
+    x.grad = None
+    generic(x).backward(grad)
+    torch.testing.assert_close(x_special, x.grad, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(table_special, generic.table.grad, atol=1e-5, rtol=1e-5)
 
 
 def test_weights_round_trip_through_safetensors(tmp_path):
