@@ -112,17 +112,23 @@ def shaped_face(mesh: CanonicalMesh, shape: FaceShape) -> np.ndarray:
 def _skull(face: np.ndarray, oval: np.ndarray, hair_length: float, hair_volume: float, rings: int = 14):
     """Rings swept from the face oval over an ellipsoid to a pole behind the head.
 
-    Returns positions [R*36 + 1, 3], hair mask [.], triangles [., 3] (ids local to the skull, with the
-    oval as ids -36..-1 mapped by the caller) and per-vertex texture coordinates [., 2] (position along
-    the oval, ring fraction) for the hair's strands.
+    The first ring doubles the oval's 36 points (72 around), so the hair's outline is round. Returns
+    positions [R*72 + 1, 3], hair mask [.], triangles [., 3] (ids local to the skull, with the oval as
+    ids -36..-1, mapped by the caller), texture coordinates [., 2] (position along the oval, ring
+    fraction) for the hair's strands, and for every vertex the two oval positions it derives from
+    [., 2] and its ring number [.] (the pole has rings + 1).
     """
     center = np.array([0.0, 1.0, -3.2])
     radii = np.array([8.2, 10.6, 10.4])
     pole = np.array([0.0, 0.15, -1.0])
     pole /= np.linalg.norm(pole)
-    start = (face[oval] - center) / radii
+    n = len(oval)
+    first = (face[oval] - center) / radii
+    source = np.stack([np.arange(2 * n) // 2, ((np.arange(2 * n) + 1) // 2) % n], 1)
+    start = 0.5 * (first[source[:, 0]] + first[source[:, 1]])
     scale0 = np.linalg.norm(start, axis=1)
     start = start / scale0[:, None]
+    m = len(start)
     points, fractions = [], []
     for k in range(1, rings + 1):
         f = k / (rings + 1)
@@ -132,7 +138,7 @@ def _skull(face: np.ndarray, oval: np.ndarray, hair_length: float, hair_volume: 
         # The oval juts out of the ellipsoid at the chin; relax that excess over the first rings.
         radial = 1.0 + (scale0[:, None] - 1.0) * max(0.0, 1.0 - 2.5 * f)
         points.append(center + radii * d * radial)
-        fractions.append(np.full(len(oval), f))
+        fractions.append(np.full(m, f))
     pts = np.concatenate(points + [center[None] + radii * pole[None]])
     normalized = (pts - center) / radii
     back = np.clip(-normalized[:, 2], 0.0, 1.0)
@@ -145,26 +151,25 @@ def _skull(face: np.ndarray, oval: np.ndarray, hair_length: float, hair_volume: 
     lumps = 1.0 + 0.18 * np.sin(3.0 * around + 1.3) + 0.1 * np.sin(7.0 * around + 0.4)
     volume = hair_volume * (0.55 + 0.45 * np.clip(normalized[:, 1] + side, 0, 1)) * lumps * hair
     pts = pts + (pts - center) / np.linalg.norm(pts - center, axis=1, keepdims=True) * volume[:, None]
-    n = len(oval)
     tris = []
-    for k in range(rings):
-        for i in range(n):
-            j = (i + 1) % n
-            if k == 0:
-                a, b = -n + i, -n + j  # the oval itself
-            else:
-                a, b = (k - 1) * n + i, (k - 1) * n + j
-            c, d = k * n + i, k * n + j
-            tris += [(a, c, b), (b, c, d)]
-    pole_id = rings * n
     for i in range(n):
-        j = (i + 1) % n
-        tris.append(((rings - 1) * n + i, pole_id, (rings - 1) * n + j))
-    # Texture coordinates: u runs along the oval (hair strands follow the meridians back from the hairline),
-    # v is the ring fraction.
-    u = np.concatenate([np.arange(n) / n for _ in range(rings)] + [np.zeros(1)])
+        # Each oval edge fans onto three points of the doubled first ring.
+        o_i, o_j = -n + i, -n + (i + 1) % n
+        r_a, r_b, r_c = 2 * i, 2 * i + 1, (2 * i + 2) % m
+        tris += [(o_i, r_a, r_b), (o_i, r_b, o_j), (o_j, r_b, r_c)]
+    for k in range(1, rings):
+        for i in range(m):
+            j = (i + 1) % m
+            a, b, c, d = (k - 1) * m + i, (k - 1) * m + j, k * m + i, k * m + j
+            tris += [(a, c, b), (b, c, d)]
+    pole_id = rings * m
+    for i in range(m):
+        tris.append(((rings - 1) * m + i, pole_id, (rings - 1) * m + (i + 1) % m))
+    u = np.concatenate([np.arange(m) / m for _ in range(rings)] + [np.zeros(1)])
     v = np.concatenate(fractions + [np.ones(1)])
-    return pts, hair, np.array(tris, np.int64), np.stack([u, v], 1)
+    sources = np.concatenate([np.tile(source, (rings, 1)), np.zeros((1, 2), int)])
+    ring_number = np.concatenate([np.full(m, k) for k in range(1, rings + 1)] + [np.array([rings + 1])])
+    return pts, hair, np.array(tris, np.int64), np.stack([u, v], 1), sources, ring_number
 
 
 def _hair_curtain(hair_length: float, hair_volume: float, columns: int = 40, rows: int = 10):
@@ -391,7 +396,7 @@ def build_head(
     oval = face_oval(mesh)
     keep = ~_mouth_gap_triangles(mesh.triangles)
     face_tris = mesh.triangles[keep].astype(np.int64)
-    skull_v, hair_mask, skull_t, skull_uv = _skull(face, oval, hair_length, hair_volume)
+    skull_v, hair_mask, skull_t, skull_uv, skull_source, skull_ring = _skull(face, oval, hair_length, hair_volume)
     n_face = len(face)
     mapped = np.where(skull_t < 0, oval[(skull_t + len(oval)) % len(oval)], skull_t + n_face)
     mouth_v, mouth_t, mouth_c, mouth_w = _inner_mouth(face)
@@ -427,9 +432,8 @@ def build_head(
     jaw = np.zeros(n)
     jaw[:n_face] = _jaw_weights(face, mid, half, lips * lip_line)
     # Skull rings that start on the lower oval follow the jaw, fading toward the back.
-    rings = (n_skull - 1) // len(oval)
-    for k in range(rings):
-        jaw[n_face + k * len(oval):n_face + (k + 1) * len(oval)] = jaw[oval] * max(0.0, 1.0 - 0.15 * (k + 1))
+    from_oval = 0.5 * (jaw[oval[skull_source[:, 0]]] + jaw[oval[skull_source[:, 1]]])
+    jaw[n_face:n_face + n_skull] = from_oval * np.clip(1.0 - 0.15 * skull_ring, 0.0, 1.0)
     jaw[n_face + n_skull:hang] = mouth_w
     lower_lip = np.zeros(n)
     lower_lip[:n_face] = lips * lip_line
