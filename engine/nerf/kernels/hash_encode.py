@@ -193,6 +193,9 @@ def _backward_parts_kernel(
     n_parts = grad_parts.shape[0]
     n_levels = levels.shape[0]
     chunk = (n_points + n_parts - 1) // n_parts
+    # One part per task (Taichi's adaptive CPU block size does this too; a fixed one of 32 would run every part
+    # on one thread).
+    ti.loop_config(block_dim=1)
     for part in range(n_parts):
         # Serial within a part: each part owns grad_parts[part], so no atomics.
         for n in range(part * chunk, ti.min(n_points, (part + 1) * chunk)):
