@@ -60,7 +60,7 @@ class TrainMotionConfig:
     """AdamW weight decay."""
     kl_weight: float = 0.02
     """lambda_KL of Eqs. 7 and 12 (the KL is summed over latent dimensions)."""
-    kl_free_bits: float = 0.1
+    kl_free_bits: float = 0.25
     """Nats per latent dimension the KL term leaves unpenalised, so the (C)VAE latents stay in use (at run time
     they are sampled, and a collapsed latent would leave a deterministic regressor that averages blinks away)."""
     reg_weight: float = 1.0

@@ -16,9 +16,10 @@ NO_BLINK_INTERVAL_S = 10.0
 
 @dataclass
 class MotionData:
-    """Everything training needs, per video frame (T frames, K blendshapes, windows [W, D])."""
+    """Everything training needs, per video frame (T frames, K blendshapes, windows [W, D] of D-dim features)."""
 
-    windows: np.ndarray  # [T, W, D] float32 raw speech features, the FeatureRing's windows for each frame
+    features: np.ndarray  # [P * (T - 1) + W, D] float32 feature frames; frame k's window is rows P*k .. P*k + W - 1
+    stride: int  # P: feature frames per video frame
     pose: np.ndarray  # [T, 6] euler_deg (roll, pitch, yaw) then trans (cm)
     expr: np.ndarray  # [T, K] blendshapes in [0, 1]
     names: tuple[str, ...]
@@ -106,6 +107,10 @@ def load_motion_data(root: Path, settings: AudioSettings, names: tuple[str, ...]
     extractor = make_extractor(settings)
     frames = len(tracks)
     windows = speech_windows(extractor, data.audio(), frames, settings)
+    stride = round(50.0 / settings.video_fps)
+    # Neighbouring windows overlap in all but P rows: keep each feature frame once (HuBERT windows would be ~1 GB).
+    features = np.concatenate([windows[0], windows[1:, -stride:].reshape(-1, windows.shape[-1])])
+    del windows
     expr = tracks.blendshapes[:, [tracks.blendshape_names.index(n) for n in names]].astype(np.float32)
     pose = np.concatenate([tracks.euler_deg, tracks.trans], 1).astype(np.float32)
     signal = blink_signal(expr[: data.meta.val_start], names)
@@ -114,6 +119,6 @@ def load_motion_data(root: Path, settings: AudioSettings, names: tuple[str, ...]
     elapsed, interval, _ = blink_timing(onsets, frames, data.meta.fps)
     train_onsets = onsets[onsets < data.meta.val_start]
     _, _, intervals = blink_timing(train_onsets, data.meta.val_start, data.meta.fps)
-    return MotionData(windows, pose, expr, tuple(names), elapsed, interval, threshold, intervals,
+    return MotionData(features, stride, pose, expr, tuple(names), elapsed, interval, threshold, intervals,
                       silence_features(extractor), feature_spec(settings, extractor), data.meta.fps,
                       data.meta.val_start)

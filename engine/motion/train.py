@@ -27,19 +27,25 @@ LOG_FILE = "motion_log.jsonl"
 
 
 class Tensors:
-    """The dataset on the training device, z-scored: windows [T, W, D], pose [T, 6], expr [T, K], time [T, 2]."""
+    """The dataset on the training device: feature frames [J, D], z-scored pose [T, 6], expr [T, K], time [T, 2]."""
 
     def __init__(self, data: MotionData, pose: AudioPoseSyncer, emotion: AudioEmotionSyncer, device: torch.device):
         with torch.no_grad():
-            self.windows = torch.from_numpy(data.windows).to(device)
+            self.features = torch.from_numpy(data.features).to(device)
+            self.offsets = torch.arange(data.spec.window_frames, device=device)
+            self.stride = data.stride
             self.pose = pose.pose_norm(torch.from_numpy(data.pose).to(device))
             self.expr = emotion.expr_norm(torch.from_numpy(data.expr).to(device))
             self.time = time_inputs(torch.from_numpy(data.elapsed), torch.from_numpy(data.interval), data.fps).to(device)
 
+    def window(self, frames: torch.Tensor) -> torch.Tensor:
+        """Video frames [N] -> their streaming feature windows [N, W, D]."""
+        return self.features[self.stride * frames[:, None] + self.offsets]
+
 
 def _fit_normalisation(data: MotionData, pose: AudioPoseSyncer, emotion: AudioEmotionSyncer) -> dict[str, Any]:
     train = slice(0, data.val_start)
-    feature_mean, feature_std = fit_stats(data.windows[train].reshape(-1, data.windows.shape[-1]))
+    feature_mean, feature_std = fit_stats(data.features[: data.stride * data.val_start])
     pose_mean, pose_std = fit_stats(data.pose[train])
     expr_mean, expr_std = fit_stats(data.expr[train], floor=0.02)
     for model in (pose, emotion):
@@ -78,7 +84,7 @@ def rollout(pose: AudioPoseSyncer, emotion: AudioEmotionSyncer, data: Tensors, s
     """
     idx = starts[:, None] + torch.arange(-2, frames, device=starts.device)  # [B, 2 + L]
     b = len(starts)
-    windows = data.windows[idx[:, 2:]].flatten(0, 1)  # [B * L, W, D]
+    windows = data.window(idx[:, 2:].flatten())  # [B * L, W, D]
     a_pose = pose.encode_audio(windows).unflatten(0, (b, frames))
     g_a, a_seq = (t.unflatten(0, (b, frames)) for t in emotion.encode_audio(windows))
     time = emotion.encode_time(data.time[idx[:, 2:]].flatten(0, 1)).unflatten(0, (b, frames))
