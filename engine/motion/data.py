@@ -31,6 +31,7 @@ class MotionData:
     spec: FeatureSpec
     fps: float
     val_start: int
+    valid: np.ndarray  # [T] bool: the face was tracked (False: interpolated by preprocess)
 
 
 def silence_features(extractor: FeatureExtractor) -> np.ndarray:
@@ -121,4 +122,15 @@ def load_motion_data(root: Path, settings: AudioSettings, names: tuple[str, ...]
     _, _, intervals = blink_timing(train_onsets, data.meta.val_start, data.meta.fps)
     return MotionData(features, stride, pose, expr, tuple(names), elapsed, interval, threshold, intervals,
                       silence_features(extractor), feature_spec(settings, extractor), data.meta.fps,
-                      data.meta.val_start)
+                      data.meta.val_start, np.asarray(tracks.valid, bool))
+
+
+def sequence_starts(valid: np.ndarray, low: int, high: int, frames: int) -> np.ndarray:
+    """Start frames in [low, high) whose sequence (two frames of history, then `frames`) was tracked throughout;
+    all of them when fewer than a tenth qualify (a poorly tracked video still trains, on interpolated frames)."""
+    candidates = np.arange(low, high)
+    if len(candidates) == 0:
+        return candidates
+    bad = np.concatenate([[0], np.cumsum(~valid)])
+    clean = candidates[bad[candidates + frames] - bad[candidates - 2] == 0]
+    return clean if len(clean) >= 0.1 * len(candidates) else candidates

@@ -15,7 +15,7 @@ import torch
 from engine.io.checkpoint import load_checkpoint, save_checkpoint
 from engine.motion.blocks import kl_to_standard, reparameterize
 from engine.motion.config import BLINK_CHANNELS, TrainMotionConfig
-from engine.motion.data import MotionData, load_motion_data
+from engine.motion.data import MotionData, load_motion_data, sequence_starts
 from engine.motion.emotion_syncer import AudioEmotionSyncer, time_inputs
 from engine.motion.normalization import fit_stats
 from engine.motion.pose_syncer import POSE_NAMES, AudioPoseSyncer
@@ -130,11 +130,9 @@ def _device(config: TrainMotionConfig) -> torch.device:
     return torch.device("cpu")
 
 
-def _starts(low: int, high: int, count: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
-    if high <= low:
-        raise ValueError(f"the dataset is too short for {count} training sequences (frames {low}..{high}); use a "
-                         "longer video or a smaller --sequence-frames")
-    return torch.randint(low, high, (count,), generator=generator).to(device)
+def _starts(candidates: torch.Tensor, count: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """`count` start frames drawn from candidates [M]."""
+    return candidates[torch.randint(0, len(candidates), (count,), generator=generator)].to(device)
 
 
 def _state_tensors(pose, emotion, optimizer) -> dict[str, torch.Tensor]:
@@ -216,6 +214,10 @@ def train_motion(config: TrainMotionConfig) -> Path:
     avatar.mkdir(parents=True, exist_ok=True)
     log_path = avatar / LOG_FILE
     frames = config.sequence_frames
+    candidates = torch.from_numpy(sequence_starts(data.valid, 2, data.val_start - frames + 1, frames))
+    if len(candidates) == 0:
+        raise ValueError(f"{config.data} is too short to train on: {data.val_start} training frames, but sequences "
+                         f"need {frames + 2}; use a longer video or a smaller --sequence-frames")
     began = time.monotonic()
     val: dict[str, float] = {}
     running: dict[str, float] = {}  # training losses summed since the last log line
@@ -226,7 +228,7 @@ def train_motion(config: TrainMotionConfig) -> Path:
     with tqdm(total=config.steps, initial=step, desc="motion", disable=not config.progress, dynamic_ncols=True) as bar:
         while step < config.steps:
             p_own = config.scheduled_sampling * min(1.0, step / max(1.0, 0.5 * config.steps))
-            starts = _starts(2, data.val_start - frames + 1, config.batch_size, generator, device)
+            starts = _starts(candidates, config.batch_size, generator, device)
             zero_shot = (torch.rand(config.batch_size, generator=generator) < config.zero_shot_fraction).to(device)
             losses = rollout(pose, emotion, tensors, starts, frames, p_own, zero_shot, config)
             optimizer.zero_grad(set_to_none=True)

@@ -48,3 +48,17 @@ def test_blink_phase_reaches_one_at_each_onset():
     assert all(phase[o] == pytest.approx(1.0) for o in onsets)  # the onset frame is the end of its interval
     assert phase[31] == pytest.approx(1 / 60) and phase[91] == pytest.approx(1 / 70)
     assert phase[161:].max() < 1.0  # no onset follows the last one inside the clip
+
+
+def test_training_sequences_avoid_untracked_frames():
+    import numpy as np
+
+    from engine.motion.data import sequence_starts
+
+    valid = np.ones(100, bool)
+    valid[50] = False
+    starts = sequence_starts(valid, 2, 90, 10)
+    assert len(starts) and all(not (s - 2 <= 50 < s + 10) for s in starts)
+    assert 41 not in starts and 52 not in starts and 40 in starts and 53 in starts
+    mostly_bad = np.zeros(100, bool)
+    assert len(sequence_starts(mostly_bad, 2, 90, 10)) == 88  # nothing clean: train on what there is
