@@ -147,9 +147,15 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
             results.append(bench_size(config, size))
     with console.status("timing speech features ..."):
         audio = measure_extractors(config.audio_seconds, hubert_sizes=("base", "large") if config.hubert else ())
+    kernels = None
+    if config.kernels:
+        from engine.nerf.measure import measure_kernels
+
+        with console.status("timing NeRF kernels (first run compiles) ..."):
+            kernels = measure_kernels(device=config.device)
     report = {
         "device": config.device, "machine": machine(), "scene": str(config.scene), "fps_target": config.fps,
-        "results": results, "audio": audio, "latency_ms": latency(audio, results, config.fps),
+        "results": results, "audio": audio, "nerf_kernels": kernels, "latency_ms": latency(audio, results, config.fps),
         "unavailable": {"latency_measured": "needs an avatar that responds to sound (bench --avatar); "
                                             "the test card only meters playback"},
     }
@@ -178,4 +184,16 @@ def print_report(console: Any, report: dict[str, Any]) -> None:
         audio.add_row(name, f"{entry['rtf_streaming']:.3f}", f"{entry['ms_per_video_frame_mean']:.2f}",
                       f"{entry['latency_ms']['total']:.0f}")
     console.print(audio)
+    kernels = report.get("nerf_kernels")
+    if kernels:
+        table = Table(title=f"NeRF kernels ({kernels['device']}, {kernels['points']} points)")
+        for column in ("kernel", "median ms", "min ms"):
+            table.add_column(column, justify="right")
+        for name, entry in kernels["encoders"].items():
+            for mode in ("forward", "forward_specialized", "forward_backward"):
+                if mode in entry:
+                    table.add_row(f"{name} {mode}", f"{entry[mode]['median_ms']:.1f}", f"{entry[mode]['min_ms']:.1f}")
+        march = kernels["march_composite"]
+        table.add_row(f"march+composite {kernels['size']}^2", f"{march['median_ms']:.1f}", f"{march['min_ms']:.1f}")
+        console.print(table)
     console.print(f"mic-to-frame latency, algorithmic: {report['latency_ms']['algorithmic_ms']:.0f} ms")

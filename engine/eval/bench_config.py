@@ -28,6 +28,8 @@ class BenchConfig:
     """Canvas frame rate (the headless clock steps 1/fps; throughput is measured by the wall clock)."""
     audio_seconds: float = 4.0
     """Seconds of audio used to time each speech-feature extractor."""
+    kernels: bool = True
+    """Also time the NeRF kernels alone (hash encoders, march + composite) on --device."""
     hubert: bool = True
     """Also time HuBERT-shaped extractors (base and large shapes, random weights: speed does not depend on weights)."""
 
