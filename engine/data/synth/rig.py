@@ -391,70 +391,85 @@ def build_head(
     hair_length: float, hair_volume: float, iris_pixels: np.ndarray | None = None,
     uv_pixels: np.ndarray | None = None,
 ) -> HeadRig:
-    """Assemble the head: textured face (uv [468, 2] into the photo), skull with hair, inner mouth."""
+    """Assemble the head: textured face (uv [468, 2] into the photo), skull with hair, inner mouth.
+
+    iris_pixels [10, 2] and uv_pixels [468, 2] (the photo's landmarks in pixels) attach the irises.
+    """
     face = shaped_face(mesh, shape)
     oval = face_oval(mesh)
-    keep = ~_mouth_gap_triangles(mesh.triangles)
-    face_tris = mesh.triangles[keep].astype(np.int64)
-    skull_v, hair_mask, skull_t, skull_uv, skull_source, skull_ring = _skull(face, oval, hair_length, hair_volume)
-    n_face = len(face)
-    mapped = np.where(skull_t < 0, oval[(skull_t + len(oval)) % len(oval)], skull_t + n_face)
-    mouth_v, mouth_t, mouth_c, mouth_w = _inner_mouth(face)
-    curtain_v, curtain_t, curtain_uv = _hair_curtain(hair_length, hair_volume)
-    n_skull, n_mouth = len(skull_v), len(mouth_v)
-    hang = n_face + n_skull + n_mouth  # first vertex of the hanging hair
-    rest = np.concatenate([face, skull_v, mouth_v, curtain_v])
-    triangles = np.concatenate([face_tris, mapped, mouth_t + n_face + n_skull, curtain_t + hang]).astype(np.int32)
-    # Face: photo texture fading to the flat skin colour over the outer rings of the oval (the photo's
-    # own pixels there hold her jaw shadow and background).
-    ring = _ring_distance(mesh, oval)
-    face_mix = np.interp(ring, [0, 1, 2, 3, 4], [0.0, 0.0, 0.45, 0.85, 1.0])
-    n = len(rest)
-    color = np.zeros((n, 3), np.float32)
-    # Hair comes down over the top of the forehead and the temples (the canonical oval ends high).
-    fringe = _smoothstep(6.2, 7.2, face[:, 1] + 0.06 * face[:, 0] ** 2) * (ring <= 4)
-    color[:n_face] = skin[None] * (1 - fringe[:, None]) + hair[None] * fringe[:, None]
-    face_mix = face_mix * (1 - fringe)
-    color[n_face:n_face + n_skull] = skin[None] * (1 - hair_mask[:, None]) + hair[None] * hair_mask[:, None]
-    color[n_face + n_skull:hang] = mouth_c
-    color[hang:] = hair
-    texmix = np.zeros(n, np.float32)
-    texmix[:n_face] = face_mix
-    kind = np.full(n, KIND_SKIN, np.float32)
-    kind[n_face:n_face + n_skull] = np.where(hair_mask > 0.5, KIND_HAIR, KIND_SKIN)
-    kind[n_face + n_skull:hang] = KIND_FLAT
-    kind[hang:] = KIND_HAIR
-    uv_all = np.zeros((n, 2), np.float32)
-    uv_all[:n_face] = uv
-    uv_all[n_face:n_face + n_skull] = skull_uv
-    uv_all[hang:] = curtain_uv
+    skull = _skull(face, oval, hair_length, hair_volume)
+    mouth = _inner_mouth(face)
+    curtain = _hair_curtain(hair_length, hair_volume)
+    spans = _spans(len(face), len(skull[0]), len(mouth[0]), len(curtain[0]))
+    rest = np.concatenate([face, skull[0], mouth[0], curtain[0]])
+    skull_tris = np.where(skull[2] < 0, oval[(skull[2] + len(oval)) % len(oval)], skull[2] + spans["skull"].start)
+    triangles = np.concatenate([
+        mesh.triangles[~_mouth_gap_triangles(mesh.triangles)], skull_tris,
+        mouth[1] + spans["mouth"].start, curtain[1] + spans["hair"].start,
+    ]).astype(np.int32)
+    part = _materials(mesh, face, oval, uv, skin, hair, skull, mouth, curtain, spans)
     mid, half, lips, lip_line = _masks(face)
-    jaw = np.zeros(n)
-    jaw[:n_face] = _jaw_weights(face, mid, half, lips * lip_line)
+    jaw = np.zeros(len(rest))
+    jaw[spans["face"]] = _jaw_weights(face, mid, half, lips * lip_line)
     # Skull rings that start on the lower oval follow the jaw, fading toward the back.
-    from_oval = 0.5 * (jaw[oval[skull_source[:, 0]]] + jaw[oval[skull_source[:, 1]]])
-    jaw[n_face:n_face + n_skull] = from_oval * np.clip(1.0 - 0.15 * skull_ring, 0.0, 1.0)
-    jaw[n_face + n_skull:hang] = mouth_w
-    lower_lip = np.zeros(n)
-    lower_lip[:n_face] = lips * lip_line
+    _, _, _, _, source, ring_number = skull
+    from_oval = 0.5 * (jaw[oval[source[:, 0]]] + jaw[oval[source[:, 1]]])
+    jaw[spans["skull"]] = from_oval * np.clip(1.0 - 0.15 * ring_number, 0.0, 1.0)
+    jaw[spans["mouth"]] = mouth[3]
+    lower_lip = np.zeros(len(rest))
+    lower_lip[spans["face"]] = lips * lip_line
     fields = {}
-    for name, disp in _fields(face, mid, half, lips, lip_line).items():
-        full = np.zeros((n, 3))
-        full[:n_face] = disp
-        fields[name] = full
+    for name, displacement in _fields(face, mid, half, lips, lip_line).items():
+        fields[name] = np.zeros((len(rest), 3))
+        fields[name][spans["face"]] = displacement
     eyes = (
         _eye(face, RIGHT_EYE_UPPER, RIGHT_EYE_LOWER, BS["eyeBlinkRight"]),
         _eye(face, LEFT_EYE_UPPER, LEFT_EYE_LOWER, BS["eyeBlinkLeft"]),
     )
     for _, ids, weight, _ in eyes:
         # Lid skin is painted once the lid covers the eye; the contour itself carries the lash line.
-        color[ids] = skin * 0.93
-        color[ids[weight > 0.75]] = np.array([0.09, 0.06, 0.05])
+        part.color[ids] = skin * 0.93
+        part.color[ids[weight > 0.75]] = np.array([0.09, 0.06, 0.05])
     iris = ()
     if iris_pixels is not None and uv_pixels is not None:
         iris = _iris_attachment(uv_pixels, iris_pixels, mesh.triangles)
-    part = MeshPart(triangles, uv_all, color, texmix, kind)
-    return HeadRig(rest, part, n_face, jaw, lower_lip, fields, eyes, iris)
+    part.triangles = triangles
+    return HeadRig(rest, part, len(face), jaw, lower_lip, fields, eyes, iris)
+
+
+def _spans(n_face: int, n_skull: int, n_mouth: int, n_hair: int) -> dict[str, slice]:
+    """Where each part's vertices sit in the head's vertex array."""
+    ends = np.cumsum([n_face, n_skull, n_mouth, n_hair])
+    starts = np.concatenate([[0], ends[:-1]])
+    return {name: slice(int(a), int(b)) for name, a, b in zip(("face", "skull", "mouth", "hair"), starts, ends)}
+
+
+def _materials(mesh, face, oval, uv, skin, hair, skull, mouth, curtain, spans) -> MeshPart:
+    """Colour, photo mix, material kind and texture coordinates of every head vertex (triangles set later)."""
+    n = spans["hair"].stop
+    skull_hair, skull_uv = skull[1], skull[3]
+    # Face: photo texture fading to the flat skin colour over the outer rings of the oval (the photo's
+    # own pixels there hold her jaw shadow and background).
+    ring = _ring_distance(mesh, oval)
+    face_mix = np.interp(ring, [0, 1, 2, 3, 4], [0.0, 0.0, 0.45, 0.85, 1.0])
+    # Hair comes down over the top of the forehead and the temples (the canonical oval ends high).
+    fringe = _smoothstep(6.2, 7.2, face[:, 1] + 0.06 * face[:, 0] ** 2) * (ring <= 4)
+    color = np.zeros((n, 3), np.float32)
+    color[spans["face"]] = skin[None] * (1 - fringe[:, None]) + hair[None] * fringe[:, None]
+    color[spans["skull"]] = skin[None] * (1 - skull_hair[:, None]) + hair[None] * skull_hair[:, None]
+    color[spans["mouth"]] = mouth[2]
+    color[spans["hair"]] = hair
+    texmix = np.zeros(n, np.float32)
+    texmix[spans["face"]] = face_mix * (1 - fringe)
+    kind = np.full(n, KIND_SKIN, np.float32)
+    kind[spans["skull"]] = np.where(skull_hair > 0.5, KIND_HAIR, KIND_SKIN)
+    kind[spans["mouth"]] = KIND_FLAT
+    kind[spans["hair"]] = KIND_HAIR
+    uv_all = np.zeros((n, 2), np.float32)
+    uv_all[spans["face"]] = uv
+    uv_all[spans["skull"]] = skull_uv
+    uv_all[spans["hair"]] = curtain[2]
+    return MeshPart(np.zeros((0, 3), np.int32), uv_all, color, texmix, kind)
 
 
 def _ring_distance(mesh: CanonicalMesh, oval: np.ndarray) -> np.ndarray:
