@@ -51,6 +51,26 @@ def speech_windows(extractor: FeatureExtractor, audio: np.ndarray, frames: int, 
     return np.ascontiguousarray(windows[:frames], np.float32)
 
 
+def cached_windows(path: Path, spec: FeatureSpec, frames: int) -> np.ndarray | None:
+    """The windows [frames, W, D] preprocess cached at `path` when they were made with exactly `spec`; else None
+    (then they are recomputed: the same streaming calls, only slower)."""
+    import json
+
+    from engine.audio.features import FeatureMismatchError
+
+    if not path.is_file():
+        return None
+    with np.load(path) as cache:
+        if "windows" not in cache.files or "spec" not in cache.files:
+            return None
+        try:
+            spec.check(json.loads(str(cache["spec"])), str(path))
+        except FeatureMismatchError:
+            return None
+        windows = cache["windows"]
+    return np.ascontiguousarray(windows[:frames], np.float32) if len(windows) >= frames else None
+
+
 def blink_signal(expr: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
     """Mean of the two eyelid blendshapes [T] from expr [T, K]."""
     return expr[:, [names.index(n) for n in BLINK_CHANNELS]].mean(1)
@@ -107,7 +127,10 @@ def load_motion_data(root: Path, settings: AudioSettings, names: tuple[str, ...]
                            f"AudioSettings.video_fps={settings.video_fps}; re-run preprocess at that rate")
     extractor = make_extractor(settings)
     frames = len(tracks)
-    windows = speech_windows(extractor, data.audio(), frames, settings)
+    spec = feature_spec(settings, extractor)
+    windows = cached_windows(data.features_path(extractor.id), spec, frames)
+    if windows is None:
+        windows = speech_windows(extractor, data.audio(), frames, settings)
     stride = round(50.0 / settings.video_fps)
     # Neighbouring windows overlap in all but P rows: keep each feature frame once (HuBERT windows would be ~1 GB).
     features = np.concatenate([windows[0], windows[1:, -stride:].reshape(-1, windows.shape[-1])])
@@ -121,7 +144,7 @@ def load_motion_data(root: Path, settings: AudioSettings, names: tuple[str, ...]
     train_onsets = onsets[onsets < data.meta.val_start]
     _, _, intervals = blink_timing(train_onsets, data.meta.val_start, data.meta.fps)
     return MotionData(features, stride, pose, expr, tuple(names), elapsed, interval, threshold, intervals,
-                      silence_features(extractor), feature_spec(settings, extractor), data.meta.fps,
+                      silence_features(extractor), spec, data.meta.fps,
                       data.meta.val_start, np.asarray(tracks.valid, bool))
 
 

@@ -62,3 +62,27 @@ def test_training_sequences_avoid_untracked_frames():
     assert 41 not in starts and 52 not in starts and 40 in starts and 53 in starts
     mostly_bad = np.zeros(100, bool)
     assert len(sequence_starts(mostly_bad, 2, 90, 10)) == 88  # nothing clean: train on what there is
+
+
+def test_cached_windows_are_used_only_when_made_with_the_same_features(synth_data, tmp_path):
+    import json
+
+    import numpy as np
+
+    from engine.audio.features import feature_spec, make_extractor
+    from engine.audio.settings import AudioSettings
+    from engine.data.dataset import Dataset
+    from engine.motion.data import cached_windows, speech_windows
+
+    settings = AudioSettings()
+    extractor = make_extractor(settings)
+    spec = feature_spec(settings, extractor)
+    windows = speech_windows(extractor, Dataset(synth_data[0]).audio(), 50, settings)
+    path = tmp_path / "mel.npz"
+    np.savez(path, windows=windows, spec=np.array(json.dumps(spec.to_dict())))
+    assert np.array_equal(cached_windows(path, spec, 40), windows[:40])
+    assert cached_windows(path, spec, 60) is None  # too short for the clip
+    other = dict(spec.to_dict(), lookahead_frames=2)
+    np.savez(path, windows=windows, spec=np.array(json.dumps(other)))
+    assert cached_windows(path, spec, 40) is None
+    assert cached_windows(tmp_path / "missing.npz", spec, 40) is None
