@@ -148,6 +148,23 @@ def _meta(config: SynthConfig, plan: Plan) -> dict:
     }
 
 
+def _truth_arrays(config: SynthConfig, plan: Plan, landmarks: np.ndarray) -> dict[str, np.ndarray]:
+    """The contents of truth.npz; landmarks [T, 478, 2] pixels."""
+    return {
+        "euler_deg": plan.head_euler, "trans": plan.head_trans, "blendshapes": plan.blendshapes,
+        "blendshape_names": np.array(BLENDSHAPE_NAMES), "speaking": plan.speaking, "landmarks2d": landmarks,
+        "fps": np.float64(config.fps), "seed": np.int64(config.seed),
+        "torso_euler_deg": plan.torso_euler, "torso_trans": plan.torso_trans,
+        "phoneme_start": np.array([p.start for p in plan.speech.phonemes], np.float32),
+        "phoneme_end": np.array([p.end for p in plan.speech.phonemes], np.float32),
+        "phoneme_symbol": np.array([p.symbol for p in plan.speech.phonemes], dtype=str),
+        "blink_start": np.array([b[0] for b in plan.blinks], np.float32),
+        "blink_duration": np.array([b[1] for b in plan.blinks], np.float32),
+        "sample_rate": np.int64(plan.speech.sample_rate),
+        "meta": np.array(json.dumps(_meta(config, plan))),
+    }
+
+
 def run_synth(config: SynthConfig) -> Path:
     """Make the clip for `config`; returns OUT_DIR. truth.npz is written last, so its presence marks a finished run.
 
@@ -180,19 +197,7 @@ def run_synth(config: SynthConfig) -> Path:
     finally:
         presenter.release()
     _atomic_write(out_dir / "audio.wav", lambda tmp: write_wav(tmp, plan.speech.samples, plan.speech.sample_rate))
-    truth = {
-        "euler_deg": plan.head_euler, "trans": plan.head_trans, "blendshapes": plan.blendshapes,
-        "blendshape_names": np.array(BLENDSHAPE_NAMES), "speaking": plan.speaking, "landmarks2d": landmarks,
-        "fps": np.float64(config.fps), "seed": np.int64(config.seed),
-        "torso_euler_deg": plan.torso_euler, "torso_trans": plan.torso_trans,
-        "phoneme_start": np.array([p.start for p in plan.speech.phonemes], np.float32),
-        "phoneme_end": np.array([p.end for p in plan.speech.phonemes], np.float32),
-        "phoneme_symbol": np.array([p.symbol for p in plan.speech.phonemes], dtype=str),
-        "blink_start": np.array([b[0] for b in plan.blinks], np.float32),
-        "blink_duration": np.array([b[1] for b in plan.blinks], np.float32),
-        "sample_rate": np.int64(plan.speech.sample_rate),
-        "meta": np.array(json.dumps(_meta(config, plan))),
-    }
+    truth = _truth_arrays(config, plan, landmarks)
 
     def save(tmp: Path) -> None:
         with open(tmp, "wb") as handle:
