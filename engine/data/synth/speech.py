@@ -159,9 +159,9 @@ class Espeak:
             self.lib.espeak_Synchronize()
             chunks, events = self._chunks, self._events
         samples = (np.concatenate(chunks).astype(np.float32) / 32768.0) if chunks else np.zeros(0, np.float32)
-        return Utterance(samples, self.sample_rate, self._phonemes(text, data, events, len(samples)))
+        return Utterance(samples, self.sample_rate, self._phonemes(text, events, len(samples)))
 
-    def _phonemes(self, text: str, data: bytes, events, total: int) -> tuple[Phoneme, ...]:
+    def _phonemes(self, text: str, events, total: int) -> tuple[Phoneme, ...]:
         rate = float(self.sample_rate)
         stress_by_word: dict[int, list[bool]] = {}
         raw: list[tuple[int, str, int]] = []  # (sample, symbol, word text position)
@@ -169,7 +169,7 @@ class Espeak:
         for kind, position, length, sample, symbol in events:
             if kind == _EVENT_WORD:
                 word_position = position
-                word = data[max(position - 1, 0):max(position - 1, 0) + length].decode("utf-8", "ignore")
+                word = text[max(position - 1, 0):max(position - 1, 0) + length]  # positions count characters
                 stress_by_word[position] = self.word_stress(word)
             elif kind == _EVENT_PHONEME:
                 raw.append((sample, symbol, word_position))
