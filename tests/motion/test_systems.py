@@ -64,3 +64,37 @@ def test_an_avatar_without_features_gets_silence_and_is_marked_stale(trained_ava
     state = app.world.get(entity, MotionState)
     assert state.stale and state.frame == -1 and np.isfinite(state.euler_deg).all()
     assert state.time_s == 2 / 25
+
+
+def test_with_the_audio_plugin_each_step_reads_the_window_heard_at_its_time(trained_avatar, synth_data):
+    from engine.audio.playback import AudioPlayback
+    from engine.audio.plugin import audio_plugin
+    from engine.audio.settings import AudioSettings
+    from engine.time import Time
+
+    audio = synth_data[1]["audio"]
+    app = App()
+    app.insert_resource(MasterClock("stepped"))
+    app.insert_resource(AudioSettings(output="virtual", voices=("left", "right")))
+    app.add_plugin(audio_plugin)
+    app.add_plugin(motion_plugin)
+    left = app.world.spawn(MotionController(trained_avatar, seed=1), Voice("left"))
+    right = app.world.spawn(MotionController(trained_avatar, seed=1), Voice("right"))
+    app.startup()
+    playback = app.resource(AudioPlayback)
+    playback.play(audio[:16000 * 2], voice="left")
+    playback.play(audio[16000 * 5:16000 * 7], voice="right")
+    rings = app.resource(AudioVoices).features
+    states = []
+    for frame in range(30):
+        app.update()
+        current = [app.world.get(e, MotionState) for e in (left, right)]
+        states.append([(s.stale, s.euler_deg.copy()) for s in current])  # states are updated in place: copy
+        now = app.resource(Time).elapsed
+        for name, state in zip(("left", "right"), current):
+            found = rings[name].at(now)
+            assert state.frame == (found[0] if found else -1) and state.stale == (found is None)
+    assert all(not stale for pair in states[5:] for stale, _ in pair)  # after the output delay, always on time
+    assert states[0][0][0]  # ... and before it, silence stood in
+    # Same seed and model, different speech: the two avatars move differently.
+    assert not np.allclose(states[-1][0][1], states[-1][1][1])
