@@ -321,3 +321,18 @@ def test_a_face_that_jumps_for_one_frame_is_dropped():
     cleaned, dropped = drop_outliers(raw, 25.0)
     assert dropped == 2 and np.flatnonzero(~cleaned.detected).tolist() == [10, 20]
     assert np.isnan(cleaned.matrices[10]).all() and np.isfinite(cleaned.landmarks[11]).all()
+
+
+def test_blinks_keep_their_peaks_while_other_blendshapes_are_smoothed():
+    from engine.data.preprocess.track import RawTracks
+
+    frames = 20
+    names = ["jawOpen", "eyeBlinkLeft", "eyeBlinkRight"]
+    blendshapes = np.full((frames, 3), 0.1, np.float32)
+    blendshapes[9:12] = [0.2, 0.6, 0.6]  # a 3-frame event in every channel
+    blendshapes[10] = [0.9, 0.9, 0.9]
+    raw = RawTracks(np.ones(frames, bool), np.full((frames, 478, 3), 0.5, np.float32), blendshapes,
+                    np.tile(np.eye(4, dtype=np.float32), (frames, 1, 1)), names, 100, 100)
+    tracks = pose.dataset_tracks(raw, (0, 0, 100, 100), 100)
+    assert np.allclose(tracks.blendshape("eyeBlinkLeft"), blendshapes[:, 1])
+    assert tracks.blendshape("jawOpen")[10] < 0.85, "the Savitzky-Golay filter applies to the other channels"
