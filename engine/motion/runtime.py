@@ -40,8 +40,14 @@ class MotionMemory:
     """Previous frame's blink signal (0..1), to see the next onset."""
     rng: np.random.Generator
     """Draws the latents and blink intervals: the same seed gives the same motion."""
+    z_pose: np.ndarray | None = None
+    """[latent] the pose latent last drawn (the next one is correlated with it)."""
+    z_expr: np.ndarray | None = None
+    """[latent] the expression latent last drawn."""
+    smoothed_pose: np.ndarray | None = None
+    """[6] first stage of the causal pose low-pass, original units."""
     shown_pose: np.ndarray | None = None
-    """[6] causally smoothed pose in original units (what is published)."""
+    """[6] second stage: the published pose."""
     frames: int = 0
     """Frames stepped so far."""
 
@@ -83,6 +89,9 @@ class MotionRuntime:
         self.blink_threshold = float(blink["threshold"])
         self.intervals = np.asarray(blink["intervals_frames"], np.float64)
         self.smoothing = float(metadata.get("pose_smoothing", 0.0))
+        rho = metadata.get("latent_rho", {})
+        self.rho_pose = np.asarray(rho.get("pose", np.zeros(pose.latent)), np.float32)
+        self.rho_expr = np.asarray(rho.get("expr", np.zeros(emotion.latent)), np.float32)
         self.forwards = 0
         """Batched forward passes run so far (one per step call)."""
         self._traced: torch.jit.ScriptModule | None = None
@@ -190,8 +199,11 @@ class MotionRuntime:
         x = torch.from_numpy(np.where(np.isfinite(windows), windows, self._silence))
         pose_state = torch.from_numpy(np.stack([_state(m.pose) for m in memories]))
         expr_state = torch.from_numpy(np.stack([_state(m.expr) for m in memories]))
-        z_pose = torch.from_numpy(np.stack([m.rng.standard_normal(self.pose.latent) for m in memories]).astype(np.float32))
-        z_expr = torch.from_numpy(np.stack([m.rng.standard_normal(self.emotion.latent) for m in memories]).astype(np.float32))
+        for m in memories:
+            m.z_pose = _ar1(m.z_pose, self.rho_pose, m.rng)
+            m.z_expr = _ar1(m.z_expr, self.rho_expr, m.rng)
+        z_pose = torch.from_numpy(np.stack([m.z_pose for m in memories]))
+        z_expr = torch.from_numpy(np.stack([m.z_expr for m in memories]))
         elapsed = torch.tensor([m.blink_elapsed for m in memories], dtype=torch.float32)
         interval = torch.tensor([m.blink_interval for m in memories], dtype=torch.float32)
         time_raw = time_inputs(elapsed, interval, self.fps)
@@ -217,9 +229,11 @@ class MotionRuntime:
         memory.blink_value = value
         memory.frames += 1
         if memory.shown_pose is None or self.smoothing <= 0.0:
-            memory.shown_pose = pose.copy()
+            memory.smoothed_pose, memory.shown_pose = pose.copy(), pose.copy()
         else:
-            memory.shown_pose = memory.shown_pose + (1.0 - self.smoothing) * (pose - memory.shown_pose)
+            gain = 1.0 - self.smoothing
+            memory.smoothed_pose = memory.smoothed_pose + gain * (pose - memory.smoothed_pose)
+            memory.shown_pose = memory.shown_pose + gain * (memory.smoothed_pose - memory.shown_pose)
         return memory.shown_pose
 
 
@@ -242,6 +256,14 @@ class _StepNet(torch.nn.Module):
         pose = self.pose.pose_norm.inverse(pose_z)
         expr = self.emotion.expr_norm.inverse(expr_z).clamp(0.0, 1.0)
         return pose_z, expr_z, pose, expr
+
+
+def _ar1(previous: np.ndarray | None, rho: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The next latent [L] of an AR(1) process with N(0, I) marginals: rho * previous + sqrt(1 - rho^2) * noise."""
+    noise = rng.standard_normal(len(rho)).astype(np.float32)
+    if previous is None:
+        return noise
+    return (rho * previous + np.sqrt(1.0 - rho * rho) * noise).astype(np.float32)
 
 
 def _state(history: np.ndarray) -> np.ndarray:

@@ -67,6 +67,9 @@ def test_checkpoint_metadata_names_features_blendshapes_stats_and_versions(train
     assert {"torch", "numpy", "motion"} <= set(meta["versions"])
     assert meta["blink"]["intervals_frames"] and 0 < meta["blink"]["threshold"] < 1
     assert meta["reference"]["frame"] == 0 and meta["training"]["steps"] == 40
+    latent = meta["dims"]["latent"]
+    assert len(meta["latent_rho"]["pose"]) == latent and len(meta["latent_rho"]["expr"]) == latent
+    assert all(0.0 <= r <= 0.98 for r in meta["latent_rho"]["pose"] + meta["latent_rho"]["expr"])
 
 
 def test_training_resumes_where_it_stopped(synth_data, tmp_path):
