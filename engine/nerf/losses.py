@@ -1,0 +1,45 @@
+"""Losses and image metrics of NeRF training: photometric L2 (Eq. 9), SSIM for the lip term (Eq. 15), PSNR."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def photometric(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean squared error of colours [R, 3]; `weight` [R] (0/1) leaves rays out."""
+    err = ((pred - target) ** 2).mean(-1)
+    if weight is None:
+        return err.mean()
+    return (err * weight).sum() / weight.sum().clamp(min=1.0)
+
+
+def _gaussian_window(size: int, sigma: float, device) -> torch.Tensor:
+    x = torch.arange(size, device=device, dtype=torch.float32) - (size - 1) / 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :]).expand(3, 1, size, size).contiguous()
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """Mean SSIM of two images [H, W, 3] in [0, 1] (Gaussian window, 'valid' borders; window shrinks to fit)."""
+    window = min(window, a.shape[0], a.shape[1])
+    if window % 2 == 0:
+        window -= 1
+    kernel = _gaussian_window(window, sigma, a.device)
+    x, y = a.permute(2, 0, 1)[None], b.permute(2, 0, 1)[None]
+
+    def blur(t: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.conv2d(t, kernel, groups=3)
+
+    mx, my = blur(x), blur(y)
+    vx, vy, cxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
+    c1, c2 = 0.01**2, 0.03**2
+    score = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+    return score.mean()
+
+
+def psnr(pred: torch.Tensor, target: torch.Tensor) -> float:
+    """PSNR in dB of images in [0, 1] (any matching shapes)."""
+    mse = float(((pred.float().clamp(0, 1) - target.float()) ** 2).mean())
+    return 99.0 if mse <= 1e-10 else 10.0 * math.log10(1.0 / mse)

@@ -1,0 +1,384 @@
+"""NeRF training: `train_nerf(config)` runs the stages upper body, head and lips on one dataset and writes
+AVATAR_DIR/nerf.safetensors, validation images and a log; resumable from AVATAR_DIR/.nerf-train/.
+
+Stage 1 (body) fits the upper-body field over the background plate on pixels outside the head mask. Stage 2
+(head) fits the head field in front of the frozen upper body, half of the rays on the head's bounding box.
+Stage 3 (lips) alternates such steps with a lip patch (L2 + lambda (1 - SSIM), Eq. 15). Every step renders one
+training frame with its true pose, blendshapes and speech-feature window (as tracked by preprocess).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.nerf.avatar import AvatarModel, AvatarSpec, render_rays, save_avatar
+from engine.nerf.camera import FramingRange, Intrinsics
+from engine.nerf.losses import photometric, psnr, ssim
+from engine.nerf.train_config import NERF_FILE, TrainNerfConfig
+
+WHERE = "engine/nerf/train.py"
+STAGES = ("body", "head", "lips")
+VAL_CHUNK = 16384
+
+
+@dataclass
+class TrainingData:
+    """Everything a step reads, as tensors on the training device. T frames, S = size, K expression channels."""
+
+    frames: torch.Tensor
+    """[T, S, S, 3] uint8."""
+    head: torch.Tensor
+    """[T, S, S] bool head mask."""
+    torso: torch.Tensor
+    """[T, S, S] bool torso mask."""
+    head_box: torch.Tensor
+    """[T, 4] i64 (x0, y0, x1, y1) bounding box of the head mask (the face rectangle where the mask is empty)."""
+    lip_rect: torch.Tensor
+    """[T, 4] i64 (x0, y0, x1, y1)."""
+    euler: torch.Tensor
+    """[T, 3] degrees."""
+    trans: torch.Tensor
+    """[T, 3] cm."""
+    expression: torch.Tensor
+    """[T, K]."""
+    windows: torch.Tensor
+    """[T, W, D] raw speech-feature windows."""
+    background: torch.Tensor
+    """[S, S, 3] float in [0, 1]."""
+    train: np.ndarray
+    val: np.ndarray
+
+
+def _feature_windows(dataset, frames: int) -> tuple[np.ndarray, str, int]:
+    """The dataset's cached windows of the engine's default extractor (computed when not cached)."""
+    from engine.audio.features import make_extractor
+    from engine.audio.settings import AudioSettings
+
+    settings = AudioSettings()
+    extractor = make_extractor(settings)
+    path = dataset.features_path(extractor.id)
+    if path.is_file():
+        with np.load(path) as cached:
+            windows = cached["windows"]
+    else:
+        from engine.motion.data import speech_windows
+
+        windows = speech_windows(extractor, dataset.audio(), frames, settings)
+    if len(windows) < frames:
+        raise ValueError(f"{WHERE}: {path} has windows for {len(windows)} of {frames} frames; delete it and re-run "
+                         "`syncanim preprocess` on the video")
+    return np.ascontiguousarray(windows[:frames], np.float32), extractor.id, 50 // round(settings.video_fps)
+
+
+def _boxes(masks: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    rows, cols = masks.any(2), masks.any(1)
+    out = np.asarray(fallback, np.int64).copy()
+    for t in range(len(masks)):
+        ys, xs = np.flatnonzero(rows[t]), np.flatnonzero(cols[t])
+        if len(ys) and len(xs):
+            out[t] = (xs[0], ys[0], xs[-1] + 1, ys[-1] + 1)
+    return out
+
+
+def load_training_data(config: TrainNerfConfig, device: torch.device) -> tuple[TrainingData, AvatarSpec]:
+    """Read the dataset and derive the avatar's spec; errors name the file and the fix."""
+    from engine.data.dataset import Dataset, DatasetError
+
+    data = Dataset(config.data)
+    tracks, meta = data.tracks, data.meta
+    missing = [n for n in config.expression if n not in tracks.blendshape_names]
+    if missing:
+        raise DatasetError(f"{config.data / 'tracks.npz'} has no blendshapes {missing}; re-run `syncanim preprocess` "
+                           "or pass expression names it has")
+    for name in ("masks.npz", "background.png"):
+        if not (data.root / name).is_file():
+            raise DatasetError(f"{data.root / name} is missing; re-run `syncanim preprocess VIDEO -o {data.root}`")
+    masks = data.masks()
+    frames = data.frames()
+    windows, extractor, group = _feature_windows(data, meta.frames)
+    columns = [tracks.blendshape_names.index(n) for n in config.expression]
+    train, val = data.train_indices, data.val_indices
+    if len(train) == 0:
+        raise DatasetError(f"{data.root / 'meta.json'}: no training frames (val_start={meta.val_start})")
+
+    def t(array, dtype=None):
+        return torch.as_tensor(np.ascontiguousarray(array), dtype=dtype, device=device)
+
+    size = meta.size
+    face = np.asarray(masks.face_rect, np.float64)[train]
+    center = (float((face[:, 0] + face[:, 2]).mean() / (2 * size)), float((face[:, 1] + face[:, 3]).mean() / (2 * size)))
+    spec = AvatarSpec(
+        dims=config.dims, expression=tuple(config.expression), feature_dim=windows.shape[2],
+        window_frames=windows.shape[1], group=group, extractor=extractor,
+        intrinsics=Intrinsics(meta.camera.focal_px, meta.camera.cx, meta.camera.cy, size),
+        framing=FramingRange(center, config.default_view), head_box=tuple(config.head_box_cm),
+        grid_resolution=config.grid_resolution, steps_per_diagonal=config.steps_per_diagonal,
+    )
+    head = masks.head > 127
+    td = TrainingData(
+        frames=t(frames), head=t(head), torso=t(masks.torso > 127),
+        head_box=t(_boxes(head, masks.face_rect)), lip_rect=t(np.asarray(masks.lip_rect, np.int64)),
+        euler=t(tracks.euler_deg, torch.float32), trans=t(tracks.trans, torch.float32),
+        expression=t(tracks.blendshapes[:, columns], torch.float32), windows=t(windows),
+        background=t(data.background().astype(np.float32) / 255.0), train=train, val=val,
+    )
+    return td, spec
+
+
+def _fit_scaler(model: AvatarModel, data: TrainingData) -> None:
+    feats = data.windows[torch.as_tensor(data.train, device=data.windows.device)].reshape(-1, data.windows.shape[2])
+    model.scaler.mean.copy_(feats.mean(0))
+    model.scaler.std.copy_(feats.std(0).clamp(min=1e-3))
+
+
+def _param_groups(model: AvatarModel, stage: str, config: TrainNerfConfig) -> list[dict]:
+    if stage == "body":
+        grid = [model.body.encoder.table, model.body.anchors]
+        nets = [*model.body.deform_net.parameters(), *model.body.colour_net.parameters()]
+    else:
+        grid = [model.head.encoder.table]
+        nets = [p for name, p in model.head.named_parameters() if not name.startswith("encoder.")]
+    return [{"params": grid, "lr": config.lr_grid, "base_lr": config.lr_grid},
+            {"params": nets, "lr": config.lr_net, "base_lr": config.lr_net}]
+
+
+def _optimizer(model: AvatarModel, stage: str, config: TrainNerfConfig) -> torch.optim.AdamW:
+    body = stage == "body"
+    model.body.requires_grad_(body)
+    model.head.requires_grad_(not body)
+    # No weight decay: decaying hash-grid rows that few rays touch erases them (the reference's AdamW default did).
+    return torch.optim.AdamW(_param_groups(model, stage, config), betas=(0.9, 0.99), eps=1e-15, weight_decay=0.0)
+
+
+def _gather(data: TrainingData, frame: int, pixels: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Target colour [R, 3], background [R, 3], head and torso masks [R] at integer pixels [R, 2] of a frame."""
+    u, v = pixels[:, 0], pixels[:, 1]
+    target = data.frames[frame, v, u].float() / 255.0
+    return target, data.background[v, u], data.head[frame, v, u].float(), data.torso[frame, v, u].float()
+
+
+def _random_pixels(n: int, size: int, gen: torch.Generator, box: torch.Tensor | None = None) -> torch.Tensor:
+    if box is None:
+        return torch.randint(0, size, (n, 2), generator=gen)
+    x0, y0, x1, y1 = (int(v) for v in box)
+    u = torch.randint(max(0, x0), max(x0 + 1, min(size, x1)), (n,), generator=gen)
+    v = torch.randint(max(0, y0), max(y0 + 1, min(size, y1)), (n,), generator=gen)
+    return torch.stack([u, v], -1)
+
+
+def _grown(rect: torch.Tensor, factor: float, size: int) -> torch.Tensor:
+    x0, y0, x1, y1 = (float(v) for v in rect)
+    cx, cy, hw, hh = (x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, 4) * factor / 2, max(y1 - y0, 4) * factor / 2
+    return torch.tensor([max(0, cx - hw), max(0, cy - hh), min(size, cx + hw), min(size, cy + hh)])
+
+
+def _lip_pixels(rect: torch.Tensor, patch: int) -> torch.Tensor:
+    """A patch x patch grid of integer pixels spanning rect (x0, y0, x1, y1), row-major."""
+    x0, y0, x1, y1 = (float(v) for v in rect)
+    us = torch.linspace(x0, max(x0, x1 - 1), patch).round().long()
+    vs = torch.linspace(y0, max(y0, y1 - 1), patch).round().long()
+    v, u = torch.meshgrid(vs, us, indexing="ij")
+    return torch.stack([u.reshape(-1), v.reshape(-1)], -1)
+
+
+class _Trainer:
+    def __init__(self, config: TrainNerfConfig, model: AvatarModel, data: TrainingData, device: torch.device):
+        self.config, self.model, self.data, self.device = config, model, data, device
+        self.gen = torch.Generator().manual_seed(config.seed)
+        self.size = model.spec.intrinsics.size
+
+    def frame_inputs(self, frame: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        d = self.data
+        audio = self.model.audio_code(d.windows[frame:frame + 1])[0]
+        return d.euler[frame], d.trans[frame], audio, d.expression[frame]
+
+    def step_loss(self, stage: str, step: int) -> torch.Tensor:
+        cfg, d = self.config, self.data
+        frame = int(d.train[int(torch.randint(0, len(d.train), (1,), generator=self.gen))])
+        euler, trans, audio, expression = self.frame_inputs(frame)
+        if stage == "body":
+            pixels = _random_pixels(cfg.rays, self.size, self.gen).to(self.device)
+            target, bg, head, torso = _gather(d, frame, pixels)
+            out = render_rays(self.model, pixels.float() + 0.5, euler, trans, audio, expression, bg, head=False)
+            keep = 1.0 - head
+            alpha_err = ((out["body_alpha"] - torso) ** 2 * keep).sum() / keep.sum().clamp(min=1)
+            return photometric(out["rgb"], target, keep) + cfg.mask_weight * alpha_err
+        lip_step = stage == "lips" and step % 2 == 1
+        if lip_step:
+            pixels = _lip_pixels(_grown(d.lip_rect[frame], 1.25, self.size), cfg.lip_patch).to(self.device)
+        else:
+            half = cfg.rays // 2
+            pixels = torch.cat([_random_pixels(cfg.rays - half, self.size, self.gen),
+                                _random_pixels(half, self.size, self.gen, d.head_box[frame])]).to(self.device)
+        target, bg, head, _ = _gather(d, frame, pixels)
+        jitter = torch.rand(pixels.shape[0], generator=self.gen).to(self.device)
+        out = render_rays(self.model, pixels.float() + 0.5, euler, trans, audio, expression, bg,
+                          max_samples=cfg.max_samples, jitter=jitter)
+        loss = photometric(out["rgb"], target) + cfg.mask_weight * ((out["head_opacity"] - head) ** 2).mean()
+        if lip_step:
+            p = cfg.lip_patch
+            loss = loss + cfg.lip_weight * (1.0 - ssim(out["rgb"].view(p, p, 3), target.view(p, p, 3)))
+        else:
+            lower = _grown(d.lip_rect[frame], 1.5, self.size).to(self.device)
+            u, v = pixels[:, 0], pixels[:, 1]
+            outside = ~((u >= lower[0]) & (u < lower[2]) & (v >= lower[1]) & (v < lower[3]))
+            sample_outside = outside[out["sample_ray"]].float()
+            if sample_outside.numel():
+                ambient = (out["v_aud"].abs().mean(-1) * sample_outside).sum() / sample_outside.sum().clamp(min=1)
+                loss = loss + cfg.ambient_weight * ambient
+        if step % cfg.grid_every == 0:
+            cells = None if self.model.grid.resolution <= 32 else self.model.grid.resolution**3 // 8
+            self.model.update_grid(audio.detach(), expression, cells, self.gen)
+        return loss
+
+    @torch.no_grad()
+    def render_frame(self, frame: int, head: bool) -> torch.Tensor:
+        """The whole frame [S, S, 3] at the dataset size with the frame's true conditions."""
+        s = self.size
+        v, u = torch.meshgrid(torch.arange(s), torch.arange(s), indexing="ij")
+        pixels = torch.stack([u.reshape(-1), v.reshape(-1)], -1).to(self.device)
+        euler, trans, audio, expression = self.frame_inputs(frame)
+        parts = []
+        for start in range(0, pixels.shape[0], VAL_CHUNK):
+            chunk = pixels[start:start + VAL_CHUNK]
+            bg = self.data.background[chunk[:, 1], chunk[:, 0]]
+            out = render_rays(self.model, chunk.float() + 0.5, euler, trans, audio, expression, bg, head=head,
+                              max_samples=4 * self.config.max_samples)
+            parts.append(out["rgb"])
+        return torch.cat(parts).view(s, s, 3).clamp(0, 1)
+
+    def validate(self, stage: str, step: int) -> float:
+        d, cfg = self.data, self.config
+        frames = d.val if len(d.val) else d.train
+        picks = np.unique(np.linspace(0, len(frames) - 1, max(1, cfg.val_frames)).round().astype(int))
+        scores, tiles = [], []
+        for i in picks:
+            frame = int(frames[i])
+            pred = self.render_frame(frame, head=stage != "body")
+            gt = d.frames[frame].float() / 255.0
+            scores.append(psnr(pred, gt))
+            tiles.append(torch.cat([gt, pred], 1))
+        _write_png(cfg.avatar_dir / "val" / f"{stage}_{step:06d}.png", torch.cat(tiles, 0))
+        return float(np.mean(scores))
+
+
+def _write_png(path: Path, image: torch.Tensor) -> None:
+    import imageio.v3 as iio
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial.png")
+    iio.imwrite(tmp, (image.cpu().numpy() * 255.0 + 0.5).astype(np.uint8))
+    os.replace(tmp, path)
+
+
+def _state_path(config: TrainNerfConfig) -> Path:
+    return config.avatar_dir / ".nerf-train" / "state.safetensors"
+
+
+def _save_state(config: TrainNerfConfig, model: AvatarModel, optimizer, stage: str, step: int) -> None:
+    from engine.io.checkpoint import save_checkpoint
+
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    steps = []
+    for i, group in enumerate(optimizer.param_groups):
+        for j, p in enumerate(group["params"]):
+            state = optimizer.state.get(p, {})
+            if "exp_avg" in state:
+                tensors[f"opt.{i}.{j}.exp_avg"] = state["exp_avg"]
+                tensors[f"opt.{i}.{j}.exp_avg_sq"] = state["exp_avg_sq"]
+                steps.append([i, j, float(state["step"])])
+    save_checkpoint(_state_path(config), tensors, {"spec": model.spec.to_json(), "stage": stage, "step": step,
+                                                   "opt_steps": steps})
+
+
+def _load_state(config: TrainNerfConfig, model: AvatarModel) -> tuple[str, int, dict] | None:
+    from engine.io.checkpoint import CheckpointMismatchError, load_checkpoint
+
+    path = _state_path(config)
+    if not (config.resume and path.is_file()):
+        return None
+    try:
+        tensors, meta = load_checkpoint(path, expect={"spec": model.spec.to_json()})
+    except CheckpointMismatchError:
+        return None  # another dataset or other sizes: start over
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    return meta["stage"], int(meta["step"]), {"tensors": tensors, "steps": meta["opt_steps"]}
+
+
+def _restore_optimizer(optimizer, saved: dict) -> None:
+    groups = optimizer.param_groups
+    for i, j, step in saved["steps"]:
+        p = groups[i]["params"][j]
+        optimizer.state[p] = {"step": torch.tensor(step), "exp_avg": saved["tensors"][f"opt.{i}.{j}.exp_avg"].to(p.device),
+                              "exp_avg_sq": saved["tensors"][f"opt.{i}.{j}.exp_avg_sq"].to(p.device)}
+
+
+def _log(config: TrainNerfConfig, record: dict) -> None:
+    with open(config.avatar_dir / "nerf_log.jsonl", "a") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+def train_nerf(config: TrainNerfConfig) -> Path:
+    """Train the renderer of config.data into config.avatar_dir; returns the path of nerf.safetensors."""
+    from tqdm.auto import tqdm
+
+    from engine.nerf.kernels.runtime import init_taichi
+    from engine.nerf.plugin import resolve_device
+
+    device_name = init_taichi(resolve_device(config.device))
+    device = torch.device(device_name)
+    if config.threads > 0:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    config.avatar_dir.mkdir(parents=True, exist_ok=True)
+    data, spec = load_training_data(config, device)
+    model = AvatarModel(spec).to(device)
+    model.background.copy_(data.background)
+    _fit_scaler(model, data)
+    trainer = _Trainer(config, model, data, device)
+    resumed = _load_state(config, model)
+    start_stage, start_step = (resumed[0], resumed[1]) if resumed else (STAGES[0], 0)
+    budget = {"body": config.body_steps, "head": config.head_steps, "lips": config.lip_steps}
+    began = time.monotonic()
+    scores: dict[str, float] = {}
+    for stage in STAGES[STAGES.index(start_stage):]:
+        total = budget[stage]
+        first = start_step if stage == start_stage else 0
+        optimizer = _optimizer(model, stage, config)
+        if resumed and stage == start_stage:
+            _restore_optimizer(optimizer, resumed[2])
+        model.train()
+        with tqdm(total=total, initial=first, desc=f"nerf {stage}", disable=not config.progress,
+                  dynamic_ncols=True) as bar:
+            for step in range(first, total):
+                for group in optimizer.param_groups:
+                    group["lr"] = group["base_lr"] * config.lr_decay ** (step / max(1, total))
+                loss = trainer.step_loss(stage, step)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                loss = loss.detach()
+                optimizer.step()
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.4f}")
+                done = step + 1
+                out_of_time = config.time_limit_s > 0 and time.monotonic() - began > config.time_limit_s
+                if done % config.val_every == 0 or done == total:
+                    scores[stage] = trainer.validate(stage, done)
+                    _log(config, {"stage": stage, "step": done, "loss": float(loss), "val_psnr": scores[stage],
+                                  "seconds": time.monotonic() - began})
+                if done % config.checkpoint_every == 0 or done == total or out_of_time:
+                    _save_state(config, model, optimizer, stage, done)
+                if out_of_time:
+                    break
+        if config.time_limit_s > 0 and time.monotonic() - began > config.time_limit_s:
+            break
+    model.eval()
+    return save_avatar(config.avatar_dir / NERF_FILE, model,
+                       {"val_psnr": scores, "config": json.loads(json.dumps(asdict(config), default=str))})

@@ -1,0 +1,143 @@
+"""TrainNerfConfig, the renderer's network sizes (NerfDims) and the presets (a light module: no torch at import)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+NERF_FILE = "nerf.safetensors"
+"""The trained renderer inside AVATAR_DIR."""
+EXPRESSION = (
+    "eyeBlinkLeft", "eyeBlinkRight", "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft",
+    "browOuterUpRight",
+)
+"""Blendshapes the head field is conditioned on: the seven upper-face ones the AudioEmotion Syncer predicts."""
+
+
+@dataclass(frozen=True)
+class NerfDims:
+    """Sizes of the head and upper-body fields (stored in the checkpoint, so a model rebuilds itself at load)."""
+
+    head_levels: int = 14
+    """Levels per plane of the head's tri-plane hash encoders (the paper: L = 14, F = 1)."""
+    head_log2_table: int = 14
+    """log2 of the rows per level of the head encoders (the paper: 2^14)."""
+    head_base_res: int = 16
+    """Coarsest grid resolution of the head encoders (cells per side over the head box)."""
+    head_max_res: int = 1024
+    """Finest grid resolution of the head encoders."""
+    head_hidden: int = 64
+    """Width of the head's sigma and attention MLPs."""
+    geo_features: int = 32
+    """Geometry features the sigma MLP hands to the colour MLP."""
+    color_hidden: int = 64
+    """Width of the colour MLP."""
+    audio_dim: int = 32
+    """Size of the audio code a_h (and of the audio attention v_aud, Eq. 14)."""
+    body_levels: int = 16
+    """Levels of the upper body's image-plane hash encoder."""
+    body_features: int = 2
+    """Features per level of the upper-body encoder."""
+    body_log2_table: int = 16
+    """log2 of the rows per level of the upper-body encoder."""
+    body_base_res: int = 16
+    """Coarsest resolution of the upper-body encoder (cells per side over the dataset frame)."""
+    body_max_res: int = 1024
+    """Finest resolution of the upper-body encoder."""
+    body_hidden: int = 32
+    """Width of the upper body's deformation and colour MLPs."""
+    pixel_freqs: int = 6
+    """Octaves of the frequency code of image-plane coordinates fed to the upper-body MLPs."""
+    anchor_freqs: int = 3
+    """Octaves of the frequency code of the projected anchors (the pose condition of Eq. 8)."""
+
+
+@dataclass(frozen=True)
+class TrainNerfConfig:
+    """Train the avatar's renderer (upper body, head, lips) from a dataset made by `syncanim preprocess`."""
+
+    data: Path
+    """Dataset folder (meta.json, frames.mkv, tracks.npz, masks.npz, background.png, audio.wav)."""
+    avatar_dir: Path
+    """Avatar folder: nerf.safetensors, validation images (val/*.png) and nerf_log.jsonl are written here;
+    resumable state goes to AVATAR_DIR/.nerf-train/."""
+    dims: NerfDims = field(default_factory=NerfDims)
+    """Network sizes."""
+    expression: tuple[str, ...] = EXPRESSION
+    """Blendshapes the head is conditioned on (they must exist in the dataset's tracks)."""
+    body_steps: int = 15000
+    """Steps of stage 1, the upper body (the paper: 15k)."""
+    head_steps: int = 12000
+    """Steps of stage 2, the head over the frozen upper body (the paper: 12k)."""
+    lip_steps: int = 4000
+    """Steps of stage 3, lip refinement (the paper: 4k); every other step renders a lip patch."""
+    rays: int = 65536
+    """Rays per step (the paper: 256^2)."""
+    lip_patch: int = 64
+    """Side of the lip patch in rays on lip steps (the lip rectangle sampled on a patch x patch grid)."""
+    lip_weight: float = 0.2
+    """lambda of Eq. 15 for the lip term. LPIPS needs downloaded AlexNet weights, which the engine never fetches,
+    so the term is 1 - SSIM on the lip patch (11-pixel Gaussian window; structure and contrast of the mouth)."""
+    mask_weight: float = 0.05
+    """Weight of the opacity losses: upper-body alpha vs. the torso mask, head opacity vs. the head mask."""
+    ambient_weight: float = 1e-4
+    """Weight of the penalty on audio attention for samples of rays outside the lower face (Sec. 3.3: audio
+    attention is lowered outside the lip area)."""
+    lr_grid: float = 1e-2
+    """AdamW learning rate of the hash grids and the upper-body anchors (the paper: 0.01)."""
+    lr_net: float = 1e-3
+    """AdamW learning rate of the MLPs and the audio network (the paper: 0.001)."""
+    lr_decay: float = 0.1
+    """Each stage's learning rates fall exponentially to this fraction by its last step."""
+    head_box_cm: tuple[float, float, float, float, float, float] = (-12.0, -15.0, -18.0, 12.0, 15.0, 10.0)
+    """(xmin, ymin, zmin, xmax, ymax, zmax) of the head in canonical head space (cm, MediaPipe's face model:
+    y up, nose towards +z); the occupancy grid and the tri-plane cover it."""
+    grid_resolution: int = 64
+    """Cells per side of the head's occupancy grid."""
+    steps_per_diagonal: int = 128
+    """Ray-marching steps across the head box's diagonal (sets the step length)."""
+    max_samples: int = 24
+    """Most occupied samples per ray while training."""
+    grid_every: int = 16
+    """Steps between occupancy-grid updates in the head stages."""
+    default_view: float = 0.55
+    """Height of the default framing's crop (zoom 0) in units of the dataset side; MedScale and MaxScale widen it
+    to the whole frame."""
+    val_frames: int = 3
+    """Validation frames rendered (evenly spread over the held-out split) at each validation."""
+    val_every: int = 1000
+    """Steps between validations (PSNR to nerf_log.jsonl, images to AVATAR_DIR/val/)."""
+    checkpoint_every: int = 1000
+    """Steps between resumable checkpoints."""
+    resume: bool = True
+    """Continue from AVATAR_DIR/.nerf-train/state.safetensors when it exists and matches."""
+    time_limit_s: float = 0.0
+    """Stop early (and still write the model) after this many seconds of training; 0 = no limit."""
+    seed: int = 0
+    """Seeds parameter init, ray and frame sampling."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Render device for training; 'auto' uses CUDA when torch sees it."""
+    threads: int = 0
+    """torch CPU threads (0 = torch's default)."""
+    progress: bool = True
+    """Show progress bars."""
+
+
+def nerf_preset(name: Literal["test", "cpu", "gpu"], data: Path, avatar_dir: Path, **overrides) -> TrainNerfConfig:
+    """The named preset: 'test' fits tiny fields in seconds, 'cpu' trains within an hour on 2 cores, 'gpu' the
+    paper's schedule."""
+    base = TrainNerfConfig(data=Path(data), avatar_dir=Path(avatar_dir))
+    if name == "test":
+        dims = NerfDims(head_levels=6, head_log2_table=10, head_base_res=8, head_max_res=64, head_hidden=32,
+                        geo_features=8, color_hidden=32, audio_dim=8, body_levels=6, body_features=2,
+                        body_log2_table=10, body_base_res=8, body_max_res=64, body_hidden=16, pixel_freqs=3)
+        base = replace(base, dims=dims, body_steps=60, head_steps=60, lip_steps=20, rays=1024, lip_patch=16,
+                       grid_resolution=24, steps_per_diagonal=64, max_samples=16, grid_every=8, val_frames=1,
+                       val_every=50, checkpoint_every=50, threads=1)
+    elif name == "cpu":
+        dims = NerfDims(head_levels=12, head_max_res=512, body_levels=12, body_log2_table=14, body_max_res=512)
+        base = replace(base, dims=dims, body_steps=1500, head_steps=3000, lip_steps=600, rays=4096, lip_patch=32,
+                       val_every=500, checkpoint_every=500, time_limit_s=3300.0)
+    elif name != "gpu":
+        raise ValueError(f"unknown NeRF preset {name!r}; use 'test', 'cpu' or 'gpu'")
+    return replace(base, **overrides)
