@@ -77,7 +77,8 @@ def _keys(config: PreprocessConfig, source: SourceInfo) -> dict[str, str]:
     keys["audio"] = step_key("audio", v["audio"], keys["track"], file_fingerprint(config.audio), SAMPLE_RATE)
     keys["tracks"] = step_key("tracks", v["tracks"], keys["track"], config.size, config.crop_faces, pose.SMOOTHING)
     segmenter = file_fingerprint(segmenter_path(config.segmenter_model))
-    keys["frames"] = step_key("frames", v["frames"], keys["tracks"], segmenter)
+    # Frames and masks use the crop and the (unsmoothed) landmarks: not the smoothing, so no keys["tracks"] here.
+    keys["frames"] = step_key("frames", v["frames"], keys["track"], config.size, config.crop_faces, segmenter)
     keys["features"] = step_key("features", v["features"], keys["audio"], asdict(AudioSettings()))
     keys["meta"] = step_key("meta", v["meta"], PREPROCESS_VERSION, keys, str(config.video))
     return keys
