@@ -1,0 +1,246 @@
+"""The rendering API: a trained avatar turns (pose, blendshapes, audio window, framing, size) into RGBA [H, W, 4].
+
+    renderer = AvatarRenderer.load(AVATAR_DIR, device="cpu")      # Taichi must run on that device
+    rgba = renderer.render(euler_deg, trans, blendshapes, names, window, size=(256, 256), zoom=0.0)
+
+The inference path is the training model's function computed another way: per-frame conditions are folded into
+weights and biases once per frame (a_h and b into the first sigma layer, the pose condition into the upper body's
+first biases), and every per-pixel and per-sample tensor lives in buffers allocated once per output size and
+reused (`FrameBuffers`), so steady-state frames allocate nothing large. Framing moves the crop through which the
+dataset camera looks (engine/nerf/camera.py); the output is rendered at the requested size, never resized.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.nerf.avatar import AvatarModel, load_avatar, nerf_path, sample_background
+from engine.nerf.camera import FRAMING_ZOOM, camera_directions, crop_pixels, crop_rect, euler_to_matrix, head_rays
+from engine.nerf.encodings import frequency_encode
+from engine.nerf.head import SIGMA_CLAMP
+from engine.nerf.kernels.march import RaySamples
+from engine.nerf.volume import VolumeBuffers, render_volume
+
+WHERE = "engine/nerf/render.py"
+
+
+class FrameBuffers:
+    """Everything one output size needs, allocated once: rays, the framing's pixel codes, field scratch, output."""
+
+    def __init__(self, model: AvatarModel, width: int, height: int, per_round: int, device: torch.device) -> None:
+        n = width * height
+        spec, head, body = model.spec, model.head, model.body
+        m = n * per_round
+        e, a, k, h = head.encoding_dim, spec.dims.audio_dim, len(spec.expression), spec.dims.head_hidden
+        self.width, self.height, self.zoom = width, height, None
+        self.pixels = torch.empty(n, 2, device=device)
+        self.dirs = torch.empty(n, 3, device=device)
+        self.rays_o = torch.empty(n, 3, device=device)
+        self.rays_d = torch.empty(n, 3, device=device)
+        self.background = torch.empty(n, 3, device=device)
+        self.volume = VolumeBuffers.allocate(n, per_round, device)
+        self.head_in = torch.empty(m, e + a + k, device=device)
+        self.head_att = torch.empty(m, 2 * h, device=device)
+        self.head_v = torch.empty(m, a + k, device=device)
+        self.head_h1 = torch.empty(m, h, device=device)
+        self.head_h2 = torch.empty(m, h, device=device)
+        self.head_out = torch.empty(m, 1 + spec.dims.geo_features, device=device)
+        self.colour_h = torch.empty(m, spec.dims.color_hidden, device=device)
+        self.sigma = torch.empty(m, device=device)
+        self.rgb = torch.empty(m, 3, device=device)
+        bh, eb = spec.dims.body_hidden, body.encoder.out_dim
+        self.body_in = torch.empty(n, eb + body.pixel_dim, device=device)
+        self.deform_h1 = torch.empty(n, bh, device=device)
+        self.deform_h2 = torch.empty(n, bh, device=device)
+        self.moved = torch.empty(n, 2, device=device)
+        self.body_h1 = torch.empty(n, bh, device=device)
+        self.body_h2 = torch.empty(n, bh, device=device)
+        self.body_out = torch.empty(n, 4, device=device)
+        self.out = torch.empty(height, width, 4, device=device)
+
+
+class AvatarRenderer:
+    """A trained avatar on its render device; `render` returns [H, W, 4] float32 straight-alpha RGBA there."""
+
+    def __init__(self, model: AvatarModel, per_round: int = 8, max_rounds: int = 2) -> None:
+        self.model = model.eval()
+        self.spec = model.spec
+        self.per_round, self.max_rounds = per_round, max_rounds
+        self.device = model.background.device
+        self._buffers: dict[tuple[int, int], FrameBuffers] = {}
+        self._weights = self._static_weights()
+
+    @classmethod
+    def load(cls, avatar: str | Path, device: str = "cpu", specialize: bool = True, **kwargs) -> AvatarRenderer:
+        """AVATAR_DIR (or its nerf.safetensors) -> a renderer on `device` ('cpu' or 'cuda', where Taichi runs)."""
+        return cls(load_avatar(nerf_path(Path(avatar)), device, specialize=specialize), **kwargs)
+
+    @property
+    def expression_names(self) -> tuple[str, ...]:
+        return self.spec.expression
+
+    @torch.no_grad()
+    def _static_weights(self) -> dict[str, torch.Tensor]:
+        """Weight matrices rearranged once for the buffered inference path (transposed, attention nets fused)."""
+        head, body = self.model.head, self.model.body
+        a1, e1 = head.audio_attention[0].weight, head.expression_attention[0].weight
+        a2, e2 = head.audio_attention[2].weight, head.expression_attention[2].weight
+        blocks = torch.zeros(a2.shape[0] + e2.shape[0], a1.shape[0] + e1.shape[0], device=a1.device)
+        blocks[: a2.shape[0], : a1.shape[0]] = a2
+        blocks[a2.shape[0]:, a1.shape[0]:] = e2
+        s, c = head.sigma_net, head.colour_net
+        d, bc = body.deform_net, body.colour_net
+        cd = body.condition_dim
+        return {
+            "att1": torch.cat([a1, e1]).T.contiguous(), "att2": blocks.T.contiguous(),
+            "s2": s[2].weight.T.contiguous(), "s2b": s[2].bias, "s3": s[4].weight.T.contiguous(), "s3b": s[4].bias,
+            "c1": c[0].weight.T.contiguous(), "c1b": c[0].bias, "c2": c[2].weight.T.contiguous(), "c2b": c[2].bias,
+            "d1": d[0].weight[:, :-cd].T.contiguous(), "d2": d[2].weight.T.contiguous(), "d2b": d[2].bias,
+            "d3": d[4].weight.T.contiguous(), "d3b": d[4].bias,
+            "b1": bc[0].weight[:, :-cd].T.contiguous(), "b2": bc[2].weight.T.contiguous(), "b2b": bc[2].bias,
+            "b3": bc[4].weight.T.contiguous(), "b3b": bc[4].bias,
+        }
+
+    def buffers(self, width: int, height: int, zoom: float) -> FrameBuffers:
+        """The buffers of this output size, with the framing's per-pixel data refreshed when the zoom changed."""
+        if width < 1 or height < 1:
+            raise ValueError(f"{WHERE}: size=({width}, {height}); width and height must be >= 1 pixel")
+        buf = self._buffers.get((width, height))
+        if buf is None:
+            buf = self._buffers[(width, height)] = FrameBuffers(self.model, width, height, self.per_round, self.device)
+        if buf.zoom != zoom:
+            self._frame_view(buf, zoom)
+        return buf
+
+    @torch.no_grad()
+    def _frame_view(self, buf: FrameBuffers, zoom: float) -> None:
+        spec, body = self.spec, self.model.body
+        rect = crop_rect(zoom, buf.width / buf.height, spec.framing)
+        crop_pixels(rect, buf.width, buf.height, spec.intrinsics.size, out=buf.pixels)
+        camera_directions(buf.pixels, spec.intrinsics, out=buf.dirs)
+        buf.background.copy_(sample_background(self.model.background, buf.pixels))
+        code = frequency_encode(buf.pixels / spec.intrinsics.size * 2.0 - 1.0, spec.dims.pixel_freqs)
+        buf.pixel_code = code
+        buf.body_in[:, body.encoder.out_dim:] = code
+        buf.zoom = zoom
+
+    def expression_vector(self, blendshapes, names: Sequence[str] | None) -> torch.Tensor:
+        """Blendshape values (a mapping name -> value, or [K'] with `names`, or [K] in the model's order) -> [K]."""
+        wanted = self.spec.expression
+        if isinstance(blendshapes, Mapping):
+            values = [float(blendshapes.get(n, 0.0)) for n in wanted]
+        elif names is not None:
+            lookup = dict(zip(names, np.asarray(blendshapes, np.float32).tolist()))
+            values = [float(lookup.get(n, 0.0)) for n in wanted]
+        else:
+            values = np.asarray(blendshapes, np.float32).reshape(-1).tolist()
+            if len(values) != len(wanted):
+                raise ValueError(f"{WHERE}: {len(values)} blendshape values without names; pass names or the "
+                                 f"model's {len(wanted)} in the order {wanted}")
+        return torch.tensor(values, dtype=torch.float32, device=self.device)
+
+    @torch.no_grad()
+    def render(
+        self,
+        euler_deg,
+        trans,
+        blendshapes,
+        names: Sequence[str] | None = None,
+        audio_window=None,
+        size: tuple[int, int] = (256, 256),
+        zoom: float | str = 0.0,
+        background: bool = True,
+    ) -> torch.Tensor:
+        """One frame -> RGBA [H, W, 4] float32 in [0, 1] (straight alpha) on the render device.
+
+        euler_deg [3] (roll, pitch, yaw, degrees), trans [3] (cm): head pose in the dataset camera; blendshapes:
+        see `expression_vector`; audio_window [W, D] raw speech features (None: the training mean, a neutral
+        mouth); size (width, height) in pixels; zoom in [0, 1] or a preset name ('default', 'med', 'max');
+        background: composite over the avatar's background plate (alpha 1) or leave it transparent. The returned
+        tensor is a buffer reused by the next call of the same size: copy it to keep it.
+        """
+        if isinstance(zoom, str):
+            if zoom not in FRAMING_ZOOM:
+                raise ValueError(f"{WHERE}: framing {zoom!r} is not one of {sorted(FRAMING_ZOOM)}")
+            zoom = FRAMING_ZOOM[zoom]
+        width, height = int(size[0]), int(size[1])
+        buf = self.buffers(width, height, float(zoom))
+        model, spec = self.model, self.spec
+        rotation = euler_to_matrix(torch.as_tensor(np.asarray(euler_deg, np.float32), device=self.device))
+        t = torch.as_tensor(np.asarray(trans, np.float32), device=self.device)
+        expression = self.expression_vector(blendshapes, names)
+        if audio_window is None:
+            window = torch.full((1, spec.window_frames, spec.feature_dim), float("nan"), device=self.device)
+        else:
+            window = torch.as_tensor(np.asarray(audio_window, np.float32), device=self.device)[None]
+            if window.shape[1:] != (spec.window_frames, spec.feature_dim):
+                raise ValueError(f"{WHERE}: audio window of shape {tuple(window.shape[1:])}; this avatar was trained "
+                                 f"on [{spec.window_frames}, {spec.feature_dim}] windows of extractor {spec.extractor}")
+        audio = model.audio_code(window)[0]
+        self._render_body(buf, rotation, t)
+        head_rays(buf.dirs, rotation, t, out_o=buf.rays_o, out_d=buf.rays_d)
+        first = model.head.frame_weights(audio, expression).T.contiguous()
+        bias = model.head.sigma_net[0].bias
+        accum = render_volume(
+            buf.rays_o, buf.rays_d, model.grid, lambda s: self._head_field(buf, s, first, bias), buf.volume,
+            spec.dt, per_round=self.per_round, max_rounds=self.max_rounds,
+        )
+        return self._compose(buf, accum, background)
+
+    def _head_field(self, buf: FrameBuffers, samples: RaySamples, first: torch.Tensor, bias: torch.Tensor):
+        w = self._weights
+        m = samples.positions.shape[0]
+        e = self.model.head.encoding_dim
+        x = buf.head_in[:m]
+        self.model.head.encoder(samples.positions, out=x, out_column=0)
+        att, v = buf.head_att[:m], buf.head_v[:m]
+        torch.mm(x[:, :e], w["att1"], out=att).relu_()
+        torch.mm(att, w["att2"], out=v)
+        x[:, e:] = v
+        h1, h2, out = buf.head_h1[:m], buf.head_h2[:m], buf.head_out[:m]
+        torch.addmm(bias, x, first, out=h1).relu_()
+        torch.addmm(w["s2b"], h1, w["s2"], out=h2).relu_()
+        torch.addmm(w["s3b"], h2, w["s3"], out=out)
+        sigma = buf.sigma[:m]
+        torch.exp(out[:, 0].clamp(max=SIGMA_CLAMP), out=sigma)
+        hc, rgb = buf.colour_h[:m], buf.rgb[:m]
+        torch.addmm(w["c1b"], out[:, 1:], w["c1"], out=hc).relu_()
+        torch.addmm(w["c2b"], hc, w["c2"], out=rgb)
+        rgb.sigmoid_().mul_(1.002).sub_(0.001)
+        return sigma, rgb
+
+    def _render_body(self, buf: FrameBuffers, rotation: torch.Tensor, trans: torch.Tensor) -> None:
+        body, w = self.model.body, self._weights
+        condition = body.condition(rotation, trans, self.spec.intrinsics)
+        deform_bias, colour_bias = body.frame_biases(condition)
+        torch.addmm(deform_bias, buf.pixel_code, w["d1"], out=buf.deform_h1).relu_()
+        torch.addmm(w["d2b"], buf.deform_h1, w["d2"], out=buf.deform_h2).relu_()
+        torch.addmm(w["d3b"], buf.deform_h2, w["d3"], out=buf.moved)
+        buf.moved.add_(buf.pixels, alpha=1.0 / self.spec.intrinsics.size)
+        body.encoder(buf.moved, out=buf.body_in, out_column=0)
+        torch.addmm(colour_bias, buf.body_in, w["b1"], out=buf.body_h1).relu_()
+        torch.addmm(w["b2b"], buf.body_h1, w["b2"], out=buf.body_h2).relu_()
+        torch.addmm(w["b3b"], buf.body_h2, w["b3"], out=buf.body_out)
+        buf.body_out[:, 0].sigmoid_()
+        buf.body_out[:, 1:].sigmoid_().mul_(1.002).sub_(0.001)
+
+    def _compose(self, buf: FrameBuffers, accum: torch.Tensor, background: bool) -> torch.Tensor:
+        out = buf.out.view(-1, 4)
+        body_alpha = buf.body_out[:, 0:1]
+        head_opacity = accum[:, 4:5]
+        rgb, alpha = out[:, :3], out[:, 3:4]
+        # premultiplied body, then the head in front of it
+        torch.mul(buf.body_out[:, 1:], body_alpha, out=rgb)
+        if background:
+            rgb.addcmul_(buf.background, 1.0 - body_alpha)
+            alpha.fill_(1.0)
+        else:
+            torch.mul(head_opacity, body_alpha, out=alpha).neg_().add_(body_alpha).add_(head_opacity)
+        rgb.mul_(1.0 - head_opacity).add_(accum[:, :3])
+        if not background:
+            rgb.div_(alpha.clamp(min=1e-6))
+        out.clamp_(0.0, 1.0)
+        return buf.out
