@@ -144,3 +144,18 @@ def test_models_for_other_features_or_blendshapes_are_refused(trained_avatar, ru
     with pytest.raises(CheckpointMismatchError, match="blendshape_names.*jawOpen.*syncanim train"):
         MotionRuntime.load(trained_avatar, blendshapes=("jawOpen",))
     MotionRuntime.load(trained_avatar, spec=runtime.spec, blendshapes=runtime.names)  # matching: accepted
+
+
+def test_the_traced_step_equals_the_eager_modules_at_any_batch_size(runtime):
+    import torch
+
+    from engine.motion.runtime import _StepNet
+
+    eager = _StepNet(runtime.pose, runtime.emotion)
+    k, spec = len(runtime.names), runtime.spec
+    for n in (1, 3, 5):
+        args = (torch.randn(n, spec.window_frames, spec.dim) * 3 - 5, torch.randn(n, 12), torch.randn(n, 2 * k),
+                torch.randn(n, runtime.pose.latent), torch.randn(n, runtime.emotion.latent), torch.rand(n, 2))
+        with torch.inference_mode():
+            for traced, reference in zip(runtime._net()(*args), eager(*args)):
+                assert traced.shape[0] == n and torch.allclose(traced, reference, atol=1e-5)
