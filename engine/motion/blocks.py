@@ -73,7 +73,8 @@ class TemporalUNet(nn.Module):
         super().__init__()
         self.focus = tuple(focus)
         self.stem = nn.Linear(in_dim, channels)
-        self.down = nn.ModuleList(_ConvBlock(channels * 2 ** i, channels * 2 ** (i + 1), stride=2) for i in range(depth))
+        widths = [channels * 2 ** i for i in range(depth + 1)]
+        self.down = nn.ModuleList(_ConvBlock(widths[i], widths[i + 1], stride=2) for i in range(depth))
         self.mid = _ConvBlock(channels * 2 ** depth, channels * 2 ** depth)
         self.up = nn.ModuleList(_ConvBlock(channels * 2 ** (i + 1), channels * 2 ** i) for i in reversed(range(depth)))
         self.readout = nn.Linear(channels * (len(self.focus) + 1), out_dim)

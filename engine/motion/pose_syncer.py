@@ -45,11 +45,13 @@ class AudioPoseSyncer(nn.Module):
         """window [B, W, D] raw speech features -> audio embedding [B, audio_dim]."""
         return self.audio(self.features(window))
 
-    def posterior(self, target: torch.Tensor, state: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def posterior(self, target: torch.Tensor, state: torch.Tensor,
+                  audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """q(z | target [B, 6], state [B, 12], audio [B, A]) -> mu, logvar [B, latent] (training only)."""
         return self.encoder(torch.cat([target, state, audio], -1))
 
     def forward(self, audio: torch.Tensor, state: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """audio [B, A], state [B, 12] (previous offsets, their velocity), z [B, latent] -> offsets [B, 6] (z-scored)."""
+        """audio [B, A], state [B, 12] (previous offsets and their velocity), z [B, latent] -> offsets [B, 6]
+        (z-scored)."""
         h = self.fuse(torch.cat([audio, self.d_pose(z), self.s_pose(state)], -1))
         return state[:, :POSE_DIM] + torch.cat([self.rotation(h), self.translation(h)], -1)

@@ -68,6 +68,7 @@ def dataset_reference(data_dir: str | os.PathLike, frame: int, names: tuple[str,
 
     tracks = Dataset(data_dir).tracks
     if not 0 <= frame < len(tracks):
-        raise IndexError(f"reference frame {frame} is outside {data_dir} (frames 0..{len(tracks) - 1}); pick one in range")
+        raise IndexError(f"reference frame {frame} is outside {data_dir} (frames 0..{len(tracks) - 1}); "
+                         "pick one in range")
     return {"euler_deg": tracks.euler_deg[frame].astype(np.float32), "trans": tracks.trans[frame].astype(np.float32),
             "blendshapes": np.array([tracks.blendshape(n)[frame] for n in names], np.float32)}

@@ -36,7 +36,8 @@ class Tensors:
             self.stride = data.stride
             self.pose = pose.pose_norm(torch.from_numpy(data.pose).to(device))
             self.expr = emotion.expr_norm(torch.from_numpy(data.expr).to(device))
-            self.time = time_inputs(torch.from_numpy(data.elapsed), torch.from_numpy(data.interval), data.fps).to(device)
+            elapsed, interval = torch.from_numpy(data.elapsed), torch.from_numpy(data.interval)
+            self.time = time_inputs(elapsed, interval, data.fps).to(device)
 
     def window(self, frames: torch.Tensor) -> torch.Tensor:
         """Video frames [N] -> their streaming feature windows [N, W, D]."""
