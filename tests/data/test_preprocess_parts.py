@@ -336,3 +336,14 @@ def test_blinks_keep_their_peaks_while_other_blendshapes_are_smoothed():
     tracks = pose.dataset_tracks(raw, (0, 0, 100, 100), 100)
     assert np.allclose(tracks.blendshape("eyeBlinkLeft"), blendshapes[:, 1])
     assert tracks.blendshape("jawOpen")[10] < 0.85, "the Savitzky-Golay filter applies to the other channels"
+
+
+def test_hole_filling_blends_the_surroundings_and_keeps_known_pixels():
+    image = np.zeros((64, 64, 3), np.float32)
+    image[:, :32], image[:, 32:] = 200.0, 50.0
+    holes = np.zeros((64, 64), bool)
+    holes[20:44, 20:44] = True
+    filled = background.fill_holes(image, holes)
+    assert np.array_equal(filled[~holes], image[~holes])
+    row = filled[32, 20:44, 0]
+    assert np.all(np.diff(row) <= 1e-3) and row[0] > 150 and row[-1] < 100, "a smooth ramp from left to right"

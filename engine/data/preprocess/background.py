@@ -1,4 +1,4 @@
-"""The background plate: per-pixel median of the frames where the pixel is background, holes inpainted."""
+"""The background plate: per-pixel median of the frames where the pixel is background, holes filled (push-pull)."""
 from __future__ import annotations
 
 import numpy as np
@@ -44,22 +44,41 @@ def _masked_median(frames: np.ndarray, hidden: np.ndarray) -> np.ndarray:
 def background_plate(frames: np.ndarray, person: np.ndarray) -> tuple[np.ndarray, float]:
     """frames [N, S, S, 3] uint8, person [N, S, S] bool (already grown) -> plate [S, S, 3] uint8, hole fraction.
 
-    A pixel covered by the person in every sample is a hole; holes are filled by OpenCV's Telea inpainting from
-    the plate around them.
+    A pixel covered by the person in every sample is a hole; holes are filled from the plate around them.
     """
-    import cv2
-
     count, size = frames.shape[0], frames.shape[1]
     plate = np.full((size, size, 3), np.nan, np.float32)
     rows = max(1, (32 << 20) // max(1, count * size * 3 * 4))  # rows per chunk: about 32 MB of float32 at a time
     for top in range(0, size, rows):
         plate[top:top + rows] = _masked_median(frames[:, top:top + rows], person[:, top:top + rows])
     holes = ~np.isfinite(plate).all(axis=-1)
-    plate = np.nan_to_num(plate).clip(0, 255).astype(np.uint8)
     fraction = float(holes.mean())
     if holes.all():
-        return np.full_like(plate, 127), fraction
-    if holes.any():
-        radius = max(3, size // 64)
-        plate = cv2.inpaint(plate, holes.astype(np.uint8), radius, cv2.INPAINT_TELEA)
-    return plate, fraction
+        return np.full((size, size, 3), 127, np.uint8), fraction
+    plate = fill_holes(np.nan_to_num(plate), holes) if holes.any() else plate
+    return plate.round().clip(0, 255).astype(np.uint8), fraction
+
+
+def fill_holes(image: np.ndarray, holes: np.ndarray) -> np.ndarray:
+    """image [S, S, 3] float32 with holes [S, S] bool -> the holes filled smoothly from their surroundings.
+
+    Push-pull: halve the image, averaging only known pixels, until nothing is missing; then walk back up, filling
+    each level's holes from the level below. Large holes (a person who never moves) get a soft blend of the
+    background around them instead of the streaks that edge-propagating inpainting draws across them.
+    """
+    import cv2
+
+    known = (~holes).astype(np.float32)
+    levels = [(image * known[..., None], known)]
+    while (levels[-1][1] <= 0).any() and min(levels[-1][1].shape) > 1:
+        weighted, weight = levels[-1]
+        size = (max(1, weighted.shape[1] // 2), max(1, weighted.shape[0] // 2))
+        levels.append((cv2.resize(weighted, size, interpolation=cv2.INTER_AREA),
+                       cv2.resize(weight, size, interpolation=cv2.INTER_AREA)))
+    weighted, weight = levels[-1]
+    filled = weighted / np.maximum(weight, 1e-6)[..., None]
+    for weighted, weight in reversed(levels[:-1]):
+        coarse = cv2.resize(filled, (weight.shape[1], weight.shape[0]), interpolation=cv2.INTER_LINEAR)
+        alpha = np.clip(weight, 0.0, 1.0)[..., None]
+        filled = alpha * (weighted / np.maximum(weight, 1e-6)[..., None]) + (1.0 - alpha) * coarse
+    return np.where(holes[..., None], filled, image)

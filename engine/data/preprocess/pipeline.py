@@ -29,7 +29,7 @@ from engine.data.preprocess.track import RawTracks
 log = logging.getLogger(__name__)
 
 PREPROCESS_VERSION = 1
-STEP_VERSIONS = {"track": 1, "audio": 1, "tracks": 1, "frames": 1, "features": 1, "meta": 1}
+STEP_VERSIONS = {"track": 1, "audio": 1, "tracks": 1, "frames": 2, "features": 1, "meta": 1}
 """Bump a step's number when its algorithm changes, so datasets made before redo it on the next run."""
 SAMPLE_RATE = 16000
 MIN_FACE_FRACTION = 0.5
