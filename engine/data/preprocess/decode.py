@@ -49,17 +49,25 @@ def _open(path: Path):
                               f"`ffmpeg -i {path.name} -c:v libx264 -c:a aac fixed.mp4`") from error
 
 
-def _first_time(container, stream) -> float | None:
-    """Presentation time in seconds of the first decoded frame of `stream` (0 for streams without timestamps, e.g.
-    raw .h264), or None when nothing decodes."""
+def _first_frame(container, stream):
+    """The first decoded frame of `stream`, or None when nothing decodes."""
     import av
 
     try:
-        for frame in container.decode(stream):
-            return float(frame.time) if frame.time is not None else 0.0
+        return next(iter(container.decode(stream)), None)
     except av.error.FFmpegError:
         return None
-    return None
+
+
+def _start_time(frame) -> float:
+    """Presentation time in seconds (0 for streams without timestamps, e.g. raw .h264)."""
+    return float(frame.time) if frame.time is not None else 0.0
+
+
+def _declared_duration(container, stream) -> float:
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    return float(container.duration) / 1e6 if container.duration else 0.0
 
 
 def inspect_source(path: str | os.PathLike) -> SourceInfo:
@@ -74,28 +82,21 @@ def inspect_source(path: str | os.PathLike) -> SourceInfo:
             raise PreprocessError(f"{path} has no video stream (only {len(container.streams.audio)} audio streams); "
                                   "pass a video of the person talking")
         stream = container.streams.video[0]
-        video_start = _first_time(container, stream)
-    if video_start is None:
-        raise PreprocessError(f"{path}: no video frame could be decoded (the file is corrupt or truncated); "
-                              "re-export or re-download it")
-    with _open(path) as container:
-        stream = container.streams.video[0]
-        first = next(container.decode(stream))
+        first = _first_frame(container, stream)
+        if first is None:
+            raise PreprocessError(f"{path}: no video frame could be decoded (the file is corrupt or truncated); "
+                                  "re-export or re-download it")
         rotation = int(round((first.rotation or 0) / 90.0)) % 4 * 90
         width, height = (first.height, first.width) if rotation in (90, 270) else (first.width, first.height)
         fps = float(stream.average_rate or stream.guessed_rate or 0.0)
-        codec = stream.codec_context.name
-        if stream.duration and stream.time_base:
-            duration = float(stream.duration * stream.time_base)
-        else:
-            duration = float(container.duration) / 1e6 if container.duration else 0.0
-        has_audio = bool(container.streams.audio)
+        codec, duration = stream.codec_context.name, _declared_duration(container, stream)
+        video_start, has_audio = _start_time(first), bool(container.streams.audio)
     offset = 0.0
     if has_audio:
-        with _open(path) as container:
-            audio_start = _first_time(container, container.streams.audio[0])
-        has_audio = audio_start is not None
-        offset = (audio_start - video_start) if has_audio else 0.0
+        with _open(path) as container:  # a fresh demuxer: the first open has read ahead in the video
+            audio_first = _first_frame(container, container.streams.audio[0])
+        has_audio = audio_first is not None
+        offset = _start_time(audio_first) - video_start if has_audio else 0.0
     if min(width, height) < MIN_SIDE:
         raise PreprocessError(f"{path} is {width}x{height}: too small to track a face (the shorter side must be at "
                               f"least {MIN_SIDE} px, 512 or more works best); use a higher-resolution recording")
