@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import tyro
 
+from engine.data.preprocess.config import PreprocessConfig
 from engine.data.synth.config import SynthConfig
 from engine.eval.bench_config import BenchConfig
 from engine.scene.run import DemoOptions, RunOptions
@@ -34,6 +35,22 @@ def _synth(config: SynthConfig) -> int:
     return 0
 
 
+def _preprocess(config: PreprocessConfig) -> int:
+    from engine.data.dataset import DatasetError
+    from engine.data.preprocess import PreprocessError, run_preprocess, write_preview
+
+    try:
+        if config.preview is not None:
+            for path in write_preview(config.preview):
+                print(f"wrote {path}")
+        else:
+            print(f"wrote {run_preprocess(config)}")
+    except (PreprocessError, DatasetError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _bench(config: BenchConfig) -> int:
     from engine.eval.bench import run_bench
 
@@ -46,6 +63,7 @@ COMMANDS: dict[str, tuple[type, Callable[[Any], int]]] = {
     "synth": (Annotated[SynthConfig, tyro.conf.PositionalRequiredArgs], _synth),
     "run": (RunOptions, _run),
     "demo": (DemoOptions, _demo),
+    "preprocess": (PreprocessConfig, _preprocess),
     "bench": (BenchConfig, _bench),
 }
 
