@@ -12,6 +12,7 @@ from engine.data.preprocess.config import PreprocessConfig
 from engine.data.synth.config import SynthConfig
 from engine.eval.bench_config import BenchConfig
 from engine.scene.run import DemoOptions, RunOptions
+from engine.training import TrainOptions
 
 
 def _run(options: RunOptions) -> int:
@@ -51,6 +52,19 @@ def _preprocess(config: PreprocessConfig) -> int:
     return 0
 
 
+def _train(options: TrainOptions) -> int:
+    from engine.data.dataset import DatasetError
+    from engine.training import run_training
+
+    try:
+        for path in run_training(options):
+            print(f"wrote {path}")
+    except DatasetError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _bench(config: BenchConfig) -> int:
     from engine.eval.bench import run_bench
 
@@ -64,6 +78,7 @@ COMMANDS: dict[str, tuple[type, Callable[[Any], int]]] = {
     "run": (RunOptions, _run),
     "demo": (DemoOptions, _demo),
     "preprocess": (PreprocessConfig, _preprocess),
+    "train": (TrainOptions, _train),
     "bench": (BenchConfig, _bench),
 }
 

@@ -1,0 +1,25 @@
+"""`syncanim train`: options parse as the pipeline contract writes them, and a missing dataset is explained."""
+import pytest
+import tyro
+
+from engine.cli import main
+from engine.training import TrainOptions
+
+
+def test_options_follow_the_contract(tmp_path):
+    options = tyro.cli(TrainOptions, args=[str(tmp_path / "data"), "-o", str(tmp_path / "avatar"), "--preset", "test",
+                                           "--stage", "motion"])
+    assert options.data == tmp_path / "data" and options.avatar_dir == tmp_path / "avatar"
+    assert options.preset == "test" and options.stage == "motion"
+
+
+def test_missing_dataset_is_a_clear_error(tmp_path, capsys):
+    assert main(["train", str(tmp_path / "nothing"), "-o", str(tmp_path / "avatar"), "--preset", "test"]) == 2
+    assert "syncanim preprocess VIDEO -o" in capsys.readouterr().err
+    assert not (tmp_path / "avatar" / "motion.safetensors").exists()
+
+
+@pytest.mark.parametrize("preset", ["fast", ""])
+def test_unknown_preset_is_refused(tmp_path, preset):
+    with pytest.raises(SystemExit):
+        tyro.cli(TrainOptions, args=[str(tmp_path), "-o", str(tmp_path), "--preset", preset])
