@@ -49,6 +49,10 @@ class AvatarSpec:
     """Canonical head box (cm)."""
     grid_resolution: int
     steps_per_diagonal: int
+    rest_euler: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    """Mean training head rotation (degrees): the pose shown when nothing drives the avatar."""
+    rest_trans: tuple[float, float, float] = (0.0, 0.0, -50.0)
+    """Mean training head translation (cm)."""
 
     @property
     def dt(self) -> float:
@@ -67,7 +71,8 @@ class AvatarSpec:
         framing["center"] = tuple(framing["center"])
         fields["framing"] = FramingRange(**framing)
         fields["expression"] = tuple(fields["expression"])
-        fields["head_box"] = tuple(fields["head_box"])
+        for name in ("head_box", "rest_euler", "rest_trans"):
+            fields[name] = tuple(fields[name])
         return cls(**fields)
 
 

@@ -1,11 +1,15 @@
-"""nerf_plugin and its start-up system: Taichi starts on the chosen render device in STARTUP, never at import."""
+"""nerf_plugin and its start-up system: Taichi starts on the chosen render device in STARTUP, never at import.
+
+The plugin also schedules the avatar renderer (engine/nerf/systems.py): extract_avatar_views in EXTRACT and
+render_avatars in RENDER, before the scene compositor.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from engine.ecs import Stage, World
-from engine.nerf.settings import NerfRuntimeSettings
+from engine.nerf.settings import NerfRenderSettings, NerfRuntimeSettings
 
 if TYPE_CHECKING:
     from engine.app import App
@@ -39,7 +43,16 @@ def start_taichi(world: World) -> None:
 
 
 def nerf_plugin(app: App) -> None:
-    """Insert NerfRuntimeSettings (defaults unless inserted before) and schedule `start_taichi` in STARTUP."""
+    """Insert NerfRuntimeSettings and NerfRenderSettings (defaults unless inserted before) and the AvatarRenderer
+    marker; schedule `start_taichi` in STARTUP and the avatar renderer's extract and render systems."""
+    from engine.nerf.systems import NerfAvatars, extract_avatar_views, render_avatars
+    from engine.scene.components import AvatarRenderer
+
     world = app.world
     world.insert_resource(world.get_resource(NerfRuntimeSettings) or NerfRuntimeSettings())
+    world.insert_resource(world.get_resource(NerfRenderSettings) or NerfRenderSettings())
+    world.insert_resource(NerfAvatars())
+    world.insert_resource(AvatarRenderer("nerf"))
     app.add_system(start_taichi, Stage.STARTUP)
+    app.add_system(extract_avatar_views, Stage.EXTRACT)
+    app.add_system(render_avatars, Stage.RENDER, before=["engine.scene.compose.compose_scene"])

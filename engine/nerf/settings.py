@@ -16,3 +16,18 @@ class NerfRuntimeSettings:
     """Taichi's offline kernel cache; None: $SYNCANIM_TAICHI_CACHE or ~/.cache/syncanim/taichi."""
     cpu_threads: int | None = None
     """Taichi CPU threads; None: every core this process may run on."""
+
+
+@dataclass(frozen=True)
+class NerfRenderSettings:
+    """Resource: how `render_avatars` renders each avatar (read every frame)."""
+
+    size: tuple[int, int] = (256, 256)
+    """(width, height) in pixels of an avatar that has no AvatarViewport (with one, its viewport's size is used)."""
+    per_round: int = 8
+    """Occupied samples per ray per march round."""
+    max_rounds: int = 2
+    """March rounds per frame: at most per_round x max_rounds head-field evaluations per ray."""
+    background: bool = True
+    """Composite each avatar over its training background plate (opaque); False leaves it transparent (alpha is
+    the person's coverage) for the scene's compositor or a chroma key."""

@@ -120,6 +120,8 @@ def load_training_data(config: TrainNerfConfig, device: torch.device) -> tuple[T
         intrinsics=Intrinsics(meta.camera.focal_px, meta.camera.cx, meta.camera.cy, size),
         framing=FramingRange(center, config.default_view), head_box=tuple(config.head_box_cm),
         grid_resolution=config.grid_resolution, steps_per_diagonal=config.steps_per_diagonal,
+        rest_euler=tuple(float(v) for v in tracks.euler_deg[train].mean(0)),
+        rest_trans=tuple(float(v) for v in tracks.trans[train].mean(0)),
     )
     head = masks.head > 127
     td = TrainingData(
@@ -188,11 +190,46 @@ def _lip_pixels(rect: torch.Tensor, patch: int) -> torch.Tensor:
     return torch.stack([u.reshape(-1), v.reshape(-1)], -1)
 
 
+@torch.no_grad()
+def visual_hull(model: AvatarModel, data: TrainingData, n_frames: int = 24, agree: float = 0.8) -> torch.Tensor:
+    """[G^3] bool: occupancy cells inside the (slightly grown) head mask in at least `agree` of the training frames
+    that see them. Marching starts from this carved grid, so early head steps do not spend samples on the whole box
+    (ER-NeRF marks cells no training camera sees for the same reason)."""
+    from engine.nerf.camera import euler_to_matrix, project
+
+    grid, spec = model.grid, model.spec
+    g, size = grid.resolution, spec.intrinsics.size
+    idx = torch.arange(g**3, device=data.head.device)
+    ijk = torch.stack([idx % g, (idx // g) % g, idx // (g * g)], -1).float() + 0.5
+    lo = torch.tensor(grid.lo, device=idx.device)
+    centres = lo + ijk * torch.tensor(grid.cell_size, device=idx.device)
+    grow = 2 * max(1, round(0.03 * size)) + 1
+    inside = torch.zeros(g**3, device=idx.device)
+    seen = torch.zeros(g**3, device=idx.device)
+    picks = np.unique(np.linspace(0, len(data.train) - 1, n_frames).round().astype(int))
+    for frame in data.train[picks]:
+        mask = torch.nn.functional.max_pool2d(data.head[frame][None, None].float(), grow, 1, grow // 2)[0, 0]
+        cam = centres @ euler_to_matrix(data.euler[frame]).T + data.trans[frame]
+        uv = (project(cam, spec.intrinsics) * size).floor().long()
+        visible = (uv >= 0).all(-1) & (uv < size).all(-1)
+        u, v = uv[:, 0].clamp(0, size - 1), uv[:, 1].clamp(0, size - 1)
+        seen += visible.float()
+        inside += (visible & (mask[v, u] > 0)).float()
+    return (inside >= agree * seen) & (seen > 0)
+
+
 class _Trainer:
     def __init__(self, config: TrainNerfConfig, model: AvatarModel, data: TrainingData, device: torch.device):
         self.config, self.model, self.data, self.device = config, model, data, device
         self.gen = torch.Generator().manual_seed(config.seed)
         self.size = model.spec.intrinsics.size
+        self.hull: torch.Tensor | None = None
+
+    def carve(self) -> None:
+        """Restrict the occupancy grid to the head's visual hull (before the head stages and after each update)."""
+        if self.hull is None:
+            self.hull = visual_hull(self.model, self.data)
+        self.model.grid.set_occupied(self.model.grid.occupied.bool() & self.hull)
 
     def frame_inputs(self, frame: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         d = self.data
@@ -236,6 +273,7 @@ class _Trainer:
         if step % cfg.grid_every == 0:
             cells = None if self.model.grid.resolution <= 32 else self.model.grid.resolution**3 // 8
             self.model.update_grid(audio.detach(), expression, cells, self.gen)
+            self.carve()
         return loss
 
     @torch.no_grad()
@@ -352,6 +390,8 @@ def train_nerf(config: TrainNerfConfig) -> Path:
         total = budget[stage]
         first = start_step if stage == start_stage else 0
         optimizer = _optimizer(model, stage, config)
+        if stage != "body":
+            trainer.carve()
         if resumed and stage == start_stage:
             _restore_optimizer(optimizer, resumed[2])
         model.train()

@@ -131,7 +131,7 @@ def nerf_preset(name: Literal["test", "cpu", "gpu"], data: Path, avatar_dir: Pat
         dims = NerfDims(head_levels=6, head_log2_table=10, head_base_res=8, head_max_res=64, head_hidden=32,
                         geo_features=8, color_hidden=32, audio_dim=8, body_levels=6, body_features=2,
                         body_log2_table=10, body_base_res=8, body_max_res=64, body_hidden=16, pixel_freqs=3)
-        base = replace(base, dims=dims, body_steps=60, head_steps=60, lip_steps=20, rays=1024, lip_patch=16,
+        base = replace(base, dims=dims, body_steps=150, head_steps=150, lip_steps=20, rays=1024, lip_patch=16,
                        grid_resolution=24, steps_per_diagonal=64, max_samples=16, grid_every=8, val_frames=1,
                        val_every=50, checkpoint_every=50, threads=1)
     elif name == "cpu":

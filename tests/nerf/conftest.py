@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 
 # The suite runs with --import-mode=importlib, which puts no test folder on sys.path; the kernel tests share
-# their pure-torch references through this one helper module.
+# their pure-torch references through one helper module, the renderer's tests their procedural dataset.
 sys.path.insert(0, str(Path(__file__).parent / "kernels"))
+sys.path.insert(0, str(Path(__file__).parent))
 
 
 @pytest.fixture(scope="session")
@@ -14,3 +15,22 @@ def taichi_cpu():
     from engine.nerf.kernels.runtime import init_taichi
 
     return init_taichi("cpu")
+
+
+@pytest.fixture(scope="session")
+def scene_data(tmp_path_factory):
+    """A 16-frame 32x32 procedural presenter dataset (tests/nerf/scenes.py)."""
+    from scenes import write_scene_dataset
+
+    return write_scene_dataset(tmp_path_factory.mktemp("nerf") / "data", frames=16, size=32)
+
+
+@pytest.fixture(scope="session")
+def trained_avatar(scene_data, taichi_cpu, tmp_path_factory):
+    """AVATAR_DIR of the 'test' preset trained on scene_data (seconds of training)."""
+    from engine.nerf.train import train_nerf
+    from engine.nerf.train_config import nerf_preset
+
+    avatar = tmp_path_factory.mktemp("nerf") / "avatar"
+    train_nerf(nerf_preset("test", scene_data, avatar, device="cpu", progress=False))
+    return avatar

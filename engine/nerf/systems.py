@@ -1,0 +1,144 @@
+"""The NeRF renderer's frame systems: snapshot each avatar's state (EXTRACT), render it (RENDER).
+
+    EXTRACT  extract_avatar_views: frozen AvatarViews (pose, blendshapes, audio window, framing, size per avatar)
+    RENDER   render_avatars: AvatarViews -> each avatar's AvatarImage, and the FrameImage when no scene
+             compositor draws one (a plain app with one avatar)
+
+The render system reads only the snapshot, never live components. Models load on first use per avatar folder
+and stay in the NerfAvatars resource; torch and Taichi are imported inside the systems, so this module is light.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.ecs import Entity, World
+from engine.nerf.settings import NerfRenderSettings
+
+
+@dataclass(frozen=True)
+class AvatarView:
+    """One avatar's frozen render inputs."""
+
+    entity: Entity
+    folder: Path
+    euler_deg: np.ndarray | None
+    """[3] degrees; None: the avatar's rest pose (nothing drives it yet)."""
+    trans: np.ndarray | None
+    """[3] cm; None: the rest pose."""
+    blendshapes: np.ndarray | None
+    """[K] values named by `names`; None: all zero."""
+    names: tuple[str, ...]
+    window: np.ndarray | None
+    """[W, D] raw speech features of the avatar's voice at the step's time; None: no audio yet."""
+    zoom: float
+    size: tuple[int, int]
+    """(width, height) in pixels."""
+
+
+@dataclass(frozen=True)
+class AvatarViews:
+    """Resource: the snapshot `render_avatars` draws."""
+
+    frame: int
+    views: tuple[AvatarView, ...]
+
+
+@dataclass
+class NerfAvatars:
+    """Resource: loaded AvatarRenderers by nerf.safetensors path."""
+
+    renderers: dict[Path, Any] = field(default_factory=dict)
+
+
+def _window(world: World, entity: Entity, time_s: float) -> np.ndarray | None:
+    from engine.audio.plugin import AudioVoices, Voice
+
+    voices = world.get_resource(AudioVoices)
+    if voices is None or not voices.features:
+        return None
+    voice = world.get(entity, Voice)
+    ring = voices.features.get(voice.name) if voice is not None else next(iter(voices.features.values()))
+    hit = ring.at(time_s) if ring is not None else None
+    return None if hit is None else np.array(hit[2], np.float32, copy=True)
+
+
+def extract_avatar_views(world: World) -> None:
+    """Snapshot every Avatar: its MotionState (if any), audio window, Framing zoom and output size."""
+    from engine.motion.components import MotionState
+    from engine.scene.components import Avatar, AvatarViewport, Framing
+    from engine.time import Time
+
+    settings = world.get_resource(NerfRenderSettings) or NerfRenderSettings()
+    time = world.get_resource(Time)
+    views = []
+    for entity, avatar in world.query(Avatar):
+        state = world.get(entity, MotionState)
+        framing = world.get(entity, Framing)
+        viewport = world.get(entity, AvatarViewport)
+        size = (viewport.width, viewport.height) if viewport and viewport.width > 0 else tuple(settings.size)
+        at = state.time_s if state is not None else (time.elapsed if time else 0.0)
+        views.append(AvatarView(
+            entity, Path(avatar.folder),
+            None if state is None else np.array(state.euler_deg, np.float32),
+            None if state is None else np.array(state.trans, np.float32),
+            None if state is None else np.array(state.blendshapes, np.float32),
+            () if state is None else tuple(state.blendshape_names),
+            _window(world, entity, at), framing.zoom if framing else 0.0, size,
+        ))
+    world.insert_resource(AvatarViews(time.frame if time else -1, tuple(views)))
+
+
+def _renderer(world: World, folder: Path):
+    from engine.nerf.avatar import nerf_path
+    from engine.nerf.plugin import RenderDevice
+    from engine.nerf.render import AvatarRenderer
+
+    settings = world.get_resource(NerfRenderSettings) or NerfRenderSettings()
+    cache = world.get_resource(NerfAvatars)
+    if cache is None:
+        cache = NerfAvatars()
+        world.insert_resource(cache)
+    path = nerf_path(folder).resolve()
+    renderer = cache.renderers.get(path)
+    if renderer is None:
+        device = world.get_resource(RenderDevice)
+        renderer = cache.renderers[path] = AvatarRenderer.load(
+            path, device.name if device else "cpu", per_round=settings.per_round, max_rounds=settings.max_rounds)
+    return renderer
+
+
+def render_avatars(world: World) -> None:
+    """Render each snapshot view into its avatar's AvatarImage; write the FrameImage when no compositor will."""
+    from engine.display.frame import FrameImage
+    from engine.scene.components import AvatarImage, Background
+
+    views = world.get_resource(AvatarViews)
+    if views is None:
+        return
+    settings = world.get_resource(NerfRenderSettings) or NerfRenderSettings()
+    first = None
+    for view in views.views:
+        renderer = _renderer(world, view.folder)
+        spec = renderer.spec
+        rgba = renderer.render(
+            spec.rest_euler if view.euler_deg is None else view.euler_deg,
+            spec.rest_trans if view.trans is None else view.trans,
+            {} if view.blendshapes is None else view.blendshapes, view.names or None, view.window,
+            size=view.size, zoom=view.zoom, background=settings.background,
+        )
+        image = world.get(view.entity, AvatarImage)
+        if image is None:
+            world.commands.insert(view.entity, AvatarImage(rgba, views.frame))
+        else:
+            image.rgba, image.frame = rgba, views.frame
+        first = rgba if first is None else first
+    if first is not None and not world.has_resource(Background):
+        frame = world.get_resource(FrameImage)
+        if frame is None:
+            world.insert_resource(FrameImage(first, views.frame))
+        else:
+            frame.rgba, frame.frame = first, views.frame

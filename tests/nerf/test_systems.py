@@ -1,0 +1,55 @@
+"""The render systems in an App: avatars are snapshotted in EXTRACT and rendered in RENDER into their AvatarImage
+and the FrameImage; framing changes the picture, not its size."""
+import numpy as np
+import pytest
+
+from engine.app import App
+from engine.display.frame import FrameImage
+from engine.motion.components import MotionState
+from engine.nerf.plugin import nerf_plugin
+from engine.nerf.settings import NerfRenderSettings, NerfRuntimeSettings
+from engine.nerf.systems import AvatarViews
+from engine.scene.components import Avatar, AvatarImage, AvatarRenderer, Framing
+
+pytestmark = pytest.mark.usefixtures("taichi_cpu")
+
+
+def make_app(avatar, scene_data):
+    from engine.data.dataset import Dataset
+
+    tracks = Dataset(scene_data).tracks
+    app = App()
+    app.insert_resource(NerfRuntimeSettings(device="cpu"))
+    app.insert_resource(NerfRenderSettings(size=(24, 16)))
+    app.add_plugin(nerf_plugin)
+    state = MotionState(tracks.euler_deg[0].copy(), tracks.trans[0].copy(), tracks.blendshapes[0].copy(),
+                        tuple(tracks.blendshape_names))
+    entity = app.world.spawn(Avatar(avatar, "presenter"), state, Framing(zoom=0.0))
+    app.startup()
+    return app, entity
+
+
+def test_render_system_writes_avatar_image_and_frame_image(trained_avatar, scene_data):
+    app, entity = make_app(trained_avatar, scene_data)
+    assert app.world.has_resource(AvatarRenderer)
+    app.update()
+    frame = app.world.resource(FrameImage)
+    assert tuple(frame.rgba.shape) == (16, 24, 4) and frame.frame == app.world.resource(AvatarViews).frame
+    first = frame.rgba.clone().numpy()
+    app.update()
+    image = app.world.get(entity, AvatarImage)
+    assert image is not None and tuple(image.rgba.shape) == (16, 24, 4)
+    app.world.get(entity, Framing).zoom = 1.0
+    app.update()
+    zoomed = app.world.resource(FrameImage).rgba.clone().numpy()
+    assert zoomed.shape == first.shape and np.abs(zoomed - first).mean() > 0.01
+
+
+def test_snapshot_is_frozen_against_later_edits(trained_avatar, scene_data):
+    app, entity = make_app(trained_avatar, scene_data)
+    app.update()
+    view = app.world.resource(AvatarViews).views[0]
+    state = app.world.get(entity, MotionState)
+    state.euler_deg[:] = 40.0
+    assert not np.allclose(view.euler_deg, 40.0)
+    assert view.size == (24, 16) and view.window is None  # no audio plugin: no window, rendered as neutral
