@@ -3,8 +3,8 @@
 `host_scene(app, path)` builds the scene like `build_scene` (a broken scene at start raises SceneError) and adds
 `watch_scene` (Stage.FIRST), which polls the file's mtime a few times a second. On a change it loads the new file
 first: a syntax or import error is shown in the overlay (Diagnostics) and logged, and the running scene is left as it
-was. A file that loads replaces the scene: the old scene's systems (those not from `engine.*`), its entities, scripts,
-captions and speech go, then the new `build(app)` runs and its startup systems run once. If that build raises, the
+was. A file that loads replaces the scene: the old scene's systems (those not from `engine.*`), the entities its build
+spawned or marked SceneOwned, its scripts, captions and speech go, then the new `build(app)` runs and its startup systems run once. If that build raises, the
 previous scene is built again and the error is shown.
 """
 from __future__ import annotations
@@ -37,8 +37,8 @@ class SceneHost:
     module: ModuleType | None = None
     mtime_ns: int = 0
     """mtime of the file when it was last loaded (or last failed to load)."""
-    engine_entities: frozenset[int] = frozenset()
-    """Entities alive before the first scene was built: everything else belongs to the scene."""
+    entities: frozenset[int] = frozenset()
+    """Entities the scene's build spawned (with those marked SceneOwned, despawned on reload)."""
     systems: tuple[str, ...] = ()
     """Names of the systems the scene added (those it would add again on a rebuild)."""
     watch: bool = True
@@ -65,28 +65,33 @@ def host_scene(app: App, path: str | Path, *, watch: bool = True, poll_s: float 
     """Build the scene at `path` into `app` and keep it reloadable; raises SceneError if this first build fails."""
     path = Path(path)
     world = app.world
-    host = SceneHost(app, path, engine_entities=frozenset(world.entities()), watch=watch, poll_s=poll_s)
+    host = SceneHost(app, path, watch=watch, poll_s=poll_s)
     host.mtime_ns = file_mtime(path)
-    host.module, host.systems = build_tracked(app, path)
+    host.module, host.systems, host.entities = build_tracked(app, path)
     world.insert_resource(host)
     if "engine.scene.host.watch_scene" not in {s.name for s in app.schedule.all_systems()}:
         app.add_system(watch_scene, Stage.FIRST, before=["engine.app.tick_time"])
     return host.module
 
 
-def build_tracked(app: App, path: Path, module: ModuleType | None = None) -> tuple[ModuleType, tuple[str, ...]]:
-    """Build the scene (from `module` if already loaded) and return it with the names of the systems it added."""
+def build_tracked(app: App, path: Path, module: ModuleType | None = None,
+                  ) -> tuple[ModuleType, tuple[str, ...], frozenset[int]]:
+    """Build the scene (from `module` if already loaded); return it, the systems it added and the entities it
+    spawned."""
     before = {s.name for s in app.schedule.all_systems()}
+    alive = set(app.world.entities())
     try:
         if module is None:
             module = build_scene(app, path)
         else:
             build_module(app, module, path)
     except BaseException:
-        for name in _added_systems(app, before):  # a half-built scene leaves nothing scheduled behind
+        for name in _added_systems(app, before):  # a half-built scene leaves nothing behind
             app.schedule.remove(name)
+        for entity in set(app.world.entities()) - alive:
+            app.world.despawn(entity)
         raise
-    return module, _added_systems(app, before)
+    return module, _added_systems(app, before), frozenset(set(app.world.entities()) - alive)
 
 
 def _added_systems(app: App, before: set[str]) -> tuple[str, ...]:
@@ -99,15 +104,16 @@ def teardown_scene(world: World, host: SceneHost) -> None:
     """Remove what the hosted scene added: its systems, entities, scripts, captions, look and speech."""
     from engine.audio.playback import AudioPlayback
     from engine.scene.compose import SceneView
-    from engine.scene.components import Background, Captions
+    from engine.scene.components import Background, Captions, SceneOwned
     from engine.scene.timeline import Scripts
 
     for name in host.systems:
         host.app.schedule.remove(name)
     host.systems = ()
-    for entity in world.entities():
-        if entity not in host.engine_entities:
-            world.despawn(entity)
+    owned = {entity for entity, _ in world.query(SceneOwned)}
+    for entity in host.entities | owned:
+        world.despawn(entity)
+    host.entities = frozenset()
     scripts = world.get_resource(Scripts)
     if scripts is not None:
         for run in scripts.running:
@@ -142,7 +148,7 @@ def reload_scene(world: World, host: SceneHost, path: Path) -> bool:
     old_module, old_path = host.module, host.path
     teardown_scene(world, host)
     try:
-        host.module, host.systems = build_tracked(host.app, path, module)
+        host.module, host.systems, host.entities = build_tracked(host.app, path, module)
         host.path = path
         run_new_startup_systems(world, host)
     except Exception as error:
@@ -163,7 +169,7 @@ def _rebuild(world: World, host: SceneHost, module: ModuleType | None, path: Pat
     if module is None:
         return
     try:
-        host.module, host.systems = build_tracked(host.app, path, module)
+        host.module, host.systems, host.entities = build_tracked(host.app, path, module)
         host.path = path
         run_new_startup_systems(world, host)
     except Exception as error:  # the old scene no longer builds either: show it, run an empty scene

@@ -168,6 +168,7 @@ class OnMessage(Step):
     def finished(self, world: World, run: ScriptRun) -> bool:
         for message in run.inbox:
             if message.type == self.type and (self.name is None or message.fields.get("name") == self.name):
+                run.inbox.remove(message)  # taken: a later on_message in this frame waits for another one
                 self.result = message
                 return True
         return self.end_s is not None and world.resource(Time).elapsed >= self.end_s - 1e-6
@@ -246,7 +247,8 @@ class Director:
         return ShowCaption(text, for_s, slot)
 
     def on_message(self, type: str, *, name: str | None = None, timeout: float | None = None) -> OnMessage:
-        """Resumes with the next control message of `type` (a ControlRequest), or None after `timeout` seconds."""
+        """Resumes with the next control message of `type` (a ControlRequest), or None after `timeout` seconds.
+        Messages that arrive while the script waits on another step are not kept for it."""
         return OnMessage(type, name, timeout)
 
     def until(self, condition: Callable[[], bool] | PlaybackHandle) -> Until:
@@ -365,7 +367,7 @@ def run_scripts(world: World) -> None:
     while index < len(scripts.running):
         run = scripts.running[index]
         index += 1
-        run.inbox = inbox
+        run.inbox = list(inbox)  # each script sees each message once
         try:
             alive = advance(world, run)
         except Exception as error:

@@ -76,6 +76,7 @@ def hosted(app, tmp_path):
 def test_saving_the_file_rebuilds_the_scene(hosted):
     app, path = hosted
     assert counters(app) == [7] and app.resource(Captions).slots["main"].text == "a"
+    engine_entity = app.world.spawn(Captions())  # e.g. one an engine plugin spawned at startup
     save(path, SCENE.format(tag="b"), 10)
     step(app)
     host = app.resource(SceneHost)
@@ -84,6 +85,7 @@ def test_saving_the_file_rebuilds_the_scene(hosted):
     names = {s.name for s in app.schedule.all_systems()}
     assert any(n.endswith("count_b") for n in names) and not any(n.endswith("count_a") for n in names)
     assert len(counters(app)) == 1  # the old scene's entity is gone, the new one counts
+    assert app.world.alive(engine_entity)  # what the scene did not spawn stays
     assert host.module.Greetings is type(app.resource(host.module.Greetings))
     assert app.resource(host.module.Greetings).names == ["b"]  # the new scene's startup system ran once
     assert "scene" in app.resource(Diagnostics).notices[-1]

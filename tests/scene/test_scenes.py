@@ -117,3 +117,38 @@ def test_say_espeak_pipes_speech_into_a_running_kiosk(app):
         app.update()
         captioned += caption_pixels(app) > 30
     assert captioned > 25  # both lines (about 2.5 s) were captioned while heard
+
+
+def test_a_kiosk_fed_by_the_control_socket_keeps_its_memory_flat(app):
+    """Bounded by design (queues, caches, event logs): after warm-up, 500 frames with speech, captions, cues and
+    status requests every second allocate nothing that stays (one frame buffer of 77 kB is the unit)."""
+    import gc
+    import tracemalloc
+
+    app.insert_resource(ControlSettings(control="127.0.0.1:0", control_token=TOKEN))
+    host_scene(app, SCENES_DIR / "kiosk.py")
+    app.update()
+    speech = wav_bytes(constant(0.5, 0.2))
+    with ControlClient(f"127.0.0.1:{app.resource(ControlServer).address[1]}", token=TOKEN) as client:
+        def run(frames):
+            for i in range(frames):
+                if i % 25 == 0:
+                    client.say(speech, text=f"line {i}", interrupt=i % 100 == 0)
+                    client.cue("caption", f"cue {i}")
+                    client.status()
+                app.update()
+
+        run(200)
+        gc.collect()
+        tracemalloc.start()
+        try:
+            run(100)
+            gc.collect()
+            before = tracemalloc.get_traced_memory()[0]
+            run(500)
+            gc.collect()
+            after = tracemalloc.get_traced_memory()[0]
+        finally:
+            tracemalloc.stop()
+    assert after - before < 256 * 1024
+    assert not app.resource(Diagnostics).errors
