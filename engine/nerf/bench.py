@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 
-def stand_in_renderer(device: str = "cpu", size: int = 512, seed: int = 0):
+def stand_in_renderer(device: str = "cpu", size: int = 512, seed: int = 0, precision: str = "float32"):
     """An AvatarRenderer of the default sizes with random weights and a head-shaped occupancy grid."""
     import torch
 
@@ -40,11 +40,11 @@ def stand_in_renderer(device: str = "cpu", size: int = 512, seed: int = 0):
         centres = torch.tensor(model.grid.lo) + ijk * torch.tensor(model.grid.cell_size)
         head = ((centres / torch.tensor([8.0, 11.0, 10.0])) ** 2).sum(-1) < 1.0
         model.grid.set_occupied(head)
-    return AvatarRenderer(model.to(device))
+    return AvatarRenderer(model.to(device), precision=precision)
 
 
 def measure_render(avatar: Path | None = None, sizes: tuple[int, ...] = (128, 256), device: str = "cpu",
-                   repeats: int = 10, zoom: float = 0.0) -> dict[str, Any]:
+                   repeats: int = 10, zoom: float = 0.0, precision: str = "float32") -> dict[str, Any]:
     """Median and min milliseconds per rendered frame (and FPS) per square size; Taichi starts on `device`."""
     import numpy as np
     import torch
@@ -53,12 +53,13 @@ def measure_render(avatar: Path | None = None, sizes: tuple[int, ...] = (128, 25
     from engine.nerf.render import AvatarRenderer
 
     init_taichi(device)
-    renderer = AvatarRenderer.load(avatar, device) if avatar is not None else stand_in_renderer(device)
+    renderer = (AvatarRenderer.load(avatar, device, precision=precision) if avatar is not None
+                else stand_in_renderer(device, precision=precision))
     spec = renderer.spec
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     window = np.zeros((spec.window_frames, spec.feature_dim), np.float32)
     report: dict[str, Any] = {"device": device, "avatar": str(avatar) if avatar else "stand-in (random weights)",
-                              "zoom": zoom, "sizes": {}}
+                              "zoom": zoom, "precision": precision, "sizes": {}}
     for size in sizes:
         def frame(k: int) -> None:
             euler = np.array([0.0, 2.0 * np.sin(k), 3.0 * np.cos(k)], np.float32)

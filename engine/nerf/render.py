@@ -30,7 +30,8 @@ WHERE = "engine/nerf/render.py"
 class FrameBuffers:
     """Everything one output size needs, allocated once: rays, the framing's pixel codes, field scratch, output."""
 
-    def __init__(self, model: AvatarModel, width: int, height: int, per_round: int, device: torch.device) -> None:
+    def __init__(self, model: AvatarModel, width: int, height: int, per_round: int, device: torch.device,
+                 dtype: torch.dtype = torch.float32) -> None:
         n = width * height
         spec, head, body = model.spec, model.head, model.body
         m = n * per_round
@@ -42,22 +43,33 @@ class FrameBuffers:
         self.rays_d = torch.empty(n, 3, device=device)
         self.background = torch.empty(n, 3, device=device)
         self.volume = VolumeBuffers.allocate(n, per_round, device)
-        self.head_in = torch.empty(m, e + a + k, device=device)
-        self.head_att = torch.empty(m, 2 * h, device=device)
-        self.head_v = torch.empty(m, a + k, device=device)
-        self.head_h1 = torch.empty(m, h, device=device)
-        self.head_h2 = torch.empty(m, h, device=device)
-        self.head_out = torch.empty(m, 1 + spec.dims.geo_features, device=device)
-        self.colour_h = torch.empty(m, spec.dims.color_hidden, device=device)
+        low = dtype != torch.float32
+
+        def mlp(*shape: int) -> torch.Tensor:  # matmul operands and results: the MLP precision
+            return torch.empty(*shape, device=device, dtype=dtype)
+
+        self.head_in = torch.empty(m, e + a + k, device=device)  # the encoder writes float32
+        self.head_x = mlp(m, e + a + k) if low else self.head_in
+        self.head_att = mlp(m, 2 * h)
+        self.head_v = mlp(m, a + k)
+        self.head_h1 = mlp(m, h)
+        self.head_h2 = mlp(m, h)
+        self.head_out = mlp(m, 1 + spec.dims.geo_features)
+        self.colour_h = mlp(m, spec.dims.color_hidden)
+        self.colour_out = mlp(m, 3)
         self.sigma = torch.empty(m, device=device)
         self.rgb = torch.empty(m, 3, device=device)
         bh, eb = spec.dims.body_hidden, body.encoder.out_dim
         self.body_in = torch.empty(n, eb + body.pixel_dim, device=device)
-        self.deform_h1 = torch.empty(n, bh, device=device)
-        self.deform_h2 = torch.empty(n, bh, device=device)
+        self.body_x = mlp(n, eb + body.pixel_dim) if low else self.body_in
+        self.pixel_code = mlp(n, body.pixel_dim)
+        self.deform_h1 = mlp(n, bh)
+        self.deform_h2 = mlp(n, bh)
+        self.offset = mlp(n, 2)
         self.moved = torch.empty(n, 2, device=device)
-        self.body_h1 = torch.empty(n, bh, device=device)
-        self.body_h2 = torch.empty(n, bh, device=device)
+        self.body_h1 = mlp(n, bh)
+        self.body_h2 = mlp(n, bh)
+        self.body_mlp = mlp(n, 4)
         self.body_out = torch.empty(n, 4, device=device)
         self.out = torch.empty(height, width, 4, device=device)
 
@@ -65,9 +77,13 @@ class FrameBuffers:
 class AvatarRenderer:
     """A trained avatar on its render device; `render` returns [H, W, 4] float32 straight-alpha RGBA there."""
 
-    def __init__(self, model: AvatarModel, per_round: int = 8, max_rounds: int = 2) -> None:
+    def __init__(self, model: AvatarModel, per_round: int = 8, max_rounds: int = 2, precision: str = "float32") -> None:
+        if precision not in ("float32", "bfloat16"):
+            raise ValueError(f"{WHERE}: precision={precision!r}; use 'float32' or 'bfloat16' (CPUs with AVX-512 "
+                             "BF16 run the MLPs about 1.5x faster in it)")
         self.model = model.eval()
         self.spec = model.spec
+        self.dtype = torch.float32 if precision == "float32" else torch.bfloat16
         self.per_round, self.max_rounds = per_round, max_rounds
         self.device = model.background.device
         self._buffers: dict[tuple[int, int], FrameBuffers] = {}
@@ -94,7 +110,7 @@ class AvatarRenderer:
         s, c = head.sigma_net, head.colour_net
         d, bc = body.deform_net, body.colour_net
         cd = body.condition_dim
-        return {
+        weights = {
             "att1": torch.cat([a1, e1]).T.contiguous(), "att2": blocks.T.contiguous(),
             "s2": s[2].weight.T.contiguous(), "s2b": s[2].bias, "s3": s[4].weight.T.contiguous(), "s3b": s[4].bias,
             "c1": c[0].weight.T.contiguous(), "c1b": c[0].bias, "c2": c[2].weight.T.contiguous(), "c2b": c[2].bias,
@@ -103,6 +119,7 @@ class AvatarRenderer:
             "b1": bc[0].weight[:, :-cd].T.contiguous(), "b2": bc[2].weight.T.contiguous(), "b2b": bc[2].bias,
             "b3": bc[4].weight.T.contiguous(), "b3b": bc[4].bias,
         }
+        return {name: w.to(self.dtype) for name, w in weights.items()}
 
     def buffers(self, width: int, height: int, zoom: float) -> FrameBuffers:
         """The buffers of this output size, with the framing's per-pixel data refreshed when the zoom changed."""
@@ -110,7 +127,8 @@ class AvatarRenderer:
             raise ValueError(f"{WHERE}: size=({width}, {height}); width and height must be >= 1 pixel")
         buf = self._buffers.get((width, height))
         if buf is None:
-            buf = self._buffers[(width, height)] = FrameBuffers(self.model, width, height, self.per_round, self.device)
+            buf = self._buffers[(width, height)] = FrameBuffers(
+                self.model, width, height, self.per_round, self.device, self.dtype)
         if buf.zoom != zoom:
             self._frame_view(buf, zoom)
         return buf
@@ -123,7 +141,7 @@ class AvatarRenderer:
         camera_directions(buf.pixels, spec.intrinsics, out=buf.dirs)
         buf.background.copy_(sample_background(self.model.background, buf.pixels))
         code = frequency_encode(buf.pixels / spec.intrinsics.size * 2.0 - 1.0, spec.dims.pixel_freqs)
-        buf.pixel_code = code
+        buf.pixel_code.copy_(code)
         buf.body_in[:, body.encoder.out_dim:] = code
         buf.zoom = zoom
 
@@ -182,8 +200,8 @@ class AvatarRenderer:
         audio = model.audio_code(window)[0]
         self._render_body(buf, rotation, t)
         head_rays(buf.dirs, rotation, t, out_o=buf.rays_o, out_d=buf.rays_d)
-        first = model.head.frame_weights(audio, expression).T.contiguous()
-        bias = model.head.sigma_net[0].bias
+        first = model.head.frame_weights(audio, expression).T.contiguous().to(self.dtype)
+        bias = model.head.sigma_net[0].bias.to(self.dtype)
         accum = render_volume(
             buf.rays_o, buf.rays_d, model.grid, lambda s: self._head_field(buf, s, first, bias), buf.volume,
             spec.dt, per_round=self.per_round, max_rounds=self.max_rounds,
@@ -194,8 +212,10 @@ class AvatarRenderer:
         w = self._weights
         m = samples.positions.shape[0]
         e = self.model.head.encoding_dim
-        x = buf.head_in[:m]
-        self.model.head.encoder(samples.positions, out=x, out_column=0)
+        self.model.head.encoder(samples.positions, out=buf.head_in[:m], out_column=0)
+        x = buf.head_x[:m]
+        if x.data_ptr() != buf.head_in.data_ptr():
+            x.copy_(buf.head_in[:m])
         att, v = buf.head_att[:m], buf.head_v[:m]
         torch.mm(x[:, :e], w["att1"], out=att).relu_()
         torch.mm(att, w["att2"], out=v)
@@ -205,25 +225,27 @@ class AvatarRenderer:
         torch.addmm(w["s2b"], h1, w["s2"], out=h2).relu_()
         torch.addmm(w["s3b"], h2, w["s3"], out=out)
         sigma = buf.sigma[:m]
-        torch.exp(out[:, 0].clamp(max=SIGMA_CLAMP), out=sigma)
+        sigma.copy_(out[:, 0]).clamp_(max=SIGMA_CLAMP).exp_()
         hc, rgb = buf.colour_h[:m], buf.rgb[:m]
         torch.addmm(w["c1b"], out[:, 1:], w["c1"], out=hc).relu_()
-        torch.addmm(w["c2b"], hc, w["c2"], out=rgb)
+        rgb.copy_(torch.addmm(w["c2b"], hc, w["c2"], out=buf.colour_out[:m]))
         rgb.sigmoid_().mul_(1.002).sub_(0.001)
         return sigma, rgb
 
     def _render_body(self, buf: FrameBuffers, rotation: torch.Tensor, trans: torch.Tensor) -> None:
         body, w = self.model.body, self._weights
         condition = body.condition(rotation, trans, self.spec.intrinsics)
-        deform_bias, colour_bias = body.frame_biases(condition)
+        deform_bias, colour_bias = (b.to(self.dtype) for b in body.frame_biases(condition))
         torch.addmm(deform_bias, buf.pixel_code, w["d1"], out=buf.deform_h1).relu_()
         torch.addmm(w["d2b"], buf.deform_h1, w["d2"], out=buf.deform_h2).relu_()
-        torch.addmm(w["d3b"], buf.deform_h2, w["d3"], out=buf.moved)
+        buf.moved.copy_(torch.addmm(w["d3b"], buf.deform_h2, w["d3"], out=buf.offset))
         buf.moved.add_(buf.pixels, alpha=1.0 / self.spec.intrinsics.size)
         body.encoder(buf.moved, out=buf.body_in, out_column=0)
-        torch.addmm(colour_bias, buf.body_in, w["b1"], out=buf.body_h1).relu_()
+        if buf.body_x.data_ptr() != buf.body_in.data_ptr():
+            buf.body_x.copy_(buf.body_in)
+        torch.addmm(colour_bias, buf.body_x, w["b1"], out=buf.body_h1).relu_()
         torch.addmm(w["b2b"], buf.body_h1, w["b2"], out=buf.body_h2).relu_()
-        torch.addmm(w["b3b"], buf.body_h2, w["b3"], out=buf.body_out)
+        buf.body_out.copy_(torch.addmm(w["b3b"], buf.body_h2, w["b3"], out=buf.body_mlp))
         buf.body_out[:, 0].sigmoid_()
         buf.body_out[:, 1:].sigmoid_().mul_(1.002).sub_(0.001)
 

@@ -28,6 +28,9 @@ class NerfRenderSettings:
     """Occupied samples per ray per march round."""
     max_rounds: int = 2
     """March rounds per frame: at most per_round x max_rounds head-field evaluations per ray."""
+    precision: Literal["float32", "bfloat16"] = "float32"
+    """Precision of the MLP matmuls: bfloat16 is about 1.5x faster on CPUs with AVX-512 BF16, within about one
+    8-bit step of float32."""
     background: bool = True
     """Composite each avatar over its training background plate (opaque); False leaves it transparent (alpha is
     the person's coverage) for the scene's compositor or a chroma key."""

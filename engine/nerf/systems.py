@@ -107,7 +107,8 @@ def _renderer(world: World, folder: Path):
     if renderer is None:
         device = world.get_resource(RenderDevice)
         renderer = cache.renderers[path] = AvatarRenderer.load(
-            path, device.name if device else "cpu", per_round=settings.per_round, max_rounds=settings.max_rounds)
+            path, device.name if device else "cpu", per_round=settings.per_round, max_rounds=settings.max_rounds,
+            precision=settings.precision)
     return renderer
 
 

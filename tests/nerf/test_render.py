@@ -84,3 +84,14 @@ def test_missing_audio_and_named_blendshapes_are_accepted(setup):
         renderer.render(euler, trans, {}, audio_window=np.zeros((3, 3), np.float32), size=(8, 8))
     with pytest.raises(ValueError, match="framing"):
         renderer.render(euler, trans, {}, size=(8, 8), zoom="huge")
+
+
+def test_bfloat16_mlps_stay_close_to_float32(trained_avatar, setup):
+    _, data, windows = setup
+    args = frame_args(data, windows, 2)
+    exact = AvatarRenderer.load(trained_avatar, specialize=False).render(*args, size=(24, 24), zoom="med")
+    fast = AvatarRenderer.load(trained_avatar, specialize=False, precision="bfloat16").render(*args, size=(24, 24),
+                                                                                              zoom="med")
+    assert float((exact - fast).abs().mean()) < 0.01
+    with pytest.raises(ValueError, match="precision"):
+        AvatarRenderer.load(trained_avatar, specialize=False, precision="int4")
