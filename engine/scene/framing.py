@@ -43,4 +43,5 @@ def lay_out_avatars(world: World) -> None:
         if current is None:
             world.commands.insert(entity, viewport)
         elif vars(current) != vars(viewport):
-            current.x, current.y, current.width, current.height = viewport.x, viewport.y, viewport.width, viewport.height
+            current.x, current.y = viewport.x, viewport.y
+            current.width, current.height = viewport.width, viewport.height

@@ -4,8 +4,8 @@
 `watch_scene` (Stage.FIRST), which polls the file's mtime a few times a second. On a change it loads the new file
 first: a syntax or import error is shown in the overlay (Diagnostics) and logged, and the running scene is left as it
 was. A file that loads replaces the scene: the old scene's systems (those not from `engine.*`), the entities its build
-spawned or marked SceneOwned, its scripts, captions and speech go, then the new `build(app)` runs and its startup systems run once. If that build raises, the
-previous scene is built again and the error is shown.
+spawned or marked SceneOwned, its scripts, captions and speech go, then the new `build(app)` runs and its startup
+systems run once. If that build raises, the previous scene is built again and the error is shown.
 """
 from __future__ import annotations
 
