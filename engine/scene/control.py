@@ -427,9 +427,11 @@ def publish_status(world: World, server: ControlServer) -> None:
     from engine.audio.playback import AudioPlayback
     from engine.scene.components import Avatar, Framing
     from engine.scene.host import SceneHost
+    from engine.scene.timeline import Scripts
     from engine.time import Time
 
     time = world.resource(Time)
+    scripts = world.get_resource(Scripts)
     playback = world.get_resource(AudioPlayback)
     host = world.get_resource(SceneHost)
     avatars = {a.name: {"zoom": round(f.zoom, 4) if (f := world.get(e, Framing)) else None}
@@ -440,6 +442,7 @@ def publish_status(world: World, server: ControlServer) -> None:
         "voices": list(playback.voices) if playback else [],
         "speaking": {n: bool(v.busy) for n, v in playback.mixer.voices.items()} if playback else {},
         "avatars": avatars, "queued": server.requests.qsize(),
+        "scripts": [run.name for run in scripts.running] if scripts else [],
         "errors": {k: v.message for k, v in world.resource(Diagnostics).errors.items()},
     })
 

@@ -111,7 +111,8 @@ def test_say_espeak_pipes_speech_into_a_running_kiosk(app):
     assert result.stdout.count("sent ") == 2 and "The museum opens at nine." in result.stdout
     app.update()
     playback = app.resource(AudioPlayback)
-    assert playback.busy and len(app.resource(ControlServer).status()["speaking"]) == 1
+    status = app.resource(ControlServer).status()
+    assert playback.busy and status["speaking"] == {"main": True} and status["scripts"] == ["show_cued_captions"]
     captioned = 0
     for _ in range(100):
         app.update()
