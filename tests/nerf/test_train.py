@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from engine.io.checkpoint import read_metadata
 from engine.nerf.avatar import load_avatar
 from engine.nerf.train import train_nerf
 from engine.nerf.train_config import NERF_FILE, TrainNerfConfig, nerf_preset
@@ -13,7 +14,8 @@ pytestmark = pytest.mark.usefixtures("taichi_cpu")
 
 
 def log(avatar):
-    return [json.loads(line) for line in (avatar / "nerf_log.jsonl").read_text().splitlines()]
+    path = avatar / "nerf_log.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
 
 
 def test_stages_fit_the_dataset_and_write_the_avatar(trained_avatar):
@@ -53,3 +55,14 @@ def test_config_module_is_light():
     code = "import sys, engine.nerf.train_config; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.split() == ["False"], out.stderr
+
+
+def test_an_interrupted_run_resumes_where_it_stopped(scene_data, tmp_path):
+    avatar = tmp_path / "avatar"
+    short = dict(device="cpu", progress=False, body_steps=12, head_steps=6, lip_steps=2, val_every=1000)
+    train_nerf(nerf_preset("test", scene_data, avatar, time_limit_s=1e-9, **short))  # stops after one step
+    assert log(avatar) == [] and (avatar / NERF_FILE).is_file()  # stopped early, the model is still written
+    state = read_metadata(avatar / ".nerf-train" / "state.safetensors")
+    assert (state["stage"], state["step"]) == ("body", 1)
+    train_nerf(nerf_preset("test", scene_data, avatar, **short))
+    assert [(r["stage"], r["step"]) for r in log(avatar)] == [("body", 12), ("head", 6), ("lips", 2)]
