@@ -254,15 +254,16 @@ class AvatarRenderer:
         body_alpha = buf.body_out[:, 0:1]
         head_opacity = accum[:, 4:5]
         rgb, alpha = out[:, :3], out[:, 3:4]
-        # premultiplied body, then the head in front of it
+        # premultiplied body (over the plate: + (1 - alpha) plate), then the head in front of it; in-place forms
+        # of x (1 - a), so a frame allocates nothing of image size
         torch.mul(buf.body_out[:, 1:], body_alpha, out=rgb)
         if background:
-            rgb.addcmul_(buf.background, 1.0 - body_alpha)
+            rgb.add_(buf.background).addcmul_(buf.background, body_alpha, value=-1.0)
             alpha.fill_(1.0)
         else:
             torch.mul(head_opacity, body_alpha, out=alpha).neg_().add_(body_alpha).add_(head_opacity)
-        rgb.mul_(1.0 - head_opacity).add_(accum[:, :3])
+        rgb.addcmul_(rgb, head_opacity, value=-1.0).add_(accum[:, :3])
         if not background:
-            rgb.div_(alpha.clamp(min=1e-6))
+            rgb.div_(alpha).nan_to_num_(0.0, 0.0, 0.0)
         out.clamp_(0.0, 1.0)
         return buf.out
