@@ -12,11 +12,15 @@ check=False. The token defaults to $SYNCANIM_CONTROL_TOKEN.
 """
 from __future__ import annotations
 
+import io
 import itertools
 import os
 import socket
+import wave
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from engine.scene.control_settings import parse_address
 from engine.scene.protocol import pack, read_frame, unpack
@@ -63,9 +67,13 @@ class ControlClient:
             raise ControlError(reply.get("error", "unknown error"))
         return reply
 
-    def say(self, wav: bytes | None = None, *, path: str | Path | None = None, interrupt: bool = False,
-            avatar: str | None = None, voice: str | None = None, text: str | None = None) -> dict[str, Any]:
-        """Speak audio file bytes (wav/flac/mp3) or a file on the engine machine; `text` is shown as a caption."""
+    def say(self, wav: bytes | np.ndarray | None = None, *, path: str | Path | None = None, interrupt: bool = False,
+            avatar: str | None = None, voice: str | None = None, text: str | None = None,
+            sample_rate: int = 16000) -> dict[str, Any]:
+        """Speak audio file bytes (wav/flac/mp3), mono samples [N] in [-1, 1] at `sample_rate` (a TTS model's
+        output), or a file on the engine machine (`path`); `text` is shown as a caption while it is heard."""
+        if isinstance(wav, np.ndarray):
+            wav = wav_bytes(wav, sample_rate)
         return self.request("say", wav=wav, path=None if path is None else str(path), interrupt=interrupt,
                             avatar=avatar, voice=voice, text=text)
 
@@ -89,4 +97,18 @@ class ControlClient:
         return self.request("status")
 
 
-__all__ = ["ControlClient", "ControlError", "TOKEN_ENV"]
+def wav_bytes(samples: np.ndarray, sample_rate: int = 16000) -> bytes:
+    """Mono float samples [N] in [-1, 1] -> a 16-bit PCM wav file's bytes."""
+    samples = np.asarray(samples, dtype=np.float32)
+    if samples.ndim != 1:
+        raise ValueError(f"say() takes mono samples [N]; got shape {samples.shape} (average the channels)")
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(int(sample_rate))
+        out.writeframes((np.clip(samples, -1.0, 1.0) * 32767.0).round().astype("<i2").tobytes())
+    return buffer.getvalue()
+
+
+__all__ = ["ControlClient", "ControlError", "TOKEN_ENV", "wav_bytes"]

@@ -2,12 +2,10 @@
 or truncated input never crashes the server or leaks a connection."""
 from __future__ import annotations
 
-import io
 import os
 import socket
 import threading
 import time
-import wave
 from pathlib import Path
 
 import msgpack
@@ -21,7 +19,7 @@ from engine.audio.playback import AudioPlayback
 from engine.audio.tap import AudioTap
 from engine.motion.components import MotionController
 from engine.scene.api import Scene
-from engine.scene.client import ControlClient, ControlError
+from engine.scene.client import ControlClient, ControlError, wav_bytes
 from engine.scene.components import Avatar, Captions, Framing, FramingTween
 from engine.scene.control import SCHEMAS, ControlServer, control_plugin
 from engine.scene.control_settings import ControlSettings, parse_address
@@ -29,16 +27,6 @@ from engine.scene.host import SceneHost, host_scene
 from engine.scene.protocol import HEADER, pack
 
 TOKEN = "test-token-123"
-
-
-def wav_bytes(samples: np.ndarray, rate: int = 16000) -> bytes:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
-    return buffer.getvalue()
 
 
 @pytest.fixture
@@ -74,6 +62,12 @@ def test_say_plays_on_the_voice_and_shows_its_text(engine):
     assert app.resource(AudioPlayback).busy
     assert app.resource(Captions).slots["main"].text == "Hello there"
     assert client.status()["speaking"] == {"main": True}
+
+
+def test_say_takes_samples_at_any_rate(engine):
+    app, _, client = engine
+    tone = 0.3 * np.sin(2 * np.pi * 220 * np.arange(11025) / 22050)
+    assert client.say(tone, sample_rate=22050)["duration_s"] == pytest.approx(0.5, abs=0.01)
 
 
 def test_say_from_a_path_on_the_engine_machine(engine, tmp_path):

@@ -1,14 +1,11 @@
 """The bundled scenes: the kiosk idles and speaks what the control socket sends; avatar scenes say what is missing."""
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import subprocess
 import sys
-import wave
 
-import numpy as np
 import pytest
 from scene_helpers import constant
 
@@ -16,7 +13,7 @@ from engine.app import Diagnostics
 from engine.audio.playback import AudioPlayback
 from engine.display.frame import FrameImage
 from engine.scene import SCENES_DIR
-from engine.scene.client import ControlClient
+from engine.scene.client import ControlClient, wav_bytes
 from engine.scene.components import AvatarRenderer
 from engine.scene.control import ControlServer
 from engine.scene.control_settings import ControlSettings
@@ -24,16 +21,6 @@ from engine.scene.host import declared_voices, host_scene
 from engine.scene.loader import SceneError, build_scene
 
 TOKEN = "kiosk-token-1"
-
-
-def wav_bytes(samples: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(16000)
-        out.writeframes((samples * 32767).astype("<i2").tobytes())
-    return buffer.getvalue()
 
 
 def caption_pixels(app) -> int:
