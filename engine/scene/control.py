@@ -52,6 +52,8 @@ SCHEMAS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
 MAX_TOKEN_FAILURES = 3
 """Wrong tokens on one connection before it is closed (guessing gets slow)."""
 MAX_FRAMING_OVER_S = 600.0
+MAX_TEXT = 2000
+"""Longest string field (captions, names, paths): a caption is drawn every frame, so it must stay short."""
 
 
 @dataclass
@@ -293,6 +295,8 @@ def validate_fields(kind: str, message: dict[str, Any]) -> dict[str, Any]:
         if types != (object,) and (not isinstance(value, types) or (isinstance(value, bool) and bool not in types)):
             names = " or ".join(t.__name__ for t in types)
             raise ProtocolError(f"{kind}: field {name!r} must be {names}, got {type(value).__name__}")
+        if isinstance(value, str) and len(value) > MAX_TEXT:
+            raise ProtocolError(f"{kind}: field {name!r} is {len(value)} characters; the limit is {MAX_TEXT}")
     return fields
 
 

@@ -149,6 +149,7 @@ def test_load_scene_and_status(engine, tmp_path):
     ({"type": "say", "token": TOKEN, "wav": b"not audio at all"}, "audio not readable"),
     ({"type": "say", "token": TOKEN, "wav": b"", "volume": 3}, "unknown field(s) ['volume']"),
     ({"type": "status", "token": TOKEN, "id": [1]}, "'id' must be"),
+    ({"type": "say", "token": TOKEN, "path": "x.wav", "text": "long " * 1000}, "the limit is 2000"),
     ([1, 2, 3], "a message is a msgpack map"),
 ])
 def test_malformed_messages_are_answered_with_an_error(engine, message, error):
