@@ -1,10 +1,10 @@
 """Kiosk: idles until control messages arrive, then speaks what it is sent, with the text as a caption.
 
-What it shows today: a dark background and, while a clip is heard, its caption (the `text` of a `say`); a `cue`
-named "caption" shows its `data` for a few seconds. It spawns the avatar in AVATAR_DIR when that folder holds a
-trained avatar and the engine has the NeRF renderer; until then (the renderer is not in the engine yet) there is no
-avatar on screen, and the overlay's notices say why. Nothing pauses while idle: every frame is composed and
-presented, so idle avatars keep moving once they exist.
+What it shows: a dark background, the avatar in AVATAR_DIR when that folder holds a trained avatar (`syncanim
+train`), and while a clip is heard its caption (the `text` of a `say`); a `cue` named "caption" shows its `data` for
+a few seconds. Without a trained avatar (none is bundled yet) it shows the background and captions only, and the
+overlay's notices say what to run. Nothing pauses while idle: every frame is composed and presented, and idle
+avatars keep moving (their motion models are fed silence).
 
 Run (window in kiosk mode, or headless into an mp4 with its sound):
     syncanim run scenes/kiosk.py --kiosk --control 127.0.0.1:7878

@@ -12,8 +12,8 @@
         yield d.say("hello.wav", avatar="anna", caption="Hello!")
         yield d.frame("max", over=1.0)
 
-Avatars need a trained avatar folder and the NeRF renderer; spawning one without them is a SceneError that says
-what to run. Backgrounds and captions are drawn into the frame, so they are recorded and captured.
+Avatars need a trained avatar folder (motion.safetensors and nerf.safetensors from `syncanim train`); spawning one
+without it is a SceneError that says what to run. The first avatar adds the NeRF renderer's plugin. Backgrounds and captions are drawn into the frame, so they are recorded and captured.
 """
 from __future__ import annotations
 
@@ -46,6 +46,18 @@ def check_avatar_folder(folder: Path) -> None:
     for name, what in ((MOTION_FILE, "motion model"), (RENDERER_FILE, "trained renderer")):
         if not (folder / name).is_file():
             raise SceneError(f"avatar folder {folder} has no {what} ({name} is missing); {train}")
+
+
+def add_renderer(app: App) -> None:
+    """Add the NeRF renderer's plugin (it announces itself with the AvatarRenderer resource) unless one is there."""
+    if app.world.has_resource(AvatarRenderer):
+        return
+    try:
+        from engine.nerf.plugin import nerf_plugin
+    except ImportError as error:
+        raise SceneError(f"avatars need the NeRF renderer, which does not import here ({error}); reinstall the "
+                         "project with `make setup`") from error
+    app.add_plugin(nerf_plugin)
 
 
 class Scene:
@@ -99,9 +111,7 @@ class Scene:
 
         folder = Path(folder).expanduser()
         check_avatar_folder(folder)
-        if not self.app.world.has_resource(AvatarRenderer):
-            raise SceneError(f"avatar {folder}: this engine has no avatar renderer plugin loaded, so it cannot draw "
-                             "avatars; add the NeRF renderer's plugin before spawning avatars")
+        add_renderer(self.app)
         if any(a.name == name for _, a in self.app.world.query(Avatar)):
             raise SceneError(f"an avatar named {name!r} already exists; give each avatar its own name=")
         voices = self.app.world.resource(AudioSettings).voices

@@ -126,10 +126,15 @@ def teardown_scene(world: World, host: SceneHost) -> None:
         playback.stop()
 
 
-def run_new_startup_systems(world: World, host: SceneHost) -> None:
-    """The engine's startup stage ran long ago: run a reloaded scene's own startup systems once, now."""
+def startup_names(host: SceneHost) -> set[str]:
+    return {system.name for system in host.app.schedule.stage(Stage.STARTUP)}
+
+
+def run_new_startup_systems(world: World, host: SceneHost, before: set[str]) -> None:
+    """The engine's startup stage ran long ago: run the startup systems a rebuild added (the scene's own, and those
+    of plugins it added for the first time, e.g. the renderer's) once, now, in stage order."""
     for system in host.app.schedule.stage(Stage.STARTUP):
-        if system.name in host.systems:
+        if system.name not in before:
             system.fn(world)
     world.apply_commands()
 
@@ -147,10 +152,11 @@ def reload_scene(world: World, host: SceneHost, path: Path) -> bool:
         return False
     old_module, old_path = host.module, host.path
     teardown_scene(world, host)
+    before = startup_names(host)
     try:
         host.module, host.systems, host.entities = build_tracked(host.app, path, module)
         host.path = path
-        run_new_startup_systems(world, host)
+        run_new_startup_systems(world, host, before)
     except Exception as error:
         _failed(diagnostics, host, error)
         teardown_scene(world, host)
@@ -168,10 +174,11 @@ def _rebuild(world: World, host: SceneHost, module: ModuleType | None, path: Pat
 
     if module is None:
         return
+    before = startup_names(host)
     try:
         host.module, host.systems, host.entities = build_tracked(host.app, path, module)
         host.path = path
-        run_new_startup_systems(world, host)
+        run_new_startup_systems(world, host, before)
     except Exception as error:  # the old scene no longer builds either: show it, run an empty scene
         world.resource(Diagnostics).report(f"{RELOAD_SOURCE} (previous scene)", error)
         host.module = None

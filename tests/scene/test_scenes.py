@@ -58,20 +58,27 @@ def test_avatar_scenes_say_how_to_make_the_avatar_they_need(app, scene, tmp_path
         build_scene(app, SCENES_DIR / scene)
 
 
-def test_a_trained_folder_still_needs_the_renderer_plugin(app, tmp_path, monkeypatch):
+def test_an_avatar_folder_needs_both_trained_models_and_brings_the_renderer(app, tmp_path):
+    from engine.motion.components import MotionController
+    from engine.scene.api import Scene
+    from engine.scene.components import Avatar, Framing, ScreenRect
+
     folder = tmp_path / "avatar"
     folder.mkdir()
     (folder / "motion.safetensors").write_bytes(b"")
-    with pytest.raises(SceneError, match=r"nerf.safetensors is missing"):
-        from engine.scene.api import Scene
-
+    with pytest.raises(SceneError, match=r"nerf.safetensors is missing\); make one with .*syncanim train"):
         Scene(app).avatar(folder)
-    (folder / "nerf.safetensors").write_bytes(b"")
-    with pytest.raises(SceneError, match="no avatar renderer plugin"):
-        Scene(app).avatar(folder)
-    app.insert_resource(AvatarRenderer("test"))
+    (folder / "nerf.safetensors").write_bytes(b"")  # models load at startup; spawning only checks the files
     with pytest.raises(SceneError, match=r"no voice 'left'; the engine's voices are \['main'\]"):
         Scene(app).avatar(folder, voice="left")
+    assert app.world.resource(AvatarRenderer).name == "nerf"  # the renderer's plugin came with the first avatar
+    name = Scene(app).avatar(folder, name="anna", mode="zero-shot", framing="max", rect=(0.5, 0.0, 0.5, 1.0))
+    ((entity, avatar),) = app.world.query(Avatar)
+    assert name == avatar.name == "anna"
+    assert app.world.get(entity, MotionController).mode == "zero_shot"
+    assert app.world.get(entity, Framing).zoom == 1.0 and app.world.get(entity, ScreenRect).x == 0.5
+    with pytest.raises(SceneError, match="already exists"):
+        Scene(app).avatar(folder, name="anna")
 
 
 def test_scenes_declare_their_voices_without_running(tmp_path):
