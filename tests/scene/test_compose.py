@@ -105,3 +105,39 @@ def test_a_scene_without_a_background_leaves_the_frame_to_its_own_renderer(app):
     image.rgba = np.full((4, 4, 4), 7, np.uint8)
     app.update()
     assert app.resource(FrameImage).rgba[0, 0, 0] == 7 and not app.world.has_resource(Background)
+
+
+def test_two_trained_avatars_render_side_by_side_in_one_frame(tmp_path):
+    """End to end with the real parts: a tiny avatar trained in seconds ('test' preset on the NeRF tests' procedural
+    dataset), spawned twice, each on its own voice, driven by its motion model and drawn by the NeRF renderer."""
+    import sys
+
+    from engine.motion.components import MotionState
+    from engine.scene.compose import Layer, as_uint8_rgba, paste_over
+    from engine.scene.components import AvatarViewport
+    from engine.training import TrainOptions, run_training
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "nerf"))  # the NeRF tests' dataset maker
+    from scenes import write_scene_dataset
+
+    data = write_scene_dataset(tmp_path / "data", frames=16, size=32)
+    avatar = tmp_path / "avatar"
+    run_training(TrainOptions(data, avatar, preset="test"))
+    app = make_app(size=(64, 32), voices=("left", "right"))
+    scene = Scene(app)
+    scene.background(color=(0.0, 0.0, 1.0))
+    scene.avatar(avatar, name="left", voice="left", rect=(0.0, 0.0, 0.5, 1.0))
+    scene.avatar(avatar, name="right", voice="right", rect=(0.5, 0.0, 0.5, 1.0), mode="zero-shot", seed=1)
+    scene.script(lambda d: (yield d.say(constant(0.5, 0.1), avatar="left")))
+    for _ in range(4):
+        app.update()
+    frame = app.resource(FrameImage).rgba
+    expected = np.zeros((32, 64, 4), np.uint8)
+    expected[...] = (0, 0, 255, 255)
+    for entity, viewport, image in app.world.query(AvatarViewport, AvatarImage):
+        assert app.world.get(entity, MotionState) is not None  # moved by its motion model
+        assert as_uint8_rgba(image.rgba).shape == (32, 32, 4)  # rendered at its rectangle's size
+        paste_over(expected, Layer(viewport.x, viewport.y, viewport.width, viewport.height, image.rgba))
+    assert np.array_equal(frame, expected)
+    for half in (frame[:, :32], frame[:, 32:]):
+        assert (np.abs(half[..., :3].astype(int) - (0, 0, 255)).sum(-1) > 60).mean() > 0.3  # an avatar, not blue
