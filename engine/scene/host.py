@@ -105,7 +105,7 @@ def teardown_scene(world: World, host: SceneHost) -> None:
     from engine.audio.playback import AudioPlayback
     from engine.scene.compose import SceneView
     from engine.scene.components import Background, Captions, SceneOwned
-    from engine.scene.timeline import Scripts
+    from engine.scene.timeline import Scripts, close_script
 
     for name in host.systems:
         host.app.schedule.remove(name)
@@ -117,7 +117,7 @@ def teardown_scene(world: World, host: SceneHost) -> None:
     scripts = world.get_resource(Scripts)
     if scripts is not None:
         for run in scripts.running:
-            run.generator.close()
+            close_script(run)
         scripts.running.clear()
     for resource in (Captions, Background, SceneView):
         world.remove_resource(resource)

@@ -352,6 +352,14 @@ def _describe(result: Any) -> Any:
     return result if isinstance(result, (int, float, str, bool, type(None))) else type(result).__name__
 
 
+def close_script(run: ScriptRun) -> None:
+    """End a script's generator (its `finally` blocks run); one that refuses to end is logged and dropped."""
+    try:
+        run.generator.close()
+    except Exception:  # e.g. it yielded again on GeneratorExit
+        log.exception("scene script %s did not stop cleanly", run.name)
+
+
 def run_scripts(world: World) -> None:
     """Advance every running script by one frame; a failing script is reported and dropped, the others go on."""
     from engine.app import Diagnostics
@@ -373,7 +381,7 @@ def run_scripts(world: World) -> None:
         except Exception as error:
             world.resource(Diagnostics).report(f"scene script {run.name}", error)
             emit(world, run, "error", error=f"{type(error).__name__}: {error}")
-            run.generator.close()
+            close_script(run)
             alive = False
         if not alive:
             ended.add(id(run))

@@ -187,3 +187,19 @@ def test_start_runs_scripts_side_by_side(app):
     run_frames(app, 5)
     assert seen == [("main", 0.0), ("helper", 0.0), ("helper done", pytest.approx(0.04)),
                     ("main done", pytest.approx(0.12))]
+
+
+def test_a_script_that_refuses_to_stop_is_dropped_without_breaking_the_engine(app, caplog):
+    from engine.scene.timeline import close_script
+
+    def stubborn(d):
+        try:
+            yield d.wait(10.0)
+        finally:
+            yield None  # yielding on close is a RuntimeError inside generator.close()
+
+    Scene(app).script(stubborn)
+    run_frames(app, 2)
+    (run,) = app.resource(Scripts).running
+    close_script(run)
+    assert "did not stop cleanly" in caplog.text
