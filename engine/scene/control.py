@@ -79,6 +79,7 @@ class ControlServer:
         self._status: dict[str, Any] = {}
         self._status_lock = threading.Lock()
         self._connections: set[socket.socket] = set()
+        self._threads: set[threading.Thread] = set()
         self._connections_lock = threading.Lock()
         self._server: _TCPServer | None = None
         self._thread: threading.Thread | None = None
@@ -106,9 +107,19 @@ class ControlServer:
                     conn.shutdown(socket.SHUT_RDWR)  # wakes the handler blocked in recv
                 except OSError:
                     pass
-        server.server_close()  # joins the handler threads (block_on_close)
+        server.server_close()
+        for thread in self.handler_threads():
+            thread.join(timeout=5.0)
         if self._thread is not None:
             self._thread.join(timeout=5.0)
+
+    def track_thread(self, thread: threading.Thread) -> None:
+        with self._connections_lock:
+            self._threads = {t for t in self._threads if t.is_alive()} | {thread}
+
+    def handler_threads(self) -> list[threading.Thread]:
+        with self._connections_lock:
+            return list(self._threads)
 
     @property
     def connections(self) -> int:
@@ -333,8 +344,15 @@ def decode_bytes(data: bytes, sample_rate: int) -> np.ndarray:
 
 class _TCPServer(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
-    daemon_threads = False
-    block_on_close = True  # server_close() joins the connection threads
+    # Daemon threads, joined by ControlServer.stop: a crash that never reaches stop() must not keep the process
+    # alive waiting on idle clients.
+    daemon_threads = True
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        thread = threading.Thread(target=self.process_request_thread, args=(request, client_address),
+                                  name="control-connection", daemon=True)
+        self.control.track_thread(thread)
+        thread.start()
 
     def __init__(self, address: tuple[str, int], handler: type, control: ControlServer) -> None:
         self.control = control
