@@ -117,8 +117,9 @@ class Scene:
         voices = self.app.world.resource(AudioSettings).voices
         voice = voice or voices[0]
         if voice not in voices:
-            raise SceneError(f"avatar {name!r}: no voice {voice!r}; the engine's voices are {list(voices)} "
-                             "(AudioSettings.voices, set before the audio plugin is added)")
+            raise SceneError(f"avatar {name!r}: no voice {voice!r}; the engine's voices are {list(voices)}: declare "
+                             "them in the scene file as VOICES = (...), read when the engine starts (restart it after "
+                             "changing them)")
         zoom, preset = actions.framing_zoom(framing)
         self.app.add_plugin(motion_plugin)
         self.app.world.spawn(
