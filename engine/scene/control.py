@@ -179,9 +179,7 @@ class ControlServer:
             fields.pop("wav", None)
             reply["duration_s"] = request.clip.duration_s
         elif kind == "set_mode":
-            from engine.scene.actions import normalise_mode
-
-            fields["mode"] = normalise_mode_or_error(normalise_mode, fields["mode"])
+            fields["mode"] = checked_mode(fields["mode"])
         elif kind == "set_framing":
             check_framing(fields)
         elif kind == "load_scene":
@@ -311,9 +309,11 @@ def validate_fields(kind: str, message: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
-def normalise_mode_or_error(normalise, mode: str) -> str:
+def checked_mode(mode: str) -> str:
+    from engine.scene.actions import normalise_mode
+
     try:
-        return normalise(mode)
+        return normalise_mode(mode)
     except ValueError as error:
         raise ProtocolError(f"set_mode: {error}") from None
 
