@@ -10,6 +10,7 @@ import tyro
 
 from engine.display.settings import DisplaySettings
 from engine.scene import SCENES_DIR
+from engine.scene.control_settings import ControlSettings
 
 if TYPE_CHECKING:
     from engine.app import App
@@ -28,7 +29,10 @@ class RunOptions:
     """Stop after this many seconds of engine time (default: until the window closes or the scene ends)."""
     audio: Path | None = None
     """A speech file (wav, flac, mp3) for the scene to play; scenes read it from SceneArgs."""
+    watch: bool = True
+    """Reload the scene when its file is saved (a broken save keeps the running scene and shows the error)."""
     display: Annotated[DisplaySettings, tyro.conf.OmitArgPrefixes] = DisplaySettings()
+    control: Annotated[ControlSettings, tyro.conf.OmitArgPrefixes] = ControlSettings()
 
 
 @dataclass(frozen=True)
@@ -43,8 +47,10 @@ class DemoOptions:
     """Stop after this many seconds (default: when the demo audio ends)."""
 
 
-def make_app(display: DisplaySettings, *, headless: bool) -> App:
-    """A live engine: lenient (a failing system is reported, the frame loop goes on), audio + display."""
+def make_app(display: DisplaySettings, *, headless: bool, voices: tuple[str, ...] = ("main",),
+             control: ControlSettings = ControlSettings()) -> App:
+    """A live engine: lenient (a failing system is reported, the frame loop goes on), audio + display, and the
+    control socket when `control.control` names an address. `voices` are the audio voices the scene speaks on."""
     from engine.app import App
     from engine.audio.plugin import audio_plugin
     from engine.audio.settings import AudioSettings
@@ -52,20 +58,26 @@ def make_app(display: DisplaySettings, *, headless: bool) -> App:
 
     app = App(strict=False)
     app.insert_resource(display)
-    if headless:
-        app.insert_resource(AudioSettings(output="virtual"))
+    app.insert_resource(AudioSettings(output="virtual" if headless else "auto", voices=voices))
     app.add_plugin(audio_plugin)
     app.add_plugin(display_plugin)
+    app.insert_resource(control)
+    if control.control is not None:
+        from engine.scene.control import control_plugin
+
+        app.add_plugin(control_plugin)
     return app
 
 
 def run_scene(options: RunOptions) -> RunResult:
     """Build the engine, load the scene and run it until it ends; returns what the runner did."""
-    from engine.scene.loader import SceneArgs, build_scene
+    from engine.scene.host import declared_voices, host_scene
+    from engine.scene.loader import SceneArgs
 
-    app = make_app(options.display, headless=options.headless)
+    voices = declared_voices(options.scene) or ("main",)
+    app = make_app(options.display, headless=options.headless, voices=voices, control=options.control)
     app.insert_resource(SceneArgs(Path(options.scene), options.audio, options.seconds))
-    build_scene(app, options.scene)
+    host_scene(app, options.scene, watch=options.watch)
     if options.headless:
         from engine.display.headless import run_headless
 
