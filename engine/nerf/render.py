@@ -77,7 +77,8 @@ class FrameBuffers:
 class AvatarRenderer:
     """A trained avatar on its render device; `render` returns [H, W, 4] float32 straight-alpha RGBA there."""
 
-    def __init__(self, model: AvatarModel, per_round: int = 8, max_rounds: int = 2, precision: str = "float32") -> None:
+    def __init__(self, model: AvatarModel, per_round: int = 8, max_rounds: int = 2, precision: str = "float32",
+                 t_thresh: float = 1e-3) -> None:
         if precision not in ("float32", "bfloat16"):
             raise ValueError(f"{WHERE}: precision={precision!r}; use 'float32' or 'bfloat16' (CPUs with AVX-512 "
                              "BF16 run the MLPs about 1.5x faster in it)")
@@ -85,6 +86,8 @@ class AvatarRenderer:
         self.spec = model.spec
         self.dtype = torch.float32 if precision == "float32" else torch.bfloat16
         self.per_round, self.max_rounds = per_round, max_rounds
+        self.t_thresh = t_thresh
+        """Rays stop taking samples once their transmittance falls below this (an invisible 0.1% by default)."""
         self.device = model.background.device
         self._buffers: dict[tuple[int, int], FrameBuffers] = {}
         self._weights = self._static_weights()
@@ -204,7 +207,7 @@ class AvatarRenderer:
         bias = model.head.sigma_net[0].bias.to(self.dtype)
         accum = render_volume(
             buf.rays_o, buf.rays_d, model.grid, lambda s: self._head_field(buf, s, first, bias), buf.volume,
-            spec.dt, per_round=self.per_round, max_rounds=self.max_rounds,
+            spec.dt, per_round=self.per_round, max_rounds=self.max_rounds, t_thresh=self.t_thresh,
         )
         return self._compose(buf, accum, background)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.nerf.avatar import AvatarModel, AvatarSpec, render_rays, save_avatar
+from engine.nerf.avatar import AvatarModel, AvatarSpec, render_rays, save_avatar, tighten_grid
 from engine.nerf.camera import FramingRange, Intrinsics
 from engine.nerf.losses import photometric, psnr, ssim
 from engine.nerf.train_config import NERF_FILE, TrainNerfConfig
@@ -420,5 +420,7 @@ def train_nerf(config: TrainNerfConfig) -> Path:
         if config.time_limit_s > 0 and time.monotonic() - began > config.time_limit_s:
             break
     model.eval()
+    if STAGES.index(stage) > 0:  # the head was trained: its grid means something
+        tighten_grid(model, config.render_grid_alpha)
     return save_avatar(config.avatar_dir / NERF_FILE, model,
                        {"val_psnr": scores, "config": json.loads(json.dumps(asdict(config), default=str))})

@@ -98,6 +98,9 @@ class TrainNerfConfig:
     """Ray-marching steps across the head box's diagonal (sets the step length)."""
     max_samples: int = 24
     """Most occupied samples per ray while training."""
+    render_grid_alpha: float = 0.2
+    """Before saving, the occupancy grid keeps only cells where one step is at least this opaque (training marches
+    with a permissive grid; the real-time sample budget must not be spent in faint fog)."""
     grid_every: int = 16
     """Steps between occupancy-grid updates in the head stages."""
     default_view: float = 0.55

@@ -116,3 +116,23 @@ def test_pose_condition_folds_into_first_biases():
         expected = layer(torch.cat([pixel_code, code.expand(10, -1)], -1))
         folded = pixel_code @ layer.weight[:, : field.pixel_dim].T + deform_bias
     torch.testing.assert_close(folded, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_tighten_grid_keeps_dense_cells_and_their_neighbours_only():
+    import math
+
+    from engine.nerf.avatar import AvatarModel, AvatarSpec, tighten_grid
+    from engine.nerf.camera import FramingRange
+
+    spec = AvatarSpec(dims=DIMS, expression=("a",), feature_dim=5, window_frames=8, group=2, extractor="mel",
+                      intrinsics=CAMERA, framing=FramingRange((0.5, 0.5), 0.5), head_box=(-8, -8, -8, 8, 8, 8),
+                      grid_resolution=8, steps_per_diagonal=64)
+    model = AvatarModel(spec)
+    g = model.grid.resolution
+    model.grid.density.fill_(0.01)
+    centre = 3 + g * (3 + g * 3)
+    model.grid.density[centre] = 10 * -math.log(1 - 0.2) / spec.dt
+    model.grid.density[0] = 0.5 * -math.log(1 - 0.2) / spec.dt  # below the threshold
+    fraction = tighten_grid(model, 0.2)
+    assert fraction == pytest.approx(27 / g**3)  # the dense cell and its 26 neighbours
+    assert model.grid.occupied[centre] == 1 and model.grid.occupied[0] == 0

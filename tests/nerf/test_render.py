@@ -33,11 +33,11 @@ def test_render_returns_rgba_on_the_device(setup):
 
 def test_inference_path_equals_the_training_renderer(setup):
     renderer, data, windows = setup
-    renderer.max_rounds = 64  # march to the end, as the training renderer does
+    renderer.max_rounds, renderer.t_thresh = 64, 1e-4  # march to the end, as the training renderer does
     try:
         rgba = renderer.render(*frame_args(data, windows, 3), size=(32, 32), zoom="max").clone()
     finally:
-        renderer.max_rounds = 2
+        renderer.max_rounds, renderer.t_thresh = 2, 1e-3
     model, size = renderer.model, 32
     v, u = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
     pixels = torch.stack([u.reshape(-1), v.reshape(-1)], -1).float() + 0.5
