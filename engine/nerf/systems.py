@@ -92,6 +92,17 @@ def extract_avatar_views(world: World) -> None:
     world.insert_resource(AvatarViews(time.frame if time else -1, tuple(views)))
 
 
+def _check_features(world: World, path: Path) -> None:
+    """Refuse an avatar whose audio network was trained on other speech features than the engine computes."""
+    from engine.audio.features import FeatureSpec
+    from engine.io.checkpoint import read_metadata
+
+    engine_spec = world.get_resource(FeatureSpec)
+    stored = read_metadata(path).get("features")
+    if engine_spec is not None and stored is not None:
+        engine_spec.check(stored, str(path))
+
+
 def _renderer(world: World, folder: Path):
     from engine.nerf.avatar import nerf_path
     from engine.nerf.plugin import RenderDevice
@@ -105,6 +116,7 @@ def _renderer(world: World, folder: Path):
     path = nerf_path(folder).resolve()
     renderer = cache.renderers.get(path)
     if renderer is None:
+        _check_features(world, path)
         device = world.get_resource(RenderDevice)
         renderer = cache.renderers[path] = AvatarRenderer.load(
             path, device.name if device else "cpu", per_round=settings.per_round, max_rounds=settings.max_rounds,
@@ -131,12 +143,17 @@ def render_avatars(world: World) -> None:
             {} if view.blendshapes is None else view.blendshapes, view.names or None, view.window,
             size=view.size, zoom=view.zoom, background=settings.background,
         )
+        # The renderer's output buffer is shared by every avatar of that model and size: keep a copy per avatar.
         image = world.get(view.entity, AvatarImage)
         if image is None:
-            world.commands.insert(view.entity, AvatarImage(rgba, views.frame))
+            image = AvatarImage(rgba.clone(), views.frame)
+            world.commands.insert(view.entity, image)
+        elif getattr(image.rgba, "shape", None) == rgba.shape and hasattr(image.rgba, "copy_"):
+            image.rgba.copy_(rgba)
+            image.frame = views.frame
         else:
-            image.rgba, image.frame = rgba, views.frame
-        first = rgba if first is None else first
+            image.rgba, image.frame = rgba.clone(), views.frame
+        first = image.rgba if first is None else first
     if first is not None and not world.has_resource(Background):
         frame = world.get_resource(FrameImage)
         if frame is None:

@@ -56,6 +56,18 @@ class TrainingData:
     val: np.ndarray
 
 
+def feature_spec_dict(fps: float) -> dict:
+    """The FeatureSpec (as a dict) of the engine's default speech features: what the audio network is trained on
+    and what the engine must compute to drive it (checked when the render system loads the avatar)."""
+    from engine.audio.features import feature_spec, make_extractor
+    from engine.audio.settings import AudioSettings
+
+    settings = AudioSettings()
+    spec = feature_spec(settings, make_extractor(settings)).to_dict()
+    spec["video_fps"] = fps
+    return spec
+
+
 def _feature_windows(dataset, frames: int) -> tuple[np.ndarray, str, int]:
     """The dataset's cached windows of the engine's default extractor (computed when not cached)."""
     from engine.audio.features import make_extractor
@@ -367,6 +379,7 @@ def train_nerf(config: TrainNerfConfig) -> Path:
     """Train the renderer of config.data into config.avatar_dir; returns the path of nerf.safetensors."""
     from tqdm.auto import tqdm
 
+    from engine.data.dataset import Dataset
     from engine.nerf.kernels.runtime import init_taichi
     from engine.nerf.plugin import resolve_device
 
@@ -423,4 +436,5 @@ def train_nerf(config: TrainNerfConfig) -> Path:
     if STAGES.index(stage) > 0:  # the head was trained: its grid means something
         tighten_grid(model, config.render_grid_alpha)
     return save_avatar(config.avatar_dir / NERF_FILE, model,
-                       {"val_psnr": scores, "config": json.loads(json.dumps(asdict(config), default=str))})
+                       {"val_psnr": scores, "config": json.loads(json.dumps(asdict(config), default=str)),
+                        "features": feature_spec_dict(float(Dataset(config.data).meta.fps))})

@@ -53,3 +53,23 @@ def test_snapshot_is_frozen_against_later_edits(trained_avatar, scene_data):
     state.euler_deg[:] = 40.0
     assert not np.allclose(view.euler_deg, 40.0)
     assert view.size == (24, 16) and view.window is None  # no audio plugin: no window, rendered as neutral
+
+
+def test_two_avatars_of_one_model_keep_their_own_pictures(trained_avatar, scene_data):
+    app, entity = make_app(trained_avatar, scene_data)
+    state = app.world.get(entity, MotionState)
+    other = app.world.spawn(Avatar(trained_avatar, "twin"), MotionState(state.euler_deg + 8.0, state.trans.copy(),
+                            state.blendshapes.copy(), state.blendshape_names))
+    app.update()
+    app.update()
+    a, b = app.world.get(entity, AvatarImage).rgba, app.world.get(other, AvatarImage).rgba
+    assert a.data_ptr() != b.data_ptr() and float((a - b).abs().mean()) > 1e-3
+
+
+def test_avatar_trained_on_other_features_is_refused(trained_avatar, scene_data):
+    from engine.audio.features import FeatureMismatchError, FeatureSpec
+
+    app, _ = make_app(trained_avatar, scene_data)
+    app.insert_resource(FeatureSpec(extractor="hubert", params={}, dim=1024, window_frames=16, lookahead_frames=4))
+    with pytest.raises(FeatureMismatchError, match="speech features"):
+        app.update()
