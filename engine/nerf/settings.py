@@ -28,6 +28,8 @@ class NerfRenderSettings:
     """Occupied samples per ray per march round."""
     max_rounds: int = 2
     """March rounds per frame: at most per_round x max_rounds head-field evaluations per ray."""
+    t_thresh: float = 1e-3
+    """A ray stops taking samples once its transmittance is below this (1e-3: at most a 0.1% change)."""
     precision: Literal["float32", "bfloat16"] = "float32"
     """Precision of the MLP matmuls: bfloat16 is about 1.5x faster on CPUs with AVX-512 BF16, within about one
     8-bit step of float32."""
