@@ -249,17 +249,32 @@ class _Trainer:
         return d.euler[frame], d.trans[frame], audio, d.expression[frame]
 
     def step_loss(self, stage: str, step: int) -> torch.Tensor:
-        cfg, d = self.config, self.data
+        """The loss of one step of `stage` on one random training frame (occupancy updates on schedule)."""
+        d = self.data
         frame = int(d.train[int(torch.randint(0, len(d.train), (1,), generator=self.gen))])
-        euler, trans, audio, expression = self.frame_inputs(frame)
+        inputs = self.frame_inputs(frame)
         if stage == "body":
-            pixels = _random_pixels(cfg.rays, self.size, self.gen).to(self.device)
-            target, bg, head, torso = _gather(d, frame, pixels)
-            out = render_rays(self.model, pixels.float() + 0.5, euler, trans, audio, expression, bg, head=False)
-            keep = 1.0 - head
-            alpha_err = ((out["body_alpha"] - torso) ** 2 * keep).sum() / keep.sum().clamp(min=1)
-            return photometric(out["rgb"], target, keep) + cfg.mask_weight * alpha_err
-        lip_step = stage == "lips" and step % 2 == 1
+            return self.body_loss(frame, inputs)
+        loss = self.head_loss(frame, inputs, lip_step=stage == "lips" and step % 2 == 1)
+        if step % self.config.grid_every == 0:
+            cells = None if self.model.grid.resolution <= 32 else self.model.grid.resolution**3 // 8
+            self.model.update_grid(inputs[2].detach(), inputs[3], cells, self.gen)
+            self.carve()
+        return loss
+
+    def body_loss(self, frame: int, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """Eq. 9 on pixels outside the head mask, plus the upper body's alpha against the torso mask."""
+        cfg = self.config
+        pixels = _random_pixels(cfg.rays, self.size, self.gen).to(self.device)
+        target, bg, head, torso = _gather(self.data, frame, pixels)
+        out = render_rays(self.model, pixels.float() + 0.5, *inputs, bg, head=False)
+        keep = 1.0 - head
+        alpha_err = ((out["body_alpha"] - torso) ** 2 * keep).sum() / keep.sum().clamp(min=1)
+        return photometric(out["rgb"], target, keep) + cfg.mask_weight * alpha_err
+
+    def head_loss(self, frame: int, inputs: tuple[torch.Tensor, ...], lip_step: bool) -> torch.Tensor:
+        """L_head (half the rays on the head's box) or, on lip steps, L_lip of Eq. 15 on the lip patch."""
+        cfg, d = self.config, self.data
         if lip_step:
             pixels = _lip_pixels(_grown(d.lip_rect[frame], 1.25, self.size), cfg.lip_patch).to(self.device)
         else:
@@ -268,25 +283,20 @@ class _Trainer:
                                 _random_pixels(half, self.size, self.gen, d.head_box[frame])]).to(self.device)
         target, bg, head, _ = _gather(d, frame, pixels)
         jitter = torch.rand(pixels.shape[0], generator=self.gen).to(self.device)
-        out = render_rays(self.model, pixels.float() + 0.5, euler, trans, audio, expression, bg,
-                          max_samples=cfg.max_samples, jitter=jitter)
+        out = render_rays(self.model, pixels.float() + 0.5, *inputs, bg, max_samples=cfg.max_samples, jitter=jitter)
         loss = photometric(out["rgb"], target) + cfg.mask_weight * ((out["head_opacity"] - head) ** 2).mean()
         if lip_step:
             p = cfg.lip_patch
-            loss = loss + cfg.lip_weight * (1.0 - ssim(out["rgb"].view(p, p, 3), target.view(p, p, 3)))
-        else:
-            lower = _grown(d.lip_rect[frame], 1.5, self.size).to(self.device)
-            u, v = pixels[:, 0], pixels[:, 1]
-            outside = ~((u >= lower[0]) & (u < lower[2]) & (v >= lower[1]) & (v < lower[3]))
-            sample_outside = outside[out["sample_ray"]].float()
-            if sample_outside.numel():
-                ambient = (out["v_aud"].abs().mean(-1) * sample_outside).sum() / sample_outside.sum().clamp(min=1)
-                loss = loss + cfg.ambient_weight * ambient
-        if step % cfg.grid_every == 0:
-            cells = None if self.model.grid.resolution <= 32 else self.model.grid.resolution**3 // 8
-            self.model.update_grid(audio.detach(), expression, cells, self.gen)
-            self.carve()
-        return loss
+            return loss + cfg.lip_weight * (1.0 - ssim(out["rgb"].view(p, p, 3), target.view(p, p, 3)))
+        return loss + cfg.ambient_weight * self.ambient(frame, pixels, out)
+
+    def ambient(self, frame: int, pixels: torch.Tensor, out: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Mean |v_aud| of samples on rays outside the (grown) lip rectangle: audio attention stays on the mouth."""
+        lower = _grown(self.data.lip_rect[frame], 1.5, self.size).to(self.device)
+        u, v = pixels[:, 0], pixels[:, 1]
+        outside = ~((u >= lower[0]) & (u < lower[2]) & (v >= lower[1]) & (v < lower[3]))
+        weight = outside[out["sample_ray"]].float()
+        return (out["v_aud"].abs().mean(-1) * weight).sum() / weight.sum().clamp(min=1)
 
     @torch.no_grad()
     def render_frame(self, frame: int, head: bool) -> torch.Tensor:
@@ -375,16 +385,54 @@ def _log(config: TrainNerfConfig, record: dict) -> None:
         handle.write(json.dumps(record) + "\n")
 
 
-def train_nerf(config: TrainNerfConfig) -> Path:
-    """Train the renderer of config.data into config.avatar_dir; returns the path of nerf.safetensors."""
+def _out_of_time(config: TrainNerfConfig, began: float) -> bool:
+    return config.time_limit_s > 0 and time.monotonic() - began > config.time_limit_s
+
+
+def _run_stage(trainer: _Trainer, stage: str, first: int, saved: dict | None, began: float) -> float | None:
+    """Steps first..end of one stage with its own AdamW; returns its last validation PSNR (None: none ran)."""
     from tqdm.auto import tqdm
 
+    config, model = trainer.config, trainer.model
+    total = {"body": config.body_steps, "head": config.head_steps, "lips": config.lip_steps}[stage]
+    optimizer = _optimizer(model, stage, config)
+    if stage != "body":
+        trainer.carve()
+    if saved is not None:
+        _restore_optimizer(optimizer, saved)
+    model.train()
+    score = None
+    with tqdm(total=total, initial=first, desc=f"nerf {stage}", disable=not config.progress,
+              dynamic_ncols=True) as bar:
+        for step in range(first, total):
+            for group in optimizer.param_groups:
+                group["lr"] = group["base_lr"] * config.lr_decay ** (step / max(1, total))
+            loss = trainer.step_loss(stage, step)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss = float(loss.detach())
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}")
+            done, out_of_time = step + 1, _out_of_time(config, began)
+            if done % config.val_every == 0 or done == total:
+                score = trainer.validate(stage, done)
+                _log(config, {"stage": stage, "step": done, "loss": loss, "val_psnr": score,
+                              "seconds": time.monotonic() - began})
+            if done % config.checkpoint_every == 0 or done == total or out_of_time:
+                _save_state(config, model, optimizer, stage, done)
+            if out_of_time:
+                break
+    return score
+
+
+def train_nerf(config: TrainNerfConfig) -> Path:
+    """Train the renderer of config.data into config.avatar_dir; returns the path of nerf.safetensors."""
     from engine.data.dataset import Dataset
     from engine.nerf.kernels.runtime import init_taichi
     from engine.nerf.plugin import resolve_device
 
-    device_name = init_taichi(resolve_device(config.device))
-    device = torch.device(device_name)
+    device = torch.device(init_taichi(resolve_device(config.device)))
     if config.threads > 0:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
@@ -396,44 +444,18 @@ def train_nerf(config: TrainNerfConfig) -> Path:
     trainer = _Trainer(config, model, data, device)
     resumed = _load_state(config, model)
     start_stage, start_step = (resumed[0], resumed[1]) if resumed else (STAGES[0], 0)
-    budget = {"body": config.body_steps, "head": config.head_steps, "lips": config.lip_steps}
     began = time.monotonic()
     scores: dict[str, float] = {}
     for stage in STAGES[STAGES.index(start_stage):]:
-        total = budget[stage]
         first = start_step if stage == start_stage else 0
-        optimizer = _optimizer(model, stage, config)
-        if stage != "body":
-            trainer.carve()
-        if resumed and stage == start_stage:
-            _restore_optimizer(optimizer, resumed[2])
-        model.train()
-        with tqdm(total=total, initial=first, desc=f"nerf {stage}", disable=not config.progress,
-                  dynamic_ncols=True) as bar:
-            for step in range(first, total):
-                for group in optimizer.param_groups:
-                    group["lr"] = group["base_lr"] * config.lr_decay ** (step / max(1, total))
-                loss = trainer.step_loss(stage, step)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                loss = loss.detach()
-                optimizer.step()
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.4f}")
-                done = step + 1
-                out_of_time = config.time_limit_s > 0 and time.monotonic() - began > config.time_limit_s
-                if done % config.val_every == 0 or done == total:
-                    scores[stage] = trainer.validate(stage, done)
-                    _log(config, {"stage": stage, "step": done, "loss": float(loss), "val_psnr": scores[stage],
-                                  "seconds": time.monotonic() - began})
-                if done % config.checkpoint_every == 0 or done == total or out_of_time:
-                    _save_state(config, model, optimizer, stage, done)
-                if out_of_time:
-                    break
-        if config.time_limit_s > 0 and time.monotonic() - began > config.time_limit_s:
+        saved = resumed[2] if resumed and stage == start_stage else None
+        score = _run_stage(trainer, stage, first, saved, began)
+        if score is not None:
+            scores[stage] = score
+        if _out_of_time(config, began):
             break
     model.eval()
-    if STAGES.index(stage) > 0:  # the head was trained: its grid means something
+    if stage != "body":  # the head was trained: tighten its grid for the real-time sample budget
         tighten_grid(model, config.render_grid_alpha)
     return save_avatar(config.avatar_dir / NERF_FILE, model,
                        {"val_psnr": scores, "config": json.loads(json.dumps(asdict(config), default=str)),
