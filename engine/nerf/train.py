@@ -9,7 +9,6 @@ training frame with its true pose, blendshapes and speech-feature window (as tra
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -68,7 +67,7 @@ def feature_spec_dict(fps: float) -> dict:
     return spec
 
 
-def _feature_windows(dataset, frames: int) -> tuple[np.ndarray, str, int]:
+def dataset_feature_windows(dataset, frames: int) -> tuple[np.ndarray, str, int]:
     """The dataset's cached windows of the engine's default extractor (computed when not cached)."""
     from engine.audio.features import make_extractor
     from engine.audio.settings import AudioSettings
@@ -114,7 +113,7 @@ def load_training_data(config: TrainNerfConfig, device: torch.device) -> tuple[T
             raise DatasetError(f"{data.root / name} is missing; re-run `syncanim preprocess VIDEO -o {data.root}`")
     masks = data.masks()
     frames = data.frames()
-    windows, extractor, group = _feature_windows(data, meta.frames)
+    windows, extractor, group = dataset_feature_windows(data, meta.frames)
     columns = [tracks.blendshape_names.index(n) for n in config.expression]
     train, val = data.train_indices, data.val_indices
     if len(train) == 0:

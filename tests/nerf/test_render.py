@@ -6,7 +6,7 @@ import torch
 from engine.data.dataset import Dataset
 from engine.nerf.avatar import render_rays, sample_background
 from engine.nerf.render import AvatarRenderer
-from engine.nerf.train import _feature_windows
+from engine.nerf.train import dataset_feature_windows
 
 pytestmark = pytest.mark.usefixtures("taichi_cpu")
 
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.usefixtures("taichi_cpu")
 @pytest.fixture(scope="module")
 def setup(trained_avatar, scene_data):
     data = Dataset(scene_data)
-    windows = _feature_windows(data, data.meta.frames)[0]
+    windows = dataset_feature_windows(data, data.meta.frames)[0]
     return AvatarRenderer.load(trained_avatar, specialize=False), data, windows
 
 
