@@ -257,7 +257,9 @@ class _Trainer:
         loss = self.head_loss(frame, inputs, lip_step=stage == "lips" and step % 2 == 1)
         if step % self.config.grid_every == 0:
             cells = None if self.model.grid.resolution <= 32 else self.model.grid.resolution**3 // 8
-            self.model.update_grid(inputs[2].detach(), inputs[3], cells, self.gen)
+            # torch draws on a device only from a generator of that device: the CPU one serves the CPU alone.
+            generator = self.gen if self.device.type == "cpu" else None
+            self.model.update_grid(inputs[2].detach(), inputs[3], cells, generator)
             self.carve()
         return loss
 
