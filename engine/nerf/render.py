@@ -77,8 +77,8 @@ class FrameBuffers:
 class AvatarRenderer:
     """A trained avatar on its render device; `render` returns [H, W, 4] float32 straight-alpha RGBA there."""
 
-    def __init__(self, model: AvatarModel, per_round: int = 8, max_rounds: int = 2, precision: str = "float32",
-                 t_thresh: float = 1e-3) -> None:
+    def __init__(self, model: AvatarModel, per_round: int = 4, max_rounds: int = 4, precision: str = "float32",
+                 t_thresh: float = 1e-2) -> None:
         if precision not in ("float32", "bfloat16"):
             raise ValueError(f"{WHERE}: precision={precision!r}; use 'float32' or 'bfloat16' (CPUs with AVX-512 "
                              "BF16 run the MLPs about 1.5x faster in it)")
@@ -87,7 +87,9 @@ class AvatarRenderer:
         self.dtype = torch.float32 if precision == "float32" else torch.bfloat16
         self.per_round, self.max_rounds = per_round, max_rounds
         self.t_thresh = t_thresh
-        """Rays stop taking samples once their transmittance falls below this (an invisible 0.1% by default)."""
+        """Rays stop taking samples once their transmittance falls below this. Measured on a trained synthetic
+        presenter at 128^2: 4 x 4 samples with 1e-2 match 8 x 2 with 1e-3 (49.8 vs 49.9 dB against 64 rounds) with
+        19% fewer field evaluations."""
         self.device = model.background.device
         self._buffers: dict[tuple[int, int], FrameBuffers] = {}
         self._weights = self._static_weights()

@@ -24,12 +24,12 @@ class NerfRenderSettings:
 
     size: tuple[int, int] = (256, 256)
     """(width, height) in pixels of an avatar that has no AvatarViewport (with one, its viewport's size is used)."""
-    per_round: int = 8
+    per_round: int = 4
     """Occupied samples per ray per march round."""
-    max_rounds: int = 2
+    max_rounds: int = 4
     """March rounds per frame: at most per_round x max_rounds head-field evaluations per ray."""
-    t_thresh: float = 1e-3
-    """A ray stops taking samples once its transmittance is below this (1e-3: at most a 0.1% change)."""
+    t_thresh: float = 1e-2
+    """A ray stops taking samples once its transmittance is below this (checked between rounds)."""
     precision: Literal["float32", "bfloat16"] = "float32"
     """Precision of the MLP matmuls: bfloat16 is about 1.5x faster on CPUs with AVX-512 BF16, within about one
     8-bit step of float32."""

@@ -37,7 +37,7 @@ def test_inference_path_equals_the_training_renderer(setup):
     try:
         rgba = renderer.render(*frame_args(data, windows, 3), size=(32, 32), zoom="max").clone()
     finally:
-        renderer.max_rounds, renderer.t_thresh = 2, 1e-3
+        renderer.max_rounds, renderer.t_thresh = 4, 1e-2
     model, size = renderer.model, 32
     v, u = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
     pixels = torch.stack([u.reshape(-1), v.reshape(-1)], -1).float() + 0.5
