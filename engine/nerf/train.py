@@ -125,11 +125,12 @@ def load_training_data(config: TrainNerfConfig, device: torch.device) -> tuple[T
     size = meta.size
     face = np.asarray(masks.face_rect, np.float64)[train]
     center = (float((face[:, 0] + face[:, 2]).mean() / (2 * size)), float((face[:, 1] + face[:, 3]).mean() / (2 * size)))
+    default_side = min(1.0, config.default_view_faces * float((face[:, 3] - face[:, 1]).mean()) / size)
     spec = AvatarSpec(
         dims=config.dims, expression=tuple(config.expression), feature_dim=windows.shape[2],
         window_frames=windows.shape[1], group=group, extractor=extractor,
         intrinsics=Intrinsics(meta.camera.focal_px, meta.camera.cx, meta.camera.cy, size),
-        framing=FramingRange(center, config.default_view), head_box=tuple(config.head_box_cm),
+        framing=FramingRange(center, default_side), head_box=tuple(config.head_box_cm),
         grid_resolution=config.grid_resolution, steps_per_diagonal=config.steps_per_diagonal,
         rest_euler=tuple(float(v) for v in tracks.euler_deg[train].mean(0)),
         rest_trans=tuple(float(v) for v in tracks.trans[train].mean(0)),

@@ -103,9 +103,10 @@ class TrainNerfConfig:
     with a permissive grid; the real-time sample budget must not be spent in faint fog)."""
     grid_every: int = 16
     """Steps between occupancy-grid updates in the head stages."""
-    default_view: float = 0.55
-    """Height of the default framing's crop (zoom 0) in units of the dataset side; MedScale and MaxScale widen it
-    to the whole frame."""
+    default_view_faces: float = 2.0
+    """Height of the default framing's crop (zoom 0) in face heights (the mean face rectangle of the training
+    frames), at most the whole frame: a head-and-shoulders portrait. MedScale and MaxScale widen it to the whole
+    dataset frame. Narrower crops magnify the face past the detail the frames had."""
     val_frames: int = 3
     """Validation frames rendered (evenly spread over the held-out split) at each validation."""
     val_every: int = 1000

@@ -20,7 +20,7 @@ def make_app(avatar, scene_data):
     tracks = Dataset(scene_data).tracks
     app = App()
     app.insert_resource(NerfRuntimeSettings(device="cpu"))
-    app.insert_resource(NerfRenderSettings(size=(24, 16)))
+    app.insert_resource(NerfRenderSettings(size=(20, 16)))
     app.add_plugin(nerf_plugin)
     state = MotionState(tracks.euler_deg[0].copy(), tracks.trans[0].copy(), tracks.blendshapes[0].copy(),
                         tuple(tracks.blendshape_names))
@@ -34,11 +34,11 @@ def test_render_system_writes_avatar_image_and_frame_image(trained_avatar, scene
     assert app.world.has_resource(AvatarRenderer)
     app.update()
     frame = app.world.resource(FrameImage)
-    assert tuple(frame.rgba.shape) == (16, 24, 4) and frame.frame == app.world.resource(AvatarViews).frame
+    assert tuple(frame.rgba.shape) == (16, 20, 4) and frame.frame == app.world.resource(AvatarViews).frame
     first = frame.rgba.clone().numpy()
     app.update()
     image = app.world.get(entity, AvatarImage)
-    assert image is not None and tuple(image.rgba.shape) == (16, 24, 4)
+    assert image is not None and tuple(image.rgba.shape) == (16, 20, 4)
     app.world.get(entity, Framing).zoom = 1.0
     app.update()
     zoomed = app.world.resource(FrameImage).rgba.clone().numpy()
@@ -52,7 +52,7 @@ def test_snapshot_is_frozen_against_later_edits(trained_avatar, scene_data):
     state = app.world.get(entity, MotionState)
     state.euler_deg[:] = 40.0
     assert not np.allclose(view.euler_deg, 40.0)
-    assert view.size == (24, 16) and view.window is None  # no audio plugin: no window, rendered as neutral
+    assert view.size == (20, 16) and view.window is None  # no audio plugin: no window, rendered as neutral
 
 
 def test_two_avatars_of_one_model_keep_their_own_pictures(trained_avatar, scene_data):
