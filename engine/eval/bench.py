@@ -147,6 +147,12 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
             results.append(bench_size(config, size))
     with console.status("timing speech features ..."):
         audio = measure_extractors(config.audio_seconds, hubert_sizes=("base", "large") if config.hubert else ())
+    render = None
+    if config.render:
+        from engine.nerf.bench import measure_render
+
+        with console.status("timing the NeRF renderer (first frame compiles) ..."):
+            render = measure_render(config.avatar, tuple(config.size_list()), device=config.device)
     kernels = None
     if config.kernels:
         from engine.nerf.measure import measure_kernels
@@ -155,7 +161,8 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
             kernels = measure_kernels(device=config.device)
     report = {
         "device": config.device, "machine": machine(), "scene": str(config.scene), "fps_target": config.fps,
-        "results": results, "audio": audio, "nerf_kernels": kernels, "latency_ms": latency(audio, results, config.fps),
+        "results": results, "audio": audio, "nerf_render": render, "nerf_kernels": kernels,
+        "latency_ms": latency(audio, results, config.fps),
         "unavailable": {"latency_measured": "needs an avatar that responds to sound (bench --avatar); "
                                             "the test card only meters playback"},
     }
@@ -184,6 +191,14 @@ def print_report(console: Any, report: dict[str, Any]) -> None:
         audio.add_row(name, f"{entry['rtf_streaming']:.3f}", f"{entry['ms_per_video_frame_mean']:.2f}",
                       f"{entry['latency_ms']['total']:.0f}")
     console.print(audio)
+    render = report.get("nerf_render")
+    if render:
+        table = Table(title=f"NeRF renderer ({render['avatar']}, {render['device']}, {render['precision']})")
+        for column in ("size", "FPS", "median ms", "min ms"):
+            table.add_column(column, justify="right")
+        for size, entry in render["sizes"].items():
+            table.add_row(str(size), f"{entry['fps']:.1f}", f"{entry['median_ms']:.1f}", f"{entry['min_ms']:.1f}")
+        console.print(table)
     kernels = report.get("nerf_kernels")
     if kernels:
         table = Table(title=f"NeRF kernels ({kernels['device']}, {kernels['points']} points)")

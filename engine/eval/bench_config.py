@@ -22,12 +22,16 @@ class BenchConfig:
     """Frames run and discarded before measuring (first-call compilation, caches, page faults)."""
     device: Literal["cpu", "cuda"] = "cpu"
     """Where rendering runs; 'cuda' needs a CUDA build of torch and a GPU."""
+    avatar: Path | None = None
+    """A trained avatar folder to time the NeRF renderer with; default: a paper-sized stand-in with random weights."""
     scene: Path = SCENES_DIR / "test_card.py"
     """Scene to run when no --avatar is given (the test card measures the engine without a neural renderer)."""
     fps: float = 25.0
     """Canvas frame rate (the headless clock steps 1/fps; throughput is measured by the wall clock)."""
     audio_seconds: float = 4.0
     """Seconds of audio used to time each speech-feature extractor."""
+    render: bool = True
+    """Also time the NeRF renderer alone, per size (the avatar's, or the stand-in's)."""
     kernels: bool = True
     """Also time the NeRF kernels alone (hash encoders, march + composite) on --device."""
     hubert: bool = True

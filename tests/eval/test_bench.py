@@ -10,7 +10,7 @@ from engine.eval.bench_config import BenchConfig
 
 def test_bench_writes_the_promised_fields(tmp_path):
     out = tmp_path / "bench.json"
-    assert main(["bench", "--sizes", "64,96", "--seconds", "0.6", "--warmup-frames", "2", "--no-hubert", "--no-kernels",
+    assert main(["bench", "--sizes", "64,96", "--seconds", "0.6", "--warmup-frames", "2", "--no-hubert", "--no-kernels", "--no-render",
                  "--audio-seconds", "1", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["device"] == "cpu" and report["machine"]["cores"] >= 1
