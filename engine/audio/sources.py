@@ -7,6 +7,7 @@ samples (silence where there is nothing to give). Files of any rate or channel c
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,14 +121,15 @@ def load_clip(clip_or_path: AudioClip | str | Path | np.ndarray, sample_rate: in
     return AudioClip(decode_file(path, sample_rate), sample_rate, path.name)
 
 
-class AudioSource:
+class AudioSource(ABC):
     """The interface: `read(n)` gives exactly n mono float32 samples at `sample_rate`; `finished` says nothing more
     will come (a file at its end); `close()` frees devices."""
 
     sample_rate: int = 16000
 
+    @abstractmethod
     def read(self, n: int) -> np.ndarray:
-        raise NotImplementedError
+        """Exactly n samples [n] float32."""
 
     @property
     def finished(self) -> bool:

@@ -12,6 +12,7 @@ same calls (engine/audio/streaming.py).
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -32,7 +33,7 @@ class FeatureMismatchError(ValueError):
     """A model was trained on different speech features than the engine computes."""
 
 
-class FeatureExtractor:
+class FeatureExtractor(ABC):
     """The interface. Subclasses set `id`, `dim` and the three frame counts, and implement `compute` and `params`."""
 
     id: str = ""
@@ -46,13 +47,13 @@ class FeatureExtractor:
         """Samples per call: (context + block + right - 1) * HOP + WIN."""
         return (self.context_frames + self.block_frames + self.right_frames - 1) * HOP + WIN
 
+    @abstractmethod
     def params(self) -> dict[str, Any]:
         """JSON-able parameters that change the features (stored in every model trained on them)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def compute(self, windows: np.ndarray) -> np.ndarray:
         """windows [B, window_samples] float32 -> features [B, block_frames, dim] float32 (the block's frames)."""
-        raise NotImplementedError
 
 
 @dataclass(frozen=True)
