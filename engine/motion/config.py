@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 from engine.audio.settings import AudioSettings
+from engine.training import TrainingRun
 
 UPPER_FACE = (
     "eyeBlinkLeft", "eyeBlinkRight", "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft",
@@ -34,7 +35,7 @@ class SyncerDims:
 
 
 @dataclass(frozen=True)
-class TrainMotionConfig:
+class TrainMotionConfig(TrainingRun):
     """Train the AudioPose and AudioEmotion Syncers of one avatar from a dataset made by `syncanim preprocess`."""
 
     data: Path
@@ -81,22 +82,6 @@ class TrainMotionConfig:
     (critically damped; group delay 2a / (1 - a) frames, 80 ms at 0.5). It takes out the frame-to-frame shake the
     speech features put into the raw output (on held-out synthetic speech: mean |acceleration| 0.32 -> 0.07
     deg/frame^2, the truth's is 0.05); 0 = off. The syncers are fed their raw outputs, never the smoothed ones."""
-    val_every: int = 250
-    """Steps between validation passes (losses are logged to AVATAR_DIR/motion_log.jsonl)."""
-    checkpoint_every: int = 250
-    """Steps between resumable checkpoints."""
-    resume: bool = True
-    """Continue from AVATAR_DIR/.motion-train/state.safetensors when it exists and matches."""
-    time_limit_s: float = 0.0
-    """Stop early (and still write the model) after this many seconds of training; 0 = no limit."""
-    seed: int = 0
-    """Seeds parameter init and batch sampling."""
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    """'auto' uses CUDA when torch sees it."""
-    threads: int = 0
-    """torch CPU threads (0 = torch's default)."""
-    progress: bool = True
-    """Show a progress bar."""
 
 
 def motion_preset(name: Literal["test", "cpu", "gpu"], data: Path, avatar_dir: Path, **overrides) -> TrainMotionConfig:
@@ -107,10 +92,11 @@ def motion_preset(name: Literal["test", "cpu", "gpu"], data: Path, avatar_dir: P
                        steps=40, batch_size=8, sequence_frames=12, val_every=20, checkpoint_every=20, threads=1)
     elif name == "cpu":
         base = replace(base, dims=SyncerDims(hidden=96, latent=8, audio_channels=16, audio_dim=48, unet_depth=1),
-                       steps=1500, batch_size=16, sequence_frames=24, time_limit_s=600.0)
+                       steps=1500, batch_size=16, sequence_frames=24, val_every=250, checkpoint_every=250,
+                       time_limit_s=600.0)
     elif name == "gpu":
         base = replace(base, dims=SyncerDims(hidden=256, latent=16, audio_channels=64, audio_dim=128),
-                       steps=20000, batch_size=128, sequence_frames=64, val_every=1000, checkpoint_every=1000)
+                       steps=20000, batch_size=128, sequence_frames=64)
     else:
         raise ValueError(f"unknown motion preset {name!r}; use 'test', 'cpu' or 'gpu'")
     return replace(base, **overrides)

@@ -5,6 +5,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+from engine.training import TrainingRun
+
 NERF_FILE = "nerf.safetensors"
 """The trained renderer inside AVATAR_DIR."""
 EXPRESSION = (
@@ -53,7 +55,7 @@ class NerfDims:
 
 
 @dataclass(frozen=True)
-class TrainNerfConfig:
+class TrainNerfConfig(TrainingRun):
     """Train the avatar's renderer (upper body, head, lips) from a dataset made by `syncanim preprocess`."""
 
     data: Path
@@ -109,22 +111,6 @@ class TrainNerfConfig:
     dataset frame. Narrower crops magnify the face past the detail the frames had."""
     val_frames: int = 3
     """Validation frames rendered (evenly spread over the held-out split) at each validation."""
-    val_every: int = 1000
-    """Steps between validations (PSNR to nerf_log.jsonl, images to AVATAR_DIR/val/)."""
-    checkpoint_every: int = 1000
-    """Steps between resumable checkpoints."""
-    resume: bool = True
-    """Continue from AVATAR_DIR/.nerf-train/state.safetensors when it exists and matches."""
-    time_limit_s: float = 0.0
-    """Stop early (and still write the model) after this many seconds of training; 0 = no limit."""
-    seed: int = 0
-    """Seeds parameter init, ray and frame sampling."""
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    """Render device for training; 'auto' uses CUDA when torch sees it."""
-    threads: int = 0
-    """torch CPU threads (0 = torch's default)."""
-    progress: bool = True
-    """Show progress bars."""
 
 
 def nerf_preset(name: Literal["test", "cpu", "gpu"], data: Path, avatar_dir: Path, **overrides) -> TrainNerfConfig:
