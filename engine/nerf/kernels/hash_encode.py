@@ -67,6 +67,20 @@ def _corners(x: ti.template(), n, a0: ti.template(), a1: ti.template(), offset, 
 
 
 @ti.func
+def _bilinear_weights(fu, fv):
+    """Weights of the four corners (u0v0, u1v0, u0v1, u1v1) at fractional position (fu, fv)."""
+    return ti.math.vec4((1.0 - fu) * (1.0 - fv), fu * (1.0 - fv), (1.0 - fu) * fv, fu * fv)
+
+
+@ti.func
+def _corner_slopes(table: ti.template(), p: ti.template(), rows, f: ti.template(), fu, fv):
+    """d(bilinear value)/d(fu, fv) of feature f on plane p: the gradient the encoder hands back to the inputs."""
+    e00, e10 = table[p, rows[0], f], table[p, rows[1], f]
+    e01, e11 = table[p, rows[2], f], table[p, rows[3], f]
+    return ti.math.vec2((1.0 - fv) * (e10 - e00) + fv * (e11 - e01), (1.0 - fu) * (e01 - e00) + fu * (e11 - e10))
+
+
+@ti.func
 def _backward_one(
     x: ti.template(), table: ti.template(), grad_out: ti.template(), grad_parts: ti.template(),
     grad_x: ti.template(), n, part, p: ti.template(), axes: ti.template(), n_feat: ti.template(),
@@ -74,26 +88,22 @@ def _backward_one(
 ):  # fmt: skip
     """Backward of one (point, level, plane) into the caller's own gradient copy `part`: plain stores."""
     rows, fu, fv = _corners(x, n, axes[p][0], axes[p][1], offset, res, dense, size)
-    w = ti.math.vec4((1.0 - fu) * (1.0 - fv), fu * (1.0 - fv), (1.0 - fu) * fv, fu * fv)
-    du = 0.0
-    dv = 0.0
+    w = _bilinear_weights(fu, fv)
+    slope = ti.math.vec2(0.0, 0.0)
     for f in ti.static(range(n_feat)):
         g = grad_out[n, col + f]
         if want_table != 0:
             for c in ti.static(range(4)):
                 grad_parts[part, p, rows[c], f] = grad_parts[part, p, rows[c], f] + g * w[c]
         if want_x != 0:
-            e00, e10 = table[p, rows[0], f], table[p, rows[1], f]
-            e01, e11 = table[p, rows[2], f], table[p, rows[3], f]
-            du += g * ((1.0 - fv) * (e10 - e00) + fv * (e11 - e01))
-            dv += g * ((1.0 - fu) * (e01 - e00) + fu * (e11 - e10))
+            slope += g * _corner_slopes(table, p, rows, f, fu, fv)
     if want_x != 0:
         # The clamp to [0, 1] has zero slope outside the unit square.
         xu, xv = x[n, axes[p][0]], x[n, axes[p][1]]
         if xu >= 0.0 and xu <= 1.0:
-            grad_x[n, axes[p][0]] = grad_x[n, axes[p][0]] + du * res
+            grad_x[n, axes[p][0]] = grad_x[n, axes[p][0]] + slope[0] * res
         if xv >= 0.0 and xv <= 1.0:
-            grad_x[n, axes[p][1]] = grad_x[n, axes[p][1]] + dv * res
+            grad_x[n, axes[p][1]] = grad_x[n, axes[p][1]] + slope[1] * res
 
 
 @ti.kernel
@@ -154,26 +164,22 @@ def _backward_kernel(
         offset, res, dense, size = levels[lv, 0], levels[lv, 1], levels[lv, 2], levels[lv, 3]
         for p in ti.static(range(len(axes))):
             rows, fu, fv = _corners(x, n, axes[p][0], axes[p][1], offset, res, dense, size)
-            w = ti.math.vec4((1.0 - fu) * (1.0 - fv), fu * (1.0 - fv), (1.0 - fu) * fv, fu * fv)
+            w = _bilinear_weights(fu, fv)
             col = (p * n_levels + lv) * n_feat
-            du = 0.0
-            dv = 0.0
+            slope = ti.math.vec2(0.0, 0.0)
             for f in ti.static(range(n_feat)):
                 g = grad_out[n, col + f]
                 if want_table != 0:
                     for c in ti.static(range(4)):
                         ti.atomic_add(grad_table[p, rows[c], f], g * w[c])
                 if want_x != 0:
-                    e00, e10 = table[p, rows[0], f], table[p, rows[1], f]
-                    e01, e11 = table[p, rows[2], f], table[p, rows[3], f]
-                    du += g * ((1.0 - fv) * (e10 - e00) + fv * (e11 - e01))
-                    dv += g * ((1.0 - fu) * (e01 - e00) + fu * (e11 - e10))
+                    slope += g * _corner_slopes(table, p, rows, f, fu, fv)
             if want_x != 0:
                 xu, xv = x[n, axes[p][0]], x[n, axes[p][1]]
                 if xu >= 0.0 and xu <= 1.0:
-                    ti.atomic_add(grad_x[n, axes[p][0]], du * res)
+                    ti.atomic_add(grad_x[n, axes[p][0]], slope[0] * res)
                 if xv >= 0.0 and xv <= 1.0:
-                    ti.atomic_add(grad_x[n, axes[p][1]], dv * res)
+                    ti.atomic_add(grad_x[n, axes[p][1]], slope[1] * res)
 
 
 @ti.kernel
