@@ -225,7 +225,8 @@ def march_rays(
     check_tensor(t_cursor, "t_cursor", torch.float32, (n_rays,), WHERE)
     if n_rays == 0:  # no zero-size launches: CUDA external arrays need real allocations
         return RaySamples(out.sample_ray[:0], out.t_dt[:0], out.pos[:0], out.ray_offset, out.ray_count)
-    dummy = torch.zeros(1, 5, device=device)
+    # A kernel argument must be a real array even when its flag says unused: one small stand-in serves both.
+    unused = torch.zeros(1, 5, device=device)
     if jitter is not None:
         check_tensor(jitter, "jitter", torch.float32, (n_rays,), WHERE)
     if accum is not None:
@@ -233,8 +234,8 @@ def march_rays(
     _march_kernel(
         rays_o.detach(), rays_d.detach(), grid.occupied, grid.resolution, grid.coarse, grid.coarse_resolution,
         grid.bounds, float(dt), float(near), int(max_samples),
-        t_cursor, dummy[0] if jitter is None else jitter, int(jitter is not None),
-        dummy if accum is None else accum.detach(), int(accum is not None),
+        t_cursor, unused[0] if jitter is None else jitter, int(jitter is not None),
+        unused if accum is None else accum.detach(), int(accum is not None),
         float(t_thresh), int(normalize), out.scratch, out.ray_offset, out.ray_count, out.sample_ray, out.t_dt, out.pos, out.counter,
     )  # fmt: skip
     m = int(out.counter[0])
