@@ -559,12 +559,7 @@ def build_body(neck_radius: float, shoulder_half_width: float, chest_depth: floa
         y = -h - 1.5 * (np.abs(x) / shoulder_half_width) ** 2 * s
         verts.append(np.stack([x, y, z - 1.0], 1))
     verts = np.concatenate(verts)
-    tris = []
-    for r in range(rows - 1):
-        for c in range(cols):
-            a, b = r * cols + c, r * cols + (c + 1) % cols
-            d, e = (r + 1) * cols + c, (r + 1) * cols + (c + 1) % cols
-            tris += [(a, b, d), (b, e, d)]
+    tris = ring_strip(rows, cols, outward=True)
     # Cap the top so the shoulders are closed under the neck.
     centre = len(verts)
     verts = np.concatenate([verts, np.array([[0.0, 0.5, -1.0]])])
@@ -573,18 +568,24 @@ def build_body(neck_radius: float, shoulder_half_width: float, chest_depth: floa
     return verts, np.array(tris, np.int32)
 
 
+def ring_strip(rows: int, cols: int, outward: bool) -> list[tuple[int, int, int]]:
+    """Triangles joining `rows` closed rings of `cols` vertices each (vertex r * cols + c), two per quad;
+    `outward` picks the winding, so a strip can face either way."""
+    tris = []
+    for r in range(rows - 1):
+        for c in range(cols):
+            a, b = r * cols + c, r * cols + (c + 1) % cols
+            d, e = (r + 1) * cols + c, (r + 1) * cols + (c + 1) % cols
+            tris += [(a, b, d), (b, e, d)] if outward else [(a, d, b), (b, d, e)]
+    return tris
+
+
 def build_neck(radius: float, rings: int = 8, cols: int = 32):
     """Neck cylinder: ring k at height fraction k/(rings-1); positions are blended per frame."""
     theta = np.linspace(0.0, 2 * np.pi, cols, endpoint=False)
     circle = np.stack([radius * np.sin(theta), np.zeros(cols), radius * 1.05 * np.cos(theta)], 1)
     fractions = np.repeat(np.linspace(0.0, 1.0, rings), cols)
-    tris = []
-    for r in range(rings - 1):
-        for c in range(cols):
-            a, b = r * cols + c, r * cols + (c + 1) % cols
-            d, e = (r + 1) * cols + c, (r + 1) * cols + (c + 1) % cols
-            tris += [(a, d, b), (b, d, e)]
-    return np.tile(circle, (rings, 1)), fractions, np.array(tris, np.int32)
+    return np.tile(circle, (rings, 1)), fractions, np.array(ring_strip(rings, cols, outward=False), np.int32)
 
 
 def vertex_normals(v: np.ndarray, tris: np.ndarray) -> np.ndarray:
