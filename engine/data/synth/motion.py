@@ -126,8 +126,8 @@ def brow_track(phonemes: tuple[Phoneme, ...], f0_hz: np.ndarray, frames: int, fp
     return np.stack([lift * 0.8, lift * (1 + asymmetry), lift * (1 - asymmetry)], 1)
 
 
-def _ou(frames: int, fps: float, tau_s: float, sigma: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Smooth Ornstein-Uhlenbeck noise with a time-varying stationary deviation `sigma` [frames].
+def _ou(frames: int, fps: float, tau_s: float, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """[frames] smooth Ornstein-Uhlenbeck noise with stationary deviation `sigma`.
 
     A raw OU path is rough at every frame (about 30 deg/s of jitter for head angles); heads move
     smoothly, so the path is low-passed (~0.2 s) and rescaled to keep its deviation.
@@ -138,7 +138,7 @@ def _ou(frames: int, fps: float, tau_s: float, sigma: np.ndarray, rng: np.random
     out = np.zeros(frames)
     x = 0.0
     for i in range(frames):
-        x = decay * x + sigma[i] * np.sqrt(1 - decay * decay) * noise[i]
+        x = decay * x + sigma * np.sqrt(1 - decay * decay) * noise[i]
         out[i] = x
     smooth = _smooth(out, 0.2 * fps)
     return smooth * (out.std() / max(smooth.std(), 1e-9))
@@ -174,7 +174,9 @@ def pose_tracks(loudness: np.ndarray, f0_hz: np.ndarray, speaking: np.ndarray, p
     energy = np.clip((loudness + 50.0) / 35.0, 0, 1) * speaking
     energy = _smooth(energy, 0.1 * fps)
     gain = style.expressiveness
-    amplitude = 0.3 + 0.7 * activity  # calm, not frozen, in silence
+    # The wander's deviation itself shrinks in pauses (not only its noise), so the head settles toward rest
+    # within ~0.3 s of silence instead of holding the last speech pose: calm, never frozen.
+    amplitude = 0.3 + 0.7 * activity
     nods = np.zeros(frames)
     for phoneme in phonemes:
         if phoneme.stressed:
@@ -183,12 +185,13 @@ def pose_tracks(loudness: np.ndarray, f0_hz: np.ndarray, speaking: np.ndarray, p
     nod_kernel = np.sin(np.pi * np.clip(kernel_t / 0.35, 0, 1)) * (kernel_t < 0.35)
     nods = np.convolve(nods, nod_kernel)[:frames]
     roll0, pitch0, yaw0 = style.base_euler_deg
-    yaw = yaw0 + gain * (_ou(frames, fps, 1.8, 6.0 * amplitude, rng) + 2.5 * _smooth(energy, 0.5 * fps) * np.sign(yaw0 + 1e-3))
-    pitch = pitch0 + gain * (-2.2 * pitch_z * activity + 1.6 * nods + _ou(frames, fps, 1.2, 2.5 * amplitude, rng))
-    roll = roll0 + gain * (_ou(frames, fps, 2.2, 2.2 * amplitude, rng) + 0.12 * (yaw - yaw0))
+    yaw = yaw0 + gain * (amplitude * _ou(frames, fps, 1.8, 6.0, rng)
+                         + 2.5 * _smooth(energy, 0.5 * fps) * np.sign(yaw0 + 1e-3))
+    pitch = pitch0 + gain * (-2.2 * pitch_z * activity + 1.6 * nods + amplitude * _ou(frames, fps, 1.2, 2.5, rng))
+    roll = roll0 + gain * (amplitude * _ou(frames, fps, 2.2, 2.2, rng) + 0.12 * (yaw - yaw0))
     head_euler = np.stack([roll, pitch, yaw], 1)
     lean = 1.2 * energy  # toward the camera when speaking up
-    sway = gain * _ou(frames, fps, 2.5, 0.8 * amplitude, rng)
+    sway = gain * amplitude * _ou(frames, fps, 2.5, 0.8, rng)
     bob = -0.25 * nods * gain
     head_offset = np.stack([sway, bob, lean], 1)
     lag = max(int(0.3 * fps), 1)
