@@ -387,12 +387,23 @@ def _log(config: TrainNerfConfig, record: dict) -> None:
         handle.write(json.dumps(record) + "\n")
 
 
-def _out_of_time(config: TrainNerfConfig, began: float) -> bool:
-    return config.time_limit_s > 0 and time.monotonic() - began > config.time_limit_s
+def _stage_deadlines(config: TrainNerfConfig, began: float) -> dict[str, float]:
+    """When each stage must stop (time.monotonic()): the time limit shared in proportion to the stages' steps, so
+    a slow or busy machine shortens every stage instead of never reaching the lips."""
+    steps = {"body": config.body_steps, "head": config.head_steps, "lips": config.lip_steps}
+    if config.time_limit_s <= 0:
+        return {stage: float("inf") for stage in STAGES}
+    total, done, deadlines = max(1, sum(steps.values())), 0, {}
+    for stage in STAGES:
+        done += steps[stage]
+        deadlines[stage] = began + config.time_limit_s * done / total
+    return deadlines
 
 
-def _run_stage(trainer: _Trainer, stage: str, first: int, saved: dict | None, began: float) -> float | None:
-    """Steps first..end of one stage with its own AdamW; returns its last validation PSNR (None: none ran)."""
+def _run_stage(trainer: _Trainer, stage: str, first: int, saved: dict | None, began: float,
+               deadline: float) -> float | None:
+    """Steps first..end of one stage with its own AdamW until `deadline` (time.monotonic()); returns its last
+    validation PSNR (None: none ran)."""
     from tqdm.auto import tqdm
 
     config, model = trainer.config, trainer.model
@@ -416,7 +427,7 @@ def _run_stage(trainer: _Trainer, stage: str, first: int, saved: dict | None, be
             loss = float(loss.detach())
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}")
-            done, out_of_time = step + 1, _out_of_time(config, began)
+            done, out_of_time = step + 1, time.monotonic() > deadline
             if done % config.val_every == 0 or done == total:
                 score = trainer.validate(stage, done)
                 _log(config, {"stage": stage, "step": done, "loss": loss, "val_psnr": score,
@@ -447,15 +458,16 @@ def train_nerf(config: TrainNerfConfig) -> Path:
     resumed = _load_state(config, model)
     start_stage, start_step = (resumed[0], resumed[1]) if resumed else (STAGES[0], 0)
     began = time.monotonic()
+    deadlines = _stage_deadlines(config, began)
     scores: dict[str, float] = {}
     for stage in STAGES[STAGES.index(start_stage):]:
+        if stage != start_stage and time.monotonic() > deadlines[stage]:
+            break  # the whole time limit is spent (the first stage always takes a step, so a run writes a model)
         first = start_step if stage == start_stage else 0
         saved = resumed[2] if resumed and stage == start_stage else None
-        score = _run_stage(trainer, stage, first, saved, began)
+        score = _run_stage(trainer, stage, first, saved, began, deadlines[stage])
         if score is not None:
             scores[stage] = score
-        if _out_of_time(config, began):
-            break
     model.eval()
     if stage != "body":  # the head was trained: tighten its grid for the real-time sample budget
         tighten_grid(model, config.render_grid_alpha)
