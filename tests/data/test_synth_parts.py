@@ -201,3 +201,55 @@ def test_a_clip_too_short_for_any_sentence_is_a_clear_error(tmp_path):
     text.write_text("This single sentence is certainly much longer than the two seconds we allow it.", encoding="utf-8")
     with pytest.raises(ValueError, match="--seconds 2.0: no sentence fits"):
         plan_clip(SynthConfig(tmp_path, seconds=2.0, text=text))
+
+
+def _sentence_f0(plan) -> list[tuple[int, float]]:
+    """(voice index, median F0 in Hz) per spoken sentence of a plan."""
+    from engine.data.synth.motion import audio_features
+
+    _, f0 = audio_features(plan.speech.samples, plan.speech.sample_rate, plan.frames, 25.0)
+    t = (np.arange(plan.frames) + 0.5) / 25.0
+    out = []
+    for (start, end, _), voice in zip(plan.speech.utterances, plan.speech.utterance_voices):
+        voiced = (t >= start) & (t < end) & (f0 > 0)
+        out.append((voice, float(np.median(f0[voiced]))))
+    return out
+
+
+def test_several_voices_speak_successive_sentences_in_turn(tmp_path):
+    from engine.data.synth.pipeline import _meta
+
+    config = SynthConfig(tmp_path, seconds=20.0, seed=2, voice="en-us+m3, en-us+f3", size=128)
+    plan = plan_clip(config)
+    assert [v.name for v in plan.speech.voices] == ["en-us+m3", "en-us+f3"]
+    turns = list(plan.speech.utterance_voices)
+    assert len(turns) == len(plan.speech.utterances) >= 3 and turns == [i % 2 for i in range(len(turns))]
+    # The audio really changes voice: every +f3 sentence is pitched well above every +m3 one.
+    f0 = _sentence_f0(plan)
+    low = max(hz for voice, hz in f0 if voice == 0)
+    high = min(hz for voice, hz in f0 if voice == 1)
+    assert high > 1.3 * low, f0
+    meta = _meta(config, plan)
+    assert [v["name"] for v in meta["voices"]] == ["en-us+m3", "en-us+f3"]
+    assert meta["sentence_voices"] == turns and len(meta["sentence_spans_s"]) == len(turns)
+    assert meta["voice"] == meta["voices"][0]
+    # Each voice keeps its own rate and pitch from the seed; the first is the one `--voice en-us+m3` would get.
+    single = plan_clip(SynthConfig(tmp_path, seconds=20.0, seed=2, voice="en-us+m3", size=128))
+    assert single.speech.voices == plan.speech.voices[:1] and "voices" not in _meta(config, single)
+
+
+def test_several_voices_are_deterministic_in_the_seed(tmp_path):
+    a = plan_clip(SynthConfig(tmp_path, seconds=12.0, seed=7, voice="en-gb-scotland,en-us+f3,en-029"))
+    b = plan_clip(SynthConfig(tmp_path, seconds=12.0, seed=7, voice="en-gb-scotland,en-us+f3,en-029"))
+    c = plan_clip(SynthConfig(tmp_path, seconds=12.0, seed=8, voice="en-gb-scotland,en-us+f3,en-029"))
+    np.testing.assert_array_equal(a.speech.samples, b.speech.samples)
+    np.testing.assert_array_equal(a.blendshapes, b.blendshapes)
+    assert a.speech.voices == b.speech.voices and a.speech.utterance_voices == b.speech.utterance_voices
+    assert a.speech.voices != c.speech.voices  # rates and pitches come from the seed
+
+
+def test_an_unknown_voice_in_a_list_is_the_same_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="'martian-xx'.*en-us"):
+        plan_clip(SynthConfig(tmp_path, seconds=5.0, voice="en-us,martian-xx"))
+    with pytest.raises(ValueError, match="empty name"):
+        plan_clip(SynthConfig(tmp_path, seconds=5.0, voice="en-us,,en-gb"))

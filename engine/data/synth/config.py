@@ -22,7 +22,9 @@ class SynthConfig:
     """Chooses voice, rate, pitch, sentences, face shape, skin/hair/clothes colours, background and motion."""
 
     voice: str | None = None
-    """espeak-ng English voice such as 'en-us', 'en-gb-scotland' or 'en-us+f3' (voice+variant); default: by seed."""
+    """espeak-ng English voice such as 'en-us', 'en-gb-scotland' or 'en-us+f3' (voice+variant); default: one
+    voice by seed. A comma-separated list ('en-us,en-gb-scotland,en-us+f3') makes the same presenter speak
+    successive sentences in those voices in turn, each with its own rate and pitch from the seed."""
 
     size: int = 512
     """Width and height of the square video in pixels."""

@@ -16,7 +16,7 @@ from engine.data.synth.config import SynthConfig
 from engine.data.synth.corpus import load_sentences
 from engine.data.synth.presenter import NECK_BOTTOM, BodyPose, euler_to_matrix
 from engine.data.synth.rig import BLENDSHAPE_NAMES, HEAD_PIVOT
-from engine.data.synth.speech import Speech, choose_voice, compose_speech
+from engine.data.synth.speech import Speech, choose_voices, compose_speech, parse_voices
 from engine.data.synth.visemes import mouth_tracks
 
 TRUTH_VERSION = 1
@@ -65,8 +65,8 @@ def plan_clip(config: SynthConfig) -> Plan:
     validate(config)
     rng = _streams(config.seed, STREAMS)
     sentences = load_sentences(config.text)
-    voice = choose_voice(rng["voice"], config.voice)
-    speech = compose_speech(sentences, config.seconds, voice, rng["speech"], config.sample_rate, shuffle=config.text is None)
+    voices = choose_voices(rng["voice"], parse_voices(config.voice))
+    speech = compose_speech(sentences, config.seconds, voices, rng["speech"], config.sample_rate, shuffle=config.text is None)
     frames = int(round(config.seconds * config.fps))
     look = choose_look(rng["look"])
     style = motion.choose_style(rng["style"])
@@ -120,7 +120,7 @@ def _atomic_write(path: Path, write) -> None:
 def _meta(config: SynthConfig, plan: Plan) -> dict:
     look = plan.look
     focal = (config.size / 2.0) / math.tan(math.radians(look.fovy_deg) / 2.0)
-    return {
+    meta = {
         "version": TRUTH_VERSION,
         "camera": {
             "model": "pinhole at the origin looking down -z, x right, y up (OpenGL); pixels x right, y down",
@@ -141,11 +141,20 @@ def _meta(config: SynthConfig, plan: Plan) -> dict:
         ),
         "landmarks2d": "MediaPipe 478-point topology projected from the rig; 468-477 (irises) ride their face triangles",
         "speaking": "frame centre inside speech; pauses of 0.15 s or more between phonemes count as silence",
-        "voice": {"name": plan.speech.voice.name, "rate_wpm": plan.speech.voice.rate, "pitch": plan.speech.voice.pitch,
-                  "range": plan.speech.voice.pitch_range},
+        "voice": _voice_meta(plan.speech.voice),
         "sentences": [text for _, _, text in plan.speech.utterances],
         "head_pivot_cm": HEAD_PIVOT.tolist(),
     }
+    if len(plan.speech.voices) > 1:
+        # Several voices: "voice" is the first; "voices" is the rotation and "sentence_voices" indexes it per sentence.
+        meta["voices"] = [_voice_meta(voice) for voice in plan.speech.voices]
+        meta["sentence_voices"] = list(plan.speech.utterance_voices)
+        meta["sentence_spans_s"] = [[start, end] for start, end, _ in plan.speech.utterances]
+    return meta
+
+
+def _voice_meta(voice) -> dict:
+    return {"name": voice.name, "rate_wpm": voice.rate, "pitch": voice.pitch, "range": voice.pitch_range}
 
 
 def _truth_arrays(config: SynthConfig, plan: Plan, landmarks: np.ndarray) -> dict[str, np.ndarray]:

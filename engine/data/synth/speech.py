@@ -190,6 +190,18 @@ class Espeak:
         return tuple(out)
 
 
+def parse_voices(spec: str | None) -> tuple[str, ...] | None:
+    """'en-us, en-gb-scotland,en-us+f3' -> ('en-us', 'en-gb-scotland', 'en-us+f3'); None (or '') -> None (by seed)."""
+    if spec is None or not spec.strip():
+        return None
+    names = tuple(name.strip() for name in spec.split(","))
+    if any(not name for name in names):
+        raise ValueError(
+            f"--voice {spec!r}: an empty name in the comma-separated list; write e.g. 'en-us,en-gb-scotland,en-us+f3'"
+        )
+    return names
+
+
 def choose_voice(rng: np.random.Generator, name: str | None = None) -> VoiceSettings:
     """Per-seed voice: base English voice + variant, speaking rate and pitch, unless `name` pins the voice."""
     if name is None:
@@ -200,6 +212,16 @@ def choose_voice(rng: np.random.Generator, name: str | None = None) -> VoiceSett
     return VoiceSettings(str(name), rate, pitch, pitch_range)
 
 
+def choose_voices(rng: np.random.Generator, names: tuple[str, ...] | None = None) -> tuple[VoiceSettings, ...]:
+    """One voice by seed (names None), or each named voice with its own rate and pitch drawn in turn from `rng`.
+
+    The first voice takes the same draws as a single voice, so `--voice A` and `--voice A,B` share A's settings.
+    """
+    if names is None:
+        return (choose_voice(rng),)
+    return tuple(choose_voice(rng, name) for name in names)
+
+
 @dataclass(frozen=True)
 class Speech:
     """A whole clip of speech with pauses: audio, every phoneme on the clip's clock, and the spoken spans."""
@@ -208,7 +230,13 @@ class Speech:
     sample_rate: int
     phonemes: tuple[Phoneme, ...]  # times in seconds from the clip start
     utterances: tuple[tuple[float, float, str], ...]  # (start s, end s, sentence text)
-    voice: VoiceSettings
+    voices: tuple[VoiceSettings, ...]  # the rotation; sentence i is spoken by voices[utterance_voices[i]]
+    utterance_voices: tuple[int, ...]  # [len(utterances)] index into voices
+
+    @property
+    def voice(self) -> VoiceSettings:
+        """The first (with one voice: the only) voice."""
+        return self.voices[0]
 
     @property
     def duration(self) -> float:
@@ -253,11 +281,20 @@ def _jittered(voice: VoiceSettings, rng: np.random.Generator) -> VoiceSettings:
     return VoiceSettings(voice.name, rate, pitch, voice.pitch_range)
 
 
+def _as_voices(voice: VoiceSettings | tuple[VoiceSettings, ...] | list[VoiceSettings]) -> tuple[VoiceSettings, ...]:
+    voices = (voice,) if isinstance(voice, VoiceSettings) else tuple(voice)
+    if not voices:
+        raise ValueError("compose_speech: no voice given; pass one VoiceSettings or a non-empty sequence of them")
+    return voices
+
+
 def compose_speech(
-    sentences: list[str], seconds: float, voice: VoiceSettings, rng: np.random.Generator,
-    sample_rate: int = 16000, shuffle: bool = True,
+    sentences: list[str], seconds: float, voice: VoiceSettings | tuple[VoiceSettings, ...],
+    rng: np.random.Generator, sample_rate: int = 16000, shuffle: bool = True,
 ) -> Speech:
     """compose_speech_here in a fresh process, so the same arguments always give the same samples.
+
+    `voice` is one voice, or several that speak successive sentences in turn.
 
     libespeak-ng carries synthesis state (wave generator phase, C rand()) from one call to the next
     and cannot be re-initialised in a process, so a clip made after other speech would differ.
@@ -269,9 +306,12 @@ def compose_speech(
     import tempfile
     from pathlib import Path
 
-    Espeak.get().check_voice(voice.name)  # fail fast, with the clear message, in this process
+    voices = _as_voices(voice)
+    for one in voices:
+        Espeak.get().check_voice(one.name)  # fail fast, with the clear message, in this process
     request = {
-        "sentences": list(sentences), "seconds": seconds, "voice": [voice.name, voice.rate, voice.pitch, voice.pitch_range],
+        "sentences": list(sentences), "seconds": seconds,
+        "voices": [[v.name, v.rate, v.pitch, v.pitch_range] for v in voices],
         "rng": rng.bit_generator.state, "sample_rate": sample_rate, "shuffle": shuffle,
     }
     root = str(Path(__file__).resolve().parents[3])
@@ -285,7 +325,7 @@ def compose_speech(
         if done.returncode != 0:
             raise RuntimeError(f"espeak-ng worker failed ({done.returncode}): {done.stderr.strip()[-800:]}")
         with np.load(result_path) as data:
-            speech = _speech_from_arrays(data, voice)
+            speech = _speech_from_arrays(data, voices)
     if not speech.utterances:
         raise ValueError(
             f"--seconds {seconds}: no sentence fits between pauses of {MIN_GAP_S} s (the first one takes longer); "
@@ -304,16 +344,18 @@ def _speech_to_arrays(speech: Speech) -> dict[str, np.ndarray]:
         "utt_start": np.array([u[0] for u in speech.utterances], np.float64),
         "utt_end": np.array([u[1] for u in speech.utterances], np.float64),
         "utt_text": np.array([u[2] for u in speech.utterances], dtype=str),
+        "utt_voice": np.array(speech.utterance_voices, np.int64),
     }
 
 
-def _speech_from_arrays(data, voice: VoiceSettings) -> Speech:
+def _speech_from_arrays(data, voices: tuple[VoiceSettings, ...]) -> Speech:
     phonemes = tuple(
         Phoneme(float(a), float(b), str(c), bool(d), bool(e))
         for a, b, c, d, e in zip(data["start"], data["end"], data["symbol"], data["stressed"], data["vowel"])
     )
     utterances = tuple((float(a), float(b), str(c)) for a, b, c in zip(data["utt_start"], data["utt_end"], data["utt_text"]))
-    return Speech(data["samples"].astype(np.float32), int(data["sample_rate"]), phonemes, utterances, voice)
+    utterance_voices = tuple(int(k) for k in data["utt_voice"])
+    return Speech(data["samples"].astype(np.float32), int(data["sample_rate"]), phonemes, utterances, voices, utterance_voices)
 
 
 def _worker_main(result_path: str) -> None:
@@ -324,9 +366,9 @@ def _worker_main(result_path: str) -> None:
     request = json.loads(sys.stdin.read())
     rng = np.random.default_rng()
     rng.bit_generator.state = request["rng"]
-    voice = VoiceSettings(*request["voice"])
+    voices = tuple(VoiceSettings(*v) for v in request["voices"])
     speech = compose_speech_here(
-        request["sentences"], request["seconds"], voice, rng, request["sample_rate"], request["shuffle"],
+        request["sentences"], request["seconds"], voices, rng, request["sample_rate"], request["shuffle"],
     )
     with open(result_path, "wb") as handle:
         np.savez(handle, **_speech_to_arrays(speech))
@@ -355,26 +397,32 @@ def _spread_trailing_silence(placed: list, seconds: float) -> list:
 
 
 def compose_speech_here(
-    sentences: list[str], seconds: float, voice: VoiceSettings, rng: np.random.Generator,
-    sample_rate: int = 16000, shuffle: bool = True,
+    sentences: list[str], seconds: float, voice: VoiceSettings | tuple[VoiceSettings, ...],
+    rng: np.random.Generator, sample_rate: int = 16000, shuffle: bool = True,
 ) -> Speech:
     """Sentences separated by pauses of 0.5-3 s, filling exactly `seconds`; silence is at least ~25% of it.
+
+    With several voices, sentence i (in the order spoken) takes voices[i % len(voices)], jittered per sentence.
 
     The clip opens with a pause; a sentence is placed only if it ends at least 0.5 s before the clip
     ends, else the next ones are tried. With shuffle=False (user text) sentences keep their order and
     the text starts over when it runs out.
     """
     engine = Espeak.get()
-    engine.check_voice(voice.name)
+    voices = _as_voices(voice)
+    for one in voices:
+        engine.check_voice(one.name)
     order = list(rng.permutation(len(sentences))) if shuffle else list(range(len(sentences)))
     placed: list[tuple[float, Utterance, str]] = []
+    placed_voices: list[int] = []
     t = float(rng.uniform(MIN_GAP_S, 1.5))
     cursor = 0
     while t + MIN_GAP_S < seconds and cursor < 4 * len(order) + 8:
         candidates = order[cursor % len(order):] + order[:cursor % len(order)]
         fitted = None
+        turn = len(placed) % len(voices)
         for tries, index in enumerate(candidates[:12]):
-            utterance = _trimmed(engine.synthesize(sentences[index], _jittered(voice, rng)))
+            utterance = _trimmed(engine.synthesize(sentences[index], _jittered(voices[turn], rng)))
             if utterance.phonemes and t + utterance.duration + MIN_GAP_S <= seconds:
                 fitted = (index, utterance, tries)
                 break
@@ -383,6 +431,7 @@ def compose_speech_here(
         index, utterance, tries = fitted
         cursor += tries + 1
         placed.append((t, utterance, sentences[index]))
+        placed_voices.append(turn)
         gap = max(MIN_GAP_S + (MAX_GAP_S - MIN_GAP_S) * rng.beta(1.5, 2.5), _GAP_PER_SPEECH * utterance.duration)
         t += utterance.duration + min(gap, MAX_GAP_S)
     placed = _spread_trailing_silence(placed, seconds)
@@ -399,7 +448,7 @@ def compose_speech_here(
         spans.append((start, start + utterance.duration, text))
     # A phone's noise floor (about -66 dBFS): real silence is never digital zero.
     samples += rng.normal(0.0, 5e-4, total).astype(np.float32)
-    return Speech(np.clip(samples, -1, 1), sample_rate, tuple(phonemes), tuple(spans), voice)
+    return Speech(np.clip(samples, -1, 1), sample_rate, tuple(phonemes), tuple(spans), voices, tuple(placed_voices))
 
 
 if __name__ == "__main__":
