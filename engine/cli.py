@@ -11,6 +11,7 @@ import tyro
 from engine.data.preprocess.config import PreprocessConfig
 from engine.data.synth.config import SynthConfig
 from engine.eval.bench_config import BenchConfig
+from engine.eval.eval_config import EvalConfig
 from engine.scene.run import DemoOptions, RunOptions
 from engine.training import TrainOptions
 
@@ -72,6 +73,22 @@ def _bench(config: BenchConfig) -> int:
     return 0
 
 
+def _eval(config: EvalConfig) -> int:
+    from engine.data.dataset import DatasetError
+    from engine.eval.report import EvalError, print_compare, run_eval
+
+    try:
+        if config.compare is not None:
+            print_compare(*config.compare)
+            return 0
+        report = run_eval(config)
+    except (EvalError, DatasetError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {config.out / 'report.json'} and {config.out / 'report.md'} ({report['seconds']['total']:.0f} s)")
+    return 0
+
+
 # name -> (options type, handler). Handlers import their package lazily so `--help` stays fast.
 COMMANDS: dict[str, tuple[type, Callable[[Any], int]]] = {
     "synth": (Annotated[SynthConfig, tyro.conf.PositionalRequiredArgs], _synth),
@@ -80,6 +97,7 @@ COMMANDS: dict[str, tuple[type, Callable[[Any], int]]] = {
     "preprocess": (PreprocessConfig, _preprocess),
     "train": (TrainOptions, _train),
     "bench": (BenchConfig, _bench),
+    "eval": (EvalConfig, _eval),
 }
 
 

@@ -1,0 +1,109 @@
+"""The eval report's figures (matplotlib, Agg backend: no display): pose curves, blink curves, mouth vs speech.
+
+Each function takes the curves `engine.eval.report.audio_driven_metrics` returns (per-frame arrays [T]) and writes
+one PNG atomically; the time axis is seconds.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+AXES = ("roll", "pitch", "yaw")
+
+
+def _figure(rows: int, height: float = 2.2):
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(rows, 1, figsize=(10, height * rows), sharex=True, squeeze=False)
+    return plt, fig, axes[:, 0]
+
+
+def _shade_speech(ax, speech: np.ndarray, fps: float) -> None:
+    """Grey spans over the speech frames (the VAD mask [T])."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], speech.astype(int), [0]])))
+    for start, stop in zip(edges[::2], edges[1::2]):
+        ax.axvspan(start / fps, stop / fps, color="0.88", lw=0)
+
+
+def _save(plt, fig, path: Path) -> Path:
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.partial.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def plot_pose(path: Path, curves: dict[str, Any], fps: float) -> Path:
+    """Euler angles of the audio-driven run (and the truth where it exists), speech frames shaded."""
+    plt, fig, axes = _figure(3)
+    euler, truth = curves["euler"], curves["truth_euler"]
+    t = np.arange(len(euler)) / fps
+    for i, ax in enumerate(axes):
+        _shade_speech(ax, curves["speech"], fps)
+        ax.plot(t, euler[:, i], color="C0", label="audio-driven")
+        if truth is not None:
+            ax.plot(t[: len(truth)], truth[:, i], color="C1", ls="--", label="truth")
+        ax.set_ylabel(f"{AXES[i]} (deg)")
+    axes[0].legend(loc="upper right", fontsize=8)
+    axes[0].set_title("head pose (grey: speech by the energy VAD)")
+    axes[-1].set_xlabel("time (s)")
+    return _save(plt, fig, path)
+
+
+def plot_blinks(path: Path, curves: dict[str, Any], fps: float, thresholds: tuple[float, float]) -> Path:
+    """EAR measured on the rendered frames and the motion model's eyeBlink curve, detected blinks marked."""
+    plt, fig, axes = _figure(2)
+    ear, blink = curves["ear"], curves["motion_blink"]
+    t = np.arange(len(blink)) / fps
+    ax = axes[0]
+    ax.plot(t[: len(ear)], ear, color="C0", label="EAR (MediaPipe on renders)")
+    for level, style in zip(curves["ear_thresholds"], ("--", ":")):
+        if np.isfinite(level):
+            ax.axhline(level, color="0.5", ls=style, lw=0.8)
+    for onset in curves["ear_blinks"]:
+        ax.axvline(onset / fps, color="C3", lw=1.0)
+    ax.set_ylabel("eye aspect ratio")
+    ax.set_title(f"blinks: EAR on rendered frames ({len(curves['ear_blinks'])} detected, red)")
+    ax = axes[1]
+    ax.plot(t, blink, color="C2", label="eyeBlink (motion model)")
+    if curves["truth_blink"] is not None:
+        ax.plot(t[: len(curves["truth_blink"])], curves["truth_blink"], color="C1", ls="--", label="eyeBlink (truth)")
+    for level, style in zip(thresholds, ("--", ":")):
+        ax.axhline(level, color="0.5", ls=style, lw=0.8)
+    for onset in curves["motion_blinks"]:
+        ax.axvline(onset / fps, color="C3", lw=1.0)
+    ax.set_ylabel("eyeBlink")
+    ax.set_ylim(-0.05, 1.05)
+    ax.legend(loc="upper right", fontsize=8)
+    ax.set_title(f"blinks: motion model's eyeBlink ({len(curves['motion_blinks'])} detected, red)")
+    ax.set_xlabel("time (s)")
+    return _save(plt, fig, path)
+
+
+def plot_mouth(path: Path, curves: dict[str, Any], fps: float) -> Path:
+    """Mouth opening of the rendered frames (and truth) against the speech envelope, speech frames shaded."""
+    plt, fig, axes = _figure(1, height=3.2)
+    ax = axes[0]
+    opening, envelope = curves["opening"], curves["envelope"]
+    t = np.arange(len(envelope)) / fps
+    _shade_speech(ax, curves["speech"], fps)
+    ax.plot(t[: len(opening)], opening, color="C0", label="mouth opening, audio-driven render")
+    if curves["truth_opening"] is not None:
+        ax.plot(t[: len(curves["truth_opening"])], curves["truth_opening"], color="C1", ls="--",
+                label="mouth opening, truth")
+    top = np.nanmax(np.concatenate([opening, curves["truth_opening"] if curves["truth_opening"] is not None
+                                    else np.zeros(0), [1e-3]]))
+    scale = top / max(float(envelope.max()), 1e-9) if np.isfinite(top) else 1.0
+    ax.plot(t, envelope * scale, color="0.3", lw=0.8, label="speech envelope (RMS, scaled)")
+    ax.set_ylabel("inner-lip gap / face height")
+    ax.set_xlabel("time (s)")
+    ax.legend(loc="upper right", fontsize=8)
+    ax.set_title("mouth opening vs speech (grey: speech by the energy VAD)")
+    return _save(plt, fig, path)

@@ -1,0 +1,78 @@
+"""report.md from a report.json dict: one small table per section, like the paper's tables, and the figures linked."""
+from __future__ import annotations
+
+from typing import Any
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    """A table cell: '-' for missing numbers, `digits` significant digits otherwise."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
+    return lines + [""]
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    r, a = report["reconstruction"], report["audio_driven"]
+    truth = a.get("truth") or {}
+    m, s = report["machine"], report["seconds"]
+    lines = [
+        f"# Evaluation: {report['avatar']}",
+        "",
+        f"Data `{report['data']}`; {m['cpu']} ({m['cores']} cores), device {m['device']}; "
+        f"eval took {s['total']:.0f} s ({report['created']}).",
+        "",
+        f"## Reconstruction: {r['frames']} validation frames, true pose and expression, "
+        f"{r['size']}x{r['size']} px",
+        "",
+    ]
+    lines += table(["PSNR (dB) ↑", "SSIM ↑", "LMD (px) ↓", "LPIPS ↓", "faces found (truth / render)"],
+                   [[r["psnr"], r["ssim"], r["lmd"], "unavailable", f"{r['faces_found_truth']} / "
+                                                                     f"{r['faces_found_render']}"]])
+    lines += [f"LMD: {r['lmd_unit']}, over {r['lmd_frames']} frames with a face on both sides.", ""]
+    lines += [f"## Audio-driven: {a['mode']}, {a['audio']}, {a['seconds']:.1f} s "
+              f"({100 * (a['speech_fraction'] or 0):.0f}% speech)", ""]
+    lines += ["### Lip sync and mouth (inner-lip gap / face height)", ""]
+    rows = [["audio-driven", a["lip_sync_corr"], a["lip_sync_corr_envelope"], a["mouth_open_speech"],
+             a["mouth_open_silence"]]]
+    if truth:
+        rows.append(["truth", "", truth["lip_sync_corr_envelope"], truth["mouth_open_speech"],
+                     truth["mouth_open_silence"]])
+    lines += table(["", "lip-sync corr ↑", "corr with envelope", "mouth open, speech", "mouth open, silence"], rows)
+    lines += [f"lip-sync corr: correlation of the rendered mouth opening with the {a['lip_sync_reference']}.", ""]
+    lines += ["### Head motion (pose diversity: per-axis std of the Euler angles, degrees)", ""]
+    rows = [["audio-driven", a["pose_div_speech"], a["pose_div_silence"], a["pose_div_ratio"]]]
+    if truth:
+        rows.append(["truth", truth["pose_div_speech"], truth["pose_div_silence"], truth["pose_div_ratio"]])
+    lines += table(["", "speech", "silence", "speech / silence"], rows)
+    lines += [f"Speech mask: {a['vad']}.", "", "### Blinks per minute", ""]
+    rows = [["rendered frames, EAR (MediaPipe)", a["blinks_per_min"]],
+            ["rendered frames, eyeBlink (MediaPipe)", a["blinks_per_min_rendered_blendshape"]],
+            ["motion model's eyeBlink", a["blinks_per_min_motion"]]]
+    if truth:
+        rows.append(["truth eyeBlink (dataset tracks)", truth["blinks_per_min"]])
+    lines += table(["measured on", "blinks / min"], rows)
+    if a.get("blendshape_mae"):
+        lines += ["### Upper face: mean absolute error of the predicted blendshapes against the tracked truth", ""]
+        names = list(a["blendshape_mae"])
+        lines += table(["mean", *names], [[a["blendshape_mae_mean"], *(a["blendshape_mae"][n] for n in names)]])
+    lines += ["## Not measured", ""]
+    lines += table(["metric", "why"], [[name, why] for name, why in report["unavailable"].items()])
+    files = report.get("files", {})
+    lines += ["## Figures", ""]
+    for key, title in (("pose_plot", "head pose"), ("blink_plot", "blinks"), ("mouth_plot", "mouth vs speech")):
+        if key in files:
+            lines += [f"![{title}]({files[key]})", ""]
+    if "video" in files:
+        panels = "truth | reconstruction" + ("" if "audio_driven_video" in files else " | audio-driven")
+        lines += [f"Side by side ({panels}): [{files['video']}]({files['video']})", ""]
+    if "audio_driven_video" in files:
+        lines += [f"Audio-driven on --audio: [{files['audio_driven_video']}]({files['audio_driven_video']})", ""]
+    return "\n".join(lines)
