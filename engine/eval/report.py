@@ -360,6 +360,9 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
     seconds: dict[str, float] = {}
     tick = time.perf_counter()
     windows, _, _ = dataset_feature_windows(dataset, dataset.meta.frames)
+    if windows.shape[1:] != (renderer.spec.window_frames, renderer.spec.feature_dim):
+        # the avatar was trained on other features than the dataset's default ones: compute its own
+        windows = renderer_windows(renderer, avatar, dataset.audio(), dataset.meta.frames)
     recon, arrays = reconstruct(config, renderer, dataset, val, windows[val], config.face_model)
     seconds["reconstruction"] = time.perf_counter() - tick
 

@@ -121,3 +121,57 @@ def test_report_end_to_end_on_a_tiny_avatar(eval_avatar, eval_data, tmp_path):
     assert "envelope" in driven["lip_sync_reference"] and "truth" not in driven
     assert driven["pose_div_speech"] > 0.0 and driven["pose_div_silence"] >= 0.0
     assert probe(other / "audio_driven.mp4").frames == 50
+
+
+def _landmarks(frames: int, lip_gap: np.ndarray, closed: tuple[int, ...]) -> np.ndarray:
+    """[T, 478, 2]: a 100 px tall face whose inner lips are lip_gap [T] apart; eyes EAR 0.4, shut on `closed`."""
+    from engine.eval import metrics
+
+    points = np.full((frames, 478, 2), 50.0)
+    for eye, x0 in ((metrics.RIGHT_EYE, 0.0), (metrics.LEFT_EYE, 20.0)):
+        p1, p2, p3, p4, p5, p6 = eye
+        points[:, p1], points[:, p4] = (x0, 0.0), (x0 + 10.0, 0.0)
+        half = np.where(np.isin(np.arange(frames), closed), 0.0, 2.0)
+        for p, x, sign in ((p2, 3, -1), (p3, 7, -1), (p6, 3, 1), (p5, 7, 1)):
+            points[:, p, 0], points[:, p, 1] = x0 + x, sign * half
+    points[:, 10], points[:, 152] = (50.0, 0.0), (50.0, 100.0)
+    points[:, 13, 1], points[:, 14, 1] = 60.0, 60.0 + lip_gap
+    return points
+
+
+def test_audio_driven_numbers_from_constructed_motion_and_faces():
+    from engine.eval import metrics
+    from engine.eval.eval_config import EvalConfig
+    from engine.eval.report import FaceTrack, audio_driven_metrics
+
+    fps, rate, frames = 25.0, 16000, 50
+    t = np.arange(2 * rate) / rate
+    audio = np.where(t < 1.0, 0.3 * np.sin(2 * np.pi * 250 * t), 0.0)
+    speech = metrics.speech_mask(audio, rate, fps, frames)
+    assert speech.sum() == 30  # 25 frames of tone, 5 of hangover
+    sign = np.where(np.arange(frames) % 2, 1.0, -1.0)[:, None]
+    euler = np.where(speech[:, None], 2.0 * sign, 0.5 * sign) * np.ones(3)
+    names = ["eyeBlinkLeft", "eyeBlinkRight", "browInnerUp"]
+    predicted = np.zeros((frames, 3))
+    predicted[20:23, :2] = 0.8  # one blink in the motion model's output
+    motion = {"euler_deg": euler, "trans": np.zeros((frames, 3)), "blendshapes": predicted,
+              "blendshape_names": np.array(names), "time_s": np.arange(frames) / fps}
+    gap = np.where(speech, 10.0, 2.0) + np.sin(np.arange(frames))  # opening 0.1 in speech, 0.02 in silence
+    faces = FaceTrack(_landmarks(frames, gap, closed=(10, 40)), np.zeros((frames, 0)), [])
+    truth_blend = predicted.copy()
+    truth_blend[:, 2] = 0.1  # browInnerUp off by 0.1 everywhere
+    truth = {"euler_deg": np.zeros((frames, 3)), "blendshapes": truth_blend, "names": names,
+             "faces": FaceTrack(_landmarks(frames, 2 * gap, closed=()), np.zeros((frames, 0)), [])}
+    result, curves = audio_driven_metrics(EvalConfig(), motion, faces, audio, rate, fps, truth)
+    assert result["pose_div_speech"] == pytest.approx(2.0) and result["pose_div_silence"] == pytest.approx(0.5)
+    assert result["pose_div_ratio"] == pytest.approx(4.0)
+    assert result["mouth_open_speech"] == pytest.approx(0.1, abs=0.01)
+    assert result["mouth_open_silence"] == pytest.approx(0.02, abs=0.01)
+    assert result["lip_sync_corr"] == pytest.approx(1.0)  # truth opens twice as wide, in step
+    assert result["blinks_per_min"] == pytest.approx(60.0)  # 2 EAR blinks in 2 s
+    assert result["blinks_per_min_motion"] == pytest.approx(30.0)
+    assert result["blendshape_mae"] == pytest.approx({"eyeBlinkLeft": 0.0, "eyeBlinkRight": 0.0, "browInnerUp": 0.1})
+    assert result["truth"]["pose_div_speech"] == 0.0 and result["truth"]["blinks_per_min"] == pytest.approx(30.0)
+    np.testing.assert_array_equal(curves["ear_blinks"], [10, 40])
+    no_truth, _ = audio_driven_metrics(EvalConfig(), motion, faces, audio, rate, fps, None)
+    assert no_truth["lip_sync_corr"] == no_truth["lip_sync_corr_envelope"] > 0.5
