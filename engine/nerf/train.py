@@ -387,17 +387,13 @@ def _log(config: TrainNerfConfig, record: dict) -> None:
         handle.write(json.dumps(record) + "\n")
 
 
-def _stage_deadlines(config: TrainNerfConfig, began: float) -> dict[str, float]:
-    """When each stage must stop (time.monotonic()): the time limit shared in proportion to the stages' steps, so
-    a slow or busy machine shortens every stage instead of never reaching the lips."""
+def _stage_deadline(config: TrainNerfConfig, stage: str, now: float, end: float) -> float:
+    """When `stage` must stop (time.monotonic()): the time left until `end` shared by the stages still to run in
+    proportion to their steps, so a slow or busy machine shortens every stage instead of never reaching the lips,
+    and a stage that finishes early (the upper body's steps are cheap) leaves its time to the next ones."""
     steps = {"body": config.body_steps, "head": config.head_steps, "lips": config.lip_steps}
-    if config.time_limit_s <= 0:
-        return {stage: float("inf") for stage in STAGES}
-    total, done, deadlines = max(1, sum(steps.values())), 0, {}
-    for stage in STAGES:
-        done += steps[stage]
-        deadlines[stage] = began + config.time_limit_s * done / total
-    return deadlines
+    remaining = sum(steps[s] for s in STAGES[STAGES.index(stage):])
+    return now + (end - now) * steps[stage] / max(1, remaining)
 
 
 def _run_stage(trainer: _Trainer, stage: str, first: int, saved: dict | None, began: float,
@@ -458,14 +454,15 @@ def train_nerf(config: TrainNerfConfig) -> Path:
     resumed = _load_state(config, model)
     start_stage, start_step = (resumed[0], resumed[1]) if resumed else (STAGES[0], 0)
     began = time.monotonic()
-    deadlines = _stage_deadlines(config, began)
+    end = began + config.time_limit_s if config.time_limit_s > 0 else float("inf")
     scores: dict[str, float] = {}
     for stage in STAGES[STAGES.index(start_stage):]:
-        if stage != start_stage and time.monotonic() > deadlines[stage]:
+        now = time.monotonic()
+        if stage != start_stage and now > end:
             break  # the whole time limit is spent (the first stage always takes a step, so a run writes a model)
         first = start_step if stage == start_stage else 0
         saved = resumed[2] if resumed and stage == start_stage else None
-        score = _run_stage(trainer, stage, first, saved, began, deadlines[stage])
+        score = _run_stage(trainer, stage, first, saved, began, _stage_deadline(config, stage, now, end))
         if score is not None:
             scores[stage] = score
     model.eval()

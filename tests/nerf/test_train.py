@@ -1,7 +1,6 @@
 """NeRF training end to end on a tiny procedural dataset: the stages run, validation PSNR rises, checkpoints
 resume, and the trained avatar reloads."""
 import json
-from dataclasses import replace
 
 import pytest
 import torch
@@ -69,10 +68,11 @@ def test_an_interrupted_run_resumes_where_it_stopped(scene_data, tmp_path):
     assert [(r["stage"], r["step"]) for r in log(avatar)] == [("body", 12), ("head", 6), ("lips", 2)]
 
 
-def test_the_time_limit_is_shared_by_the_stages_in_proportion_to_their_steps(tmp_path):
-    from engine.nerf.train import _stage_deadlines
+def test_the_time_left_is_shared_by_the_remaining_stages_in_proportion_to_their_steps(tmp_path):
+    from engine.nerf.train import _stage_deadline
 
-    config = nerf_preset("test", tmp_path, tmp_path, body_steps=100, head_steps=200, lip_steps=100, time_limit_s=40.0)
-    assert _stage_deadlines(config, 1000.0) == {"body": 1010.0, "head": 1030.0, "lips": 1040.0}
-    unlimited = _stage_deadlines(replace(config, time_limit_s=0.0), 0.0)
-    assert all(deadline == float("inf") for deadline in unlimited.values())
+    config = nerf_preset("test", tmp_path, tmp_path, body_steps=100, head_steps=200, lip_steps=100)
+    assert _stage_deadline(config, "body", 1000.0, 1040.0) == 1010.0
+    assert _stage_deadline(config, "head", 1002.0, 1040.0) == 1002.0 + 38.0 * 2 / 3  # the body's spare time carries
+    assert _stage_deadline(config, "lips", 1030.0, 1040.0) == 1040.0
+    assert _stage_deadline(config, "head", 0.0, float("inf")) == float("inf")
