@@ -215,7 +215,9 @@ def drain_audio(world: World) -> None:
     """Move this frame's audio on: output ring -> AudioTap and AudioLevel; microphone -> main voice's ring;
     every voice's ring -> its FeatureStream."""
     playback = world.resource(AudioPlayback)
-    played = playback.mixer.output.read_available()
+    # Continuous: after a stall longer than a ring holds, silence replaces what was lost, so the tap (a recording's
+    # audio) and the feature streams keep one sample per sample played and stay on the clock.
+    played = playback.mixer.output.read_continuous()
     world.resource(AudioTap).write(played)
     _measure_level(world.resource(AudioLevel), played)
     settings = world.resource(AudioSettings)
@@ -230,7 +232,7 @@ def drain_audio(world: World) -> None:
     for name, ring in voices.samples.items():
         stream = voices.streams.get(name)
         if stream is not None:
-            stream.push(ring.read_available())
+            stream.push(ring.read_continuous())
 
 
 def _measure_level(level: AudioLevel, block: np.ndarray) -> None:

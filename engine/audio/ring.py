@@ -37,6 +37,7 @@ class SampleRing:
         self._overruns = 0
         self.inserted = 0
         self.underruns = 0
+        self._filled = 0  # dropped samples read_continuous has already replaced with silence
 
     # producer -----------------------------------------------------------------------------------
     def write(self, block: np.ndarray) -> None:
@@ -102,6 +103,19 @@ class SampleRing:
             self._overruns += 1
         self._read = start + k
         self.consumed += len(out)
+        return out
+
+    def read_continuous(self) -> np.ndarray:
+        """Everything waiting, with silence standing in for what the producer overwrote before it was read: [k]
+        float32. The stream keeps its length across an overrun, so what is timed by counting samples (a recording's
+        audio track, feature timestamps) stays on the producer's clock after a stall. The silence counts as inserted.
+        """
+        out = self.read_available()
+        lost = self._dropped - self._filled
+        self._filled = self._dropped
+        if lost > 0:
+            self.inserted += lost
+            out = np.concatenate([np.zeros(lost, np.float32), out])  # what was lost is older than what is left
         return out
 
     def read(self, n: int) -> np.ndarray:

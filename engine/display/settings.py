@@ -46,7 +46,12 @@ class DisplaySettings:
     camera get. The rendered frame is scaled into it keeping its aspect (see `scale`)."""
     fps: float = 25.0
     """Frames per second: the headless step (each frame is exactly 1/fps), the recording rate, and the
-    pace of the window loop."""
+    pace of the window loop (and of --realtime headless runs)."""
+    realtime: bool = False
+    """Headless runs only: follow the wall clock like a window does (sleep to pace frames at fps) instead of
+    stepping exactly 1/fps per frame as fast as possible. A frame that takes longer than 1/fps does not slow the
+    clock: the recording repeats the frame for the time it covered, and its audio stays aligned (kiosk soaks,
+    microphone input, anything fed from outside in real time)."""
     title: str = "SyncAnimation Engine"
     """Window title. It never changes while running, so OBS 'Window Capture' keeps finding the window."""
     background: BackgroundMode = "color"

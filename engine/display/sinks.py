@@ -50,11 +50,13 @@ def opaque_rgb(pixels: np.ndarray, settings: DisplaySettings) -> np.ndarray:
 # -- mp4 ---------------------------------------------------------------------------------------------
 class Mp4Sink:
     """Resource: records the presented canvas at a constant `fps` of master-clock time; at shutdown
-    muxes the AudioTap (or silence) trimmed/padded to the video's length, and saves atomically.
+    muxes the AudioTap's recording (or silence) trimmed/padded to the video's length, and saves atomically.
 
     Frames go to the encoder from a writer thread through a bounded queue, so h264 encoding overlaps
     the next frame's work; when the encoder falls more than `queue_seconds` behind, the frame loop
-    waits rather than dropping frames (the audio is aligned to the frame count).
+    waits rather than dropping frames (the audio is aligned to the frame count). The audio is streamed
+    to a hidden wav next to the output while recording (`audio_path`), so memory stays flat for a run of
+    any length; nothing appears at `path` until the mux at shutdown has succeeded.
     """
 
     def __init__(self, path: Path, fps: float, quality: int, queue_seconds: float = 2.0) -> None:
@@ -63,10 +65,12 @@ class Mp4Sink:
         self.path = Path(path)
         self.fps = fps
         self.writer = Mp4Writer(self.path, fps, quality=quality)
-        self.audio_start_sample = 0
-        """AudioTap sample count when recording began (audio before that belongs to no frame)."""
+        self.audio_path = self.path.with_name(f".{self.path.stem}.audio.partial.wav")
+        """Where the tap streams the recording's audio until the mux."""
         self.submitted = 0
         """Frames handed to the writer thread."""
+        self.last: np.ndarray | None = None
+        """The picture submitted last (repeated into the slots a slow frame leaves)."""
         self.clock_origin: float | None = None
         """Clock time of the first recorded frame."""
         self._queue: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=max(2, int(fps * queue_seconds)))
@@ -83,6 +87,10 @@ class Mp4Sink:
         if self.clock_origin is None:
             self.clock_origin = world.resource(Time).elapsed
         return self.clock_origin
+
+    def listen(self, tap: AudioTap) -> None:
+        """Stream what `tap` hears from now on into `audio_path`."""
+        tap.record_to(self.audio_path)
 
     def submit(self, rgb: np.ndarray) -> None:
         """Queue one [H, W, 3] uint8 frame; the array must not be modified afterwards."""
@@ -111,15 +119,28 @@ class Mp4Sink:
         if self._error is not None:
             raise RuntimeError(f"recording {self.path} failed: {self._error}") from self._error
 
-    def audio_track(self, tap: AudioTap | None) -> tuple[np.ndarray, int]:
-        """Mono float32 audio exactly as long as the video (tap samples, or silence without a tap)."""
-        rate = tap.sample_rate if tap is not None else 16000
-        length = round(self.frames / self.fps * rate)
-        samples = tap.samples()[self.audio_start_sample:] if tap is not None else np.zeros(0, np.float32)
-        track = np.zeros(length, np.float32)
-        used = min(length, len(samples))
-        track[:used] = samples[:used]
-        return track, rate
+    def audio_samples(self, rate: int) -> int:
+        """Samples of audio exactly as long as the video."""
+        return round(self.frames / self.fps * rate)
+
+    def finish_audio(self, tap: AudioTap | None) -> tuple[Path, int]:
+        """Close the recording's wav at exactly the video's length (the tap's samples, padded with silence or cut;
+        silence throughout without a tap); returns (its path, its rate)."""
+        from engine.io.video import WavSpool
+
+        spool = tap.stop_recording() if tap is not None else None
+        if spool is None or spool.path != self.audio_path:
+            if spool is not None:
+                spool.discard()
+            spool = WavSpool(self.audio_path, tap.sample_rate if tap is not None else 16000)
+        return spool.finish(self.audio_samples(spool.sample_rate)), spool.sample_rate
+
+    def abort(self, tap: AudioTap | None) -> None:
+        """Drop the partial files (the video and the streamed audio); nothing is left at `path`."""
+        self.writer.abort()
+        if tap is not None and tap.spool is not None and tap.spool.path == self.audio_path:
+            tap.stop_recording().discard()
+        self.audio_path.unlink(missing_ok=True)
 
 
 def start_mp4(world: World, settings: DisplaySettings) -> Mp4Sink:
@@ -129,38 +150,42 @@ def start_mp4(world: World, settings: DisplaySettings) -> Mp4Sink:
     sink = Mp4Sink(out, settings.fps, settings.video_quality)
     tap = world.get_resource(AudioTap)
     if tap is not None:
-        tap.enabled = True
-        sink.audio_start_sample = len(tap)
+        sink.listen(tap)
     world.insert_resource(sink)
     return sink
 
 
 def frames_due(elapsed: float, fps: float, written: int) -> int:
-    """How many copies of the frame shown at clock time `elapsed` a constant-rate video needs.
+    """How many video slots the frame shown at clock time `elapsed` closes: the recording holds one frame per 1/fps
+    of master-clock time, so it stays in step with the audio (which follows the same clock).
 
-    The recording holds one frame per 1/fps of master-clock time, so it stays in step with the audio
-    (which follows the same clock): a loop slower than fps repeats frames, a faster one skips them.
-    A stepped clock at the recording's fps gives exactly 1 every frame.
+    Slot s covers [s/fps, (s+1)/fps); a frame goes to the slot nearest its time (round, so a wall clock's frame
+    lands within half a period of its slot), and a loop slower than fps leaves earlier slots to fill (repeats),
+    a faster one gets none (skips). A stepped clock at the recording's fps gives exactly 1 every frame.
     """
-    return max(0, math.floor(elapsed * fps + 1e-6) + 1 - written)
+    # A tie (or a float sum a hair past one) goes to the earlier slot.
+    return max(0, math.floor(elapsed * fps + 0.5 - 1e-6) + 1 - written)
 
 
 def record_mp4(world: World) -> None:
-    """Append the canvas presented this frame to the mp4, as many times as the clock says."""
+    """Append the canvas presented this frame to the mp4, at the slot the clock says; slots a slow frame left
+    behind repeat the previous picture (what the screen showed then), so an event is never shown early."""
     sink = world.get_resource(Mp4Sink)
     target = world.get_resource(GLTarget)
     if sink is None or target is None:
         return
     tap = world.get_resource(AudioTap)
-    if tap is not None and not tap.enabled:
+    if tap is not None and tap.spool is None:
         # The audio plugin inserted its tap after the sink started: record from now on.
-        tap.enabled = True
-        sink.audio_start_sample = len(tap)
+        sink.listen(tap)
     copies = frames_due(world.resource(Time).elapsed - sink.start_time(world), sink.fps, sink.submitted)
     if copies:
         rgb = opaque_rgb(target.read_pixels(), world.resource(DisplaySettings))
-        for _ in range(copies):
-            sink.submit(rgb)
+        held = sink.last if sink.last is not None else rgb
+        for _ in range(copies - 1):
+            sink.submit(held)
+        sink.submit(rgb)
+        sink.last = rgb
 
 
 def finish_mp4(world: World) -> None:
@@ -168,24 +193,26 @@ def finish_mp4(world: World) -> None:
     if sink is None:
         return
     world.remove_resource(Mp4Sink)
+    tap = world.get_resource(AudioTap)
     try:
         sink.drain()
-    except RuntimeError:
-        sink.writer.abort()
+        if sink.frames == 0:
+            sink.abort(tap)
+            log.warning("%s: no frames were presented; nothing recorded", sink.path)
+            return
+        wav, rate = sink.finish_audio(tap)
+        path = sink.writer.close(audio=wav, sample_rate=rate)
+    except BaseException:
+        sink.abort(tap)
         raise
-    if sink.frames == 0:
-        sink.writer.abort()
-        log.warning("%s: no frames were presented; nothing recorded", sink.path)
-        return
-    tap = world.get_resource(AudioTap)
-    audio, rate = sink.audio_track(tap)
+    finally:
+        sink.audio_path.unlink(missing_ok=True)
     source = "engine audio" if tap is not None else "silent audio (no audio plugin)"
-    path = sink.writer.close(audio=audio, sample_rate=rate)
     outputs = world.resource(SinkOutputs)
     outputs.written.append(path)
     outputs.summaries.append(
         f"wrote {path} ({sink.frames} frames at {sink.fps:g} fps = {sink.frames / sink.fps:.2f} s, "
-        f"{len(audio) / rate:.2f} s {source})"
+        f"{sink.audio_samples(rate) / rate:.2f} s {source})"
     )
 
 

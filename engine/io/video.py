@@ -1,7 +1,9 @@
-"""mp4 files: an atomic h264 writer that muxes AAC audio at close, and a probe for reading them back."""
+"""mp4 files: an atomic h264 writer that muxes AAC audio at close (from memory or from a wav streamed to disk while
+recording), and a probe for reading them back."""
 from __future__ import annotations
 
 import os
+import struct
 import subprocess
 import tempfile
 import wave
@@ -18,16 +20,72 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+def _pcm16(samples: np.ndarray) -> np.ndarray:
+    samples = np.asarray(samples)
+    if samples.dtype == np.int16:
+        return samples
+    return (np.clip(np.nan_to_num(samples), -1.0, 1.0) * 32767.0).astype(np.int16)
+
+
 def write_wav(path: Path, samples: np.ndarray, sample_rate: int) -> None:
     """Mono float32 in [-1, 1] (or int16) -> 16-bit PCM wav."""
-    samples = np.asarray(samples)
-    if samples.dtype != np.int16:
-        samples = (np.clip(np.nan_to_num(samples), -1.0, 1.0) * 32767.0).astype(np.int16)
+    samples = _pcm16(samples)
     with wave.open(str(path), "wb") as out:
         out.setnchannels(1)
         out.setsampwidth(2)
         out.setframerate(int(sample_rate))
         out.writeframes(samples.tobytes())
+
+
+class WavSpool:
+    """Mono 16-bit PCM streamed to a wav file block by block, so a recording of any length holds no audio in memory.
+
+    `finish(length)` pads with silence or cuts to exactly `length` samples and writes the header's sizes; until
+    then the header says 0 bytes (the file is a partial one). `discard()` closes and deletes it.
+    """
+
+    HEADER_BYTES = 44
+    SILENCE_CHUNK = 1 << 16
+
+    def __init__(self, path: str | os.PathLike, sample_rate: int) -> None:
+        self.path = Path(path)
+        self.sample_rate = int(sample_rate)
+        self.samples = 0
+        """Samples written so far."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "wb")  # noqa: SIM115 (kept open for the whole recording)
+        self._file.write(self._header(0))
+
+    def _header(self, samples: int) -> bytes:
+        data = 2 * samples
+        return struct.pack("<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + data, b"WAVE", b"fmt ", 16, 1, 1, self.sample_rate,
+                           2 * self.sample_rate, 2, 16, b"data", data)
+
+    def write(self, block: np.ndarray) -> None:
+        """Append mono float32 in [-1, 1] (or int16) samples [n]."""
+        if len(block):
+            self._file.write(_pcm16(block).astype("<i2", copy=False).tobytes())
+            self.samples += len(block)
+
+    def finish(self, length: int | None = None) -> Path:
+        """Close the file at exactly `length` samples (default: as written); returns its path."""
+        if length is not None:
+            if length < 0:
+                raise ValueError(f"{self.path}: a wav length is >= 0 samples, got {length}")
+            while self.samples < length:
+                self.write(np.zeros(min(self.SILENCE_CHUNK, length - self.samples), np.int16))
+            if self.samples > length:
+                self._file.truncate(self.HEADER_BYTES + 2 * length)
+                self.samples = length
+        self._file.seek(0)
+        self._file.write(self._header(self.samples))
+        self._file.close()
+        return self.path
+
+    def discard(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+        self.path.unlink(missing_ok=True)
 
 
 class Mp4Writer:
@@ -75,31 +133,38 @@ class Mp4Writer:
         )
         self._encoder.send(None)
 
-    def close(self, audio: np.ndarray | None = None, sample_rate: int = 16000) -> Path:
-        """Finish the file; `audio` is mono float32 in [-1, 1] at `sample_rate`, muxed as AAC."""
+    def close(self, audio: np.ndarray | str | os.PathLike | None = None, sample_rate: int = 16000) -> Path:
+        """Finish the file; `audio` is mono float32 in [-1, 1] at `sample_rate`, or the path of a wav file (a
+        WavSpool's, streamed from disk), muxed as AAC."""
         if self._encoder is None:
             raise ValueError(f"{self.path}: no frames were written; nothing to save")
         self._encoder.close()
         self._encoder = None
-        if audio is None or len(audio) == 0:
+        if audio is None or (isinstance(audio, np.ndarray) and len(audio) == 0):
             os.replace(self._video_tmp, self.path)
+            return self.path
+        if not isinstance(audio, np.ndarray):
+            self._mux(Path(audio))
             return self.path
         with tempfile.TemporaryDirectory() as tmp:
             wav = Path(tmp) / "audio.wav"
             write_wav(wav, audio, sample_rate)
-            muxed = self.path.with_name(f".{self.path.stem}.muxed.partial.mp4")
-            command = [
-                ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(self._video_tmp), "-i", str(wav),
-                "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", "-b:a", "128k",
-                "-movflags", "+faststart", str(muxed),
-            ]
-            result = subprocess.run(command, capture_output=True, text=True)
-            if result.returncode != 0:
-                muxed.unlink(missing_ok=True)
-                raise RuntimeError(f"muxing audio into {self.path} failed: {result.stderr.strip()[-500:]}")
+            self._mux(wav)
+        return self.path
+
+    def _mux(self, wav: Path) -> None:
+        muxed = self.path.with_name(f".{self.path.stem}.muxed.partial.mp4")
+        command = [
+            ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(self._video_tmp), "-i", str(wav),
+            "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", "-b:a", "128k",
+            "-movflags", "+faststart", str(muxed),
+        ]
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            muxed.unlink(missing_ok=True)
+            raise RuntimeError(f"muxing audio into {self.path} failed: {result.stderr.strip()[-500:]}")
         os.replace(muxed, self.path)
         self._video_tmp.unlink(missing_ok=True)
-        return self.path
 
     def abort(self) -> None:
         if self._encoder is not None:

@@ -57,26 +57,83 @@ def test_mp4_muxes_the_audio_tap(frame_app, card, tmp_path):
         world.resource(AudioTap).write(0.5 * np.sin(2 * np.pi * 440 * t).astype(np.float32))
 
     runner.app.add_system(play_tone, Stage.FIRST, name="test.tone")
+    spools = []
+    runner.app.add_system(lambda world: spools.append(world.resource(AudioTap).spool), Stage.LAST, name="test.spool")
     run_headless(runner.app, frames=25)
-    assert tap.enabled, "the mp4 sink turns the tap on"
+    assert spools[0] is not None and spools[0].path.parent == tmp_path, "the sink streams the tap next to the mp4"
+    assert tap.spool is None and not tap.enabled and not tap.samples().size  # nothing was held in memory
+    assert not any(tmp_path.glob(".*partial*"))
     info = probe(out)
     assert info.frames == 25
     assert info.audio_duration_s == pytest.approx(1.0, abs=1 / 25)
     assert audio_rms(out) == pytest.approx(0.5 / np.sqrt(2), rel=0.1)
 
 
+def read_wav(path):
+    import wave
+
+    with wave.open(str(path)) as wav:
+        return wav.getframerate(), np.frombuffer(wav.readframes(wav.getnframes()), "<i2") / 32767.0
+
+
 def test_audio_track_is_trimmed_or_padded_to_the_video(tmp_path):
     sink = Mp4Sink(tmp_path / "x.mp4", 25.0, quality=5)
     sink.writer.frames = 50  # two seconds of video
-    tap = AudioTap(16000, enabled=True)
+    tap = AudioTap(16000)
+    sink.listen(tap)
     tap.write(np.ones(16000, np.float32))
-    track, rate = sink.audio_track(tap)
-    assert rate == 16000 and len(track) == 32000
+    path, rate = sink.finish_audio(tap)
+    rate_read, track = read_wav(path)
+    assert path == sink.audio_path and rate == rate_read == 16000 and len(track) == 32000
     assert track[:16000].min() == 1.0 and track[16000:].max() == 0.0
+    sink.listen(tap)
     tap.write(np.ones(40000, np.float32))
-    assert len(sink.audio_track(tap)[0]) == 32000
-    silent, _ = sink.audio_track(None)
+    assert len(read_wav(sink.finish_audio(tap)[0])[1]) == 32000
+    silent = read_wav(sink.finish_audio(None)[0])[1]
     assert len(silent) == 32000 and not silent.any()
+
+
+def test_recorded_audio_streams_to_disk_not_memory(tmp_path):
+    """The tap's recording grows a file next to the output, not a list in memory (a kiosk records for hours)."""
+    import tracemalloc
+
+    sink = Mp4Sink(tmp_path / "long.mp4", 25.0, quality=5)
+    tap = AudioTap(16000)
+    sink.listen(tap)
+    block = np.full(640, 0.25, np.float32)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(25 * 60):  # a minute of frames
+            tap.write(block)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 64 * 1024  # a minute in memory would be 3.8 MB
+    assert sink.audio_path.stat().st_size >= 2 * 16000 * 60 - 8192  # on disk (less what is still buffered)
+    sink.writer.frames = 25 * 60
+    path, _ = sink.finish_audio(tap)
+    _, track = read_wav(path)
+    assert len(track) == 16000 * 60 and np.allclose(track, 0.25, atol=1e-4)
+    sink.abort(tap)
+    assert not path.exists()
+
+
+def test_a_failed_recording_leaves_no_partial_files(frame_app, card, tmp_path):
+    out = tmp_path / "broken.mp4"
+    out.write_bytes(b"the previous take")
+    runner = frame_app(DisplaySettings(size=(32, 16), out=out), card)
+    runner.app.insert_resource(AudioTap(16000))
+
+    def fail_at_frame_3(world):
+        if world.resource(Time).frame == 3:
+            world.resource(Mp4Sink)._error = OSError("disk full")
+
+    runner.app.add_system(fail_at_frame_3, Stage.LAST, name="test.fail")
+    with pytest.raises(RuntimeError, match="disk full"):
+        run_headless(runner.app, frames=6)
+    assert out.read_bytes() == b"the previous take"  # atomic: the old file is untouched
+    assert not any(tmp_path.glob(".*partial*"))
 
 
 def test_mp4_out_must_be_mp4(frame_app, card, tmp_path):
@@ -144,8 +201,10 @@ def test_virtual_camera_setting_in_a_run_never_fakes_frames(frame_app, card):
 
 def test_frames_due():
     assert [frames_due(k / 25, 25.0, k) for k in range(100)] == [1] * 100  # stepped at the video rate
-    assert frames_due(0.5, 25.0, 5) == 8  # the loop fell behind: repeat the frame to keep time
-    assert frames_due(0.1, 25.0, 3) == 0  # the loop runs ahead: skip
+    assert frames_due(0.49, 25.0, 5) == 8  # the loop fell behind: fill slots 5..12 to keep time
+    assert frames_due(0.09, 25.0, 3) == 0  # the loop runs ahead (slot 2 is written): skip
+    assert frames_due(0.1 - 0.015, 25.0, 2) == 1  # a wall clock's frame goes to the nearest slot
+    assert frames_due(0.1 + 0.015, 25.0, 2) == 2
 
 
 def test_recording_follows_the_clock_when_the_loop_is_slower(card, tmp_path):
@@ -172,6 +231,6 @@ def test_recording_follows_the_clock_when_the_loop_is_slower(card, tmp_path):
     target.release()
     release_egl_context(ctx)
     info = probe(out)
-    # frames at t = 0, 0.1, ..., 0.9 s cover 23 video frames (0 .. 0.9 s at 25 fps)
+    # frames at t = 0, 0.1, ..., 0.9 s fill slots 0 .. 22 at 25 fps (0.9 s is slot 22.5: a tie goes to the earlier)
     assert info.frames == 23
     assert info.audio_duration_s == pytest.approx(23 / 25, abs=1 / 25)
