@@ -114,11 +114,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="SyncAnimation Engine: real-time audio-driven NeRF talking avatars.",
     )
     handler = next(handler for kind, handler in COMMANDS.values() if isinstance(options, _plain(kind)))
+    from engine.audio.devices import AudioDeviceError
     from engine.scene.loader import SceneError
 
     try:
         return handler(options)
-    except SceneError as error:
+    except (SceneError, AudioDeviceError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

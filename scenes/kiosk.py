@@ -1,14 +1,14 @@
 """Kiosk: idles until control messages arrive, then speaks what it is sent, with the text as a caption.
 
-What it shows: a dark background, the avatar in AVATAR_DIR when that folder holds a trained avatar (`syncanim
-train`), and while a clip is heard its caption (the `text` of a `say`); a `cue` named "caption" shows its `data` for
-a few seconds. Without a trained avatar (none is bundled yet) it shows the background and captions only, and the
+What it shows: a dark background, the avatar in AVATAR_DIR (or `--avatar DIR`, or $SYNCANIM_AVATAR) when that
+folder holds a trained avatar (`syncanim train`), and while a clip is heard its caption (the `text` of a `say`); a
+`cue` named "caption" shows its `data` for a few seconds. Without a trained avatar (none is bundled yet) it shows the background and captions only, and the
 overlay's notices say what to run. Nothing pauses while idle: every frame is composed and presented, and idle
 avatars keep moving (their motion models are fed silence).
 
 Run (window in kiosk mode, or headless into an mp4 with its sound):
     syncanim run scenes/kiosk.py --kiosk --control 127.0.0.1:7878
-    syncanim run scenes/kiosk.py --headless --seconds 60 --out kiosk.mp4 --control 127.0.0.1:7878
+    syncanim run scenes/kiosk.py --headless --realtime --seconds 60 --out kiosk.mp4 --control 127.0.0.1:7878
 Without --control it listens on 127.0.0.1:7878 anyway (it is a kiosk). The token is printed at start; then:
     python scripts/say_espeak.py "Hello, I am the kiosk." --token TOKEN
 """
@@ -18,7 +18,7 @@ import logging
 from pathlib import Path
 
 from engine.app import Diagnostics
-from engine.scene.api import Scene
+from engine.scene.api import Scene, avatar_folder
 from engine.scene.control import control_plugin
 from engine.scene.control_settings import ControlSettings
 from engine.scene.loader import SceneError
@@ -37,9 +37,9 @@ def build(app) -> None:
     scene = Scene(app)
     scene.background(color=(0.06, 0.07, 0.09))
     try:
-        scene.avatar(AVATAR_DIR, name="host", mode="one-shot", framing="default")
+        scene.avatar(avatar_folder(app, AVATAR_DIR), name="host", mode="one-shot", framing="default")
     except SceneError as error:
-        app.resource(Diagnostics).notice(f"kiosk without an avatar: {error}")
+        app.resource(Diagnostics).notice(f"kiosk without an avatar: {error} (or pass --avatar AVATAR_DIR)")
     scene.script(show_cued_captions)
 
 

@@ -37,6 +37,24 @@ RENDERER_FILE = "nerf.safetensors"
 """The renderer's weights inside an avatar folder (written by `syncanim train`)."""
 
 
+AVATAR_ENV = "SYNCANIM_AVATAR"
+"""Environment variable naming the avatar folder for scenes that show one avatar."""
+
+
+def avatar_folder(app: App, default: Path) -> Path:
+    """The avatar a one-avatar scene shows: `--avatar DIR` (SceneArgs), else $SYNCANIM_AVATAR, else `default`."""
+    import os
+
+    from engine.scene.loader import SceneArgs
+
+    args = app.world.get_resource(SceneArgs)
+    if args is not None and args.avatar is not None:
+        return Path(args.avatar).expanduser()
+    if os.environ.get(AVATAR_ENV):
+        return Path(os.environ[AVATAR_ENV]).expanduser()
+    return default
+
+
 def check_avatar_folder(folder: Path) -> None:
     """A SceneError naming the command to run when `folder` is not a trained avatar."""
     train = (f"make one with `syncanim preprocess VIDEO -o DATA_DIR` then "

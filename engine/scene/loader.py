@@ -24,6 +24,8 @@ class SceneArgs:
     path: Path
     audio: Path | None = None
     seconds: float | None = None
+    avatar: Path | None = None
+    """--avatar: the avatar folder for scenes that show one avatar (engine.scene.api.avatar_folder)."""
 
 
 def load_scene_module(path: str | Path) -> ModuleType:

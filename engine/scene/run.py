@@ -2,17 +2,22 @@
 from __future__ import annotations
 
 import os
+import signal
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import tyro
 
-from engine.display.settings import DisplaySettings
+from engine.display.settings import DisplaySettings, Size
 from engine.scene import SCENES_DIR
 from engine.scene.control_settings import ControlSettings
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from engine.app import App
     from engine.display.headless import RunResult
 
@@ -24,11 +29,20 @@ class RunOptions:
     scene: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="SCENE.py")]
     """The scene script: a .py file with `build(app)` (see scenes/)."""
     headless: bool = False
-    """Render offscreen with no window and a stepped clock (exactly 1/fps per frame); use --out to record."""
+    """Render offscreen with no window and a stepped clock (exactly 1/fps per frame; --realtime follows the wall
+    clock instead); use --out to record."""
     seconds: float | None = None
     """Stop after this many seconds of engine time (default: until the window closes or the scene ends)."""
     audio: Path | None = None
     """A speech file (wav, flac, mp3) for the scene to play; scenes read it from SceneArgs."""
+    avatar: Path | None = None
+    """The avatar folder (from `syncanim train`) for scenes that show one avatar (kiosk, demo, framing_tour);
+    default $SYNCANIM_AVATAR, else the scene's own (the bundled assets/avatar)."""
+    mic: bool = False
+    """The main voice hears the microphone (the system default input, or --mic-device) instead of the clips it
+    plays. Headless runs with a microphone follow the wall clock (--realtime)."""
+    mic_device: str | None = None
+    """Microphone name (a substring is enough) or PortAudio index, with --mic; default: the system's default."""
     watch: bool = True
     """Reload the scene when its file is saved (a broken save keeps the running scene and shows the error)."""
     display: Annotated[DisplaySettings, tyro.conf.OmitArgPrefixes] = DisplaySettings()
@@ -37,20 +51,32 @@ class RunOptions:
 
 @dataclass(frozen=True)
 class DemoOptions:
-    """The bundled demo: in a window when there is a display, else recorded to an mp4."""
+    """The bundled demo: the bundled avatar reads the bundled audio clips, in a window when there is a display, else
+    recorded to an mp4. With --mic it follows the microphone instead."""
 
     headless: bool | None = None
     """Force headless (True) or a window (False); default: a window when $DISPLAY or $WAYLAND_DISPLAY is set."""
     out: Path = Path("out/demo.mp4")
     """Where the headless demo is recorded."""
     seconds: float | None = None
-    """Stop after this many seconds (default: when the demo audio ends)."""
+    """Stop after this many seconds (default: when the demo clips have been read; with --mic, when closed)."""
+    mic: bool = False
+    """Drive the avatar from the default microphone (or --mic-device) instead of the bundled clips."""
+    mic_device: str | None = None
+    """Microphone name (a substring is enough) or PortAudio index, with --mic."""
+    avatar: Path | None = None
+    """Another avatar folder to show instead of the bundled assets/avatar."""
+    audio: Path | None = None
+    """Another clip, or a folder of .wav clips, to read instead of the bundled assets/audio."""
+    size: Size = (512, 512)
+    """Canvas size in pixels (WxH): the window's content and the recording's frame."""
 
 
 def make_app(display: DisplaySettings, *, headless: bool, voices: tuple[str, ...] = ("main",),
-             control: ControlSettings = ControlSettings()) -> App:
+             control: ControlSettings = ControlSettings(), mic: bool = False, mic_device: str | None = None) -> App:
     """A live engine: lenient (a failing system is reported, the frame loop goes on), audio + display, and the
-    control socket when `control.control` names an address. `voices` are the audio voices the scene speaks on."""
+    control socket when `control.control` names an address. `voices` are the audio voices the scene speaks on;
+    `mic` makes the main voice hear the microphone."""
     from engine.app import App
     from engine.audio.plugin import audio_plugin
     from engine.audio.settings import AudioSettings
@@ -58,7 +84,8 @@ def make_app(display: DisplaySettings, *, headless: bool, voices: tuple[str, ...
 
     app = App(strict=False)
     app.insert_resource(display)
-    app.insert_resource(AudioSettings(output="virtual" if headless else "auto", voices=voices))
+    app.insert_resource(AudioSettings(output="virtual" if headless else "auto", voices=voices,
+                                      input="mic" if mic else "none", input_device=mic_device))
     app.add_plugin(audio_plugin)
     app.add_plugin(display_plugin)
     app.insert_resource(control)
@@ -69,22 +96,63 @@ def make_app(display: DisplaySettings, *, headless: bool, voices: tuple[str, ...
     return app
 
 
+def check_microphone(device: str | None, how: str = "--mic") -> str:
+    """The name of the microphone the engine would open; an AudioDeviceError naming the fix when there is none."""
+    from engine.audio.devices import AudioDeviceError, find_device, open_pyaudio
+
+    try:
+        pa = open_pyaudio()
+        try:
+            return str(find_device(pa, device, "input")["name"])
+        finally:
+            pa.terminate()
+    except AudioDeviceError as error:
+        raise AudioDeviceError(
+            f"{how}: {error} To fix: connect or enable a microphone (`arecord -l` lists what ALSA sees; PulseAudio or "
+            "PipeWire users check `pactl list short sources`), name another one with --mic-device NAME, or leave "
+            "out --mic to play clips instead") from None
+
+
+@contextmanager
+def sigterm_stops_the_run() -> Iterator[None]:
+    """SIGTERM (systemd, `kill`, a supervisor) ends the run like Ctrl-C: the recording so far is saved."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_scene(options: RunOptions) -> RunResult:
     """Build the engine, load the scene and run it until it ends; returns what the runner did."""
     from engine.scene.host import declared_voices, host_scene
     from engine.scene.loader import SceneArgs
 
+    display = options.display
+    if options.mic:
+        check_microphone(options.mic_device)
+        if options.headless and not display.realtime:
+            display = replace(display, realtime=True)  # a live microphone cannot be stepped faster than it speaks
     voices = declared_voices(options.scene) or ("main",)
-    app = make_app(options.display, headless=options.headless, voices=voices, control=options.control)
-    app.insert_resource(SceneArgs(Path(options.scene), options.audio, options.seconds))
+    app = make_app(display, headless=options.headless, voices=voices, control=options.control, mic=options.mic,
+                   mic_device=options.mic_device)
+    app.insert_resource(SceneArgs(Path(options.scene), options.audio, options.seconds, options.avatar))
     host_scene(app, options.scene, watch=options.watch)
-    if options.headless:
-        from engine.display.headless import run_headless
+    with sigterm_stops_the_run():
+        if options.headless:
+            from engine.display.headless import run_headless
 
-        return run_headless(app, seconds=options.seconds)
-    from engine.display.window import run_window
+            return run_headless(app, seconds=options.seconds)
+        from engine.display.window import run_window
 
-    return run_window(app, seconds=options.seconds)
+        return run_window(app, seconds=options.seconds)
 
 
 def has_display() -> bool:
@@ -92,10 +160,10 @@ def has_display() -> bool:
 
 
 def demo_run_options(options: DemoOptions) -> RunOptions:
-    """Until the bundled avatar lands, the demo is the test card speaking its built-in tones."""
+    """scenes/demo.py: in a window when there is a display, else headless into `options.out`. It runs with whatever
+    is missing (no avatar: captions only; no clips: a notice) and says what to run."""
     headless = (not has_display()) if options.headless is None else options.headless
-    display = DisplaySettings(out=options.out if headless else None)
-    run = RunOptions(scene=SCENES_DIR / "test_card.py", headless=headless, seconds=options.seconds, display=display)
-    if headless and options.seconds is None:
-        run = replace(run, seconds=6.0)  # the built-in tone pattern's length
-    return run
+    display = DisplaySettings(size=options.size, out=options.out if headless else None, title="SyncAnimation demo")
+    return RunOptions(scene=SCENES_DIR / "demo.py", headless=headless, seconds=options.seconds, audio=options.audio,
+                      avatar=options.avatar, mic=options.mic, mic_device=options.mic_device, display=display,
+                      watch=False)

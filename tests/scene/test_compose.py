@@ -107,22 +107,14 @@ def test_a_scene_without_a_background_leaves_the_frame_to_its_own_renderer(app):
     assert app.resource(FrameImage).rgba[0, 0, 0] == 7 and not app.world.has_resource(Background)
 
 
-def test_two_trained_avatars_render_side_by_side_in_one_frame(tmp_path):
+def test_two_trained_avatars_render_side_by_side_in_one_frame(tiny_avatar):
     """End to end with the real parts: a tiny avatar trained in seconds ('test' preset on the NeRF tests' procedural
     dataset), spawned twice, each on its own voice, driven by its motion model and drawn by the NeRF renderer."""
-    import sys
-
     from engine.motion.components import MotionState
     from engine.scene.compose import Layer, as_uint8_rgba, paste_over
     from engine.scene.components import AvatarViewport
-    from engine.training import TrainOptions, run_training
 
-    sys.path.insert(0, str(Path(__file__).parents[1] / "nerf"))  # the NeRF tests' dataset maker
-    from scenes import write_scene_dataset
-
-    data = write_scene_dataset(tmp_path / "data", frames=16, size=32)
-    avatar = tmp_path / "avatar"
-    run_training(TrainOptions(data, avatar, preset="test"))
+    avatar = tiny_avatar
     app = make_app(size=(64, 32), voices=("left", "right"))
     scene = Scene(app)
     scene.background(color=(0.0, 0.0, 1.0))
