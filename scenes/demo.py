@@ -59,13 +59,15 @@ def build(app) -> None:
     scene.background(color=(0.08, 0.09, 0.12))
     diagnostics = app.resource(Diagnostics)
     missing = []
+    folder = avatar_folder(app, AVATAR_DIR)
     try:
-        scene.avatar(avatar_folder(app, AVATAR_DIR), name=AVATAR, mode="one-shot", framing="default")
+        scene.avatar(folder, name=AVATAR, mode="one-shot", framing="default")
         avatar = AVATAR
     except SceneError as error:
         avatar = None
         missing.append("no avatar")
-        diagnostics.notice(f"demo without an avatar (captions only): {error}; or pass --avatar AVATAR_DIR")
+        bundled = " (the bundled one: assets/README.md gives the commands that make it)" if folder == AVATAR_DIR else ""
+        diagnostics.notice(f"demo without an avatar (captions only): {error}{bundled}; or pass --avatar AVATAR_DIR")
     if app.resource(AudioSettings).input == "mic":
         show_missing(scene, missing)
         scene.script(listen, name="demo")

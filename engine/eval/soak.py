@@ -200,7 +200,7 @@ def feed(options: SoakOptions, token: str, run: SoakRun, start: float, process: 
     rng = random.Random(options.seed)
     address = f"127.0.0.1:{options.port}"
     end = start + options.minutes * 60.0
-    next_marker = start + 10.0
+    next_marker = start + 30.0  # after the start-up's first, unsteady frames
     marker = wav_bytes(marker_tone())
     while not stop.is_set() and process.poll() is None and time.monotonic() < end - 2.0:
         now = time.monotonic()
@@ -364,7 +364,8 @@ def drift_summary(markers: list[dict[str, Any]], fps: float) -> dict[str, Any]:
     and picture together it lies in [0, 1 frame] (plus a millisecond of measuring); a frame of drift would push it out.
     phase (sound onset - the nearest frame start): the kiosk starts a clip at a frame boundary (audio is played frame
     by frame), so the phase stays put while the audio track keeps step with the video; drift moves it. Its trend over
-    the run (a fitted line, and the median of the last quarter of the markers against the first) is the drift.
+    the run (a Theil-Sen line, and the median of the last quarter of the markers against the first) is the drift. A
+    marker applied in a frame that started late begins off the grid by that lateness: counted, not drift.
     """
     measured = [m for m in markers if m["offset_ms"] is not None]
     if not measured:
@@ -375,7 +376,8 @@ def drift_summary(markers: list[dict[str, Any]], fps: float) -> dict[str, Any]:
     heard = np.array([m["heard_s"] for m in measured])
     phase = (heard - np.round(heard * fps) / fps) * 1e3
     quarter = max(1, len(phase) // 4)
-    fitted = float(np.polyfit(t, phase, 1)[0]) * float(t[-1] - t[0]) if len(t) >= 3 else None
+    fitted = theil_sen_slope(t, phase) * float(t[-1] - t[0]) if len(t) >= 3 else None
+    off_grid = int(np.sum(np.abs(phase - np.median(phase)) > 2.0))
     return {
         "markers_measured": len(measured), "markers_sent": len(markers), "frame_ms": round(frame_ms, 2),
         "offset_ms_min": round(float(offset.min()), 2), "offset_ms_max": round(float(offset.max()), 2),
@@ -385,7 +387,16 @@ def drift_summary(markers: list[dict[str, Any]], fps: float) -> dict[str, Any]:
         "phase_ms_std": round(float(phase.std()), 3),
         "drift_ms_fit": None if fitted is None else round(fitted, 3),
         "drift_ms_quarters": round(float(np.median(phase[-quarter:]) - np.median(phase[:quarter])), 3),
+        "markers_off_grid": off_grid,
     }
+
+
+def theil_sen_slope(x: np.ndarray, y: np.ndarray) -> float:
+    """The median of the slopes between every two points: a trend that one late frame (a marker applied off the
+    frame grid) does not bend."""
+    i, j = np.triu_indices(len(x), 1)
+    keep = x[j] != x[i]
+    return float(np.median((y[j] - y[i])[keep] / (x[j] - x[i])[keep])) if keep.any() else 0.0
 
 
 def plot(report: dict[str, Any], path: Path) -> None:
@@ -431,7 +442,7 @@ def run_soak(options: SoakOptions) -> dict[str, Any]:
 
     if shutil.which("espeak-ng") is None:
         raise RuntimeError("the soak speaks with espeak-ng; install it (apt install espeak-ng)")
-    out_dir = options.out_dir.expanduser()
+    out_dir = options.out_dir.expanduser().resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     token = secrets.token_urlsafe(18)
     mp4 = out_dir / "kiosk.mp4"
@@ -508,7 +519,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         fit = "n/a" if drift["drift_ms_fit"] is None else f"{drift['drift_ms_fit']:+.2f} ms"
         lines.append(f"drift over the run: {fit} (fitted), {drift['drift_ms_quarters']:+.2f} ms (last quarter against "
                      f"the first): marker onset - nearest frame start {drift['phase_ms_min']:.2f}.."
-                     f"{drift['phase_ms_max']:.2f} ms ({drift['markers_measured']} of {drift['markers_sent']} markers)")
+                     f"{drift['phase_ms_max']:.2f} ms ({drift['markers_measured']} of {drift['markers_sent']} markers; "
+                     f"{drift['markers_off_grid']} applied in a late frame)")
         lines.append(f"sound - caption: {drift['offset_ms_min']:.1f}..{drift['offset_ms_max']:.1f} ms (mean "
                      f"{drift['offset_ms_mean']:.1f}; one frame = {drift['frame_ms']:.0f} ms; within one frame: "
                      f"{drift['within_one_frame']})")
