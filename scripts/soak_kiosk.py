@@ -4,6 +4,7 @@ sampled every 5 s, and audio/video drift measured in the recording at the end (s
 
     python scripts/soak_kiosk.py --minutes 30 --out-dir out/soak30
     python scripts/soak_kiosk.py --minutes 5 --avatar /tmp/soakav --size 128x128 --out-dir out/soak_avatar
+    python scripts/soak_kiosk.py --out-dir out/soak30 --analyse-only     # measure a finished soak again
 
 Writes OUT_DIR/soak.json (every sample, message and marker), OUT_DIR/soak.png (memory over time with the warm-up
 marked, and the marker offsets), OUT_DIR/kiosk.mp4 and OUT_DIR/engine.log; prints the memory growth after warm-up
@@ -17,11 +18,11 @@ from pathlib import Path
 import tyro
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-from engine.eval.soak import SoakOptions, run_soak, summary_lines  # noqa: E402
+from engine.eval.soak import SoakOptions, analyse_again, run_soak, summary_lines  # noqa: E402
 
 
 def main(options: SoakOptions) -> int:
-    report = run_soak(options)
+    report = analyse_again(options.out_dir) if options.analyse_only else run_soak(options)
     for line in summary_lines(report):
         print(line, flush=True)
     print(f"wrote {options.out_dir / 'soak.json'} and {options.out_dir / 'soak.png'}")

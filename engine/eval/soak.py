@@ -77,6 +77,8 @@ class SoakOptions:
     """Memory growth is measured from here on (default: a fifth of the run, at least 60 s and at most 300 s)."""
     engine_args: tuple[str, ...] = ()
     """More options for `syncanim run` (e.g. --fps 20)."""
+    analyse_only: bool = False
+    """Run no engine: measure OUT_DIR's kiosk.mp4 and memory samples again from its soak.json."""
 
 
 @dataclass
@@ -287,7 +289,7 @@ def tone_onset(audio: np.ndarray, rate: int, lo: int, hi: int) -> int | None:
     blocks = segment[:n * win].reshape(n, win).astype(np.float64)
     t = np.arange(win) / rate
     c, s = np.cos(2 * np.pi * MARKER_HZ * t), np.sin(2 * np.pi * MARKER_HZ * t)
-    tonal = 2 * (np.square(blocks @ c) + np.square(blocks @ s)) / win  # power at the tone's frequency
+    tonal = 2 * (np.square(blocks @ c) + np.square(blocks @ s)) / win**2  # power at the tone's frequency
     power = np.mean(np.square(blocks), axis=1) + 1e-12
     tone = (tonal / power > 0.7) & (power > 0.02)
     held = 8  # 40 ms of tone in a row: a vowel's formant near 1 kHz does not hold that pure that long
@@ -376,8 +378,10 @@ def drift_summary(markers: list[dict[str, Any]], fps: float) -> dict[str, Any]:
     heard = np.array([m["heard_s"] for m in measured])
     phase = (heard - np.round(heard * fps) / fps) * 1e3
     quarter = max(1, len(phase) // 4)
-    fitted = theil_sen_slope(t, phase) * float(t[-1] - t[0]) if len(t) >= 3 else None
-    off_grid = int(np.sum(np.abs(phase - np.median(phase)) > 2.0))
+    slope = theil_sen_slope(t, phase) if len(t) >= 3 else 0.0
+    fitted = slope * float(t[-1] - t[0]) if len(t) >= 3 else None
+    residual = phase - slope * t
+    off_grid = int(np.sum(np.abs(residual - np.median(residual)) > 2.0))
     return {
         "markers_measured": len(measured), "markers_sent": len(markers), "frame_ms": round(frame_ms, 2),
         "offset_ms_min": round(float(offset.min()), 2), "offset_ms_max": round(float(offset.max()), 2),
@@ -438,8 +442,6 @@ def run_soak(options: SoakOptions) -> dict[str, Any]:
     """Run the soak; returns the report written to out_dir/soak.json (and its plot, soak.png)."""
     import secrets
 
-    from engine.io.video import probe
-
     if shutil.which("espeak-ng") is None:
         raise RuntimeError("the soak speaks with espeak-ng; install it (apt install espeak-ng)")
     out_dir = options.out_dir.expanduser().resolve()
@@ -483,18 +485,43 @@ def run_soak(options: SoakOptions) -> dict[str, Any]:
         "memory": {"warmup_s": warmup_s, "samples": [asdict(s) for s in run.samples],
                    "growth": memory_growth(run.samples, warmup_s, run.socket_s + seconds)},
     }
-    if mp4.is_file():
-        info = probe(mp4)
-        markers = measure_markers(mp4, [s for s in run.sent if s.kind == "marker"])
-        report["recording"] = {"path": str(mp4), "frames": info.frames, "fps": info.fps,
-                               "video_s": round(info.duration_s, 4), "audio_decoded_s": info.audio_duration_s,
-                               "decoded_difference_ms": round(((info.audio_duration_s or 0) - info.duration_s) * 1e3,
-                                                              2),
-                               **stream_lengths(mp4)}
-        report["drift"] = {"markers": markers, "summary": drift_summary(markers, info.fps)}
-    else:
+    report["sent"] = [asdict(s) for s in run.sent]
+    measure_recording(report, mp4, [s for s in run.sent if s.kind == "marker"])
+    (out_dir / "soak.json").write_text(json.dumps(report, indent=1))
+    plot(report, out_dir / "soak.png")
+    return report
+
+
+def measure_recording(report: dict[str, Any], mp4: Path, markers: list[Sent]) -> None:
+    """Fill report['recording'] (frames, stream lengths) and report['drift'] (markers heard and seen) from `mp4`."""
+    from engine.io.video import probe
+
+    if not mp4.is_file():
         report["recording"] = {"path": str(mp4), "error": "the engine wrote no recording"}
-        report["drift"] = {"markers": [], "summary": {"markers_measured": 0}}
+        report["drift"] = {"markers": [], "summary": {"markers_measured": 0, "markers_sent": len(markers)}}
+        return
+    info = probe(mp4)
+    found = measure_markers(mp4, markers)
+    report["recording"] = {"path": str(mp4), "frames": info.frames, "fps": info.fps,
+                           "video_s": round(info.duration_s, 4), "audio_decoded_s": info.audio_duration_s,
+                           "decoded_difference_ms": round(((info.audio_duration_s or 0) - info.duration_s) * 1e3, 2),
+                           **stream_lengths(mp4)}
+    report["drift"] = {"markers": found, "summary": drift_summary(found, info.fps)}
+
+
+def analyse_again(out_dir: Path) -> dict[str, Any]:
+    """Measure OUT_DIR's recording and memory samples again (after a change to the measuring), from its soak.json."""
+    out_dir = out_dir.expanduser().resolve()
+    report = json.loads((out_dir / "soak.json").read_text())
+    if "sent" in report:
+        markers = [Sent(**s) for s in report["sent"] if s["kind"] == "marker"]
+    else:
+        markers = [Sent(0.0, "marker", m["sent_engine_s"]) for m in report["drift"]["markers"]]
+    memory = report["memory"]
+    samples = [Sample(**s) for s in memory["samples"]]
+    end_s = report.get("startup_s", 0.0) + report["options"]["minutes"] * 60.0
+    memory["growth"] = memory_growth(samples, memory["warmup_s"], end_s)
+    measure_recording(report, out_dir / "kiosk.mp4", markers)
     (out_dir / "soak.json").write_text(json.dumps(report, indent=1))
     plot(report, out_dir / "soak.png")
     return report
@@ -529,5 +556,5 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-__all__ = ["SoakOptions", "run_soak", "summary_lines", "memory_growth", "drift_summary", "tone_onset",
+__all__ = ["SoakOptions", "analyse_again", "run_soak", "summary_lines", "memory_growth", "drift_summary", "tone_onset",
            "caption_onset", "proc_status"]

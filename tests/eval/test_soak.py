@@ -1,0 +1,92 @@
+"""The kiosk soak's measurements (engine/eval/soak.py) on signals whose answers are known."""
+from __future__ import annotations
+
+import os
+import subprocess
+
+import numpy as np
+import pytest
+
+from engine.eval.soak import (
+    Sample,
+    caption_onset,
+    child_pids,
+    drift_summary,
+    marker_tone,
+    memory_growth,
+    proc_status,
+    theil_sen_slope,
+    tone_onset,
+)
+
+RATE = 16000
+
+
+def test_the_marker_onset_is_found_to_the_sample_after_speech_and_silence():
+    rng = np.random.default_rng(0)
+    speech = (0.3 * rng.standard_normal(RATE)).astype(np.float32)  # loud, broadband: not the marker
+    at = len(speech) + round(0.12 * RATE)  # the cut leaves the lip-sync delay silent before the tone
+    audio = np.concatenate([speech, np.zeros(at - len(speech), np.float32), marker_tone(), np.zeros(RATE, np.float32)])
+    onset = tone_onset(audio, RATE, 0, len(audio))
+    assert onset is not None and abs(onset - at) <= 16  # within 1 ms
+    assert tone_onset(audio[:at], RATE, 0, at) is None  # speech and silence alone hold no marker
+
+
+def test_the_caption_onset_is_the_first_frame_after_the_gap():
+    times = np.arange(40) / 25
+    whites = np.zeros(40)
+    whites[:10] = 0.05  # the caption of the speech the marker interrupts
+    whites[14:24] = 0.03  # the marker's caption, from frame 14
+    assert caption_onset(times, whites, t0=8 / 25, heard=14 / 25 + 0.01) == pytest.approx(14 / 25)
+    assert caption_onset(times, np.zeros(40), t0=0.3, heard=0.6) is None  # nothing shown: not measured
+
+
+def markers(offsets_ms, phases_ms, every_s=30.0):
+    found = []
+    for i, (offset, phase) in enumerate(zip(offsets_ms, phases_ms, strict=True)):
+        heard = 10.0 + i * every_s + phase / 1e3
+        found.append({"sent_engine_s": heard - 0.2, "heard_s": heard, "seen_s": heard - offset / 1e3,
+                      "offset_ms": offset})
+    return found
+
+
+def test_drift_is_the_trend_of_the_onsets_against_the_frame_grid():
+    rng = np.random.default_rng(1)
+    offsets = rng.uniform(0, 40, 60)  # where in its frame each marker began: not drift
+    steady = drift_summary(markers(offsets, np.full(60, 0.5)), 25.0)
+    assert steady["drift_ms_fit"] == pytest.approx(0.0, abs=1e-6) and steady["within_one_frame"]
+    phases = np.linspace(0.0, 8.0, 60)  # the audio slides 8 ms against the video over the run
+    phases[5] = -13.0  # one marker applied in a late frame
+    drifting = drift_summary(markers(offsets, phases), 25.0)
+    assert drifting["drift_ms_fit"] == pytest.approx(8.0, abs=0.3) and drifting["markers_off_grid"] == 1
+    late = drift_summary(markers(np.r_[offsets[:-1], 95.0], np.full(60, 0.5)), 25.0)
+    assert not late["within_one_frame"]  # a caption more than a frame before its sound
+
+
+def test_theil_sen_ignores_an_outlier():
+    x = np.arange(10.0)
+    y = 2 * x
+    y[3] = 100
+    assert theil_sen_slope(x, y) == pytest.approx(2.0)
+
+
+def test_memory_growth_after_warm_up():
+    flat = [Sample(t, 200.0 + (t < 60) * 50 * t / 60, 0, 0, 8) for t in np.arange(0, 600, 5.0)]
+    assert memory_growth(flat, warmup_s=60)["growth_pct"] == pytest.approx(0.0)
+    leaking = [Sample(t, 200.0 + 0.1 * t, 0, 0, 8) for t in np.arange(0, 600, 5.0)]
+    growth = memory_growth(leaking, warmup_s=60, end_s=500)
+    # medians of 60..115 s (209.0 MB) and 445..500 s (247.0 MB)
+    assert growth["growth_pct"] == pytest.approx(100 * (247.25 - 208.75) / 208.75, abs=0.1)
+    assert memory_growth(flat[:14], warmup_s=60)["growth_pct"] is None  # too few samples after the warm-up
+
+
+def test_process_memory_and_children_come_from_proc():
+    status = proc_status(os.getpid())
+    assert status["VmRSS"] > 1000 and status["Threads"] >= 1
+    child = subprocess.Popen(["sleep", "5"])
+    try:
+        assert child.pid in child_pids(os.getpid())
+    finally:
+        child.kill()
+        child.wait()
+    assert proc_status(child.pid) == {}  # gone
