@@ -253,3 +253,49 @@ def test_an_unknown_voice_in_a_list_is_the_same_clear_error(tmp_path):
         plan_clip(SynthConfig(tmp_path, seconds=5.0, voice="en-us,martian-xx"))
     with pytest.raises(ValueError, match="empty name"):
         plan_clip(SynthConfig(tmp_path, seconds=5.0, voice="en-us,,en-gb"))
+
+
+@pytest.fixture(scope="module")
+def head_rig():
+    from engine.data.face_model import load_canonical_mesh
+    from engine.data.synth import rig
+
+    mesh = load_canonical_mesh()
+    uv = np.zeros((len(mesh.vertices), 2), np.float32)
+    return rig.build_head(mesh, rig.FaceShape(), uv, np.full(3, 0.6, np.float32), np.full(3, 0.2, np.float32), 0.3, 2.0)
+
+
+def _posed(head_rig, **controls) -> np.ndarray:
+    from engine.data.synth.rig import BLENDSHAPE_NAMES, deform_head
+
+    weights = np.zeros(len(BLENDSHAPE_NAMES))
+    for name, value in controls.items():
+        weights[BS[name]] = value
+    return deform_head(head_rig, weights)[0][:head_rig.face_count]
+
+
+def test_the_jaw_carries_chin_and_jaw_line_as_one_bone(head_rig):
+    rest, open_ = _posed(head_rig), _posed(head_rig, jawOpen=0.6)
+    drop = rest[:, 1] - open_[:, 1]
+    lower_lip, chin = drop[14], drop[152]
+    assert lower_lip > 1.2 and chin > 0.8 * lower_lip  # cm at 11 degrees
+    # The jaw line from the chin to the angle of the jaw moves with the chin, not only the middle of the face.
+    for index in (148, 176, 150, 136):
+        assert drop[index] > 0.45 * chin, index
+    # The mouth corners, tied to both lips, go down part of the way; the upper lip and the nose stay.
+    assert 0.2 * lower_lip < drop[61] < 0.6 * lower_lip and 0.2 * lower_lip < drop[291] < 0.6 * lower_lip
+    assert abs(drop[13]) < 0.05 and abs(drop[1]) < 1e-9
+
+
+def test_rounded_and_spread_lips_leave_a_closed_jaw_closed(head_rig):
+    rest = _posed(head_rig)
+    gap = lambda v: v[13, 1] - v[14, 1]  # noqa: E731  inner-lip opening, cm
+    for controls in ({"mouthFunnel": 1.0}, {"mouthPucker": 1.0}, {"mouthSmileLeft": 1.0, "mouthSmileRight": 1.0},
+                     {"mouthStretchLeft": 1.0, "mouthStretchRight": 1.0}):
+        posed = _posed(head_rig, **controls)
+        assert gap(posed) - gap(rest) < 0.2, controls  # at most 2 mm: the opening comes from the jaw
+        assert abs(posed[152, 1] - rest[152, 1]) < 0.05, controls  # the chin never moves without the jaw
+    smile = _posed(head_rig, mouthSmileLeft=1.0, mouthSmileRight=1.0)
+    assert smile[61, 1] - rest[61, 1] > 0.3 and abs(smile[14, 1] - rest[14, 1]) < 0.1  # corners up, middle stays
+    # A rounded "oo" over a slightly open jaw keeps a smaller aperture than the jaw alone opens.
+    assert gap(_posed(head_rig, jawOpen=0.3, mouthPucker=1.0)) < gap(_posed(head_rig, jawOpen=0.3)) - 0.15

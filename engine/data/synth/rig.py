@@ -30,7 +30,11 @@ RIGHT_BROW_INNER, RIGHT_BROW_OUTER = (107, 66, 55, 65), (70, 63, 46, 53)
 LEFT_BROW_INNER, LEFT_BROW_OUTER = (336, 296, 285, 295), (300, 293, 276, 283)
 
 JAW_MAX_DEG = 18.0
-JAW_HINGE = np.array([0.0, -1.0, -4.5])  # transverse axis through this point, behind the face (cm)
+# The mandible turns about its condyles, just in front of the ears at about the level of the tragus (cm).
+JAW_HINGE = np.array([0.0, 0.3, -4.5])
+# As the jaw opens the condyles also glide forward and down the articular eminence (cm at jawOpen 1).
+JAW_GLIDE = np.array([0.0, -0.4, 0.6])
+ROUND_HOLD = (0.4, 0.3)  # fraction of the jaw's lower-lip travel a full pucker / funnel holds back
 HEAD_PIVOT = np.array([0.0, -7.0, -3.5])  # the head turns about the top of the neck
 
 # Material kinds understood by the fragment shader.
@@ -306,13 +310,21 @@ def _masks(face: np.ndarray):
 
 
 def _jaw_weights(face: np.ndarray, mid: np.ndarray, half: float, lower_lip: np.ndarray) -> np.ndarray:
-    """How much each face vertex rides the mandible: the lower lip and chin fully, cheeks and corners partly."""
+    """How much each face vertex rides the mandible: the lower lip and chin fully, cheeks and corners partly.
+
+    The mandible is one bone: below a line that runs from just under the mouth corners back and down to the
+    angle of the jaw, the chin and the jaw line move together. Above it the cheek skin stretches, and the mouth
+    corners, tied to both lips, go down about 40% as far as the lower lip.
+    """
     below = mid[1] - face[:, 1]
     lateral = np.clip(np.abs(face[:, 0]) / half, 0, 3)
-    weight = _smoothstep(-0.25, 0.4 + 1.3 * lateral ** 2, below)
+    beyond = np.clip(lateral - 0.9, 0, None)  # how far outside the mouth corners, in half mouth widths
+    weight = _smoothstep(-0.25 + 0.6 * beyond, 0.4 + 0.9 * beyond, below)
     # The lower lip is carried whole by the jaw except right at the corners, so it does not stretch.
     corner_taper = 1.0 - _smoothstep(0.65, 1.05, lateral)
     weight = np.maximum(weight, np.clip(2.0 * lower_lip, 0, 1) * corner_taper)
+    for corner in (61, 291):
+        weight = np.maximum(weight, 0.4 * _gauss(face, face[corner], 0.6))
     weight[list(LOWER_INNER_LIP[1:-1])] = 1.0
     weight[list(UPPER_INNER_LIP[1:-1])] = 0.0
     # Cheeks far out to the side above the jaw line barely move.
@@ -331,21 +343,31 @@ def _fields(face: np.ndarray, mid: np.ndarray, half: float, lips: np.ndarray, li
     pucker[:, 1] = -0.25 * rel[:, 1] * lips
     pucker[:, 2] = 0.85 * lips
     fields["mouthPucker"] = pucker
+    # A funnel flares the lips outward (the vermilion turns out, most at its outer edge) and pushes them forward,
+    # drawing the corners in only a little (a pucker narrows the mouth; a funnel rounds it). With the teeth
+    # together the inner edges part only a millimetre: the opening comes from the jaw.
+    flare = _smoothstep(0.15, 0.9, np.abs(rel[:, 1]))
     funnel = np.zeros((n, 3))
-    funnel[:, 0] = -0.18 * rel[:, 0] * lips
-    funnel[:, 1] = 0.38 * np.sign(rel[:, 1]) * lips * centre
-    funnel[:, 2] = 0.6 * lips
+    funnel[:, 0] = -0.08 * rel[:, 0] * lips
+    funnel[:, 1] = np.sign(rel[:, 1]) * (0.08 + 0.17 * flare) * lips * centre
+    funnel[:, 2] = (0.6 + 0.3 * flare) * lips
     fields["mouthFunnel"] = funnel
     roll = np.zeros((n, 3))
     roll[:, 1] = 0.22 * lips * lip_line
     roll[:, 2] = -0.4 * lips * lip_line
     fields["mouthRollLower"] = roll
+    # A smile lifts the corners, not the middle of the lips: the middle of the lower lip stays on the jaw.
+    off_centre = _smoothstep(0.2, 0.8, np.abs(face[:, 0]) / half)
     for name, corner, side in (("Right", 61, -1.0), ("Left", 291, 1.0)):
         c = face[corner]
         near = _gauss(face, c, 1.35) * (face[:, 0] * side > -0.5)
+        # The cheek above the corner rises; the skin below the corner line (lower lip, chin) does not.
         broad = _gauss(face, c + np.array([side * 0.6, 0.8, 0.0]), 2.6) * (face[:, 0] * side > -0.2)
+        broad *= _smoothstep(c[1] - 0.6, c[1] + 0.4, face[:, 1])
         smile = np.zeros((n, 3))
-        smile += near[:, None] * np.array([side * 0.45, 0.5, -0.25])
+        corner_pull = near[:, None] * np.array([side * 0.45, 0.5, -0.25])
+        corner_pull[:, 1] *= off_centre
+        smile += corner_pull
         smile += broad[:, None] * np.array([side * 0.1, 0.25, 0.05])  # cheeks rise a little
         fields[f"mouthSmile{name}"] = smile
         stretch = near[:, None] * np.array([side * 0.55, -0.35, -0.15])
@@ -512,8 +534,12 @@ def deform_head(rig: HeadRig, weights: np.ndarray):
     jaw = float(weights[BS["jawOpen"]])
     close = float(weights[BS["mouthClose"]])
     # mouthClose brings the lips together while the jaw stays open (ARKit meaning): the lower lip
-    # follows the jaw less; it is at most jawOpen.
-    amount = jaw * rig.jaw_weight - min(close, jaw) * rig.lower_lip
+    # follows the jaw less; it is at most jawOpen. Rounding the lips (pucker, funnel) contracts their ring muscle
+    # (orbicularis oris), which also holds them together against the jaw: a rounded "oh" or "oo" keeps a smaller
+    # aperture than the jaw alone would open.
+    rounding = ROUND_HOLD[0] * float(weights[BS["mouthPucker"]]) + ROUND_HOLD[1] * float(weights[BS["mouthFunnel"]])
+    held = min(close + min(rounding, 1.0) * jaw, jaw)
+    amount = jaw * rig.jaw_weight - held * rig.lower_lip
     if np.any(amount):
         v = _rotate_jaw(v, amount)
     return v, texmix
@@ -527,7 +553,7 @@ def _rotate_jaw(v: np.ndarray, amount: np.ndarray) -> np.ndarray:
     # Positive angle opens the mouth: points in front of the hinge swing down.
     out[:, 1] = JAW_HINGE[1] + c * rel[:, 1] - s * rel[:, 2]
     out[:, 2] = JAW_HINGE[2] + s * rel[:, 1] + c * rel[:, 2]
-    out[:, 2] += 0.35 * amount  # the condyle slides forward as the jaw opens
+    out[:, 1:] += amount[:, None] * JAW_GLIDE[1:]  # the condyles glide forward and down as the jaw opens
     return out
 
 
