@@ -194,10 +194,11 @@ def print_report(console: Any, report: dict[str, Any]) -> None:
     render = report.get("nerf_render")
     if render:
         table = Table(title=f"NeRF renderer ({render['avatar']}, {render['device']}, {render['precision']})")
-        for column in ("size", "FPS", "median ms", "min ms"):
+        for column in ("size", "FPS", "median ms", "min ms", "head rays"):
             table.add_column(column, justify="right")
         for size, entry in render["sizes"].items():
-            table.add_row(str(size), f"{entry['fps']:.1f}", f"{entry['median_ms']:.1f}", f"{entry['min_ms']:.1f}")
+            head = "x".join(str(n) for n in entry.get("head_rays", ()))
+            table.add_row(str(size), f"{entry['fps']:.1f}", f"{entry['median_ms']:.1f}", f"{entry['min_ms']:.1f}", head)
         console.print(table)
     kernels = report.get("nerf_kernels")
     if kernels:

@@ -11,9 +11,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from engine.nerf.settings import NerfRenderSettings
 
-def stand_in_renderer(device: str = "cpu", size: int = 512, seed: int = 0, precision: str = "float32"):
-    """An AvatarRenderer of the default sizes with random weights and a head-shaped occupancy grid."""
+
+def stand_in_renderer(device: str = "cpu", size: int = 512, seed: int = 0, **options):
+    """An AvatarRenderer of the default sizes with random weights and a head-shaped occupancy grid; `options` go to
+    AvatarRenderer (precision, head_scale, samples per ray)."""
     import torch
 
     from engine.nerf.avatar import AvatarModel, AvatarSpec
@@ -40,12 +43,16 @@ def stand_in_renderer(device: str = "cpu", size: int = 512, seed: int = 0, preci
         centres = torch.tensor(model.grid.lo) + ijk * torch.tensor(model.grid.cell_size)
         head = ((centres / torch.tensor([8.0, 11.0, 10.0])) ** 2).sum(-1) < 1.0
         model.grid.set_occupied(head)
-    return AvatarRenderer(model.to(device), precision=precision)
+    return AvatarRenderer(model.to(device), **options)
 
 
 def measure_render(avatar: Path | None = None, sizes: tuple[int, ...] = (128, 256), device: str = "cpu",
-                   repeats: int = 10, zoom: float = 0.0, precision: str = "float32") -> dict[str, Any]:
-    """Median and min milliseconds per rendered frame (and FPS) per square size; Taichi starts on `device`."""
+                   repeats: int = 10, zoom: float = 0.0, settings: NerfRenderSettings | None = None
+                   ) -> dict[str, Any]:
+    """Median and min milliseconds per rendered frame (and FPS) per square size; Taichi starts on `device`.
+
+    `settings` (default: the engine's NerfRenderSettings defaults, so the numbers are what the engine runs) give
+    the samples per ray, the precision and the head scale; the report names the resolved ones."""
     import numpy as np
     import torch
 
@@ -53,13 +60,17 @@ def measure_render(avatar: Path | None = None, sizes: tuple[int, ...] = (128, 25
     from engine.nerf.render import AvatarRenderer
 
     init_taichi(device)
-    renderer = (AvatarRenderer.load(avatar, device, precision=precision) if avatar is not None
-                else stand_in_renderer(device, precision=precision))
+    s = settings or NerfRenderSettings()
+    options = dict(per_round=s.per_round, max_rounds=s.max_rounds, t_thresh=s.t_thresh, precision=s.precision,
+                   head_scale=s.head_scale)
+    renderer = (AvatarRenderer.load(avatar, device, **options) if avatar is not None
+                else stand_in_renderer(device, **options))
     spec = renderer.spec
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     window = np.zeros((spec.window_frames, spec.feature_dim), np.float32)
     report: dict[str, Any] = {"device": device, "avatar": str(avatar) if avatar else "stand-in (random weights)",
-                              "zoom": zoom, "precision": precision, "sizes": {}}
+                              "zoom": zoom, "precision": renderer.precision, "per_round": s.per_round,
+                              "max_rounds": s.max_rounds, "t_thresh": s.t_thresh, "sizes": {}}
     for size in sizes:
         def frame(k: int) -> None:
             euler = np.array([0.0, 2.0 * np.sin(k), 3.0 * np.cos(k)], np.float32)
@@ -77,5 +88,5 @@ def measure_render(avatar: Path | None = None, sizes: tuple[int, ...] = (128, 25
             times.append((time.perf_counter() - start) * 1e3)
         median = statistics.median(times)
         report["sizes"][str(size)] = {"median_ms": median, "min_ms": min(times), "fps": 1e3 / median,
-                                      "first_call_s": first}
+                                      "first_call_s": first, "head_rays": list(renderer.head_size(size, size))}
     return report

@@ -30,9 +30,13 @@ class NerfRenderSettings:
     """March rounds per frame: at most per_round x max_rounds head-field evaluations per ray."""
     t_thresh: float = 1e-2
     """A ray stops taking samples once its transmittance is below this (checked between rounds)."""
-    precision: Literal["float32", "bfloat16"] = "float32"
+    precision: Literal["auto", "float32", "bfloat16"] = "auto"
     """Precision of the MLP matmuls: bfloat16 is about 1.5x faster on CPUs with AVX-512 BF16, within about one
-    8-bit step of float32."""
+    8-bit step of float32. 'auto': bfloat16 on such CPUs, float32 elsewhere and on CUDA."""
+    head_scale: float | Literal["auto"] = "auto"
+    """Fraction of the output resolution the head is ray-marched at; its colour and opacity are upsampled
+    bilinearly over the full-resolution upper body (1: exact). 'auto': 0.5 on a CPU above 128 x 128 pixels,
+    1 otherwise (engine/nerf/render.py resolve_head_scale)."""
     background: bool = True
     """Composite each avatar over its training background plate (opaque); False leaves it transparent (alpha is
     the person's coverage) for the scene's compositor or a chroma key."""

@@ -120,7 +120,7 @@ def _renderer(world: World, folder: Path):
         device = world.get_resource(RenderDevice)
         renderer = cache.renderers[path] = AvatarRenderer.load(
             path, device.name if device else "cpu", per_round=settings.per_round, max_rounds=settings.max_rounds,
-            precision=settings.precision, t_thresh=settings.t_thresh)
+            precision=settings.precision, t_thresh=settings.t_thresh, head_scale=settings.head_scale)
     return renderer
 
 

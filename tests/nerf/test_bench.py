@@ -17,3 +17,15 @@ def test_stand_in_has_a_head_sized_grid():
     renderer = stand_in_renderer(size=64)
     assert 0.01 < renderer.model.grid.occupied_fraction() < 0.5
     assert renderer.spec.dims.head_levels == 14  # the paper's encoder
+
+
+def test_report_names_the_settings_it_ran(trained_avatar):
+    from engine.nerf.render import resolve_precision
+    from engine.nerf.settings import NerfRenderSettings
+
+    engine_default = measure_render(trained_avatar, sizes=(8,), repeats=1)
+    assert engine_default["precision"] == resolve_precision("auto", "cpu")  # the engine's 'auto', resolved
+    assert engine_default["sizes"]["8"]["head_rays"] == [8, 8]
+    half = measure_render(trained_avatar, sizes=(12,), repeats=1,
+                          settings=NerfRenderSettings(precision="float32", head_scale=0.5))
+    assert half["precision"] == "float32" and half["sizes"]["12"]["head_rays"] == [6, 6]

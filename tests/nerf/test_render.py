@@ -95,3 +95,64 @@ def test_bfloat16_mlps_stay_close_to_float32(trained_avatar, setup):
     assert float((exact - fast).abs().mean()) < 0.01
     with pytest.raises(ValueError, match="precision"):
         AvatarRenderer.load(trained_avatar, specialize=False, precision="int4")
+
+
+def test_head_scale_one_is_the_exact_path_and_half_is_close(trained_avatar, setup):
+    _, data, windows = setup
+    args = frame_args(data, windows, 3)
+    exact = AvatarRenderer.load(trained_avatar, specialize=False)
+    one = AvatarRenderer.load(trained_avatar, specialize=False, head_scale=1.0)
+    half = AvatarRenderer.load(trained_avatar, specialize=False, head_scale=0.5)
+    reference = exact.render(*args, size=(32, 32), zoom="med").clone()
+    # the same path: the head's rays are the output's (ray packing order may vary between launches on several
+    # threads, so the equality is to float rounding)
+    torch.testing.assert_close(one.render(*args, size=(32, 32), zoom="med"), reference, atol=1e-6, rtol=0)
+    full = one.buffers(32, 32, 0.5)
+    assert one.head_size(32, 32) == (32, 32) and full.head_up is None and full.head_dirs is full.dirs
+    coarse = half.render(*args, size=(32, 32), zoom="med").clone()
+    assert half.head_size(32, 32) == (16, 16) and half.buffers(32, 32, 0.5).volume.accum.shape[0] == 16 * 16
+    difference = (coarse - reference).abs()
+    assert 0.0 < float(difference.mean()) < 0.02  # a blurrier head, the same picture
+    assert bool((coarse[..., 3] == 1.0).all())
+    # the upper body is not resampled: where the head is absent, the frames agree exactly
+    no_head = half.buffers(32, 32, 0.5).head_up[:, 4].view(32, 32) == 0
+    assert bool(no_head.any()) and float(difference[no_head].max()) < 1e-6
+    # odd sizes and aspect ratios round the head's grid; transparent mode keeps the coverage in [0, 1]
+    clear = half.render(*args, size=(25, 17), zoom="default", background=False)
+    assert half.head_size(25, 17) == (12, 8) and clear.shape == (17, 25, 4)
+    assert float(clear[..., 3].min()) >= 0.0 and float(clear[..., 3].max()) <= 1.0
+
+
+def test_head_upsampling_aligns_pixel_centres():
+    from engine.nerf.render import FrameBuffers
+
+    buf = FrameBuffers.__new__(FrameBuffers)
+    buf.width, buf.height, buf.head_width, buf.head_height = 10, 6, 5, 3
+    buf.head_up = torch.empty(60, 5)
+    coarse = torch.rand(15, 5)
+    fine = AvatarRenderer._upsample_head(buf, coarse)
+    want = torch.nn.functional.interpolate(coarse.view(1, 3, 5, 5).permute(0, 3, 1, 2), size=(6, 10),
+                                           mode="bilinear", align_corners=False)
+    torch.testing.assert_close(fine.view(6, 10, 5), want[0].permute(1, 2, 0))
+    assert fine.data_ptr() == buf.head_up.data_ptr()
+    # both grids tile the same crop: a value linear in the crop's x (each coarse pixel holding its centre's x)
+    # comes back as each fine pixel's own centre x, inside the half-pixel border where it is held constant
+    ramp = ((torch.arange(5) + 0.5) / 5).repeat(3)[:, None].expand(15, 5).contiguous()
+    fine = AvatarRenderer._upsample_head(buf, ramp).view(6, 10, 5)
+    torch.testing.assert_close(fine[:, 1:-1, 0], ((torch.arange(1, 9) + 0.5) / 10).expand(6, 8))
+
+
+def test_auto_settings_pick_the_fast_path_per_device(trained_avatar):
+    from engine.nerf.render import AUTO_HEAD_PIXELS, resolve_head_scale, resolve_precision
+
+    assert resolve_head_scale("auto", 128, 128, "cpu") == 1.0 and AUTO_HEAD_PIXELS == 128 * 128
+    assert resolve_head_scale("auto", 256, 256, "cpu") == 0.5
+    assert resolve_head_scale("auto", 512, 512, "cuda") == 1.0 and resolve_head_scale(0.75, 8, 8, "cpu") == 0.75
+    assert resolve_precision("auto", "cuda") == "float32" and resolve_precision("float32", "cpu") == "float32"
+    assert resolve_precision("auto", "cpu") == ("bfloat16" if torch.ops.mkldnn._is_mkldnn_bf16_supported()
+                                                else "float32")
+    renderer = AvatarRenderer.load(trained_avatar, specialize=False, precision="auto", head_scale="auto")
+    assert renderer.head_size(256, 256) == (128, 128) and renderer.precision == resolve_precision("auto", "cpu")
+    for bad in (0.0, 1.5, "half"):
+        with pytest.raises(ValueError, match="head_scale"):
+            AvatarRenderer.load(trained_avatar, specialize=False, head_scale=bad)

@@ -73,3 +73,16 @@ def test_avatar_trained_on_other_features_is_refused(trained_avatar, scene_data)
     app.insert_resource(FeatureSpec(extractor="hubert", params={}, dim=1024, window_frames=16, lookahead_frames=4))
     with pytest.raises(FeatureMismatchError, match="speech features"):
         app.update()
+
+
+def test_engine_renders_with_the_fast_settings_by_default(trained_avatar, scene_data):
+    from engine.nerf.render import resolve_precision
+    from engine.nerf.systems import NerfAvatars
+
+    defaults = NerfRenderSettings()
+    assert defaults.precision == "auto" and defaults.head_scale == "auto"
+    app, _ = make_app(trained_avatar, scene_data)
+    app.update()
+    (renderer,) = app.world.resource(NerfAvatars).renderers.values()
+    assert renderer.precision == resolve_precision("auto", "cpu") and renderer.head_scale == "auto"
+    assert renderer.head_size(256, 256) == (128, 128) and renderer.head_size(20, 16) == (20, 16)
