@@ -451,7 +451,8 @@ def flatten(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def compare_rows(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, str, str, str]]:
-    """(metric, A, B, B - A) for every scalar either report has, in A's order then B's extra keys."""
+    """(metric, A, B, B - A) for every scalar either report has, in A's order then B's extra keys (long texts
+    that both share, such as units and thresholds, are left out)."""
     fa, fb = flatten(a), flatten(b)
     keys = list(fa) + [k for k in fb if k not in fa]
 
@@ -467,6 +468,8 @@ def compare_rows(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, str, s
     rows = []
     for key in keys:
         va, vb = fa.get(key), fb.get(key)
+        if isinstance(va, str) and va == vb and len(va) > 24:
+            continue  # a description both reports share (units, thresholds): noise in a comparison
         numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (va, vb))
         diff = f"{vb - va:+.4g}" if numeric else ""
         rows.append((key, show(va), show(vb), diff))
@@ -481,7 +484,7 @@ def print_compare(path_a: Path, path_b: Path, console=None) -> None:
     a, b = load_report(path_a), load_report(path_b)
     console = console or Console(width=None if Console().is_terminal else 140)
     table = Table(title="syncanim eval: A vs B")
-    table.add_column("metric")
+    table.add_column("metric", no_wrap=True)
     table.add_column(f"A: {Path(a['avatar']).name}", justify="right")
     table.add_column(f"B: {Path(b['avatar']).name}", justify="right")
     table.add_column("B - A", justify="right")
