@@ -2,7 +2,7 @@
 
 Stable names other modules import (keep them): `psnr`, `ssim`, `lmd`, `eye_aspect_ratio`, `count_blinks`,
 `blinks_per_minute`, `speech_mask`, `speech_envelope`, `pose_diversity`, `pose_std`, `mouth_opening`,
-`correlation`, and the landmark index tuples `LIPS`, `INNER_LIP_GAP`, `LEFT_EYE`, `RIGHT_EYE`, `FACE_HEIGHT`.
+`correlation`, `ear_thresholds`, `blink_thresholds`, and the landmark index tuples `LIPS`, `INNER_LIP_GAP`, `LEFT_EYE`, `RIGHT_EYE`, `FACE_HEIGHT`.
 
 Conventions: images are [H, W, C] (or [N, H, W, C]) uint8 or float in [0, 1]; landmarks are MediaPipe FaceLandmarker
 points, [478, 2] or [T, 478, 2], in pixels; per-frame curves are [T] at the video frame rate; audio is mono float [N].
@@ -155,6 +155,18 @@ def ear_thresholds(ear: np.ndarray, enter: float = 0.7, exit: float = 0.85) -> t
     finite = finite[np.isfinite(finite)]
     level = float(np.median(finite)) if len(finite) else float("nan")
     return enter * level, exit * level
+
+
+def blink_thresholds(curve: np.ndarray, enter_rise: float = 0.2, exit_rise: float = 0.1) -> tuple[float, float]:
+    """Hysteresis thresholds for `count_blinks` on an eyeBlink blendshape curve [T], relative to the clip's
+    open-eye level (its median): closed above median + enter_rise, open again below median + exit_rise.
+
+    Relative because MediaPipe's eyeBlink scale depends on the face: a synthetic presenter's full blinks peak at
+    0.43-0.48 over an open level of 0.11, a real face's at 0.6-0.9; a fixed 0.5 misses the first."""
+    finite = np.asarray(curve, np.float64)
+    finite = finite[np.isfinite(finite)]
+    level = float(np.median(finite)) if len(finite) else float("nan")
+    return level + enter_rise, level + exit_rise
 
 
 def _frame_rms_db(audio: np.ndarray, sample_rate: int, fps: float, frames: int | None) -> np.ndarray:

@@ -22,9 +22,9 @@ from engine.eval.eval_config import EvalConfig
 
 FORMAT = "syncanim-eval"
 VERSION = 1
-BLINK_ENTER, BLINK_EXIT = 0.5, 0.35
-"""Hysteresis of blink counting on eyeBlink blendshape curves (MediaPipe scores: open eyes stay under ~0.3, closed
-ones go over ~0.6): closed above 0.5, open again below 0.35."""
+BLINK_RULE = ("eyeBlink curves: closed above the clip's median + 0.2, open again below median + 0.1; EAR: closed "
+              "below 0.70 x the clip's median EAR, open again above 0.85 x; blinks less than 0.2 s apart are one")
+"""How blinks are counted (metrics.blink_thresholds, metrics.ear_thresholds, metrics.count_blinks)."""
 MIN_FACE_FRACTION = 0.5
 """Measures from MediaPipe on frames are reported only when a face was found on at least this share of frames."""
 
@@ -204,6 +204,11 @@ def drive(config: EvalConfig, avatar: Path, renderer, audio: np.ndarray, fps: fl
     return motion, renders, faces
 
 
+def _blendshape_blinks(curve: np.ndarray, fps: float) -> np.ndarray:
+    """Blink onsets [B] of an eyeBlink curve [T] with thresholds relative to its open level."""
+    return metrics.count_blinks(curve, *metrics.blink_thresholds(curve), fps)
+
+
 def blink_curve(blendshapes: np.ndarray, names: list[str]) -> np.ndarray:
     """Mean of eyeBlinkLeft and eyeBlinkRight [T] from blendshapes [T, K] named by `names`."""
     return blendshapes[:, [names.index("eyeBlinkLeft"), names.index("eyeBlinkRight")]].astype(np.float64).mean(1)
@@ -223,7 +228,7 @@ def audio_driven_metrics(config: EvalConfig, motion: dict[str, np.ndarray], face
     enter, exit_ = metrics.ear_thresholds(ear)
     ear_blinks = metrics.count_blinks(ear, enter, exit_, fps, closed_is_high=False) if face_ok else np.zeros(0, int)
     motion_blink = blink_curve(motion["blendshapes"], names)
-    motion_blinks = metrics.count_blinks(motion_blink, BLINK_ENTER, BLINK_EXIT, fps)
+    motion_blinks = _blendshape_blinks(motion_blink, fps)
     opening = metrics.mouth_opening(faces.landmarks)
     result: dict[str, Any] = {
         "mode": config.mode, "audio": str(config.audio) if config.audio else "validation audio",
@@ -234,8 +239,8 @@ def audio_driven_metrics(config: EvalConfig, motion: dict[str, np.ndarray], face
         "pose_div_speech": diversity["speech"], "pose_div_silence": diversity["silence"],
         "pose_div_ratio": diversity["ratio"],
         "blinks_per_min": metrics.blinks_per_minute(ear_blinks, frames, fps) if face_ok else None,
-        "blinks_per_min_source": "EAR of MediaPipe landmarks on the rendered frames (hysteresis 0.70 / 0.85 of the "
-                                 "clip's median EAR, 0.2 s minimum gap)",
+        "blinks_per_min_source": "EAR of MediaPipe landmarks on the rendered frames",
+        "blink_rule": BLINK_RULE,
         "blinks_per_min_motion": metrics.blinks_per_minute(motion_blinks, frames, fps),
         "blinks_per_min_rendered_blendshape": None,
         "ear_mean": metrics.masked_mean(ear, np.ones(frames, bool)) if face_ok else None,
@@ -246,7 +251,7 @@ def audio_driven_metrics(config: EvalConfig, motion: dict[str, np.ndarray], face
     rendered_blink = 0.5 * (faces.blendshape("eyeBlinkLeft") + faces.blendshape("eyeBlinkRight"))
     if face_ok and np.isfinite(rendered_blink).any():
         result["blinks_per_min_rendered_blendshape"] = metrics.blinks_per_minute(
-            metrics.count_blinks(rendered_blink, BLINK_ENTER, BLINK_EXIT, fps), frames, fps)
+            _blendshape_blinks(rendered_blink, fps), frames, fps)
     curves = {"speech": speech, "envelope": envelope, "ear": ear, "ear_blinks": ear_blinks, "ear_thresholds":
               (enter, exit_), "motion_blink": motion_blink, "motion_blinks": motion_blinks, "opening": opening,
               "euler": motion["euler_deg"], "truth_euler": None, "truth_opening": None, "truth_blink": None}
@@ -262,6 +267,7 @@ def audio_driven_metrics(config: EvalConfig, motion: dict[str, np.ndarray], face
     per_shape = np.abs(predicted - actual).mean(0)
     truth_open = metrics.mouth_opening(truth["faces"].landmarks[:n])
     truth_blink = blink_curve(truth["blendshapes"][:n], truth_names)
+    truth_ear = metrics.eye_aspect_ratio(truth["faces"].landmarks[:n])
     truth_div = metrics.pose_diversity(truth["euler_deg"][:n], speech[:n])
     result.update({
         "lip_sync_corr": metrics.correlation(opening[:n], truth_open) if face_ok else None,
@@ -271,8 +277,10 @@ def audio_driven_metrics(config: EvalConfig, motion: dict[str, np.ndarray], face
         "truth": {
             "pose_div_speech": truth_div["speech"], "pose_div_silence": truth_div["silence"],
             "pose_div_ratio": truth_div["ratio"],
-            "blinks_per_min": metrics.blinks_per_minute(
-                metrics.count_blinks(truth_blink, BLINK_ENTER, BLINK_EXIT, fps), n, fps),
+            "blinks_per_min": metrics.blinks_per_minute(_blendshape_blinks(truth_blink, fps), n, fps),
+            "blinks_per_min_ear": metrics.blinks_per_minute(metrics.count_blinks(
+                truth_ear, *metrics.ear_thresholds(truth_ear), fps, closed_is_high=False), n, fps)
+            if _face_ok(truth["faces"]) else None,
             "mouth_open_speech": metrics.masked_mean(truth_open, speech[:n]),
             "mouth_open_silence": metrics.masked_mean(truth_open, ~speech[:n]),
             "lip_sync_corr_envelope": metrics.correlation(truth_open, envelope[:n]),
@@ -330,7 +338,8 @@ def write_video(path: Path, panels: list[list[np.ndarray]], audio: np.ndarray | 
 
 
 def run_eval(config: EvalConfig) -> dict[str, Any]:
-    """Measure the avatar and write REPORT_DIR/{report.json, report.md, *.png, sidebyside.mp4}; returns the report."""
+    """Measure the avatar and write REPORT_DIR/{report.json, report.md, *.png, sidebyside.mp4, curves.npz (the
+    per-frame curves behind the plots)}; returns the report."""
     started = time.perf_counter()
     avatar, data_dir, out = check_inputs(config)
     out.mkdir(parents=True, exist_ok=True)
@@ -381,11 +390,14 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
     motion, driven, faces = drive(config, avatar, renderer, audio, fps, config.face_model)
     driven_result, curves = audio_driven_metrics(config, motion, faces, audio, rate, fps, truth)
     seconds["audio_driven"] = time.perf_counter() - tick
+    from engine.data.dataset import save_npz_atomic
+
+    save_npz_atomic(out / "curves.npz", **{k: np.asarray(v) for k, v in curves.items() if v is not None})
 
     tick = time.perf_counter()
     files = {
         "pose_plot": plot_pose(out / "pose.png", curves, fps),
-        "blink_plot": plot_blinks(out / "blinks.png", curves, fps, (BLINK_ENTER, BLINK_EXIT)),
+        "blink_plot": plot_blinks(out / "blinks.png", curves, fps, metrics.blink_thresholds(curves["motion_blink"])),
         "mouth_plot": plot_mouth(out / "mouth.png", curves, fps),
     }
     if config.video:
@@ -407,7 +419,7 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
                      "mode": config.mode, "fps": fps},
         "reconstruction": recon, "audio_driven": driven_result,
         "unavailable": dict(UNAVAILABLE),
-        "files": {k: Path(v).name for k, v in files.items()},
+        "files": {"curves": "curves.npz", **{k: Path(v).name for k, v in files.items()}},
     })
     write_text_atomic(out / "report.json", json.dumps(report, indent=2) + "\n")
     write_text_atomic(out / "report.md", render_markdown(report))

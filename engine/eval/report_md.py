@@ -57,8 +57,11 @@ def render_markdown(report: dict[str, Any]) -> str:
             ["rendered frames, eyeBlink (MediaPipe)", a["blinks_per_min_rendered_blendshape"]],
             ["motion model's eyeBlink", a["blinks_per_min_motion"]]]
     if truth:
+        rows.append(["truth frames, EAR (MediaPipe)", truth.get("blinks_per_min_ear")])
         rows.append(["truth eyeBlink (dataset tracks)", truth["blinks_per_min"]])
     lines += table(["measured on", "blinks / min"], rows)
+    if a.get("blink_rule"):
+        lines += [f"Blink counting: {a['blink_rule']}.", ""]
     if a.get("blendshape_mae"):
         lines += ["### Upper face: mean absolute error of the predicted blendshapes against the tracked truth", ""]
         names = list(a["blendshape_mae"])

@@ -147,3 +147,14 @@ def test_correlation_ignores_missing_frames_and_flags_constant_curves():
     assert metrics.correlation(x, -x) == pytest.approx(-1.0)
     assert math.isnan(metrics.correlation(x, np.ones(10)))
     assert metrics.masked_mean(np.array([1.0, 2.0, np.nan, 4.0]), np.array([True, False, True, True])) == 2.5
+
+
+def test_blendshape_blink_thresholds_follow_the_open_level():
+    # a synthetic face's MediaPipe eyeBlink: open at 0.11, full blinks only reach 0.45 (a fixed 0.5 misses them)
+    curve = np.full(500, 0.11)
+    curve[[100, 101, 102, 300, 301]] = (0.3, 0.45, 0.3, 0.44, 0.2)
+    enter, exit_ = metrics.blink_thresholds(curve)
+    assert (enter, exit_) == pytest.approx((0.31, 0.21))
+    np.testing.assert_array_equal(metrics.count_blinks(curve, enter, exit_, fps=25.0), [101, 300])
+    assert len(metrics.count_blinks(0.11 + 0.02 * np.sin(np.arange(500)), *metrics.blink_thresholds(curve),
+                                    fps=25.0)) == 0  # jitter of an open eye is no blink
