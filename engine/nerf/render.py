@@ -61,6 +61,16 @@ def resolve_head_scale(head_scale: float | str, width: int, height: int, device:
     return 1.0
 
 
+def padded_rows(m: int, capacity: int) -> int:
+    """m rounded up to one of 8 to 16 sizes per octave (at most 1/8 more, or up to 255 rows below 4096), capped at
+    `capacity`.
+
+    oneDNN builds a bfloat16 matmul primitive per shape (about 0.6 ms on this class of CPU) and caches it; each
+    march round has a new sample count, so unpadded rounds rebuild every primitive every frame."""
+    step = max(256, 1 << max(0, m.bit_length() - 4))
+    return min(capacity, -(-m // step) * step)
+
+
 class FrameBuffers:
     """Everything one output size needs, allocated once: rays, the framing's pixel codes, field scratch, output."""
 
@@ -88,7 +98,8 @@ class FrameBuffers:
         low = dtype != torch.float32
 
         def mlp(*shape: int) -> torch.Tensor:  # matmul operands and results: the MLP precision
-            return torch.empty(*shape, device=device, dtype=dtype)
+            # zeros: low-precision matmuls also run over the padding rows past a round's samples (`padded_rows`)
+            return (torch.zeros if low else torch.empty)(*shape, device=device, dtype=dtype)
 
         # the attention nets' second layers fold into the first sigma layer (AvatarRenderer.frame_weights): it reads
         # the encoding and the attention hidden units, two contiguous operands (a strided [enc | att] row is slower)
@@ -301,19 +312,22 @@ class AvatarRenderer:
         m = samples.positions.shape[0]
         e = self.model.head.encoding_dim
         self.model.head.encoder(samples.positions, out=buf.head_in[:m], out_column=0)
-        x, att = buf.head_x[:m], buf.head_att[:m]
+        # float32 runs on exactly the m samples; lower precisions on m padded to a recurring size (the padding rows
+        # hold earlier rounds' values and their results are never read)
+        mp = m if self.dtype == torch.float32 else padded_rows(m, buf.head_x.shape[0])
+        x, att = buf.head_x[:mp], buf.head_att[:mp]
         if x.data_ptr() != buf.head_in.data_ptr():
-            x.copy_(buf.head_in[:m])
+            x[:m].copy_(buf.head_in[:m])
         torch.mm(x, w["att1"], out=att).relu_()
-        h1, h2, out = buf.head_h1[:m], buf.head_h2[:m], buf.head_out[:m]
+        h1, h2, out = buf.head_h1[:mp], buf.head_h2[:mp], buf.head_out[:mp]
         torch.addmm(bias, x, first[:e], out=h1).addmm_(att, first[e:]).relu_()
         torch.addmm(w["s2b"], h1, w["s2"], out=h2).relu_()
         torch.addmm(w["s3b"], h2, w["s3"], out=out)
         sigma = buf.sigma[:m]
-        sigma.copy_(out[:, 0]).clamp_(max=SIGMA_CLAMP).exp_()
-        hc, rgb = buf.colour_h[:m], buf.rgb[:m]
+        sigma.copy_(out[:m, 0]).clamp_(max=SIGMA_CLAMP).exp_()
+        hc, rgb = buf.colour_h[:mp], buf.rgb[:m]
         torch.addmm(w["c1b"], out[:, 1:], w["c1"], out=hc).relu_()
-        rgb.copy_(torch.addmm(w["c2b"], w["c2"], hc.T, out=buf.colour_out[:, :m]).T)
+        rgb.copy_(torch.addmm(w["c2b"], w["c2"], hc.T, out=buf.colour_out[:, :mp])[:, :m].T)
         rgb.sigmoid_().mul_(1.002).sub_(0.001)
         return sigma, rgb
 

@@ -156,3 +156,13 @@ def test_auto_settings_pick_the_fast_path_per_device(trained_avatar):
     for bad in (0.0, 1.5, "half"):
         with pytest.raises(ValueError, match="head_scale"):
             AvatarRenderer.load(trained_avatar, specialize=False, head_scale=bad)
+
+
+def test_low_precision_rounds_are_padded_to_recurring_sizes():
+    from engine.nerf.render import padded_rows
+
+    sizes = {padded_rows(m, 10**6) for m in range(1, 200_000, 7)}
+    assert len(sizes) < 150  # a few per octave, so oneDNN's per-shape primitives are reused frame to frame
+    for m in (1, 255, 256, 257, 4095, 4097, 50_000, 199_999):
+        assert m <= padded_rows(m, 10**6) <= max(m + 255, m * 1.125)
+    assert padded_rows(5000, 5001) == 5001 and padded_rows(300, 300) == 300  # never past the buffers
