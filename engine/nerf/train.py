@@ -230,12 +230,24 @@ def visual_hull(model: AvatarModel, data: TrainingData, n_frames: int = 24, agre
     return (inside >= agree * seen) & (seen > 0)
 
 
+def rare_expression_weights(expression: torch.Tensor, boost: float, floor: float = 0.02) -> torch.Tensor:
+    """[T] draw weights of frames with expression [T, K]: `boost` for frames where any channel lies more than 3
+    robust deviations (1.4826 MAD, at least `floor`) from its median, 1 elsewhere. Blinks and brow raises fill a few
+    percent of the frames; drawn uniformly, the head field barely learns them and renders open eyes for a blink."""
+    median = expression.median(0).values
+    spread = ((expression - median).abs().median(0).values * 1.4826).clamp(min=floor)
+    rare = ((expression - median).abs() / spread).amax(1) > 3.0
+    return torch.where(rare, torch.tensor(float(boost)), torch.tensor(1.0))
+
+
 class _Trainer:
     def __init__(self, config: TrainNerfConfig, model: AvatarModel, data: TrainingData, device: torch.device):
         self.config, self.model, self.data, self.device = config, model, data, device
         self.gen = torch.Generator().manual_seed(config.seed)
         self.size = model.spec.intrinsics.size
         self.hull: torch.Tensor | None = None
+        train = torch.as_tensor(data.train, device=data.expression.device)
+        self.head_weights = rare_expression_weights(data.expression[train], config.rare_expression_boost).cpu()
 
     def carve(self) -> None:
         """Restrict the occupancy grid to the head's visual hull (before the head stages and after each update)."""
@@ -251,7 +263,11 @@ class _Trainer:
     def step_loss(self, stage: str, step: int) -> torch.Tensor:
         """The loss of one step of `stage` on one random training frame (occupancy updates on schedule)."""
         d = self.data
-        frame = int(d.train[int(torch.randint(0, len(d.train), (1,), generator=self.gen))])
+        if stage == "body":
+            pick = int(torch.randint(0, len(d.train), (1,), generator=self.gen))
+        else:
+            pick = int(torch.multinomial(self.head_weights, 1, generator=self.gen))
+        frame = int(d.train[pick])
         inputs = self.frame_inputs(frame)
         if stage == "body":
             return self.body_loss(frame, inputs)

@@ -80,6 +80,9 @@ class TrainNerfConfig(TrainingRun):
     lip_weight: float = 0.2
     """lambda of Eq. 15 for the lip term. LPIPS needs downloaded AlexNet weights, which the engine never fetches,
     so the term is 1 - SSIM on the lip patch (11-pixel Gaussian window; structure and contrast of the mouth)."""
+    rare_expression_boost: float = 6.0
+    """In the head stages, frames with a rare upper-face expression (a blink, a brow raise: a channel beyond 3 robust
+    deviations from its median) are drawn this many times as often as the others, so the field learns them."""
     mask_weight: float = 0.05
     """Weight of the opacity losses: upper-body alpha vs. the torso mask, head opacity vs. the head mask."""
     ambient_weight: float = 1e-4

@@ -76,3 +76,15 @@ def test_the_time_left_is_shared_by_the_remaining_stages_in_proportion_to_their_
     assert _stage_deadline(config, "head", 1002.0, 1040.0) == 1002.0 + 38.0 * 2 / 3  # the body's spare time carries
     assert _stage_deadline(config, "lips", 1030.0, 1040.0) == 1040.0
     assert _stage_deadline(config, "head", 0.0, float("inf")) == float("inf")
+
+
+def test_frames_with_rare_expressions_are_drawn_more_often_in_the_head_stages():
+    from engine.nerf.train import rare_expression_weights
+
+    expression = torch.full((100, 2), 0.1)
+    expression[:, 1] += torch.linspace(0.0, 0.05, 100)  # slow drift of a brow: not rare
+    expression[[10, 50], 0] = 0.6  # two blinks
+    weights = rare_expression_weights(expression, boost=5.0)
+    assert weights[[10, 50]].tolist() == [5.0, 5.0]
+    assert (weights[[i for i in range(100) if i not in (10, 50)]] == 1.0).all()
+    assert (rare_expression_weights(torch.zeros(20, 3), boost=5.0) == 1.0).all()  # nothing varies: uniform
