@@ -43,7 +43,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     rows = [["audio-driven", a["lip_sync_corr"], a["lip_sync_corr_envelope"], a["mouth_open_speech"],
              a["mouth_open_silence"]]]
     if truth:
-        rows.append(["truth", "", truth["lip_sync_corr_envelope"], truth["mouth_open_speech"],
+        rows.append(["truth", None, truth["lip_sync_corr_envelope"], truth["mouth_open_speech"],
                      truth["mouth_open_silence"]])
     lines += table(["", "lip-sync corr ↑", "corr with envelope", "mouth open, speech", "mouth open, silence"], rows)
     lines += [f"lip-sync corr: correlation of the rendered mouth opening with the {a['lip_sync_reference']}.", ""]
