@@ -1,17 +1,20 @@
 """`syncanim run` and `syncanim demo`: assemble the engine, load a scene, hand it to a runner."""
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import tyro
 
 from engine.display.settings import DisplaySettings, Size
+from engine.ecs import Stage
 from engine.scene import SCENES_DIR
 from engine.scene.control_settings import ControlSettings
 
@@ -72,10 +75,45 @@ class DemoOptions:
     """Canvas size in pixels (WxH): the window's content and the recording's frame."""
 
 
+@dataclass
+class FreedMemory:
+    """Resource of live engines: handing the memory glibc's heap holds free back to the system, every `every_s`."""
+
+    every_s: float = 10.0
+    """Engine seconds between malloc_trim calls (each takes about a millisecond)."""
+    next_s: float = 0.0
+    trims: int = 0
+
+
+@lru_cache(maxsize=1)
+def _malloc_trim():
+    try:
+        return getattr(ctypes.CDLL(None), "malloc_trim", None)  # glibc only; elsewhere nothing to do
+    except OSError:
+        return None
+
+
+def return_freed_memory(world) -> None:
+    """LAST: frame buffers, captions and clips of every size come and go all day; glibc keeps what they free in its
+    heap, fragmented, so a kiosk's resident memory crept up by ~10 % over 30 minutes with nothing leaked (the heap
+    grew from 48 to 100 MB in 2 minutes of varied speech, and shrank again at random). malloc_trim gives the free
+    pages back, so memory stays flat however long it runs."""
+    from engine.time import Time
+
+    freed = world.resource(FreedMemory)
+    now = world.resource(Time).elapsed
+    trim = _malloc_trim()
+    if trim is None or now < freed.next_s:
+        return
+    freed.next_s = now + freed.every_s
+    trim(0)
+    freed.trims += 1
+
+
 def make_app(display: DisplaySettings, *, headless: bool, voices: tuple[str, ...] = ("main",),
              control: ControlSettings = ControlSettings(), mic: bool = False, mic_device: str | None = None) -> App:
-    """A live engine: lenient (a failing system is reported, the frame loop goes on), audio + display, and the
-    control socket when `control.control` names an address. `voices` are the audio voices the scene speaks on;
+    """A live engine: lenient (a failing system is reported, the frame loop goes on), audio + display, freed memory
+    handed back to the system as it runs, and the control socket when `control.control` names an address. `voices` are the audio voices the scene speaks on;
     `mic` makes the main voice hear the microphone."""
     from engine.app import App
     from engine.audio.plugin import audio_plugin
@@ -88,6 +126,8 @@ def make_app(display: DisplaySettings, *, headless: bool, voices: tuple[str, ...
                                       input="mic" if mic else "none", input_device=mic_device))
     app.add_plugin(audio_plugin)
     app.add_plugin(display_plugin)
+    app.insert_resource(FreedMemory())
+    app.add_system(return_freed_memory, Stage.LAST)
     app.insert_resource(control)
     if control.control is not None:
         from engine.scene.control import control_plugin
