@@ -234,7 +234,8 @@ def feed(options: SoakOptions, token: str, run: SoakRun, start: float, process: 
 
 # -- measuring the recording --------------------------------------------------------------------------------------
 def caption_signal(path: Path) -> tuple[np.ndarray, np.ndarray, float]:
-    """Per frame: its time (s) and the share of near-white pixels in the bottom fifth (caption letters); the fps."""
+    """Per frame: its time (s) and the share of near-white pixels in the bottom fifth (caption letters: luma over
+    200, read from the decoded Y plane without a colour conversion); the fps."""
     import av
 
     times, whites = [], []
@@ -243,9 +244,9 @@ def caption_signal(path: Path) -> tuple[np.ndarray, np.ndarray, float]:
         stream.thread_type = "AUTO"
         fps = float(stream.average_rate)
         for frame in container.decode(stream):
-            rgb = frame.to_ndarray(format="rgb24")
-            strip = rgb[rgb.shape[0] * 4 // 5:]
-            whites.append(float((strip.min(axis=-1) > 200).mean()))
+            plane = frame.planes[0]  # Y of yuv420p, rows padded to line_size
+            luma = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, :plane.width]
+            whites.append(float((luma[plane.height * 4 // 5:] > 200).mean()))
             times.append(float(frame.pts * frame.time_base))
     return np.asarray(times), np.asarray(whites), fps
 

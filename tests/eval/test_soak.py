@@ -10,6 +10,7 @@ import pytest
 from engine.eval.soak import (
     Sample,
     caption_onset,
+    caption_signal,
     child_pids,
     drift_summary,
     marker_tone,
@@ -90,3 +91,18 @@ def test_process_memory_and_children_come_from_proc():
         child.kill()
         child.wait()
     assert proc_status(child.pid) == {}  # gone
+
+
+def test_the_caption_signal_is_read_from_the_recording(tmp_path):
+    from engine.io.video import Mp4Writer
+
+    path = tmp_path / "captions.mp4"
+    with Mp4Writer(path, 25.0, quality=8) as writer:
+        for i in range(20):
+            frame = np.full((64, 96, 3), 30, np.uint8)
+            if i >= 10:
+                frame[56:60, 8:88] = 255  # caption letters in the bottom fifth
+            writer.write(frame)
+    times, whites, fps = caption_signal(path)
+    assert fps == 25.0 and np.allclose(times, np.arange(20) / 25)
+    assert whites[:10].max() < 0.01 and whites[10:].min() > 0.2
