@@ -76,9 +76,10 @@ def bench_size(config: BenchConfig, size: int) -> dict[str, Any]:
     from engine.scene.loader import SceneArgs, build_scene
     from engine.scene.run import make_app
 
+    scene = config.frame_scene()
     app = make_app(DisplaySettings(size=(size, size), fps=config.fps), headless=True)
-    app.insert_resource(SceneArgs(config.scene))
-    build_scene(app, config.scene)
+    app.insert_resource(SceneArgs(scene, avatar=config.avatar))
+    build_scene(app, scene)
     app.insert_resource(FrameLog())
     app.add_system(log_frame, Stage.LAST)
     frames = config.warmup_frames + round(config.seconds * config.fps) + 1
@@ -160,7 +161,8 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         with console.status("timing NeRF kernels (first run compiles) ..."):
             kernels = measure_kernels(device=config.device)
     report = {
-        "device": config.device, "machine": machine(), "scene": str(config.scene), "fps_target": config.fps,
+        "device": config.device, "machine": machine(), "scene": str(config.frame_scene()),
+        "avatar": str(config.avatar) if config.avatar else None, "fps_target": config.fps,
         "results": results, "audio": audio, "nerf_render": render, "nerf_kernels": kernels,
         "latency_ms": latency(audio, results, config.fps),
         "unavailable": {"latency_measured": "needs an avatar that responds to sound (bench --avatar); "

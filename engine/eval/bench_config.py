@@ -23,9 +23,11 @@ class BenchConfig:
     device: Literal["cpu", "cuda"] = "cpu"
     """Where rendering runs; 'cuda' needs a CUDA build of torch and a GPU."""
     avatar: Path | None = None
-    """A trained avatar folder to time the NeRF renderer with; default: a paper-sized stand-in with random weights."""
-    scene: Path = SCENES_DIR / "test_card.py"
-    """Scene to run when no --avatar is given (the test card measures the engine without a neural renderer)."""
+    """A trained avatar: the whole frame is timed with it reading the demo clips (scenes/demo.py), and the NeRF
+    renderer alone with it; default: the test card, and a paper-sized stand-in with random weights."""
+    scene: Path | None = None
+    """Scene to time instead (it may show --avatar); default: scenes/demo.py with --avatar, else the test card
+    (the engine without a neural renderer)."""
     fps: float = 25.0
     """Canvas frame rate (the headless clock steps 1/fps; throughput is measured by the wall clock)."""
     audio_seconds: float = 4.0
@@ -36,6 +38,12 @@ class BenchConfig:
     """Also time the NeRF kernels alone (hash encoders, march + composite) on --device."""
     hubert: bool = True
     """Also time HuBERT-shaped extractors (base and large shapes, random weights: speed does not depend on weights)."""
+
+    def frame_scene(self) -> Path:
+        """The scene whose frames are timed."""
+        if self.scene is not None:
+            return self.scene
+        return SCENES_DIR / ("demo.py" if self.avatar is not None else "test_card.py")
 
     def size_list(self) -> list[int]:
         try:

@@ -37,3 +37,9 @@ def test_summary_statistics_from_known_stamps():
 def test_bad_sizes_are_explained():
     with pytest.raises(ValueError, match="comma-separated integers"):
         BenchConfig(sizes="128x128").size_list()
+
+
+def test_with_an_avatar_the_whole_frame_is_timed_on_the_demo_scene(tmp_path):
+    assert BenchConfig().frame_scene().name == "test_card.py"
+    assert BenchConfig(avatar=tmp_path).frame_scene().name == "demo.py"
+    assert BenchConfig(avatar=tmp_path, scene=tmp_path / "mine.py").frame_scene() == tmp_path / "mine.py"
