@@ -4,6 +4,7 @@ conditions weighted per point by channel-wise region attention, density and colo
     enc = H^3(x)                                   [N, 3 L]   xy, yz, xz planes, concatenated
     v_aud = Attn_aud(enc), v_exp = Attn_exp(enc)    [N, A], [N, K]   (Eq. 14)
     h = sigma_net([enc, a_h * v_aud, b * v_exp])    sigma = exp(h_0), geometry features h_1..
+                                                    (b: blendshapes standardised by the training frames)
     rgb = colour_net(h_1..)
 
 The head pose is the camera (rays are generated in canonical space, engine/nerf/camera.py), so nothing here
@@ -54,6 +55,14 @@ class HeadField(nn.Module):
         self.expression_attention = _mlp([e, h, k], bias=False)
         self.sigma_net = _mlp([e + a + k, h, h, 1 + dims.geo_features])
         self.colour_net = _mlp([dims.geo_features, dims.color_hidden, 3])
+        # Blendshapes enter standardised by the training frames' statistics: raw eyeBlink moves 0.1 -> 0.5 for a
+        # full blink on some faces, too faint a condition for the field to close the eyes; standardised it is ~5.
+        self.register_buffer("expression_mean", torch.zeros(k))
+        self.register_buffer("expression_std", torch.ones(k))
+
+    def standardise(self, expression: torch.Tensor) -> torch.Tensor:
+        """Blendshapes [K] or [N, K] -> the field's condition b: (values - training mean) / training std."""
+        return (expression - self.expression_mean) / self.expression_std
 
     @property
     def encoding_dim(self) -> int:
@@ -69,7 +78,7 @@ class HeadField(nn.Module):
         -> sigma [N], rgb [N, 3], v_aud [N, A] (for the attention regulariser)."""
         enc = self.encoder(x)
         v_aud, v_exp = self.attention(enc)
-        h = self.sigma_net(torch.cat([enc, audio * v_aud, expression * v_exp], -1))
+        h = self.sigma_net(torch.cat([enc, audio * v_aud, self.standardise(expression) * v_exp], -1))
         sigma = torch.exp(h[:, 0].clamp(max=SIGMA_CLAMP))
         rgb = colour_activation(self.colour_net(h[:, 1:]))
         return sigma, rgb.contiguous(), v_aud
@@ -82,4 +91,4 @@ class HeadField(nn.Module):
         """The first sigma layer's weight [H, E + A + K] with a_h [A] and b [K] folded into its columns."""
         w = self.sigma_net[0].weight
         e, a = self.encoding_dim, self.dims.audio_dim
-        return torch.cat([w[:, :e], w[:, e:e + a] * audio, w[:, e + a:] * expression], 1)
+        return torch.cat([w[:, :e], w[:, e:e + a] * audio, w[:, e + a:] * self.standardise(expression)], 1)

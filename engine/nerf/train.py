@@ -150,6 +150,9 @@ def _fit_scaler(model: AvatarModel, data: TrainingData) -> None:
     feats = data.windows[torch.as_tensor(data.train, device=data.windows.device)].reshape(-1, data.windows.shape[2])
     model.scaler.mean.copy_(feats.mean(0))
     model.scaler.std.copy_(feats.std(0).clamp(min=1e-3))
+    expression = data.expression[torch.as_tensor(data.train, device=data.expression.device)]
+    model.head.expression_mean.copy_(expression.mean(0))
+    model.head.expression_std.copy_(expression.std(0).clamp(min=0.02))  # a still channel is not blown up
 
 
 def _param_groups(model: AvatarModel, stage: str, config: TrainNerfConfig) -> list[dict]:
