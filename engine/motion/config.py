@@ -91,9 +91,11 @@ def motion_preset(name: Literal["test", "cpu", "gpu"], data: Path, avatar_dir: P
         base = replace(base, dims=SyncerDims(hidden=32, latent=4, audio_channels=8, audio_dim=16, unet_depth=1),
                        steps=40, batch_size=8, sequence_frames=12, val_every=20, checkpoint_every=20, threads=1)
     elif name == "cpu":
+        # One torch thread: the rollout's ops are tiny, and on a busy 2-core machine a second worker thread made a
+        # step 3-4x slower (4.5-8 s vs 1.3-1.8 s per step, measured back to back at load average 9-13).
         base = replace(base, dims=SyncerDims(hidden=96, latent=8, audio_channels=16, audio_dim=48, unet_depth=1),
                        steps=1500, batch_size=16, sequence_frames=24, val_every=250, checkpoint_every=250,
-                       time_limit_s=600.0)
+                       time_limit_s=600.0, threads=1)
     elif name == "gpu":
         base = replace(base, dims=SyncerDims(hidden=256, latent=16, audio_channels=64, audio_dim=128),
                        steps=20000, batch_size=128, sequence_frames=64)
