@@ -249,3 +249,19 @@ def masked_mean(values: np.ndarray, mask: np.ndarray) -> float:
     v = np.asarray(values, np.float64)[np.asarray(mask, bool)]
     v = v[np.isfinite(v)]
     return float(v.mean()) if len(v) else float("nan")
+
+
+def mouth_above_rest(opening: np.ndarray, speech: np.ndarray) -> dict[str, float]:
+    """Mouth opening [T] above the face's own closed level, in speech [T] bool and in silence.
+
+    The rest level is the 5th percentile of the clip's opening: a face whose lips part slightly at rest (the
+    synthetic presenter's smile shows its teeth, about 0.06 of the face height) still has a closed-mouth level,
+    and "the mouth closes in silence" means returning to it. Returns rest, speech, silence and silence / speech."""
+    values = np.asarray(opening, np.float64)
+    finite = values[np.isfinite(values)]
+    rest = float(np.percentile(finite, 5)) if len(finite) else float("nan")
+    above = values - rest
+    speech_level, silence_level = masked_mean(above, speech), masked_mean(above, ~np.asarray(speech, bool))
+    ratio = silence_level / speech_level if speech_level > 0 else float("nan")
+    return {"rest": rest, "speech": speech_level, "silence": silence_level, "silence_over_speech": ratio}
+

@@ -246,6 +246,7 @@ def audio_driven_metrics(config: EvalConfig, motion: dict[str, np.ndarray], face
         "ear_mean": metrics.masked_mean(ear, np.ones(frames, bool)) if face_ok else None,
         "mouth_open_speech": metrics.masked_mean(opening, speech) if face_ok else None,
         "mouth_open_silence": metrics.masked_mean(opening, ~speech) if face_ok else None,
+        "mouth_above_rest": metrics.mouth_above_rest(opening, speech) if face_ok else None,
         "lip_sync_corr_envelope": metrics.correlation(opening, envelope) if face_ok else None,
     }
     rendered_blink = 0.5 * (faces.blendshape("eyeBlinkLeft") + faces.blendshape("eyeBlinkRight"))

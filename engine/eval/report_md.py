@@ -47,6 +47,12 @@ def render_markdown(report: dict[str, Any]) -> str:
                      truth["mouth_open_silence"]])
     lines += table(["", "lip-sync corr ↑", "corr with envelope", "mouth open, speech", "mouth open, silence"], rows)
     lines += [f"lip-sync corr: correlation of the rendered mouth opening with the {a['lip_sync_reference']}.", ""]
+    if a.get("mouth_above_rest"):
+        m = a["mouth_above_rest"]
+        lines += table(["above the closed level", "rest level", "speech", "silence", "silence / speech ↓"],
+                       [["audio-driven", m["rest"], m["speech"], m["silence"], m["silence_over_speech"]]])
+        lines += ["Closed level: the 5th percentile of the clip's opening (lips that part slightly at rest still "
+                  "close to it).", ""]
     lines += ["### Head motion (pose diversity: per-axis std of the Euler angles, degrees)", ""]
     rows = [["audio-driven", a["pose_div_speech"], a["pose_div_silence"], a["pose_div_ratio"]]]
     if truth:

@@ -158,3 +158,16 @@ def test_blendshape_blink_thresholds_follow_the_open_level():
     np.testing.assert_array_equal(metrics.count_blinks(curve, enter, exit_, fps=25.0), [101, 300])
     assert len(metrics.count_blinks(0.11 + 0.02 * np.sin(np.arange(500)), *metrics.blink_thresholds(curve),
                                     fps=25.0)) == 0  # jitter of an open eye is no blink
+
+
+def test_mouth_opening_above_rest_subtracts_the_faces_closed_level():
+    opening = np.full(100, 0.06)
+    speech = np.zeros(100, bool)
+    speech[20:60] = True
+    opening[20:60] = 0.06 + np.tile([0.02, 0.06], 20)  # open 0.04 above rest on average while speaking
+    opening[80] = 0.07  # one twitch in silence
+    m = metrics.mouth_above_rest(opening, speech)
+    assert m["rest"] == pytest.approx(0.06)
+    assert m["speech"] == pytest.approx(0.04)
+    assert m["silence"] == pytest.approx(0.01 / 60)
+    assert m["silence_over_speech"] == pytest.approx(0.01 / 60 / 0.04)
