@@ -71,8 +71,9 @@ class DemoOptions:
     """Another avatar folder to show instead of the bundled assets/avatar."""
     audio: Path | None = None
     """Another clip, or a folder of .wav clips, to read instead of the bundled assets/audio."""
-    size: Size = (512, 512)
-    """Canvas size in pixels (WxH): the window's content and the recording's frame."""
+    size: Size | None = None
+    """Canvas size in pixels (WxH): the window's content and the recording's frame. Default: 512x512 when recording
+    or on a GPU; in a window on a CPU, 256x256 (what a 2-core CPU renders in real time) shown in a 512x512 window."""
 
 
 @dataclass
@@ -199,11 +200,22 @@ def has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def demo_run_options(options: DemoOptions) -> RunOptions:
     """scenes/demo.py: in a window when there is a display, else headless into `options.out`. It runs with whatever
     is missing (no avatar: captions only; no clips: a notice) and says what to run."""
     headless = (not has_display()) if options.headless is None else options.headless
-    display = DisplaySettings(size=options.size, out=options.out if headless else None, title="SyncAnimation demo")
+    size, window = options.size, None
+    if size is None:
+        size = (512, 512) if headless or _cuda_available() else (256, 256)
+        window = (512, 512)
+    display = DisplaySettings(size=size, window_size=window, out=options.out if headless else None,
+                              title="SyncAnimation demo")
     return RunOptions(scene=SCENES_DIR / "demo.py", headless=headless, seconds=options.seconds, audio=options.audio,
                       avatar=options.avatar, mic=options.mic, mic_device=options.mic_device, display=display,
                       watch=False)

@@ -147,3 +147,15 @@ def test_demo_mic_listens_to_the_default_microphone(tmp_path):
     assert "audio: listening on 'default'" in result.stderr
     info = probe(out)
     assert info.frames == pytest.approx(25, abs=1)  # a microphone run follows the wall clock (--realtime)
+
+
+def test_the_demo_canvas_defaults_to_what_the_machine_renders_in_real_time():
+    import torch
+
+    from engine.scene.run import DemoOptions, demo_run_options
+
+    assert demo_run_options(DemoOptions(headless=True)).display.size == (512, 512)  # a recording takes its time
+    window = demo_run_options(DemoOptions(headless=False)).display
+    assert window.size == ((512, 512) if torch.cuda.is_available() else (256, 256))
+    assert window.window_size == (512, 512)
+    assert demo_run_options(DemoOptions(headless=False, size=(320, 240))).display.size == (320, 240)
