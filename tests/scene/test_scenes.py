@@ -23,6 +23,12 @@ from engine.scene.loader import SceneError, build_scene
 TOKEN = "kiosk-token-1"
 
 
+@pytest.fixture(autouse=True)
+def without_the_bundled_avatar(monkeypatch, tmp_path):
+    """The kiosk tests exercise the captions-only kiosk whether or not assets/avatar has been trained."""
+    monkeypatch.setenv("SYNCANIM_AVATAR", str(tmp_path / "no_avatar"))
+
+
 def caption_pixels(app) -> int:
     """Bright pixels in the bottom quarter of the frame (caption letters on the dark kiosk background)."""
     rgba = app.resource(FrameImage).rgba
