@@ -147,6 +147,8 @@ def load_training_data(config: TrainNerfConfig, device: torch.device) -> tuple[T
 
 
 def _fit_scaler(model: AvatarModel, data: TrainingData) -> None:
+    """Fit the inputs' normalisation on the training frames: the speech-feature scaler and the head's blendshape
+    standardisation."""
     feats = data.windows[torch.as_tensor(data.train, device=data.windows.device)].reshape(-1, data.windows.shape[2])
     model.scaler.mean.copy_(feats.mean(0))
     model.scaler.std.copy_(feats.std(0).clamp(min=1e-3))
