@@ -477,6 +477,7 @@ def train_nerf(config: TrainNerfConfig) -> Path:
     began = time.monotonic()
     end = began + config.time_limit_s if config.time_limit_s > 0 else float("inf")
     scores: dict[str, float] = {}
+    trained = start_stage
     for stage in STAGES[STAGES.index(start_stage):]:
         now = time.monotonic()
         if stage != start_stage and now > end:
@@ -484,10 +485,11 @@ def train_nerf(config: TrainNerfConfig) -> Path:
         first = start_step if stage == start_stage else 0
         saved = resumed[2] if resumed and stage == start_stage else None
         score = _run_stage(trainer, stage, first, saved, began, _stage_deadline(config, stage, now, end))
+        trained = stage
         if score is not None:
             scores[stage] = score
     model.eval()
-    if stage != "body":  # the head was trained: tighten its grid for the real-time sample budget
+    if trained != "body":  # the head was trained: tighten its grid for the real-time sample budget
         tighten_grid(model, config.render_grid_alpha)
     return save_avatar(config.avatar_dir / NERF_FILE, model,
                        {"val_psnr": scores, "config": json.loads(json.dumps(asdict(config), default=str)),
