@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.io.atomic import atomic_path, write_text_atomic
+
 FORMAT = "syncanim-dataset"
 VERSION = 1
 MESH_POINTS = 478
@@ -28,15 +30,8 @@ class DatasetError(ValueError):
     """A dataset folder is missing a file or holds inconsistent data; the message names both and the fix."""
 
 
-def atomic_path(path: Path) -> Path:
-    """The hidden temporary sibling a writer fills before os.replace moves it over `path`."""
-    return path.with_name(f".{path.name}.partial{path.suffix}")
-
-
 def write_json_atomic(path: Path, data: dict) -> None:
-    tmp = atomic_path(path)
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:

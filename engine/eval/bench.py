@@ -18,6 +18,7 @@ import numpy as np
 
 from engine.ecs import Stage, World
 from engine.eval.bench_config import BenchConfig
+from engine.io.atomic import write_text_atomic
 
 # What the report calls each part of the frame, and the stages that make it up.
 PARTS = {
@@ -122,13 +123,6 @@ def latency(audio: dict[str, Any], results: list[dict[str, Any]], fps: float) ->
     }
 
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def run_bench(config: BenchConfig) -> dict[str, Any]:
     """Run every size, time the speech features, print a table and write the JSON; returns the results."""
     from rich.console import Console
@@ -170,7 +164,8 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
     }
     print_report(console, report)
     if config.json is not None:
-        write_json_atomic(config.json, report)
+        config.json.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(config.json, json.dumps(report, indent=2) + "\n")
         console.print(f"wrote {config.json}")
     return report
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import platform
 import time
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import numpy as np
 
 from engine.eval import metrics
 from engine.eval.eval_config import EvalConfig
+from engine.io.atomic import write_text_atomic
 
 FORMAT = "syncanim-eval"
 VERSION = 1
@@ -314,12 +314,6 @@ def clean(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def write_video(path: Path, panels: list[list[np.ndarray]], audio: np.ndarray | None, sample_rate: int,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.data.dataset import atomic_path
+from engine.io.atomic import atomic_path
 
 MASK_NAMES = ("person", "head", "torso")
 CHUNK = 16 << 20

@@ -19,12 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.data.dataset import Meta, Tracks, atomic_path, write_json_atomic
+from engine.data.dataset import Meta, Tracks, write_json_atomic
 from engine.data.preprocess import pose
 from engine.data.preprocess.config import PreprocessConfig, PreprocessError, validate
 from engine.data.preprocess.decode import SourceInfo, check_audio, inspect_source, load_audio, resampled_frames
 from engine.data.preprocess.steps import Ledger, file_fingerprint, step_key
 from engine.data.preprocess.track import RawTracks
+from engine.io.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 

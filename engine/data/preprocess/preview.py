@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.data.dataset import Dataset, atomic_path
+from engine.data.dataset import Dataset
+from engine.io.atomic import atomic_path
 
 TILES = 12
 TILE_PX = 256
