@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.audio.augment import augment_speech
 from engine.audio.features import FeatureExtractor, FeatureSpec, feature_spec, make_extractor
 from engine.audio.settings import AudioSettings
 from engine.audio.streaming import offline_windows
@@ -18,7 +19,8 @@ NO_BLINK_INTERVAL_S = 10.0
 class MotionData:
     """Everything training needs, per video frame (T frames, K blendshapes, windows [W, D] of D-dim features)."""
 
-    features: np.ndarray  # [P * (T - 1) + W, D] float32 feature frames; frame k's window is rows P*k .. P*k + W - 1
+    features: np.ndarray  # [C, P * (T - 1) + W, D] float32 feature frames of C versions of the audio (0: as
+    # recorded, then augmented copies); frame k's window is rows P*k .. P*k + W - 1
     stride: int  # P: feature frames per video frame
     pose: np.ndarray  # [T, 6] euler_deg (roll, pitch, yaw) then trans (cm)
     expr: np.ndarray  # [T, K] blendshapes in [0, 1]
@@ -110,8 +112,17 @@ def blink_timing(onsets: np.ndarray, frames: int, fps: float) -> tuple[np.ndarra
     return elapsed.astype(np.float32), interval.astype(np.float32), intervals.astype(np.float32)
 
 
-def load_motion_data(root: Path, settings: AudioSettings, names: tuple[str, ...]) -> MotionData:
-    """Read dataset `root` and compute everything the syncers train on; errors name the file and the fix."""
+def feature_rows(windows: np.ndarray, stride: int) -> np.ndarray:
+    """Windows [T, W, D] -> the feature frames [P * (T - 1) + W, D] they are cut from (neighbouring windows overlap
+    in all but P rows: keeping each frame once saves W / P times the memory; HuBERT windows would be ~1 GB)."""
+    return np.concatenate([windows[0], windows[1:, -stride:].reshape(-1, windows.shape[-1])])
+
+
+def load_motion_data(root: Path, settings: AudioSettings, names: tuple[str, ...], copies: int = 0,
+                     seed: int = 0) -> MotionData:
+    """Read dataset `root` and compute everything the syncers train on, with the features of `copies` augmented
+    versions of its audio (other gains and noise floors, engine/audio/augment.py) after those of the recording;
+    errors name the file and the fix."""
     from engine.data.dataset import Dataset, DatasetError
 
     data = Dataset(root)
@@ -132,9 +143,14 @@ def load_motion_data(root: Path, settings: AudioSettings, names: tuple[str, ...]
     if windows is None:
         windows = speech_windows(extractor, data.audio(), frames, settings)
     stride = round(50.0 / settings.video_fps)
-    # Neighbouring windows overlap in all but P rows: keep each feature frame once (HuBERT windows would be ~1 GB).
-    features = np.concatenate([windows[0], windows[1:, -stride:].reshape(-1, windows.shape[-1])])
+    versions = [feature_rows(windows, stride)]
     del windows
+    rng = np.random.default_rng(seed)
+    recording = data.audio() if copies else None
+    for _ in range(copies):
+        noisy = augment_speech(recording, rng)
+        versions.append(feature_rows(speech_windows(extractor, noisy, frames, settings), stride))
+    features = np.stack(versions)
     expr = tracks.blendshapes[:, [tracks.blendshape_names.index(n) for n in names]].astype(np.float32)
     pose = np.concatenate([tracks.euler_deg, tracks.trans], 1).astype(np.float32)
     signal = blink_signal(expr[: data.meta.val_start], names)

@@ -19,7 +19,7 @@ from engine.motion.data import MotionData, load_motion_data, sequence_starts
 from engine.motion.emotion_syncer import AudioEmotionSyncer, time_inputs
 from engine.motion.normalization import fit_stats
 from engine.motion.pose_syncer import POSE_NAMES, AudioPoseSyncer
-from engine.motion.runtime import KIND, VERSION, MotionRuntime, build_syncers, motion_path
+from engine.motion.runtime import KIND, POSE_CLAMP, VERSION, MotionRuntime, build_syncers, motion_path
 
 log = logging.getLogger(__name__)
 STATE_DIR = ".motion-train"
@@ -27,11 +27,13 @@ LOG_FILE = "motion_log.jsonl"
 
 
 class Tensors:
-    """The dataset on the training device: feature frames [J, D], z-scored pose [T, 6], expr [T, K], time [T, 2]."""
+    """The dataset on the training device: feature frames [C, J, D] of C audio versions, z-scored pose [T, 6],
+    expr [T, K], time [T, 2]."""
 
     def __init__(self, data: MotionData, pose: AudioPoseSyncer, emotion: AudioEmotionSyncer, device: torch.device):
         with torch.no_grad():
             self.features = torch.from_numpy(data.features).to(device)
+            self.versions = len(self.features)
             self.offsets = torch.arange(data.spec.window_frames, device=device)
             self.stride = data.stride
             self.pose = pose.pose_norm(torch.from_numpy(data.pose).to(device))
@@ -39,14 +41,22 @@ class Tensors:
             elapsed, interval = torch.from_numpy(data.elapsed), torch.from_numpy(data.interval)
             self.time = time_inputs(elapsed, interval, data.fps).to(device)
 
-    def window(self, frames: torch.Tensor) -> torch.Tensor:
-        """Video frames [N] -> their streaming feature windows [N, W, D]."""
-        return self.features[self.stride * frames[:, None] + self.offsets]
+    def window(self, frames: torch.Tensor, versions: torch.Tensor | None = None) -> torch.Tensor:
+        """Video frames [N] -> their streaming feature windows [N, W, D] in audio versions [N] (default: the
+        recording)."""
+        rows = self.stride * frames[:, None] + self.offsets
+        if versions is None:
+            return self.features[0][rows]
+        return self.features[versions[:, None], rows]
+
+    def sequence_windows(self, frames: torch.Tensor, versions: torch.Tensor) -> torch.Tensor:
+        """Frames [B, L] of B sequences, each in one audio version [B] -> windows [B * L, W, D]."""
+        return self.window(frames.flatten(), versions.repeat_interleave(frames.shape[1]))
 
 
 def _fit_normalisation(data: MotionData, pose: AudioPoseSyncer, emotion: AudioEmotionSyncer) -> dict[str, Any]:
     train = slice(0, data.val_start)
-    feature_mean, feature_std = fit_stats(data.features[: data.stride * data.val_start])
+    feature_mean, feature_std = fit_stats(data.features[0, : data.stride * data.val_start])
     pose_mean, pose_std = fit_stats(data.pose[train])
     expr_mean, expr_std = fit_stats(data.expr[train], floor=0.02)
     for model in (pose, emotion):
@@ -77,15 +87,19 @@ def _metadata(config: TrainMotionConfig, data: MotionData, normalisation: dict[s
 
 
 def rollout(pose: AudioPoseSyncer, emotion: AudioEmotionSyncer, data: Tensors, starts: torch.Tensor, frames: int,
-            p_own: float, zero_shot: torch.Tensor, config: TrainMotionConfig) -> dict[str, torch.Tensor]:
-    """Roll both syncers over `frames` frames from each start [B] (>= 2); return the mean losses.
+            p_own: float, zero_shot: torch.Tensor, config: TrainMotionConfig,
+            versions: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Roll both syncers over `frames` frames from each start [B] (>= 2), hearing audio versions [B] (default: the
+    recording); return the mean losses.
 
     Each step is fed, per sequence, either the truth or the model's own previous output (probability p_own),
     plus noise; zero-shot rows [B] bool start from Gaussian noise instead of the true previous frames.
     """
     idx = starts[:, None] + torch.arange(-2, frames, device=starts.device)  # [B, 2 + L]
     b = len(starts)
-    windows = data.window(idx[:, 2:].flatten())  # [B * L, W, D]
+    if versions is None:
+        versions = torch.zeros(b, dtype=torch.long, device=starts.device)
+    windows = data.sequence_windows(idx[:, 2:], versions)  # [B * L, W, D]
     a_pose = pose.encode_audio(windows).unflatten(0, (b, frames))
     g_a, a_seq = (t.unflatten(0, (b, frames)) for t in emotion.encode_audio(windows))
     time = emotion.encode_time(data.time[idx[:, 2:]].flatten(0, 1)).unflatten(0, (b, frames))
@@ -117,6 +131,37 @@ def rollout(pose: AudioPoseSyncer, emotion: AudioEmotionSyncer, data: Tensors, s
     losses["total"] = (config.reg_weight * (losses["pose_l1"] + losses["expr_l1"])
                        + config.kl_weight * (losses["pose_kl_cost"] + losses["expr_kl_cost"]))
     return losses
+
+
+def motion_statistics(pose: AudioPoseSyncer, data: Tensors, starts: torch.Tensor, versions: torch.Tensor,
+                      zero_shot: torch.Tensor, frames: int, rho: torch.Tensor) -> torch.Tensor:
+    """The motion-statistics loss: free-running pose rollouts of `frames` frames from starts [B], run as the engine
+    runs them (own outputs fed back, no state noise, latents an AR(1) process with coefficients rho [latent] and
+    N(0, I) marginals), must match the truth's std, mean absolute speed and mean level over each rollout, per channel.
+
+    Zero-shot rows [B] start from Gaussian noise, so a slow escape from a random start costs here too.
+    """
+    idx = starts[:, None] + torch.arange(-2, frames, device=starts.device)
+    b = len(starts)
+    audio = pose.encode_audio(data.sequence_windows(idx[:, 2:], versions)).unflatten(0, (b, frames))
+    truth = data.pose[idx]
+    noise = torch.randn_like(truth[:, 0])
+    before, previous = (torch.where(zero_shot[:, None], noise, truth[:, i]) for i in (0, 1))
+    z = torch.randn(b, pose.latent, device=starts.device)
+    keep, fresh = rho, (1.0 - rho.square()).sqrt()
+    outputs = []
+    for t in range(frames):
+        if t:
+            z = keep * z + fresh * torch.randn_like(z)
+        out = pose(audio[:, t], torch.cat([previous, previous - before], -1), z).clamp(-POSE_CLAMP, POSE_CLAMP)
+        outputs.append(out)
+        before, previous = previous, out
+    rolled, target = torch.stack(outputs, 1), truth[:, 2:]
+    spread = (rolled.std(1) - target.std(1)).abs().mean()
+    speed = (rolled.diff(dim=1).abs().mean(1) - target.diff(dim=1).abs().mean(1)).abs().mean()
+    # A steady ramp has a std too; the mean level keeps a rollout from buying its spread by drifting away.
+    level = (rolled.mean(1) - target.mean(1)).abs().mean()
+    return spread + speed + level
 
 
 def _noisy_state(previous: torch.Tensor, before: torch.Tensor, noise: float) -> torch.Tensor:
@@ -198,7 +243,8 @@ def train_motion(config: TrainMotionConfig) -> Path:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     device = _device(config)
-    data = load_motion_data(Path(config.data), config.audio, tuple(config.blendshapes))
+    data = load_motion_data(Path(config.data), config.audio, tuple(config.blendshapes), config.audio_copies,
+                            config.seed)
     pose, emotion = build_syncers(data.spec, config.dims, data.names, config.state_dropout)
     metadata = _metadata(config, data, _fit_normalisation(data, pose, emotion))
     pose.to(device), emotion.to(device)
@@ -219,6 +265,9 @@ def train_motion(config: TrainMotionConfig) -> Path:
     if len(candidates) == 0:
         raise ValueError(f"{config.data} is too short to train on: {data.val_start} training frames, but sequences "
                          f"need {frames + 2}; use a longer video or a smaller --sequence-frames")
+    stats_candidates = torch.from_numpy(sequence_starts(
+        data.valid, 2, max(data.val_start - config.motion_stats_frames + 1, 3), config.motion_stats_frames))
+    stats_rho: torch.Tensor | None = None  # the pose latents' AR(1) coefficients, once the statistics loss starts
     began = time.monotonic()
     val: dict[str, float] = {}
     running: dict[str, float] = {}  # training losses summed since the last log line
@@ -231,7 +280,19 @@ def train_motion(config: TrainMotionConfig) -> Path:
             p_own = config.scheduled_sampling * min(1.0, step / max(1.0, 0.5 * config.steps))
             starts = _starts(candidates, config.batch_size, generator, device)
             zero_shot = (torch.rand(config.batch_size, generator=generator) < config.zero_shot_fraction).to(device)
-            losses = rollout(pose, emotion, tensors, starts, frames, p_own, zero_shot, config)
+            versions = torch.randint(0, tensors.versions, (config.batch_size,), generator=generator).to(device)
+            losses = rollout(pose, emotion, tensors, starts, frames, p_own, zero_shot, config, versions)
+            stats_due = step >= config.motion_stats_from * config.steps and config.motion_stats_weight > 0
+            if stats_due and len(stats_candidates) and (stats_rho is None or step % config.val_every == 0):
+                stats_rho = _pose_rho(pose, emotion, tensors, data, device)
+            if stats_rho is not None:
+                n = config.motion_stats_batch
+                losses["pose_stats"] = motion_statistics(
+                    pose, tensors, _starts(stats_candidates, n, generator, device),
+                    torch.randint(0, tensors.versions, (n,), generator=generator).to(device),
+                    (torch.rand(n, generator=generator) < config.zero_shot_fraction).to(device),
+                    config.motion_stats_frames, stats_rho)
+                losses["total"] = losses["total"] + config.motion_stats_weight * losses["pose_stats"]
             optimizer.zero_grad(set_to_none=True)
             losses["total"].backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -257,6 +318,13 @@ def train_motion(config: TrainMotionConfig) -> Path:
     metadata["latent_rho"] = latent_autocorrelation(pose, emotion, tensors, data)
     runtime = MotionRuntime(pose.cpu(), emotion.cpu(), metadata)
     return runtime.save(motion_path(avatar))
+
+
+def _pose_rho(pose, emotion, tensors: Tensors, data: MotionData, device: torch.device) -> torch.Tensor:
+    """The pose latents' AR(1) coefficients the run time would draw with, for the current weights."""
+    rho = torch.tensor(latent_autocorrelation(pose, emotion, tensors, data)["pose"], dtype=torch.float32)
+    pose.train(), emotion.train()
+    return rho.to(device)
 
 
 def latent_autocorrelation(pose: AudioPoseSyncer, emotion: AudioEmotionSyncer, data: Tensors, motion: MotionData,

@@ -48,6 +48,59 @@ def test_losses_fall_on_a_small_synthetic_dataset(synth_data):
     assert after["expr_l1"] < 0.9 * before["expr_l1"]
 
 
+def _fresh_models(synth_data, copies=0):
+    import torch
+
+    from engine.motion.data import load_motion_data
+    from engine.motion.runtime import build_syncers
+    from engine.motion.train import Tensors, _fit_normalisation
+
+    config = motion_preset("test", synth_data[0], synth_data[0] / "unused")
+    data = load_motion_data(config.data, config.audio, config.blendshapes, copies=copies)
+    torch.manual_seed(0)
+    pose, emotion = build_syncers(data.spec, config.dims, data.names, config.state_dropout)
+    _fit_normalisation(data, pose, emotion)
+    return data, pose, emotion, Tensors(data, pose, emotion, torch.device("cpu"))
+
+
+def test_augmented_audio_versions_follow_the_recording(synth_data):
+    import numpy as np
+
+    data, *_ = _fresh_models(synth_data, copies=2)
+    plain, *_ = _fresh_models(synth_data, copies=0)
+    assert data.features.shape == (3, *plain.features.shape[1:])
+    np.testing.assert_array_equal(data.features[0], plain.features[0])
+    assert not np.allclose(data.features[1], data.features[0])
+    assert not np.allclose(data.features[2], data.features[1])
+
+
+def test_motion_statistics_of_a_still_head_are_the_truths_own_spread_and_speed(synth_data):
+    """A pose syncer that holds its previous frame moves not at all, so the loss is exactly the truth's std and mean
+    speed over each rollout plus its mean's distance from the held frame; a fresh one (nearly still) gets gradients
+    that reach its heads."""
+    import torch
+
+    from engine.motion.train import motion_statistics
+
+    data, pose, _, tensors = _fresh_models(synth_data)
+    starts, frames = torch.tensor([10, 40, 90, 200]), 20
+
+    def loss():
+        return motion_statistics(pose, tensors, starts, torch.zeros(4, dtype=torch.long),
+                                 torch.zeros(4, dtype=torch.bool), frames, torch.full((pose.latent,), 0.5))
+
+    loss().backward()
+    assert pose.rotation[-1].weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        for head in (pose.rotation, pose.translation):
+            head[-1].weight.zero_()
+        truth = tensors.pose[starts[:, None] + torch.arange(frames)]
+        held = tensors.pose[starts - 1]
+        expected = (truth.std(1).mean() + truth.diff(dim=1).abs().mean(1).mean()
+                    + (truth.mean(1) - held).abs().mean())
+        assert float(loss()) == pytest.approx(float(expected), rel=1e-5)
+
+
 def test_training_logs_validation_losses(trained_avatar):
     entries = read_log(trained_avatar)
     assert [e["step"] for e in entries] == [0, 20, 40]
