@@ -55,3 +55,10 @@ def augment_speech(audio: np.ndarray, rng: np.random.Generator, spec: SpeechAugm
         out = out + np.float32(level) * coloured_noise(len(out), str(rng.choice(NOISE_COLOURS)), rng)
     peak = float(np.max(np.abs(out))) if len(out) else 0.0
     return out / np.float32(peak / 0.99) if peak > 0.99 else out
+
+
+def augmented_copies(audio: np.ndarray, copies: int, seed: int = 0,
+                     spec: SpeechAugment = SpeechAugment()) -> list[np.ndarray]:
+    """`copies` random versions of audio [N], reproducible from `seed` (what the trainers hear beside the recording)."""
+    rng = np.random.default_rng(seed)
+    return [augment_speech(audio, rng, spec) for _ in range(copies)]

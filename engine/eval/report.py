@@ -363,7 +363,7 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
                         "re-run `syncanim preprocess`")
     seconds: dict[str, float] = {}
     tick = time.perf_counter()
-    windows, _, _ = dataset_feature_windows(dataset, dataset.meta.frames)
+    windows = dataset_feature_windows(dataset, dataset.meta.frames)[0][0]  # the recording's, no augmented copies
     if windows.shape[1:] != (renderer.spec.window_frames, renderer.spec.feature_dim):
         # the avatar was trained on other features than the dataset's default ones: compute its own
         windows = renderer_windows(renderer, avatar, dataset.audio(), dataset.meta.frames)

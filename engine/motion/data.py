@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.audio.augment import augment_speech
+from engine.audio.augment import augmented_copies
 from engine.audio.features import FeatureExtractor, FeatureSpec, feature_spec, make_extractor
 from engine.audio.settings import AudioSettings
 from engine.audio.streaming import offline_windows
@@ -145,10 +145,7 @@ def load_motion_data(root: Path, settings: AudioSettings, names: tuple[str, ...]
     stride = round(50.0 / settings.video_fps)
     versions = [feature_rows(windows, stride)]
     del windows
-    rng = np.random.default_rng(seed)
-    recording = data.audio() if copies else None
-    for _ in range(copies):
-        noisy = augment_speech(recording, rng)
+    for noisy in augmented_copies(data.audio(), copies, seed) if copies else ():
         versions.append(feature_rows(speech_windows(extractor, noisy, frames, settings), stride))
     features = np.stack(versions)
     expr = tracks.blendshapes[:, [tracks.blendshape_names.index(n) for n in names]].astype(np.float32)

@@ -48,7 +48,7 @@ class TrainingData:
     expression: torch.Tensor
     """[T, K]."""
     windows: torch.Tensor
-    """[T, W, D] raw speech-feature windows."""
+    """[C, T, W, D] raw speech-feature windows of C versions of the audio (0: the recording, then augmented ones)."""
     background: torch.Tensor
     """[S, S, 3] float in [0, 1]."""
     train: np.ndarray
@@ -67,10 +67,14 @@ def feature_spec_dict(fps: float) -> dict:
     return spec
 
 
-def dataset_feature_windows(dataset, frames: int) -> tuple[np.ndarray, str, int]:
-    """The dataset's cached windows of the engine's default extractor (computed when not cached)."""
+def dataset_feature_windows(dataset, frames: int, copies: int = 0,
+                            seed: int = 0) -> tuple[np.ndarray, str, int]:
+    """The windows [1 + copies, T, W, D] of the engine's default extractor: the dataset's cached ones (computed when
+    not cached), then those of `copies` augmented versions of its audio (engine/audio/augment.py)."""
+    from engine.audio.augment import augmented_copies
     from engine.audio.features import make_extractor
     from engine.audio.settings import AudioSettings
+    from engine.motion.data import speech_windows
 
     settings = AudioSettings()
     extractor = make_extractor(settings)
@@ -79,13 +83,14 @@ def dataset_feature_windows(dataset, frames: int) -> tuple[np.ndarray, str, int]
         with np.load(path) as cached:
             windows = cached["windows"]
     else:
-        from engine.motion.data import speech_windows
-
         windows = speech_windows(extractor, dataset.audio(), frames, settings)
     if len(windows) < frames:
         raise ValueError(f"{WHERE}: {path} has windows for {len(windows)} of {frames} frames; delete it and re-run "
                          "`syncanim preprocess` on the video")
-    return np.ascontiguousarray(windows[:frames], np.float32), extractor.id, 50 // round(settings.video_fps)
+    versions = [windows[:frames]]
+    for noisy in augmented_copies(dataset.audio(), copies, seed) if copies else ():
+        versions.append(speech_windows(extractor, noisy, frames, settings))
+    return np.ascontiguousarray(np.stack(versions), np.float32), extractor.id, 50 // round(settings.video_fps)
 
 
 def _boxes(masks: np.ndarray, fallback: np.ndarray) -> np.ndarray:
@@ -113,7 +118,7 @@ def load_training_data(config: TrainNerfConfig, device: torch.device) -> tuple[T
             raise DatasetError(f"{data.root / name} is missing; re-run `syncanim preprocess VIDEO -o {data.root}`")
     masks = data.masks()
     frames = data.frames()
-    windows, extractor, group = dataset_feature_windows(data, meta.frames)
+    windows, extractor, group = dataset_feature_windows(data, meta.frames, config.audio_copies, config.seed)
     columns = [tracks.blendshape_names.index(n) for n in config.expression]
     train, val = data.train_indices, data.val_indices
     if len(train) == 0:
@@ -127,8 +132,8 @@ def load_training_data(config: TrainNerfConfig, device: torch.device) -> tuple[T
     center = (float((face[:, 0] + face[:, 2]).mean() / (2 * size)), float((face[:, 1] + face[:, 3]).mean() / (2 * size)))
     default_side = min(1.0, config.default_view_faces * float((face[:, 3] - face[:, 1]).mean()) / size)
     spec = AvatarSpec(
-        dims=config.dims, expression=tuple(config.expression), feature_dim=windows.shape[2],
-        window_frames=windows.shape[1], group=group, extractor=extractor,
+        dims=config.dims, expression=tuple(config.expression), feature_dim=windows.shape[3],
+        window_frames=windows.shape[2], group=group, extractor=extractor,
         intrinsics=Intrinsics(meta.camera.focal_px, meta.camera.cx, meta.camera.cy, size),
         framing=FramingRange(center, default_side), head_box=tuple(config.head_box_cm),
         grid_resolution=config.grid_resolution, steps_per_diagonal=config.steps_per_diagonal,
@@ -149,7 +154,7 @@ def load_training_data(config: TrainNerfConfig, device: torch.device) -> tuple[T
 def _fit_scaler(model: AvatarModel, data: TrainingData) -> None:
     """Fit the inputs' normalisation on the training frames: the speech-feature scaler and the head's blendshape
     standardisation."""
-    feats = data.windows[torch.as_tensor(data.train, device=data.windows.device)].reshape(-1, data.windows.shape[2])
+    feats = data.windows[0, torch.as_tensor(data.train, device=data.windows.device)].reshape(-1, data.windows.shape[3])
     model.scaler.mean.copy_(feats.mean(0))
     model.scaler.std.copy_(feats.std(0).clamp(min=1e-3))
     expression = data.expression[torch.as_tensor(data.train, device=data.expression.device)]
@@ -260,9 +265,10 @@ class _Trainer:
             self.hull = visual_hull(self.model, self.data)
         self.model.grid.set_occupied(self.model.grid.occupied.bool() & self.hull)
 
-    def frame_inputs(self, frame: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def frame_inputs(self, frame: int, version: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Pose, audio code of audio version `version`, and blendshapes of `frame`."""
         d = self.data
-        audio = self.model.audio_code(d.windows[frame:frame + 1])[0]
+        audio = self.model.audio_code(d.windows[version, frame:frame + 1])[0]
         return d.euler[frame], d.trans[frame], audio, d.expression[frame]
 
     def step_loss(self, stage: str, step: int) -> torch.Tensor:
@@ -273,7 +279,7 @@ class _Trainer:
         else:
             pick = int(torch.multinomial(self.head_weights, 1, generator=self.gen))
         frame = int(d.train[pick])
-        inputs = self.frame_inputs(frame)
+        inputs = self.frame_inputs(frame, int(torch.randint(0, len(d.windows), (1,), generator=self.gen)))
         if stage == "body":
             return self.body_loss(frame, inputs)
         loss = self.head_loss(frame, inputs, lip_step=stage == "lips" and step % 2 == 1)

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.usefixtures("taichi_cpu")
 @pytest.fixture(scope="module")
 def setup(trained_avatar, scene_data):
     data = Dataset(scene_data)
-    windows = dataset_feature_windows(data, data.meta.frames)[0]
+    windows = dataset_feature_windows(data, data.meta.frames)[0][0]
     return AvatarRenderer.load(trained_avatar, specialize=False), data, windows
 
 

@@ -88,3 +88,17 @@ def test_frames_with_rare_expressions_are_drawn_more_often_in_the_head_stages():
     assert weights[[10, 50]].tolist() == [5.0, 5.0]
     assert (weights[[i for i in range(100) if i not in (10, 50)]] == 1.0).all()
     assert (rare_expression_weights(torch.zeros(20, 3), boost=5.0) == 1.0).all()  # nothing varies: uniform
+
+
+def test_training_hears_the_recording_first_then_augmented_copies(scene_data):
+    import numpy as np
+
+    from engine.data.dataset import Dataset
+    from engine.nerf.train import dataset_feature_windows
+
+    data = Dataset(scene_data)
+    plain = dataset_feature_windows(data, data.meta.frames)[0]
+    windows = dataset_feature_windows(data, data.meta.frames, copies=2, seed=0)[0]
+    assert plain.shape[0] == 1 and windows.shape == (3, *plain.shape[1:])
+    np.testing.assert_array_equal(windows[0], plain[0])
+    assert not np.allclose(windows[1], windows[0]) and not np.allclose(windows[2], windows[1])
