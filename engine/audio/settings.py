@@ -54,9 +54,9 @@ class AudioSettings:
     """'mic': the main voice hears the microphone instead of the clips it plays."""
     input_device: str | int | None = None
     """Microphone name (a substring is enough) or pyaudio index; None takes the system default."""
-    block_frames: int = 320
-    """Samples per device callback, counted at the engine rate (320 = 20 ms); a device at another rate gets the same
-    duration."""
+    block_frames: int = 160
+    """Samples per device callback, counted at the engine rate (160 = 10 ms: each block adds its length to the
+    mic-to-frame latency); a device at another rate gets the same duration."""
     ring_seconds: float = 2.0
     """Capacity of every SampleRing; a consumer further behind than this loses the oldest samples (counted)."""
     voices: tuple[str, ...] = ("main",)
@@ -70,8 +70,10 @@ class AudioSettings:
     """Used when extractor is 'hubert'."""
     window_frames: int = 16
     """Feature frames (50 Hz) in the window handed out per video frame: 16 = 0.32 s, i.e. 8 video frames x 2."""
-    lookahead_frames: int = 4
-    """Feature frames (20 ms each) the window reaches past the video frame's own two frames (4 = 80 ms)."""
+    lookahead_frames: int = 2
+    """Feature frames (20 ms each) the window reaches past the video frame's own two frames (2 = 40 ms). Every frame
+    of look-ahead is 20 ms of mic-to-frame latency; 2 keeps the whole path under the 200 ms budget (with 4 it was
+    246 ms at 256^2 on the 2-core CPU)."""
     video_fps: float = 25.0
     """Feature windows are emitted at this rate (the motion rate)."""
     align_output: bool = True

@@ -1,8 +1,8 @@
 """Streaming feature extraction: samples in, one [W, D] feature window per video frame out; and its offline twin.
 
 Video frame k (at k / fps) owns feature frames P*k .. P*k+P-1 (P = 50 / fps = 2 at 25 fps). Its window is the W
-frames ending `lookahead` frames after those: frames [P*k + P + A - W, P*k + P + A). With W = 16, A = 4 that is
-0.2 s before the frame, the frame's own 40 ms and 80 ms after it, i.e. 8 video frames x 2 features, the shape the
+frames ending `lookahead` frames after those: frames [P*k + P + A - W, P*k + P + A). With W = 16, A = 2 that is
+0.24 s before the frame, the frame's own 40 ms and 40 ms after it, i.e. 8 video frames x 2 features, the shape the
 paper's audio attention net reads. Frames before the start of the audio are computed from silence.
 
 The extractor runs on blocks of `block_frames` frames aligned to multiples of the block size, so a block is computed

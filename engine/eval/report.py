@@ -344,7 +344,6 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
     from engine.eval.report_md import render_markdown
     from engine.nerf.kernels.runtime import init_taichi
     from engine.nerf.render import AvatarRenderer
-    from engine.nerf.train import dataset_feature_windows
 
     if config.device == "cuda":
         import torch
@@ -363,10 +362,7 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
                         "re-run `syncanim preprocess`")
     seconds: dict[str, float] = {}
     tick = time.perf_counter()
-    windows = dataset_feature_windows(dataset, dataset.meta.frames)[0][0]  # the recording's, no augmented copies
-    if windows.shape[1:] != (renderer.spec.window_frames, renderer.spec.feature_dim):
-        # the avatar was trained on other features than the dataset's default ones: compute its own
-        windows = renderer_windows(renderer, avatar, dataset.audio(), dataset.meta.frames)
+    windows = renderer_windows(renderer, avatar, dataset.audio(), dataset.meta.frames)
     recon, arrays = reconstruct(config, renderer, dataset, val, windows[val], config.face_model)
     seconds["reconstruction"] = time.perf_counter() - tick
 

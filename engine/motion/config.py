@@ -44,7 +44,7 @@ class TrainMotionConfig(TrainingRun):
     """Avatar folder: motion.safetensors is written here; resumable state goes to AVATAR_DIR/.motion-train/."""
     audio: AudioSettings = field(default_factory=AudioSettings)
     """Speech features the syncers read (extractor, window_frames, lookahead_frames); the engine must run with the
-    same ones. Look-ahead is lookahead_frames x 20 ms past the current video frame (default 4 = 80 ms)."""
+    same ones. Look-ahead is lookahead_frames x 20 ms past the current video frame (default 2 = 40 ms)."""
     blendshapes: tuple[str, ...] = UPPER_FACE
     """Upper-face blendshapes to predict; must include eyeBlinkLeft and eyeBlinkRight."""
     dims: SyncerDims = field(default_factory=SyncerDims)

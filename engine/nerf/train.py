@@ -22,7 +22,6 @@ from engine.nerf.camera import FramingRange, Intrinsics
 from engine.nerf.losses import photometric, psnr, ssim
 from engine.nerf.train_config import NERF_FILE, TrainNerfConfig
 
-WHERE = "engine/nerf/train.py"
 STAGES = ("body", "head", "lips")
 VAL_CHUNK = 16384
 
@@ -72,22 +71,18 @@ def dataset_feature_windows(dataset, frames: int, copies: int = 0,
     """The windows [1 + copies, T, W, D] of the engine's default extractor: the dataset's cached ones (computed when
     not cached), then those of `copies` augmented versions of its audio (engine/audio/augment.py)."""
     from engine.audio.augment import augmented_copies
-    from engine.audio.features import make_extractor
+    from engine.audio.features import feature_spec, make_extractor
     from engine.audio.settings import AudioSettings
-    from engine.motion.data import speech_windows
+    from engine.motion.data import cached_windows, speech_windows
 
     settings = AudioSettings()
     extractor = make_extractor(settings)
-    path = dataset.features_path(extractor.id)
-    if path.is_file():
-        with np.load(path) as cached:
-            windows = cached["windows"]
-    else:
+    # The cache is used only when it was made with exactly these settings (another look-ahead would train the audio
+    # net on windows the engine never computes).
+    windows = cached_windows(dataset.features_path(extractor.id), feature_spec(settings, extractor), frames)
+    if windows is None:
         windows = speech_windows(extractor, dataset.audio(), frames, settings)
-    if len(windows) < frames:
-        raise ValueError(f"{WHERE}: {path} has windows for {len(windows)} of {frames} frames; delete it and re-run "
-                         "`syncanim preprocess` on the video")
-    versions = [windows[:frames]]
+    versions = [windows]
     for noisy in augmented_copies(dataset.audio(), copies, seed) if copies else ():
         versions.append(speech_windows(extractor, noisy, frames, settings))
     return np.ascontiguousarray(np.stack(versions), np.float32), extractor.id, 50 // round(settings.video_fps)

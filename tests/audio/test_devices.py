@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engine.audio.settings import AudioSettings
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -87,8 +89,8 @@ def test_engine_listens_to_the_microphone(tmp_path: Path) -> None:
                           "fed": app.resource(AudioDevices).mic_fed}))
         app.shutdown()
     """)
-    # 30 frames of clock, heard one 20 ms block late: 29 * 640 - 320 samples.
-    assert result["fed"] == 29 * 640 - 320
+    # 30 frames of clock, heard one input block (AudioSettings.block_frames) late.
+    assert result["fed"] == 29 * 640 - AudioSettings().block_frames
     assert result["frames"] > 20 and result["loudest"] > 0.0
 
 

@@ -53,7 +53,7 @@ def test_mel_streaming_equals_offline() -> None:
     extractor = MelExtractor()
     audio = _speechlike(3.0)
     emitted, _ = _stream(extractor, audio, seed=1)
-    offline = offline_windows(extractor, audio)
+    offline = offline_windows(extractor, audio, lookahead_frames=4)
     assert offline.shape == (72, 16, 80)  # 3 s: every frame whose 80 ms look-ahead the audio reaches
     assert [k for k, _, _ in emitted] == list(range(len(offline)))
     assert np.abs(np.stack([w for _, _, w in emitted]) - offline).max() <= 1e-4
@@ -132,8 +132,8 @@ def test_stored_spec_mismatch_is_refused_with_the_difference(tiny_hubert: Path, 
     spec = feature_spec(settings, make_extractor(settings))
     stored = spec.to_dict()
     spec.check(stored, "avatar/motion.safetensors")  # the same features pass
-    other = feature_spec(replace(settings, lookahead_frames=2), make_extractor(settings))
-    with pytest.raises(FeatureMismatchError, match=r"avatar/motion.safetensors .*lookahead_frames: model 4, engine 2"):
+    other = feature_spec(replace(settings, lookahead_frames=4), make_extractor(settings))
+    with pytest.raises(FeatureMismatchError, match=r"avatar/motion.safetensors .*lookahead_frames: model 2, engine 4"):
         other.check(stored, "avatar/motion.safetensors")
     smaller = feature_spec(settings, MelExtractor(MelParams(n_mels=64)))
     with pytest.raises(FeatureMismatchError, match="params.n_mels: model 80, engine 64"):

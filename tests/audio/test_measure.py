@@ -13,8 +13,8 @@ from engine.audio.settings import AudioSettings
 def test_latency_budget_terms_add_up_within_the_200_ms_budget() -> None:
     terms = latency_budget(AudioSettings(), MelExtractor())
     assert terms == {
-        "input_block": 20.0, "ring_to_frame_loop": 40.0, "video_frame_span": 40.0, "extractor_window": 5.0,
-        "lookahead": 80.0, "right_context": 0.0, "block_rounding": 0.0, "total": 185.0,
+        "input_block": 10.0, "ring_to_frame_loop": 40.0, "video_frame_span": 40.0, "extractor_window": 5.0,
+        "lookahead": 40.0, "right_context": 0.0, "block_rounding": 0.0, "total": 135.0,
     }
     shorter = latency_budget(AudioSettings(lookahead_frames=1, block_frames=160), MelExtractor())
     # An odd look-ahead ends the window inside a block of 2: the block's second frame costs 20 ms more.
@@ -33,7 +33,7 @@ def test_measure_extractors_reports_each_extractor(tmp_path) -> None:
     result = measure_extractors(1.0, hubert_model=str(tmp_path))
     assert set(result["extractors"]) == {"mel", f"hubert ({tmp_path})"}
     for entry in result["extractors"].values():
-        assert entry["video_frames"] == entry["offline_frames"] == 22
+        assert entry["video_frames"] == entry["offline_frames"] == 23  # 1 s: frames whose look-ahead it reaches
         for key in ("rtf_streaming", "rtf_offline", "ms_per_video_frame_mean", "ms_per_video_frame_max"):
             assert math.isfinite(entry[key]) and entry[key] > 0
         assert entry["latency_with_compute_ms"] == pytest.approx(

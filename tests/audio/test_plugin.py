@@ -97,12 +97,12 @@ def test_lips_and_sound_line_up() -> None:
 
 
 def test_output_delay_is_whole_video_frames_covering_the_feature_latency() -> None:
-    assert output_delay_samples(AudioSettings(), 2, 0) == 1920  # 125 ms needed after a frame's start - 40 ms rendered
+    assert output_delay_samples(AudioSettings(), 2, 0) == 1280  # 85 ms needed after a frame's start - 40 ms rendered
     assert output_delay_samples(AudioSettings(lookahead_frames=0), 2, 0) == 640
     assert output_delay_samples(AudioSettings(align_output=False), 2, 0) == 0
-    # Blocks of 5 with 2 right frames: frame 0's window ends in block 0..9, which needs samples up to
-    # (9 + 2) * 320 + 400 = 3920; less the 640 rendered ahead, rounded up to whole frames: 6 * 640.
-    assert output_delay_samples(AudioSettings(), 5, 2) == 3840
+    # Blocks of 5 with 2 right frames, 4 frames of look-ahead: frame 0's window ends in block 0..9, which needs
+    # samples up to (9 + 2) * 320 + 400 = 3920; less the 640 rendered ahead, rounded up to whole frames: 6 * 640.
+    assert output_delay_samples(AudioSettings(lookahead_frames=4), 5, 2) == 3840
 
 
 def test_without_alignment_sound_leaves_at_once() -> None:

@@ -82,7 +82,7 @@ def test_cached_windows_are_used_only_when_made_with_the_same_features(synth_dat
     np.savez(path, windows=windows, spec=np.array(json.dumps(spec.to_dict())))
     assert np.array_equal(cached_windows(path, spec, 40), windows[:40])
     assert cached_windows(path, spec, 60) is None  # too short for the clip
-    other = dict(spec.to_dict(), lookahead_frames=2)
+    other = dict(spec.to_dict(), lookahead_frames=spec.lookahead_frames + 2)
     np.savez(path, windows=windows, spec=np.array(json.dumps(other)))
     assert cached_windows(path, spec, 40) is None
     assert cached_windows(tmp_path / "missing.npz", spec, 40) is None

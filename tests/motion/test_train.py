@@ -113,7 +113,7 @@ def test_training_logs_validation_losses(trained_avatar):
 def test_checkpoint_metadata_names_features_blendshapes_stats_and_versions(trained_avatar, synth_data):
     meta = read_metadata(trained_avatar / "motion.safetensors")
     assert meta["features"]["extractor"] == "mel" and meta["features"]["params"]["n_mels"] == 80
-    assert meta["lookahead_frames"] == 4 and meta["lookahead_ms"] == pytest.approx(80.0)
+    assert meta["lookahead_frames"] == 2 and meta["lookahead_ms"] == pytest.approx(40.0)
     assert meta["blendshape_names"][:2] == ["eyeBlinkLeft", "eyeBlinkRight"] and len(meta["blendshape_names"]) == 7
     assert set(meta["normalisation"]) >= {"features", "pose", "blendshapes", "silence"}
     assert len(meta["normalisation"]["pose"]["std"]) == 6
