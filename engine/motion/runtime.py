@@ -21,6 +21,7 @@ KIND = "syncanim-motion"
 VERSION = 1
 POSE_CLAMP = 5.0  # z-score bound of what is fed back: a runaway rollout cannot leave the training range
 EXPR_CLAMP = 10.0
+SETTLE_S = 2.0  # seconds of silence a zero-shot avatar settles through before it is first shown
 Mode = Literal["one_shot", "zero_shot"]
 
 
@@ -98,6 +99,8 @@ class MotionRuntime:
         self.threads = 1
         """torch threads a step runs on (0: leave the process setting alone)."""
         self._silence = pose.features.silence.numpy().astype(np.float32)
+        self.settle_frames = round(SETTLE_S * self.fps)
+        """Silent frames a zero-shot memory is run through before its first frame (see _settle)."""
 
     # loading ------------------------------------------------------------------------------------
     @classmethod
@@ -143,7 +146,7 @@ class MotionRuntime:
     def new_memory(self, mode: Mode = "one_shot", seed: int = 0,
                    reference: dict[str, np.ndarray] | None = None) -> MotionMemory:
         """A fresh avatar state: one-shot starts from `reference` (default: the first training frame), zero-shot
-        from Gaussian noise of the same dimension."""
+        from Gaussian noise of the same dimension, settled on silence (see _settle)."""
         rng = np.random.default_rng(seed)
         if mode == "one_shot":
             pose, expr = self.reference(reference)
@@ -153,10 +156,29 @@ class MotionRuntime:
         else:
             raise ValueError(f"motion mode must be 'one_shot' or 'zero_shot', got {mode!r}")
         interval = self._draw_interval(rng)
-        return MotionMemory(
+        memory = MotionMemory(
             pose=np.stack([pose, pose]), expr=np.stack([expr, expr]),
             blink_elapsed=float(rng.uniform(0.0, interval)), blink_interval=interval, blink_value=0.0, rng=rng,
         )
+        if mode == "zero_shot":
+            self._settle(memory)
+        return memory
+
+    def _settle(self, memory: MotionMemory) -> None:
+        """Run a zero-shot memory through `settle_frames` frames of silence before its first shown frame.
+
+        Started from noise, the syncers need about a second to leave a random pose (on held-out clips zero-shot's
+        first 0.8 s sat 2 degrees from one-shot's, then 0.3); an avatar that waits this long before it is shown
+        starts from where the model itself rests. Blink timing and the frame count start afresh afterwards.
+        """
+        if self.settle_frames <= 0:
+            return
+        blink = (memory.blink_elapsed, memory.blink_interval)
+        silence = np.broadcast_to(self._silence, (1, self.spec.window_frames, self.spec.dim))
+        for _ in range(self.settle_frames):
+            self._step_on_threads(silence, [memory])
+        memory.blink_elapsed, memory.blink_interval = blink
+        memory.blink_value, memory.frames = 0.0, 0
 
     def _draw_interval(self, rng: np.random.Generator) -> float:
         return float(rng.choice(self.intervals) * rng.uniform(0.8, 1.2))
@@ -183,6 +205,10 @@ class MotionRuntime:
         Runs on `self.threads` torch threads: these ops are far too small to split, and on a busy CPU waiting for a
         second worker thread cost 5-10x the work itself (measured on the 2-core machine).
         """
+        self.forwards += 1
+        return self._step_on_threads(windows, memories)
+
+    def _step_on_threads(self, windows: np.ndarray, memories: list[MotionMemory]) -> dict[str, np.ndarray]:
         previous = torch.get_num_threads()
         if self.threads and previous != self.threads:
             torch.set_num_threads(self.threads)
@@ -208,7 +234,6 @@ class MotionRuntime:
         interval = torch.tensor([m.blink_interval for m in memories], dtype=torch.float32)
         time_raw = time_inputs(elapsed, interval, self.fps)
         pose_z, expr_z, pose, expr = self._net()(x, pose_state, expr_state, z_pose, z_expr, time_raw)
-        self.forwards += 1
         pose, expr, pose_z, expr_z = pose.numpy(), expr.numpy(), pose_z.numpy(), expr_z.numpy()
         shown = np.empty_like(pose)
         for i, memory in enumerate(memories):

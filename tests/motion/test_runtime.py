@@ -159,3 +159,17 @@ def test_the_traced_step_equals_the_eager_modules_at_any_batch_size(runtime):
         with torch.inference_mode():
             for traced, reference in zip(runtime._net()(*args), eager(*args)):
                 assert traced.shape[0] == n and torch.allclose(traced, reference, atol=1e-5)
+
+
+def test_a_zero_shot_avatar_settles_from_its_noise_before_its_first_frame(trained_avatar):
+    """Zero-shot starts from Gaussian noise, then runs settle_frames frames of silence unseen: the memory has moved
+    off the noise, counts no frame and no engine forward, and keeps the blink timing it drew."""
+    runtime = MotionRuntime.load(trained_avatar)
+    runtime.settle_frames = 0
+    raw = runtime.new_memory("zero_shot", 4)
+    runtime.settle_frames = 25
+    settled = runtime.new_memory("zero_shot", 4)
+    assert not np.allclose(settled.pose, raw.pose)
+    assert settled.frames == 0 and runtime.forwards == 0
+    assert (settled.blink_elapsed, settled.blink_interval) == (raw.blink_elapsed, raw.blink_interval)
+    assert np.all(np.isfinite(settled.pose)) and np.all(np.abs(settled.pose) <= POSE_CLAMP)
