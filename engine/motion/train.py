@@ -265,8 +265,8 @@ def train_motion(config: TrainMotionConfig) -> Path:
     if len(candidates) == 0:
         raise ValueError(f"{config.data} is too short to train on: {data.val_start} training frames, but sequences "
                          f"need {frames + 2}; use a longer video or a smaller --sequence-frames")
-    stats_candidates = torch.from_numpy(sequence_starts(
-        data.valid, 2, max(data.val_start - config.motion_stats_frames + 1, 3), config.motion_stats_frames))
+    stats_frames = config.motion_stats_frames  # none on a clip shorter than one rollout: the loss is skipped
+    stats_candidates = torch.from_numpy(sequence_starts(data.valid, 2, data.val_start - stats_frames + 1, stats_frames))
     stats_rho: torch.Tensor | None = None  # the pose latents' AR(1) coefficients, once the statistics loss starts
     began = time.monotonic()
     val: dict[str, float] = {}
