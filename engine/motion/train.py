@@ -291,7 +291,7 @@ def train_motion(config: TrainMotionConfig) -> Path:
                     pose, tensors, _starts(stats_candidates, n, generator, device),
                     torch.randint(0, tensors.versions, (n,), generator=generator).to(device),
                     (torch.rand(n, generator=generator) < config.zero_shot_fraction).to(device),
-                    config.motion_stats_frames, stats_rho)
+                    stats_frames, stats_rho)
                 losses["total"] = losses["total"] + config.motion_stats_weight * losses["pose_stats"]
             optimizer.zero_grad(set_to_none=True)
             losses["total"].backward()
