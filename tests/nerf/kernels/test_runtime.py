@@ -25,7 +25,10 @@ SCRIPT = textwrap.dedent(
     assert runtime.init_taichi("cpu", cache_dir=CACHE, cpu_threads=1) == "cpu"
     assert runtime.init_taichi("cpu") == "cpu"  # idempotent
     assert impl.get_runtime().prog is not None
+    from taichi.lang import kernel_impl, util
+    assert kernel_impl.has_pytorch is util.has_pytorch and util.has_pytorch.cache_info(), "launch probes not cached"
     assert enc(torch.rand(4, 2)).shape == (4, 2)
+    assert util.has_pytorch.cache_info().hits > 0  # the kernel's torch arguments asked the cached probe
     try:
         runtime.init_taichi("cuda")
     except RuntimeError as e:
