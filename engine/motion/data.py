@@ -1,6 +1,7 @@
 """Training data for the syncers: a dataset's speech windows, poses, upper-face blendshapes and blink timing."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,6 +74,18 @@ def cached_windows(path: Path, spec: FeatureSpec, frames: int) -> np.ndarray | N
     return np.ascontiguousarray(windows[:frames], np.float32) if len(windows) >= frames else None
 
 
+def dataset_windows(dataset, extractor: FeatureExtractor, settings: AudioSettings, frames: int, copies: int = 0,
+                    seed: int = 0) -> Iterator[np.ndarray]:
+    """The windows [frames, W, D] of a Dataset's recording (its cache when made with exactly these settings: another
+    look-ahead would train on windows the engine never computes), then those of `copies` augmented versions of its
+    audio (engine/audio/augment.py), one at a time."""
+    spec = feature_spec(settings, extractor)
+    windows = cached_windows(dataset.features_path(extractor.id), spec, frames)
+    yield windows if windows is not None else speech_windows(extractor, dataset.audio(), frames, settings)
+    for noisy in augmented_copies(dataset.audio(), copies, seed) if copies else ():
+        yield speech_windows(extractor, noisy, frames, settings)
+
+
 def blink_signal(expr: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
     """Mean of the two eyelid blendshapes [T] from expr [T, K]."""
     return expr[:, [names.index(n) for n in BLINK_CHANNELS]].mean(1)
@@ -139,15 +152,9 @@ def load_motion_data(root: Path, settings: AudioSettings, names: tuple[str, ...]
     extractor = make_extractor(settings)
     frames = len(tracks)
     spec = feature_spec(settings, extractor)
-    windows = cached_windows(data.features_path(extractor.id), spec, frames)
-    if windows is None:
-        windows = speech_windows(extractor, data.audio(), frames, settings)
     stride = round(50.0 / settings.video_fps)
-    versions = [feature_rows(windows, stride)]
-    del windows
-    for noisy in augmented_copies(data.audio(), copies, seed) if copies else ():
-        versions.append(feature_rows(speech_windows(extractor, noisy, frames, settings), stride))
-    features = np.stack(versions)
+    features = np.stack([feature_rows(windows, stride)
+                         for windows in dataset_windows(data, extractor, settings, frames, copies, seed)])
     expr = tracks.blendshapes[:, [tracks.blendshape_names.index(n) for n in names]].astype(np.float32)
     pose = np.concatenate([tracks.euler_deg, tracks.trans], 1).astype(np.float32)
     signal = blink_signal(expr[: data.meta.val_start], names)

@@ -68,24 +68,16 @@ def feature_spec_dict(fps: float) -> dict:
 
 def dataset_feature_windows(dataset, frames: int, copies: int = 0,
                             seed: int = 0) -> tuple[np.ndarray, str, int]:
-    """The windows [1 + copies, T, W, D] of the engine's default extractor: the dataset's cached ones (computed when
-    not cached), then those of `copies` augmented versions of its audio (engine/audio/augment.py)."""
-    from engine.audio.augment import augmented_copies
-    from engine.audio.features import feature_spec, make_extractor
+    """The windows [1 + copies, T, W, D] of the engine's default extractor: the dataset's recording, then `copies`
+    augmented versions of its audio (engine/motion/data.py: dataset_windows)."""
+    from engine.audio.features import make_extractor
     from engine.audio.settings import AudioSettings
-    from engine.motion.data import cached_windows, speech_windows
+    from engine.motion.data import dataset_windows
 
     settings = AudioSettings()
     extractor = make_extractor(settings)
-    # The cache is used only when it was made with exactly these settings (another look-ahead would train the audio
-    # net on windows the engine never computes).
-    windows = cached_windows(dataset.features_path(extractor.id), feature_spec(settings, extractor), frames)
-    if windows is None:
-        windows = speech_windows(extractor, dataset.audio(), frames, settings)
-    versions = [windows]
-    for noisy in augmented_copies(dataset.audio(), copies, seed) if copies else ():
-        versions.append(speech_windows(extractor, noisy, frames, settings))
-    return np.ascontiguousarray(np.stack(versions), np.float32), extractor.id, 50 // round(settings.video_fps)
+    windows = np.stack(list(dataset_windows(dataset, extractor, settings, frames, copies, seed)))
+    return np.ascontiguousarray(windows, np.float32), extractor.id, 50 // round(settings.video_fps)
 
 
 def _boxes(masks: np.ndarray, fallback: np.ndarray) -> np.ndarray:
