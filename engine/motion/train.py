@@ -322,28 +322,32 @@ def train_motion(config: TrainMotionConfig) -> Path:
 
 def _pose_rho(pose, emotion, tensors: Tensors, data: MotionData, device: torch.device) -> torch.Tensor:
     """The pose latents' AR(1) coefficients the run time would draw with, for the current weights."""
-    rho = torch.tensor(latent_autocorrelation(pose, emotion, tensors, data)["pose"], dtype=torch.float32)
+    rho = torch.tensor(latent_autocorrelation(pose, emotion, tensors, data, pose_only=True)["pose"],
+                       dtype=torch.float32)
     pose.train(), emotion.train()
     return rho.to(device)
 
 
 def latent_autocorrelation(pose: AudioPoseSyncer, emotion: AudioEmotionSyncer, data: Tensors, motion: MotionData,
-                           chunk: int = 512) -> dict[str, list[float]]:
-    """Lag-1 autocorrelation [latent] of each syncer's posterior means over the training frames (fed the truth).
+                           chunk: int = 512, pose_only: bool = False) -> dict[str, list[float]]:
+    """Lag-1 autocorrelation [latent] of each syncer's posterior means over the training frames (fed the truth);
+    only the pose syncer's with pose_only (what the statistics loss refreshes during training).
 
     A smooth motion's per-frame innovations are correlated in time, so the latents that encode them are too; the
     run time draws z as an AR(1) process with these coefficients (still N(0, I) per frame, what the KL asks for)
     instead of white noise, which would shake the head frame to frame.
     """
     pose.eval(), emotion.eval()
-    means: dict[str, list[torch.Tensor]] = {"pose": [], "expr": []}
+    means: dict[str, list[torch.Tensor]] = {"pose": []} if pose_only else {"pose": [], "expr": []}
     with torch.no_grad():
         for first in range(2, motion.val_start, chunk):
             t = torch.arange(first, min(first + chunk, motion.val_start), device=data.pose.device)
             windows = data.window(t)
             p_state = torch.cat([data.pose[t - 1], data.pose[t - 1] - data.pose[t - 2]], -1)
-            e_state = torch.cat([data.expr[t - 1], data.expr[t - 1] - data.expr[t - 2]], -1)
             means["pose"].append(pose.posterior(data.pose[t], p_state, pose.encode_audio(windows))[0])
+            if pose_only:
+                continue
+            e_state = torch.cat([data.expr[t - 1], data.expr[t - 1] - data.expr[t - 2]], -1)
             _, a_seq = emotion.encode_audio(windows)
             time = emotion.encode_time(data.time[t])
             means["expr"].append(emotion.posterior(data.expr[t], e_state, time, a_seq)[0])
