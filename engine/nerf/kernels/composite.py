@@ -12,6 +12,7 @@ import taichi as ti
 import torch
 
 from engine.nerf.kernels import runtime
+from engine.nerf.kernels.launch import fast_launch
 from engine.nerf.kernels.common import F32, I32, F32x2, check_tensor
 
 WHERE = "engine/nerf/kernels/composite.py"
@@ -20,6 +21,7 @@ ACCUM_WIDTH = 5
 """Columns of the per-ray result: r, g, b, depth, opacity."""
 
 
+@fast_launch
 @ti.kernel
 def _forward_kernel(sigma: F32, rgb: F32x2, t_dt: F32x2, ray_offset: I32, ray_count: I32, accum: F32x2, t_thresh: ti.f32):
     for r in range(ray_offset.shape[0]):
@@ -45,6 +47,7 @@ def _forward_kernel(sigma: F32, rgb: F32x2, t_dt: F32x2, ray_offset: I32, ray_co
             accum[r, 4] = opacity
 
 
+@fast_launch
 @ti.kernel
 def _backward_kernel(
     sigma: F32,

@@ -20,6 +20,7 @@ import taichi as ti
 import torch
 
 from engine.nerf.kernels import runtime
+from engine.nerf.kernels.launch import fast_launch
 from engine.nerf.kernels.common import F32x2, F32x3, F32x4, I32x2, axis_cell, check_tensor, plane_slot
 
 WHERE = "engine/nerf/kernels/hash_encode.py"
@@ -106,6 +107,7 @@ def _backward_one(
             grad_x[n, axes[p][1]] = grad_x[n, axes[p][1]] + slope[1] * res
 
 
+@fast_launch
 @ti.kernel
 def _forward_kernel(
     x: F32x2, table: F32x3, levels: I32x2, axes: ti.template(), n_feat: ti.template(), out: F32x2, out_col: ti.i32
@@ -118,6 +120,7 @@ def _forward_kernel(
             _encode_one(x, table, out, n, p, axes, n_feat, offset, res, dense, size, col)
 
 
+@fast_launch
 @ti.kernel
 def _forward_unrolled_kernel(
     x: F32x2, table: F32x3, layout: ti.template(), axes: ti.template(), n_feat: ti.template(), out: F32x2, out_col: ti.i32
@@ -145,6 +148,7 @@ def _forward_unrolled_kernel(
                     )
 
 
+@fast_launch
 @ti.kernel
 def _backward_kernel(
     x: F32x2,
@@ -182,6 +186,7 @@ def _backward_kernel(
                     ti.atomic_add(grad_x[n, axes[p][1]], slope[1] * res)
 
 
+@fast_launch
 @ti.kernel
 def _backward_parts_kernel(
     x: F32x2,

@@ -18,6 +18,7 @@ import taichi as ti
 import torch
 
 from engine.nerf.kernels import runtime
+from engine.nerf.kernels.launch import fast_launch
 from engine.nerf.kernels.common import (
     F32,
     I32,
@@ -73,6 +74,7 @@ def _walk(
     return n, t_start + k * dt
 
 
+@fast_launch
 @ti.kernel
 def _march_kernel(
     rays_o: F32x2,

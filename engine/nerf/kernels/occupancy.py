@@ -12,6 +12,7 @@ import taichi as ti
 import torch
 
 from engine.nerf.kernels import runtime
+from engine.nerf.kernels.launch import fast_launch
 from engine.nerf.kernels.common import F32, I32, U8, F32x2, cell_linear, check_tensor, grid_cell, inside_box, row3
 
 WHERE = "engine/nerf/kernels/occupancy.py"
@@ -20,6 +21,7 @@ MIP = 4
 """Fine cells per side of one coarse cell; the marcher crosses empty coarse cells in one step."""
 
 
+@fast_launch
 @ti.kernel
 def _cell_points_kernel(cells: I32, jitter: F32x2, bounds: F32x2, res: ti.i32, out: F32x2):
     lo = row3(bounds, 0)
@@ -31,6 +33,7 @@ def _cell_points_kernel(cells: I32, jitter: F32x2, bounds: F32x2, res: ti.i32, o
             out[m, k] = lo[k] + (ijk[k] + jitter[m, k]) * cell[k]
 
 
+@fast_launch
 @ti.kernel
 def _decay_max_kernel(density: F32, cells: I32, sigma: F32, decay: ti.f32):
     for c in range(density.shape[0]):
@@ -39,6 +42,7 @@ def _decay_max_kernel(density: F32, cells: I32, sigma: F32, decay: ti.f32):
         ti.atomic_max(density[cells[m]], sigma[m])
 
 
+@fast_launch
 @ti.kernel
 def _query_kernel(points: F32x2, occupied: U8, bounds: F32x2, res: ti.i32, out: U8):
     lo, hi = row3(bounds, 0), row3(bounds, 1)

@@ -40,20 +40,24 @@ SCRIPT = textwrap.dedent(
 
     grid = OccupancyGrid(resolution=32).cuda()
     grid.update(lambda p: torch.where(p.norm(dim=-1) < 0.5, 20.0, 0.0))
-    o = torch.tensor([[0.0, 0.0, 3.0]], device="cuda").repeat(64, 1)
-    d = torch.nn.functional.normalize(torch.randn(64, 3, device="cuda") * 0.1 + torch.tensor([0.0, 0.0, -1.0], device="cuda"), dim=-1)
-    s = march_rays(o, d, grid, dt=0.02, max_samples=64)
-    assert s.positions.is_cuda and s.t_dt.shape[0] > 0
-    sigma = torch.full((s.t_dt.shape[0],), 5.0, device="cuda", requires_grad=True)
-    rgb = torch.rand(s.t_dt.shape[0], 3, device="cuda", requires_grad=True)
-    out = composite(sigma, rgb, s.t_dt, s.ray_offset, s.ray_count, 0.0)
-    out.sum().backward()
     cpu = lambda t: t.detach().cpu()
-    s64, c64 = cpu(sigma).double().requires_grad_(True), cpu(rgb).double().requires_grad_(True)
-    want = nerf_refs.composite(s64, c64, cpu(s.t_dt)[:, 0].double(), cpu(s.t_dt)[:, 1].double(), cpu(s.ray_offset), cpu(s.ray_count), 64)
-    want.sum().backward()
-    torch.testing.assert_close(cpu(out).double(), want.detach(), atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(cpu(sigma.grad).double(), s64.grad, atol=1e-4, rtol=1e-4)
+    for n_rays in (64, 100, 64):  # later launches take fast_launch's path: new shapes, same compiled kernels
+        o = torch.tensor([[0.0, 0.0, 3.0]], device="cuda").repeat(n_rays, 1)
+        d = torch.nn.functional.normalize(torch.randn(n_rays, 3, device="cuda") * 0.1 + torch.tensor([0.0, 0.0, -1.0], device="cuda"), dim=-1)
+        s = march_rays(o, d, grid, dt=0.02, max_samples=64)
+        assert s.positions.is_cuda and s.t_dt.shape[0] > 0
+        sigma = torch.full((s.t_dt.shape[0],), 5.0, device="cuda", requires_grad=True)
+        rgb = torch.rand(s.t_dt.shape[0], 3, device="cuda", requires_grad=True)
+        out = composite(sigma, rgb, s.t_dt, s.ray_offset, s.ray_count, 0.0)
+        out.sum().backward()
+        s64, c64 = cpu(sigma).double().requires_grad_(True), cpu(rgb).double().requires_grad_(True)
+        want = nerf_refs.composite(s64, c64, cpu(s.t_dt)[:, 0].double(), cpu(s.t_dt)[:, 1].double(), cpu(s.ray_offset), cpu(s.ray_count), 64)
+        want.sum().backward()
+        torch.testing.assert_close(cpu(out).double(), want.detach(), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(cpu(sigma.grad).double(), s64.grad, atol=1e-4, rtol=1e-4)
+    from engine.nerf.kernels import composite as composite_module, march as march_module
+    assert march_module._march_kernel.fast_launches >= 2, march_module._march_kernel.fast_launches
+    assert composite_module._forward_kernel.fast_launches >= 2, composite_module._forward_kernel.fast_launches
     print("OK")
     """
 )
