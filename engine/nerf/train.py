@@ -410,6 +410,13 @@ def _stage_deadline(config: TrainNerfConfig, stage: str, now: float, end: float)
     return now + (end - now) * steps[stage] / max(1, remaining)
 
 
+def lr_scale(decay: float, step_fraction: float, start: float, deadline: float, now: float) -> float:
+    """Learning-rate factor of a stage: exponential from 1 to `decay`, along the steps or along the time to the
+    stage's deadline, whichever is further: a stage the deadline cuts short still ends at its low rate."""
+    time_fraction = (now - start) / (deadline - start) if deadline > start else 0.0
+    return decay ** min(1.0, max(step_fraction, time_fraction))
+
+
 def _run_stage(trainer: _Trainer, stage: str, first: int, saved: dict | None, began: float,
                deadline: float) -> float | None:
     """Steps first..end of one stage with its own AdamW until `deadline` (time.monotonic()); returns its last
@@ -427,9 +434,11 @@ def _run_stage(trainer: _Trainer, stage: str, first: int, saved: dict | None, be
     score = None
     with tqdm(total=total, initial=first, desc=f"nerf {stage}", disable=not config.progress,
               dynamic_ncols=True) as bar:
+        start = time.monotonic()
         for step in range(first, total):
+            scale = lr_scale(config.lr_decay, step / max(1, total), start, deadline, time.monotonic())
             for group in optimizer.param_groups:
-                group["lr"] = group["base_lr"] * config.lr_decay ** (step / max(1, total))
+                group["lr"] = group["base_lr"] * scale
             loss = trainer.step_loss(stage, step)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -7,7 +7,7 @@ import torch
 
 from engine.io.checkpoint import read_metadata
 from engine.nerf.avatar import load_avatar
-from engine.nerf.train import train_nerf
+from engine.nerf.train import lr_scale, train_nerf
 from engine.nerf.train_config import NERF_FILE, TrainNerfConfig, nerf_preset
 
 pytestmark = pytest.mark.usefixtures("taichi_cpu")
@@ -102,3 +102,15 @@ def test_training_hears_the_recording_first_then_augmented_copies(scene_data):
     assert plain.shape[0] == 1 and windows.shape == (3, *plain.shape[1:])
     np.testing.assert_array_equal(windows[0], plain[0])
     assert not np.allclose(windows[1], windows[0]) and not np.allclose(windows[2], windows[1])
+
+
+def test_learning_rate_follows_steps_or_the_stage_deadline_whichever_is_further():
+    inf = float("inf")
+    assert lr_scale(0.1, 0.5, 0.0, inf, 100.0) == pytest.approx(0.1**0.5)  # no deadline: by steps
+    assert lr_scale(0.1, 0.25, 0.0, 10.0, 5.0) == pytest.approx(0.1**0.5)  # half the time, a quarter of the steps
+    assert lr_scale(0.1, 0.75, 0.0, 10.0, 5.0) == pytest.approx(0.1**0.75)
+    assert lr_scale(0.1, 0.1, 0.0, 10.0, 50.0) == pytest.approx(0.1)  # past the deadline: the final rate
+
+
+def test_gpu_preset_keeps_to_the_training_budget(tmp_path):
+    assert 0 < nerf_preset("gpu", tmp_path, tmp_path).time_limit_s <= 20 * 60
