@@ -19,7 +19,10 @@ def test_bench_writes_the_promised_fields(tmp_path):
         assert result["frames"] == 15 and result["fps"] > 0
         assert result["frame_ms_p50"] <= result["frame_ms_p95"] <= result["frame_ms_p99"]
         assert set(result["parts_ms"]) >= {"features", "motion", "render", "present"}
-    assert report["latency_ms"]["algorithmic_ms"] > 0
+    latency = report["latency_ms"]
+    assert latency["algorithmic_ms"] == latency["per_size_ms"]["96"] > 0  # the headline is the largest size's
+    audio_path = latency["algorithmic_ms"] - report["results"][1]["frame_ms_p95"]
+    assert latency["per_size_ms"]["64"] == pytest.approx(audio_path + report["results"][0]["frame_ms_p95"])
     assert report["audio"]["extractors"]["mel"]["rtf_streaming"] > 0
 
 
