@@ -43,7 +43,8 @@ def latency_budget(settings: AudioSettings, extractor: FeatureExtractor) -> dict
 def _time_extractor(extractor: FeatureExtractor, settings: AudioSettings, seconds: float) -> dict[str, float]:
     rng = np.random.default_rng(0)
     audio = (0.1 * rng.standard_normal(int(seconds * SAMPLE_RATE))).astype(np.float32)
-    stream = FeatureStream(extractor, settings.window_frames, settings.lookahead_frames, settings.video_fps)
+    stream = FeatureStream(extractor, settings.window_frames, settings.lookahead_frames, settings.video_fps,
+                           gate=settings.gate)
     block = settings.block_frames
     stream.push(audio[:block])
     stream.pull()  # the first call pays for lazy initialisation; keep it out of the steady numbers
@@ -60,7 +61,8 @@ def _time_extractor(extractor: FeatureExtractor, settings: AudioSettings, second
             per_frame.append(took * 1e3 / len(ready))
             frames += len(ready)
     begin = time.perf_counter()
-    offline = offline_windows(extractor, audio, settings.window_frames, settings.lookahead_frames, settings.video_fps)
+    offline = offline_windows(extractor, audio, settings.window_frames, settings.lookahead_frames, settings.video_fps,
+                              gate=settings.gate)
     offline_s = time.perf_counter() - begin
     heard_s = (len(audio) - block) / SAMPLE_RATE
     return {

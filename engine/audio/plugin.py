@@ -162,7 +162,8 @@ def open_audio(world: World) -> None:
         hears_mic = name == main and settings.input == "mic"
         origin = 0.0 if hears_mic else playback.mixer.delay.samples / settings.sample_rate
         voices.streams[name] = FeatureStream(
-            extractor, settings.window_frames, settings.lookahead_frames, settings.video_fps, origin_s=origin)
+            extractor, settings.window_frames, settings.lookahead_frames, settings.video_fps, origin_s=origin,
+            gate=settings.gate)
         voices.features[name] = FeatureRing(settings.feature_ring_frames, settings.window_frames, extractor.dim,
                                             settings.video_fps)
     world.insert_resource(voices.features[main])

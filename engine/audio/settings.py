@@ -40,6 +40,25 @@ class HubertParams:
 
 
 @dataclass(frozen=True)
+class GateParams:
+    """The noise gate before the speech features (engine/audio/gate.py): room noise in pauses is taken down to
+    the quiet of a clean recording, so it does not move the lips or the head."""
+
+    enabled: bool = True
+    """Off: features see the samples as heard."""
+    history_s: float = 1.5
+    """The noise floor is the lowest 30 ms level of this much past audio (minimum statistics)."""
+    open_db: tuple[float, float] = (6.0, 12.0)
+    """Blocks this far above the floor start to open the gate / pass unchanged (dB)."""
+    target_dbfs: float = -75.0
+    """Where a closed gate puts the noise floor: below the log-mel floor, i.e. a quiet recording's pauses."""
+    max_floor_dbfs: float = -35.0
+    """The floor estimate never rises above this, so speech from the very first block is not taken for noise."""
+    close_db_per_block: float = 6.0
+    """Fastest closing, dB per 10 ms block (opening is immediate)."""
+
+
+@dataclass(frozen=True)
 class AudioSettings:
     """Resource: sample rate, output device, microphone and speech-feature settings of the audio plugin."""
 
@@ -68,6 +87,8 @@ class AudioSettings:
     """Used when extractor is 'mel'."""
     hubert: HubertParams = field(default_factory=HubertParams)
     """Used when extractor is 'hubert'."""
+    gate: GateParams = field(default_factory=GateParams)
+    """The noise gate between the heard samples and the extractor (training computes features through it too)."""
     window_frames: int = 16
     """Feature frames (50 Hz) in the window handed out per video frame: 16 = 0.32 s, i.e. 8 video frames x 2."""
     lookahead_frames: int = 2

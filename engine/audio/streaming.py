@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from engine.audio.features import FEATURE_HZ, HOP, WIN, FeatureExtractor
+from engine.audio.gate import make_gate
+from engine.audio.settings import GateParams
 
 
 def _frames_per_video_frame(fps: float) -> int:
@@ -29,7 +31,7 @@ class FeatureStream:
     """
 
     def __init__(self, extractor: FeatureExtractor, window_frames: int = 16, lookahead_frames: int = 4,
-                 fps: float = 25.0, origin_s: float = 0.0) -> None:
+                 fps: float = 25.0, origin_s: float = 0.0, gate: GateParams | None = None) -> None:
         if window_frames < 1 or lookahead_frames < 0:
             raise ValueError(
                 f"window_frames must be >= 1 and lookahead_frames >= 0, got {window_frames} and {lookahead_frames}")
@@ -50,6 +52,8 @@ class FeatureStream:
         self._features = np.zeros((0, extractor.dim), np.float32)
         self.next_video_frame = 0
         self.blocks_computed = 0
+        self.gate = make_gate(gate) if gate is not None else None
+        """The noise gate the samples pass before the extractor (None: none)."""
 
     def _block_audio_start(self, block: int) -> int:
         return (block * self.extractor.block_frames - self.extractor.context_frames) * HOP
@@ -64,6 +68,8 @@ class FeatureStream:
 
     def push(self, samples: np.ndarray) -> None:
         """Append heard samples [n] (mono float32 at 16 kHz)."""
+        if self.gate is not None:
+            samples = self.gate.process(samples)
         if len(samples):
             self._audio = np.concatenate([self._audio, np.asarray(samples, np.float32)])
             self._heard += len(samples)
@@ -110,13 +116,21 @@ class FeatureStream:
             self._features_start += drop
 
 
-def offline_frames(extractor: FeatureExtractor, audio: np.ndarray, batch: int = 32) -> np.ndarray:
+def gated(audio: np.ndarray, gate: GateParams | None) -> np.ndarray:
+    """A whole recording through a fresh noise gate, as a stream would hear it (None or disabled: unchanged)."""
+    audio = np.asarray(audio, np.float32)
+    noise_gate = make_gate(gate) if gate is not None else None
+    return audio if noise_gate is None else noise_gate.process(audio)
+
+
+def offline_frames(extractor: FeatureExtractor, audio: np.ndarray, batch: int = 32,
+                   gate: GateParams | None = None) -> np.ndarray:
     """Feature frames 0..J-1 of a whole recording [N] -> [J, D], computed by the same calls streaming makes.
 
     J covers every block whose audio lies inside the recording (frames of the last partial block are left out).
     """
     m = extractor.block_frames
-    audio = np.asarray(audio, np.float32)
+    audio = gated(audio, gate)
     left = extractor.context_frames * HOP
     padded = np.concatenate([np.zeros(left, np.float32), audio])
     blocks = 0
@@ -136,8 +150,10 @@ def _run_blocks(extractor: FeatureExtractor, padded: np.ndarray, blocks: range, 
 
 
 def offline_windows(extractor: FeatureExtractor, audio: np.ndarray, window_frames: int = 16,
-                    lookahead_frames: int = 4, fps: float = 25.0, batch: int = 32) -> np.ndarray:
+                    lookahead_frames: int = 4, fps: float = 25.0, batch: int = 32,
+                    gate: GateParams | None = None) -> np.ndarray:
     """The windows FeatureStream would emit for a whole recording [N] -> [K, W, D] (for datasets and tests)."""
+    audio = gated(audio, gate)
     per_video = _frames_per_video_frame(fps)
     m = extractor.block_frames
     first_block = min(0, per_video + lookahead_frames - window_frames) // m

@@ -47,7 +47,7 @@ def speech_windows(extractor: FeatureExtractor, audio: np.ndarray, frames: int, 
     look-ahead (a live stream would hear the silence after the clip the same way)."""
     pad = np.zeros(int(settings.sample_rate * 1.0), np.float32)
     windows = offline_windows(extractor, np.concatenate([np.asarray(audio, np.float32), pad]), settings.window_frames,
-                              settings.lookahead_frames, settings.video_fps)
+                              settings.lookahead_frames, settings.video_fps, gate=settings.gate)
     if len(windows) < frames:
         filler = np.broadcast_to(silence_features(extractor), (frames - len(windows), *windows.shape[1:]))
         windows = np.concatenate([windows, filler])

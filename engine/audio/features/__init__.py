@@ -69,6 +69,8 @@ class FeatureSpec:
     hop: int = HOP
     win: int = WIN
     video_fps: float = 25.0
+    gate: dict | None = None
+    """The noise gate's parameters the samples passed before the extractor (None: no gate)."""
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self)))
@@ -120,5 +122,14 @@ def feature_spec(settings: AudioSettings, extractor: FeatureExtractor) -> Featur
     return FeatureSpec(
         extractor=extractor.id, params=extractor.params(), dim=extractor.dim,
         window_frames=settings.window_frames, lookahead_frames=settings.lookahead_frames,
-        video_fps=settings.video_fps,
+        video_fps=settings.video_fps, gate=_gate_spec(settings),
     )
+
+
+def _gate_spec(settings: AudioSettings) -> dict | None:
+    """The noise gate's parameters as a stored spec holds them (JSON types), None when the gate is off."""
+    if not settings.gate.enabled:
+        return None
+    params = json.loads(json.dumps(asdict(settings.gate)))
+    del params["enabled"]
+    return params

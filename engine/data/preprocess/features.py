@@ -29,11 +29,11 @@ def extract_features(audio: np.ndarray, frames: int, fps: float) -> dict[str, np
 
     settings = feature_settings()
     extractor = make_extractor(settings)
-    feature_frames = offline_frames(extractor, audio)
+    feature_frames = offline_frames(extractor, audio, gate=settings.gate)
     tail = np.zeros((settings.lookahead_frames + 2 * extractor.block_frames + extractor.right_frames) * HOP + WIN,
                     np.float32)
     windows = offline_windows(extractor, np.concatenate([audio, tail]), settings.window_frames,
-                              settings.lookahead_frames, fps)[:frames]
+                              settings.lookahead_frames, fps, gate=settings.gate)[:frames]
     if len(windows) < frames:
         raise RuntimeError(f"feature windows cover {len(windows)} of {frames} frames; the silence tail is too short")
     spec = feature_spec(settings, extractor).to_dict()
