@@ -25,7 +25,8 @@ def audio_settings_for(spec: FeatureSpec) -> AudioSettings:
     else:
         raise ValueError(f"unknown feature extractor {spec.extractor!r} in a motion model; re-train it")
     return AudioSettings(extractor=spec.extractor, window_frames=spec.window_frames,
-                         lookahead_frames=spec.lookahead_frames, video_fps=spec.video_fps, **extractor)
+                         lookahead_frames=spec.lookahead_frames, video_fps=spec.video_fps, gate=spec.gate_params(),
+                         **extractor)
 
 
 def clip_windows(runtime: MotionRuntime, audio: np.ndarray, frames: int | None = None) -> np.ndarray:

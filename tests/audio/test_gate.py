@@ -86,3 +86,14 @@ def test_disabled_gate_changes_nothing_and_the_spec_names_the_gate():
     assert feature_spec(off, MelExtractor()).gate is None
     assert feature_spec(replace(on, gate=replace(on.gate, target_dbfs=-70.0)), MelExtractor()).to_dict() != \
         feature_spec(on, MelExtractor()).to_dict()
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_a_stored_spec_gives_back_the_settings_it_was_made_with(enabled):
+    from engine.audio.features import FeatureSpec
+    from engine.motion.predict import audio_settings_for
+
+    settings = AudioSettings(gate=GateParams(enabled=enabled, target_dbfs=-72.0, open_db=(5.0, 11.0)))
+    stored = feature_spec(settings, MelExtractor()).to_dict()
+    expected = settings.gate if enabled else GateParams(enabled=False)  # an off gate stores no parameters
+    assert audio_settings_for(FeatureSpec.from_dict(stored)).gate == expected

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.audio.settings import AudioSettings
+from engine.audio.settings import AudioSettings, GateParams
 
 SAMPLE_RATE = 16000
 HOP = 320
@@ -78,6 +78,12 @@ class FeatureSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FeatureSpec:
         return cls(**data)
+
+    def gate_params(self) -> GateParams:
+        """The noise gate these features were computed through (a disabled one when the spec names none)."""
+        if self.gate is None:
+            return GateParams(enabled=False)
+        return GateParams(**{**self.gate, "open_db": tuple(self.gate["open_db"])})
 
     def check(self, stored: dict[str, Any], where: str) -> None:
         """Refuse a model (file `where`) whose stored spec differs from this one in anything but informational keys."""
