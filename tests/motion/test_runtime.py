@@ -52,9 +52,10 @@ def test_the_lookahead_is_bounded_by_160_ms(runtime):
 
 def test_streaming_in_ragged_chunks_equals_the_offline_run(trained_avatar, runtime, clip):
     offline = predict_motion(trained_avatar, clip, "zero_shot", seed=3)
-    extractor = make_extractor(audio_settings_for(runtime.spec))
+    settings = audio_settings_for(runtime.spec)
     spec = runtime.spec
-    stream = FeatureStream(extractor, spec.window_frames, spec.lookahead_frames, spec.video_fps)
+    stream = FeatureStream(make_extractor(settings), spec.window_frames, spec.lookahead_frames, spec.video_fps,
+                           gate=settings.gate)
     memory = runtime.new_memory("zero_shot", 3)
     rng = np.random.default_rng(1)
     audio = np.concatenate([clip, np.zeros(16000, np.float32)])  # the silence after the clip, as predict pads
