@@ -20,8 +20,8 @@ import taichi as ti
 import torch
 
 from engine.nerf.kernels import runtime
-from engine.nerf.kernels.launch import fast_launch
 from engine.nerf.kernels.common import F32x2, F32x3, F32x4, I32x2, axis_cell, check_tensor, plane_slot
+from engine.nerf.kernels.launch import fast_launch
 
 WHERE = "engine/nerf/kernels/hash_encode.py"
 

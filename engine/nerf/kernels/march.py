@@ -18,7 +18,6 @@ import taichi as ti
 import torch
 
 from engine.nerf.kernels import runtime
-from engine.nerf.kernels.launch import fast_launch
 from engine.nerf.kernels.common import (
     F32,
     I32,
@@ -32,6 +31,7 @@ from engine.nerf.kernels.common import (
     row3,
     safe_inverse,
 )
+from engine.nerf.kernels.launch import fast_launch
 from engine.nerf.kernels.occupancy import MIP, OccupancyGrid
 
 WHERE = "engine/nerf/kernels/march.py"

@@ -12,8 +12,8 @@ import taichi as ti
 import torch
 
 from engine.nerf.kernels import runtime
-from engine.nerf.kernels.launch import fast_launch
 from engine.nerf.kernels.common import F32, I32, U8, F32x2, cell_linear, check_tensor, grid_cell, inside_box, row3
+from engine.nerf.kernels.launch import fast_launch
 
 WHERE = "engine/nerf/kernels/occupancy.py"
 
