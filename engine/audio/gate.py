@@ -36,6 +36,17 @@ class NoiseGate:
         self._recent: deque[float] = deque(maxlen=SMOOTH_BLOCKS)
         self._smoothed: deque[float] = deque(maxlen=max(1, round(params.history_s * 100)))
         self._gain_db = 0.0
+        self._floor_dbfs = SILENT_DB
+
+    @property
+    def floor_dbfs(self) -> float:
+        """The noise floor the gate tracks now (dBFS)."""
+        return self._floor_dbfs
+
+    @property
+    def gain_db(self) -> float:
+        """The gain of the last block (0: open; negative: closing or closed)."""
+        return self._gain_db
 
     def process(self, samples: np.ndarray) -> np.ndarray:
         """Gate `samples` [n] f32; returns the whole blocks now complete (the rest is kept for the next call)."""
@@ -55,7 +66,7 @@ class NoiseGate:
         p = self.params
         self._recent.append(level)
         self._smoothed.append(sum(self._recent) / len(self._recent))
-        floor = min(min(self._smoothed), p.max_floor_dbfs)
+        floor = self._floor_dbfs = min(min(self._smoothed), p.max_floor_dbfs)
         closed = min(0.0, p.target_dbfs - floor)  # the gain that takes the floor to the target
         low, high = floor + p.open_db[0], floor + p.open_db[1]
         opening = min(1.0, max(0.0, (level - low) / (high - low)))

@@ -125,8 +125,15 @@ def apply_actions(glfw: Any, app: App, state: WindowState, overlay: Overlay, set
 
 
 def status_lines(world: Any) -> list[str]:
-    """Upload path, recording and virtual-camera state for the overlay."""
+    """Noise gates, upload path, recording and virtual-camera state for the overlay."""
+    from engine.audio.plugin import AudioVoices
+
     lines = []
+    voices = world.get_resource(AudioVoices)
+    for name, stream in (voices.streams.items() if voices is not None else ()):
+        if stream.gate is not None:
+            state = "open" if stream.gate.gain_db > -1.0 else f"{stream.gate.gain_db:.0f} dB"
+            lines.append(f"noise gate {name}: floor {stream.gate.floor_dbfs:.0f} dBFS, {state}")
     presenter = world.get_resource(Presenter)
     if presenter is not None:
         upload = presenter.upload

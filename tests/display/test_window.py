@@ -10,7 +10,7 @@ import pytest
 from engine.app import Diagnostics
 from engine.display.overlay import Overlay
 from engine.display.settings import DisplaySettings
-from engine.display.window import WindowState, import_glfw, key_action, run_window
+from engine.display.window import WindowState, import_glfw, key_action, run_window, status_lines
 from engine.ecs import Stage
 from engine.time import Time
 
@@ -33,6 +33,23 @@ def test_key_actions():
 
 
 @pytest.mark.window
+def test_overlay_status_shows_each_voices_noise_gate():
+    from engine.audio.features.mel import MelExtractor
+    from engine.audio.plugin import AudioVoices
+    from engine.audio.settings import GateParams
+    from engine.audio.streaming import FeatureStream
+    from engine.ecs import World
+
+    world, voices = World(), AudioVoices()
+    voices.streams["main"] = FeatureStream(MelExtractor(), gate=GateParams())
+    voices.streams["guest"] = FeatureStream(MelExtractor(), gate=GateParams(enabled=False))
+    world.insert_resource(voices)
+    noise = np.random.default_rng(0).standard_normal(32000).astype(np.float32) * 10 ** (-50 / 20)
+    voices.streams["main"].push(noise)  # 2 s of room noise at -50 dBFS: the gate has found it and closed
+    (line,) = status_lines(world)
+    assert line.startswith("noise gate main: floor -5") and "dBFS, -2" in line and line.endswith(" dB")
+
+
 def test_window_draws_the_frame_and_the_overlay(xvfb_display, frame_app, card):
     settings = DisplaySettings(size=(256, 256), window_size=(400, 300), background_color=(0.2, 0.4, 0.6), **FAST)
     runner = frame_app(settings, card)
