@@ -181,6 +181,8 @@ class MarchBuffers:
         self.pos = torch.zeros(capacity, 3, device=device)
         self.counter = torch.zeros(1, dtype=torch.int32, device=device)
         self.scratch = torch.zeros(n_rays, max_samples, device=device)
+        # a kernel argument must be a real array even when its flag says unused: one small stand-in serves both
+        self.unused = torch.zeros(1, 5, device=device)
 
 
 def march_rays(
@@ -227,8 +229,7 @@ def march_rays(
     check_tensor(t_cursor, "t_cursor", torch.float32, (n_rays,), WHERE)
     if n_rays == 0:  # no zero-size launches: CUDA external arrays need real allocations
         return RaySamples(out.sample_ray[:0], out.t_dt[:0], out.pos[:0], out.ray_offset, out.ray_count)
-    # A kernel argument must be a real array even when its flag says unused: one small stand-in serves both.
-    unused = torch.zeros(1, 5, device=device)
+    unused = out.unused
     if jitter is not None:
         check_tensor(jitter, "jitter", torch.float32, (n_rays,), WHERE)
     if accum is not None:
