@@ -7,6 +7,9 @@ every 10 ms block near it until it lands at `target_dbfs`, where the log-mel fea
 in a quiet recording; blocks `open_db` above the floor pass unchanged. It never amplifies, and digital silence
 passes untouched.
 
+It also controls the speech level: blocks well above the floor are speech, their running mean level is brought to
+`speech_dbfs` by a slow gain, so a microphone 12 dB too quiet does not read as halfway to silence.
+
 It runs on whole blocks and carries its state from call to call, so a recording pushed in pieces of any size
 gives the same samples as the whole recording at once (the remainder short of a block waits for the next call).
 Training and the live engine gate alike (FeatureStream, offline_windows), and the feature spec names the gate.
@@ -35,8 +38,11 @@ class NoiseGate:
         self._pending = np.zeros(0, np.float32)
         self._recent: deque[float] = deque(maxlen=SMOOTH_BLOCKS)
         self._smoothed: deque[float] = deque(maxlen=max(1, round(params.history_s * 100)))
-        self._gain_db = 0.0
+        self._gate_db = 0.0
+        self._level_db = 0.0
         self._floor_dbfs = SILENT_DB
+        self._speech_dbfs: float | None = None
+        self._speech_blocks = 0
 
     @property
     def floor_dbfs(self) -> float:
@@ -44,9 +50,14 @@ class NoiseGate:
         return self._floor_dbfs
 
     @property
-    def gain_db(self) -> float:
-        """The gain of the last block (0: open; negative: closing or closed)."""
-        return self._gain_db
+    def gate_db(self) -> float:
+        """The gate's part of the last block's gain (0: open; negative: closing or closed)."""
+        return self._gate_db
+
+    @property
+    def level_db(self) -> float:
+        """The level control's part of the gain (0 before any speech, or with it off)."""
+        return self._level_db
 
     def process(self, samples: np.ndarray) -> np.ndarray:
         """Gate `samples` [n] f32; returns the whole blocks now complete (the rest is kept for the next call)."""
@@ -67,13 +78,28 @@ class NoiseGate:
         self._recent.append(level)
         self._smoothed.append(sum(self._recent) / len(self._recent))
         floor = self._floor_dbfs = min(min(self._smoothed), p.max_floor_dbfs)
-        closed = min(0.0, p.target_dbfs - floor)  # the gain that takes the floor to the target
         low, high = floor + p.open_db[0], floor + p.open_db[1]
+        self._level_db = self._level_gain(level, high)
+        closed = min(0.0, p.target_dbfs - (floor + self._level_db))  # the gain that takes the floor to the target
         opening = min(1.0, max(0.0, (level - low) / (high - low)))
         wanted = closed * (1.0 - opening)
         # opens at once (speech onsets are never cut), closes at a limited rate (word endings are not clipped)
-        self._gain_db = max(wanted, self._gain_db - p.close_db_per_block)
-        return self._gain_db
+        self._gate_db = max(wanted, self._gate_db - p.close_db_per_block)
+        return self._level_db + self._gate_db
+
+    def _level_gain(self, level: float, speech_above: float) -> float:
+        """The level control's gain in dB, updating the speech level with this block if it is speech."""
+        p = self.params
+        if p.speech_dbfs is None:
+            return 0.0
+        if level > speech_above:
+            self._speech_blocks += 1
+            rate = max(1.0 / (p.speech_time_s * 100.0), 1.0 / self._speech_blocks)
+            last = level if self._speech_dbfs is None else self._speech_dbfs
+            self._speech_dbfs = last + rate * (level - last)
+        if self._speech_dbfs is None:
+            return 0.0
+        return min(p.speech_gain_db[1], max(p.speech_gain_db[0], p.speech_dbfs - self._speech_dbfs))
 
 
 def make_gate(params: GateParams) -> NoiseGate | None:

@@ -56,6 +56,14 @@ class GateParams:
     """The floor estimate never rises above this, so speech from the very first block is not taken for noise."""
     close_db_per_block: float = 6.0
     """Fastest closing, dB per 10 ms block (opening is immediate)."""
+    speech_dbfs: float | None = -25.0
+    """Level control: the running mean level of speech blocks (open_db[1] over the floor) is brought to this, so a
+    quiet or loud microphone gives the features of the training recordings (the bundled presenter's speech sits at
+    -25 dBFS; the audio networks read 12 dB too quiet as halfway to silence). None: off."""
+    speech_time_s: float = 1.5
+    """Seconds of speech the level estimate averages over (a plain mean until it has that much)."""
+    speech_gain_db: tuple[float, float] = (-12.0, 24.0)
+    """Range of the level control's gain (dB)."""
 
 
 @dataclass(frozen=True)

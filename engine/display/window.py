@@ -132,8 +132,9 @@ def status_lines(world: Any) -> list[str]:
     voices = world.get_resource(AudioVoices)
     for name, stream in (voices.streams.items() if voices is not None else ()):
         if stream.gate is not None:
-            state = "open" if stream.gate.gain_db > -1.0 else f"{stream.gate.gain_db:.0f} dB"
-            lines.append(f"noise gate {name}: floor {stream.gate.floor_dbfs:.0f} dBFS, {state}")
+            gate = stream.gate
+            state = "open" if gate.gate_db > -1.0 else f"{gate.gate_db:.0f} dB"
+            lines.append(f"noise gate {name}: floor {gate.floor_dbfs:.0f} dBFS, {state}, level {gate.level_db:+.0f} dB")
     presenter = world.get_resource(Presenter)
     if presenter is not None:
         upload = presenter.upload

@@ -35,7 +35,7 @@ def talk_with_pauses(noise_dbfs: float, seed: int = 0) -> tuple[np.ndarray, np.n
 @pytest.mark.parametrize("noise_dbfs", [-50.0, -40.0])
 def test_noise_in_pauses_is_taken_to_the_target_and_speech_passes(noise_dbfs):
     audio, speech = talk_with_pauses(noise_dbfs)
-    out = NoiseGate(GateParams()).process(audio)
+    out = NoiseGate(GateParams(speech_dbfs=None)).process(audio)  # the gate alone (level control off)
     assert len(out) == len(audio)  # a whole number of blocks
     pause = ~speech
     pause[:int(1.6 * RATE)] = False  # the tracker needs its history before it knows the floor
@@ -44,6 +44,16 @@ def test_noise_in_pauses_is_taken_to_the_target_and_speech_passes(noise_dbfs):
     assert np.percentile(levels, 90) < GateParams().target_dbfs + 4
     inner = slice(2 * RATE + 800, 3 * RATE - 800)  # speech away from its edges
     np.testing.assert_array_equal(out[inner], audio[inner])
+
+
+@pytest.mark.parametrize("gain_db", [-20.0, -6.0, 0.0, 6.0])
+def test_level_control_brings_speech_of_any_level_to_the_same_level(gain_db):
+    params = GateParams()
+    audio, speech = talk_with_pauses(-60.0, seed=5)
+    louder = np.concatenate([audio, audio]) * 10 ** (gain_db / 20)  # the second half: after the speech level is known
+    out = NoiseGate(params).process(louder.astype(np.float32))
+    second = np.concatenate([np.zeros(len(audio), bool), speech])
+    assert dbfs(out[second]) == pytest.approx(params.speech_dbfs, abs=1.5)
 
 
 def test_digital_silence_and_a_quiet_recording_are_not_raised():
@@ -93,7 +103,8 @@ def test_a_stored_spec_gives_back_the_settings_it_was_made_with(enabled):
     from engine.audio.features import FeatureSpec
     from engine.motion.predict import audio_settings_for
 
-    settings = AudioSettings(gate=GateParams(enabled=enabled, target_dbfs=-72.0, open_db=(5.0, 11.0)))
+    settings = AudioSettings(gate=GateParams(enabled=enabled, target_dbfs=-72.0, open_db=(5.0, 11.0),
+                                             speech_gain_db=(-6.0, 18.0)))
     stored = feature_spec(settings, MelExtractor()).to_dict()
     expected = settings.gate if enabled else GateParams(enabled=False)  # an off gate stores no parameters
     assert audio_settings_for(FeatureSpec.from_dict(stored)).gate == expected

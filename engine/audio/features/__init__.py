@@ -83,7 +83,7 @@ class FeatureSpec:
         """The noise gate these features were computed through (a disabled one when the spec names none)."""
         if self.gate is None:
             return GateParams(enabled=False)
-        return GateParams(**{**self.gate, "open_db": tuple(self.gate["open_db"])})
+        return GateParams(**{key: tuple(v) if isinstance(v, list) else v for key, v in self.gate.items()})
 
     def check(self, stored: dict[str, Any], where: str) -> None:
         """Refuse a model (file `where`) whose stored spec differs from this one in anything but informational keys."""
