@@ -4,11 +4,12 @@ Room noise that a clean training recording never had reads as speech to the audi
 -40 dBFS put the NeRF audio code of a pause 17 units from silence's (speech sits 19 away) and opened the lips.
 The gate tracks the noise floor (minimum statistics: the lowest 30 ms level of the last `history_s`) and lowers
 every 10 ms block near it until it lands at `target_dbfs`, where the log-mel features sit at their floor as
-in a quiet recording; blocks `open_db` above the floor pass unchanged. It never amplifies, and digital silence
+in a quiet recording; blocks `open_db` above the floor pass. The gate itself never amplifies, and digital silence
 passes untouched.
 
-It also controls the speech level: blocks well above the floor are speech, their running mean level is brought to
-`speech_dbfs` by a slow gain, so a microphone 12 dB too quiet does not read as halfway to silence.
+Before it, a level control: blocks well above the floor are speech, and their running mean level is brought to
+`speech_dbfs` by a slowly moving gain (the gate's target applies after it), so a microphone 12 dB too quiet does
+not read as halfway to silence.
 
 It runs on whole blocks and carries its state from call to call, so a recording pushed in pieces of any size
 gives the same samples as the whole recording at once (the remainder short of a block waits for the next call).
