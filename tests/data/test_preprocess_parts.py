@@ -268,7 +268,7 @@ def test_features_match_offline_extraction():
 
     audio = np.random.default_rng(2).normal(0, 0.1, 16000).astype(np.float32)
     arrays = extract_features(audio, 25, 25.0)
-    expected = offline_frames(make_extractor(feature_settings()), audio)
+    expected = offline_frames(make_extractor(feature_settings()), audio, gate=feature_settings().gate)
     assert np.array_equal(arrays["frames"], expected)
     settings = feature_settings()
     assert arrays["windows"].shape == (25, settings.window_frames, expected.shape[1])

@@ -134,7 +134,8 @@ def test_two_trained_avatars_render_side_by_side_in_one_frame(tiny_avatar):
     for half in (frame[:, :32], frame[:, 32:]):
         assert (np.abs(half[..., :3].astype(int) - (0, 0, 255)).sum(-1) > 60).mean() > 0.3  # an avatar, not blue
     quiet = frame[:, 32:].copy()
-    for _ in range(8):
+    for _ in range(16):
         app.update()
-    # The right avatar hears only silence, yet it is never frozen: its motion model keeps moving it.
-    assert np.abs(app.resource(FrameImage).rgba[:, 32:].astype(int) - quiet).mean() > 1.0
+    # The right avatar hears only silence, yet it is never frozen: its motion model keeps moving it (a frozen avatar
+    # renders exactly the same frame: 0.0; this tiny model's idle motion gives about 1 level over 16 frames).
+    assert np.abs(app.resource(FrameImage).rgba[:, 32:].astype(int) - quiet).mean() > 0.4
