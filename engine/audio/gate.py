@@ -103,6 +103,6 @@ class NoiseGate:
         return min(p.speech_gain_db[1], max(p.speech_gain_db[0], p.speech_dbfs - self._speech_dbfs))
 
 
-def make_gate(params: GateParams) -> NoiseGate | None:
-    """A fresh gate for one stream, or None when the settings turn it off."""
-    return NoiseGate(params) if params.enabled else None
+def make_gate(params: GateParams | None) -> NoiseGate | None:
+    """A fresh gate for one stream, or None when there are no settings or they turn it off."""
+    return NoiseGate(params) if params is not None and params.enabled else None

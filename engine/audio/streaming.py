@@ -52,7 +52,7 @@ class FeatureStream:
         self._features = np.zeros((0, extractor.dim), np.float32)
         self.next_video_frame = 0
         self.blocks_computed = 0
-        self.gate = make_gate(gate) if gate is not None else None
+        self.gate = make_gate(gate)
         """The noise gate the samples pass before the extractor (None: none)."""
 
     def _block_audio_start(self, block: int) -> int:
@@ -119,7 +119,7 @@ class FeatureStream:
 def gated(audio: np.ndarray, gate: GateParams | None) -> np.ndarray:
     """A whole recording through a fresh noise gate, as a stream would hear it (None or disabled: unchanged)."""
     audio = np.asarray(audio, np.float32)
-    noise_gate = make_gate(gate) if gate is not None else None
+    noise_gate = make_gate(gate)
     return audio if noise_gate is None else noise_gate.process(audio)
 
 

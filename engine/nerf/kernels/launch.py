@@ -18,6 +18,7 @@ from typing import Any
 
 import taichi as ti
 import torch
+from taichi.lang import impl
 
 SUPPORTED_TAICHI = (1, 7, 4)
 """The Taichi version whose launch internals (Kernel.arguments, compiled_kernels, make_launch_context) this uses."""
@@ -75,7 +76,6 @@ class FastKernel:
             self._plan = plan
             return plan
         from taichi._lib import core
-        from taichi.lang import impl
         from taichi.types import ndarray_type, primitive_types
 
         self._cuda = impl.current_cfg().arch == core.Arch.cuda
@@ -132,8 +132,6 @@ class FastKernel:
 
     @staticmethod
     def _program():
-        from taichi.lang import impl
-
         return impl.get_runtime().prog
 
 
