@@ -2,7 +2,7 @@
 
 Stable names other modules import (keep them): `psnr`, `ssim`, `lmd`, `eye_aspect_ratio`, `count_blinks`,
 `blinks_per_minute`, `speech_mask`, `speech_envelope`, `pose_diversity`, `pose_std`, `mouth_opening`,
-`correlation`, `ear_thresholds`, `blink_thresholds`, and the landmark index tuples `LIPS`, `INNER_LIP_GAP`, `LEFT_EYE`, `RIGHT_EYE`, `FACE_HEIGHT`.
+`correlation`, `blink_depth`, `ear_thresholds`, `blink_thresholds`, and the landmark index tuples `LIPS`, `INNER_LIP_GAP`, `LEFT_EYE`, `RIGHT_EYE`, `FACE_HEIGHT`.
 
 Conventions: images are [H, W, C] (or [N, H, W, C]) uint8 or float in [0, 1]; landmarks are MediaPipe FaceLandmarker
 points, [478, 2] or [T, 478, 2], in pixels; per-frame curves are [T] at the video frame rate; audio is mono float [N].
@@ -242,6 +242,21 @@ def correlation(a: np.ndarray, b: np.ndarray) -> float:
     if len(x) < 3 or x.std() == 0 or y.std() == 0:
         return float("nan")
     return float(np.corrcoef(x, y)[0, 1])
+
+
+def blink_depth(render_ear: np.ndarray, truth_ear: np.ndarray, closed: float = 0.75) -> float:
+    """How deep rendered blinks close, as a fraction of the truth's, from EAR curves [T] of the same frames: the drop
+    from each curve's median (open eyes) to its mean over the frames where the truth's EAR is below `closed` times
+    its median. 1 renders blinks as deep as the frames had them, 0 keeps the eyes open; NaN without closed frames."""
+    r, t = np.asarray(render_ear, np.float64), np.asarray(truth_ear, np.float64)
+    keep = np.isfinite(r) & np.isfinite(t)
+    r, t = r[keep], t[keep]
+    if len(t) == 0:
+        return float("nan")
+    shut = t < closed * np.median(t)
+    if not shut.any():
+        return float("nan")
+    return float((np.median(r) - r[shut].mean()) / (np.median(t) - t[shut].mean()))
 
 
 def masked_mean(values: np.ndarray, mask: np.ndarray) -> float:

@@ -167,6 +167,8 @@ def reconstruct(config: EvalConfig, renderer, dataset, frames_idx: np.ndarray, w
     both = np.isfinite(lmd)
     truth_open = metrics.mouth_opening(truth_faces.landmarks)
     render_open = metrics.mouth_opening(render_faces.landmarks)
+    truth_ear = metrics.eye_aspect_ratio(truth_faces.landmarks)
+    render_ear = metrics.eye_aspect_ratio(render_faces.landmarks)
     result = {
         "frames": int(len(frames_idx)), "first_frame": int(frames_idx[0]) if len(frames_idx) else None,
         "size": config.size, "zoom": config.zoom,
@@ -176,6 +178,8 @@ def reconstruct(config: EvalConfig, renderer, dataset, frames_idx: np.ndarray, w
         "lmd_frames": int(both.sum()),
         "faces_found_truth": int(truth_faces.found.sum()), "faces_found_render": int(render_faces.found.sum()),
         "mouth_open_corr": metrics.correlation(render_open, truth_open),
+        "eye_open_corr": metrics.correlation(render_ear, truth_ear),
+        "blink_depth": metrics.blink_depth(render_ear, truth_ear),
         "psnr_min": float(psnr.min()) if len(psnr) else None,
     }
     arrays = {"truth": truth, "renders": renders, "truth_faces": truth_faces, "psnr": psnr, "lmd": lmd}

@@ -2,7 +2,8 @@
 AVATAR_DIR/nerf.safetensors, validation images and a log; resumable from AVATAR_DIR/.nerf-train/.
 
 Stage 1 (body) fits the upper-body field over the background plate on pixels outside the head mask. Stage 2
-(head) fits the head field in front of the frozen upper body, half of the rays on the head's bounding box.
+(head) fits the head field in front of the frozen upper body, half of the rays on the head's bounding box
+(a share of them on the brows and eyes, where the expression channels show).
 Stage 3 (lips) alternates such steps with a lip patch (L2 + lambda (1 - SSIM), Eq. 15). Every step renders one
 training frame with its true pose, blendshapes and speech-feature window (as tracked by preprocess).
 """
@@ -40,6 +41,8 @@ class TrainingData:
     """[T, 4] i64 (x0, y0, x1, y1) bounding box of the head mask (the face rectangle where the mask is empty)."""
     lip_rect: torch.Tensor
     """[T, 4] i64 (x0, y0, x1, y1)."""
+    upper_face: torch.Tensor
+    """[T, 4] i64 (x0, y0, x1, y1) around the brows and eyes (from the tracked landmarks)."""
     euler: torch.Tensor
     """[T, 3] degrees."""
     trans: torch.Tensor
@@ -93,6 +96,7 @@ def _boxes(masks: np.ndarray, fallback: np.ndarray) -> np.ndarray:
 def load_training_data(config: TrainNerfConfig, device: torch.device) -> tuple[TrainingData, AvatarSpec]:
     """Read the dataset and derive the avatar's spec; errors name the file and the fix."""
     from engine.data.dataset import Dataset, DatasetError
+    from engine.data.preprocess.masks import upper_face_rect
 
     data = Dataset(config.data)
     tracks, meta = data.tracks, data.meta
@@ -131,6 +135,7 @@ def load_training_data(config: TrainNerfConfig, device: torch.device) -> tuple[T
     td = TrainingData(
         frames=t(frames), head=t(head), torso=t(masks.torso > 127),
         head_box=t(_boxes(head, masks.face_rect)), lip_rect=t(np.asarray(masks.lip_rect, np.int64)),
+        upper_face=t(upper_face_rect(tracks.landmarks2d, size).astype(np.int64)),
         euler=t(tracks.euler_deg, torch.float32), trans=t(tracks.trans, torch.float32),
         expression=t(tracks.blendshapes[:, columns], torch.float32), windows=t(windows),
         background=t(data.background().astype(np.float32) / 255.0), train=train, val=val,
@@ -179,9 +184,20 @@ def _random_pixels(n: int, size: int, gen: torch.Generator, box: torch.Tensor | 
     if box is None:
         return torch.randint(0, size, (n, 2), generator=gen)
     x0, y0, x1, y1 = (int(v) for v in box)
-    u = torch.randint(max(0, x0), max(x0 + 1, min(size, x1)), (n,), generator=gen)
-    v = torch.randint(max(0, y0), max(y0 + 1, min(size, y1)), (n,), generator=gen)
+    x0, y0 = min(max(0, x0), size - 1), min(max(0, y0), size - 1)  # a box clipped to the frame's edge stays inside
+    u = torch.randint(x0, max(x0 + 1, min(size, x1)), (n,), generator=gen)
+    v = torch.randint(y0, max(y0 + 1, min(size, y1)), (n,), generator=gen)
     return torch.stack([u, v], -1)
+
+
+def head_step_pixels(rays: int, upper_share: float, size: int, gen: torch.Generator, head_box: torch.Tensor,
+                     upper_face: torch.Tensor) -> torch.Tensor:
+    """Pixels [rays, 2] of a head step: half over the whole frame, the rest on the head's box, `upper_share` of all
+    of them on the brows and eyes."""
+    half = rays // 2
+    upper = min(half, round(rays * upper_share))
+    return torch.cat([_random_pixels(rays - half, size, gen), _random_pixels(half - upper, size, gen, head_box),
+                      _random_pixels(upper, size, gen, upper_face)])
 
 
 def _grown(rect: torch.Tensor, factor: float, size: int) -> torch.Tensor:
@@ -294,9 +310,8 @@ class _Trainer:
         if lip_step:
             pixels = _lip_pixels(_grown(d.lip_rect[frame], 1.25, self.size), cfg.lip_patch).to(self.device)
         else:
-            half = cfg.rays // 2
-            pixels = torch.cat([_random_pixels(cfg.rays - half, self.size, self.gen),
-                                _random_pixels(half, self.size, self.gen, d.head_box[frame])]).to(self.device)
+            pixels = head_step_pixels(cfg.rays, cfg.upper_face_rays, self.size, self.gen, d.head_box[frame],
+                                      d.upper_face[frame]).to(self.device)
         target, bg, head, _ = _gather(d, frame, pixels)
         jitter = torch.rand(pixels.shape[0], generator=self.gen).to(self.device)
         out = render_rays(self.model, pixels.float() + 0.5, *inputs, bg, max_samples=cfg.max_samples, jitter=jitter)

@@ -178,6 +178,18 @@ def test_lip_rect_is_a_square_around_the_lips_and_face_rect_holds_all_points():
     assert fx0 <= points[:, 0].min() and points[:, 0].max() <= fx1 and fy0 <= points[:, 1].min()
 
 
+def test_upper_face_rect_holds_brows_and_eyes_above_the_lips_per_frame():
+    points = frontal_landmarks()
+    x0, y0, x1, y1 = masks.upper_face_rect(points, 128)
+    upper = points[list(masks.UPPER_FACE)]
+    assert x0 < upper[:, 0].min() and upper[:, 0].max() < x1 and y0 < upper[:, 1].min() and upper[:, 1].max() < y1
+    assert y1 <= masks.lip_rect(points, 128)[1], "the box stops above the mouth"
+    moved = np.stack([points, points + (5.0, -3.0), points + 200.0])
+    boxes = masks.upper_face_rect(moved, 128)
+    np.testing.assert_array_equal(boxes[1], (x0 + 5, y0 - 3, x1 + 5, y1 - 3))
+    np.testing.assert_array_equal(boxes[2], (128, 128, 128, 128))  # off the frame: clipped, empty
+
+
 def test_background_plate_removes_a_moving_person_and_fills_a_static_one():
     rng = np.random.default_rng(0)
     scene = rng.integers(0, 255, (32, 32, 3), np.uint8)

@@ -149,6 +149,19 @@ def test_correlation_ignores_missing_frames_and_flags_constant_curves():
     assert metrics.masked_mean(np.array([1.0, 2.0, np.nan, 4.0]), np.array([True, False, True, True])) == 2.5
 
 
+def test_blink_depth_is_the_rendered_share_of_the_true_eye_closure():
+    truth = np.full(100, 0.3)
+    truth[[10, 11, 50]] = (0.1, 0.05, 0.15)  # closed frames: mean 0.1, a drop of 0.2 from the open median
+    half = np.full(100, 0.32)
+    half[[10, 11, 50]] = 0.22  # renders close by 0.1 from their own open level
+    assert metrics.blink_depth(half, truth) == pytest.approx(0.5)
+    assert metrics.blink_depth(truth, truth) == pytest.approx(1.0)
+    assert metrics.blink_depth(np.full(100, 0.3), truth) == pytest.approx(0.0)
+    half[10] = np.nan  # a frame without a face on one side is left out
+    assert metrics.blink_depth(half, truth) == pytest.approx(0.5)
+    assert math.isnan(metrics.blink_depth(np.full(100, 0.3), np.full(100, 0.3)))  # no closed frame: unknown
+
+
 def test_blendshape_blink_thresholds_follow_the_open_level():
     # a synthetic face's MediaPipe eyeBlink: open at 0.11, full blinks only reach 0.45 (a fixed 0.5 misses them)
     curve = np.full(500, 0.11)

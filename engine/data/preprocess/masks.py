@@ -27,6 +27,15 @@ SIDE_REACH = 0.45
 """How far past the jaw ends (in face widths) the head region reaches sideways, for ears and hair."""
 LIP_PAD = 1.25
 """The lip box is a square this many times the lips' larger extent."""
+UPPER_FACE = (
+    46, 53, 52, 65, 55, 70, 63, 105, 66, 107,  # right brow
+    276, 283, 282, 295, 285, 300, 293, 334, 296, 336,  # left brow
+    33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246,  # right eye
+    263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466,  # left eye
+)
+"""MediaPipe mesh ids of the brows and the eye contours: where the head's expression channels (blinks, brows) show."""
+UPPER_FACE_PAD = 0.15
+"""The upper-face box is grown by this fraction of its width and height on each side (lashes, brow hair)."""
 PERSON_THRESHOLD = 0.5
 
 
@@ -144,4 +153,13 @@ def lip_rect(landmarks: np.ndarray, size: int) -> np.ndarray:
     low, high = lips.min(axis=0), lips.max(axis=0)
     centre, half = (low + high) / 2.0, max(high - low) * LIP_PAD / 2.0
     box = np.concatenate([np.floor(centre - half), np.ceil(centre + half)])
+    return np.clip(box, 0, size).astype(np.int32)
+
+
+def upper_face_rect(landmarks: np.ndarray, size: int) -> np.ndarray:
+    """Landmarks [..., 478, 2] -> (x0, y0, x1, y1) [..., 4] int around both brows and eyes, clipped to the frame."""
+    points = np.asarray(landmarks, np.float64)[..., list(UPPER_FACE), :]
+    low, high = points.min(axis=-2), points.max(axis=-2)
+    pad = (high - low) * UPPER_FACE_PAD
+    box = np.concatenate([np.floor(low - pad), np.ceil(high + pad)], axis=-1)
     return np.clip(box, 0, size).astype(np.int32)
