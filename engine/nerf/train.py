@@ -190,14 +190,16 @@ def _random_pixels(n: int, size: int, gen: torch.Generator, box: torch.Tensor | 
     return torch.stack([u, v], -1)
 
 
-def head_step_pixels(rays: int, upper_share: float, size: int, gen: torch.Generator, head_box: torch.Tensor,
-                     upper_face: torch.Tensor) -> torch.Tensor:
-    """Pixels [rays, 2] of a head step: half over the whole frame, the rest on the head's box, `upper_share` of all
-    of them on the brows and eyes."""
+def head_step_pixels(rays: int, size: int, gen: torch.Generator, head_box: torch.Tensor,
+                     focus: list[tuple[torch.Tensor, float]]) -> torch.Tensor:
+    """Pixels [rays, 2] of a head step: half over the whole frame, the rest on the head's box, of which each
+    (box, share) of `focus` takes `share` of all the rays."""
     half = rays // 2
-    upper = min(half, round(rays * upper_share))
-    return torch.cat([_random_pixels(rays - half, size, gen), _random_pixels(half - upper, size, gen, head_box),
-                      _random_pixels(upper, size, gen, upper_face)])
+    counts = [round(rays * share) for _, share in focus]
+    if sum(counts) > half:
+        raise ValueError(f"focus shares {[share for _, share in focus]} exceed the head's half of the rays")
+    parts = [_random_pixels(rays - half, size, gen), _random_pixels(half - sum(counts), size, gen, head_box)]
+    return torch.cat(parts + [_random_pixels(n, size, gen, box) for (box, _), n in zip(focus, counts)])
 
 
 def _grown(rect: torch.Tensor, factor: float, size: int) -> torch.Tensor:
@@ -310,8 +312,9 @@ class _Trainer:
         if lip_step:
             pixels = _lip_pixels(_grown(d.lip_rect[frame], 1.25, self.size), cfg.lip_patch).to(self.device)
         else:
-            pixels = head_step_pixels(cfg.rays, cfg.upper_face_rays, self.size, self.gen, d.head_box[frame],
-                                      d.upper_face[frame]).to(self.device)
+            focus = [(d.upper_face[frame], cfg.upper_face_rays),
+                     (_grown(d.lip_rect[frame], 1.25, self.size), cfg.lip_rays)]
+            pixels = head_step_pixels(cfg.rays, self.size, self.gen, d.head_box[frame], focus).to(self.device)
         target, bg, head, _ = _gather(d, frame, pixels)
         jitter = torch.rand(pixels.shape[0], generator=self.gen).to(self.device)
         out = render_rays(self.model, pixels.float() + 0.5, *inputs, bg, max_samples=cfg.max_samples, jitter=jitter)

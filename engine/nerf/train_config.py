@@ -93,6 +93,8 @@ class TrainNerfConfig(TrainingRun):
     """Share of a head step's rays drawn on the box around the brows and eyes (out of the half drawn on the head's
     box). A blink changes a few hundred pixels of a few percent of the frames; with rays spread over the head the
     field rendered blinks a third as deep as the frames had them (EAR on held-out frames)."""
+    lip_rays: float = 0.125
+    """Share of a head step's rays drawn on the (grown) lip box, likewise."""
     mask_weight: float = 0.05
     """Weight of the opacity losses: upper-body alpha vs. the torso mask, head opacity vs. the head mask."""
     ambient_weight: float = 1e-4
@@ -124,6 +126,12 @@ class TrainNerfConfig(TrainingRun):
     dataset frame. Narrower crops magnify the face past the detail the frames had."""
     val_frames: int = 3
     """Validation frames rendered (evenly spread over the held-out split) at each validation."""
+
+    def __post_init__(self) -> None:
+        shares = {"upper_face_rays": self.upper_face_rays, "lip_rays": self.lip_rays}
+        if min(shares.values()) < 0 or sum(shares.values()) > 0.5:
+            raise ValueError(f"{shares}: each share must be >= 0 and together at most 0.5 (the head's half of a "
+                             "step's rays; the other half covers the whole frame)")
 
 
 def nerf_preset(name: Literal["test", "cpu", "gpu"], data: Path, avatar_dir: Path, **overrides) -> TrainNerfConfig:

@@ -1,6 +1,7 @@
 """NeRF training end to end on a tiny procedural dataset: the stages run, validation PSNR rises, checkpoints
 resume, and the trained avatar reloads."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -95,15 +96,17 @@ def test_head_steps_spend_a_share_of_their_rays_on_the_brows_and_eyes():
 
     gen = torch.Generator().manual_seed(0)
     head, eyes = torch.tensor([20, 10, 80, 90]), torch.tensor([30, 30, 70, 45])
-    pixels = head_step_pixels(4000, 0.25, 128, gen, head, eyes)
+    pixels = head_step_pixels(4000, 128, gen, head, [(eyes, 0.25)])
     u, v = pixels[:, 0], pixels[:, 1]
     assert pixels.shape == (4000, 2) and (pixels >= 0).all() and (pixels < 128).all()
     in_eyes = ((u >= 30) & (u < 70) & (v >= 30) & (v < 45)).float().mean()
     in_head = ((u >= 20) & (u < 80) & (v >= 10) & (v < 90)).float().mean()
     assert 0.28 < in_eyes < 0.32  # 0.25 drawn there + 0.05 of the uniform and head-box rays that land in it
     assert 0.62 < in_head < 0.67  # 0.5 + 0.15 of the uniform rays
-    edge = head_step_pixels(100, 0.5, 128, gen, head, torch.tensor([128, 128, 128, 128]))
+    edge = head_step_pixels(100, 128, gen, head, [(torch.tensor([128, 128, 128, 128]), 0.5)])
     assert (edge < 128).all(), "a box clipped to the frame's edge draws pixels inside the frame"
+    with pytest.raises(ValueError, match="lip_rays"):
+        TrainNerfConfig(data=Path("d"), avatar_dir=Path("a"), upper_face_rays=0.3, lip_rays=0.3)
 
 
 def test_training_hears_the_recording_first_then_augmented_copies(scene_data):
