@@ -3,7 +3,7 @@ AVATAR_DIR/nerf.safetensors, validation images and a log; resumable from AVATAR_
 
 Stage 1 (body) fits the upper-body field over the background plate on pixels outside the head mask. Stage 2
 (head) fits the head field in front of the frozen upper body, half of the rays on the head's bounding box
-(a share of them on the brows and eyes, where the expression channels show).
+(shares of them on the brows and eyes, where the expression channels show, and on the lips).
 Stage 3 (lips) alternates such steps with a lip patch (L2 + lambda (1 - SSIM), Eq. 15). Every step renders one
 training frame with its true pose, blendshapes and speech-feature window (as tracked by preprocess).
 """
