@@ -2,8 +2,8 @@
 AVATAR_DIR/nerf.safetensors, validation images and a log; resumable from AVATAR_DIR/.nerf-train/.
 
 Stage 1 (body) fits the upper-body field over the background plate on pixels outside the head mask. Stage 2
-(head) fits the head field in front of the frozen upper body, half of the rays on the head's bounding box
-(shares of them on the brows and eyes, where the expression channels show, and on the lips).
+(head) fits the head field in front of the frozen upper body, half of the rays on the head's bounding box and
+shares of the rest on the brows and eyes, where the expression channels show, and on the lips.
 Stage 3 (lips) alternates such steps with a lip patch (L2 + lambda (1 - SSIM), Eq. 15). Every step renders one
 training frame with its true pose, blendshapes and speech-feature window (as tracked by preprocess).
 """
@@ -25,6 +25,9 @@ from engine.nerf.train_config import NERF_FILE, TrainNerfConfig
 
 STAGES = ("body", "head", "lips")
 VAL_CHUNK = 16384
+HEAD_BOX_GROWTH = 1.2
+"""Head steps draw their head rays on the head mask's box grown by this factor: the silhouette's outside edge (hair
+against the background) is learned from rays that just miss the head."""
 
 
 @dataclass
@@ -192,13 +195,14 @@ def _random_pixels(n: int, size: int, gen: torch.Generator, box: torch.Tensor | 
 
 def head_step_pixels(rays: int, size: int, gen: torch.Generator, head_box: torch.Tensor,
                      focus: list[tuple[torch.Tensor, float]]) -> torch.Tensor:
-    """Pixels [rays, 2] of a head step: half over the whole frame, the rest on the head's box, of which each
-    (box, share) of `focus` takes `share` of all the rays."""
+    """Pixels [rays, 2] of a head step: half on the head's box, and each (box, share) of `focus` takes `share` of
+    all the rays out of the other half, which covers the whole frame: there most rays miss the head's carved grid
+    and teach the head field nothing but its edge."""
     half = rays // 2
     counts = [round(rays * share) for _, share in focus]
-    if sum(counts) > half:
-        raise ValueError(f"focus shares {[share for _, share in focus]} exceed the head's half of the rays")
-    parts = [_random_pixels(rays - half, size, gen), _random_pixels(half - sum(counts), size, gen, head_box)]
+    if sum(counts) > rays - half:
+        raise ValueError(f"focus shares {[share for _, share in focus]} exceed the frame's half of the rays")
+    parts = [_random_pixels(rays - half - sum(counts), size, gen), _random_pixels(half, size, gen, head_box)]
     return torch.cat(parts + [_random_pixels(n, size, gen, box) for (box, _), n in zip(focus, counts)])
 
 
@@ -314,7 +318,8 @@ class _Trainer:
         else:
             focus = [(d.upper_face[frame], cfg.upper_face_rays),
                      (_grown(d.lip_rect[frame], 1.25, self.size), cfg.lip_rays)]
-            pixels = head_step_pixels(cfg.rays, self.size, self.gen, d.head_box[frame], focus).to(self.device)
+            head_box = _grown(d.head_box[frame], HEAD_BOX_GROWTH, self.size)
+            pixels = head_step_pixels(cfg.rays, self.size, self.gen, head_box, focus).to(self.device)
         target, bg, head, _ = _gather(d, frame, pixels)
         jitter = torch.rand(pixels.shape[0], generator=self.gen).to(self.device)
         out = render_rays(self.model, pixels.float() + 0.5, *inputs, bg, max_samples=cfg.max_samples, jitter=jitter)

@@ -90,9 +90,10 @@ class TrainNerfConfig(TrainingRun):
     silence's (white noise at -40 dBFS: from 92% to 35% of speech's distance) but rendered worse lips, clean and
     noisy alike (mouth LMD 0.95 -> 1.10 px, lip-sync 0.76 -> 0.73, opening in pauses 0.068 -> 0.075)."""
     upper_face_rays: float = 0.25
-    """Share of a head step's rays drawn on the box around the brows and eyes (out of the half drawn on the head's
-    box). A blink changes a few hundred pixels of a few percent of the frames; with rays spread over the head the
-    field rendered blinks a third as deep as the frames had them (EAR on held-out frames)."""
+    """Share of a head step's rays drawn on the box around the brows and eyes (taken from the half spread over the
+    whole frame; the other half stays on the head's box). A blink changes a few hundred pixels of a few percent of
+    the frames; with rays spread over the frame and the head the field rendered blinks a third as deep as the frames
+    had them (EAR on held-out frames)."""
     lip_rays: float = 0.125
     """Share of a head step's rays drawn on the (grown) lip box, likewise."""
     mask_weight: float = 0.05
@@ -130,8 +131,8 @@ class TrainNerfConfig(TrainingRun):
     def __post_init__(self) -> None:
         shares = {"upper_face_rays": self.upper_face_rays, "lip_rays": self.lip_rays}
         if min(shares.values()) < 0 or sum(shares.values()) > 0.5:
-            raise ValueError(f"{shares}: each share must be >= 0 and together at most 0.5 (the head's half of a "
-                             "step's rays; the other half covers the whole frame)")
+            raise ValueError(f"{shares}: each share must be >= 0 and together at most 0.5 (they come out of the "
+                             "half of a step's rays spread over the whole frame; the other half is on the head)")
 
 
 def nerf_preset(name: Literal["test", "cpu", "gpu"], data: Path, avatar_dir: Path, **overrides) -> TrainNerfConfig:
