@@ -313,11 +313,11 @@ class _Trainer:
     def head_loss(self, frame: int, inputs: tuple[torch.Tensor, ...], lip_step: bool) -> torch.Tensor:
         """L_head (half the rays on the head's box) or, on lip steps, L_lip of Eq. 15 on the lip patch."""
         cfg, d = self.config, self.data
+        lips = _grown(d.lip_rect[frame], 1.25, self.size)
         if lip_step:
-            pixels = _lip_pixels(_grown(d.lip_rect[frame], 1.25, self.size), cfg.lip_patch).to(self.device)
+            pixels = _lip_pixels(lips, cfg.lip_patch).to(self.device)
         else:
-            focus = [(d.upper_face[frame], cfg.upper_face_rays),
-                     (_grown(d.lip_rect[frame], 1.25, self.size), cfg.lip_rays)]
+            focus = [(d.upper_face[frame], cfg.upper_face_rays), (lips, cfg.lip_rays)]
             head_box = _grown(d.head_box[frame], HEAD_BOX_GROWTH, self.size)
             pixels = head_step_pixels(cfg.rays, self.size, self.gen, head_box, focus).to(self.device)
         target, bg, head, _ = _gather(d, frame, pixels)
