@@ -55,12 +55,13 @@ def _preprocess(config: PreprocessConfig) -> int:
 
 def _train(options: TrainOptions) -> int:
     from engine.data.dataset import DatasetError
+    from engine.nerf.tcnn import TcnnUnavailable
     from engine.training import run_training
 
     try:
         for path in run_training(options):
             print(f"wrote {path}")
-    except DatasetError as error:
+    except (DatasetError, TcnnUnavailable) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

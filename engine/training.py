@@ -46,6 +46,9 @@ class TrainOptions:
     """Stop each part after this many minutes (it still writes its model); default: the preset's own limit."""
     seed: int = 0
     """Seeds initialisation and sampling, so a rerun reproduces a model."""
+    nerf_mlps: Literal["auto", "torch", "tcnn"] = "auto"
+    """What computes the renderer's MLPs while training: 'tcnn' tiny-cuda-nn's fused kernels (CUDA and the optional
+    `tinycudann` package), 'torch', or 'auto': tcnn wherever it can run."""
 
 
 def run_training(options: TrainOptions) -> list[Path]:
@@ -53,6 +56,10 @@ def run_training(options: TrainOptions) -> list[Path]:
     overrides: dict = {"seed": options.seed}
     if options.time_limit_min is not None:
         overrides["time_limit_s"] = options.time_limit_min * 60.0
+    if options.stage in ("all", "nerf") and options.nerf_mlps == "tcnn":
+        from engine.nerf.tcnn import require_tcnn
+
+        require_tcnn()  # before the motion stage's minutes, not after them
     written = []
     if options.stage in ("all", "motion"):
         from engine.motion.config import motion_preset
@@ -63,5 +70,7 @@ def run_training(options: TrainOptions) -> list[Path]:
         from engine.nerf.train import train_nerf
         from engine.nerf.train_config import nerf_preset
 
-        written.append(train_nerf(nerf_preset(options.preset, options.data, options.avatar_dir, **overrides)))
+        config = nerf_preset(options.preset, options.data, options.avatar_dir, mlp_backend=options.nerf_mlps,
+                             **overrides)
+        written.append(train_nerf(config))
     return written

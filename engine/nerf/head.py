@@ -24,13 +24,25 @@ SIGMA_CLAMP = 15.0
 """Largest log-density: exp(15) is opaque over any step, and larger values only overflow."""
 
 
-def _mlp(sizes: list[int], bias: bool = True) -> nn.Sequential:
+class MLP(nn.Sequential):
+    """Linear layers with ReLU between them. While training on CUDA, `fused` (engine/nerf/tcnn.py) may run the
+    arithmetic with tiny-cuda-nn's kernels; these layers keep the weights either way."""
+
+    fused = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fused is not None and x.is_cuda and x.shape[0] > 0:
+            return self.fused(self, x)
+        return super().forward(x)
+
+
+def _mlp(sizes: list[int], bias: bool = True) -> MLP:
     layers: list[nn.Module] = []
     for i in range(len(sizes) - 1):
         layers.append(nn.Linear(sizes[i], sizes[i + 1], bias=bias))
         if i < len(sizes) - 2:
             layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
+    return MLP(*layers)
 
 
 def colour_activation(x: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,7 @@ training frame with its true pose, blendshapes and speech-feature window (as tra
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -21,7 +22,10 @@ import torch
 from engine.nerf.avatar import AvatarModel, AvatarSpec, render_rays, save_avatar, tighten_grid
 from engine.nerf.camera import FramingRange, Intrinsics
 from engine.nerf.losses import photometric, psnr, ssim
+from engine.nerf.tcnn import TcnnUnavailable, fuse_mlps, resolve_backend, unfuse_mlps
 from engine.nerf.train_config import NERF_FILE, TrainNerfConfig
+
+log = logging.getLogger(__name__)
 
 STAGES = ("body", "head", "lips")
 VAL_CHUNK = 16384
@@ -481,6 +485,21 @@ def _run_stage(trainer: _Trainer, stage: str, first: int, saved: dict | None, be
     return score
 
 
+def _start_mlp_backend(config: TrainNerfConfig, model: AvatarModel, device: torch.device) -> str:
+    """Hand the MLPs to tiny-cuda-nn when the config's backend resolves to it; returns 'torch' or 'tcnn'."""
+    if resolve_backend(config.mlp_backend, device) == "torch":
+        return "torch"
+    try:
+        fused = fuse_mlps(model)
+    except TcnnUnavailable as error:
+        if config.mlp_backend == "tcnn":
+            raise
+        log.warning("training the NeRF's MLPs with torch: %s", error)
+        return "torch"
+    log.info("NeRF MLPs on tiny-cuda-nn's FullyFusedMLP (half precision): %s", ", ".join(fused) or "none")
+    return "tcnn"
+
+
 def train_nerf(config: TrainNerfConfig) -> Path:
     """Train the renderer of config.data into config.avatar_dir; returns the path of nerf.safetensors."""
     from engine.data.dataset import Dataset
@@ -498,6 +517,7 @@ def train_nerf(config: TrainNerfConfig) -> Path:
     _fit_scaler(model, data)
     trainer = _Trainer(config, model, data, device)
     resumed = _load_state(config, model)
+    mlp_backend = _start_mlp_backend(config, model, device)
     start_stage, start_step = (resumed[0], resumed[1]) if resumed else (STAGES[0], 0)
     began = time.monotonic()
     end = began + config.time_limit_s if config.time_limit_s > 0 else float("inf")
@@ -514,8 +534,10 @@ def train_nerf(config: TrainNerfConfig) -> Path:
         if score is not None:
             scores[stage] = score
     model.eval()
+    unfuse_mlps(model)
     if trained != "body":  # the head was trained: tighten its grid for the real-time sample budget
         tighten_grid(model, config.render_grid_alpha)
     return save_avatar(config.avatar_dir / NERF_FILE, model,
-                       {"val_psnr": scores, "config": json.loads(json.dumps(asdict(config), default=str)),
+                       {"val_psnr": scores, "mlp_backend": mlp_backend,
+                        "config": json.loads(json.dumps(asdict(config), default=str)),
                         "features": feature_spec_dict(float(Dataset(config.data).meta.fps))})

@@ -127,6 +127,10 @@ class TrainNerfConfig(TrainingRun):
     dataset frame. Narrower crops magnify the face past the detail the frames had."""
     val_frames: int = 3
     """Validation frames rendered (evenly spread over the held-out split) at each validation."""
+    mlp_backend: Literal["auto", "torch", "tcnn"] = "auto"
+    """What computes the MLPs while training: 'tcnn' tiny-cuda-nn's FullyFusedMLP (CUDA, `tinycudann` installed;
+    half precision; hidden layers without biases), 'torch' torch's layers, 'auto' tcnn wherever it can run. The
+    saved renderer is the same kind of model either way."""
 
     def __post_init__(self) -> None:
         shares = {"upper_face_rays": self.upper_face_rays, "lip_rays": self.lip_rays}
