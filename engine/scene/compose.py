@@ -5,6 +5,10 @@
 
 Everything is drawn into the frame itself, so backgrounds and captions are in mp4 recordings, screenshots, the
 virtual camera and OBS captures (the imgui overlay is not). Runs only in scenes that set a Background.
+
+The frame is drawn with torch where the avatars' pictures are: on a CUDA device when the renderer runs there (the
+frame then reaches the window through CUDA-GL interop, never through host memory), else on the CPU, where the
+FrameImage is a numpy view of the same pixels.
 """
 from __future__ import annotations
 
@@ -16,9 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from engine.display.frame import FrameImage
+from engine.display.upload import is_cuda_tensor
 from engine.display.settings import DisplaySettings
 from engine.ecs import World
 from engine.scene.components import AvatarImage, AvatarViewport, Background, Caption, Captions
@@ -69,81 +75,78 @@ def extract_scene_view(world: World) -> None:
 
 
 def compose_scene(world: World) -> None:
-    """Draw the SceneView into the FrameImage."""
+    """Draw the SceneView into the FrameImage, on the device of the first avatar picture held by a CUDA tensor."""
     view = world.get_resource(SceneView)
     if view is None:
         return
-    pixels = background_pixels(view.background, view.size).copy()
+    device = next((str(layer.rgba.device) for layer in view.layers if is_cuda_tensor(layer.rgba)), "cpu")
+    canvas = background_pixels(view.background, view.size, device).clone()
     for layer in view.layers:
-        paste_over(pixels, layer)
+        paste_over(canvas, layer)
     for caption in view.captions:
-        draw_caption(pixels, caption)
+        draw_caption(canvas, caption)
     image = world.resource(FrameImage)
-    image.rgba, image.frame = pixels, view.frame
+    image.rgba, image.frame = (canvas if canvas.is_cuda else canvas.numpy()), view.frame
 
 
-def background_pixels(background: Background, size: tuple[int, int]) -> np.ndarray:
-    """[H, W, 4] uint8, read-only (cached): a colour, the key colour, transparent, or the image covering the canvas."""
+def background_pixels(background: Background, size: tuple[int, int], device: str = "cpu") -> torch.Tensor:
+    """uint8 [H, W, 4] on `device`, cached (never write to it): a colour, the key colour, transparent, or the image
+    covering the canvas."""
     if background.mode == "image":
         if background.image is None:
             raise ValueError("Background(mode='image') needs image=PATH; pass the picture to show")
         path = Path(background.image)
         if not path.is_file():
             raise FileNotFoundError(f"background image {path} does not exist; pass a PNG or JPEG file")
-        return _image_pixels(str(path.resolve()), os.stat(path).st_mtime_ns, size)
+        return _image_pixels(str(path.resolve()), os.stat(path).st_mtime_ns, size, device)
     alpha = 0 if background.mode == "transparent" else 255
-    return _flat_pixels(tuple(round(c * 255) for c in background.color), alpha, size)
+    return _flat_pixels(tuple(round(c * 255) for c in background.color), alpha, size, device)
 
 
 @lru_cache(maxsize=8)
-def _flat_pixels(rgb: tuple[int, int, int], alpha: int, size: tuple[int, int]) -> np.ndarray:
+def _flat_pixels(rgb: tuple[int, int, int], alpha: int, size: tuple[int, int], device: str) -> torch.Tensor:
     width, height = size
-    pixels = np.empty((height, width, 4), np.uint8)
-    pixels[..., :3] = rgb
+    pixels = torch.empty((height, width, 4), dtype=torch.uint8, device=device)
+    pixels[..., :3] = torch.tensor(rgb, dtype=torch.uint8)
     pixels[..., 3] = alpha
-    pixels.setflags(write=False)
     return pixels
 
 
 @lru_cache(maxsize=4)
-def _image_pixels(path: str, mtime_ns: int, size: tuple[int, int]) -> np.ndarray:
+def _image_pixels(path: str, mtime_ns: int, size: tuple[int, int], device: str) -> torch.Tensor:
     # mtime_ns is part of the cache key so an edited picture is reloaded.
     with Image.open(path) as picture:
         fitted = ImageOps.fit(picture.convert("RGBA"), size, Image.Resampling.LANCZOS)
-    pixels = np.asarray(fitted).copy()
-    pixels.setflags(write=False)
-    return pixels
+    return torch.from_numpy(np.asarray(fitted).copy()).to(device)
 
 
-def as_uint8_rgba(rgba: Any) -> np.ndarray:
-    """A renderer's picture (numpy or torch, uint8 or float in [0, 1], any device) -> numpy [H, W, 4] uint8."""
-    if hasattr(rgba, "detach"):
-        rgba = rgba.detach().cpu().numpy()
-    rgba = np.asarray(rgba)
-    if rgba.ndim != 3 or rgba.shape[2] != 4:
-        raise ValueError(f"an AvatarImage is [H, W, 4] RGBA, got shape {rgba.shape}")
-    if rgba.dtype != np.uint8:
-        rgba = (np.clip(rgba, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    return rgba
+def as_float_rgba(rgba: Any, device: torch.device | str) -> torch.Tensor:
+    """A renderer's picture (numpy or torch, uint8 or float in [0, 1], any device) -> float32 tensor [H, W, 4] in
+    [0, 1] on `device`."""
+    picture = torch.as_tensor(rgba, device=device)
+    if picture.ndim != 3 or picture.shape[2] != 4:
+        raise ValueError(f"an AvatarImage is [H, W, 4] RGBA, got shape {tuple(picture.shape)}")
+    if picture.dtype == torch.uint8:
+        return picture.float() / 255.0
+    return picture.float().clamp(0.0, 1.0)
 
 
-def paste_over(pixels: np.ndarray, layer: Layer) -> None:
-    """Alpha-blend the layer's picture over `pixels` at its viewport; a picture of another size is cropped or
-    left short, never resized (renderers render at the viewport's size)."""
-    src = as_uint8_rgba(layer.rgba)
-    height, width = pixels.shape[:2]
+def paste_over(canvas: torch.Tensor | np.ndarray, layer: Layer) -> None:
+    """Alpha-blend the layer's picture over `canvas` (uint8 [H, W, 4], a tensor or a numpy array changed in place) at
+    its viewport; a picture of another size is cropped or left short, never resized (renderers render at the
+    viewport's size)."""
+    canvas = torch.as_tensor(canvas)
+    src = as_float_rgba(layer.rgba, canvas.device)
+    height, width = canvas.shape[:2]
     h = min(src.shape[0], layer.height, height - layer.y)
     w = min(src.shape[1], layer.width, width - layer.x)
     if h <= 0 or w <= 0:
         return
-    dst = pixels[layer.y:layer.y + h, layer.x:layer.x + w]
-    src = src[:h, :w].astype(np.float32)
-    alpha = src[..., 3:4] / 255.0
-    dst_f = dst.astype(np.float32)
-    out_rgb = src[..., :3] * alpha + dst_f[..., :3] * (1.0 - alpha)
-    out_alpha = src[..., 3:4] + dst_f[..., 3:4] * (1.0 - alpha)
-    dst[..., :3] = np.clip(out_rgb + 0.5, 0, 255).astype(np.uint8)
-    dst[..., 3:4] = np.clip(out_alpha + 0.5, 0, 255).astype(np.uint8)
+    dst = canvas[layer.y:layer.y + h, layer.x:layer.x + w]
+    src = src[:h, :w]
+    target = src * 255.0
+    target[..., 3] = 255.0  # lerp toward 255 gives alpha = a + dst_alpha (1 - a): "over"
+    dst.copy_(dst.float().lerp_(target, src[..., 3:4]).add_(0.5).clamp_(0.0, 255.0))
 
 
 @lru_cache(maxsize=8)
@@ -167,25 +170,48 @@ def wrap_caption(text: str, font: Any, max_width: float) -> list[str]:
     return lines
 
 
-def draw_caption(pixels: np.ndarray, caption: Caption) -> None:
-    """Draw the caption centred in a strip along the top or bottom edge, over a darkened box."""
-    height, width = pixels.shape[:2]
-    font_px = max(10, round(caption.size * height))
+@dataclass(frozen=True)
+class CaptionStamp:
+    """A caption laid out for one canvas size: its strip's rows and how much a letter covers each pixel there."""
+
+    top: int
+    rows: int
+    coverage: torch.Tensor
+    """float32 [rows, W, 1] in [0, 1] on the canvas's device."""
+    ink: torch.Tensor
+    """float32 [4]: the letters' RGBA (0-255) on that device."""
+
+
+@lru_cache(maxsize=32)
+def caption_stamp(text: str, size: float, anchor: str, color: tuple[int, int, int], width: int, height: int,
+                  device: str) -> CaptionStamp:
+    """Lay out a caption centred in a strip along the top or bottom edge (cached: captions change rarely, and the
+    frame loop must not upload the same letters every frame)."""
+    font_px = max(10, round(size * height))
     font = caption_font(font_px)
-    lines = wrap_caption(textwrap.dedent(caption.text).strip(), font, width * 0.92)
+    lines = wrap_caption(textwrap.dedent(text).strip(), font, width * 0.92)
     line_px = round(font_px * 1.3)
-    box_px = min(height, line_px * len(lines) + font_px // 2)
-    margin = min(font_px // 2, height - box_px)
-    top = margin if caption.anchor == "top" else height - box_px - margin
-    strip = pixels[top:top + box_px]
-    if caption.box_alpha > 0:
-        keep = 1.0 - caption.box_alpha
-        strip[..., :3] = (strip[..., :3].astype(np.float32) * keep).astype(np.uint8)
-        # On a transparent background the box must become visible too.
-        strip[..., 3] = np.maximum(strip[..., 3], round(caption.box_alpha * 255))
-    picture = Image.fromarray(np.ascontiguousarray(strip), "RGBA")
-    draw = ImageDraw.Draw(picture)
+    rows = min(height, line_px * len(lines) + font_px // 2)
+    margin = min(font_px // 2, height - rows)
+    top = margin if anchor == "top" else height - rows - margin
+    letters = Image.new("L", (width, rows), 0)
+    draw = ImageDraw.Draw(letters)
     for i, line in enumerate(lines):
-        x = (width - font.getlength(line)) / 2
-        draw.text((x, font_px // 4 + i * line_px), line, font=font, fill=(*caption.color, 255))
-    strip[...] = np.asarray(picture)
+        draw.text(((width - font.getlength(line)) / 2, font_px // 4 + i * line_px), line, font=font, fill=255)
+    coverage = torch.from_numpy(np.asarray(letters).copy()).to(device).float().div_(255.0).unsqueeze(-1)
+    return CaptionStamp(top, rows, coverage, torch.tensor([*color, 255], dtype=torch.float32, device=device))
+
+
+def draw_caption(canvas: torch.Tensor | np.ndarray, caption: Caption) -> None:
+    """Draw the caption over a darkened box in a strip along the top or bottom edge of `canvas` (uint8 [H, W, 4], a
+    tensor or a numpy array changed in place)."""
+    canvas = torch.as_tensor(canvas)
+    height, width = canvas.shape[:2]
+    stamp = caption_stamp(caption.text, caption.size, caption.anchor, tuple(caption.color), width, height,
+                          str(canvas.device))
+    strip = canvas[stamp.top:stamp.top + stamp.rows]
+    if caption.box_alpha > 0:
+        strip[..., :3] = (strip[..., :3].float() * (1.0 - caption.box_alpha)).to(torch.uint8)
+        # On a transparent background the box must become visible too.
+        strip[..., 3].clamp_(min=round(caption.box_alpha * 255))
+    strip.copy_(strip.float().lerp_(stamp.ink.expand_as(strip), stamp.coverage).add_(0.5).clamp_(0.0, 255.0))

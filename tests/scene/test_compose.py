@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from scene_helpers import constant, make_app
 
@@ -12,7 +13,7 @@ from engine.display.frame import FrameImage
 from engine.display.settings import DisplaySettings
 from engine.scene.api import Scene
 from engine.scene.components import Avatar, AvatarImage, Background, Caption, ScreenRect
-from engine.scene.compose import draw_caption, wrap_caption, caption_font
+from engine.scene.compose import Layer, caption_font, draw_caption, paste_over, wrap_caption
 from engine.scene.loader import SceneError
 
 
@@ -68,6 +69,54 @@ def test_two_avatar_pictures_share_the_frame_in_their_rectangles(app):
     assert tuple(pixels[60, 120]) == (0, 0, 128, 255)  # half-transparent blue over black
 
 
+def over(canvas: np.ndarray, picture: np.ndarray) -> np.ndarray:
+    """Straight-alpha "over" in float64: the reference the compositor's uint8 result must round."""
+    a = picture[..., 3:4]
+    rgb = picture[..., :3] * 255.0 * a + canvas[..., :3] * (1.0 - a)
+    alpha = 255.0 * a + canvas[..., 3:4] * (1.0 - a)
+    return np.concatenate([rgb, alpha], -1)
+
+
+@pytest.mark.parametrize("kind", ["float32 tensor", "uint8 array"])
+def test_pictures_blend_over_the_canvas_exactly(kind):
+    rng = np.random.default_rng(0)
+    canvas = rng.integers(0, 256, (40, 50, 4), dtype=np.uint8)
+    picture = rng.random((30, 70, 4)).astype(np.float32)  # wider than the room left: cropped, never resized
+    picture[:5, :, 3] = 0.0
+    picture[5:10, :, 3] = 1.0
+    if kind == "uint8 array":
+        picture = np.round(picture * 255).astype(np.uint8)
+        reference = over(canvas[4:34, 20:].astype(np.float64), picture[:, :30] / 255.0)
+    else:
+        reference = over(canvas[4:34, 20:].astype(np.float64), picture[:, :30].astype(np.float64))
+        picture = torch.from_numpy(picture)
+    before = canvas.copy()
+    paste_over(canvas, Layer(20, 4, 40, 30, picture))
+    assert np.abs(canvas[4:34, 20:].astype(np.float64) - reference).max() <= 0.5 + 1e-3  # rounded, not truncated
+    assert np.array_equal(canvas[:4], before[:4]) and np.array_equal(canvas[:, :20], before[:, :20])
+    assert np.array_equal(canvas[4:9, 20:], before[4:9, 20:])  # fully transparent rows leave the canvas as it was
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (torch.cuda.is_available() is False)")
+def test_cuda_pictures_are_composited_on_the_gpu(app):
+    """The frame stays where the renderer's pictures are (CUDA-GL interop takes it from there), and it is the frame
+    the CPU would have drawn."""
+    Scene(app).background(color=(0.2, 0.3, 0.4))
+    picture = torch.rand(120, 80, 4, generator=torch.Generator().manual_seed(0))
+    entity = app.world.spawn(Avatar(Path("a"), "left"), ScreenRect(0.0, 0.0, 0.5, 1.0), AvatarImage(picture))
+    app.update()  # the first frame lays the viewports out
+    cpu_frame = frame_pixels(app).copy()
+    app.world.get(entity, AvatarImage).rgba = picture.cuda()
+    gpu_frame = frame_pixels(app)
+    assert gpu_frame.is_cuda and gpu_frame.dtype == torch.uint8
+    assert np.array_equal(gpu_frame.cpu().numpy(), cpu_frame)
+    caption = Caption("letters drawn where the frame is", size=0.1)
+    draw_caption(gpu_frame, caption)
+    draw_caption(cpu_frame, caption)
+    assert np.array_equal(gpu_frame.cpu().numpy(), cpu_frame)
+
+
 def test_captions_wrap_and_draw_light_text_on_a_dark_box():
     pixels = np.full((120, 160, 4), 200, np.uint8)
     draw_caption(pixels, Caption("a caption long enough to need two lines", size=0.1))
@@ -111,7 +160,6 @@ def test_two_trained_avatars_render_side_by_side_in_one_frame(tiny_avatar):
     """End to end with the real parts: a tiny avatar trained in seconds ('test' preset on the NeRF tests' procedural
     dataset), spawned twice, each on its own voice, driven by its motion model and drawn by the NeRF renderer."""
     from engine.motion.components import MotionState
-    from engine.scene.compose import Layer, as_uint8_rgba, paste_over
     from engine.scene.components import AvatarViewport
 
     avatar = tiny_avatar
@@ -128,7 +176,7 @@ def test_two_trained_avatars_render_side_by_side_in_one_frame(tiny_avatar):
     expected[...] = (0, 0, 255, 255)
     for entity, viewport, image in app.world.query(AvatarViewport, AvatarImage):
         assert app.world.get(entity, MotionState) is not None  # moved by its motion model
-        assert as_uint8_rgba(image.rgba).shape == (32, 32, 4)  # rendered at its rectangle's size
+        assert tuple(image.rgba.shape) == (32, 32, 4)  # rendered at its rectangle's size
         paste_over(expected, Layer(viewport.x, viewport.y, viewport.width, viewport.height, image.rgba))
     assert np.array_equal(frame, expected)
     for half in (frame[:, :32], frame[:, 32:]):
