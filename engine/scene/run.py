@@ -57,8 +57,11 @@ class DemoOptions:
     """The bundled demo: the bundled avatar reads the bundled audio clips, in a window when there is a display, else
     recorded to an mp4. With --mic it follows the microphone instead."""
 
-    headless: bool | None = None
-    """Force headless (True) or a window (False); default: a window when $DISPLAY or $WAYLAND_DISPLAY is set."""
+    headless: bool = False
+    """Record to --out even when there is a display (default: a window when $DISPLAY or $WAYLAND_DISPLAY is set,
+    else the recording)."""
+    window: bool = False
+    """Open a window even when neither $DISPLAY nor $WAYLAND_DISPLAY is set (--headless wins over it)."""
     out: Path = Path("out/demo.mp4")
     """Where the headless demo is recorded."""
     seconds: float | None = None
@@ -209,7 +212,7 @@ def _cuda_available() -> bool:
 def demo_run_options(options: DemoOptions) -> RunOptions:
     """scenes/demo.py: in a window when there is a display, else headless into `options.out`. It runs with whatever
     is missing (no avatar: captions only; no clips: a notice) and says what to run."""
-    headless = (not has_display()) if options.headless is None else options.headless
+    headless = options.headless or not (options.window or has_display())
     size, window = options.size, None
     if size is None:
         size = (512, 512) if headless or _cuda_available() else (256, 256)

@@ -79,7 +79,7 @@ def test_the_demo_reads_its_clips_with_captions_and_changes_framing_between_them
 
 def test_syncanim_demo_headless_records_the_avatar_with_its_sound(tiny_avatar, clips, tmp_path, capsys):
     out = tmp_path / "demo.mp4"
-    code = main(["demo", "--headless", "True", "--out", str(out), "--avatar", str(tiny_avatar), "--audio", str(clips),
+    code = main(["demo", "--headless", "--out", str(out), "--avatar", str(tiny_avatar), "--audio", str(clips),
                  "--size", "64x48", "--seconds", "2"])
     assert code == 0
     printed = capsys.readouterr().out
@@ -99,7 +99,7 @@ def test_the_demo_without_its_assets_runs_and_says_what_to_run(tmp_path, caplog)
     empty = tmp_path / "no_clips"
     empty.mkdir()
     with caplog.at_level(logging.INFO):
-        code = main(["demo", "--headless", "True", "--out", str(out), "--avatar", str(tmp_path / "no_avatar"),
+        code = main(["demo", "--headless", "--out", str(out), "--avatar", str(tmp_path / "no_avatar"),
                      "--audio", str(empty), "--size", "96x64"])
     assert code == 0
     log = caplog.text
@@ -118,7 +118,7 @@ def test_demo_mic_with_no_microphone_stops_at_once_naming_the_fix(monkeypatch, t
     import engine.audio.devices as devices
 
     monkeypatch.setattr(devices, "list_devices", lambda pa, kind: [])
-    code = main(["demo", "--mic", "--headless", "True", "--out", str(tmp_path / "mic.mp4"), "--seconds", "1"])
+    code = main(["demo", "--mic", "--headless", "--out", str(tmp_path / "mic.mp4"), "--seconds", "1"])
     error = capsys.readouterr().err
     assert code == 2
     assert "--mic: no audio input device" in error and "--mic-device" in error and "leave out --mic" in error
@@ -138,7 +138,7 @@ def test_demo_mic_listens_to_the_default_microphone(tmp_path):
         """))
     out = tmp_path / "mic.mp4"
     result = subprocess.run(
-        [sys.executable, "-m", "engine", "demo", "--mic", "--headless", "True", "--out", str(out), "--seconds", "1",
+        [sys.executable, "-m", "engine", "demo", "--mic", "--headless", "--out", str(out), "--seconds", "1",
          "--size", "64x48", "--avatar", str(tmp_path / "none")],
         env={**os.environ, "HOME": str(home), "PYTHONPATH": str(ROOT)}, cwd=ROOT, capture_output=True, text=True,
         timeout=180,
@@ -155,7 +155,25 @@ def test_the_demo_canvas_defaults_to_what_the_machine_renders_in_real_time():
     from engine.scene.run import DemoOptions, demo_run_options
 
     assert demo_run_options(DemoOptions(headless=True)).display.size == (512, 512)  # a recording takes its time
-    window = demo_run_options(DemoOptions(headless=False)).display
+    window = demo_run_options(DemoOptions(window=True)).display
     assert window.size == ((512, 512) if torch.cuda.is_available() else (256, 256))
     assert window.window_size == (512, 512)
-    assert demo_run_options(DemoOptions(headless=False, size=(320, 240))).display.size == (320, 240)
+    assert demo_run_options(DemoOptions(window=True, size=(320, 240))).display.size == (320, 240)
+
+
+@pytest.mark.parametrize(("display", "flags", "headless"), [
+    (None, [], True), (":1", [], False), (":1", ["--headless"], True), (None, ["--window"], False),
+    (":1", ["--headless", "--window"], True),
+])
+def test_the_demo_records_without_a_display_unless_told_otherwise(monkeypatch, display, flags, headless):
+    import tyro
+
+    from engine.scene.run import DemoOptions, demo_run_options
+
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    if display is None:
+        monkeypatch.delenv("DISPLAY", raising=False)
+    else:
+        monkeypatch.setenv("DISPLAY", display)
+    run = demo_run_options(tyro.cli(DemoOptions, args=flags))  # plain flags: `syncanim demo --headless`
+    assert run.headless is headless and (run.display.out is not None) is headless
