@@ -9,6 +9,7 @@ avatar       AvatarModel (head over upper body over the background plate), rende
 losses       photometric L2, SSIM (the lip term), PSNR
 train_config TrainNerfConfig, NerfDims, nerf_preset (light: no torch)
 train        train_nerf: stages body, head, lips; validation images; resumable checkpoints
+tcnn         optional tiny-cuda-nn FullyFusedMLP for the MLPs while training on CUDA (checked against torch first)
 render       AvatarRenderer: the engine's rendering API (RGBA [H, W, 4] on the render device)
 systems      extract_avatar_views (EXTRACT) and render_avatars (RENDER), scheduled by plugin.nerf_plugin
 bench        measure_render: frames per second per size for `syncanim bench`

@@ -1,4 +1,5 @@
 """Optional tiny-cuda-nn backend for the renderer's MLPs while training on CUDA (`tinycudann` installed).
+A light module (torch only): `syncanim train` checks for tiny-cuda-nn before anything loads Taichi.
 
 The torch layers (`engine.nerf.head.MLP`) keep the weights, so the optimiser, the checkpoints and the renderer see
 the same parameters whichever backend trained them. On each call the fused path packs those weights into
@@ -17,8 +18,6 @@ from typing import Literal
 
 import torch
 from torch import nn
-
-from engine.nerf.head import MLP
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +171,8 @@ def fuse_mlps(model: nn.Module) -> list[str]:
     """Hand every MLP of `model` that FullyFusedMLP can compute to it, after checking on this machine that it
     computes the same function; returns their names. Raises TcnnUnavailable (and changes nothing) when a check
     fails. Biases between hidden layers are set to zero. Undo with `unfuse_mlps`."""
+    from engine.nerf.head import MLP
+
     kernels = {}
     for name, module in model.named_modules():
         if not isinstance(module, MLP):
@@ -198,6 +199,8 @@ def fuse_mlps(model: nn.Module) -> list[str]:
 
 def unfuse_mlps(model: nn.Module) -> None:
     """Every MLP of `model` computes with torch again."""
+    from engine.nerf.head import MLP
+
     for module in model.modules():
         if isinstance(module, MLP):
             module.fused = None
