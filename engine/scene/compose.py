@@ -24,8 +24,8 @@ import torch
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from engine.display.frame import FrameImage
-from engine.display.upload import is_cuda_tensor
 from engine.display.settings import DisplaySettings
+from engine.display.upload import is_cuda_tensor
 from engine.ecs import World
 from engine.scene.components import AvatarImage, AvatarViewport, Background, Caption, Captions
 from engine.time import Time
