@@ -37,14 +37,22 @@ class FrameLog:
 
     stamps: list[float] = field(default_factory=list)
     stages: list[dict[str, float]] = field(default_factory=list)
+    upload: str = "none"
+    """How the latest frame reached the canvas: 'host', 'cuda-gl' or 'none'."""
+    upload_fallback: str | None = None
+    """Why CUDA frames went through host memory (None: they did not, or there were none)."""
 
 
 def log_frame(world: World) -> None:
     from engine.app import SystemTimings
+    from engine.display.present import Presenter
 
     log = world.resource(FrameLog)
     log.stamps.append(time.perf_counter())
     log.stages.append(dict(world.resource(SystemTimings).stage_ms))
+    presenter = world.get_resource(Presenter)
+    if presenter is not None:
+        log.upload, log.upload_fallback = presenter.upload.path, presenter.upload.fallback_reason
 
 
 def percentiles(values: np.ndarray) -> dict[str, float]:
@@ -74,18 +82,21 @@ def summarise(log: FrameLog, warmup: int, size: int) -> dict[str, Any]:
 def bench_size(config: BenchConfig, size: int) -> dict[str, Any]:
     from engine.display.headless import run_headless
     from engine.display.settings import DisplaySettings
+    from engine.nerf.settings import NerfRuntimeSettings
     from engine.scene.loader import SceneArgs, build_scene
     from engine.scene.run import make_app
 
     scene = config.frame_scene()
     app = make_app(DisplaySettings(size=(size, size), fps=config.fps), headless=True)
+    app.insert_resource(NerfRuntimeSettings(device=config.device))
     app.insert_resource(SceneArgs(scene, avatar=config.avatar))
     build_scene(app, scene)
     app.insert_resource(FrameLog())
     app.add_system(log_frame, Stage.LAST)
     frames = config.warmup_frames + round(config.seconds * config.fps) + 1
     run_headless(app, frames=frames)
-    return summarise(app.resource(FrameLog), config.warmup_frames, size)
+    log = app.resource(FrameLog)
+    return {**summarise(log, config.warmup_frames, size), "upload": log.upload, "upload_fallback": log.upload_fallback}
 
 
 def machine() -> dict[str, Any]:
@@ -182,6 +193,10 @@ def print_report(console: Any, report: dict[str, Any]) -> None:
         table.add_row(f"{r['size']}", f"{r['fps']:.1f}", f"{r['frame_ms_p50']:.1f}", f"{r['frame_ms_p95']:.1f}",
                       f"{r['frame_ms_p99']:.1f}", *(f"{r['parts_ms'][p]['mean']:.2f}" for p in PARTS))
     console.print(table)
+    for r in report["results"]:
+        if r.get("upload_fallback"):
+            console.print(f"{r['size']}^2: frames reached the canvas by host upload: {r['upload_fallback']}")
+    console.print("upload path: " + ", ".join(f"{r['size']}^2 {r.get('upload', '?')}" for r in report["results"]))
     audio = Table(title="speech features")
     for column in ("extractor", "RTF streaming", "ms / video frame", "latency ms (algorithmic)"):
         audio.add_column(column, justify="right")

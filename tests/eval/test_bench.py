@@ -19,6 +19,7 @@ def test_bench_writes_the_promised_fields(tmp_path):
         assert result["frames"] == 15 and result["fps"] > 0
         assert result["frame_ms_p50"] <= result["frame_ms_p95"] <= result["frame_ms_p99"]
         assert set(result["parts_ms"]) >= {"features", "motion", "render", "present"}
+        assert result["upload"] == "host" and result["upload_fallback"] is None  # CPU frames: no interop to try
     latency = report["latency_ms"]
     assert latency["algorithmic_ms"] == latency["per_size_ms"]["96"] > 0  # the headline is the largest size's
     audio_path = latency["algorithmic_ms"] - report["results"][1]["frame_ms_p95"]
