@@ -11,7 +11,7 @@ from engine.nerf.tcnn import (
     TcnnUnavailable, fuse_mlps, fused_param_count, linears, pack_inputs, pack_params, resolve_backend,
     unavailable_reason, unfusable_reason, unfuse_mlps, zero_hidden_biases,
 )
-from engine.nerf.train_config import NerfDims, nerf_preset
+from engine.nerf.train_config import nerf_preset
 from engine.nerf.upper_body import UpperBodyField
 
 PRESETS = ("test", "cpu", "gpu")
