@@ -33,7 +33,7 @@ AVATAR = "presenter"
 FRAMINGS = ("med", "max", "default")
 """The framing eased to before each next clip, in turn."""
 LEAD_S = 0.6
-"""Quiet before the first clip (the avatar idles: blinks, breathes)."""
+"""Quiet before the first clip (the avatar idles: it blinks and its head moves a little)."""
 PAUSE_S = 0.8
 """Quiet between clips, while the framing changes."""
 FRAMING_S = 1.6
