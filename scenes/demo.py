@@ -33,7 +33,7 @@ AVATAR = "presenter"
 FRAMINGS = ("med", "max", "default")
 """The framing eased to before each next clip, in turn."""
 LEAD_S = 0.6
-"""Quiet before the first clip (the avatar idles: it blinks and its head moves a little)."""
+"""Quiet before the first clip (the avatar idles: it breathes, blinks and its head moves a little)."""
 PAUSE_S = 0.8
 """Quiet between clips, while the framing changes."""
 FRAMING_S = 1.6
@@ -77,7 +77,7 @@ def build(app) -> None:
     if not readings:
         missing.append("no clips")
         diagnostics.notice(f"demo without audio: no .wav clips in {source}; make the bundled ones with "
-                           "`scripts/make_demo_audio.sh` (espeak-ng + sox), or pass --audio CLIP_OR_FOLDER")
+                           "`scripts/make_demo_audio.sh` (espeak-ng, Piper, sox), or pass --audio CLIP_OR_FOLDER")
     show_missing(scene, missing)
     scene.script(lambda d: read_aloud(d, readings, avatar, missing), name="demo")
 

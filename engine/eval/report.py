@@ -19,6 +19,7 @@ import numpy as np
 from engine.eval import metrics
 from engine.eval.eval_config import EvalConfig
 from engine.io.atomic import write_text_atomic
+from engine.nerf.settings import NerfRenderSettings
 
 FORMAT = "syncanim-eval"
 VERSION = 1
@@ -199,10 +200,11 @@ def drive(config: EvalConfig, avatar: Path, renderer, audio: np.ndarray, fps: fl
     frames = len(motion["euler_deg"])
     windows = renderer_windows(renderer, avatar, audio, frames)
     names = [str(n) for n in motion["blendshape_names"]]
+    lift = NerfRenderSettings().breathing * motion["breath"]  # breathing as the engine shows it
     renders = []
     for t in tqdm(range(frames), desc="audio-driven", unit="frame", disable=not config.progress):
         rgba = renderer.render(motion["euler_deg"][t], motion["trans"][t], motion["blendshapes"][t], names,
-                               windows[t], size=(config.size, config.size), zoom=config.zoom)
+                               windows[t], size=(config.size, config.size), zoom=config.zoom, shoulder_lift=lift[t])
         renders.append(to_uint8(rgba))
     faces = track_faces(renders, fps, face_model, "audio-driven", config.progress)
     return motion, renders, faces

@@ -38,6 +38,8 @@ class MotionState:
     blendshapes: np.ndarray
     """[K] ARKit blendshape values in [0, 1], named by blendshape_names."""
     blendshape_names: tuple[str, ...]
+    breath: float = 0.0
+    """-1 (breathed out) .. 1 (breathed in): the renderer lifts the shoulders by it (engine/motion/breathing.py)."""
     frame: int = -1
     """Feature frame the step read (-1: none yet, silence was used)."""
     time_s: float = 0.0

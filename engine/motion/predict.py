@@ -43,7 +43,7 @@ def predict_motion(avatar_dir: str | os.PathLike, audio: np.ndarray | str | os.P
     """Pose and upper-face motion for `audio` (a 16 kHz mono array [N] or a file) from the avatar's syncers, run
     one frame at a time exactly as the engine runs them.
 
-    Returns euler_deg [T, 3], trans [T, 3], blendshapes [T, K], blendshape_names [K], time_s [T].
+    Returns euler_deg [T, 3], trans [T, 3], blendshapes [T, K], breath [T], blendshape_names [K], time_s [T].
     """
     runtime = MotionRuntime.load(avatar_dir)
     if not isinstance(audio, np.ndarray):
@@ -57,7 +57,7 @@ def run_frames(runtime: MotionRuntime, windows: np.ndarray, memory) -> dict[str,
     """Step one avatar through windows [T, W, D]; outputs stacked over T (see predict_motion)."""
     steps = [runtime.step(windows[k:k + 1], [memory]) for k in range(len(windows))]
     out = {key: np.concatenate([s[key] for s in steps]) if steps else np.zeros((0, 3), np.float32)
-           for key in ("euler_deg", "trans", "blendshapes")}
+           for key in ("euler_deg", "trans", "blendshapes", "breath")}
     out["blendshape_names"] = np.array(runtime.names)
     out["time_s"] = np.arange(len(windows)) / runtime.fps
     return out

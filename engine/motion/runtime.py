@@ -13,6 +13,7 @@ import torch
 
 from engine.audio.features import FeatureSpec
 from engine.io.checkpoint import load_checkpoint, save_checkpoint
+from engine.motion.breathing import Breathing
 from engine.motion.config import BLINK_CHANNELS, MOTION_FILE, SyncerDims
 from engine.motion.emotion_syncer import AudioEmotionSyncer, time_inputs
 from engine.motion.pose_syncer import POSE_DIM, POSE_NAMES, AudioPoseSyncer
@@ -51,6 +52,8 @@ class MotionMemory:
     """[6] second stage: the published pose."""
     frames: int = 0
     """Frames stepped so far."""
+    breathing: Breathing | None = None
+    """The avatar's breathing rhythm (its own random stream, so the motion drawn from `rng` is unchanged)."""
 
 
 def motion_path(avatar: str | os.PathLike) -> Path:
@@ -159,6 +162,7 @@ class MotionRuntime:
         memory = MotionMemory(
             pose=np.stack([pose, pose]), expr=np.stack([expr, expr]),
             blink_elapsed=float(rng.uniform(0.0, interval)), blink_interval=interval, blink_value=0.0, rng=rng,
+            breathing=Breathing.start(rng.spawn(1)[0], self.fps),
         )
         if mode == "zero_shot":
             self._settle(memory)
@@ -200,7 +204,8 @@ class MotionRuntime:
 
     def step(self, windows: np.ndarray, memories: list[MotionMemory]) -> dict[str, np.ndarray]:
         """One video frame for N avatars: windows [N, W, D] raw features (NaN allowed) -> euler_deg [N, 3],
-        trans [N, 3], blendshapes [N, K] in original units; advances every memory.
+        trans [N, 3], blendshapes [N, K] in original units, breath [N] (-1 breathed out .. 1 in); advances every
+        memory.
 
         Runs on `self.threads` torch threads: these ops are far too small to split, and on a busy CPU waiting for a
         second worker thread cost 5-10x the work itself (measured on the 2-core machine).
@@ -236,9 +241,11 @@ class MotionRuntime:
         pose_z, expr_z, pose, expr = self._net()(x, pose_state, expr_state, z_pose, z_expr, time_raw)
         pose, expr, pose_z, expr_z = pose.numpy(), expr.numpy(), pose_z.numpy(), expr_z.numpy()
         shown = np.empty_like(pose)
+        breath = np.zeros(n, np.float32)
         for i, memory in enumerate(memories):
             shown[i] = self._advance(memory, pose_z[i], expr_z[i], pose[i], expr[i])
-        return {"euler_deg": shown[:, :3].copy(), "trans": shown[:, 3:].copy(), "blendshapes": expr}
+            breath[i] = memory.breathing.step() if memory.breathing is not None else 0.0
+        return {"euler_deg": shown[:, :3].copy(), "trans": shown[:, 3:].copy(), "blendshapes": expr, "breath": breath}
 
     def _advance(self, memory: MotionMemory, pose_z: np.ndarray, expr_z: np.ndarray, pose: np.ndarray,
                  expr: np.ndarray) -> np.ndarray:

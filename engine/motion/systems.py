@@ -80,7 +80,7 @@ def drive_motion(world: World) -> None:
         out = runtime.step(np.stack([m[2] for m in members]), [m[1].memory for m in members])
         for i, (entity, _, _, frame, stale) in enumerate(members):
             _publish(world, entity, MotionState(out["euler_deg"][i], out["trans"][i], out["blendshapes"][i],
-                                                runtime.names, frame, time_s, stale))
+                                                runtime.names, float(out["breath"][i]), frame, time_s, stale))
 
 
 def _publish(world: World, entity: Entity, state: MotionState) -> None:
@@ -90,5 +90,5 @@ def _publish(world: World, entity: Entity, state: MotionState) -> None:
     if current is None:
         world.commands.insert(entity, state)
         return
-    for name in ("euler_deg", "trans", "blendshapes", "blendshape_names", "frame", "time_s", "stale"):
+    for name in ("euler_deg", "trans", "blendshapes", "blendshape_names", "breath", "frame", "time_s", "stale"):
         setattr(current, name, getattr(state, name))

@@ -37,6 +37,8 @@ class AvatarView:
     zoom: float
     size: tuple[int, int]
     """(width, height) in pixels."""
+    breath: float = 0.0
+    """-1 (breathed out) .. 1 (breathed in); 0 when nothing drives the avatar."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,7 @@ def extract_avatar_views(world: World) -> None:
             None if state is None else np.array(state.blendshapes, np.float32),
             () if state is None else tuple(state.blendshape_names),
             _window(world, entity, at), framing.zoom if framing else 0.0, size,
+            0.0 if state is None else float(state.breath),
         ))
     world.insert_resource(AvatarViews(time.frame if time else -1, tuple(views)))
 
@@ -142,6 +145,7 @@ def render_avatars(world: World) -> None:
             spec.rest_trans if view.trans is None else view.trans,
             {} if view.blendshapes is None else view.blendshapes, view.names or None, view.window,
             size=view.size, zoom=view.zoom, background=settings.background,
+            shoulder_lift=settings.breathing * view.breath,
         )
         # The renderer's output buffer is shared by every avatar of that model and size: keep a copy per avatar.
         image = world.get(view.entity, AvatarImage)

@@ -9,7 +9,7 @@ from engine.io.checkpoint import CheckpointMismatchError
 from engine.motion.predict import audio_settings_for, clip_windows, predict_motion, run_frames
 from engine.motion.runtime import POSE_CLAMP, MotionRuntime
 
-KEYS = ("euler_deg", "trans", "blendshapes")
+KEYS = ("euler_deg", "trans", "blendshapes", "breath")
 
 
 @pytest.fixture(scope="module")
@@ -174,3 +174,16 @@ def test_a_zero_shot_avatar_settles_from_its_noise_before_its_first_frame(traine
     assert settled.frames == 0 and runtime.forwards == 0
     assert (settled.blink_elapsed, settled.blink_interval) == (raw.blink_elapsed, raw.blink_interval)
     assert np.all(np.isfinite(settled.pose)) and np.all(np.abs(settled.pose) <= POSE_CLAMP)
+
+
+def test_breathing_rides_along_without_changing_the_motion(runtime, clip):
+    windows = clip_windows(runtime, clip)
+    breathing = run_frames(runtime, windows, runtime.new_memory("one_shot", seed=3))
+    still = runtime.new_memory("one_shot", seed=3)
+    still.breathing = None
+    without = run_frames(runtime, windows, still)
+    for key in ("euler_deg", "trans", "blendshapes"):  # its own random stream: the syncers draw what they drew
+        assert np.array_equal(breathing[key], without[key])
+    assert not without["breath"].any()
+    breath = breathing["breath"]
+    assert breath.min() >= -1.0 and breath.max() <= 1.0 and np.ptp(breath) > 1.0  # at least one breath in 8 s

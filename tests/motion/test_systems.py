@@ -39,7 +39,8 @@ def test_three_avatars_batched_in_one_app_match_single_runs(trained_avatar, synt
         app.update()
         for name, entity in avatars.items():
             state = app.world.get(entity, MotionState)
-            seen[name].append((state.euler_deg.copy(), state.blendshapes.copy(), state.frame, state.stale))
+            seen[name].append((state.euler_deg.copy(), state.blendshapes.copy(), state.frame, state.stale,
+                               state.breath))
     shared = app.world.resource(MotionModels).runtimes[motion_path(trained_avatar).resolve()]
     assert len(app.world.resource(MotionModels).runtimes) == 1
     assert shared.forwards == FRAMES  # one forward per fixed step carries all three avatars
@@ -50,6 +51,7 @@ def test_three_avatars_batched_in_one_app_match_single_runs(trained_avatar, synt
         assert [s[2] for s in seen[name]] == list(range(FRAMES)) and not any(s[3] for s in seen[name])
         assert np.allclose(euler, alone["euler_deg"], atol=1e-4), name
         assert np.allclose(shapes, alone["blendshapes"], atol=1e-5), name
+        assert np.allclose([s[4] for s in seen[name]], alone["breath"]), name
     state = app.world.get(avatars["a"], MotionState)
     assert state.blendshape_names == runtime.names and state.trans.shape == (3,)
 

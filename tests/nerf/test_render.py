@@ -86,6 +86,30 @@ def test_missing_audio_and_named_blendshapes_are_accepted(setup):
         renderer.render(euler, trans, {}, size=(8, 8), zoom="huge")
 
 
+def test_breathing_lifts_the_shoulders_and_leaves_the_head_alone(setup):
+    renderer, data, windows = setup
+    args = frame_args(data, windows, 2)
+    plain = renderer.render(*args, size=(32, 32), zoom=1.0).clone()
+    assert torch.equal(plain, renderer.render(*args, size=(32, 32), zoom=1.0, shoulder_lift=0.0))
+    lifted = renderer.render(*args, size=(32, 32), zoom=1.0, shoulder_lift=0.03).clone()
+    rows = (lifted - plain).abs().amax(dim=(1, 2))
+    chin = int(32 * _chin_row(renderer, args) - 0.5)  # the last row whose centre is above the chin
+    assert float(rows[:chin].max()) == 0.0  # the head and the neck under the chin are untouched
+    assert float(rows[chin:].max()) > 0.02  # the upper body moved
+    with pytest.raises(ValueError, match="shoulder_lift"):
+        renderer.render(*args, size=(8, 8), shoulder_lift=float("nan"))
+
+
+def _chin_row(renderer, args):
+    """The chin anchor's image row, a fraction of the frame's height, at this frame's pose."""
+    from engine.nerf.camera import euler_to_matrix, project
+
+    with torch.no_grad():
+        rotation = euler_to_matrix(torch.tensor(np.asarray(args[0], np.float32)))
+        anchor = renderer.model.body.anchors[0] @ rotation.T + torch.tensor(np.asarray(args[1], np.float32))
+        return float(project(anchor, renderer.spec.intrinsics)[1])
+
+
 def test_bfloat16_mlps_stay_close_to_float32(trained_avatar, setup):
     _, data, windows = setup
     args = frame_args(data, windows, 2)

@@ -45,6 +45,21 @@ def test_render_system_writes_avatar_image_and_frame_image(trained_avatar, scene
     assert zoomed.shape == first.shape and np.abs(zoomed - first).mean() > 0.01
 
 
+def test_a_breath_reaches_the_picture_as_far_as_the_settings_say(trained_avatar, scene_data):
+    app, entity = make_app(trained_avatar, scene_data)
+    app.world.get(entity, Framing).zoom = 1.0
+    pictures = {}
+    for depth, breath in ((0.004, 0.0), (0.03, 1.0), (0.0, 1.0)):
+        app.insert_resource(NerfRenderSettings(size=(20, 16), breathing=depth))
+        app.world.get(entity, MotionState).breath = breath
+        app.update()
+        assert app.world.resource(AvatarViews).views[0].breath == breath
+        pictures[depth, breath] = app.world.get(entity, AvatarImage).rgba.clone().numpy()
+    rest = pictures[0.004, 0.0]
+    assert np.abs(pictures[0.03, 1.0] - rest).max() > 0.02  # breathed in: the shoulders moved
+    assert np.array_equal(pictures[0.0, 1.0], rest)  # breathing turned off
+
+
 def test_snapshot_is_frozen_against_later_edits(trained_avatar, scene_data):
     app, entity = make_app(trained_avatar, scene_data)
     app.update()
