@@ -90,11 +90,13 @@ def test_breathing_lifts_the_shoulders_and_leaves_the_head_alone(setup):
     renderer, data, windows = setup
     args = frame_args(data, windows, 2)
     plain = renderer.render(*args, size=(32, 32), zoom=1.0).clone()
-    assert torch.equal(plain, renderer.render(*args, size=(32, 32), zoom=1.0, shoulder_lift=0.0))
+    # (the head's march may sum in another order from call to call: equal up to float rounding)
+    torch.testing.assert_close(plain, renderer.render(*args, size=(32, 32), zoom=1.0, shoulder_lift=0.0),
+                               atol=1e-5, rtol=0)
     lifted = renderer.render(*args, size=(32, 32), zoom=1.0, shoulder_lift=0.03).clone()
     rows = (lifted - plain).abs().amax(dim=(1, 2))
     chin = int(32 * _chin_row(renderer, args) - 0.5)  # the last row whose centre is above the chin
-    assert float(rows[:chin].max()) == 0.0  # the head and the neck under the chin are untouched
+    assert float(rows[:chin].max()) < 1e-5  # the head and the neck under the chin are untouched
     assert float(rows[chin:].max()) > 0.02  # the upper body moved
     with pytest.raises(ValueError, match="shoulder_lift"):
         renderer.render(*args, size=(8, 8), shoulder_lift=float("nan"))
