@@ -34,6 +34,10 @@ SPEECH_FLOOR_DBFS = -60.0
 """Frames quieter than -60 dBFS are never speech, however quiet the whole clip is."""
 SPEECH_HANGOVER_S = 0.2
 """A speech run is extended by this much after its last loud frame (the decay of a word; bridges short stops)."""
+SPEECH_OVER_NOISE_DB = 10.0
+"""A frame is speech only when this far above the clip's noise floor (its 5th-percentile frame level), or half-way
+from it to the loud level in noisier clips. Room noise, hiss or hum within 30 dB of the speech would otherwise count
+as speech throughout (a clip with 20 dB SNR read as 100% speech)."""
 
 
 def _float_image(image: np.ndarray) -> np.ndarray:
@@ -170,8 +174,10 @@ def blink_thresholds(curve: np.ndarray, enter_rise: float = 0.2, exit_rise: floa
 
 
 def _frame_rms_db(audio: np.ndarray, sample_rate: int, fps: float, frames: int | None) -> np.ndarray:
-    """RMS in dBFS of each video frame's span of audio: [N] -> [T]; frames past the audio's end are -inf."""
+    """RMS in dBFS of each video frame's span of audio less its DC offset: [N] -> [T]; frames past the audio's end
+    are -inf."""
     audio = np.asarray(audio, np.float64).reshape(-1)
+    audio = audio - audio.mean() if len(audio) else audio  # a constant offset (cheap microphones) is not loudness
     hop = sample_rate / fps
     if frames is None:
         frames = int(np.ceil(len(audio) / hop))
@@ -185,16 +191,23 @@ def _frame_rms_db(audio: np.ndarray, sample_rate: int, fps: float, frames: int |
 
 def speech_mask(audio: np.ndarray, sample_rate: int, fps: float, frames: int | None = None,
                 threshold_db: float = SPEECH_THRESHOLD_DB, hangover_s: float = SPEECH_HANGOVER_S,
-                floor_dbfs: float = SPEECH_FLOOR_DBFS) -> np.ndarray:
+                floor_dbfs: float = SPEECH_FLOOR_DBFS, over_noise_db: float = SPEECH_OVER_NOISE_DB) -> np.ndarray:
     """Energy VAD per video frame: audio [N] (mono, at sample_rate) -> bool [T] (T = frames, default the audio's
-    length in frames). A frame is speech when its RMS level is above (the clip's 95th-percentile frame level +
-    threshold_db) and above floor_dbfs; each speech run is extended by hangover_s. Silence = ~mask."""
+    length in frames). Levels are RMS less the DC offset. A frame is speech when its level is above the clip's loud
+    level (95th-percentile frame level) + threshold_db, above floor_dbfs, and above its noise floor (5th percentile)
+    + over_noise_db, or half-way to the loud level when that is nearer (no noise floor when the loud level is within
+    over_noise_db / 2 of it: the clip has no quieter part). Each speech run is extended by hangover_s.
+    Silence = ~mask."""
     level = _frame_rms_db(audio, sample_rate, fps, frames)
     finite = level[np.isfinite(level)]
     if not len(finite):
         return np.zeros(len(level), bool)
-    reference = float(np.percentile(finite, 95.0))
-    loud = level > max(reference + threshold_db, floor_dbfs)
+    reference, noise = (float(np.percentile(finite, q)) for q in (95.0, 5.0))
+    threshold = max(reference + threshold_db, floor_dbfs)
+    gap = reference - noise
+    if gap >= over_noise_db / 2:  # the clip has quieter parts: the quietest are its noise floor
+        threshold = max(threshold, noise + min(over_noise_db, gap / 2))
+    loud = level > threshold
     hang = int(round(hangover_s * fps))
     mask = loud.copy()
     for t in np.flatnonzero(loud):
@@ -203,7 +216,8 @@ def speech_mask(audio: np.ndarray, sample_rate: int, fps: float, frames: int | N
 
 
 def speech_envelope(audio: np.ndarray, sample_rate: int, fps: float, frames: int | None = None) -> np.ndarray:
-    """Loudness per video frame: audio [N] -> RMS amplitude [T] (linear, same scale as the samples)."""
+    """Loudness per video frame: audio [N] -> RMS amplitude [T] less the DC offset (linear, same scale as the
+    samples)."""
     level = _frame_rms_db(audio, sample_rate, fps, frames)
     return np.where(np.isfinite(level), np.sqrt(10.0 ** (level / 10.0)), 0.0)
 

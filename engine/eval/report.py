@@ -239,8 +239,10 @@ def audio_driven_metrics(config: EvalConfig, motion: dict[str, np.ndarray], face
     result: dict[str, Any] = {
         "mode": config.mode, "audio": str(config.audio) if config.audio else "validation audio",
         "frames": frames, "seconds": frames / fps, "speech_fraction": float(speech.mean()) if frames else None,
-        "vad": f"frame RMS above the clip's 95th percentile {metrics.SPEECH_THRESHOLD_DB:+.0f} dB (and above "
-               f"{metrics.SPEECH_FLOOR_DBFS:.0f} dBFS), hangover {metrics.SPEECH_HANGOVER_S:.1f} s",
+        "vad": f"frame RMS (less DC) over the clip's 95th percentile {metrics.SPEECH_THRESHOLD_DB:+.0f} dB, "
+               f"{metrics.SPEECH_FLOOR_DBFS:.0f} dBFS and its noise floor (5th percentile) "
+               f"+{metrics.SPEECH_OVER_NOISE_DB:.0f} dB (at most half-way to the 95th), "
+               f"hangover {metrics.SPEECH_HANGOVER_S:.1f} s",
         "faces_found": int(faces.found.sum()),
         "pose_div_speech": diversity["speech"], "pose_div_silence": diversity["silence"],
         "pose_div_ratio": diversity["ratio"],

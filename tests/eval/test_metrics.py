@@ -124,6 +124,22 @@ def test_speech_mask_on_tone_and_silence():
     assert envelope[10] == pytest.approx(0.3 / math.sqrt(2), rel=1e-3)
 
 
+def test_speech_mask_ignores_room_noise_hum_and_dc():
+    """Speech in pauses of 0.6 s heard through noise 20 dB under it, mains hum and a DC offset: the mask is the
+    clean recording's (a threshold relative to the loud level alone called every frame speech)."""
+    rate, fps = 16000, 25.0
+    t = np.arange(4 * rate) / rate
+    bursts = (t % 1.0) < 0.4
+    speech = 0.2 * np.sin(2 * np.pi * 180 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t)) * bursts
+    clean = metrics.speech_mask(speech, rate, fps)
+    assert 0.4 < clean.mean() < 0.8
+    rms = np.sqrt(np.mean(speech[bursts] ** 2))
+    noise = rms / 10.0 * np.random.default_rng(3).standard_normal(len(t))
+    hum = 0.03 * np.sin(2 * np.pi * 50 * t)
+    noisy = metrics.speech_mask(speech + noise + hum + 0.05, rate, fps)
+    assert np.mean(noisy == clean) > 0.95
+
+
 def test_pose_diversity_on_constructed_poses():
     sign = np.where(np.arange(40) % 2, 1.0, -1.0)[:, None]
     speech = np.arange(40) < 20
