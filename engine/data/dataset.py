@@ -155,6 +155,10 @@ class Tracks:
             )
 
 
+TORSO, HEAD = 1, 2
+"""Labels of `Dataset.regions` (0 is the background)."""
+
+
 @dataclass
 class Masks:
     """Segmentation per frame at the dataset size. T frames, S = size.
@@ -220,8 +224,11 @@ def read_frames(path: Path, indices: Iterable[int] | None = None) -> Iterator[tu
     import av
 
     wanted = None if indices is None else set(indices)
+    last = max(wanted, default=-1) if wanted is not None else None
     with av.open(str(path)) as container:
         for index, frame in enumerate(container.decode(video=0)):
+            if last is not None and index > last:
+                break
             if wanted is None or index in wanted:
                 yield index, frame.to_ndarray(format="rgb24")
 
@@ -266,12 +273,43 @@ class Dataset:
         return decode_file(self.root / "audio.wav", self.meta.sample_rate)
 
     def frames(self, indices: Iterable[int] | None = None) -> np.ndarray:
-        """RGB frames [N, S, S, 3] uint8 (all frames, or `indices` in increasing order)."""
-        frames = [frame for _, frame in read_frames(self.root / "frames.mkv", indices)]
-        return np.stack(frames) if frames else np.zeros((0, self.meta.size, self.meta.size, 3), np.uint8)
+        """RGB frames [N, S, S, 3] uint8 (all frames, or `indices` in increasing order), decoded straight into one
+        array (a long video's frames are most of a training run's memory)."""
+        wanted = range(self.meta.frames) if indices is None else sorted(set(indices))
+        size = self.meta.size
+        out = np.empty((len(wanted), size, size, 3), np.uint8)
+        count = 0
+        for count, (_, frame) in enumerate(read_frames(self.root / "frames.mkv", wanted), start=1):
+            out[count - 1] = frame
+        if count != len(wanted):
+            raise DatasetError(f"{self.root / 'frames.mkv'} holds fewer frames than the {len(wanted)} asked for "
+                               f"(meta.json says {self.meta.frames}); re-run `syncanim preprocess VIDEO -o {self.root}`")
+        return out
 
     def masks(self) -> Masks:
+        """Every mask as stored (three [T, S, S] arrays); training reads the compact `regions` instead."""
         return Masks.load(self.root / "masks.npz")
+
+    def regions(self) -> np.ndarray:
+        """[T, S, S] uint8 per pixel: 0 background, TORSO or HEAD: the head and torso masks (which never overlap:
+        the torso is the person less the head) in one array, a third of the frames' memory, streamed from masks.npz."""
+        from engine.data.preprocess.maskfile import mask_frames
+
+        size = self.meta.size
+        out = np.zeros((self.meta.frames, size, size), np.uint8)
+        for name, label in (("torso", TORSO), ("head", HEAD)):
+            count = 0
+            for count, mask in enumerate(mask_frames(self.root / "masks.npz", name), start=1):
+                out[count - 1][mask > 127] = label
+            if count != self.meta.frames:
+                raise DatasetError(f"{self.root / 'masks.npz'}: {name} has {count} frames, meta.json says "
+                                   f"{self.meta.frames}; re-run `syncanim preprocess VIDEO -o {self.root}`")
+        return out
+
+    def mask_rects(self) -> tuple[np.ndarray, np.ndarray]:
+        """Face and lip rectangles [T, 4] int (x0, y0, x1, y1) from masks.npz (without reading the masks)."""
+        with np.load(self.root / "masks.npz") as stored:
+            return stored["face_rect"], stored["lip_rect"]
 
     def background(self) -> np.ndarray:
         """The background plate [S, S, 3] uint8."""

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.data.dataset import HEAD, TORSO
 from engine.nerf.avatar import AvatarModel, AvatarSpec, render_rays, save_avatar, tighten_grid
 from engine.nerf.camera import FramingRange, Intrinsics
 from engine.nerf.losses import photometric, psnr, ssim
@@ -40,10 +41,8 @@ class TrainingData:
 
     frames: torch.Tensor
     """[T, S, S, 3] uint8."""
-    head: torch.Tensor
-    """[T, S, S] bool head mask."""
-    torso: torch.Tensor
-    """[T, S, S] bool torso mask."""
+    regions: torch.Tensor
+    """[T, S, S] uint8: 0 background, TORSO or HEAD (engine.data.dataset), the head and torso masks."""
     head_box: torch.Tensor
     """[T, 4] i64 (x0, y0, x1, y1) bounding box of the head mask (the face rectangle where the mask is empty)."""
     lip_rect: torch.Tensor
@@ -90,12 +89,13 @@ def dataset_feature_windows(dataset, frames: int, copies: int = 0,
     return np.ascontiguousarray(windows, np.float32), extractor.id, 50 // round(settings.video_fps)
 
 
-def _boxes(masks: np.ndarray, fallback: np.ndarray) -> np.ndarray:
-    rows, cols = masks.any(2), masks.any(1)
+def _head_boxes(regions: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """[T, 4] (x0, y0, x1, y1) around each frame's head pixels, `fallback`'s box where a frame has none."""
     out = np.asarray(fallback, np.int64).copy()
-    for t in range(len(masks)):
-        ys, xs = np.flatnonzero(rows[t]), np.flatnonzero(cols[t])
-        if len(ys) and len(xs):
+    for t, frame in enumerate(regions):
+        head = frame == HEAD
+        ys, xs = np.flatnonzero(head.any(1)), np.flatnonzero(head.any(0))
+        if len(ys):
             out[t] = (xs[0], ys[0], xs[-1] + 1, ys[-1] + 1)
     return out
 
@@ -114,7 +114,7 @@ def load_training_data(config: TrainNerfConfig, device: torch.device) -> tuple[T
     for name in ("masks.npz", "background.png"):
         if not (data.root / name).is_file():
             raise DatasetError(f"{data.root / name} is missing; re-run `syncanim preprocess VIDEO -o {data.root}`")
-    masks = data.masks()
+    regions, (face_rect, lip_rect) = data.regions(), data.mask_rects()
     frames = data.frames()
     windows, extractor, group = dataset_feature_windows(data, meta.frames, config.audio_copies, config.seed)
     columns = [tracks.blendshape_names.index(n) for n in config.expression]
@@ -126,7 +126,7 @@ def load_training_data(config: TrainNerfConfig, device: torch.device) -> tuple[T
         return torch.as_tensor(np.ascontiguousarray(array), dtype=dtype, device=device)
 
     size = meta.size
-    face = np.asarray(masks.face_rect, np.float64)[train]
+    face = np.asarray(face_rect, np.float64)[train]
     center = (float((face[:, 0] + face[:, 2]).mean() / (2 * size)), float((face[:, 1] + face[:, 3]).mean() / (2 * size)))
     default_side = min(1.0, config.default_view_faces * float((face[:, 3] - face[:, 1]).mean()) / size)
     spec = AvatarSpec(
@@ -138,10 +138,9 @@ def load_training_data(config: TrainNerfConfig, device: torch.device) -> tuple[T
         rest_euler=tuple(float(v) for v in tracks.euler_deg[train].mean(0)),
         rest_trans=tuple(float(v) for v in tracks.trans[train].mean(0)),
     )
-    head = masks.head > 127
     td = TrainingData(
-        frames=t(frames), head=t(head), torso=t(masks.torso > 127),
-        head_box=t(_boxes(head, masks.face_rect)), lip_rect=t(np.asarray(masks.lip_rect, np.int64)),
+        frames=t(frames), regions=t(regions), head_box=t(_head_boxes(regions, face_rect)),
+        lip_rect=t(np.asarray(lip_rect, np.int64)),
         upper_face=t(upper_face_rect(tracks.landmarks2d, size).astype(np.int64)),
         euler=t(tracks.euler_deg, torch.float32), trans=t(tracks.trans, torch.float32),
         expression=t(tracks.blendshapes[:, columns], torch.float32), windows=t(windows),
@@ -183,8 +182,8 @@ def _optimizer(model: AvatarModel, stage: str, config: TrainNerfConfig) -> torch
 def _gather(data: TrainingData, frame: int, pixels: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """Target colour [R, 3], background [R, 3], head and torso masks [R] at integer pixels [R, 2] of a frame."""
     u, v = pixels[:, 0], pixels[:, 1]
-    target = data.frames[frame, v, u].float() / 255.0
-    return target, data.background[v, u], data.head[frame, v, u].float(), data.torso[frame, v, u].float()
+    target, region = data.frames[frame, v, u].float() / 255.0, data.regions[frame, v, u]
+    return target, data.background[v, u], (region == HEAD).float(), (region == TORSO).float()
 
 
 def _random_pixels(n: int, size: int, gen: torch.Generator, box: torch.Tensor | None = None) -> torch.Tensor:
@@ -234,7 +233,7 @@ def visual_hull(model: AvatarModel, data: TrainingData, n_frames: int = 24, agre
 
     grid, spec = model.grid, model.spec
     g, size = grid.resolution, spec.intrinsics.size
-    idx = torch.arange(g**3, device=data.head.device)
+    idx = torch.arange(g**3, device=data.regions.device)
     ijk = torch.stack([idx % g, (idx // g) % g, idx // (g * g)], -1).float() + 0.5
     lo = torch.tensor(grid.lo, device=idx.device)
     centres = lo + ijk * torch.tensor(grid.cell_size, device=idx.device)
@@ -243,7 +242,8 @@ def visual_hull(model: AvatarModel, data: TrainingData, n_frames: int = 24, agre
     seen = torch.zeros(g**3, device=idx.device)
     picks = np.unique(np.linspace(0, len(data.train) - 1, n_frames).round().astype(int))
     for frame in data.train[picks]:
-        mask = torch.nn.functional.max_pool2d(data.head[frame][None, None].float(), grow, 1, grow // 2)[0, 0]
+        head = (data.regions[frame] == HEAD).float()
+        mask = torch.nn.functional.max_pool2d(head[None, None], grow, 1, grow // 2)[0, 0]
         cam = centres @ euler_to_matrix(data.euler[frame]).T + data.trans[frame]
         uv = (project(cam, spec.intrinsics) * size).floor().long()
         visible = (uv >= 0).all(-1) & (uv < size).all(-1)

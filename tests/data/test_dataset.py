@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from engine.data.dataset import Camera, Dataset, DatasetError, FrameWriter, Masks, Meta, Tracks
+from engine.data.dataset import HEAD, TORSO, Camera, Dataset, DatasetError, FrameWriter, Masks, Meta, Tracks
 from engine.io.video import write_wav
 
 NAMES = ["jawOpen", "eyeBlinkLeft"]
@@ -87,3 +87,30 @@ def test_masks_round_trip(tmp_path):
     masks.save(tmp_path / "masks.npz")
     loaded = Masks.load(tmp_path / "masks.npz")
     assert loaded.torso[0, 0, 0] == 3 and loaded.lip_rect.sum() == 8
+
+
+def test_regions_hold_head_and_torso_in_one_array_and_rects_load_alone(tmp_path):
+    make_dataset(tmp_path / "d", frames=3, size=8)
+    head, torso = np.zeros((2, 3, 8, 8), np.uint8)
+    head[:, :3], torso[:, 5:] = 255, 255
+    torso[1, 5:, :2] = 0
+    face, lips = np.arange(12).reshape(3, 4), np.ones((3, 4), int)
+    Masks(np.maximum(head, torso), head, torso, face, lips).save(tmp_path / "d" / "masks.npz")
+    data = Dataset(tmp_path / "d")
+    regions = data.regions()
+    assert regions.shape == (3, 8, 8) and regions.dtype == np.uint8
+    np.testing.assert_array_equal(regions == HEAD, head > 0)
+    np.testing.assert_array_equal(regions == TORSO, torso > 0)
+    assert not regions[:, 3:5].any()
+    np.testing.assert_array_equal(data.mask_rects()[0], face)
+
+
+def test_masks_or_frames_shorter_than_meta_are_reported(tmp_path):
+    make_dataset(tmp_path / "d", frames=3, size=8)
+    short = np.zeros((2, 8, 8), np.uint8)
+    Masks(short, short, short, np.zeros((2, 4), int), np.zeros((2, 4), int)).save(tmp_path / "d" / "masks.npz")
+    data = Dataset(tmp_path / "d")
+    with pytest.raises(DatasetError, match="torso has 2 frames, meta.json says 3"):
+        data.regions()
+    with pytest.raises(DatasetError, match="fewer frames than the 4 asked for"):
+        data.frames([0, 1, 2, 3])

@@ -1,4 +1,4 @@
-"""masks.npz written frame by frame, so long videos never hold T x S x S masks in memory.
+"""masks.npz written and read frame by frame, so long videos never hold T x S x S masks in memory.
 
 Each per-frame mask fills a .npy memory map in a scratch folder; close() streams those files into a zip (the
 layout np.savez_compressed makes, so Masks.load reads it) beside the target and moves it into place.
@@ -9,6 +9,7 @@ import io
 import os
 import shutil
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -61,20 +62,25 @@ class MaskFileWriter:
         atomic_path(self.path).unlink(missing_ok=True)
 
 
-def read_mask_frames(path: Path, name: str, indices: list[int]) -> dict[int, np.ndarray]:
-    """Frames `indices` of mask `name` in masks.npz -> {k: uint8 [S, S]}, reading the entry as a stream (the whole
-    [T, S, S] array never sits in memory)."""
-    wanted = set(indices)
-    found: dict[int, np.ndarray] = {}
+def mask_frames(path: Path, name: str) -> Iterator[np.ndarray]:
+    """The frames of mask `name` in masks.npz in order, uint8 [S, S] each, read as a stream (the whole [T, S, S]
+    array never sits in memory)."""
     with zipfile.ZipFile(path) as archive, archive.open(f"{name}.npy") as handle:
         version = np.lib.format.read_magic(handle)
         reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, _, dtype = reader(handle)
         frame_bytes = int(np.prod(shape[1:])) * np.dtype(dtype).itemsize
-        for k in range(shape[0]):
-            if not wanted - set(found):
-                break
-            data = handle.read(frame_bytes)
-            if k in wanted:
-                found[k] = np.frombuffer(data, dtype).reshape(shape[1:])
+        for _ in range(shape[0]):
+            yield np.frombuffer(handle.read(frame_bytes), dtype).reshape(shape[1:])
+
+
+def read_mask_frames(path: Path, name: str, indices: list[int]) -> dict[int, np.ndarray]:
+    """Frames `indices` of mask `name` in masks.npz -> {k: uint8 [S, S]}, streamed (see mask_frames)."""
+    wanted = set(indices)
+    found: dict[int, np.ndarray] = {}
+    for k, mask in enumerate(mask_frames(path, name)):
+        if k in wanted:
+            found[k] = mask
+        if len(found) == len(wanted):
+            break
     return found

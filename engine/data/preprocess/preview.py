@@ -57,8 +57,7 @@ def contact_sheet(data: Dataset, path: Path) -> Path:
     frames = dict(zip(indices, data.frames(indices)))
     mask_path = data.root / "masks.npz"
     heads, torsos = read_mask_frames(mask_path, "head", indices), read_mask_frames(mask_path, "torso", indices)
-    with np.load(mask_path) as stored:  # only the small rect arrays are read from the npz
-        rects = {name: stored[name] for name in ("face_rect", "lip_rect")}
+    rects = dict(zip(("face_rect", "lip_rect"), data.mask_rects()))
     columns = 4
     rows = -(-(len(indices) + 1) // columns)
     figure = Figure(figsize=(columns * 3.0, rows * 3.2))
