@@ -283,7 +283,8 @@ class Dataset:
             out[count - 1] = frame
         if count != len(wanted):
             raise DatasetError(f"{self.root / 'frames.mkv'} holds fewer frames than the {len(wanted)} asked for "
-                               f"(meta.json says {self.meta.frames}); re-run `syncanim preprocess VIDEO -o {self.root}`")
+                               f"(meta.json says {self.meta.frames}); re-run "
+                               f"`syncanim preprocess VIDEO -o {self.root}`")
         return out
 
     def masks(self) -> Masks:
