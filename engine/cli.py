@@ -38,30 +38,24 @@ def _synth(config: SynthConfig) -> int:
 
 
 def _preprocess(config: PreprocessConfig) -> int:
-    from engine.data.dataset import DatasetError
-    from engine.data.preprocess import PreprocessError, run_preprocess, write_preview
+    from engine.data.preprocess import run_preprocess, write_preview
 
-    try:
-        if config.preview is not None:
-            for path in write_preview(config.preview):
-                print(f"wrote {path}")
-        else:
-            print(f"wrote {run_preprocess(config)}")
-    except (PreprocessError, DatasetError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    if config.preview is not None:
+        for path in write_preview(config.preview):
+            print(f"wrote {path}")
+    else:
+        print(f"wrote {run_preprocess(config)}")
     return 0
 
 
 def _train(options: TrainOptions) -> int:
-    from engine.data.dataset import DatasetError
     from engine.nerf.tcnn import TcnnUnavailable
     from engine.training import run_training
 
     try:
         for path in run_training(options):
             print(f"wrote {path}")
-    except (DatasetError, TcnnUnavailable) as error:
+    except TcnnUnavailable as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0
@@ -75,17 +69,12 @@ def _bench(config: BenchConfig) -> int:
 
 
 def _eval(config: EvalConfig) -> int:
-    from engine.data.dataset import DatasetError
-    from engine.eval.report import EvalError, print_compare, run_eval
+    from engine.eval.report import print_compare, run_eval
 
-    try:
-        if config.compare is not None:
-            print_compare(*config.compare)
-            return 0
-        report = run_eval(config)
-    except (EvalError, DatasetError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    if config.compare is not None:
+        print_compare(*config.compare)
+        return 0
+    report = run_eval(config)
     print(f"wrote {config.out / 'report.json'} and {config.out / 'report.md'} ({report['seconds']['total']:.0f} s)")
     return 0
 
@@ -107,6 +96,23 @@ def _plain(kind: Any) -> type:
     return getattr(kind, "__origin__", kind)
 
 
+def _user_errors() -> tuple[type[Exception], ...]:
+    """Errors about the user's input (files, settings, devices) whose message names the value and the fix: shown
+    as one line with exit status 2, without a traceback. A missing file is one too (the message names it)."""
+    from engine.audio.devices import AudioDeviceError
+    from engine.audio.features import FeatureMismatchError
+    from engine.audio.sources import AudioFormatError
+    from engine.data.dataset import DatasetError
+    from engine.data.preprocess.config import PreprocessError
+    from engine.data.synth.config import SynthError
+    from engine.eval.report import EvalError
+    from engine.io.checkpoint import CheckpointError
+    from engine.scene.loader import SceneError
+
+    return (AudioDeviceError, AudioFormatError, CheckpointError, DatasetError, EvalError, FeatureMismatchError,
+            FileNotFoundError, PreprocessError, SceneError, SynthError)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     options = tyro.extras.subcommand_cli_from_dict(
@@ -115,12 +121,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="SyncAnimation Engine: real-time audio-driven NeRF talking avatars.",
     )
     handler = next(handler for kind, handler in COMMANDS.values() if isinstance(options, _plain(kind)))
-    from engine.audio.devices import AudioDeviceError
-    from engine.scene.loader import SceneError
-
     try:
         return handler(options)
-    except (SceneError, AudioDeviceError) as error:
+    except _user_errors() as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

@@ -19,6 +19,13 @@ def test_missing_dataset_is_a_clear_error(tmp_path, capsys):
     assert not (tmp_path / "avatar" / "motion.safetensors").exists()
 
 
+def test_a_video_given_as_the_dataset_is_explained(tmp_path, capsys):
+    video = tmp_path / "talk.mp4"
+    video.write_bytes(b"not really a video")
+    assert main(["train", str(video), "-o", str(tmp_path / "avatar"), "--preset", "test"]) == 2
+    assert f"syncanim preprocess {video} -o DATA_DIR" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("preset", ["fast", ""])
 def test_unknown_preset_is_refused(tmp_path, preset):
     with pytest.raises(SystemExit):

@@ -239,6 +239,9 @@ class Dataset:
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root)
         meta_path = self.root / "meta.json"
+        if self.root.is_file():
+            raise DatasetError(f"{self.root} is a file, not a dataset folder; make a dataset from a video with "
+                               f"`syncanim preprocess {self.root} -o DATA_DIR` and pass DATA_DIR")
         if not meta_path.is_file():
             raise DatasetError(f"{self.root} is not a dataset (no meta.json); make one with "
                                f"`syncanim preprocess VIDEO -o {self.root}`")

@@ -368,6 +368,14 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
     if not len(val):
         raise EvalError(f"{data_dir / 'meta.json'}: val_start={dataset.meta.val_start} leaves no validation frames; "
                         "re-run `syncanim preprocess`")
+    heard = None
+    if config.audio is not None:  # decoded before the slow reconstruction, so a bad file fails at once
+        from engine.audio.sources import decode_file
+
+        heard = decode_file(Path(config.audio), rate)
+        if len(heard) < rate:
+            raise EvalError(f"--audio {config.audio} holds {len(heard) / rate:.2f} s of sound; the audio-driven "
+                            "measures need at least 1 s of speech, pass a longer recording")
     seconds: dict[str, float] = {}
     tick = time.perf_counter()
     windows = renderer_windows(renderer, avatar, dataset.audio(), dataset.meta.frames)
@@ -376,10 +384,8 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
 
     tick = time.perf_counter()
     full_audio = dataset.audio()
-    if config.audio is not None:
-        from engine.audio.sources import decode_file
-
-        audio, truth = decode_file(Path(config.audio), rate), None
+    if heard is not None:
+        audio, truth = heard, None
     else:
         start, stop = (int(round(i / fps * rate)) for i in (val[0], val[-1] + 1))
         audio = full_audio[start:stop]

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from engine.data.synth import SynthConfig
+from engine.data.synth.config import SynthError
 from engine.data.synth.corpus import load_sentences, split_sentences
 from engine.data.synth.motion import speaking_mask
 from engine.data.synth.pipeline import plan_clip
@@ -157,7 +158,7 @@ def test_empty_text_file_is_a_clear_error(tmp_path):
     empty.write_text("  \n ... \n", encoding="utf-8")
     with pytest.raises(ValueError, match="empty.txt.*no words"):
         plan_clip(SynthConfig(tmp_path, seconds=5.0, text=empty))
-    with pytest.raises(FileNotFoundError, match="missing.txt"):
+    with pytest.raises(SynthError, match="missing.txt"):
         plan_clip(SynthConfig(tmp_path, seconds=5.0, text=tmp_path / "missing.txt"))
 
 

@@ -42,6 +42,20 @@ def test_a_broken_scene_exits_with_a_clear_message(tmp_path):
     assert f"error: {scene}: build(app) raised" in result.stderr and "no avatar folder given" in result.stderr
 
 
+@pytest.mark.parametrize("audio, message", [("missing.wav", "does not exist"), ("noise.wav", "is not readable audio")])
+def test_a_bad_audio_file_is_one_line_naming_it(tmp_path, audio, message):
+    (tmp_path / "noise.wav").write_bytes(bytes(range(256)) * 8)
+    result = subprocess.run(
+        [sys.executable, "-m", "engine", "run", "scenes/test_card.py", "--headless", "--seconds", "0.2",
+         "--audio", str(tmp_path / audio), "--out", str(tmp_path / "card.mp4")],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 2
+    error = result.stderr.splitlines()[-1]
+    assert error.startswith("error: ") and str(tmp_path / audio) in error and message in error
+    assert "Traceback" not in result.stderr
+
+
 def test_help_lists_the_pipeline_commands():
     result = subprocess.run([sys.executable, "-m", "engine", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "run" in result.stdout and "demo" in result.stdout

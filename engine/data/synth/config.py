@@ -5,6 +5,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+class SynthError(ValueError):
+    """Settings or a text file the synthetic presenter cannot be made from; the message names the value and the fix."""
+
+
 @dataclass(frozen=True)
 class SynthConfig:
     """Render a synthetic presenter speaking espeak-ng sentences, with per-frame ground truth.

@@ -4,6 +4,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from engine.data.synth.config import SynthError
+
 # Written for this project: presenter-style English of varied length, sound mix and rhythm, plus short replies.
 BUILTIN_SENTENCES = (
     "Good morning, and welcome to the weekly update from our team.",
@@ -100,12 +102,12 @@ def load_sentences(path: Path | None) -> list[str]:
         return list(BUILTIN_SENTENCES)
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"--text {path}: no such file; pass a UTF-8 text file with English sentences")
+        raise SynthError(f"--text {path}: no such file; pass a UTF-8 text file with English sentences")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise ValueError(f"--text {path}: not UTF-8 text ({exc.reason}); save it as UTF-8") from exc
+        raise SynthError(f"--text {path}: not UTF-8 text ({exc.reason}); save it as UTF-8") from exc
     sentences = split_sentences(text)
     if not sentences:
-        raise ValueError(f"--text {path}: contains no words; put at least one English sentence in it")
+        raise SynthError(f"--text {path}: contains no words; put at least one English sentence in it")
     return sentences

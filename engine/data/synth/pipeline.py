@@ -12,7 +12,7 @@ import numpy as np
 
 from engine.data.synth import motion
 from engine.data.synth.appearance import Look, choose_look
-from engine.data.synth.config import SynthConfig
+from engine.data.synth.config import SynthConfig, SynthError
 from engine.data.synth.corpus import load_sentences
 from engine.data.synth.presenter import NECK_BOTTOM, BodyPose, euler_to_matrix
 from engine.data.synth.rig import BLENDSHAPE_NAMES, HEAD_PIVOT
@@ -45,13 +45,13 @@ class Plan:
 def validate(config: SynthConfig) -> None:
     """Reject settings that cannot make a clip, naming the value and the fix."""
     if not (math.isfinite(config.seconds) and config.seconds >= 2.0):
-        raise ValueError(f"--seconds {config.seconds}: must be at least 2 (a sentence plus pauses)")
+        raise SynthError(f"--seconds {config.seconds}: must be at least 2 (a sentence plus pauses)")
     if not (math.isfinite(config.fps) and 1.0 <= config.fps <= 120.0):
-        raise ValueError(f"--fps {config.fps}: must be between 1 and 120")
+        raise SynthError(f"--fps {config.fps}: must be between 1 and 120")
     if not 64 <= config.size <= 4096:
-        raise ValueError(f"--size {config.size}: must be between 64 and 4096 pixels")
+        raise SynthError(f"--size {config.size}: must be between 64 and 4096 pixels")
     if config.sample_rate < 8000:
-        raise ValueError(f"--sample-rate {config.sample_rate}: must be at least 8000 Hz")
+        raise SynthError(f"--sample-rate {config.sample_rate}: must be at least 8000 Hz")
 
 
 def _streams(seed: int, names: tuple[str, ...]) -> dict[str, np.random.Generator]:

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.data.synth.config import SynthError
+
 # English voices of espeak-ng 1.51 and the voice variants mixed into them ("en-us+f3").
 ENGLISH_VOICES = (
     "en-us", "en", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029", "en-us-nyc",
@@ -127,13 +129,13 @@ class Espeak:
         return 0
 
     def check_voice(self, name: str) -> None:
-        """Select voice `name`; raise ValueError naming it and the available English voices if espeak-ng lacks it."""
+        """Select voice `name`; raise SynthError naming it and the available English voices if espeak-ng lacks it."""
         base, _, variant = name.partition("+")
         resolved = _VOICE_ALIASES.get(base, base) + (f"+{variant}" if variant else "")
         with self._lock:
             status = self.lib.espeak_SetVoiceByName(resolved.encode()) if name.strip() else -1
         if status != 0:
-            raise ValueError(
+            raise SynthError(
                 f"--voice {name!r}: espeak-ng has no such voice; use one of {', '.join(ENGLISH_VOICES)}, "
                 f"optionally with a variant such as '+f3' or '+m2' (variants: {', '.join(VOICE_VARIANTS)})"
             )
@@ -196,7 +198,7 @@ def parse_voices(spec: str | None) -> tuple[str, ...] | None:
         return None
     names = tuple(name.strip() for name in spec.split(","))
     if any(not name for name in names):
-        raise ValueError(
+        raise SynthError(
             f"--voice {spec!r}: an empty name in the comma-separated list; write e.g. 'en-us,en-gb-scotland,en-us+f3'"
         )
     return names
@@ -327,7 +329,7 @@ def compose_speech(
         with np.load(result_path) as data:
             speech = _speech_from_arrays(data, voices)
     if not speech.utterances:
-        raise ValueError(
+        raise SynthError(
             f"--seconds {seconds}: no sentence fits between pauses of {MIN_GAP_S} s (the first one takes longer); "
             "use a longer clip or shorter sentences"
         )
