@@ -98,7 +98,8 @@ def _plain(kind: Any) -> type:
 
 def _user_errors() -> tuple[type[Exception], ...]:
     """Errors about the user's input (files, settings, devices) whose message names the value and the fix: shown
-    as one line with exit status 2, without a traceback. A missing file is one too (the message names it)."""
+    as one line with exit status 2, without a traceback. So are the file system's refusals (a missing file, a file
+    where a folder should be, no permission): their message names the path."""
     from engine.audio.devices import AudioDeviceError
     from engine.audio.features import FeatureMismatchError
     from engine.audio.sources import AudioFormatError
@@ -110,7 +111,8 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from engine.scene.loader import SceneError
 
     return (AudioDeviceError, AudioFormatError, CheckpointError, DatasetError, EvalError, FeatureMismatchError,
-            FileNotFoundError, PreprocessError, SceneError, SynthError)
+            PreprocessError, SceneError, SynthError,
+            FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -126,6 +126,8 @@ class DisplaySettings:
                 raise ValueError(f"DisplaySettings.{name} must be 3 floats in [0, 1], got {color!r}")
         if self.window_size is not None and min(self.window_size) < 1:
             raise ValueError(f"DisplaySettings.window_size must be positive, got {self.window_size!r}")
+        if self.out is not None and Path(self.out).suffix.lower() != ".mp4":
+            raise ValueError(f"--out {self.out}: recordings are mp4 files; pass e.g. --out take.mp4")
 
     @property
     def show_overlay(self) -> bool:

@@ -144,10 +144,7 @@ class Mp4Sink:
 
 
 def start_mp4(world: World, settings: DisplaySettings) -> Mp4Sink:
-    out = Path(settings.out).expanduser()
-    if out.suffix.lower() != ".mp4":
-        raise ValueError(f"DisplaySettings.out must end in .mp4, got {out}; pass e.g. --out take.mp4")
-    sink = Mp4Sink(out, settings.fps, settings.video_quality)
+    sink = Mp4Sink(Path(settings.out).expanduser(), settings.fps, settings.video_quality)  # settings checked .mp4
     tap = world.get_resource(AudioTap)
     if tap is not None:
         sink.listen(tap)

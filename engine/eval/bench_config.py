@@ -39,6 +39,12 @@ class BenchConfig:
     hubert: bool = True
     """Also time HuBERT-shaped extractors (base and large shapes, random weights: speed does not depend on weights)."""
 
+    def __post_init__(self) -> None:
+        self.size_list()  # a bad --sizes is reported while parsing, before anything starts
+        if not (self.seconds > 0 and self.fps > 0 and self.audio_seconds > 0 and self.warmup_frames >= 0):
+            raise ValueError(f"--seconds {self.seconds}, --fps {self.fps}, --audio-seconds {self.audio_seconds} must "
+                             f"be > 0 and --warmup-frames {self.warmup_frames} >= 0")
+
     def frame_scene(self) -> Path:
         """The scene whose frames are timed."""
         if self.scene is not None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ctypes
+import math
 import os
 import signal
 import threading
@@ -51,6 +52,9 @@ class RunOptions:
     display: Annotated[DisplaySettings, tyro.conf.OmitArgPrefixes] = DisplaySettings()
     control: Annotated[ControlSettings, tyro.conf.OmitArgPrefixes] = ControlSettings()
 
+    def __post_init__(self) -> None:
+        check_seconds(self.seconds)
+
 
 @dataclass(frozen=True)
 class DemoOptions:
@@ -77,6 +81,17 @@ class DemoOptions:
     size: Size | None = None
     """Canvas size in pixels (WxH): the window's content and the recording's frame. Default: 512x512 when recording
     or on a GPU; in a window on a CPU, 256x256 (what a 2-core CPU renders in real time) shown in a 512x512 window."""
+
+    def __post_init__(self) -> None:
+        check_seconds(self.seconds)
+        if self.out.suffix.lower() != ".mp4":
+            raise ValueError(f"--out {self.out}: the demo records an mp4 file; pass e.g. --out out/demo.mp4")
+
+
+def check_seconds(seconds: float | None) -> None:
+    """--seconds is a finite number of seconds >= 0 (0 renders nothing), or left out."""
+    if seconds is not None and not (math.isfinite(seconds) and seconds >= 0):
+        raise ValueError(f"--seconds {seconds}: pass a number of seconds >= 0, or leave it out to run until the end")
 
 
 @dataclass

@@ -56,6 +56,19 @@ def test_a_bad_audio_file_is_one_line_naming_it(tmp_path, audio, message):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("args, says", [
+    (["run", "scenes/test_card.py", "--headless", "--seconds", "-1"], "--seconds -1.0"),
+    (["run", "scenes/test_card.py", "--headless", "--out", "take.avi"], "--out take.avi"),
+    (["demo", "--out", "take.avi"], "--out take.avi"),
+    (["bench", "--sizes", "8"], "--sizes"),
+])
+def test_bad_options_are_refused_while_parsing(args, says, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(args)
+    assert stop.value.code == 2
+    assert says in " ".join(capsys.readouterr().err.split())
+
+
 def test_help_lists_the_pipeline_commands():
     result = subprocess.run([sys.executable, "-m", "engine", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "run" in result.stdout and "demo" in result.stdout
