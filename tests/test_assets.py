@@ -18,7 +18,7 @@ def test_the_bundled_assets_fit_the_size_budget():
 
 
 def test_demo_clips_are_16_khz_mono_speech_with_silences():
-    from engine.eval.metrics import speech_mask
+    from engine.audio.activity import speech_mask
 
     assert len(CLIPS) >= 3
     for path in CLIPS:

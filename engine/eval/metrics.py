@@ -1,11 +1,11 @@
 """Evaluation metrics as pure numpy functions: image quality, MediaPipe landmark measures, blinks, speech mask, pose.
 
 Stable names other modules import (keep them): `psnr`, `ssim`, `lmd`, `eye_aspect_ratio`, `count_blinks`,
-`blinks_per_minute`, `speech_mask`, `speech_envelope`, `pose_diversity`, `pose_std`, `mouth_opening`,
+`blinks_per_minute`, `pose_diversity`, `pose_std`, `mouth_opening`,
 `correlation`, `blink_depth`, `ear_thresholds`, `blink_thresholds`, and the landmark index tuples `LIPS`, `INNER_LIP_GAP`, `LEFT_EYE`, `RIGHT_EYE`, `FACE_HEIGHT`.
 
 Conventions: images are [H, W, C] (or [N, H, W, C]) uint8 or float in [0, 1]; landmarks are MediaPipe FaceLandmarker
-points, [478, 2] or [T, 478, 2], in pixels; per-frame curves are [T] at the video frame rate; audio is mono float [N].
+points, [478, 2] or [T, 478, 2], in pixels; per-frame curves are [T] at the video frame rate. The speech mask and envelope live in engine.audio.activity.
 Nothing here imports torch or MediaPipe.
 """
 from __future__ import annotations
@@ -26,19 +26,6 @@ RIGHT_EYE: tuple[int, ...] = (33, 160, 158, 133, 153, 144)
 """The subject's right eye (image left): outer corner, two upper-lid points, inner corner, two lower-lid points."""
 LEFT_EYE: tuple[int, ...] = (362, 385, 387, 263, 373, 380)
 """The subject's left eye (image right), in the same p1..p6 order."""
-
-SPEECH_THRESHOLD_DB = -30.0
-"""Default VAD threshold: a frame is speech when its RMS is within 30 dB of the clip's loud level (95th percentile
-of frame RMS in dB)."""
-SPEECH_FLOOR_DBFS = -60.0
-"""Frames quieter than -60 dBFS are never speech, however quiet the whole clip is."""
-SPEECH_HANGOVER_S = 0.2
-"""A speech run is extended by this much after its last loud frame (the decay of a word; bridges short stops)."""
-SPEECH_OVER_NOISE_DB = 10.0
-"""A frame is speech only when this far above the clip's noise floor (its 5th-percentile frame level), or half-way
-from it to the loud level in noisier clips. Room noise, hiss or hum within 30 dB of the speech would otherwise count
-as speech throughout (a clip with 20 dB SNR read as 100% speech)."""
-
 
 def _float_image(image: np.ndarray) -> np.ndarray:
     image = np.asarray(image)
@@ -171,55 +158,6 @@ def blink_thresholds(curve: np.ndarray, enter_rise: float = 0.2, exit_rise: floa
     finite = finite[np.isfinite(finite)]
     level = float(np.median(finite)) if len(finite) else float("nan")
     return level + enter_rise, level + exit_rise
-
-
-def _frame_rms_db(audio: np.ndarray, sample_rate: int, fps: float, frames: int | None) -> np.ndarray:
-    """RMS in dBFS of each video frame's span of audio less its DC offset: [N] -> [T]; frames past the audio's end
-    are -inf."""
-    audio = np.asarray(audio, np.float64).reshape(-1)
-    audio = audio - audio.mean() if len(audio) else audio  # a constant offset (cheap microphones) is not loudness
-    hop = sample_rate / fps
-    if frames is None:
-        frames = int(np.ceil(len(audio) / hop))
-    out = np.full(frames, -np.inf)
-    for t in range(frames):
-        chunk = audio[int(round(t * hop)):int(round((t + 1) * hop))]
-        if len(chunk):
-            out[t] = 10.0 * np.log10(np.mean(chunk ** 2) + 1e-12)
-    return out
-
-
-def speech_mask(audio: np.ndarray, sample_rate: int, fps: float, frames: int | None = None,
-                threshold_db: float = SPEECH_THRESHOLD_DB, hangover_s: float = SPEECH_HANGOVER_S,
-                floor_dbfs: float = SPEECH_FLOOR_DBFS, over_noise_db: float = SPEECH_OVER_NOISE_DB) -> np.ndarray:
-    """Energy VAD per video frame: audio [N] (mono, at sample_rate) -> bool [T] (T = frames, default the audio's
-    length in frames). Levels are RMS less the DC offset. A frame is speech when its level is above the clip's loud
-    level (95th-percentile frame level) + threshold_db, above floor_dbfs, and above its noise floor (5th percentile)
-    + over_noise_db, or half-way to the loud level when that is nearer (no noise floor when the loud level is within
-    over_noise_db / 2 of it: the clip has no quieter part). Each speech run is extended by hangover_s.
-    Silence = ~mask."""
-    level = _frame_rms_db(audio, sample_rate, fps, frames)
-    finite = level[np.isfinite(level)]
-    if not len(finite):
-        return np.zeros(len(level), bool)
-    reference, noise = (float(np.percentile(finite, q)) for q in (95.0, 5.0))
-    threshold = max(reference + threshold_db, floor_dbfs)
-    gap = reference - noise
-    if gap >= over_noise_db / 2:  # the clip has quieter parts: the quietest are its noise floor
-        threshold = max(threshold, noise + min(over_noise_db, gap / 2))
-    loud = level > threshold
-    hang = int(round(hangover_s * fps))
-    mask = loud.copy()
-    for t in np.flatnonzero(loud):
-        mask[t:t + hang + 1] = True
-    return mask
-
-
-def speech_envelope(audio: np.ndarray, sample_rate: int, fps: float, frames: int | None = None) -> np.ndarray:
-    """Loudness per video frame: audio [N] -> RMS amplitude [T] less the DC offset (linear, same scale as the
-    samples)."""
-    level = _frame_rms_db(audio, sample_rate, fps, frames)
-    return np.where(np.isfinite(level), np.sqrt(10.0 ** (level / 10.0)), 0.0)
 
 
 def pose_std(euler_deg: np.ndarray, mask: np.ndarray | None = None) -> float:

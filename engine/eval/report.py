@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.audio import activity
 from engine.eval import metrics
 from engine.eval.eval_config import EvalConfig
 from engine.io.atomic import write_text_atomic
@@ -225,8 +226,8 @@ def audio_driven_metrics(config: EvalConfig, motion: dict[str, np.ndarray], face
     """The audio-driven numbers; `truth` (val audio only): tracks euler_deg, blendshapes, names and the MediaPipe
     FaceTrack of the truth frames. Returns (metrics, curves for the plots)."""
     frames = len(motion["euler_deg"])
-    speech = metrics.speech_mask(audio, sample_rate, fps, frames)
-    envelope = metrics.speech_envelope(audio, sample_rate, fps, frames)
+    speech = activity.speech_mask(audio, sample_rate, fps, frames)
+    envelope = activity.speech_envelope(audio, sample_rate, fps, frames)
     names = [str(n) for n in motion["blendshape_names"]]
     diversity = metrics.pose_diversity(motion["euler_deg"], speech)
     face_ok = _face_ok(faces)
@@ -239,10 +240,10 @@ def audio_driven_metrics(config: EvalConfig, motion: dict[str, np.ndarray], face
     result: dict[str, Any] = {
         "mode": config.mode, "audio": str(config.audio) if config.audio else "validation audio",
         "frames": frames, "seconds": frames / fps, "speech_fraction": float(speech.mean()) if frames else None,
-        "vad": f"frame RMS (less DC) over the clip's 95th percentile {metrics.SPEECH_THRESHOLD_DB:+.0f} dB, "
-               f"{metrics.SPEECH_FLOOR_DBFS:.0f} dBFS and its noise floor (5th percentile) "
-               f"+{metrics.SPEECH_OVER_NOISE_DB:.0f} dB (at most half-way to the 95th), "
-               f"hangover {metrics.SPEECH_HANGOVER_S:.1f} s",
+        "vad": f"frame RMS (less DC) over the clip's 95th percentile {activity.SPEECH_THRESHOLD_DB:+.0f} dB, "
+               f"{activity.SPEECH_FLOOR_DBFS:.0f} dBFS and its noise floor (5th percentile) "
+               f"+{activity.SPEECH_OVER_NOISE_DB:.0f} dB (at most half-way to the 95th), "
+               f"hangover {activity.SPEECH_HANGOVER_S:.1f} s",
         "faces_found": int(faces.found.sum()),
         "pose_div_speech": diversity["speech"], "pose_div_silence": diversity["silence"],
         "pose_div_ratio": diversity["ratio"],

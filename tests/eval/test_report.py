@@ -142,14 +142,14 @@ def _landmarks(frames: int, lip_gap: np.ndarray, closed: tuple[int, ...]) -> np.
 
 
 def test_audio_driven_numbers_from_constructed_motion_and_faces():
-    from engine.eval import metrics
+    from engine.audio import activity
     from engine.eval.eval_config import EvalConfig
     from engine.eval.report import FaceTrack, audio_driven_metrics
 
     fps, rate, frames = 25.0, 16000, 50
     t = np.arange(2 * rate) / rate
     audio = np.where(t < 1.0, 0.3 * np.sin(2 * np.pi * 250 * t), 0.0)
-    speech = metrics.speech_mask(audio, rate, fps, frames)
+    speech = activity.speech_mask(audio, rate, fps, frames)
     assert speech.sum() == 30  # 25 frames of tone, 5 of hangover
     sign = np.where(np.arange(frames) % 2, 1.0, -1.0)[:, None]
     euler = np.where(speech[:, None], 2.0 * sign, 0.5 * sign) * np.ones(3)
