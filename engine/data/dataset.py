@@ -73,6 +73,9 @@ class Meta:
     source_info: dict = field(default_factory=dict)
     """The input as decoded: frame rate, codec, rotation, where the audio came from, whether the head stayed
     inside the crop at every pose."""
+    checks: list = field(default_factory=list)
+    """Findings of the dataset checks (engine/data/preprocess/checks.py): {"check", "value", "message"} each, for
+    what in the video will limit the avatar; empty when nothing did."""
 
     def to_json(self) -> dict:
         return {"format": FORMAT, "version": VERSION, **asdict(self)}

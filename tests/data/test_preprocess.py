@@ -3,6 +3,7 @@ inputs with clear errors, resuming, and the preview."""
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import subprocess
 from pathlib import Path
@@ -121,6 +122,7 @@ def test_dataset_has_every_part_with_consistent_sizes(dataset):
         assert features["windows"].shape == (FRAMES, 16, 80) and len(features["frames"]) >= 2 * FRAMES - 2
         assert json.loads(str(features["spec"]))["extractor"] == "mel"
     assert not list(dataset.root.rglob("*partial*")), "temporary files were left behind"
+    assert [finding["check"] for finding in meta.checks] == ["short"]  # 4 s; nothing else limits the presenter
 
 
 def test_head_pose_matches_the_truth_within_3_degrees(dataset, truth):
@@ -275,6 +277,25 @@ def test_no_audio_track_is_a_clear_error_unless_audio_is_given(clip, tmp_path):
     assert not (tmp_path / "ds" / "meta.json").exists()
     data = Dataset(preprocess(video, tmp_path / "ds", audio=clip / "audio.wav"))
     assert len(data.audio()) == data.meta.frames * 640 and data.meta.source_info["audio"].endswith("audio.wav")
+
+
+def test_noisy_clipped_speech_and_a_cut_off_head_are_reported(clip, tmp_path, caplog):
+    """The same take heard too loud over room noise, and filmed with the top of the head out of the picture."""
+    from engine.audio.sources import decode_file
+    from engine.io.video import write_wav
+
+    speech = decode_file(clip / "audio.wav", 16000)
+    noise = 0.15 * np.random.default_rng(0).standard_normal(len(speech))
+    write_wav(tmp_path / "loud.wav", np.clip(8.0 * speech + noise, -1.0, 1.0).astype(np.float32), 16000)
+    video = tmp_path / "cut.mp4"
+    ffmpeg("-i", clip / "video.mp4", "-vf", f"crop={SIZE}:{SIZE - 60}:0:60", "-c:a", "copy", video)
+    out = preprocess(video, tmp_path / "ds", audio=tmp_path / "loud.wav")
+    checks = {finding["check"] for finding in Dataset(out).meta.checks}
+    assert {"noisy_audio", "clipped_audio", "head_cut"} <= checks
+    write_preview(out)
+    with caplog.at_level(logging.INFO, logger="engine.data.preprocess.pipeline"):
+        preprocess(video, tmp_path / "ds", audio=tmp_path / "loud.wav")  # already complete: findings said again
+    assert "already complete" in caplog.text and "the speech is only" in caplog.text
 
 
 def test_empty_file_is_a_clear_error(tmp_path):

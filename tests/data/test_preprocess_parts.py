@@ -359,3 +359,44 @@ def test_hole_filling_blends_the_surroundings_and_keeps_known_pixels():
     assert np.array_equal(filled[~holes], image[~holes])
     row = filled[32, 20:44, 0]
     assert np.all(np.diff(row) <= 1e-3) and row[0] > 150 and row[-1] < 100, "a smooth ramp from left to right"
+
+
+def checked(seconds=150.0, speech_share=0.6, noise=0.0, gain=0.3, tracked=1.0, side=512, size=512, cut=0.0):
+    """dataset_checks on made-up inputs: tone bursts as speech (speech_share of each second) over white noise."""
+    from engine.data.preprocess.checks import dataset_checks
+    from engine.data.preprocess.track import RawTracks
+
+    rate, fps = 16000, 25.0
+    frames = int(seconds * fps)
+    t = np.arange(frames * 640) / rate
+    audio = gain * np.sin(2 * np.pi * 200 * t) * ((t % 1.0) < speech_share)
+    audio = np.clip(audio + noise * np.random.default_rng(0).standard_normal(len(t)), -1.0, 1.0)
+    detected = np.arange(frames) < tracked * frames
+    raw = RawTracks(detected, np.zeros((frames, 478, 3), np.float32), np.zeros((frames, 52), np.float32),
+                    np.zeros((frames, 4, 4), np.float32), ["_neutral"] * 52, 1280, 720)
+    on_edge = np.arange(frames) < cut * frames
+    return {f["check"]: f for f in dataset_checks(audio, rate, fps, raw, (0, 0, side, side), size, on_edge)}
+
+
+def test_a_good_dataset_has_no_findings():
+    assert checked() == {}
+
+
+def test_each_limit_of_a_video_is_found_and_explained():
+    found = checked(seconds=40.0, speech_share=0.05, noise=0.15, gain=3.0, tracked=0.8, side=300, cut=0.2)
+    assert set(found) == {"short", "little_speech", "noisy_audio", "clipped_audio", "untracked", "upscaled",
+                          "head_cut"}
+    assert "40 s of video" in found["short"]["message"]
+    assert "--size 288" in found["upscaled"]["message"] and found["upscaled"]["value"] == pytest.approx(512 / 300, abs=1e-4)
+    assert found["untracked"]["value"] == pytest.approx(0.2) and found["head_cut"]["value"] == pytest.approx(0.2)
+    assert "no_pauses" in checked(speech_share=1.0)
+
+
+def test_a_head_cut_by_the_frame_edge_is_seen_in_its_mask():
+    from engine.data.preprocess.checks import head_touches_edge
+
+    head = np.zeros((64, 64), np.uint8)
+    head[10:40, 20:44] = 255
+    assert not head_touches_edge(head)
+    head[0, 20:44] = 255
+    assert head_touches_edge(head)

@@ -8,6 +8,7 @@ the steps whose outputs exist and whose inputs and settings are unchanged (steps
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import logging
 import math
 import os
@@ -30,7 +31,7 @@ from engine.io.atomic import atomic_path
 log = logging.getLogger(__name__)
 
 PREPROCESS_VERSION = 1
-STEP_VERSIONS = {"track": 1, "audio": 1, "tracks": 1, "frames": 2, "features": 1, "meta": 1}
+STEP_VERSIONS = {"track": 1, "audio": 1, "tracks": 1, "frames": 2, "features": 1, "meta": 2}
 """Bump a step's number when its algorithm changes, so datasets made before redo it on the next run."""
 SAMPLE_RATE = 16000
 MIN_FACE_FRACTION = 0.5
@@ -269,11 +270,17 @@ def _versions() -> dict[str, str]:
 
 
 def _meta(run: _Run, raw: RawTracks, crop: tuple[int, int, int, int], head_fits: bool) -> None:
+    from engine.audio.sources import decode_file
+    from engine.data.preprocess.checks import dataset_checks, head_touches_edge
+    from engine.data.preprocess.maskfile import mask_frames
+
     frames, found = len(raw), int(raw.detected.sum())
     val_start = frames - max(1, int(math.ceil(VAL_FRACTION * frames)))
 
     def work() -> None:
         source = run.source
+        audio = decode_file(run.out / "audio.wav", SAMPLE_RATE)
+        head_on_edge = np.array([head_touches_edge(head) for head in mask_frames(run.out / "masks.npz", "head")])
         meta = Meta(
             fps=float(run.config.fps), size=run.config.size, frames=frames, sample_rate=SAMPLE_RATE,
             camera=pose.crop_camera(raw.width, raw.height, crop, run.config.size), crop=crop,
@@ -288,6 +295,7 @@ def _meta(run: _Run, raw: RawTracks, crop: tuple[int, int, int, int], head_fits:
                 "audio": run.ledger.info("audio").get("origin", ""), "audio_offset_s": source.audio_offset_s,
                 "head_in_crop": head_fits, **run.ledger.info("frames"),
             },
+            checks=dataset_checks(audio, SAMPLE_RATE, run.config.fps, raw, crop, run.config.size, head_on_edge),
         )
         write_json_atomic(run.out / "meta.json", meta.to_json())
 
@@ -315,6 +323,7 @@ def run_preprocess(config: PreprocessConfig) -> Path:
         run = _Run(config, out, work, source, ledger, keys, progress)
         if ledger.done("meta", keys["meta"], [p for paths in _outputs(out).values() for p in paths]):
             run.say(f"preprocess: {out} is already complete for {source.path}")
+            _report_checks(run)
             return out
         (out / "meta.json").unlink(missing_ok=True)  # the folder is not a finished dataset until meta is rewritten
         raw = _track(run)
@@ -326,7 +335,19 @@ def run_preprocess(config: PreprocessConfig) -> Path:
         _frames(run, crop, tracks)
         _features(run, len(raw))
         _meta(run, raw, crop, head_fits)
-    elapsed = time.perf_counter() - started
-    run.say(f"preprocess: {len(raw)} frames of {source.path} -> {out} in {elapsed:.1f} s "
-            f"({len(raw) / max(elapsed, 1e-9):.1f} frames/s)")
+        elapsed = time.perf_counter() - started
+        run.say(f"preprocess: {len(raw)} frames of {source.path} -> {out} in {elapsed:.1f} s "
+                f"({len(raw) / max(elapsed, 1e-9):.1f} frames/s)")
+        _report_checks(run)
     return out
+
+
+def _report_checks(run: _Run) -> None:
+    """Tell the user what the dataset checks found (stored in meta.json)."""
+    checks = json.loads((run.out / "meta.json").read_text()).get("checks", [])
+    if not checks:
+        run.say("preprocess: the dataset checks found nothing that would limit the avatar")
+        return
+    run.say(f"preprocess: {len(checks)} dataset check(s) found what will limit the avatar (it still trains):")
+    for finding in checks:
+        run.say(f"  - {finding['message']}")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +61,11 @@ def contact_sheet(data: Dataset, path: Path) -> Path:
     rects = dict(zip(("face_rect", "lip_rect"), data.mask_rects()))
     columns = 4
     rows = -(-(len(indices) + 1) // columns)
-    figure = Figure(figsize=(columns * 3.0, rows * 3.2))
+    title = (f"{data.root.name}: {meta.frames} frames, {meta.size}px, crop {meta.crop} of "
+             f"{meta.source_size[0]}x{meta.source_size[1]}; red head, blue torso, green face, yellow lips")
+    findings = [line for finding in meta.checks for line in textwrap.wrap(f"check: {finding['message']}", 150)]
+    title_inches = 0.2 * (1 + len(findings)) + 0.15
+    figure = Figure(figsize=(columns * 3.0, rows * 3.2 + title_inches))
     for slot, k in enumerate(indices):
         axes = figure.add_subplot(rows, columns, slot + 1)
         axes.imshow(_tile(frames[k], heads[k], torsos[k], tracks.landmarks2d[k], rects["face_rect"][k],
@@ -74,10 +79,8 @@ def contact_sheet(data: Dataset, path: Path) -> Path:
     axes.imshow(data.background())
     axes.set_title("background plate", fontsize=8)
     axes.axis("off")
-    figure.suptitle(f"{data.root.name}: {meta.frames} frames, {meta.size}px, crop {meta.crop} of "
-                    f"{meta.source_size[0]}x{meta.source_size[1]}; red head, blue torso, green face, yellow lips",
-                    fontsize=9)
-    figure.tight_layout()
+    figure.suptitle("\n".join([title, *findings]), fontsize=9, color="darkred" if findings else "black")
+    figure.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - title_inches / figure.get_figheight()))
     return _save(figure, path)
 
 

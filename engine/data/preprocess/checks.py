@@ -1,0 +1,85 @@
+"""Dataset checks: what in a video will limit the avatar trained from it, each measured, with why and the fix.
+
+Preprocess runs them last, prints the findings and keeps them in meta.json (`checks`); the preview shows them.
+They warn and never stop: a dataset with findings still trains. The synthetic presenter passes them all.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from engine.audio import activity
+from engine.data.preprocess.track import RawTracks
+
+SHORT_S = 120.0
+"""Less talking than this is short: the paper's and its peers' subjects speak for 3-5 minutes."""
+SPEECH_RANGE = (0.3, 0.95)
+"""Share of frames with speech outside this range: too little to learn lips from, or no resting mouth."""
+NOISY_DB = 20.0
+"""Loud level (95th-percentile frame level) less than this above the noise floor (5th) is noisy audio."""
+CLIPPED_SHARE = 0.001
+"""More than this share of samples at full scale (|x| >= CLIP_LEVEL) is clipped audio."""
+CLIP_LEVEL = 0.99
+UPSCALE = 1.25
+"""A dataset size this many times the crop's side (in the video's pixels) or more trains on enlarged, soft frames."""
+UNTRACKED_SHARE = 0.1
+"""More than this share of frames without a tracked face (filled in from the neighbours) is a finding."""
+CUT_SHARE = 0.05
+"""More than this share of frames with the head cut off by the picture's edge is a finding."""
+EDGE_SHARE = 0.02
+"""A head mask covering more than this share of the top, left or right edge of a frame is cut off there."""
+
+
+def dataset_checks(audio: np.ndarray, sample_rate: int, fps: float, raw: RawTracks,
+                   crop: tuple[int, int, int, int], size: int, head_on_edge: np.ndarray) -> list[dict]:
+    """Findings [{"check", "value", "message"}] for a dataset: audio mono float [N] at sample_rate (aligned with the
+    frames), the raw tracks, the crop (x, y, side, side) in source pixels, the dataset size and, per frame, whether
+    its head mask touches the picture's edge (`head_touches_edge`)."""
+    found: list[dict] = []
+
+    def finding(check: str, value: float, message: str) -> None:
+        found.append({"check": check, "value": round(float(value), 4), "message": message})
+
+    seconds = len(raw) / fps
+    if seconds < SHORT_S:
+        finding("short", seconds, f"{seconds:.0f} s of video: 3-5 minutes of the person talking train the best "
+                "avatar (more sounds for the lips, more poses for the head)")
+    levels = activity.frame_levels_db(audio, sample_rate, fps, len(raw))
+    if np.isfinite(levels).any():
+        speech = float(activity.speech_mask(audio, sample_rate, fps, len(raw)).mean())
+        if speech < SPEECH_RANGE[0]:
+            finding("little_speech", speech, f"speech in only {speech:.0%} of the frames: the lips learn from speech; "
+                    "use a video in which the person talks most of the time")
+        elif speech > SPEECH_RANGE[1]:
+            finding("no_pauses", speech, f"speech in {speech:.0%} of the frames: with (almost) no pauses the avatar "
+                    "never sees a resting, closed mouth; use a take with some pauses between sentences")
+        loud, noise = activity.loud_and_noise_db(levels)
+        if loud - noise < NOISY_DB:
+            finding("noisy_audio", loud - noise, f"the speech is only {loud - noise:.0f} dB above the background noise: "
+                    "the lips learn the noise too; record closer to the microphone or in a quieter room, or pass "
+                    "--audio with a cleaner recording of the same take")
+    clipped = float(np.mean(np.abs(audio) >= CLIP_LEVEL)) if len(audio) else 0.0
+    if clipped > CLIPPED_SHARE:
+        finding("clipped_audio", clipped, f"{clipped:.1%} of the audio samples are at full scale (clipped): loud "
+                "sounds are distorted; record with a lower input gain")
+    untracked = 1.0 - float(raw.detected.mean())
+    if untracked > UNTRACKED_SHARE:
+        finding("untracked", untracked, f"no face was found in {untracked:.0%} of the frames (filled in from their "
+                "neighbours, with guessed poses); cut the parts where the face is turned away or covered")
+    side = crop[2]
+    if size >= UPSCALE * side:
+        better = max(64, side // 32 * 32)
+        finding("upscaled", size / side, f"the crop is {side} px of the video, enlarged to {size} px: the renderer "
+                f"cannot learn detail the video lacks and trains slower; pass --size {better}, or film closer or "
+                "at a higher resolution")
+    cut = float(np.mean(head_on_edge)) if len(head_on_edge) else 0.0
+    if cut > CUT_SHARE:
+        finding("head_cut", cut, f"in {cut:.0%} of the frames the head touches the edge of the picture (cut off): "
+                "the avatar cannot learn what was never filmed; film with room above and beside the head")
+    return found
+
+
+def head_touches_edge(head: np.ndarray) -> bool:
+    """A frame's head mask [S, S] uint8 (255 inside) reaches the top, left or right edge of the picture (more than
+    EDGE_SHARE of that edge's pixels), i.e. the video cuts the head off."""
+    edges = (head[0], head[:, 0], head[:, -1])
+    return max(float(np.mean(edge > 127)) for edge in edges) > EDGE_SHARE
