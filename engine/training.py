@@ -1,11 +1,14 @@
 """`syncanim train`: one command trains an avatar's motion syncers and its NeRF renderer, each from its preset."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
 import tyro
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,6 +63,7 @@ def run_training(options: TrainOptions) -> list[Path]:
         from engine.nerf.tcnn import require_tcnn
 
         require_tcnn()  # before the motion stage's minutes, not after them
+    _remind_checks(options.data)
     written = []
     if options.stage in ("all", "motion"):
         from engine.motion.config import motion_preset
@@ -74,3 +78,16 @@ def run_training(options: TrainOptions) -> list[Path]:
                              **overrides)
         written.append(train_nerf(config))
     return written
+
+
+def _remind_checks(data: Path) -> None:
+    """Repeat what preprocess's dataset checks found, so a weak result can be traced to its video before hours of
+    training (a folder that is no dataset is reported by the stage that opens it)."""
+    from engine.data.dataset import Dataset, DatasetError
+
+    try:
+        checks = Dataset(data).meta.checks
+    except DatasetError:
+        return
+    for finding in checks:
+        log.warning("dataset check: %s", finding["message"])

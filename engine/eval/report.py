@@ -424,6 +424,7 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
         "settings": {"size": config.size, "zoom": config.zoom, "seed": config.seed, "max_frames": config.max_frames,
                      "mode": config.mode, "fps": fps},
         "reconstruction": recon, "audio_driven": driven_result,
+        "dataset_checks": [finding["message"] for finding in dataset.meta.checks],
         "unavailable": dict(UNAVAILABLE),
         "files": {"curves": "curves.npz", **{k: Path(v).name for k, v in files.items()}},
     })

@@ -29,6 +29,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"Data `{report['data']}`; {m['cpu']} ({m['cores']} cores), device {m['device']}; "
         f"eval took {s['total']:.0f} s ({report['created']}).",
         "",
+        *[f"- Dataset check: {message}" for message in report.get("dataset_checks", [])],
+        *([""] if report.get("dataset_checks") else []),
         f"## Reconstruction: {r['frames']} validation frames, true pose and expression, "
         f"{r['size']}x{r['size']} px",
         "",

@@ -29,6 +29,7 @@ def _report(avatar: str, psnr: float, corr: float | None) -> dict:
                          "mouth_open_speech": 0.05, "mouth_open_silence": 0.01, "pose_div_speech": 2.0,
                          "pose_div_silence": 1.0, "pose_div_ratio": 2.0, "vad": "energy", "blinks_per_min": 12.0,
                          "blinks_per_min_rendered_blendshape": None, "blinks_per_min_motion": 15.0},
+        "dataset_checks": ["20 s of video: 3-5 minutes ..."],
         "unavailable": {"FID": "no weights"},
         "files": {"pose_plot": "pose.png"},
     }
@@ -62,6 +63,7 @@ def test_markdown_has_a_table_per_section():
     assert "| audio-driven | 0.5 | - | 0.05 | 0.01 |" in text
     assert "| audio-driven | 2 | 1 | 2 |" in text
     assert "| FID | no weights |" in text and "![head pose](pose.png)" in text
+    assert "- Dataset check: 20 s of video" in text
 
 
 def test_missing_files_are_named_with_the_fix(tmp_path, capsys, eval_data):
