@@ -1,12 +1,12 @@
-"""Evaluation metrics as pure numpy functions: image quality, MediaPipe landmark measures, blinks, speech mask, pose.
+"""Evaluation metrics as pure numpy functions: image quality, MediaPipe landmark measures, blinks, pose.
 
 Stable names other modules import (keep them): `psnr`, `ssim`, `lmd`, `eye_aspect_ratio`, `count_blinks`,
-`blinks_per_minute`, `pose_diversity`, `pose_std`, `mouth_opening`,
-`correlation`, `blink_depth`, `ear_thresholds`, `blink_thresholds`, and the landmark index tuples `LIPS`, `INNER_LIP_GAP`, `LEFT_EYE`, `RIGHT_EYE`, `FACE_HEIGHT`.
+`blinks_per_minute`, `pose_diversity`, `pose_std`, `mouth_opening`, `correlation`, `blink_depth`, `ear_thresholds`,
+`blink_thresholds`, and the landmark index tuples `LIPS`, `INNER_LIP_GAP`, `LEFT_EYE`, `RIGHT_EYE`, `FACE_HEIGHT`.
 
 Conventions: images are [H, W, C] (or [N, H, W, C]) uint8 or float in [0, 1]; landmarks are MediaPipe FaceLandmarker
-points, [478, 2] or [T, 478, 2], in pixels; per-frame curves are [T] at the video frame rate. The speech mask and envelope live in engine.audio.activity.
-Nothing here imports torch or MediaPipe.
+points, [478, 2] or [T, 478, 2], in pixels; per-frame curves are [T] at the video frame rate. The speech mask and
+envelope live in engine.audio.activity. Nothing here imports torch or MediaPipe.
 """
 from __future__ import annotations
 

@@ -387,7 +387,8 @@ def test_each_limit_of_a_video_is_found_and_explained():
     assert set(found) == {"short", "little_speech", "noisy_audio", "clipped_audio", "untracked", "upscaled",
                           "head_cut"}
     assert "40 s of video" in found["short"]["message"]
-    assert "--size 288" in found["upscaled"]["message"] and found["upscaled"]["value"] == pytest.approx(512 / 300, abs=1e-4)
+    assert "--size 288" in found["upscaled"]["message"]
+    assert found["upscaled"]["value"] == pytest.approx(512 / 300, abs=1e-4)
     assert found["untracked"]["value"] == pytest.approx(0.2) and found["head_cut"]["value"] == pytest.approx(0.2)
     assert "no_pauses" in checked(speech_share=1.0)
 

@@ -54,9 +54,9 @@ def dataset_checks(audio: np.ndarray, sample_rate: int, fps: float, raw: RawTrac
                     "never sees a resting, closed mouth; use a take with some pauses between sentences")
         loud, noise = activity.loud_and_noise_db(levels)
         if loud - noise < NOISY_DB:
-            finding("noisy_audio", loud - noise, f"the speech is only {loud - noise:.0f} dB above the background noise: "
-                    "the lips learn the noise too; record closer to the microphone or in a quieter room, or pass "
-                    "--audio with a cleaner recording of the same take")
+            finding("noisy_audio", loud - noise, f"the speech is only {loud - noise:.0f} dB above the background "
+                    "noise: the lips learn the noise too; record closer to the microphone or in a quieter room, or "
+                    "pass --audio with a cleaner recording of the same take")
     clipped = float(np.mean(np.abs(audio) >= CLIP_LEVEL)) if len(audio) else 0.0
     if clipped > CLIPPED_SHARE:
         finding("clipped_audio", clipped, f"{clipped:.1%} of the audio samples are at full scale (clipped): loud "
