@@ -280,7 +280,8 @@ def test_no_audio_track_is_a_clear_error_unless_audio_is_given(clip, tmp_path):
 
 
 def test_noisy_clipped_speech_and_a_cut_off_head_are_reported(clip, tmp_path, caplog):
-    """The same take heard too loud over room noise, and filmed with the top of the head out of the picture."""
+    """The same take heard too loud over room noise, filmed with the top of the head out of the picture and with
+    the light coming and going."""
     from engine.audio.sources import decode_file
     from engine.io.video import write_wav
 
@@ -288,10 +289,11 @@ def test_noisy_clipped_speech_and_a_cut_off_head_are_reported(clip, tmp_path, ca
     noise = 0.15 * np.random.default_rng(0).standard_normal(len(speech))
     write_wav(tmp_path / "loud.wav", np.clip(8.0 * speech + noise, -1.0, 1.0).astype(np.float32), 16000)
     video = tmp_path / "cut.mp4"
-    ffmpeg("-i", clip / "video.mp4", "-vf", f"crop={SIZE}:{SIZE - 60}:0:60", "-c:a", "copy", video)
+    ffmpeg("-i", clip / "video.mp4", "-vf", f"crop={SIZE}:{SIZE - 60}:0:60,eq=brightness='0.15*sin(2*PI*t)':eval=frame",
+           "-c:a", "copy", video)
     out = preprocess(video, tmp_path / "ds", audio=tmp_path / "loud.wav")
     checks = {finding["check"] for finding in Dataset(out).meta.checks}
-    assert {"noisy_audio", "clipped_audio", "head_cut"} <= checks
+    assert {"noisy_audio", "clipped_audio", "head_cut", "background_changes"} <= checks
     write_preview(out)
     with caplog.at_level(logging.INFO, logger="engine.data.preprocess.pipeline"):
         preprocess(video, tmp_path / "ds", audio=tmp_path / "loud.wav")  # already complete: findings said again

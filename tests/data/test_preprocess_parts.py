@@ -206,6 +206,19 @@ def test_background_plate_removes_a_moving_person_and_fills_a_static_one():
     assert np.array_equal(plate[:5], scene[:5])
 
 
+def test_plate_residual_is_zero_for_a_still_scene_and_grows_when_the_light_changes():
+    scene = np.random.default_rng(0).integers(20, 200, (32, 32, 3), np.uint8)
+    frames = np.repeat(scene[None], 8, axis=0)
+    person = np.zeros((8, 32, 32), bool)
+    person[:, 8:24, 8:24] = True
+    frames[person] = 255  # the person is never compared
+    plate, _ = background.background_plate(frames, person)
+    assert background.plate_residual(frames, person, plate) == 0.0
+    frames = np.stack([np.clip(scene.astype(int) + 10 * (k - 4), 0, 255) for k in range(8)]).astype(np.uint8)
+    plate, _ = background.background_plate(frames, person)
+    assert 15.0 < background.plate_residual(frames, person, plate) < 30.0  # mean |10 * (k - 4)| = 20
+
+
 def test_mask_file_round_trips_and_streams(tmp_path):
     rng = np.random.default_rng(1)
     frames, size = 5, 16
@@ -361,7 +374,8 @@ def test_hole_filling_blends_the_surroundings_and_keeps_known_pixels():
     assert np.all(np.diff(row) <= 1e-3) and row[0] > 150 and row[-1] < 100, "a smooth ramp from left to right"
 
 
-def checked(seconds=150.0, speech_share=0.6, noise=0.0, gain=0.3, tracked=1.0, side=512, size=512, cut=0.0):
+def checked(seconds=150.0, speech_share=0.6, noise=0.0, gain=0.3, tracked=1.0, side=512, size=512, cut=0.0,
+            residual=1.0):
     """dataset_checks on made-up inputs: tone bursts as speech (speech_share of each second) over white noise."""
     from engine.data.preprocess.checks import dataset_checks
     from engine.data.preprocess.track import RawTracks
@@ -375,7 +389,8 @@ def checked(seconds=150.0, speech_share=0.6, noise=0.0, gain=0.3, tracked=1.0, s
     raw = RawTracks(detected, np.zeros((frames, 478, 3), np.float32), np.zeros((frames, 52), np.float32),
                     np.zeros((frames, 4, 4), np.float32), ["_neutral"] * 52, 1280, 720)
     on_edge = np.arange(frames) < cut * frames
-    return {f["check"]: f for f in dataset_checks(audio, rate, fps, raw, (0, 0, side, side), size, on_edge)}
+    findings = dataset_checks(audio, rate, fps, raw, (0, 0, side, side), size, on_edge, residual)
+    return {f["check"]: f for f in findings}
 
 
 def test_a_good_dataset_has_no_findings():
@@ -383,9 +398,10 @@ def test_a_good_dataset_has_no_findings():
 
 
 def test_each_limit_of_a_video_is_found_and_explained():
-    found = checked(seconds=40.0, speech_share=0.05, noise=0.15, gain=3.0, tracked=0.8, side=300, cut=0.2)
+    found = checked(seconds=40.0, speech_share=0.05, noise=0.15, gain=3.0, tracked=0.8, side=300, cut=0.2,
+                    residual=20.0)
     assert set(found) == {"short", "little_speech", "noisy_audio", "clipped_audio", "untracked", "upscaled",
-                          "head_cut"}
+                          "head_cut", "background_changes"}
     assert "40 s of video" in found["short"]["message"]
     assert "--size 288" in found["upscaled"]["message"]
     assert found["upscaled"]["value"] == pytest.approx(512 / 300, abs=1e-4)

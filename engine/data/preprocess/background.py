@@ -59,6 +59,18 @@ def background_plate(frames: np.ndarray, person: np.ndarray) -> tuple[np.ndarray
     return plate.round().clip(0, 255).astype(np.uint8), fraction
 
 
+def plate_residual(frames: np.ndarray, person: np.ndarray, plate: np.ndarray) -> float:
+    """Mean absolute difference, in grey levels (0-255), between the samples' background pixels and the plate:
+    frames [N, S, S, 3] uint8, person [N, S, S] bool (grown), plate [S, S, 3] uint8. About 1 for a still camera,
+    steady light and a still background; a moving camera, changing light or motion behind the person raise it."""
+    total, count = 0.0, 0
+    for frame, hidden in zip(frames, person):
+        seen = ~hidden
+        total += float(np.abs(frame[seen].astype(np.float32) - plate[seen]).sum())
+        count += int(seen.sum()) * 3
+    return total / count if count else 0.0
+
+
 def fill_holes(image: np.ndarray, holes: np.ndarray) -> np.ndarray:
     """image [S, S, 3] float32 with holes [S, S] bool -> the holes filled smoothly from their surroundings.
 

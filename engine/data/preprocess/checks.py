@@ -27,13 +27,18 @@ CUT_SHARE = 0.05
 """More than this share of frames with the head cut off by the picture's edge is a finding."""
 EDGE_SHARE = 0.02
 """A head mask covering more than this share of the top, left or right edge of a frame is cut off there."""
+BACKGROUND_RESIDUAL = 12.0
+"""Background pixels straying from the plate by more than this many grey levels on average (0-255) is a finding;
+a still synthetic scene gives about 1, camera noise and compression a few."""
 
 
 def dataset_checks(audio: np.ndarray, sample_rate: int, fps: float, raw: RawTracks,
-                   crop: tuple[int, int, int, int], size: int, head_on_edge: np.ndarray) -> list[dict]:
+                   crop: tuple[int, int, int, int], size: int, head_on_edge: np.ndarray,
+                   background_residual: float | None = None) -> list[dict]:
     """Findings [{"check", "value", "message"}] for a dataset: audio mono float [N] at sample_rate (aligned with the
-    frames), the raw tracks, the crop (x, y, side, side) in source pixels, the dataset size and, per frame, whether
-    its head mask touches the picture's edge (`head_touches_edge`)."""
+    frames), the raw tracks, the crop (x, y, side, side) in source pixels, the dataset size, per frame whether its
+    head mask touches the picture's edge (`head_touches_edge`), and how far the background strays from its plate
+    (`background.plate_residual`; None: not measured, a dataset made before it was)."""
     found: list[dict] = []
 
     def finding(check: str, value: float, message: str) -> None:
@@ -75,6 +80,11 @@ def dataset_checks(audio: np.ndarray, sample_rate: int, fps: float, raw: RawTrac
     if cut > CUT_SHARE:
         finding("head_cut", cut, f"in {cut:.0%} of the frames the head touches the edge of the picture (cut off): "
                 "the avatar cannot learn what was never filmed; film with room above and beside the head")
+    if background_residual is not None and background_residual > BACKGROUND_RESIDUAL:
+        finding("background_changes", background_residual, f"the background differs from its still plate by "
+                f"{background_residual:.0f} grey levels on average (a moving camera, changing light or motion "
+                "behind the person): the avatar is drawn over one still plate; film from a tripod with the "
+                "exposure locked, in front of a still background")
     return found
 
 

@@ -228,7 +228,9 @@ def _frames(run: _Run, crop: tuple[int, int, int, int], tracks: Tracks) -> None:
                 if video.frames != frames:
                     raise PreprocessError(f"{run.source.path} decoded to {video.frames} frames this time but {frames} "
                                           "when it was tracked; the file changed or decodes unreliably, re-export it")
-                plate, holes = background.background_plate(np.stack(samples), np.stack(hidden))
+                samples, hidden = np.stack(samples), np.stack(hidden)
+                plate, holes = background.background_plate(samples, hidden)
+                residual = background.plate_residual(samples, hidden, plate)
                 _write_png(run.out / "background.png", plate)
             except BaseException:
                 video.abort()
@@ -236,7 +238,8 @@ def _frames(run: _Run, crop: tuple[int, int, int, int], tracks: Tracks) -> None:
                 raise
         video.close()
         mask_file.close()
-        return {"background_holes": round(holes, 4), "background_samples": len(samples)}
+        return {"background_holes": round(holes, 4), "background_samples": len(samples),
+                "background_residual": round(residual, 2)}
 
     _step(run, "frames", work)
 
@@ -295,7 +298,8 @@ def _meta(run: _Run, raw: RawTracks, crop: tuple[int, int, int, int], head_fits:
                 "audio": run.ledger.info("audio").get("origin", ""), "audio_offset_s": source.audio_offset_s,
                 "head_in_crop": head_fits, **run.ledger.info("frames"),
             },
-            checks=dataset_checks(audio, SAMPLE_RATE, run.config.fps, raw, crop, run.config.size, head_on_edge),
+            checks=dataset_checks(audio, SAMPLE_RATE, run.config.fps, raw, crop, run.config.size, head_on_edge,
+                                  run.ledger.info("frames").get("background_residual")),
         )
         write_json_atomic(run.out / "meta.json", meta.to_json())
 
