@@ -71,6 +71,11 @@ class Diagnostics:
         log.info(text)
         self.notices.append(text)
 
+    def warn(self, text: str) -> None:
+        """A notice of something the engine goes on without (an avatar, clips, a device): logged as a warning."""
+        log.warning(text)
+        self.notices.append(text)
+
 
 def tick_time(world: World) -> None:
     """Advance Time from the master clock (first system of every frame)."""

@@ -67,7 +67,7 @@ def build(app) -> None:
         avatar = None
         missing.append("no avatar")
         bundled = " (the bundled one: assets/README.md gives the commands that make it)" if folder == AVATAR_DIR else ""
-        diagnostics.notice(f"demo without an avatar (captions only): {error}{bundled}; or pass --avatar AVATAR_DIR")
+        diagnostics.warn(f"demo without an avatar (captions only): {error}{bundled}; or pass --avatar AVATAR_DIR")
     if app.resource(AudioSettings).input == "mic":
         show_missing(scene, missing)
         scene.script(listen, name="demo")
@@ -76,7 +76,7 @@ def build(app) -> None:
     readings = load_readings(source)
     if not readings:
         missing.append("no clips")
-        diagnostics.notice(f"demo without audio: no .wav clips in {source}; make the bundled ones with "
+        diagnostics.warn(f"demo without audio: no .wav clips in {source}; make the bundled ones with "
                            "`scripts/make_demo_audio.sh` (espeak-ng, Piper, sox), or pass --audio CLIP_OR_FOLDER")
     show_missing(scene, missing)
     scene.script(lambda d: read_aloud(d, readings, avatar, missing), name="demo")

@@ -39,7 +39,7 @@ def build(app) -> None:
     try:
         scene.avatar(avatar_folder(app, AVATAR_DIR), name="host", mode="one-shot", framing="default")
     except SceneError as error:
-        app.resource(Diagnostics).notice(f"kiosk without an avatar: {error} (or pass --avatar AVATAR_DIR)")
+        app.resource(Diagnostics).warn(f"kiosk without an avatar: {error} (or pass --avatar AVATAR_DIR)")
     scene.script(show_cued_captions)
 
 

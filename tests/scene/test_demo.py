@@ -105,6 +105,8 @@ def test_the_demo_without_its_assets_runs_and_says_what_to_run(tmp_path, caplog)
     log = caplog.text
     assert "demo without an avatar" in log and "syncanim train" in log and "--avatar AVATAR_DIR" in log
     assert "demo without audio" in log and "make_demo_audio.sh" in log and "--audio" in log
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("demo without an avatar" in m for m in warned) and any("demo without audio" in m for m in warned)
     info = probe(out)
     assert info.frames == pytest.approx(150, abs=1)  # the notice for NOTICE_S = 6 s, then it ends by itself
     import imageio.v3 as iio
