@@ -61,7 +61,7 @@ def background_plate(frames: np.ndarray, person: np.ndarray) -> tuple[np.ndarray
 
 def plate_residual(frames: np.ndarray, person: np.ndarray, plate: np.ndarray) -> float:
     """Mean absolute difference, in grey levels (0-255), between the samples' background pixels and the plate:
-    frames [N, S, S, 3] uint8, person [N, S, S] bool (grown), plate [S, S, 3] uint8. About 1 for a still camera,
+    frames [N, S, S, 3] uint8, person [N, S, S] bool (grown), plate [S, S, 3] uint8. Under 1 for a still camera,
     steady light and a still background; a moving camera, changing light or motion behind the person raise it."""
     total, count = 0.0, 0
     for frame, hidden in zip(frames, person):

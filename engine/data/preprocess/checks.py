@@ -29,7 +29,7 @@ EDGE_SHARE = 0.02
 """A head mask covering more than this share of the top, left or right edge of a frame is cut off there."""
 BACKGROUND_RESIDUAL = 12.0
 """Background pixels straying from the plate by more than this many grey levels on average (0-255) is a finding;
-a still synthetic scene gives about 1, camera noise and compression a few."""
+a still synthetic scene gives 0.3, strong film grain 5."""
 
 
 def dataset_checks(audio: np.ndarray, sample_rate: int, fps: float, raw: RawTracks,
