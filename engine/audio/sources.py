@@ -6,6 +6,7 @@ samples (silence where there is nothing to give). Files of any rate or channel c
 """
 from __future__ import annotations
 
+import math
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -70,6 +71,24 @@ class StreamResampler:
     def _collect(frames: list[Any]) -> np.ndarray:
         parts = [f.to_ndarray().reshape(-1) for f in frames]
         return np.concatenate(parts).astype(np.float32, copy=False) if parts else np.zeros(0, np.float32)
+
+
+class DCBlocker:
+    """A streaming one-pole high-pass at `cutoff_hz`: takes a microphone's DC offset away. The speech features never
+    hear DC (they start at 55 Hz, where this loses 0.15 dB), but the noise gate would count it as level and close on
+    quiet speech: an offset of 0.01 took a sixth off the bundled avatar's mouth opening in speech. Any split of the
+    signal into calls gives the same output."""
+
+    def __init__(self, sample_rate: int, cutoff_hz: float = 10.0) -> None:
+        pole = math.exp(-2.0 * math.pi * cutoff_hz / sample_rate)
+        self._b, self._a = np.array([1.0, -1.0]), np.array([1.0, -pole])
+        self._state = np.zeros(1)
+
+    def process(self, samples: np.ndarray) -> np.ndarray:
+        from scipy.signal import lfilter
+
+        out, self._state = lfilter(self._b, self._a, np.asarray(samples, np.float64), zi=self._state)
+        return out.astype(np.float32)
 
 
 def decode_file(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
@@ -246,7 +265,7 @@ class PushSource(AudioSource):
 
 
 class MicSource(AudioSource):
-    """A pyaudio input device, at its native rate, resampled to the engine rate.
+    """A pyaudio input device, at its native rate, resampled to the engine rate, its DC offset removed.
 
     The PortAudio callback only copies into `native` (a SampleRing at the device rate). `read(n)` moves what has
     arrived through the resampler into `ring` (engine rate) and takes n samples from it, so a late device shows up
@@ -267,6 +286,7 @@ class MicSource(AudioSource):
         self._stream: Any = None
         self._channels = 1
         self._resampler: StreamResampler | None = None
+        self._dc_blocker = DCBlocker(sample_rate)
         self._continue = 0
 
     def open(self) -> MicSource:
@@ -313,7 +333,7 @@ class MicSource(AudioSource):
         raw = self.native.read_available()
         if self._channels > 1:
             raw = raw[: len(raw) - len(raw) % self._channels].reshape(-1, self._channels).mean(axis=1)
-        self.ring.write(self._resampler.process(raw))
+        self.ring.write(self._dc_blocker.process(self._resampler.process(raw)))
 
     @property
     def available(self) -> int:

@@ -106,3 +106,17 @@ def test_load_clip_resamples_a_clip_at_another_rate() -> None:
         load_clip(np.zeros((2, 10), np.float32))
     pcm = load_clip(np.array([0, 16384, -32767], np.int16)).samples
     assert pcm.dtype == np.float32 and np.allclose(pcm, [0.0, 0.5, -1.0], atol=1e-4)
+
+
+def test_the_dc_blocker_removes_an_offset_keeps_speech_and_streams():
+    from engine.audio.sources import DCBlocker
+
+    rate = 16000
+    t = np.arange(2 * rate) / rate
+    tone = 0.3 * np.sin(2 * np.pi * 120 * t)
+    whole = DCBlocker(rate).process(tone + 0.02)
+    assert abs(whole[rate:].mean()) < 1e-4  # settled within a second
+    assert np.sqrt(np.mean(whole[rate:] ** 2)) == pytest.approx(0.3 / np.sqrt(2), rel=0.005)  # -0.04 dB at 120 Hz
+    blocker = DCBlocker(rate)
+    pieces = np.concatenate([blocker.process(part) for part in np.array_split(tone + 0.02, 37)])
+    np.testing.assert_allclose(pieces, whole, atol=1e-7)
