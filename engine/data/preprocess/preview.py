@@ -64,8 +64,7 @@ def contact_sheet(data: Dataset, path: Path) -> Path:
     title = (f"{data.root.name}: {meta.frames} frames, {meta.size}px, crop {meta.crop} of "
              f"{meta.source_size[0]}x{meta.source_size[1]}; red head, blue torso, green face, yellow lips")
     findings = [line for finding in meta.checks for line in textwrap.wrap(f"check: {finding['message']}", 150)]
-    title_inches = 0.2 * (1 + len(findings)) + 0.15
-    figure = Figure(figsize=(columns * 3.0, rows * 3.2 + title_inches))
+    figure = Figure(figsize=(columns * 3.0, rows * 3.2 + 0.16 * len(findings)), layout="constrained")
     for slot, k in enumerate(indices):
         axes = figure.add_subplot(rows, columns, slot + 1)
         axes.imshow(_tile(frames[k], heads[k], torsos[k], tracks.landmarks2d[k], rects["face_rect"][k],
@@ -80,7 +79,6 @@ def contact_sheet(data: Dataset, path: Path) -> Path:
     axes.set_title("background plate", fontsize=8)
     axes.axis("off")
     figure.suptitle("\n".join([title, *findings]), fontsize=9, color="darkred" if findings else "black")
-    figure.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - title_inches / figure.get_figheight()))
     return _save(figure, path)
 
 
