@@ -77,7 +77,7 @@ def build(app) -> None:
     if not readings:
         missing.append("no clips")
         diagnostics.warn(f"demo without audio: no .wav clips in {source}; make the bundled ones with "
-                           "`scripts/make_demo_audio.sh` (espeak-ng, Piper, sox), or pass --audio CLIP_OR_FOLDER")
+                         "`scripts/make_demo_audio.sh` (espeak-ng, Piper, sox), or pass --audio CLIP_OR_FOLDER")
     show_missing(scene, missing)
     scene.script(lambda d: read_aloud(d, readings, avatar, missing), name="demo")
 
