@@ -11,28 +11,6 @@ import tyro
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, kw_only=True)
-class TrainingRun:
-    """How a training run is driven, shared by every trainer: cadence, resume, limits, seed and device."""
-
-    val_every: int = 1000
-    """Steps between validation passes (logged to AVATAR_DIR/<part>_log.jsonl)."""
-    checkpoint_every: int = 1000
-    """Steps between resumable checkpoints (AVATAR_DIR/.<part>-train/state.safetensors)."""
-    resume: bool = True
-    """Continue from the resumable state when it exists and matches the data and network sizes."""
-    time_limit_s: float = 0.0
-    """Stop early (and still write the model) after this many seconds of training; 0 = no limit."""
-    seed: int = 0
-    """Seeds parameter init and sampling."""
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    """'auto' uses CUDA when torch sees it."""
-    threads: int = 0
-    """torch CPU threads (0 = torch's default)."""
-    progress: bool = True
-    """Show progress bars."""
-
-
 @dataclass(frozen=True)
 class TrainOptions:
     """Train an avatar from a preprocessed dataset: the motion syncers, the NeRF renderer, or both."""

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 from engine.audio.settings import AudioSettings
-from engine.training import TrainingRun
+from engine.training_run import TrainingRun
 
 UPPER_FACE = (
     "eyeBlinkLeft", "eyeBlinkRight", "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft",

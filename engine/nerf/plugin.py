@@ -5,21 +5,13 @@ render_avatars in RENDER, before the scene compositor.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from engine.ecs import Stage, World
-from engine.nerf.settings import NerfRenderSettings, NerfRuntimeSettings
+from engine.nerf.settings import NerfRenderSettings, NerfRuntimeSettings, RenderDevice
 
 if TYPE_CHECKING:
     from engine.app import App
-
-
-@dataclass
-class RenderDevice:
-    """Resource: the device the NeRF kernels run on ('cpu' or 'cuda'), set by `start_taichi`."""
-
-    name: str = "cpu"
 
 
 def resolve_device(requested: str) -> str:

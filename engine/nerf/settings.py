@@ -1,4 +1,5 @@
-"""NerfRuntimeSettings: where the NeRF kernels run (a light module: no torch, no taichi at import)."""
+"""The NeRF renderer's resources: where its kernels run (NerfRuntimeSettings, then the RenderDevice they started on)
+and how avatars are rendered (NerfRenderSettings). A light module: no torch, no taichi at import."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -43,3 +44,10 @@ class NerfRenderSettings:
     background: bool = True
     """Composite each avatar over its training background plate (opaque); False leaves it transparent (alpha is
     the person's coverage) for the scene's compositor or a chroma key."""
+
+
+@dataclass
+class RenderDevice:
+    """Resource: the device the NeRF kernels run on ('cpu' or 'cuda'), set by `engine.nerf.plugin.start_taichi`."""
+
+    name: str = "cpu"

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from engine.ecs import Entity, World
-from engine.nerf.settings import NerfRenderSettings
+from engine.nerf.settings import NerfRenderSettings, RenderDevice
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,6 @@ def _check_features(world: World, path: Path) -> None:
 
 def _renderer(world: World, folder: Path):
     from engine.nerf.avatar import nerf_path
-    from engine.nerf.plugin import RenderDevice
     from engine.nerf.render import AvatarRenderer
 
     settings = world.get_resource(NerfRenderSettings) or NerfRenderSettings()

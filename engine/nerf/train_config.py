@@ -5,7 +5,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-from engine.training import TrainingRun
+from engine.training_run import TrainingRun
 
 NERF_FILE = "nerf.safetensors"
 """The trained renderer inside AVATAR_DIR."""
