@@ -3,8 +3,8 @@ import subprocess
 import sys
 
 from engine.app import App
-from engine.nerf.plugin import RenderDevice, nerf_plugin, resolve_device
-from engine.nerf.settings import NerfRuntimeSettings
+from engine.nerf.plugin import nerf_plugin, resolve_device
+from engine.nerf.settings import NerfRuntimeSettings, RenderDevice
 
 
 def test_startup_starts_taichi_on_the_configured_device(taichi_cpu):
