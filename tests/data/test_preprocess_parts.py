@@ -388,8 +388,7 @@ def checked(seconds=150.0, speech_share=0.6, noise=0.0, gain=0.3, tracked=1.0, s
     detected = np.arange(frames) < tracked * frames
     raw = RawTracks(detected, np.zeros((frames, 478, 3), np.float32), np.zeros((frames, 52), np.float32),
                     np.zeros((frames, 4, 4), np.float32), ["_neutral"] * 52, 1280, 720)
-    on_edge = np.arange(frames) < cut * frames
-    findings = dataset_checks(audio, rate, fps, raw, (0, 0, side, side), size, on_edge, residual)
+    findings = dataset_checks(audio, rate, fps, raw, (0, 0, side, side), size, cut, residual)
     return {f["check"]: f for f in findings}
 
 

@@ -33,12 +33,13 @@ a still synthetic scene gives 0.3, strong film grain 5."""
 
 
 def dataset_checks(audio: np.ndarray, sample_rate: int, fps: float, raw: RawTracks,
-                   crop: tuple[int, int, int, int], size: int, head_on_edge: np.ndarray,
+                   crop: tuple[int, int, int, int], size: int, head_cut: float | None = None,
                    background_residual: float | None = None) -> list[dict]:
     """Findings [{"check", "value", "message"}] for a dataset: audio mono float [N] at sample_rate (aligned with the
-    frames), the raw tracks, the crop (x, y, side, side) in source pixels, the dataset size, per frame whether its
-    head mask touches the picture's edge (`head_touches_edge`), and how far the background strays from its plate
-    (`background.plate_residual`; None: not measured, a dataset made before it was)."""
+    frames), the raw tracks, the crop (x, y, side, side) in source pixels, the dataset size, the share of frames
+    whose head mask touches the picture's edge (`head_touches_edge`), and how far the background strays from its
+    plate (`background.plate_residual`); the last two are measured in preprocess's frames pass (None: a dataset made
+    before they were)."""
     found: list[dict] = []
 
     def finding(check: str, value: float, message: str) -> None:
@@ -76,9 +77,8 @@ def dataset_checks(audio: np.ndarray, sample_rate: int, fps: float, raw: RawTrac
         finding("upscaled", size / side, f"the crop is {side} px of the video, enlarged to {size} px: the renderer "
                 f"cannot learn detail the video lacks and trains slower; pass --size {better}, or film closer or "
                 "at a higher resolution")
-    cut = float(np.mean(head_on_edge)) if len(head_on_edge) else 0.0
-    if cut > CUT_SHARE:
-        finding("head_cut", cut, f"in {cut:.0%} of the frames the head touches the edge of the picture (cut off): "
+    if head_cut is not None and head_cut > CUT_SHARE:
+        finding("head_cut", head_cut, f"in {head_cut:.0%} of the frames the head touches the edge of the picture (cut off): "
                 "the avatar cannot learn what was never filmed; film with room above and beside the head")
     if background_residual is not None and background_residual > BACKGROUND_RESIDUAL:
         finding("background_changes", background_residual, f"the background differs from its still plate by "

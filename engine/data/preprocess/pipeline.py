@@ -8,7 +8,6 @@ the steps whose outputs exist and whose inputs and settings are unchanged (steps
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import logging
 import math
 import os
@@ -200,6 +199,7 @@ def _frames(run: _Run, crop: tuple[int, int, int, int], tracks: Tracks) -> None:
     (decoding the lossless frames again would cost as much as decoding the source)."""
     from engine.data.dataset import FrameWriter
     from engine.data.preprocess import background, masks
+    from engine.data.preprocess.checks import head_touches_edge
     from engine.data.preprocess.crop import crop_frame
     from engine.data.preprocess.maskfile import MaskFileWriter
 
@@ -209,7 +209,7 @@ def _frames(run: _Run, crop: tuple[int, int, int, int], tracks: Tracks) -> None:
         advance = _bar(run, "frames", frames)
         oval = masks.face_oval_ids(str(run.config.face_model) if run.config.face_model else None)
         stride = background.sample_every(frames)
-        samples, hidden = [], []
+        samples, hidden, head_cut = [], [], 0
         with masks.create_segmenter(run.config.segmenter_model) as segmenter:
             video = FrameWriter(run.out / "frames.mkv", run.config.fps)
             mask_file = MaskFileWriter(run.out / "masks.npz", frames, size, run.work / "masks.scratch")
@@ -220,7 +220,9 @@ def _frames(run: _Run, crop: tuple[int, int, int, int], tracks: Tracks) -> None:
                     picture = crop_frame(frame, crop, size)
                     video.write(picture)
                     person = masks.person_confidence(segmenter, picture) > masks.PERSON_THRESHOLD
-                    mask_file.write(k, *masks.frame_masks(person, tracks.landmarks2d[k], oval, bool(tracks.valid[k])))
+                    parts = masks.frame_masks(person, tracks.landmarks2d[k], oval, bool(tracks.valid[k]))
+                    mask_file.write(k, *parts)
+                    head_cut += head_touches_edge(parts[1])
                     if k % stride == 0:
                         samples.append(picture)
                         hidden.append(background.grow(person))
@@ -239,7 +241,7 @@ def _frames(run: _Run, crop: tuple[int, int, int, int], tracks: Tracks) -> None:
         video.close()
         mask_file.close()
         return {"background_holes": round(holes, 4), "background_samples": len(samples),
-                "background_residual": round(residual, 2)}
+                "background_residual": round(residual, 2), "head_cut": round(head_cut / frames, 4)}
 
     _step(run, "frames", work)
 
@@ -274,8 +276,7 @@ def _versions() -> dict[str, str]:
 
 def _meta(run: _Run, raw: RawTracks, crop: tuple[int, int, int, int], head_fits: bool) -> None:
     from engine.audio.sources import decode_file
-    from engine.data.preprocess.checks import dataset_checks, head_touches_edge
-    from engine.data.preprocess.maskfile import mask_frames
+    from engine.data.preprocess.checks import dataset_checks
 
     frames, found = len(raw), int(raw.detected.sum())
     val_start = frames - max(1, int(math.ceil(VAL_FRACTION * frames)))
@@ -283,7 +284,6 @@ def _meta(run: _Run, raw: RawTracks, crop: tuple[int, int, int, int], head_fits:
     def work() -> None:
         source = run.source
         audio = decode_file(run.out / "audio.wav", SAMPLE_RATE)
-        head_on_edge = np.array([head_touches_edge(head) for head in mask_frames(run.out / "masks.npz", "head")])
         meta = Meta(
             fps=float(run.config.fps), size=run.config.size, frames=frames, sample_rate=SAMPLE_RATE,
             camera=pose.crop_camera(raw.width, raw.height, crop, run.config.size), crop=crop,
@@ -298,7 +298,8 @@ def _meta(run: _Run, raw: RawTracks, crop: tuple[int, int, int, int], head_fits:
                 "audio": run.ledger.info("audio").get("origin", ""), "audio_offset_s": source.audio_offset_s,
                 "head_in_crop": head_fits, **run.ledger.info("frames"),
             },
-            checks=dataset_checks(audio, SAMPLE_RATE, run.config.fps, raw, crop, run.config.size, head_on_edge,
+            checks=dataset_checks(audio, SAMPLE_RATE, run.config.fps, raw, crop, run.config.size,
+                                  run.ledger.info("frames").get("head_cut"),
                                   run.ledger.info("frames").get("background_residual")),
         )
         write_json_atomic(run.out / "meta.json", meta.to_json())
@@ -348,7 +349,9 @@ def run_preprocess(config: PreprocessConfig) -> Path:
 
 def _report_checks(run: _Run) -> None:
     """Tell the user what the dataset checks found (stored in meta.json)."""
-    checks = json.loads((run.out / "meta.json").read_text()).get("checks", [])
+    from engine.data.dataset import Dataset
+
+    checks = Dataset(run.out).meta.checks
     if not checks:
         run.say("preprocess: the dataset checks found nothing that would limit the avatar")
         return
