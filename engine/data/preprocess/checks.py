@@ -78,8 +78,8 @@ def dataset_checks(audio: np.ndarray, sample_rate: int, fps: float, raw: RawTrac
                 f"cannot learn detail the video lacks and trains slower; pass --size {better}, or film closer or "
                 "at a higher resolution")
     if head_cut is not None and head_cut > CUT_SHARE:
-        finding("head_cut", head_cut, f"in {head_cut:.0%} of the frames the head touches the edge of the picture (cut off): "
-                "the avatar cannot learn what was never filmed; film with room above and beside the head")
+        finding("head_cut", head_cut, f"in {head_cut:.0%} of the frames the head touches the edge of the picture "
+                "(cut off): the avatar cannot learn what was never filmed; film with room above and beside the head")
     if background_residual is not None and background_residual > BACKGROUND_RESIDUAL:
         finding("background_changes", background_residual, f"the background differs from its still plate by "
                 f"{background_residual:.0f} grey levels on average (a moving camera, changing light or motion "
