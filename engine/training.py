@@ -27,6 +27,10 @@ class TrainOptions:
     """Stop each part after this many minutes (it still writes its model); default: the preset's own limit."""
     seed: int = 0
     """Seeds initialisation and sampling, so a rerun reproduces a model."""
+    features: Literal["mel", "whisper"] = "mel"
+    """Speech features both parts read: 'mel' (log-mel of this recording's voice) or 'whisper' (Whisper tiny.en's
+    encoder, trained on many voices: an avatar that lip-syncs to other people's speech). The engine hears with the
+    features of the avatar it shows."""
     nerf_mlps: Literal["auto", "torch", "tcnn"] = "auto"
     """What computes the renderer's MLPs while training: 'tcnn' tiny-cuda-nn's fused kernels (CUDA and the optional
     `tinycudann` package), 'torch', or 'auto': tcnn wherever it can run."""
@@ -34,7 +38,9 @@ class TrainOptions:
 
 def run_training(options: TrainOptions) -> list[Path]:
     """Train the parts `options.stage` names; each part resumes from its own checkpoint. Returns the model files."""
-    overrides: dict = {"seed": options.seed}
+    from engine.audio.settings import AudioSettings
+
+    overrides: dict = {"seed": options.seed, "audio": AudioSettings(extractor=options.features)}
     if options.time_limit_min is not None:
         overrides["time_limit_s"] = options.time_limit_min * 60.0
     if options.stage in ("all", "nerf") and options.nerf_mlps == "tcnn":

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from engine.audio.features import FEATURE_HZ, HOP, WIN, FeatureSpec, feature_spec, make_extractor
-from engine.audio.playback import AudioPlayback, DeviceOutput, Mixer
+from engine.audio.playback import AudioPlayback, DelayLine, DeviceOutput, Mixer
 from engine.audio.ring import FeatureRing, SampleRing
 from engine.audio.settings import AudioSettings
 from engine.audio.sources import MicSource, PushSource
@@ -92,8 +92,11 @@ def output_delay_samples(settings: AudioSettings, block_frames: int, right_frame
 
 
 def _block_shape(settings: AudioSettings) -> tuple[int, int]:
+    """(block_frames, right_frames) of the extractor `settings` names, without loading its model."""
     if settings.extractor == "hubert":
         return settings.hubert.block_frames, settings.hubert.right_frames
+    if settings.extractor == "whisper":
+        return settings.whisper.block_frames, 0
     return 2, 0
 
 
@@ -113,10 +116,8 @@ def audio_plugin(app: App) -> None:
     heard = dict(voices.samples)
     if settings.input == "mic":
         heard.pop(settings.voices[0])  # the main voice hears the microphone instead
-    mixer = Mixer(
-        {name: PushSource(rate) for name in settings.voices}, heard, SampleRing(capacity, rate),
-        delay=output_delay_samples(settings, *_block_shape(settings)),
-    )
+    mixer = Mixer({name: PushSource(rate) for name in settings.voices}, heard, SampleRing(capacity, rate),
+                  delay=output_delay_samples(settings, *_block_shape(settings)))
     if not world.has_resource(AudioTap):
         world.insert_resource(AudioTap(rate))
     main_ring = voices.samples[settings.voices[0]]
@@ -155,6 +156,8 @@ def open_audio(world: World) -> None:
     world.insert_resource(spec)
     voices = world.resource(AudioVoices)
     playback = world.resource(AudioPlayback)
+    # again: a scene may have changed the settings since (to hear as its avatars were trained)
+    playback.mixer.delay = DelayLine(output_delay_samples(settings, *_block_shape(settings)))
     devices = world.resource(AudioDevices)
     main = settings.voices[0]
     for name in settings.voices:

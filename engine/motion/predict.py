@@ -7,32 +7,15 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.audio.features import FeatureSpec, make_extractor
-from engine.audio.settings import AudioSettings, HubertParams, MelParams
+from engine.audio.features import make_extractor, settings_for
 from engine.motion.data import speech_windows
 from engine.motion.runtime import Mode, MotionRuntime
-
-
-def audio_settings_for(spec: FeatureSpec) -> AudioSettings:
-    """AudioSettings that compute exactly the features `spec` describes (what a model was trained on)."""
-    p = spec.params
-    if spec.extractor == "mel":
-        extractor = {"mel": MelParams(n_mels=p["n_mels"], n_fft=p["n_fft"], fmin=p["fmin"], fmax=p["fmax"],
-                                      floor=p["floor"])}
-    elif spec.extractor == "hubert":
-        extractor = {"hubert": HubertParams(model=p["model"], layer=p["layer"], context_frames=p["context_frames"],
-                                            block_frames=p["block_frames"], right_frames=p["right_frames"])}
-    else:
-        raise ValueError(f"unknown feature extractor {spec.extractor!r} in a motion model; re-train it")
-    return AudioSettings(extractor=spec.extractor, window_frames=spec.window_frames,
-                         lookahead_frames=spec.lookahead_frames, video_fps=spec.video_fps, gate=spec.gate_params(),
-                         **extractor)
 
 
 def clip_windows(runtime: MotionRuntime, audio: np.ndarray, frames: int | None = None) -> np.ndarray:
     """The FeatureRing windows [T, W, D] a live stream of `audio` [N] (16 kHz mono) gives this model's features;
     T = the clip's length in video frames unless `frames` is given."""
-    settings = audio_settings_for(runtime.spec)
+    settings = settings_for(runtime.spec)
     if frames is None:
         frames = math.ceil(len(audio) / settings.sample_rate * runtime.fps)
     return speech_windows(make_extractor(settings), audio, frames, settings)

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.audio.settings import AudioSettings
 from engine.data.dataset import HEAD, TORSO
 from engine.nerf.avatar import AvatarModel, AvatarSpec, render_rays, save_avatar, tighten_grid
 from engine.nerf.camera import FramingRange, Intrinsics
@@ -63,27 +64,23 @@ class TrainingData:
     val: np.ndarray
 
 
-def feature_spec_dict(fps: float) -> dict:
-    """The FeatureSpec (as a dict) of the engine's default speech features: what the audio network is trained on
-    and what the engine must compute to drive it (checked when the render system loads the avatar)."""
+def feature_spec_dict(settings: AudioSettings, fps: float) -> dict:
+    """The FeatureSpec (as a dict) of `settings`' speech features: what the audio network is trained on and what the
+    engine must compute to drive it (checked when the render system loads the avatar)."""
     from engine.audio.features import feature_spec, make_extractor
-    from engine.audio.settings import AudioSettings
 
-    settings = AudioSettings()
     spec = feature_spec(settings, make_extractor(settings)).to_dict()
     spec["video_fps"] = fps
     return spec
 
 
-def dataset_feature_windows(dataset, frames: int, copies: int = 0,
+def dataset_feature_windows(dataset, settings: AudioSettings, frames: int, copies: int = 0,
                             seed: int = 0) -> tuple[np.ndarray, str, int]:
-    """The windows [1 + copies, T, W, D] of the engine's default extractor: the dataset's recording, then `copies`
-    augmented versions of its audio (engine/motion/data.py: dataset_windows)."""
+    """The windows [1 + copies, T, W, D] of `settings`' extractor: the dataset's recording, then `copies` augmented
+    versions of its audio (engine/motion/data.py: dataset_windows)."""
     from engine.audio.features import make_extractor
-    from engine.audio.settings import AudioSettings
     from engine.motion.data import dataset_windows
 
-    settings = AudioSettings()
     extractor = make_extractor(settings)
     windows = np.stack(list(dataset_windows(dataset, extractor, settings, frames, copies, seed)))
     return np.ascontiguousarray(windows, np.float32), extractor.id, 50 // round(settings.video_fps)
@@ -116,7 +113,8 @@ def load_training_data(config: TrainNerfConfig, device: torch.device) -> tuple[T
             raise DatasetError(f"{data.root / name} is missing; re-run `syncanim preprocess VIDEO -o {data.root}`")
     regions, (face_rect, lip_rect) = data.regions(), data.mask_rects()
     frames = data.frames()
-    windows, extractor, group = dataset_feature_windows(data, meta.frames, config.audio_copies, config.seed)
+    windows, extractor, group = dataset_feature_windows(data, config.audio, meta.frames, config.audio_copies,
+                                                       config.seed)
     columns = [tracks.blendshape_names.index(n) for n in config.expression]
     train, val = data.train_indices, data.val_indices
     if len(train) == 0:
@@ -540,4 +538,4 @@ def train_nerf(config: TrainNerfConfig) -> Path:
     return save_avatar(config.avatar_dir / NERF_FILE, model,
                        {"val_psnr": scores, "mlp_backend": mlp_backend,
                         "config": json.loads(json.dumps(asdict(config), default=str)),
-                        "features": feature_spec_dict(float(Dataset(config.data).meta.fps))})
+                        "features": feature_spec_dict(config.audio, float(Dataset(config.data).meta.fps))})

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+from engine.audio.settings import AudioSettings
 from engine.training_run import TrainingRun
 
 NERF_FILE = "nerf.safetensors"
@@ -63,6 +64,9 @@ class TrainNerfConfig(TrainingRun):
     avatar_dir: Path
     """Avatar folder: nerf.safetensors, validation images (val/*.png) and nerf_log.jsonl are written here;
     resumable state goes to AVATAR_DIR/.nerf-train/."""
+    audio: AudioSettings = field(default_factory=AudioSettings)
+    """Speech features the audio network reads (extractor, window, look-ahead); the engine hears with them when it
+    shows the avatar."""
     dims: NerfDims = field(default_factory=NerfDims)
     """Network sizes."""
     expression: tuple[str, ...] = EXPRESSION

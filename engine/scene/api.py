@@ -66,6 +66,37 @@ def check_avatar_folder(folder: Path) -> None:
             raise SceneError(f"avatar folder {folder} has no {what} ({name} is missing); {train}")
 
 
+def hear_as_trained(app: App, folder: Path, name: str) -> None:
+    """Before the engine starts, switch its speech features to the ones the avatar in `folder` was trained on (mel,
+    whisper, ...), so any avatar plays without audio settings in the scene. Two avatars of one engine must agree."""
+    from engine.audio.features import FeatureSpec, settings_for
+    from engine.audio.settings import AudioSettings
+    from engine.io.checkpoint import CheckpointError, read_metadata
+
+    world = app.world
+    if world.has_resource(FeatureSpec):
+        return  # audio is open: the model loader checks the features and names any difference
+    try:
+        stored = read_metadata(folder / MOTION_FILE).get("features")
+    except CheckpointError:
+        return  # the model loader reports the file at startup
+    if stored is None:
+        return
+    settings = world.resource(AudioSettings)
+    wanted = settings_for(FeatureSpec.from_dict(stored), settings)
+    if wanted == settings:
+        return
+    others = [avatar.name for _, avatar in world.query(Avatar)]
+    if others:
+        def kind(s: AudioSettings) -> str:
+            return f"{s.extractor} ({s.window_frames} frames, look-ahead {s.lookahead_frames})"
+
+        raise SceneError(f"avatar {name!r} ({folder}) was trained on {kind(wanted)} speech features, avatar "
+                         f"{others[0]!r} on {kind(settings)} or other settings of them; an engine hears with one "
+                         f"kind: retrain one with the other's (`syncanim train --features {settings.extractor}`)")
+    world.insert_resource(wanted)
+
+
 def add_renderer(app: App) -> None:
     """Add the NeRF renderer's plugin (it announces itself with the AvatarRenderer resource) unless one is there."""
     if app.world.has_resource(AvatarRenderer):
@@ -129,9 +160,10 @@ class Scene:
 
         folder = Path(folder).expanduser()
         check_avatar_folder(folder)
-        add_renderer(self.app)
         if any(a.name == name for _, a in self.app.world.query(Avatar)):
             raise SceneError(f"an avatar named {name!r} already exists; give each avatar its own name=")
+        hear_as_trained(self.app, folder, name)
+        add_renderer(self.app)
         voices = self.app.world.resource(AudioSettings).voices
         voice = voice or voices[0]
         if voice not in voices:

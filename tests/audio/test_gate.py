@@ -100,11 +100,10 @@ def test_disabled_gate_changes_nothing_and_the_spec_names_the_gate():
 
 @pytest.mark.parametrize("enabled", [True, False])
 def test_a_stored_spec_gives_back_the_settings_it_was_made_with(enabled):
-    from engine.audio.features import FeatureSpec
-    from engine.motion.predict import audio_settings_for
+    from engine.audio.features import FeatureSpec, settings_for
 
     settings = AudioSettings(gate=GateParams(enabled=enabled, target_dbfs=-72.0, open_db=(5.0, 11.0),
                                              speech_gain_db=(-6.0, 18.0)))
     stored = feature_spec(settings, MelExtractor()).to_dict()
     expected = settings.gate if enabled else GateParams(enabled=False)  # an off gate stores no parameters
-    assert audio_settings_for(FeatureSpec.from_dict(stored)).gate == expected
+    assert settings_for(FeatureSpec.from_dict(stored)).gate == expected

@@ -3,10 +3,10 @@ NaN, and models made for other features or blendshapes are refused."""
 import numpy as np
 import pytest
 
-from engine.audio.features import HOP, WIN, FeatureMismatchError, make_extractor
+from engine.audio.features import HOP, WIN, FeatureMismatchError, make_extractor, settings_for
 from engine.audio.streaming import FeatureStream
 from engine.io.checkpoint import CheckpointMismatchError
-from engine.motion.predict import audio_settings_for, clip_windows, predict_motion, run_frames
+from engine.motion.predict import clip_windows, predict_motion, run_frames
 from engine.motion.runtime import POSE_CLAMP, MotionRuntime
 
 KEYS = ("euler_deg", "trans", "blendshapes", "breath")
@@ -52,7 +52,7 @@ def test_the_lookahead_is_bounded_by_160_ms(runtime):
 
 def test_streaming_in_ragged_chunks_equals_the_offline_run(trained_avatar, runtime, clip):
     offline = predict_motion(trained_avatar, clip, "zero_shot", seed=3)
-    settings = audio_settings_for(runtime.spec)
+    settings = settings_for(runtime.spec)
     spec = runtime.spec
     stream = FeatureStream(make_extractor(settings), spec.window_frames, spec.lookahead_frames, spec.video_fps,
                            gate=settings.gate)
@@ -136,7 +136,7 @@ def test_models_for_other_features_or_blendshapes_are_refused(trained_avatar, ru
 
     from engine.audio.settings import MelParams
 
-    other = replace(audio_settings_for(runtime.spec), mel=MelParams(n_mels=40))
+    other = replace(settings_for(runtime.spec), mel=MelParams(n_mels=40))
     from engine.audio.features import feature_spec
 
     spec = feature_spec(other, make_extractor(other))

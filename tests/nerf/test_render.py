@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+from engine.audio.settings import AudioSettings
 from engine.data.dataset import Dataset
 from engine.nerf.avatar import render_rays, sample_background
 from engine.nerf.render import AvatarRenderer
@@ -14,7 +15,7 @@ pytestmark = pytest.mark.usefixtures("taichi_cpu")
 @pytest.fixture(scope="module")
 def setup(trained_avatar, scene_data):
     data = Dataset(scene_data)
-    windows = dataset_feature_windows(data, data.meta.frames)[0][0]
+    windows = dataset_feature_windows(data, AudioSettings(), data.meta.frames)[0][0]
     return AvatarRenderer.load(trained_avatar, specialize=False), data, windows
 
 

@@ -112,12 +112,13 @@ def test_head_steps_spend_a_share_of_their_rays_on_the_brows_and_eyes():
 def test_training_hears_the_recording_first_then_augmented_copies(scene_data):
     import numpy as np
 
+    from engine.audio.settings import AudioSettings
     from engine.data.dataset import Dataset
     from engine.nerf.train import dataset_feature_windows
 
     data = Dataset(scene_data)
-    plain = dataset_feature_windows(data, data.meta.frames)[0]
-    windows = dataset_feature_windows(data, data.meta.frames, copies=2, seed=0)[0]
+    plain = dataset_feature_windows(data, AudioSettings(), data.meta.frames)[0]
+    windows = dataset_feature_windows(data, AudioSettings(), data.meta.frames, copies=2, seed=0)[0]
     assert plain.shape[0] == 1 and windows.shape == (3, *plain.shape[1:])
     np.testing.assert_array_equal(windows[0], plain[0])
     assert not np.allclose(windows[1], windows[0]) and not np.allclose(windows[2], windows[1])

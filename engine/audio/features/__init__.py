@@ -1,11 +1,11 @@
 """Speech feature extractors behind one interface, and the FeatureSpec that models store and check at load.
 
-Both extractors produce 50 feature frames per second from 16 kHz audio: frame j is computed from samples
+Every extractor produces 50 feature frames per second from 16 kHz audio: frame j is computed from samples
 [j*HOP, j*HOP + WIN) (HOP = 320, WIN = 400: HuBERT's own framing, which the mel extractor copies), so video frame k at
 25 fps owns frames 2k and 2k+1, the pairing the paper's data uses (HuBERT [T_video, 2, 1024]).
 
 An extractor computes `block_frames` frames per call from a window of audio that also holds `context_frames` frames
-before them and `right_frames` after (HuBERT attends to all of it; mel needs none). Calls are aligned to multiples
+before them and `right_frames` after (HuBERT and Whisper attend to all of it; mel needs none). Calls are aligned to multiples
 of `block_frames` from sample 0, with silence before the start, so streaming and offline extraction run exactly the
 same calls (engine/audio/streaming.py).
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -110,18 +110,37 @@ def _differences(stored: Any, current: Any, prefix: str = "") -> list[tuple[str,
 
 
 def make_extractor(settings: AudioSettings) -> FeatureExtractor:
-    """The extractor `settings.extractor` names (HuBERT loads its weights here: call from a startup system)."""
+    """The extractor `settings.extractor` names (Whisper and HuBERT load weights here: call from a startup system)."""
     if settings.sample_rate != SAMPLE_RATE:
         raise ValueError(f"speech features need AudioSettings.sample_rate={SAMPLE_RATE}, got {settings.sample_rate}")
     if settings.extractor == "mel":
         from engine.audio.features.mel import MelExtractor
 
         return MelExtractor(settings.mel)
+    if settings.extractor == "whisper":
+        from engine.audio.features.whisper import WhisperExtractor
+
+        return WhisperExtractor(settings.whisper)
     if settings.extractor == "hubert":
         from engine.audio.features.hubert import HubertExtractor
 
         return HubertExtractor(settings.hubert)
-    raise ValueError(f"unknown feature extractor {settings.extractor!r}; AudioSettings.extractor is 'mel' or 'hubert'")
+    raise ValueError(f"unknown feature extractor {settings.extractor!r}; AudioSettings.extractor is 'mel', 'whisper' "
+                     "or 'hubert'")
+
+
+def settings_for(spec: FeatureSpec, base: AudioSettings | None = None) -> AudioSettings:
+    """`base` (default AudioSettings()) changed to compute exactly the features `spec` describes: what a model was
+    trained on. Extractor parameters are taken by name from the stored ones; the rest (device, threads) stay."""
+    base = base or AudioSettings()
+    if spec.extractor not in ("mel", "whisper", "hubert"):
+        raise FeatureMismatchError(f"unknown speech feature extractor {spec.extractor!r} in a stored model; "
+                                   "retrain it with this engine")
+    current = getattr(base, spec.extractor)
+    stored = {f.name: spec.params[f.name] for f in fields(current) if f.name in spec.params}
+    return replace(base, extractor=spec.extractor, window_frames=spec.window_frames,
+                   lookahead_frames=spec.lookahead_frames, video_fps=spec.video_fps, gate=spec.gate_params(),
+                   **{spec.extractor: replace(current, **stored)})
 
 
 def feature_spec(settings: AudioSettings, extractor: FeatureExtractor) -> FeatureSpec:
