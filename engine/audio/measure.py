@@ -90,7 +90,8 @@ def _random_hubert(size: str) -> Any:
 def measure_extractors(seconds: float = 4.0, settings: AudioSettings | None = None,
                        hubert_sizes: tuple[str, ...] = ("base", "large"), hubert_model: str | None = None,
                        ) -> dict[str, Any]:
-    """Real-time factors (compute seconds per second of audio; < 1 keeps up) and latency terms of each extractor.
+    """Real-time factors (compute seconds per second of audio; < 1 keeps up) and latency terms of each extractor
+    (mel, whisper on the settings' threads, HuBERT).
 
     HuBERT is timed with the weights at `hubert_model` when given, else with randomly initialised models of the
     hubert-base / hubert-large shapes (speed does not depend on the weights; their features mean nothing).
@@ -100,8 +101,8 @@ def measure_extractors(seconds: float = 4.0, settings: AudioSettings | None = No
 
     settings = settings or AudioSettings()
     results: dict[str, Any] = {"seconds": seconds, "extractors": {}}
-    mel = make_extractor(replace(settings, extractor="mel"))
-    candidates: list[tuple[str, Any]] = [("mel", lambda: mel)]
+    candidates: list[tuple[str, Any]] = [(name, lambda n=name: make_extractor(replace(settings, extractor=n)))
+                                         for name in ("mel", "whisper")]
     if hubert_model is not None:
         params = replace(settings.hubert, model=hubert_model)
         candidates.append((f"hubert ({hubert_model})", lambda p=params: HubertExtractor(p)))

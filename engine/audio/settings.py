@@ -56,6 +56,9 @@ class WhisperParams:
     """Log-mel floor (log10 power). Whisper floors each clip 8 decades under its loudest bin; speech brought to
     -25 dBFS by the level control peaks near +1, and the closed noise gate's pauses sit at -6.4, i.e. on the floor,
     the way Whisper saw the silence it was trained with."""
+    compute_type: str = "int8"
+    """CTranslate2 compute type, the same on CPU and GPU (it is part of the features a model is trained on): int8
+    encodes a 1 s call in 5.7 ms on one core against float32's 13.3, with the same phoneme read-out (79%)."""
     threads: int = 1
     """CPU threads per call (the encoder shares the cores with rendering); 0 lets CTranslate2 choose."""
     device: str = "auto"

@@ -80,6 +80,7 @@ def summarise(log: FrameLog, warmup: int, size: int) -> dict[str, Any]:
 
 
 def bench_size(config: BenchConfig, size: int) -> dict[str, Any]:
+    from engine.audio.features import FeatureSpec
     from engine.display.headless import run_headless
     from engine.display.settings import DisplaySettings
     from engine.nerf.settings import NerfRuntimeSettings
@@ -96,7 +97,8 @@ def bench_size(config: BenchConfig, size: int) -> dict[str, Any]:
     frames = config.warmup_frames + round(config.seconds * config.fps) + 1
     run_headless(app, frames=frames)
     log = app.resource(FrameLog)
-    return {**summarise(log, config.warmup_frames, size), "upload": log.upload, "upload_fallback": log.upload_fallback}
+    return {**summarise(log, config.warmup_frames, size), "upload": log.upload, "upload_fallback": log.upload_fallback,
+            "extractor": app.resource(FeatureSpec).extractor}
 
 
 def machine() -> dict[str, Any]:
@@ -121,9 +123,10 @@ def machine() -> dict[str, Any]:
 
 
 def latency(audio: dict[str, Any], results: list[dict[str, Any]], fps: float) -> dict[str, Any]:
-    """Mic-to-frame latency, algorithmic: the audio path's terms plus one frame of render and present."""
-    mel = audio["extractors"].get("mel", {})
-    terms = dict(mel.get("latency_ms", {}))
+    """Mic-to-frame latency, algorithmic: the audio path's terms (of the extractor the scene heard with) plus one
+    frame of render and present."""
+    heard = results[0].get("extractor", "mel") if results else "mel"
+    terms = dict(audio["extractors"].get(heard, {}).get("latency_ms", {}))
     audio_total = terms.pop("total", 0.0)
     worst = max(results, key=lambda r: r["size"]) if results else None
     frame_ms = worst["frame_ms_p95"] if worst else 1000.0 / fps

@@ -31,11 +31,11 @@ def test_measure_extractors_reports_each_extractor(tmp_path) -> None:
                              conv_dim=(8,) * 7, num_conv_pos_embeddings=8, num_conv_pos_embedding_groups=2),
                 ).save_pretrained(tmp_path)
     result = measure_extractors(1.0, hubert_model=str(tmp_path))
-    assert set(result["extractors"]) == {"mel", f"hubert ({tmp_path})"}
+    assert set(result["extractors"]) == {"mel", "whisper", f"hubert ({tmp_path})"}
     for entry in result["extractors"].values():
         assert entry["video_frames"] == entry["offline_frames"] == 23  # 1 s: frames whose look-ahead it reaches
         for key in ("rtf_streaming", "rtf_offline", "ms_per_video_frame_mean", "ms_per_video_frame_max"):
             assert math.isfinite(entry[key]) and entry[key] > 0
         assert entry["latency_with_compute_ms"] == pytest.approx(
             entry["latency_ms"]["total"] + entry["ms_per_video_frame_mean"])
-    assert result["extractors"][f"hubert ({tmp_path})"]["dim"] == 16
+    assert result["extractors"][f"hubert ({tmp_path})"]["dim"] == 16 and result["extractors"]["whisper"]["dim"] == 384

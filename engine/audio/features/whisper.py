@@ -87,8 +87,7 @@ class WhisperExtractor(FeatureExtractor):
         device = params.device
         if device == "auto":
             device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
-        # float32 everywhere: a model trained on CPU features must hear the same numbers from a GPU.
-        self.model = ctranslate2.models.Whisper(str(folder), device=device, compute_type="float32",
+        self.model = ctranslate2.models.Whisper(str(folder), device=device, compute_type=params.compute_type,
                                                 intra_threads=params.threads)
         self._storage = ctranslate2.StorageView
         self._digest = weights_digest(folder)
@@ -99,7 +98,8 @@ class WhisperExtractor(FeatureExtractor):
     def params(self) -> dict[str, Any]:
         p = self._params
         return {"model": p.model, "context_frames": p.context_frames, "block_frames": p.block_frames,
-                "floor_log10": p.floor_log10, "weights": self._digest, "n_mels": N_MELS, "n_fft": N_FFT}
+                "floor_log10": p.floor_log10, "compute_type": p.compute_type, "weights": self._digest,
+                "n_mels": N_MELS, "n_fft": N_FFT}
 
     def log_mel(self, windows: np.ndarray) -> np.ndarray:
         """windows [B, window_samples] -> Whisper's input [B, 80, 2 * frames]: log10 mel power, floored, scaled."""
