@@ -48,6 +48,7 @@ def run_training(options: TrainOptions) -> list[Path]:
 
         require_tcnn()  # before the motion stage's minutes, not after them
     _remind_checks(options.data)
+    _warn_other_part(options)
     written = []
     if options.stage in ("all", "motion"):
         from engine.motion.config import motion_preset
@@ -62,6 +63,25 @@ def run_training(options: TrainOptions) -> list[Path]:
                              **overrides)
         written.append(train_nerf(config))
     return written
+
+
+def _warn_other_part(options: TrainOptions) -> None:
+    """Say so when the part this run leaves alone was trained on other speech features: the avatar plays only once
+    both parts hear alike (retraining them one after the other passes through this state)."""
+    from engine.io.checkpoint import CheckpointError, read_metadata
+
+    other = {"motion": "nerf", "nerf": "motion"}.get(options.stage)
+    path = options.avatar_dir / f"{other}.safetensors"
+    if other is None or not path.is_file():
+        return
+    try:
+        extractor = read_metadata(path).get("features", {}).get("extractor")
+    except CheckpointError:
+        return
+    if extractor is not None and extractor != options.features:
+        log.warning("%s was trained on %s speech features and this %s stage trains on %s: the avatar plays once "
+                    "both match (`syncanim train --stage %s --features %s`)", path, extractor, options.stage,
+                    options.features, other, options.features)
 
 
 def _remind_checks(data: Path) -> None:

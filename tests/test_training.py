@@ -30,3 +30,20 @@ def test_a_video_given_as_the_dataset_is_explained(tmp_path, capsys):
 def test_unknown_preset_is_refused(tmp_path, preset):
     with pytest.raises(SystemExit):
         tyro.cli(TrainOptions, args=[str(tmp_path), "-o", str(tmp_path), "--preset", preset])
+
+
+def test_training_one_part_on_other_features_than_the_other_part_warns(tmp_path, caplog):
+    import torch
+
+    from engine.io.checkpoint import save_checkpoint
+
+    avatar = tmp_path / "avatar"
+    save_checkpoint(avatar / "nerf.safetensors", {"w": torch.zeros(1)}, {"features": {"extractor": "whisper"}})
+    with caplog.at_level("WARNING"):
+        assert main(["train", str(tmp_path / "nothing"), "-o", str(avatar), "--stage", "motion"]) == 2
+    assert "nerf.safetensors was trained on whisper speech features" in caplog.text
+    assert "--stage nerf --features mel" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        main(["train", str(tmp_path / "nothing"), "-o", str(avatar), "--stage", "motion", "--features", "whisper"])
+    assert "trained on" not in caplog.text

@@ -118,7 +118,7 @@ class AudioSettings:
     main voice (the one `play` uses by default, and the one a microphone feeds)."""
     extractor: Literal["mel", "whisper", "hubert"] = "mel"
     """Speech features fed to the motion syncers and the NeRF audio net: 'mel' (log-mel, built in), 'whisper'
-    (Whisper tiny.en's encoder: far less tied to the voice it was trained on) or 'hubert' (needs local weights)."""
+    (Whisper tiny.en's encoder, trained on many real voices) or 'hubert' (needs local weights)."""
     mel: MelParams = field(default_factory=MelParams)
     """Used when extractor is 'mel'."""
     whisper: WhisperParams = field(default_factory=WhisperParams)

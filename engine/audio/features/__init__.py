@@ -5,9 +5,9 @@ Every extractor produces 50 feature frames per second from 16 kHz audio: frame j
 25 fps owns frames 2k and 2k+1, the pairing the paper's data uses (HuBERT [T_video, 2, 1024]).
 
 An extractor computes `block_frames` frames per call from a window of audio that also holds `context_frames` frames
-before them and `right_frames` after (HuBERT and Whisper attend to all of it; mel needs none). Calls are aligned to multiples
-of `block_frames` from sample 0, with silence before the start, so streaming and offline extraction run exactly the
-same calls (engine/audio/streaming.py).
+before them and `right_frames` after (HuBERT and Whisper attend to all of it; mel needs none). Calls are aligned to
+multiples of `block_frames` from sample 0, with silence before the start, so streaming and offline extraction run
+exactly the same calls (engine/audio/streaming.py).
 """
 from __future__ import annotations
 
