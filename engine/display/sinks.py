@@ -18,6 +18,7 @@ from engine.audio.tap import AudioTap
 from engine.display.settings import DisplaySettings
 from engine.display.target import GLTarget
 from engine.ecs import World
+from engine.io.atomic import atomic_path
 from engine.time import Time
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ class Mp4Sink:
         self.path = Path(path)
         self.fps = fps
         self.writer = Mp4Writer(self.path, fps, quality=quality)
-        self.audio_path = self.path.with_name(f".{self.path.stem}.audio.partial.wav")
+        self.audio_path = atomic_path(self.path.with_name(f"{self.path.stem}.audio.wav"))
         """Where the tap streams the recording's audio until the mux."""
         self.submitted = 0
         """Frames handed to the writer thread."""
@@ -232,7 +233,7 @@ def write_png(path: Path, pixels: np.ndarray) -> Path:
     from PIL import Image
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
+    partial = atomic_path(path)
     Image.fromarray(np.ascontiguousarray(pixels)).save(partial, format="PNG")
     os.replace(partial, path)
     return path

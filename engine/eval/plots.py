@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from engine.io.atomic import atomic_path
+
 AXES = ("roll", "pitch", "yaw")
 
 
@@ -33,7 +35,7 @@ def _shade_speech(ax, speech: np.ndarray, fps: float) -> None:
 
 def _save(plt, fig, path: Path) -> Path:
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.partial.png")
+    tmp = atomic_path(path)
     fig.savefig(tmp, dpi=110)
     plt.close(fig)
     os.replace(tmp, path)

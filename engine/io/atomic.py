@@ -7,9 +7,10 @@ from pathlib import Path
 
 
 def atomic_path(path: Path) -> Path:
-    """The hidden temporary sibling a writer fills before os.replace moves it over `path` (the suffix is kept, so
-    writers that pick a format by extension still do)."""
-    return path.with_name(f".{path.name}.partial{path.suffix}")
+    """The hidden temporary sibling a writer fills before os.replace moves it over `path`: named by this process, so
+    two processes writing one folder never fill the same file (the suffix is kept, so writers that pick a format by
+    extension still do). The same path gives the same name within one process."""
+    return path.with_name(f".{path.name}.{os.getpid()}.partial{path.suffix}")
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine.io.atomic import atomic_path
+
 if TYPE_CHECKING:
     import torch
 
@@ -40,7 +42,7 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], m
     # safetensors refuses views that share storage; a contiguous copy per tensor is cheap for our model sizes.
     tensors = {name: t.detach().contiguous().cpu().clone() for name, t in tensors.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
+    tmp = atomic_path(path)
     try:
         save_file(tensors, str(tmp), metadata=header)
         os.replace(tmp, path)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.io.atomic import atomic_path
+
 
 def ffmpeg_exe() -> str:
     """The ffmpeg binary bundled with imageio-ffmpeg (no system ffmpeg needed)."""
@@ -105,7 +107,7 @@ class Mp4Writer:
         self.frames = 0
         self.size: tuple[int, int] | None = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._video_tmp = self.path.with_name(f".{self.path.stem}.video.partial.mp4")
+        self._video_tmp = atomic_path(self.path.with_name(f"{self.path.stem}.video.mp4"))
         self._encoder = None
 
     def write(self, frame: np.ndarray) -> None:
@@ -153,7 +155,7 @@ class Mp4Writer:
         return self.path
 
     def _mux(self, wav: Path) -> None:
-        muxed = self.path.with_name(f".{self.path.stem}.muxed.partial.mp4")
+        muxed = atomic_path(self.path.with_name(f"{self.path.stem}.muxed.mp4"))
         command = [
             ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(self._video_tmp), "-i", str(wav),
             "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", "-b:a", "128k",

@@ -21,6 +21,7 @@ import torch
 
 from engine.audio.settings import AudioSettings
 from engine.data.dataset import HEAD, TORSO
+from engine.io.atomic import atomic_path
 from engine.nerf.avatar import AvatarModel, AvatarSpec, render_rays, save_avatar, tighten_grid
 from engine.nerf.camera import FramingRange, Intrinsics
 from engine.nerf.losses import photometric, psnr, ssim
@@ -374,7 +375,7 @@ def _write_png(path: Path, image: torch.Tensor) -> None:
     import imageio.v3 as iio
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial.png")
+    tmp = atomic_path(path)
     iio.imwrite(tmp, (image.cpu().numpy() * 255.0 + 0.5).astype(np.uint8))
     os.replace(tmp, path)
 
