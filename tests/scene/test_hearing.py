@@ -2,7 +2,6 @@
 started with the default (mel) settings, and two avatars trained on different features are refused with the fix."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,20 +14,9 @@ from engine.scene.loader import SceneError
 @pytest.fixture(scope="module")
 def whisper_avatar(tmp_path_factory) -> Path:
     """A tiny avatar (both stages, test preset) trained on Whisper features."""
-    sys.path.insert(0, str(Path(__file__).parents[1] / "nerf"))  # the NeRF tests' dataset maker
-    from scenes import write_scene_dataset
+    from scene_helpers import train_tiny_avatar
 
-    from engine.motion.config import motion_preset
-    from engine.motion.train import train_motion
-    from engine.nerf.train import train_nerf
-    from engine.nerf.train_config import nerf_preset
-
-    root = tmp_path_factory.mktemp("whisper_avatar")
-    data = write_scene_dataset(root / "data", frames=16, size=32)
-    audio = AudioSettings(extractor="whisper")
-    train_motion(motion_preset("test", data, root / "avatar", progress=False, audio=audio))
-    train_nerf(nerf_preset("test", data, root / "avatar", device="cpu", progress=False, audio=audio))
-    return root / "avatar"
+    return train_tiny_avatar(tmp_path_factory.mktemp("whisper_avatar"), AudioSettings(extractor="whisper"))
 
 
 def test_a_whisper_avatar_plays_in_an_engine_started_for_mel(app, whisper_avatar):
