@@ -69,10 +69,14 @@ def _warn_other_part(options: TrainOptions) -> None:
     """Say so when the part this run leaves alone was trained on other speech features: the avatar plays only once
     both parts hear alike (retraining them one after the other passes through this state)."""
     from engine.io.checkpoint import CheckpointError, read_metadata
+    from engine.motion.config import MOTION_FILE
+    from engine.nerf.train_config import NERF_FILE
 
-    other = {"motion": "nerf", "nerf": "motion"}.get(options.stage)
-    path = options.avatar_dir / f"{other}.safetensors"
-    if other is None or not path.is_file():
+    if options.stage == "all":
+        return
+    other = "nerf" if options.stage == "motion" else "motion"
+    path = options.avatar_dir / (NERF_FILE if other == "nerf" else MOTION_FILE)
+    if not path.is_file():
         return
     try:
         extractor = read_metadata(path).get("features", {}).get("extractor")

@@ -156,8 +156,8 @@ def open_audio(world: World) -> None:
     world.insert_resource(spec)
     voices = world.resource(AudioVoices)
     playback = world.resource(AudioPlayback)
-    # again: a scene may have changed the settings since (to hear as its avatars were trained)
-    playback.mixer.delay = DelayLine(output_delay_samples(settings, *_block_shape(settings)))
+    # again, from the extractor built: a scene may have changed the settings since (to hear as its avatars were trained)
+    playback.mixer.delay = DelayLine(output_delay_samples(settings, extractor.block_frames, extractor.right_frames))
     devices = world.resource(AudioDevices)
     main = settings.voices[0]
     for name in settings.voices:
