@@ -34,6 +34,11 @@ class TrainOptions:
     nerf_mlps: Literal["auto", "torch", "tcnn"] = "auto"
     """What computes the renderer's MLPs while training: 'tcnn' tiny-cuda-nn's fused kernels (CUDA and the optional
     `tinycudann` package), 'torch', or 'auto': tcnn wherever it can run."""
+    torso_motion: bool = True
+    """Measure how each frame's shoulders and chest move apart from the head (a breath, the torso's own turn) and
+    train the upper body to follow, so it stays sharp; the avatar then breathes as far as the recording did.
+    The eval report's torso.png plots what was measured. --no-torso-motion: the upper body follows the head pose
+    alone, as the paper's does."""
 
 
 def run_training(options: TrainOptions) -> list[Path]:
@@ -60,7 +65,7 @@ def run_training(options: TrainOptions) -> list[Path]:
         from engine.nerf.train_config import nerf_preset
 
         config = nerf_preset(options.preset, options.data, options.avatar_dir, mlp_backend=options.nerf_mlps,
-                             **overrides)
+                             torso_motion=options.torso_motion, **overrides)
         written.append(train_nerf(config))
     return written
 

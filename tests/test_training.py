@@ -10,7 +10,8 @@ def test_options_follow_the_contract(tmp_path):
     options = tyro.cli(TrainOptions, args=[str(tmp_path / "data"), "-o", str(tmp_path / "avatar"), "--preset", "test",
                                            "--stage", "motion"])
     assert options.data == tmp_path / "data" and options.avatar_dir == tmp_path / "avatar"
-    assert options.preset == "test" and options.stage == "motion"
+    assert options.preset == "test" and options.stage == "motion" and options.torso_motion
+    assert not tyro.cli(TrainOptions, args=[str(tmp_path), "-o", str(tmp_path), "--no-torso-motion"]).torso_motion
 
 
 def test_missing_dataset_is_a_clear_error(tmp_path, capsys):

@@ -109,3 +109,19 @@ def plot_mouth(path: Path, curves: dict[str, Any], fps: float) -> Path:
     ax.legend(loc="upper right", fontsize=8)
     ax.set_title("mouth opening vs speech (grey: speech by the energy VAD)")
     return _save(plt, fig, path)
+
+
+def plot_torso(path: Path, shifts_px, rise_px: float, fps: float, val_start: int) -> Path:
+    """The torso shift training measured on each dataset frame (x, y in pixels of the dataset frame), the
+    breathing rise the engine plays back, and where the validation frames begin."""
+    plt, fig, axes = _figure(2)
+    t = np.arange(len(shifts_px)) / fps
+    for ax, column, name in zip(axes, (0, 1), ("x: torso's own turn", "y: breath and posture")):
+        ax.plot(t, shifts_px[:, column], color="C0", lw=0.8)
+        ax.axvline(val_start / fps, color="C3", ls=":", lw=1, label="validation frames from here")
+        ax.set_ylabel(f"{name} (px)")
+    axes[1].axhspan(-rise_px, rise_px, color="C1", alpha=0.15, lw=0, label=f"breath played live: ±{rise_px:.2f} px")
+    axes[1].legend(loc="upper right", fontsize=8)
+    axes[0].set_title("torso shift the head pose does not explain (grid read offset; y > 0: shoulders up)")
+    axes[-1].set_xlabel("time in the dataset (s)")
+    return _save(plt, fig, path)

@@ -147,17 +147,26 @@ def _face_ok(track: FaceTrack) -> bool:
     return len(track.found) > 0 and track.found.mean() >= MIN_FACE_FRACTION
 
 
+def dataset_torso_shifts(renderer, dataset) -> np.ndarray | None:
+    """[T, 2] the torso shift training measured on each frame of `dataset`; None for an avatar trained before it
+    was measured, or on another dataset (a different frame count)."""
+    shifts = renderer.model.frame_torso_shift
+    return shifts.cpu().numpy() if shifts is not None and len(shifts) == dataset.meta.frames else None
+
+
 def reconstruct(config: EvalConfig, renderer, dataset, frames_idx: np.ndarray, windows: np.ndarray,
                 face_model: Path | None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Render the validation frames with their true pose, expression and audio windows; returns (metrics, arrays)."""
     from tqdm import tqdm
 
     tracks = dataset.tracks
+    shifts = dataset_torso_shifts(renderer, dataset)
     truth = [resize(f, config.size) for f in dataset.frames(frames_idx)]
     renders = []
     for k, t in enumerate(tqdm(frames_idx, desc="reconstruction", unit="frame", disable=not config.progress)):
         rgba = renderer.render(tracks.euler_deg[t], tracks.trans[t], tracks.blendshapes[t], tracks.blendshape_names,
-                               windows[k], size=(config.size, config.size), zoom=config.zoom)
+                               windows[k], size=(config.size, config.size), zoom=config.zoom,
+                               torso_shift=(0.0, 0.0) if shifts is None else shifts[t])
         renders.append(to_uint8(rgba))
     psnr = np.array([metrics.psnr(r, g) for r, g in zip(renders, truth)])
     ssim = np.array([metrics.ssim(r, g) for r, g in zip(renders, truth)])
@@ -200,11 +209,12 @@ def drive(config: EvalConfig, avatar: Path, renderer, audio: np.ndarray, fps: fl
     frames = len(motion["euler_deg"])
     windows = renderer_windows(renderer, avatar, audio, frames)
     names = [str(n) for n in motion["blendshape_names"]]
-    lift = NerfRenderSettings().breathing * motion["breath"]  # breathing as the engine shows it
+    rise = NerfRenderSettings().breathing * renderer.spec.breathing_rise * motion["breath"]  # as the engine breathes
     renders = []
     for t in tqdm(range(frames), desc="audio-driven", unit="frame", disable=not config.progress):
         rgba = renderer.render(motion["euler_deg"][t], motion["trans"][t], motion["blendshapes"][t], names,
-                               windows[t], size=(config.size, config.size), zoom=config.zoom, shoulder_lift=lift[t])
+                               windows[t], size=(config.size, config.size), zoom=config.zoom,
+                               torso_shift=(0.0, rise[t]))
         renders.append(to_uint8(rgba))
     faces = track_faces(renders, fps, face_model, "audio-driven", config.progress)
     return motion, renders, faces
@@ -348,7 +358,7 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     from engine.data.dataset import Dataset
     from engine.eval.bench import machine
-    from engine.eval.plots import plot_blinks, plot_mouth, plot_pose
+    from engine.eval.plots import plot_blinks, plot_mouth, plot_pose, plot_torso
     from engine.eval.report_md import render_markdown
     from engine.nerf.kernels.runtime import init_taichi
     from engine.nerf.render import AvatarRenderer
@@ -405,6 +415,11 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
         "blink_plot": plot_blinks(out / "blinks.png", curves, fps, metrics.blink_thresholds(curves["motion_blink"])),
         "mouth_plot": plot_mouth(out / "mouth.png", curves, fps),
     }
+    shifts = dataset_torso_shifts(renderer, dataset)
+    if shifts is not None:
+        side = renderer.spec.intrinsics.size
+        files["torso_plot"] = plot_torso(out / "torso.png", shifts * side, renderer.spec.breathing_rise * side, fps,
+                                         dataset.meta.val_start)
     if config.video:
         if config.audio is None:
             files["video"] = write_video(out / "sidebyside.mp4", [arrays["truth"], arrays["renders"], driven],

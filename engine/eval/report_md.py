@@ -81,7 +81,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += table(["metric", "why"], [[name, why] for name, why in report["unavailable"].items()])
     files = report.get("files", {})
     lines += ["## Figures", ""]
-    for key, title in (("pose_plot", "head pose"), ("blink_plot", "blinks"), ("mouth_plot", "mouth vs speech")):
+    for key, title in (("pose_plot", "head pose"), ("blink_plot", "blinks"), ("mouth_plot", "mouth vs speech"),
+                       ("torso_plot", "torso shift")):
         if key in files:
             lines += [f"![{title}]({files[key]})", ""]
     if "video" in files:

@@ -1,8 +1,9 @@
-"""Procedural breathing: a slightly irregular resting rhythm that lifts the shoulders (the renderer's shoulder lift).
+"""Procedural breathing: a slightly irregular resting rhythm that lifts the shoulders (the renderer's torso shift).
 
-A dataset's breathing is not in its tracks (nothing measures it) and the upper body is trained on the mean torso, so
-an avatar that only moves with its head looks frozen in its pauses. This gives it a breath every 3.5-5 s (12-17 a
-minute, an adult at rest), each one drawn anew, breathing in over the first 40% of it and out over the rest.
+Training measures how far a breath moved the recorded person's shoulders (engine/nerf/torso_motion.py), not when
+the next breath comes, and an avatar that only moves with its head looks frozen in its pauses. This gives it a
+breath every 3.5-5 s (12-17 a minute, an adult at rest), each one drawn anew, breathing in over the first 40% of it
+and out over the rest; the renderer scales it to the avatar's measured rise.
 """
 from __future__ import annotations
 

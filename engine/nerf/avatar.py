@@ -22,10 +22,12 @@ from engine.nerf.kernels.composite import composite
 from engine.nerf.kernels.march import march_rays
 from engine.nerf.kernels.occupancy import OccupancyGrid
 from engine.nerf.train_config import NerfDims
-from engine.nerf.upper_body import UpperBodyField
+from engine.nerf.upper_body import UpperBodyField, anchor_rows, shoulder_weights
 
 WHERE = "engine/nerf/avatar.py"
 KIND = "syncanim-nerf-avatar"
+FRAME_SHIFTS = "frame_torso_shift"
+"""Checkpoint key of AvatarModel.frame_torso_shift (not a model weight)."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,9 @@ class AvatarSpec:
     """Mean training head rotation (degrees): the pose shown when nothing drives the avatar."""
     rest_trans: tuple[float, float, float] = (0.0, 0.0, -50.0)
     """Mean training head translation (cm)."""
+    breathing_rise: float = 0.004
+    """How far a breath raised the shoulders in the training frames (fraction of the side; the torso shift the
+    engine gives at the top of a breath). Avatars trained before it was measured keep 0.004, 1 px at 256 px."""
 
     @property
     def dt(self) -> float:
@@ -89,6 +94,9 @@ class AvatarModel(nn.Module):
         self.scaler = FeatureScaler(spec.feature_dim)
         size = spec.intrinsics.size
         self.register_buffer("background", torch.zeros(size, size, 3))
+        self.frame_torso_shift: torch.Tensor | None = None
+        """[T, 2] the torso shift measured on each dataset frame (saved beside the weights), so `eval` renders a
+        dataset frame as training saw it; None for avatars trained before it was measured."""
 
     def audio_code(self, windows: torch.Tensor) -> torch.Tensor:
         """Raw feature windows [B, W, D] -> audio codes [B, A]."""
@@ -136,16 +144,22 @@ def sample_background(background: torch.Tensor, pixels: torch.Tensor) -> torch.T
 
 def render_rays(model: AvatarModel, pixels: torch.Tensor, euler_deg: torch.Tensor, trans: torch.Tensor,
                 audio: torch.Tensor, expression: torch.Tensor, background: torch.Tensor, head: bool = True,
-                max_samples: int = 24, jitter: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                max_samples: int = 24, jitter: torch.Tensor | None = None,
+                torso_shift: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Differentiable render of dataset pixels [R, 2] for one frame (training and validation).
 
-    euler_deg [3], trans [3] (cm): head pose; audio [A]: audio code; expression [K]; background [R, 3].
+    euler_deg [3], trans [3] (cm): head pose; audio [A]: audio code; expression [K]; background [R, 3];
+    torso_shift [2]: the frame's shift of the shoulders and chest (fractions of the side; see AvatarRenderer.render).
     Returns rgb [R, 3], alpha [R], body_alpha [R], head_opacity [R], v_aud [M, A] and sample_ray [M] (i64).
     """
     spec = model.spec
     rotation = euler_to_matrix(euler_deg)
     condition = model.body.condition(rotation, trans, spec.intrinsics)
-    body_alpha, body_rgb = model.body(pixels / spec.intrinsics.size, condition)
+    shift = None
+    if torso_shift is not None:
+        chin, shoulders = anchor_rows(model.body.anchors.detach(), rotation, trans, spec.intrinsics)
+        shift = shoulder_weights(chin, shoulders, pixels[:, 1] / spec.intrinsics.size)[:, None] * torso_shift
+    body_alpha, body_rgb = model.body(pixels / spec.intrinsics.size, condition, shift)
     under = body_alpha[:, None] * body_rgb + (1.0 - body_alpha[:, None]) * background
     out = {"body_alpha": body_alpha}
     if not head:
@@ -170,7 +184,10 @@ def save_avatar(path: Path, model: AvatarModel, extra: dict[str, Any] | None = N
     from engine.io.checkpoint import save_checkpoint
 
     metadata = {"kind": KIND, "spec": model.spec.to_json(), **(extra or {})}
-    return save_checkpoint(path, dict(model.state_dict()), metadata)
+    tensors = dict(model.state_dict())
+    if model.frame_torso_shift is not None:
+        tensors[FRAME_SHIFTS] = model.frame_torso_shift
+    return save_checkpoint(path, tensors, metadata)
 
 
 def load_avatar(path: Path, device: str | torch.device = "cpu", specialize: bool = False) -> AvatarModel:
@@ -181,6 +198,7 @@ def load_avatar(path: Path, device: str | torch.device = "cpu", specialize: bool
         path, expect={"kind": KIND}, fix="Pass the nerf.safetensors that `syncanim train` wrote into AVATAR_DIR."
     )
     model = AvatarModel(AvatarSpec.from_json(metadata["spec"]), specialize=specialize)
+    model.frame_torso_shift = tensors.pop(FRAME_SHIFTS, None)
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     if missing or unexpected:
         raise ValueError(f"{WHERE}: {path} does not fit its own spec (missing {missing}, unexpected {unexpected}); "

@@ -25,12 +25,13 @@ import torch
 
 from engine.nerf.avatar import AvatarModel, load_avatar, nerf_path, sample_background
 from engine.nerf.camera import (
-    FRAMING_ZOOM, camera_directions, crop_pixels, crop_rect, euler_to_matrix, head_rays, project,
+    FRAMING_ZOOM, camera_directions, crop_pixels, crop_rect, euler_to_matrix, head_rays,
 )
 from engine.nerf.encodings import frequency_encode
 from engine.nerf.head import SIGMA_CLAMP
 from engine.nerf.kernels.composite import ACCUM_WIDTH
 from engine.nerf.kernels.march import RaySamples
+from engine.nerf.upper_body import anchor_rows, shoulder_weights
 from engine.nerf.volume import VolumeBuffers, render_volume
 
 WHERE = "engine/nerf/render.py"
@@ -200,17 +201,6 @@ class AvatarRenderer:
             self._frame_view(buf, zoom)
         return buf
 
-    def _lift_weights(self, buf: FrameBuffers, rotation: torch.Tensor, trans: torch.Tensor) -> torch.Tensor:
-        """How much of the shoulder lift each pixel [N] gets: none under the chin (the neck stays on the head), all
-        of it from the shoulder line (the upper body's anchors, posed), then less towards the frame's bottom edge
-        (the chest rises, the belly does not; and the grid is never read past the edge)."""
-        rows = project(self.model.body.anchors @ rotation.T + trans, self.spec.intrinsics)[:, 1]
-        chin, shoulders = rows[0], rows[1:].mean()  # tensors: no device sync on CUDA
-        y = buf.pixels[:, 1] / self.spec.intrinsics.size
-        rise = ((y - chin) / (shoulders - chin).clamp(min=0.05)).clamp_(0.0, 1.0)
-        fall = ((1.0 - y) / (1.0 - shoulders).clamp(min=0.05)).clamp_(0.0, 1.0)
-        return torch.minimum(rise * rise * (3.0 - 2.0 * rise), fall).to(buf.moved.dtype)
-
     def head_size(self, width: int, height: int) -> tuple[int, int]:
         """(width, height) in rays of the head's grid for an output of width x height pixels."""
         scale = resolve_head_scale(self.head_scale, width, height, self.device)
@@ -257,15 +247,16 @@ class AvatarRenderer:
         size: tuple[int, int] = (256, 256),
         zoom: float | str = 0.0,
         background: bool = True,
-        shoulder_lift: float = 0.0,
+        torso_shift: tuple[float, float] = (0.0, 0.0),
     ) -> torch.Tensor:
         """One frame -> RGBA [H, W, 4] float32 in [0, 1] (straight alpha) on the render device.
 
         euler_deg [3] (roll, pitch, yaw, degrees), trans [3] (cm): head pose in the dataset camera; blendshapes:
         see `expression_vector`; audio_window [W, D] raw speech features (None: the training mean, a neutral
         mouth); size (width, height) in pixels; zoom in [0, 1] or a preset name ('default', 'med', 'max');
-        background: composite over the avatar's background plate (alpha 1) or leave it transparent; shoulder_lift:
-        how far the shoulders rise (breathing), a fraction of the dataset frame's side (see `_lift_weights`). The
+        background: composite over the avatar's background plate (alpha 1) or leave it transparent; torso_shift:
+        (x, y) shift of the shoulders and chest in fractions of the dataset side, as training measured them
+        (engine/nerf/torso_motion.py): the grid is read that far off, so y > 0 raises them (a breath in). The
         returned tensor is a buffer reused by the next call of the same size: copy it to keep it.
         """
         if isinstance(zoom, str):
@@ -286,9 +277,10 @@ class AvatarRenderer:
                 raise ValueError(f"{WHERE}: audio window of shape {tuple(window.shape[1:])}; this avatar was trained "
                                  f"on [{spec.window_frames}, {spec.feature_dim}] windows of extractor {spec.extractor}")
         audio = model.audio_code(window)[0]
-        if not np.isfinite(shoulder_lift):
-            raise ValueError(f"{WHERE}: shoulder_lift {shoulder_lift} is not a number; pass 0 for no breathing")
-        self._render_body(buf, rotation, t, float(shoulder_lift))
+        shift = tuple(float(v) for v in np.asarray(torso_shift, np.float64).reshape(-1))
+        if len(shift) != 2 or not np.all(np.isfinite(shift)):
+            raise ValueError(f"{WHERE}: torso_shift {torso_shift} is not two numbers; pass (0, 0) for the rest torso")
+        self._render_body(buf, rotation, t, shift)
         head_rays(buf.head_dirs, rotation, t, out_o=buf.rays_o, out_d=buf.rays_d)
         first = self.frame_weights(audio, expression)
         bias = model.head.sigma_net[0].bias.to(self.dtype)
@@ -348,7 +340,8 @@ class AvatarRenderer:
         rgb.sigmoid_().mul_(1.002).sub_(0.001)
         return sigma, rgb
 
-    def _render_body(self, buf: FrameBuffers, rotation: torch.Tensor, trans: torch.Tensor, lift: float) -> None:
+    def _render_body(self, buf: FrameBuffers, rotation: torch.Tensor, trans: torch.Tensor,
+                     shift: tuple[float, float]) -> None:
         body, w = self.model.body, self._weights
         condition = body.condition(rotation, trans, self.spec.intrinsics)
         deform_bias, colour_bias = (b.to(self.dtype) for b in body.frame_biases(condition))
@@ -356,8 +349,12 @@ class AvatarRenderer:
         torch.addmm(w["d2b"], buf.deform_h1, w["d2"], out=buf.deform_h2).relu_()
         buf.moved.copy_(torch.addmm(w["d3b"], buf.deform_h2, w["d3"], out=buf.offset))
         buf.moved.add_(buf.pixels, alpha=1.0 / self.spec.intrinsics.size)
-        if lift:  # the grid is read lower down, so what it holds shows higher up
-            buf.moved[:, 1].add_(self._lift_weights(buf, rotation, trans), alpha=lift)
+        if any(shift):
+            chin, shoulders = anchor_rows(body.anchors, rotation, trans, self.spec.intrinsics)
+            weights = shoulder_weights(chin, shoulders, buf.pixels[:, 1] / self.spec.intrinsics.size)
+            for axis, value in enumerate(shift):
+                if value:
+                    buf.moved[:, axis].add_(weights.to(buf.moved.dtype), alpha=value)
         body.encoder(buf.moved, out=buf.body_in, out_column=0)
         if buf.body_x.data_ptr() != buf.body_in.data_ptr():
             buf.body_x.copy_(buf.body_in)

@@ -38,9 +38,9 @@ class NerfRenderSettings:
     """Fraction of the output resolution the head is ray-marched at; its colour and opacity are upsampled
     bilinearly over the full-resolution upper body (1: exact). 'auto': 0.5 on a CPU above 128 x 128 pixels,
     1 otherwise (engine/nerf/render.py resolve_head_scale)."""
-    breathing: float = 0.004
-    """How far the shoulders rise at the top of a breath (MotionState.breath = 1), as a fraction of the avatar's
-    dataset frame side: 0.004 is 1 px at 256 x 256, about what a resting breath lifts them. 0 turns it off."""
+    breathing: float = 1.0
+    """How far the shoulders rise at the top of a breath (MotionState.breath = 1), relative to how far a breath
+    raised them in the avatar's training frames (AvatarSpec.breathing_rise): 1 as recorded, 0 turns it off."""
     background: bool = True
     """Composite each avatar over its training background plate (opaque); False leaves it transparent (alpha is
     the person's coverage) for the scene's compositor or a chroma key."""

@@ -144,7 +144,7 @@ def render_avatars(world: World) -> None:
             spec.rest_trans if view.trans is None else view.trans,
             {} if view.blendshapes is None else view.blendshapes, view.names or None, view.window,
             size=view.size, zoom=view.zoom, background=settings.background,
-            shoulder_lift=settings.breathing * view.breath,
+            torso_shift=(0.0, settings.breathing * spec.breathing_rise * view.breath),
         )
         # The renderer's output buffer is shared by every avatar of that model and size: keep a copy per avatar.
         image = world.get(view.entity, AvatarImage)

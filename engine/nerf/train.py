@@ -26,6 +26,7 @@ from engine.nerf.avatar import AvatarModel, AvatarSpec, render_rays, save_avatar
 from engine.nerf.camera import FramingRange, Intrinsics
 from engine.nerf.losses import photometric, psnr, ssim
 from engine.nerf.tcnn import TcnnUnavailable, fuse_mlps, resolve_backend, unfuse_mlps
+from engine.nerf.torso_motion import torso_shifts
 from engine.nerf.train_config import NERF_FILE, TrainNerfConfig
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,9 @@ class TrainingData:
     """[C, T, W, D] raw speech-feature windows of C versions of the audio (0: the recording, then augmented ones)."""
     background: torch.Tensor
     """[S, S, 3] float in [0, 1]."""
+    torso_shift: torch.Tensor
+    """[T, 2] each frame's shift of the shoulders and chest the head pose does not explain (engine/nerf/torso_motion.py;
+    zeros when the config turns it off)."""
     train: np.ndarray
     val: np.ndarray
 
@@ -125,17 +129,23 @@ def load_training_data(config: TrainNerfConfig, device: torch.device) -> tuple[T
         return torch.as_tensor(np.ascontiguousarray(array), dtype=dtype, device=device)
 
     size = meta.size
+    intrinsics = Intrinsics(meta.camera.focal_px, meta.camera.cx, meta.camera.cy, size)
+    shifts, rise = np.zeros((meta.frames, 2), np.float32), None
+    if config.torso_motion:
+        shifts, rise = torso_shifts(frames, regions, tracks.euler_deg, tracks.trans, intrinsics, train, meta.fps,
+                                    progress=config.progress)
+    rise = AvatarSpec.breathing_rise if rise is None else rise  # too short a recording to tell: the usual breath
     face = np.asarray(face_rect, np.float64)[train]
     center = (float((face[:, 0] + face[:, 2]).mean() / (2 * size)), float((face[:, 1] + face[:, 3]).mean() / (2 * size)))
     default_side = min(1.0, config.default_view_faces * float((face[:, 3] - face[:, 1]).mean()) / size)
     spec = AvatarSpec(
         dims=config.dims, expression=tuple(config.expression), feature_dim=windows.shape[3],
         window_frames=windows.shape[2], group=group, extractor=extractor,
-        intrinsics=Intrinsics(meta.camera.focal_px, meta.camera.cx, meta.camera.cy, size),
+        intrinsics=intrinsics,
         framing=FramingRange(center, default_side), head_box=tuple(config.head_box_cm),
         grid_resolution=config.grid_resolution, steps_per_diagonal=config.steps_per_diagonal,
         rest_euler=tuple(float(v) for v in tracks.euler_deg[train].mean(0)),
-        rest_trans=tuple(float(v) for v in tracks.trans[train].mean(0)),
+        rest_trans=tuple(float(v) for v in tracks.trans[train].mean(0)), breathing_rise=rise,
     )
     td = TrainingData(
         frames=t(frames), regions=t(regions), head_box=t(_head_boxes(regions, face_rect)),
@@ -143,7 +153,7 @@ def load_training_data(config: TrainNerfConfig, device: torch.device) -> tuple[T
         upper_face=t(upper_face_rect(tracks.landmarks2d, size).astype(np.int64)),
         euler=t(tracks.euler_deg, torch.float32), trans=t(tracks.trans, torch.float32),
         expression=t(tracks.blendshapes[:, columns], torch.float32), windows=t(windows),
-        background=t(data.background().astype(np.float32) / 255.0), train=train, val=val,
+        background=t(data.background().astype(np.float32) / 255.0), torso_shift=t(shifts), train=train, val=val,
     )
     return td, spec
 
@@ -308,7 +318,8 @@ class _Trainer:
         cfg = self.config
         pixels = _random_pixels(cfg.rays, self.size, self.gen).to(self.device)
         target, bg, head, torso = _gather(self.data, frame, pixels)
-        out = render_rays(self.model, pixels.float() + 0.5, *inputs, bg, head=False)
+        out = render_rays(self.model, pixels.float() + 0.5, *inputs, bg, head=False,
+                          torso_shift=self.data.torso_shift[frame])
         keep = 1.0 - head
         alpha_err = ((out["body_alpha"] - torso) ** 2 * keep).sum() / keep.sum().clamp(min=1)
         return photometric(out["rgb"], target, keep) + cfg.mask_weight * alpha_err
@@ -325,7 +336,8 @@ class _Trainer:
             pixels = head_step_pixels(cfg.rays, self.size, self.gen, head_box, focus).to(self.device)
         target, bg, head, _ = _gather(d, frame, pixels)
         jitter = torch.rand(pixels.shape[0], generator=self.gen).to(self.device)
-        out = render_rays(self.model, pixels.float() + 0.5, *inputs, bg, max_samples=cfg.max_samples, jitter=jitter)
+        out = render_rays(self.model, pixels.float() + 0.5, *inputs, bg, max_samples=cfg.max_samples, jitter=jitter,
+                          torso_shift=d.torso_shift[frame])
         loss = photometric(out["rgb"], target) + cfg.mask_weight * ((out["head_opacity"] - head) ** 2).mean()
         if lip_step:
             p = cfg.lip_patch
@@ -352,7 +364,7 @@ class _Trainer:
             chunk = pixels[start:start + VAL_CHUNK]
             bg = self.data.background[chunk[:, 1], chunk[:, 0]]
             out = render_rays(self.model, chunk.float() + 0.5, euler, trans, audio, expression, bg, head=head,
-                              max_samples=4 * self.config.max_samples)
+                              max_samples=4 * self.config.max_samples, torso_shift=self.data.torso_shift[frame])
             parts.append(out["rgb"])
         return torch.cat(parts).view(s, s, 3).clamp(0, 1)
 
@@ -513,6 +525,8 @@ def train_nerf(config: TrainNerfConfig) -> Path:
     data, spec = load_training_data(config, device)
     model = AvatarModel(spec).to(device)
     model.background.copy_(data.background)
+    if config.torso_motion:
+        model.frame_torso_shift = data.torso_shift.cpu()
     _fit_scaler(model, data)
     trainer = _Trainer(config, model, data, device)
     resumed = _load_state(config, model)

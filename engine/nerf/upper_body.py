@@ -7,6 +7,10 @@ an offset of the pixel's coordinate, the hash grid is read at the moved coordina
 upper body's alpha and colour there. So shoulders, neck and clothes follow the rendered head pose: nothing is
 pasted back onto a fixed torso. The condition is constant over a frame; the renderer folds its share of both
 first layers into their biases once per frame (`frame_biases`).
+
+What the head pose does not explain, a breath or the torso's own turn, is a per-frame shift of the shoulders and
+chest (`shoulder_weights`): training reads each frame's measured shift (engine/nerf/torso_motion.py), the live
+engine the breathing controller's.
 """
 from __future__ import annotations
 
@@ -21,6 +25,23 @@ from engine.nerf.train_config import NerfDims
 
 ANCHORS_CM = ((0.0, -9.0, -2.0), (-12.0, -22.0, -6.0), (12.0, -22.0, -6.0))
 """Initial anchors in canonical head space: under the chin and at both shoulders (trained from there)."""
+
+
+def shoulder_weights(chin: torch.Tensor, shoulders: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """How much of a torso shift each pixel row y [N] (fractions of the side) takes: none under the chin (the neck
+    stays on the head), all of it from the shoulder line, then less towards the frame's bottom edge (the chest
+    moves, the belly does not; and the grid is never read past the edge). chin, shoulders: rows, as tensors."""
+    rise = ((y - chin) / (shoulders - chin).clamp(min=0.05)).clamp(0.0, 1.0)
+    fall = ((1.0 - y) / (1.0 - shoulders).clamp(min=0.05)).clamp(0.0, 1.0)
+    return torch.minimum(rise * rise * (3.0 - 2.0 * rise), fall)
+
+
+def anchor_rows(anchors: torch.Tensor, rotation: torch.Tensor, trans: torch.Tensor,
+                intrinsics: Intrinsics) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows (fractions of the side) of the chin anchor and of the shoulder line under head poses R [..., 3, 3],
+    t [..., 3] (tensors: no device sync on CUDA)."""
+    rows = project(anchors @ rotation.transpose(-1, -2) + trans[..., None, :], intrinsics)[..., 1]
+    return rows[..., 0], rows[..., 1:].mean(-1)
 
 
 class UpperBodyField(nn.Module):
@@ -56,9 +77,13 @@ class UpperBodyField(nn.Module):
         offset = self.deform_net(torch.cat([code, cond], -1))
         return pixels + offset, code
 
-    def forward(self, pixels: torch.Tensor, condition: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """pixels [N, 2] in units of the dataset side, condition [C] -> alpha [N], rgb [N, 3]."""
+    def forward(self, pixels: torch.Tensor, condition: torch.Tensor,
+                shift: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """pixels [N, 2] in units of the dataset side, condition [C] -> alpha [N], rgb [N, 3]. shift [N, 2]: each
+        pixel's torso shift (its weight times the frame's shift), added to where the grid is read."""
         moved, code = self.warp(pixels, condition)
+        if shift is not None:
+            moved = moved + shift
         enc = self.encoder(moved.contiguous())
         out = self.colour_net(torch.cat([enc, code, condition.expand(pixels.shape[0], -1)], -1))
         return torch.sigmoid(out[:, 0]), colour_activation(out[:, 1:])

@@ -104,7 +104,7 @@ def test_report_end_to_end_on_a_tiny_avatar(eval_avatar, eval_data, tmp_path):
     assert report["machine"]["cores"] >= 1 and report["seconds"]["total"] > 0 and report["versions"]["torch"]
     with np.load(out / "curves.npz") as curves:
         assert curves["euler"].shape == (6, 3) and curves["speech"].shape == (6,)
-    for name in ("pose.png", "blinks.png", "mouth.png", "report.md"):
+    for name in ("pose.png", "blinks.png", "mouth.png", "torso.png", "report.md"):
         assert (out / name).stat().st_size > 0, name
     video = probe(out / "sidebyside.mp4")
     assert (video.frames, video.width, video.height) == (6, 96, 32) and video.audio_duration_s > 0.1

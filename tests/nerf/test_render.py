@@ -32,11 +32,12 @@ def test_render_returns_rgba_on_the_device(setup):
     assert bool((rgba[..., 3] == 1.0).all())  # composited over the plate
 
 
-def test_inference_path_equals_the_training_renderer(setup):
+@pytest.mark.parametrize("shift", [(0.0, 0.0), (0.02, -0.03)])
+def test_inference_path_equals_the_training_renderer(setup, shift):
     renderer, data, windows = setup
     renderer.max_rounds, renderer.t_thresh = 64, 1e-4  # march to the end, as the training renderer does
     try:
-        rgba = renderer.render(*frame_args(data, windows, 3), size=(32, 32), zoom="max").clone()
+        rgba = renderer.render(*frame_args(data, windows, 3), size=(32, 32), zoom="max", torso_shift=shift).clone()
     finally:
         renderer.max_rounds, renderer.t_thresh = 4, 1e-2
     model, size = renderer.model, 32
@@ -47,10 +48,11 @@ def test_inference_path_equals_the_training_renderer(setup):
         audio = model.audio_code(torch.tensor(window)[None])[0]
         out = render_rays(model, pixels, torch.tensor(euler).float(), torch.tensor(trans).float(), audio,
                           renderer.expression_vector(shapes, names), sample_background(model.background, pixels),
-                          max_samples=1024)
+                          max_samples=1024, torso_shift=torch.tensor(shift))
     torch.testing.assert_close(rgba[..., :3].reshape(-1, 3), out["rgb"].clamp(0, 1), atol=1e-4, rtol=0)
-    gt = torch.tensor(data.frames([3])[0]).float() / 255
-    assert float(((rgba[..., :3] - gt) ** 2).mean()) < 0.01  # and it is the trained avatar
+    if not any(shift):
+        gt = torch.tensor(data.frames([3])[0]).float() / 255
+        assert float(((rgba[..., :3] - gt) ** 2).mean()) < 0.01  # and it is the trained avatar
 
 
 def test_framing_moves_the_camera_not_the_resolution(setup):
@@ -87,20 +89,22 @@ def test_missing_audio_and_named_blendshapes_are_accepted(setup):
         renderer.render(euler, trans, {}, size=(8, 8), zoom="huge")
 
 
-def test_breathing_lifts_the_shoulders_and_leaves_the_head_alone(setup):
+def test_a_torso_shift_moves_the_shoulders_and_leaves_the_head_alone(setup):
     renderer, data, windows = setup
     args = frame_args(data, windows, 2)
     plain = renderer.render(*args, size=(32, 32), zoom=1.0).clone()
     # (the head's march may sum in another order from call to call: equal up to float rounding)
-    torch.testing.assert_close(plain, renderer.render(*args, size=(32, 32), zoom=1.0, shoulder_lift=0.0),
+    torch.testing.assert_close(plain, renderer.render(*args, size=(32, 32), zoom=1.0, torso_shift=(0.0, 0.0)),
                                atol=1e-5, rtol=0)
-    lifted = renderer.render(*args, size=(32, 32), zoom=1.0, shoulder_lift=0.03).clone()
-    rows = (lifted - plain).abs().amax(dim=(1, 2))
     chin = int(32 * _chin_row(renderer, args) - 0.5)  # the last row whose centre is above the chin
-    assert float(rows[:chin].max()) < 1e-5  # the head and the neck under the chin are untouched
-    assert float(rows[chin:].max()) > 0.02  # the upper body moved
-    with pytest.raises(ValueError, match="shoulder_lift"):
-        renderer.render(*args, size=(8, 8), shoulder_lift=float("nan"))
+    for shift in ((0.0, 0.03), (0.03, 0.0)):  # a breath in; a turn of the torso
+        moved = renderer.render(*args, size=(32, 32), zoom=1.0, torso_shift=shift).clone()
+        rows = (moved - plain).abs().amax(dim=(1, 2))
+        assert float(rows[:chin].max()) < 1e-5  # the head and the neck under the chin are untouched
+        assert float(rows[chin:].max()) > 0.005  # the upper body moved (the untouched rows: below 1e-5)
+    for bad in ((float("nan"), 0.0), (0.01,)):
+        with pytest.raises(ValueError, match="torso_shift"):
+            renderer.render(*args, size=(8, 8), torso_shift=bad)
 
 
 def _chin_row(renderer, args):

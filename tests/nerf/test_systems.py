@@ -46,17 +46,22 @@ def test_render_system_writes_avatar_image_and_frame_image(trained_avatar, scene
 
 
 def test_a_breath_reaches_the_picture_as_far_as_the_settings_say(trained_avatar, scene_data):
+    from engine.nerf.avatar import load_avatar, nerf_path
+
+    rise = load_avatar(nerf_path(trained_avatar)).spec.breathing_rise
+    assert 0 < rise < 0.05  # measured on the scene's frames, or the usual breath for a clip too short to tell
     app, entity = make_app(trained_avatar, scene_data)
     app.world.get(entity, Framing).zoom = 1.0
     pictures = {}
-    for depth, breath in ((0.004, 0.0), (0.03, 1.0), (0.0, 1.0)):
+    deep = 0.03 / rise  # a breath that lifts the shoulders by 3% of the frame
+    for depth, breath in ((1.0, 0.0), (deep, 1.0), (0.0, 1.0)):
         app.insert_resource(NerfRenderSettings(size=(20, 16), breathing=depth))
         app.world.get(entity, MotionState).breath = breath
         app.update()
         assert app.world.resource(AvatarViews).views[0].breath == breath
         pictures[depth, breath] = app.world.get(entity, AvatarImage).rgba.clone().numpy()
-    rest = pictures[0.004, 0.0]
-    assert np.abs(pictures[0.03, 1.0] - rest).max() > 0.02  # breathed in: the shoulders moved
+    rest = pictures[1.0, 0.0]
+    assert np.abs(pictures[deep, 1.0] - rest).max() > 0.005  # breathed in: the shoulders moved (off: below 1e-5)
     assert np.allclose(pictures[0.0, 1.0], rest, rtol=0, atol=1e-5)  # breathing turned off
 
 

@@ -1,0 +1,105 @@
+"""Torso motion: shifts measured from frames, the head pose's share removed, the breath's rise read off."""
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from engine.data.dataset import HEAD, TORSO
+from engine.nerf.torso_motion import MAX_RISE, breathing_rise, measure_shifts, unexplained
+from engine.nerf.upper_body import shoulder_weights
+
+SIZE = 96
+ROWS = (0.35, 0.55)  # chin, shoulder line
+
+
+def _rest_person(rng):
+    """A striped torso with a round head over a flat background: image [S, S] and regions [S, S]."""
+    y, x = np.mgrid[0:SIZE, 0:SIZE] + 0.5
+    torso = (np.abs(x - SIZE / 2) < 0.38 * SIZE - 0.4 * np.maximum(0, 0.6 * SIZE - y)) & (y > 0.42 * SIZE)
+    head = (x - SIZE / 2) ** 2 + (y - 0.25 * SIZE) ** 2 < (0.14 * SIZE) ** 2
+    image = np.full((SIZE, SIZE), 0.6)
+    image[torso] = 0.3 + 0.25 * np.sin(y[torso] / 2.3) + 0.05 * np.cos(x[torso] / 3.1)
+    image[head] = 0.8
+    image = ndimage.gaussian_filter(image + 0.01 * rng.standard_normal((SIZE, SIZE)), 0.7)
+    regions = np.zeros((SIZE, SIZE), np.uint8)
+    regions[torso] = TORSO
+    regions[head] = HEAD
+    return image, regions
+
+
+def _shifted(image, shift):
+    """The image as a torso shift `shift` (x, y; fractions of the side) shows it: read at p + w(p) s."""
+    y, x = np.mgrid[0:SIZE, 0:SIZE].astype(np.float64)
+    w = shoulder_weights(torch.tensor(ROWS[0]), torch.tensor(ROWS[1]), torch.tensor((y + 0.5) / SIZE)).numpy()
+    return ndimage.map_coordinates(image, [y + w * shift[1] * SIZE, x + w * shift[0] * SIZE], order=1,
+                                   mode="nearest")
+
+
+def test_measured_shifts_are_the_ones_the_frames_were_made_with():
+    rng = np.random.default_rng(0)
+    image, regions = _rest_person(rng)
+    truth = np.concatenate([np.zeros((5, 2)), rng.uniform(-2.0, 2.0, (20, 2)) / SIZE])  # up to 2 px either way
+    frames = np.stack([_shifted(image, s) for s in truth])
+    frames = np.repeat((frames * 255).round().clip(0, 255).astype(np.uint8)[..., None], 3, -1)
+    rows = np.tile(ROWS, (len(truth), 1))
+    found = measure_shifts(frames, np.repeat(regions[None], len(truth), 0), rows, np.arange(5))
+    error_px = np.abs(found - truth) * SIZE
+    assert error_px.max() < 0.15, error_px.max()
+
+
+def test_an_arm_moving_on_its_own_does_not_drag_the_shift():
+    rng = np.random.default_rng(3)
+    image, regions = _rest_person(rng)
+    truth = np.array([[0.0, 0.0]] * 3 + [[0.5, -1.5]]) / SIZE
+    frames = np.stack([_shifted(image, s) for s in truth])
+    y, x = np.mgrid[0:SIZE, 0:SIZE]
+    arm = (x - 0.4 * SIZE) ** 2 + (y - 0.75 * SIZE) ** 2 < (0.12 * SIZE) ** 2  # a fifth of the chest
+    frames[3][arm] = _shifted(image, np.array([0.0, 2.0]) / SIZE)[arm]  # moving the other way
+    frames = np.repeat((frames * 255).round().clip(0, 255).astype(np.uint8)[..., None], 3, -1)
+    found = measure_shifts(frames, np.repeat(regions[None], 4, 0), np.tile(ROWS, (4, 1)), np.arange(3))
+    assert np.abs(found[3] - truth[3]).max() * SIZE < 0.1  # plain least squares: 0.27 px
+
+
+def test_a_frame_without_a_torso_keeps_the_rest_position():
+    rng = np.random.default_rng(1)
+    image, regions = _rest_person(rng)
+    frames = np.repeat((np.stack([image] * 3) * 255).astype(np.uint8)[..., None], 3, -1)
+    regions = np.stack([regions, regions, np.where(regions == TORSO, 0, regions).astype(np.uint8)])
+    found = measure_shifts(frames, regions, np.tile(ROWS, (3, 1)), np.arange(2))
+    assert np.all(found[2] == 0)
+
+
+def test_what_the_head_pose_predicts_is_left_to_the_anchors():
+    rng = np.random.default_rng(2)
+    frames = 3000
+    euler, trans = rng.normal(0, 5, (frames, 3)), rng.normal(0, 1, (frames, 3))
+    breath = 0.004 * np.sin(np.arange(frames) / 25 * 2 * np.pi / 4)
+    shifts = np.stack([0.001 * euler[:, 2], breath + 0.002 * euler[:, 1] - 0.001 * trans[:, 2]], 1) + 0.01
+    left = unexplained(shifts, euler, trans, np.arange(2700))
+    np.testing.assert_allclose(left[:, 0], 0, atol=1e-9)
+    assert np.corrcoef(left[:, 1], breath)[0, 1] > 0.99  # the breath stays, whole
+    assert np.std(left[:, 1]) == pytest.approx(np.std(breath), rel=0.02)
+
+
+def test_breathing_rise_is_the_breaths_amplitude_not_the_drift():
+    fps, t = 25.0, np.arange(3000) / 25.0
+    breath = 0.006 * np.sin(2 * np.pi * t / 4.0)
+    drift = 0.01 * t / t[-1]  # posture settling over two minutes
+    assert breathing_rise(breath + drift, fps) == pytest.approx(0.006, rel=0.1)
+    assert breathing_rise(breath[: int(20 * fps)], fps) is None  # 20 s: too short to tell a breath
+    assert breathing_rise(10 * breath, fps) == MAX_RISE
+    assert breathing_rise(np.zeros_like(t), fps) == 0.0
+
+
+@pytest.mark.usefixtures("taichi_cpu")
+def test_a_trained_avatar_keeps_its_frames_shifts_and_older_avatars_load_without(trained_avatar, scene_data,
+                                                                                tmp_path):
+    from engine.data.dataset import Dataset
+    from engine.nerf.avatar import load_avatar, nerf_path, save_avatar
+
+    model = load_avatar(nerf_path(trained_avatar))
+    shifts = model.frame_torso_shift
+    assert shifts.shape == (Dataset(scene_data).meta.frames, 2) and bool(torch.isfinite(shifts).all())
+    model.frame_torso_shift = None  # as saved before shifts were measured
+    older = load_avatar(save_avatar(tmp_path / "older.safetensors", model))
+    assert older.frame_torso_shift is None
