@@ -5,23 +5,23 @@ import torch
 from scipy import ndimage
 
 from engine.data.dataset import HEAD, TORSO
-from engine.nerf.torso_motion import MAX_RISE, breathing_rise, measure_shifts, unexplained
+from engine.nerf.torso_motion import MAX_RISE, WORK_SIDE, breathing_rise, measure_shifts, unexplained
 from engine.nerf.upper_body import shoulder_weights
 
 SIZE = 96
 ROWS = (0.35, 0.55)  # chin, shoulder line
 
 
-def _rest_person(rng):
+def _rest_person(rng, size=SIZE):
     """A striped torso with a round head over a flat background: image [S, S] and regions [S, S]."""
-    y, x = np.mgrid[0:SIZE, 0:SIZE] + 0.5
+    y, x = (np.mgrid[0:size, 0:size] + 0.5) * (SIZE / size)  # drawn in units of a SIZE frame
     torso = (np.abs(x - SIZE / 2) < 0.38 * SIZE - 0.4 * np.maximum(0, 0.6 * SIZE - y)) & (y > 0.42 * SIZE)
     head = (x - SIZE / 2) ** 2 + (y - 0.25 * SIZE) ** 2 < (0.14 * SIZE) ** 2
-    image = np.full((SIZE, SIZE), 0.6)
+    image = np.full((size, size), 0.6)
     image[torso] = 0.3 + 0.25 * np.sin(y[torso] / 2.3) + 0.05 * np.cos(x[torso] / 3.1)
     image[head] = 0.8
-    image = ndimage.gaussian_filter(image + 0.01 * rng.standard_normal((SIZE, SIZE)), 0.7)
-    regions = np.zeros((SIZE, SIZE), np.uint8)
+    image = ndimage.gaussian_filter(image + 0.01 * rng.standard_normal((size, size)), 0.7 * size / SIZE)
+    regions = np.zeros((size, size), np.uint8)
     regions[torso] = TORSO
     regions[head] = HEAD
     return image, regions
@@ -29,18 +29,23 @@ def _rest_person(rng):
 
 def _shifted(image, shift):
     """The image as a torso shift `shift` (x, y; fractions of the side) shows it: read at p + w(p) s."""
-    y, x = np.mgrid[0:SIZE, 0:SIZE].astype(np.float64)
-    w = shoulder_weights(torch.tensor(ROWS[0]), torch.tensor(ROWS[1]), torch.tensor((y + 0.5) / SIZE)).numpy()
-    return ndimage.map_coordinates(image, [y + w * shift[1] * SIZE, x + w * shift[0] * SIZE], order=1,
+    size = image.shape[0]
+    y, x = np.mgrid[0:size, 0:size].astype(np.float64)
+    w = shoulder_weights(torch.tensor(ROWS[0]), torch.tensor(ROWS[1]), torch.tensor((y + 0.5) / size)).numpy()
+    return ndimage.map_coordinates(image, [y + w * shift[1] * size, x + w * shift[0] * size], order=1,
                                    mode="nearest")
 
 
-def test_measured_shifts_are_the_ones_the_frames_were_made_with():
+def _frames(images):
+    return np.repeat((np.stack(images) * 255).round().clip(0, 255).astype(np.uint8)[..., None], 3, -1)
+
+
+@pytest.mark.parametrize("size", [SIZE, 2 * WORK_SIDE + 8])  # measured as it is, and box-averaged down by 2
+def test_measured_shifts_are_the_ones_the_frames_were_made_with(size):
     rng = np.random.default_rng(0)
-    image, regions = _rest_person(rng)
-    truth = np.concatenate([np.zeros((5, 2)), rng.uniform(-2.0, 2.0, (20, 2)) / SIZE])  # up to 2 px either way
-    frames = np.stack([_shifted(image, s) for s in truth])
-    frames = np.repeat((frames * 255).round().clip(0, 255).astype(np.uint8)[..., None], 3, -1)
+    image, regions = _rest_person(rng, size)
+    truth = np.concatenate([np.zeros((5, 2)), rng.uniform(-2.0, 2.0, (12, 2)) / SIZE])  # up to 2 px of a SIZE frame
+    frames = _frames([_shifted(image, s) for s in truth])
     rows = np.tile(ROWS, (len(truth), 1))
     found = measure_shifts(frames, np.repeat(regions[None], len(truth), 0), rows, np.arange(5))
     error_px = np.abs(found - truth) * SIZE
@@ -51,11 +56,11 @@ def test_an_arm_moving_on_its_own_does_not_drag_the_shift():
     rng = np.random.default_rng(3)
     image, regions = _rest_person(rng)
     truth = np.array([[0.0, 0.0]] * 3 + [[0.5, -1.5]]) / SIZE
-    frames = np.stack([_shifted(image, s) for s in truth])
+    images = [_shifted(image, s) for s in truth]
     y, x = np.mgrid[0:SIZE, 0:SIZE]
     arm = (x - 0.4 * SIZE) ** 2 + (y - 0.75 * SIZE) ** 2 < (0.12 * SIZE) ** 2  # a fifth of the chest
-    frames[3][arm] = _shifted(image, np.array([0.0, 2.0]) / SIZE)[arm]  # moving the other way
-    frames = np.repeat((frames * 255).round().clip(0, 255).astype(np.uint8)[..., None], 3, -1)
+    images[3][arm] = _shifted(image, np.array([0.0, 2.0]) / SIZE)[arm]  # moving the other way
+    frames = _frames(images)
     found = measure_shifts(frames, np.repeat(regions[None], 4, 0), np.tile(ROWS, (4, 1)), np.arange(3))
     assert np.abs(found[3] - truth[3]).max() * SIZE < 0.1  # plain least squares: 0.27 px
 
@@ -63,7 +68,7 @@ def test_an_arm_moving_on_its_own_does_not_drag_the_shift():
 def test_a_frame_without_a_torso_keeps_the_rest_position():
     rng = np.random.default_rng(1)
     image, regions = _rest_person(rng)
-    frames = np.repeat((np.stack([image] * 3) * 255).astype(np.uint8)[..., None], 3, -1)
+    frames = _frames([image] * 3)
     regions = np.stack([regions, regions, np.where(regions == TORSO, 0, regions).astype(np.uint8)])
     found = measure_shifts(frames, regions, np.tile(ROWS, (3, 1)), np.arange(2))
     assert np.all(found[2] == 0)
