@@ -111,15 +111,19 @@ def plot_mouth(path: Path, curves: dict[str, Any], fps: float) -> Path:
     return _save(plt, fig, path)
 
 
-def plot_torso(path: Path, shifts_px, rise_px: float, fps: float, val_start: int) -> Path:
-    """The torso shift training measured on each dataset frame (x, y in pixels of the dataset frame), the
-    breathing rise the engine plays back, and where the validation frames begin."""
+def plot_torso(path: Path, shifts_px, rise_px: float, fps: float, val_start: int, follow_px=None) -> Path:
+    """The torso shift training measured on each dataset frame (x, y in pixels of the dataset frame), the turn the
+    engine predicts from the head's recent poses (follow_px [T], if the avatar has one), the breathing rise it plays
+    back, and where the validation frames begin."""
     plt, fig, axes = _figure(2)
     t = np.arange(len(shifts_px)) / fps
     for ax, column, name in zip(axes, (0, 1), ("x: torso's own turn", "y: breath and posture")):
-        ax.plot(t, shifts_px[:, column], color="C0", lw=0.8)
+        ax.plot(t, shifts_px[:, column], color="C0", lw=0.8, label="measured")
         ax.axvline(val_start / fps, color="C3", ls=":", lw=1, label="validation frames from here")
         ax.set_ylabel(f"{name} (px)")
+    if follow_px is not None and np.any(follow_px):
+        axes[0].plot(t, follow_px, color="C1", lw=0.8, label="from the head's recent poses (played live)")
+    axes[0].legend(loc="upper right", fontsize=8)
     axes[1].axhspan(-rise_px, rise_px, color="C1", alpha=0.15, lw=0, label=f"breath played live: ±{rise_px:.2f} px")
     axes[1].legend(loc="upper right", fontsize=8)
     axes[0].set_title("torso shift the head pose does not explain (grid read offset; y > 0: shoulders up)")

@@ -202,6 +202,7 @@ def drive(config: EvalConfig, avatar: Path, renderer, audio: np.ndarray, fps: fl
     from tqdm import tqdm
 
     from engine.motion.predict import predict_motion
+    from engine.nerf.torso_motion import follow_track
 
     motion = predict_motion(avatar, audio, mode=config.motion_mode, seed=config.seed)
     if config.max_frames:
@@ -209,12 +210,14 @@ def drive(config: EvalConfig, avatar: Path, renderer, audio: np.ndarray, fps: fl
     frames = len(motion["euler_deg"])
     windows = renderer_windows(renderer, avatar, audio, frames)
     names = [str(n) for n in motion["blendshape_names"]]
-    rise = NerfRenderSettings().breathing * renderer.spec.breathing_rise * motion["breath"]  # as the engine breathes
+    settings, spec = NerfRenderSettings(), renderer.spec  # the torso breathes and turns as in the engine
+    rise = settings.breathing * spec.breathing_rise * motion["breath"]
+    turn = settings.torso_follow * follow_track(spec.torso_follow, motion["euler_deg"], motion["trans"], fps)
     renders = []
     for t in tqdm(range(frames), desc="audio-driven", unit="frame", disable=not config.progress):
         rgba = renderer.render(motion["euler_deg"][t], motion["trans"][t], motion["blendshapes"][t], names,
                                windows[t], size=(config.size, config.size), zoom=config.zoom,
-                               torso_shift=(0.0, rise[t]))
+                               torso_shift=(turn[t], rise[t]))
         renders.append(to_uint8(rgba))
     faces = track_faces(renders, fps, face_model, "audio-driven", config.progress)
     return motion, renders, faces
@@ -417,9 +420,13 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
     }
     shifts = dataset_torso_shifts(renderer, dataset)
     if shifts is not None:
-        side = renderer.spec.intrinsics.size
-        files["torso_plot"] = plot_torso(out / "torso.png", shifts * side, renderer.spec.breathing_rise * side, fps,
-                                         dataset.meta.val_start)
+        from engine.nerf.torso_motion import follow_track
+
+        spec, tracks = renderer.spec, dataset.tracks
+        side = spec.intrinsics.size
+        follow = follow_track(spec.torso_follow, tracks.euler_deg, tracks.trans, fps)
+        files["torso_plot"] = plot_torso(out / "torso.png", shifts * side, spec.breathing_rise * side, fps,
+                                         dataset.meta.val_start, follow * side)
     if config.video:
         if config.audio is None:
             files["video"] = write_video(out / "sidebyside.mp4", [arrays["truth"], arrays["renders"], driven],

@@ -58,6 +58,9 @@ class AvatarSpec:
     breathing_rise: float = 0.004
     """How far a breath raised the shoulders in the training frames (fraction of the side; the torso shift the
     engine gives at the top of a breath). Avatars trained before it was measured keep 0.004, 1 px at 256 px."""
+    torso_follow: tuple[float, ...] = ()
+    """How the torso's own turn followed the head's recent poses in the training frames (engine/nerf/torso_motion.py
+    `fit_follow`); the live engine turns the torso by it. Empty: the torso follows the head pose alone."""
 
     @property
     def dt(self) -> float:
@@ -76,8 +79,9 @@ class AvatarSpec:
         framing["center"] = tuple(framing["center"])
         fields["framing"] = FramingRange(**framing)
         fields["expression"] = tuple(fields["expression"])
-        for name in ("head_box", "rest_euler", "rest_trans"):
-            fields[name] = tuple(fields[name])
+        for name in ("head_box", "rest_euler", "rest_trans", "torso_follow"):
+            if name in fields:  # (older avatars lack the later ones: their defaults apply)
+                fields[name] = tuple(fields[name])
         return cls(**fields)
 
 

@@ -41,6 +41,9 @@ class NerfRenderSettings:
     breathing: float = 1.0
     """How far the shoulders rise at the top of a breath (MotionState.breath = 1), relative to how far a breath
     raised them in the avatar's training frames (AvatarSpec.breathing_rise): 1 as recorded, 0 turns it off."""
+    torso_follow: float = 1.0
+    """How far the torso turns after the head, relative to how the avatar's recorded torso followed its head
+    (AvatarSpec.torso_follow; nothing where it did not): 1 as recorded, 0 turns it off."""
     background: bool = True
     """Composite each avatar over its training background plate (opaque); False leaves it transparent (alpha is
     the person's coverage) for the scene's compositor or a chroma key."""

@@ -9,6 +9,7 @@ and stay in the NerfAvatars resource; torch and Taichi are imported inside the s
 """
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,37 @@ class AvatarView:
     """(width, height) in pixels."""
     breath: float = 0.0
     """-1 (breathed out) .. 1 (breathed in); 0 when nothing drives the avatar."""
+    trail_times: np.ndarray | None = None
+    """[N] motion times (s) of the avatar's recent head poses, the last one now; None when nothing drives it."""
+    trail_poses: np.ndarray | None = None
+    """[N, 6] those poses (euler degrees, trans cm): the torso turns after the head (AvatarSpec.torso_follow)."""
+
+
+TRAIL_S = 0.5
+"""Seconds of head poses kept per avatar: more than the torso's longest lag (torso_motion.FOLLOW_LAGS_S)."""
+
+
+@dataclass
+class PoseTrails:
+    """Resource: each avatar's recent head poses, (motion time, [6] pose) oldest first, for the torso's turn."""
+
+    trails: dict[Entity, deque] = field(default_factory=dict)
+
+    def update(self, entity: Entity, time_s: float, pose: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Record the pose of a motion step (once per step) and return the trail as (times [N], poses [N, 6])."""
+        trail = self.trails.setdefault(entity, deque())
+        if trail and time_s < trail[-1][0]:
+            trail.clear()  # the clock went back (a scene restart): an old trail would turn the torso wrongly
+        if not trail or time_s > trail[-1][0]:
+            trail.append((time_s, np.asarray(pose, np.float64)))
+        while len(trail) > 1 and trail[1][0] <= time_s - TRAIL_S:
+            trail.popleft()  # one pose at or before the horizon stays, for lags that reach back that far
+        return np.array([t for t, _ in trail]), np.stack([p for _, p in trail])
+
+    def keep_only(self, entities: set[Entity]) -> None:
+        """Forget despawned avatars."""
+        for entity in set(self.trails) - entities:
+            del self.trails[entity]
 
 
 @dataclass(frozen=True)
@@ -76,9 +108,15 @@ def extract_avatar_views(world: World) -> None:
 
     settings = world.get_resource(NerfRenderSettings) or NerfRenderSettings()
     time = world.get_resource(Time)
+    trails = world.get_resource(PoseTrails)
+    if trails is None:
+        trails = PoseTrails()
+        world.insert_resource(trails)
     views = []
     for entity, avatar in world.query(Avatar):
         state = world.get(entity, MotionState)
+        trail = (None, None) if state is None else trails.update(
+            entity, state.time_s, np.concatenate([state.euler_deg, state.trans]))
         framing = world.get(entity, Framing)
         viewport = world.get(entity, AvatarViewport)
         size = (viewport.width, viewport.height) if viewport and viewport.width > 0 else tuple(settings.size)
@@ -90,8 +128,9 @@ def extract_avatar_views(world: World) -> None:
             None if state is None else np.array(state.blendshapes, np.float32),
             () if state is None else tuple(state.blendshape_names),
             _window(world, entity, at), framing.zoom if framing else 0.0, size,
-            0.0 if state is None else float(state.breath),
+            0.0 if state is None else float(state.breath), *trail,
         ))
+    trails.keep_only({view.entity for view in views})
     world.insert_resource(AvatarViews(time.frame if time else -1, tuple(views)))
 
 
@@ -129,6 +168,7 @@ def _renderer(world: World, folder: Path):
 def render_avatars(world: World) -> None:
     """Render each snapshot view into its avatar's AvatarImage; write the FrameImage when no compositor will."""
     from engine.display.frame import FrameImage
+    from engine.nerf.torso_motion import follow_shift
     from engine.scene.components import AvatarImage, Background
 
     views = world.get_resource(AvatarViews)
@@ -139,12 +179,16 @@ def render_avatars(world: World) -> None:
     for view in views.views:
         renderer = _renderer(world, view.folder)
         spec = renderer.spec
+        turn = 0.0
+        if view.trail_times is not None:
+            now = float(view.trail_times[-1])
+            turn = settings.torso_follow * follow_shift(spec.torso_follow, view.trail_times, view.trail_poses, now)
         rgba = renderer.render(
             spec.rest_euler if view.euler_deg is None else view.euler_deg,
             spec.rest_trans if view.trans is None else view.trans,
             {} if view.blendshapes is None else view.blendshapes, view.names or None, view.window,
             size=view.size, zoom=view.zoom, background=settings.background,
-            torso_shift=(0.0, settings.breathing * spec.breathing_rise * view.breath),
+            torso_shift=(turn, settings.breathing * spec.breathing_rise * view.breath),
         )
         # The renderer's output buffer is shared by every avatar of that model and size: keep a copy per avatar.
         image = world.get(view.entity, AvatarImage)

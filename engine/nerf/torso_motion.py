@@ -12,6 +12,8 @@ whole frame 30.9 -> 33.7 dB (20 validation frames), in the same training time.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from scipy import ndimage, signal
@@ -127,12 +129,80 @@ def breathing_rise(shift_y: np.ndarray, fps: float) -> float | None:
     return float(min(MAX_RISE, np.sqrt(2.0) * np.std(signal.sosfiltfilt(sos, shift_y))))
 
 
-def torso_shifts(frames: np.ndarray, regions: np.ndarray, euler_deg: np.ndarray, trans: np.ndarray,
-                 intrinsics: Intrinsics, train: np.ndarray, fps: float,
-                 progress: bool = False) -> tuple[np.ndarray, float | None]:
-    """The dataset's per-frame torso shifts [T, 2] the head pose does not explain, and its breathing rise (None:
-    too few training frames to tell)."""
+FOLLOW_LAGS_S = (0.0, 0.12, 0.24, 0.36)
+"""The head poses the live torso's own turn is predicted from: the current one and these far back."""
+MIN_FOLLOW_R2 = 0.2
+"""Least share of the held-out frames' turn the prediction must explain to be used live."""
+
+
+def lagged_poses(euler_deg: np.ndarray, trans: np.ndarray, fps: float, lags_s=FOLLOW_LAGS_S) -> np.ndarray:
+    """[T, 1 + 6 L] design rows: 1, then each lag's head pose (euler, trans), the first pose before the clip."""
+    pose = np.concatenate([euler_deg, trans], 1).astype(np.float64)
+    columns = [np.ones((len(pose), 1))]
+    for lag in lags_s:
+        k = min(len(pose), int(round(lag * fps)))
+        columns.append(np.concatenate([np.repeat(pose[:1], k, 0), pose[: len(pose) - k]]))
+    return np.concatenate(columns, 1)
+
+
+def fit_follow(shift_x: np.ndarray, euler_deg: np.ndarray, trans: np.ndarray, train: np.ndarray, val: np.ndarray,
+               fps: float) -> tuple[float, ...]:
+    """Coefficients (over `lagged_poses` rows) that predict the torso's own turn, the horizontal shift [T], from
+    the head's recent poses: a torso turns a moment after the head. Fitted on the training frames; () when the
+    prediction explains less than MIN_FOLLOW_R2 of the validation frames' turn (or there are none): the live torso
+    then follows the head pose alone."""
+    if len(val) < 2 or np.var(shift_x[val]) == 0:
+        return ()
+    design = lagged_poses(euler_deg, trans, fps)
+    ridge = 1e-6 * len(train) * np.eye(design.shape[1])
+    ridge[0, 0] = 0.0
+    coef = np.linalg.solve(design[train].T @ design[train] + ridge, design[train].T @ shift_x[train])
+    explained = 1.0 - np.var(shift_x[val] - design[val] @ coef) / np.var(shift_x[val])
+    return tuple(float(c) for c in coef) if explained >= MIN_FOLLOW_R2 else ()
+
+
+def _usable(coef: tuple[float, ...]) -> bool:
+    """Coefficients fitted over this engine's lags (none: the torso follows the head pose alone)."""
+    return len(coef) == 1 + 6 * len(FOLLOW_LAGS_S)
+
+
+def follow_track(coef: tuple[float, ...], euler_deg: np.ndarray, trans: np.ndarray, fps: float) -> np.ndarray:
+    """The torso's own turn [T] along a whole track of head poses, as `follow_shift` gives it step by step."""
+    if not _usable(coef):
+        return np.zeros(len(euler_deg))
+    return lagged_poses(euler_deg, trans, fps) @ np.asarray(coef)
+
+
+def follow_shift(coef: tuple[float, ...], times_s: np.ndarray, poses: np.ndarray, now_s: float) -> float:
+    """The torso's own turn at `now_s` from a trail of head poses [N, 6] (euler, trans) at times_s [N] (increasing;
+    poses before the trail are its first), by `fit_follow`'s coefficients; 0 without usable ones or a trail."""
+    if not _usable(coef) or not len(times_s):
+        return 0.0
+    row = [1.0]
+    for lag in FOLLOW_LAGS_S:
+        row += [float(np.interp(now_s - lag, times_s, poses[:, c])) for c in range(poses.shape[1])]
+    return float(np.dot(coef, row))
+
+
+@dataclass(frozen=True)
+class TorsoMotion:
+    """What a dataset's torso did apart from the head."""
+
+    shifts: np.ndarray
+    """[T, 2] each frame's shift the head pose does not explain (fractions of the side)."""
+    rise: float | None
+    """How far a breath raised the shoulders; None: too few training frames to tell."""
+    follow: tuple[float, ...]
+    """`fit_follow`'s coefficients for the torso's own turn; () where the head's recent poses do not predict it."""
+
+
+def measure_torso_motion(frames: np.ndarray, regions: np.ndarray, euler_deg: np.ndarray, trans: np.ndarray,
+                         intrinsics: Intrinsics, train: np.ndarray, val: np.ndarray, fps: float,
+                         progress: bool = False) -> TorsoMotion:
+    """Shifts, breathing rise and turn-following of a dataset (frames, regions, head poses, split)."""
     rows = rest_anchor_rows(euler_deg, trans, intrinsics)
     reference = train[np.unique(np.linspace(0, len(train) - 1, REFERENCE_FRAMES).round().astype(int))]
     shifts = unexplained(measure_shifts(frames, regions, rows, reference, progress), euler_deg, trans, train)
-    return shifts.astype(np.float32), breathing_rise(shifts[np.sort(train), 1], fps)
+    return TorsoMotion(shifts.astype(np.float32), breathing_rise(shifts[np.sort(train), 1], fps),
+                       fit_follow(shifts[:, 0], euler_deg, trans, train, val, fps))
+

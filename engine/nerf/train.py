@@ -26,7 +26,7 @@ from engine.nerf.avatar import AvatarModel, AvatarSpec, render_rays, save_avatar
 from engine.nerf.camera import FramingRange, Intrinsics
 from engine.nerf.losses import photometric, psnr, ssim
 from engine.nerf.tcnn import TcnnUnavailable, fuse_mlps, resolve_backend, unfuse_mlps
-from engine.nerf.torso_motion import torso_shifts
+from engine.nerf.torso_motion import TorsoMotion, measure_torso_motion
 from engine.nerf.train_config import NERF_FILE, TrainNerfConfig
 
 log = logging.getLogger(__name__)
@@ -130,11 +130,11 @@ def load_training_data(config: TrainNerfConfig, device: torch.device) -> tuple[T
 
     size = meta.size
     intrinsics = Intrinsics(meta.camera.focal_px, meta.camera.cx, meta.camera.cy, size)
-    shifts, rise = np.zeros((meta.frames, 2), np.float32), None
+    torso = TorsoMotion(np.zeros((meta.frames, 2), np.float32), None, ())
     if config.torso_motion:
-        shifts, rise = torso_shifts(frames, regions, tracks.euler_deg, tracks.trans, intrinsics, train, meta.fps,
-                                    progress=config.progress)
-    rise = AvatarSpec.breathing_rise if rise is None else rise  # too short a recording to tell: the usual breath
+        torso = measure_torso_motion(frames, regions, tracks.euler_deg, tracks.trans, intrinsics, train, val,
+                                     meta.fps, progress=config.progress)
+    rise = AvatarSpec.breathing_rise if torso.rise is None else torso.rise  # too short to tell: the usual breath
     face = np.asarray(face_rect, np.float64)[train]
     center = (float((face[:, 0] + face[:, 2]).mean() / (2 * size)), float((face[:, 1] + face[:, 3]).mean() / (2 * size)))
     default_side = min(1.0, config.default_view_faces * float((face[:, 3] - face[:, 1]).mean()) / size)
@@ -146,6 +146,7 @@ def load_training_data(config: TrainNerfConfig, device: torch.device) -> tuple[T
         grid_resolution=config.grid_resolution, steps_per_diagonal=config.steps_per_diagonal,
         rest_euler=tuple(float(v) for v in tracks.euler_deg[train].mean(0)),
         rest_trans=tuple(float(v) for v in tracks.trans[train].mean(0)), breathing_rise=rise,
+        torso_follow=torso.follow,
     )
     td = TrainingData(
         frames=t(frames), regions=t(regions), head_box=t(_head_boxes(regions, face_rect)),
@@ -153,7 +154,8 @@ def load_training_data(config: TrainNerfConfig, device: torch.device) -> tuple[T
         upper_face=t(upper_face_rect(tracks.landmarks2d, size).astype(np.int64)),
         euler=t(tracks.euler_deg, torch.float32), trans=t(tracks.trans, torch.float32),
         expression=t(tracks.blendshapes[:, columns], torch.float32), windows=t(windows),
-        background=t(data.background().astype(np.float32) / 255.0), torso_shift=t(shifts), train=train, val=val,
+        background=t(data.background().astype(np.float32) / 255.0), torso_shift=t(torso.shifts),
+        train=train, val=val,
     )
     return td, spec
 

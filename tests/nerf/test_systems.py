@@ -106,3 +106,48 @@ def test_engine_renders_with_the_fast_settings_by_default(trained_avatar, scene_
     (renderer,) = app.world.resource(NerfAvatars).renderers.values()
     assert renderer.precision == resolve_precision("auto", "cpu") and renderer.head_scale == "auto"
     assert renderer.head_size(256, 256) == (128, 128) and renderer.head_size(20, 16) == (20, 16)
+
+
+def test_each_avatar_keeps_a_short_trail_of_head_poses_for_its_torso():
+    from engine.nerf.systems import TRAIL_S, PoseTrails
+
+    trails, pose = PoseTrails(), np.zeros(6)
+    for step in range(40):  # 1.6 s of motion steps at 25 Hz, each seen by two rendered frames
+        for _ in range(2):
+            times, poses = trails.update(7, step * 0.04, pose + step)
+    assert np.all(np.diff(times) > 0) and poses.shape == (len(times), 6) and poses[-1, 0] == 39
+    assert times[0] <= times[-1] - TRAIL_S < times[1]  # one pose at or before the horizon, none older
+    times, _ = trails.update(7, 0.0, pose)  # the clock went back: the old trail is dropped
+    assert list(times) == [0.0]
+    trails.update(8, 0.0, pose)
+    trails.keep_only({8})
+    assert set(trails.trails) == {8}
+
+
+def test_views_carry_the_trail_and_a_torso_turn_reaches_the_picture(trained_avatar, scene_data):
+    from dataclasses import replace
+
+    from engine.nerf.systems import NerfAvatars
+
+    app, entity = make_app(trained_avatar, scene_data)
+    app.world.get(entity, Framing).zoom = 1.0
+    state = app.world.get(entity, MotionState)
+    app.update()
+    renderer = next(iter(app.world.resource(NerfAvatars).renderers.values()))
+    still = app.world.get(entity, AvatarImage).rgba.clone().numpy()
+    # a torso that turns with the head's yaw of 0.36 s ago (a made-up fit; the scene's own may be empty)
+    follow = [0.0] * 25
+    follow[-4] = 0.015
+    renderer.spec = replace(renderer.spec, torso_follow=tuple(follow))
+    for step in range(1, 12):
+        state.time_s, state.euler_deg = step * 0.04, state.euler_deg + np.array([0.0, 0.0, 1.0])
+        app.update()
+    view = app.world.resource(AvatarViews).views[0]
+    assert view.trail_times[-1] == pytest.approx(0.44) and view.trail_poses.shape == (len(view.trail_times), 6)
+    app.insert_resource(NerfRenderSettings(size=(20, 16), torso_follow=0.0))
+    app.update()
+    unturned = app.world.get(entity, AvatarImage).rgba.clone().numpy()
+    app.insert_resource(NerfRenderSettings(size=(20, 16)))
+    app.update()
+    turned = app.world.get(entity, AvatarImage).rgba.clone().numpy()
+    assert np.abs(turned - unturned).max() > 0.005 and not np.array_equal(still, unturned)

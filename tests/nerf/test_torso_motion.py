@@ -5,7 +5,9 @@ import torch
 from scipy import ndimage
 
 from engine.data.dataset import HEAD, TORSO
-from engine.nerf.torso_motion import MAX_RISE, WORK_SIDE, breathing_rise, measure_shifts, unexplained
+from engine.nerf.torso_motion import (
+    MAX_RISE, WORK_SIDE, breathing_rise, fit_follow, follow_shift, follow_track, measure_shifts, unexplained,
+)
 from engine.nerf.upper_body import shoulder_weights
 
 SIZE = 96
@@ -94,6 +96,30 @@ def test_breathing_rise_is_the_breaths_amplitude_not_the_drift():
     assert breathing_rise(breath[: int(20 * fps)], fps) is None  # 20 s: too short to tell a breath
     assert breathing_rise(10 * breath, fps) == MAX_RISE
     assert breathing_rise(np.zeros_like(t), fps) == 0.0
+
+
+def _head_track(frames, rng, fps=25.0):
+    """A wandering head: euler [T, 3] degrees, trans [T, 3] cm."""
+    smooth = lambda x: ndimage.gaussian_filter1d(x, 0.3 * fps, axis=0)  # noqa: E731
+    return smooth(rng.normal(0, 20, (frames, 3))), smooth(rng.normal(0, 3, (frames, 3)))
+
+
+def test_a_torso_that_turns_after_the_head_is_predicted_from_the_heads_recent_poses():
+    rng, fps = np.random.default_rng(4), 25.0
+    euler, trans = _head_track(3000, rng)
+    late = np.concatenate([np.repeat(euler[:1], 6, 0), euler[:-6]])  # the head's pose 0.24 s ago
+    turn = 0.0004 * (late[:, 2] - euler[:, 2]) + 0.00005 * rng.standard_normal(3000)
+    train, val = np.arange(2700), np.arange(2700, 3000)
+    coef = fit_follow(turn, euler, trans, train, val, fps)
+    predicted = follow_track(coef, euler, trans, fps)
+    assert np.corrcoef(predicted[val], turn[val])[0, 1] > 0.9
+    # step by step from a trail of poses at motion times, as the live engine has them: the same turn
+    times, poses = np.arange(3000) / fps, np.concatenate([euler, trans], 1)
+    for t in (5, 100, 2999):
+        assert follow_shift(coef, times[: t + 1], poses[: t + 1], times[t]) == pytest.approx(predicted[t], abs=1e-9)
+    # a torso that does its own thing is left to follow the head pose alone
+    assert fit_follow(rng.standard_normal(3000) * 0.001, euler, trans, train, val, fps) == ()
+    assert follow_shift((), times, poses, 1.0) == 0.0 and not follow_track((0.1, 0.2), euler, trans, fps).any()
 
 
 @pytest.mark.usefixtures("taichi_cpu")
