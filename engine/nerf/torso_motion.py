@@ -6,9 +6,10 @@ demo presenter three quarters of the validation error sat on the torso (26.6 dB 
 So each frame's torso shift is measured here: Lucas-Kanade on the shoulders and chest (their weights as the
 renderer applies a shift, `shoulder_weights`) against the median training frame, less the part a linear function
 of the head pose explains (the anchors' job). Training reads the field at the shifted coordinates, validation and
-`eval` use each frame's own shift (as they use its tracked head pose), and the live engine drives the vertical part
-with the breathing controller at the rise measured here. The demo presenter retrained this way: torso 30.6 dB,
-whole frame 30.9 -> 33.7 dB (20 validation frames), in the same training time.
+`eval` use each frame's own shift (as they use its tracked head pose). The live engine drives the vertical part
+with the breathing controller at the rise measured here, and the horizontal part from the head's recent poses
+where the recorded torso turned after its head (`fit_follow`). The demo presenter retrained this way: torso
+30.6 dB, whole frame 30.9 -> 33.7 dB (20 validation frames), in the same training time.
 """
 from __future__ import annotations
 
@@ -135,11 +136,11 @@ MIN_FOLLOW_R2 = 0.2
 """Least share of the held-out frames' turn the prediction must explain to be used live."""
 
 
-def lagged_poses(euler_deg: np.ndarray, trans: np.ndarray, fps: float, lags_s=FOLLOW_LAGS_S) -> np.ndarray:
+def lagged_poses(euler_deg: np.ndarray, trans: np.ndarray, fps: float) -> np.ndarray:
     """[T, 1 + 6 L] design rows: 1, then each lag's head pose (euler, trans), the first pose before the clip."""
     pose = np.concatenate([euler_deg, trans], 1).astype(np.float64)
     columns = [np.ones((len(pose), 1))]
-    for lag in lags_s:
+    for lag in FOLLOW_LAGS_S:
         k = min(len(pose), int(round(lag * fps)))
         columns.append(np.concatenate([np.repeat(pose[:1], k, 0), pose[: len(pose) - k]]))
     return np.concatenate(columns, 1)
