@@ -28,3 +28,18 @@ def test_write_text_atomic_leaves_only_the_file(tmp_path: Path) -> None:
     write_text_atomic(tmp_path / "a.md", "one")
     write_text_atomic(tmp_path / "a.md", "two")
     assert [p.name for p in tmp_path.iterdir()] == ["a.md"] and (tmp_path / "a.md").read_text() == "two"
+
+
+def test_what_killed_writers_left_is_removed_and_live_writers_files_are_not(tmp_path: Path) -> None:
+    import os
+
+    target = tmp_path / "nerf.safetensors"
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True).stdout.strip()  # a process that has ended
+    stale = tmp_path / f".nerf.safetensors.{gone}.partial.safetensors"
+    live = tmp_path / f".nerf.safetensors.{os.getppid()}.partial.safetensors"
+    other = tmp_path / f".report.json.{gone}.partial.json"  # another file's: left for its own writer
+    for path in (stale, live, other):
+        path.write_bytes(b"half a file")
+    tmp = atomic_path(target)
+    assert not stale.exists() and live.exists() and other.exists() and tmp.parent == tmp_path
