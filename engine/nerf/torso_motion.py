@@ -33,8 +33,9 @@ HUBER = 1.5
 """Residuals beyond this many robust deviations count less (Huber), from the second step on."""
 BREATH_BAND_HZ = (0.1, 0.7)
 """Resting breath rates (6-42 a minute); the rise is read from the vertical shift in this band."""
-MAX_RISE = 0.02
-"""Largest breathing rise kept (fraction of the side): beyond it the posture moved, not the breath."""
+MAX_RISE = 0.01
+"""Largest breathing rise kept (fraction of the side): a resting breath lifts the shoulders about half a
+centimetre, under 1% of a head-and-shoulders frame; more in the band is posture swaying, not breath."""
 
 
 def _shrink(image: np.ndarray, factor: int) -> np.ndarray:
