@@ -36,7 +36,8 @@ class TrainOptions:
     `tinycudann` package), 'torch', or 'auto': tcnn wherever it can run."""
     torso_motion: bool = True
     """Measure how each frame's shoulders and chest move apart from the head (a breath, the torso's own turn) and
-    train the upper body to follow, so it stays sharp; the avatar then breathes as far as the recording did.
+    train the upper body to follow, so it stays sharp; the avatar then breathes as far as the recording did and
+    turns its torso after its head as the recording did.
     The eval report's torso.png plots what was measured. --no-torso-motion: the upper body follows the head pose
     alone, as the paper's does."""
 

@@ -103,7 +103,8 @@ class TrainNerfConfig(TrainingRun):
     torso_motion: bool = True
     """Measure each frame's shift of the shoulders and chest that the head pose does not explain (a breath, the
     torso's own turn; engine/nerf/torso_motion.py) and train the upper body read at it, so the field learns one
-    sharp torso instead of the average of its positions; the avatar keeps the breath's rise for the live engine.
+    sharp torso instead of the average of its positions; the avatar keeps the breath's rise and how the torso
+    followed the head for the live engine.
     On the demo presenter three quarters of the validation error sat on the torso without it."""
     mask_weight: float = 0.05
     """Weight of the opacity losses: upper-body alpha vs. the torso mask, head opacity vs. the head mask."""

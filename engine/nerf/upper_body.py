@@ -10,7 +10,7 @@ first layers into their biases once per frame (`frame_biases`).
 
 What the head pose does not explain, a breath or the torso's own turn, is a per-frame shift of the shoulders and
 chest (`shoulder_weights`): training reads each frame's measured shift (engine/nerf/torso_motion.py), the live
-engine the breathing controller's.
+engine one made of the breathing controller's breath and the head's recent poses.
 """
 from __future__ import annotations
 
