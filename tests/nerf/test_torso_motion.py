@@ -1,4 +1,5 @@
-"""Torso motion: shifts measured from frames, the head pose's share removed, the breath's rise read off."""
+"""Torso motion: shifts measured from frames, the head pose's share removed, the breath's rise read off, the torso's
+turn after the head fitted and replayed."""
 import numpy as np
 import pytest
 import torch
