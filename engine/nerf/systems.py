@@ -181,8 +181,7 @@ def render_avatars(world: World) -> None:
         spec = renderer.spec
         turn = 0.0
         if view.trail_times is not None:
-            now = float(view.trail_times[-1])
-            turn = settings.torso_follow * follow_shift(spec.torso_follow, view.trail_times, view.trail_poses, now)
+            turn = settings.torso_follow * follow_shift(spec.torso_follow, view.trail_times, view.trail_poses)
         rgba = renderer.render(
             spec.rest_euler if view.euler_deg is None else view.euler_deg,
             spec.rest_trans if view.trans is None else view.trans,

@@ -175,14 +175,15 @@ def follow_track(coef: tuple[float, ...], euler_deg: np.ndarray, trans: np.ndarr
     return lagged_poses(euler_deg, trans, fps) @ np.asarray(coef)
 
 
-def follow_shift(coef: tuple[float, ...], times_s: np.ndarray, poses: np.ndarray, now_s: float) -> float:
-    """The torso's own turn at `now_s` from a trail of head poses [N, 6] (euler, trans) at times_s [N] (increasing;
-    poses before the trail are its first), by `fit_follow`'s coefficients; 0 without usable ones or a trail."""
+def follow_shift(coef: tuple[float, ...], times_s: np.ndarray, poses: np.ndarray) -> float:
+    """The torso's own turn now (the trail's last time) from a trail of head poses [N, 6] (euler, trans) at
+    times_s [N] (increasing; poses before the trail are its first), by `fit_follow`'s coefficients; 0 without usable
+    ones or a trail."""
     if not _usable(coef) or not len(times_s):
         return 0.0
     row = [1.0]
     for lag in FOLLOW_LAGS_S:
-        row += [float(np.interp(now_s - lag, times_s, poses[:, c])) for c in range(poses.shape[1])]
+        row += [float(np.interp(times_s[-1] - lag, times_s, poses[:, c])) for c in range(poses.shape[1])]
     return float(np.dot(coef, row))
 
 

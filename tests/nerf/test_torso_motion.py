@@ -117,10 +117,10 @@ def test_a_torso_that_turns_after_the_head_is_predicted_from_the_heads_recent_po
     # step by step from a trail of poses at motion times, as the live engine has them: the same turn
     times, poses = np.arange(3000) / fps, np.concatenate([euler, trans], 1)
     for t in (5, 100, 2999):
-        assert follow_shift(coef, times[: t + 1], poses[: t + 1], times[t]) == pytest.approx(predicted[t], abs=1e-9)
+        assert follow_shift(coef, times[: t + 1], poses[: t + 1]) == pytest.approx(predicted[t], abs=1e-9)
     # a torso that does its own thing is left to follow the head pose alone
     assert fit_follow(rng.standard_normal(3000) * 0.001, euler, trans, train, val, fps) == ()
-    assert follow_shift((), times, poses, 1.0) == 0.0 and not follow_track((0.1, 0.2), euler, trans, fps).any()
+    assert follow_shift((), times, poses) == 0.0 and not follow_track((0.1, 0.2), euler, trans, fps).any()
 
 
 @pytest.mark.usefixtures("taichi_cpu")
