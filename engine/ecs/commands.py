@@ -17,7 +17,6 @@ class Commands:
 
     def __init__(self) -> None:
         self._queue: list[Callable[[World], None]] = []
-        self._reserved: list[Callable[[World], Entity]] = []
 
     def spawn(self, *components: Any, on_spawn: Callable[[Entity], None] | None = None) -> None:
         """Spawn an entity with `components`; `on_spawn(entity)` runs once it exists."""

@@ -22,7 +22,6 @@ import socket
 import socketserver
 import tempfile
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +29,9 @@ import numpy as np
 
 from engine.ecs import Stage, World
 from engine.scene.control_settings import ControlSettings, parse_address
-from engine.scene.protocol import FrameTooLarge, ProtocolError, Truncated, pack, read_frame, unpack
+from engine.scene.protocol import (
+    ControlRequest, FrameTooLarge, ProtocolError, Truncated, pack, read_frame, unpack,
+)
 
 if TYPE_CHECKING:
     from engine.app import App
@@ -54,18 +55,6 @@ MAX_TOKEN_FAILURES = 3
 MAX_FRAMING_OVER_S = 600.0
 MAX_TEXT = 2000
 """Longest string field (captions, names, paths): a caption is drawn every frame, so it must stay short."""
-
-
-@dataclass
-class ControlRequest:
-    """Message: a validated control message for the frame loop (and for scene scripts' `on_message`)."""
-
-    type: str
-    fields: dict[str, Any] = field(default_factory=dict)
-    """The message's own fields (no token; audio bytes replaced by `clip`)."""
-    clip: AudioClip | None = None
-    """The decoded speech of a `say`."""
-    id: Any = None
 
 
 class ControlServer:

@@ -1,18 +1,35 @@
 """Control protocol wire format: each message is a 4-byte big-endian length, then that many bytes of msgpack (a map).
 
 Requests carry `type`, `token` and an optional `id` (echoed in the reply); replies carry `ok` and either the
-result fields or `error`. The message types and their fields are listed in `engine.scene.control.SCHEMAS`.
+result fields or `error`. The message types and their fields are listed in `engine.scene.control.SCHEMAS`; a message
+that passed them reaches the frame loop and scene scripts as a `ControlRequest`.
 """
 from __future__ import annotations
 
 import socket
 import struct
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 
+if TYPE_CHECKING:
+    from engine.audio.sources import AudioClip
+
 HEADER = struct.Struct(">I")
 DEFAULT_PORT = 7878
+
+
+@dataclass
+class ControlRequest:
+    """Message: a validated control message for the frame loop (and for scene scripts' `on_message`)."""
+
+    type: str
+    fields: dict[str, Any] = field(default_factory=dict)
+    """The message's own fields (no token; audio bytes replaced by `clip`)."""
+    clip: AudioClip | None = None
+    """The decoded speech of a `say`."""
+    id: Any = None
 
 
 class ProtocolError(ValueError):

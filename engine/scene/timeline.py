@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from engine.ecs import World
 from engine.scene import actions
 from engine.scene.components import SceneEvent
+from engine.scene.protocol import ControlRequest
 from engine.time import Time
 
 if TYPE_CHECKING:
@@ -363,7 +364,6 @@ def close_script(run: ScriptRun) -> None:
 def run_scripts(world: World) -> None:
     """Advance every running script by one frame; a failing script is reported and dropped, the others go on."""
     from engine.app import Diagnostics
-    from engine.scene.control import ControlRequest
 
     inbox = world.messages(ControlRequest).read(run_scripts)  # read every frame: a script waits for new ones only
     scripts = world.get_resource(Scripts)

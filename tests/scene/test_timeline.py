@@ -10,7 +10,7 @@ from engine.app import Diagnostics
 from engine.audio.playback import AudioPlayback
 from engine.scene.api import Scene
 from engine.scene.components import Avatar, Captions, Framing, SceneEvent
-from engine.scene.control import ControlRequest
+from engine.scene.protocol import ControlRequest
 from engine.scene.framing import ease_in_out
 from engine.scene.timeline import MAX_INSTANT_STEPS, Scripts
 
