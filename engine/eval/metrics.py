@@ -1,8 +1,9 @@
 """Evaluation metrics as pure numpy functions: image quality, MediaPipe landmark measures, blinks, pose.
 
 Stable names other modules import (keep them): `psnr`, `ssim`, `lmd`, `eye_aspect_ratio`, `count_blinks`,
-`blinks_per_minute`, `pose_diversity`, `pose_std`, `mouth_opening`, `correlation`, `blink_depth`, `ear_thresholds`,
-`blink_thresholds`, and the landmark index tuples `LIPS`, `INNER_LIP_GAP`, `LEFT_EYE`, `RIGHT_EYE`, `FACE_HEIGHT`.
+`blinks_per_minute`, `pose_diversity`, `pose_std`, `mouth_opening`, `correlation`, `blink_depth`, `mouth_depth`,
+`ear_thresholds`, `blink_thresholds`, and the landmark index tuples `LIPS`, `INNER_LIP_GAP`, `LEFT_EYE`, `RIGHT_EYE`,
+`FACE_HEIGHT`.
 
 Conventions: images are [H, W, C] (or [N, H, W, C]) uint8 or float in [0, 1]; landmarks are MediaPipe FaceLandmarker
 points, [478, 2] or [T, 478, 2], in pixels; per-frame curves are [T] at the video frame rate. The speech mask and
@@ -196,19 +197,33 @@ def correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(x, y)[0, 1])
 
 
-def blink_depth(render_ear: np.ndarray, truth_ear: np.ndarray, closed: float = 0.75) -> float:
-    """How deep rendered blinks close, as a fraction of the truth's, from EAR curves [T] of the same frames: the drop
-    from each curve's median (open eyes) to its mean over the frames where the truth's EAR is below `closed` times
-    its median. 1 renders blinks as deep as the frames had them, 0 keeps the eyes open; NaN without closed frames."""
-    r, t = np.asarray(render_ear, np.float64), np.asarray(truth_ear, np.float64)
+def _depth_at(render: np.ndarray, truth: np.ndarray, pick) -> float:
+    """How far a rendered curve [T] moves from its median at the frames `pick(truth)` selects, as a fraction of how
+    far the truth [T] moves there (finite frames of both only; NaN when none is picked)."""
+    r, t = np.asarray(render, np.float64), np.asarray(truth, np.float64)
     keep = np.isfinite(r) & np.isfinite(t)
     r, t = r[keep], t[keep]
     if len(t) == 0:
         return float("nan")
-    shut = t < closed * np.median(t)
-    if not shut.any():
+    chosen = pick(t)
+    if not chosen.any():
         return float("nan")
-    return float((np.median(r) - r[shut].mean()) / (np.median(t) - t[shut].mean()))
+    return float((np.median(r) - r[chosen].mean()) / (np.median(t) - t[chosen].mean()))
+
+
+def blink_depth(render_ear: np.ndarray, truth_ear: np.ndarray, closed: float = 0.75) -> float:
+    """How deep rendered blinks close, as a fraction of the truth's, from EAR curves [T] of the same frames: the drop
+    from each curve's median (open eyes) to its mean over the frames where the truth's EAR is below `closed` times
+    its median. 1 renders blinks as deep as the frames had them, 0 keeps the eyes open; NaN without closed frames."""
+    return _depth_at(render_ear, truth_ear, lambda t: t < closed * np.median(t))
+
+
+def mouth_depth(render_open: np.ndarray, truth_open: np.ndarray, wide: float = 0.9) -> float:
+    """How wide rendered mouths open where the truth's opens widest, as a fraction of the truth's, from mouth
+    opening curves [T] of the same frames: the rise from each curve's median to its mean over the frames above the
+    truth's `wide` quantile. 1 opens as wide as the frames did; below 1 is the muted mouth of an under-fitted or
+    over-smoothed renderer; NaN when the truth never opens beyond its median."""
+    return _depth_at(render_open, truth_open, lambda t: (t > np.quantile(t, wide)) & (t > np.median(t)))
 
 
 def masked_mean(values: np.ndarray, mask: np.ndarray) -> float:

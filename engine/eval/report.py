@@ -190,6 +190,7 @@ def reconstruct(config: EvalConfig, renderer, dataset, frames_idx: np.ndarray, w
         "mouth_open_corr": metrics.correlation(render_open, truth_open),
         "eye_open_corr": metrics.correlation(render_ear, truth_ear),
         "blink_depth": metrics.blink_depth(render_ear, truth_ear),
+        "mouth_depth": metrics.mouth_depth(render_open, truth_open),
         "psnr_min": float(psnr.min()) if len(psnr) else None,
     }
     arrays = {"truth": truth, "renders": renders, "truth_faces": truth_faces, "psnr": psnr, "lmd": lmd}

@@ -41,7 +41,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += [f"LMD: {r['lmd_unit']}, over {r['lmd_frames']} frames with a face on both sides.", ""]
     lines += [f"The renders' mouth opening follows the truth's with correlation {fmt(r.get('mouth_open_corr'))}, "
               f"their eye aspect ratio with {fmt(r.get('eye_open_corr'))}; closed eyes render "
-              f"{fmt(r.get('blink_depth'), 2)} of the truth's depth (1: as deep, 0: open).", ""]
+              f"{fmt(r.get('blink_depth'), 2)} of the truth's depth (1: as deep, 0: open); the widest-open mouths "
+              f"(the truth's top 10%) open {fmt(r.get('mouth_depth'), 2)} as wide as the truth's (1: as wide).", ""]
     lines += [f"## Audio-driven: {a['mode']}, {a['audio']}, {a['seconds']:.1f} s "
               f"({100 * (a['speech_fraction'] or 0):.0f}% speech)", ""]
     lines += ["### Lip sync and mouth (inner-lip gap / face height)", ""]

@@ -163,3 +163,16 @@ def test_mouth_opening_above_rest_subtracts_the_faces_closed_level():
     assert m["speech"] == pytest.approx(0.04)
     assert m["silence"] == pytest.approx(0.01 / 60)
     assert m["silence_over_speech"] == pytest.approx(0.01 / 60 / 0.04)
+
+
+def test_mouth_depth_is_the_rendered_share_of_the_widest_openings():
+    truth = np.full(100, 0.05)
+    truth[::10] = 0.35  # every tenth frame a wide vowel
+    truth[5::10] = 0.2
+    half = 0.05 + (truth - 0.05) * 0.5
+    assert metrics.mouth_depth(truth, truth) == pytest.approx(1.0)
+    assert metrics.mouth_depth(half, truth) == pytest.approx(0.5)
+    assert metrics.mouth_depth(np.full(100, 0.05), truth) == pytest.approx(0.0)
+    half[3] = np.nan  # a frame without a face on one side is left out
+    assert metrics.mouth_depth(half, truth) == pytest.approx(0.5)
+    assert math.isnan(metrics.mouth_depth(truth, np.full(100, 0.05)))  # a mouth that never opens: unknown
