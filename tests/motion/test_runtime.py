@@ -187,3 +187,16 @@ def test_breathing_rides_along_without_changing_the_motion(runtime, clip):
     assert not without["breath"].any()
     breath = breathing["breath"]
     assert breath.min() >= -1.0 and breath.max() <= 1.0 and np.ptp(breath) > 1.0  # at least one breath in 8 s
+
+
+def test_the_speech_level_tells_speech_from_pauses_as_the_energy_vad_does(runtime, clip):
+    from engine.audio.activity import speech_mask
+    from engine.motion.runtime import SPEECH_LEVEL
+
+    windows = clip_windows(runtime, clip)
+    level = runtime.speech_level(np.where(np.isfinite(windows), windows, runtime._silence))
+    speech = speech_mask(clip, 16000, runtime.fps, len(level))
+    assert 0.1 < speech.mean() < 0.9  # the clip has both
+    assert ((level > SPEECH_LEVEL) == speech).mean() > 0.8
+    silence = np.broadcast_to(runtime._silence, windows.shape[1:])[None]
+    assert runtime.speech_level(silence)[0] == pytest.approx(0.0, abs=1e-6)
