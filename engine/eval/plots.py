@@ -90,7 +90,8 @@ def plot_blinks(path: Path, curves: dict[str, Any], fps: float, thresholds: tupl
 
 
 def plot_mouth(path: Path, curves: dict[str, Any], fps: float) -> Path:
-    """Mouth opening of the rendered frames (and truth) against the speech envelope, speech frames shaded."""
+    """Mouth opening of the rendered frames (and truth) and the breath against the speech envelope, speech frames
+    shaded."""
     plt, fig, axes = _figure(1, height=3.2)
     ax = axes[0]
     opening, envelope = curves["opening"], curves["envelope"]
@@ -107,7 +108,13 @@ def plot_mouth(path: Path, curves: dict[str, Any], fps: float) -> Path:
     ax.set_ylabel("inner-lip gap / face height")
     ax.set_xlabel("time (s)")
     ax.legend(loc="upper right", fontsize=8)
-    ax.set_title("mouth opening vs speech (grey: speech by the energy VAD)")
+    if curves.get("breath") is not None:  # out through each phrase, in at its pause
+        lungs = ax.twinx()
+        lungs.plot(t[: len(curves["breath"])], curves["breath"], color="C2", lw=0.8, alpha=0.8)
+        lungs.set_ylim(-1.1, 4.0)  # under the mouth curves
+        lungs.set_yticks([-1, 0, 1])
+        lungs.set_ylabel("breath (green; -1 out .. 1 in)", color="C2")
+    ax.set_title("mouth opening and breath vs speech (grey: speech by the energy VAD)")
     return _save(plt, fig, path)
 
 

@@ -277,7 +277,8 @@ def audio_driven_metrics(config: EvalConfig, motion: dict[str, np.ndarray], face
             _blendshape_blinks(rendered_blink, fps), frames, fps)
     curves = {"speech": speech, "envelope": envelope, "ear": ear, "ear_blinks": ear_blinks, "ear_thresholds":
               (enter, exit_), "motion_blink": motion_blink, "motion_blinks": motion_blinks, "opening": opening,
-              "euler": motion["euler_deg"], "truth_euler": None, "truth_opening": None, "truth_blink": None}
+              "euler": motion["euler_deg"], "breath": motion.get("breath"), "truth_euler": None, "truth_opening": None,
+              "truth_blink": None}
     if truth is None:
         result["lip_sync_corr"] = result["lip_sync_corr_envelope"]
         result["lip_sync_reference"] = "speech envelope (no truth video for --audio)"
