@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.audio.activity import speech_mask
 from engine.audio.augment import augmented_copies
 from engine.audio.features import FeatureExtractor, FeatureSpec, feature_spec, make_extractor
 from engine.audio.settings import AudioSettings
@@ -35,6 +36,7 @@ class MotionData:
     fps: float
     val_start: int
     valid: np.ndarray  # [T] bool: the face was tracked (False: interpolated by preprocess)
+    speech: np.ndarray  # [T] bool: the recording's energy VAD (engine/audio/activity.py) says speech
 
 
 def silence_features(extractor: FeatureExtractor) -> np.ndarray:
@@ -163,9 +165,10 @@ def load_motion_data(root: Path, settings: AudioSettings, names: tuple[str, ...]
     elapsed, interval, _ = blink_timing(onsets, frames, data.meta.fps)
     train_onsets = onsets[onsets < data.meta.val_start]
     _, _, intervals = blink_timing(train_onsets, data.meta.val_start, data.meta.fps)
+    speech = speech_mask(data.audio(), data.meta.sample_rate, data.meta.fps, frames)
     return MotionData(features, stride, pose, expr, tuple(names), elapsed, interval, threshold, intervals,
                       silence_features(extractor), spec, data.meta.fps,
-                      data.meta.val_start, np.asarray(tracks.valid, bool))
+                      data.meta.val_start, np.asarray(tracks.valid, bool), speech)
 
 
 def sequence_starts(valid: np.ndarray, low: int, high: int, frames: int) -> np.ndarray:

@@ -50,3 +50,11 @@ class FeatureNorm(nn.Module):
     def forward(self, window: torch.Tensor) -> torch.Tensor:
         """window [B, W, D] raw features -> [B, W, D] normalised."""
         return self.z(window).clamp(-self.clip, self.clip)
+
+    def speech_level(self, frames: torch.Tensor) -> torch.Tensor:
+        """How far raw feature frames [N, D] lie from silence's, in z-scores, as a share of how far the training
+        frames' mean lies from it: [N], 0 for silence (the noise gate brings quiet pauses there), around 1-2 in
+        speech. Any feature kind; where it tells speech from pauses is calibrated per model (motion training)."""
+        silence = self.z(self.silence)
+        return torch.linalg.vector_norm(self.z(frames) - silence, dim=-1) / torch.linalg.vector_norm(silence).clamp(
+            min=1e-6)

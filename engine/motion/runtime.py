@@ -22,8 +22,8 @@ KIND = "syncanim-motion"
 VERSION = 1
 POSE_CLAMP = 5.0  # z-score bound of what is fed back: a runaway rollout cannot leave the training range
 EXPR_CLAMP = 10.0
-SPEECH_LEVEL = 0.5
-"""`speech_level` above which a frame counts as speech (the avatar breathes out; it breathes in at pauses)."""
+MEL_SPEECH_LEVEL = 0.5
+"""The speech-level cut of mel models trained before it was calibrated (pauses sit at 0, speech at 1.7-1.9)."""
 SETTLE_S = 2.0  # seconds of silence a zero-shot avatar settles through before it is first shown
 Mode = Literal["one_shot", "zero_shot"]
 
@@ -105,6 +105,9 @@ class MotionRuntime:
         """torch threads a step runs on (0: leave the process setting alone)."""
         self._silence = pose.features.silence.numpy().astype(np.float32)
         self._focus = list(focus_positions(self.spec))
+        self.speech_threshold: float | None = metadata.get("speech_level", {}).get(
+            "threshold", MEL_SPEECH_LEVEL if self.spec.extractor == "mel" else None)
+        """`speech_level` above which a frame is speech, so the avatar breathes out (None: it breathes at rest)."""
         self.settle_frames = round(SETTLE_S * self.fps)
         """Silent frames a zero-shot memory is run through before its first frame (see _settle)."""
 
@@ -245,22 +248,19 @@ class MotionRuntime:
         pose, expr, pose_z, expr_z = pose.numpy(), expr.numpy(), pose_z.numpy(), expr_z.numpy()
         shown = np.empty_like(pose)
         breath = np.zeros(n, np.float32)
-        speaking = self.speech_level(x.numpy()) > SPEECH_LEVEL
+        speaking = self.speaking(x)
         for i, memory in enumerate(memories):
             shown[i] = self._advance(memory, pose_z[i], expr_z[i], pose[i], expr[i])
             if memory.breathing is not None:
                 breath[i] = memory.breathing.step(bool(speaking[i]))
         return {"euler_deg": shown[:, :3].copy(), "trans": shown[:, 3:].copy(), "blendshapes": expr, "breath": breath}
 
-    def speech_level(self, windows: np.ndarray) -> np.ndarray:
-        """How far the current frame's features in windows [N, W, D] (finite) lie from silence's: [N], 0 for
-        silence, about 1 for the training frames' average and 1.7-1.9 in speech (held-out voices, clean or noisy;
-        the noise gate brings pauses to silence's features). Any feature kind: it reads the syncers' own z-scores."""
-        z = self.pose.features.z
-        mean, std = z.mean.numpy(), z.std.numpy()
-        silence = (self._silence - mean) / std
-        current = (windows[:, self._focus].mean(1) - mean) / std
-        return np.linalg.norm(current - silence, axis=1) / max(float(np.linalg.norm(silence)), 1e-6)
+    def speaking(self, windows: torch.Tensor) -> np.ndarray:
+        """[N] bool: the current frame of each window [N, W, D] (finite) holds speech, by the calibrated cut."""
+        if self.speech_threshold is None:
+            return np.zeros(windows.shape[0], bool)
+        level = self.pose.features.speech_level(windows[:, self._focus].mean(1))
+        return level.numpy() > self.speech_threshold
 
     def _advance(self, memory: MotionMemory, pose_z: np.ndarray, expr_z: np.ndarray, pose: np.ndarray,
                  expr: np.ndarray) -> np.ndarray:

@@ -17,12 +17,16 @@ from engine.motion.blocks import kl_to_standard, reparameterize
 from engine.motion.config import BLINK_CHANNELS, TrainMotionConfig
 from engine.motion.data import MotionData, load_motion_data, sequence_starts
 from engine.motion.emotion_syncer import AudioEmotionSyncer, time_inputs
-from engine.motion.normalization import fit_stats
+from engine.motion.normalization import FeatureNorm, fit_stats
 from engine.motion.pose_syncer import POSE_NAMES, AudioPoseSyncer
-from engine.motion.runtime import KIND, POSE_CLAMP, VERSION, MotionRuntime, build_syncers, motion_path
+from engine.motion.runtime import (
+    KIND, POSE_CLAMP, VERSION, MotionRuntime, build_syncers, focus_positions, motion_path,
+)
 
 log = logging.getLogger(__name__)
 STATE_DIR = ".motion-train"
+MIN_SPEECH_AGREEMENT = 0.8
+"""Least share of training frames on which the speech level must agree with the energy VAD to drive breathing."""
 LOG_FILE = "motion_log.jsonl"
 
 
@@ -66,6 +70,26 @@ def _fit_normalisation(data: MotionData, pose: AudioPoseSyncer, emotion: AudioEm
     emotion.expr_norm.set(expr_mean, expr_std)
     return {"features": pose.features.z.stats(), "silence": data.silence.tolist(),
             "pose": pose.pose_norm.stats(), "blendshapes": emotion.expr_norm.stats()}
+
+
+def speech_level_threshold(data: MotionData, norm: FeatureNorm) -> dict[str, Any]:
+    """Where this model's `speech_level` tells speech from pauses, by the recording's energy VAD on the training
+    frames: half-way between their typical pause and speech levels, and how often that cut agrees with the VAD.
+    Mel features of a gated pause sit at silence's; Whisper's carry a second of context into it, so the cut differs
+    by feature kind. threshold None: the cut agrees on less than MIN_SPEECH_AGREEMENT of the frames (or the
+    recording has no pauses), and the avatar breathes at rest."""
+    frames = np.arange(data.val_start)
+    rows = data.stride * frames[:, None] + np.asarray(focus_positions(data.spec))[None]
+    with torch.no_grad():
+        level = norm.speech_level(torch.from_numpy(data.features[0][rows].mean(1))).numpy()
+    speech = data.speech[frames]
+    if speech.all() or not speech.any():
+        return {"threshold": None, "agreement": None}
+    # Half-way between the typical pause and the typical speech frame, not the cut that agrees best: gated mel pauses
+    # sit exactly at 0, and a cut just above it would take a pause with a little noise left for speech.
+    cut = 0.5 * float(np.median(level[speech]) + np.median(level[~speech]))
+    agreement = float(((level > cut) == speech).mean())
+    return {"threshold": cut if agreement >= MIN_SPEECH_AGREEMENT else None, "agreement": agreement}
 
 
 def _metadata(config: TrainMotionConfig, data: MotionData, normalisation: dict[str, Any]) -> dict[str, Any]:
@@ -247,6 +271,7 @@ def train_motion(config: TrainMotionConfig) -> Path:
                             config.seed)
     pose, emotion = build_syncers(data.spec, config.dims, data.names, config.state_dropout)
     metadata = _metadata(config, data, _fit_normalisation(data, pose, emotion))
+    metadata["speech_level"] = speech_level_threshold(data, pose.features)
     pose.to(device), emotion.to(device)
     tensors = Tensors(data, pose, emotion, device)
     params = list(pose.parameters()) + list(emotion.parameters())

@@ -2,6 +2,7 @@
 NaN, and models made for other features or blendshapes are refused."""
 import numpy as np
 import pytest
+import torch
 
 from engine.audio.features import HOP, WIN, FeatureMismatchError, make_extractor, settings_for
 from engine.audio.streaming import FeatureStream
@@ -189,14 +190,38 @@ def test_breathing_rides_along_without_changing_the_motion(runtime, clip):
     assert breath.min() >= -1.0 and breath.max() <= 1.0 and np.ptp(breath) > 1.0  # at least one breath in 8 s
 
 
-def test_the_speech_level_tells_speech_from_pauses_as_the_energy_vad_does(runtime, clip):
+def test_the_runtime_tells_speech_from_pauses_as_the_energy_vad_does(runtime, clip):
     from engine.audio.activity import speech_mask
-    from engine.motion.runtime import SPEECH_LEVEL
 
+    assert runtime.metadata["speech_level"]["threshold"] is not None  # calibrated by motion training
     windows = clip_windows(runtime, clip)
-    level = runtime.speech_level(np.where(np.isfinite(windows), windows, runtime._silence))
-    speech = speech_mask(clip, 16000, runtime.fps, len(level))
+    x = torch.from_numpy(np.where(np.isfinite(windows), windows, runtime._silence))
+    speaking = runtime.speaking(x)
+    speech = speech_mask(clip, 16000, runtime.fps, len(speaking))
     assert 0.1 < speech.mean() < 0.9  # the clip has both
-    assert ((level > SPEECH_LEVEL) == speech).mean() > 0.8
-    silence = np.broadcast_to(runtime._silence, windows.shape[1:])[None]
-    assert runtime.speech_level(silence)[0] == pytest.approx(0.0, abs=1e-6)
+    assert (speaking == speech).mean() > 0.8
+    silence = torch.from_numpy(np.broadcast_to(runtime._silence, windows.shape[1:])[None].copy())
+    assert not runtime.speaking(silence)[0]
+
+
+def test_the_speech_cut_is_calibrated_only_where_the_features_tell_speech_from_pauses(runtime):
+    from types import SimpleNamespace
+
+    from engine.motion.runtime import focus_positions
+    from engine.motion.train import speech_level_threshold
+
+    norm, spec = runtime.pose.features, runtime.spec
+    frames, stride = 400, round(50 / spec.video_fps)
+    speech = (np.arange(frames) // 37) % 3 != 0  # phrases and pauses
+    rng = np.random.default_rng(0)
+    rows = stride * (frames - 1) + spec.window_frames
+    # Frame k's current features are rows stride k + its focus positions: make them speech or silence.
+    owner = np.clip((np.arange(rows) - focus_positions(spec)[0]) // stride, 0, frames - 1)
+    mean = norm.z.mean.numpy()
+    features = np.where(speech[owner][:, None], mean, runtime._silence) + rng.normal(0, 0.05, (rows, len(mean)))
+    data = SimpleNamespace(features=features[None].astype(np.float32), stride=stride, spec=spec, val_start=frames,
+                           speech=speech)
+    cut = speech_level_threshold(data, norm)
+    assert cut["threshold"] is not None and cut["agreement"] > 0.9
+    data.speech = rng.uniform(size=frames) < 0.5  # a VAD the features know nothing of
+    assert speech_level_threshold(data, norm)["threshold"] is None
