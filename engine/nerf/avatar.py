@@ -61,6 +61,9 @@ class AvatarSpec:
     torso_follow: tuple[float, ...] = ()
     """How the torso's own turn followed the head's recent poses in the training frames (engine/nerf/torso_motion.py
     `fit_follow`); the live engine turns the torso by it. Empty: the torso follows the head pose alone."""
+    torso_profile: tuple[tuple[float, ...], ...] = ()
+    """How far each band of rows below the shoulder line moved with the shoulders in the training frames, (x gains,
+    y gains) (engine/nerf/torso_motion.py `measure_profile`). Empty: the falloff avatars before it assumed."""
 
     @property
     def dt(self) -> float:
@@ -82,6 +85,8 @@ class AvatarSpec:
         for name in ("head_box", "rest_euler", "rest_trans", "torso_follow"):
             if name in fields:  # (older avatars lack the later ones: their defaults apply)
                 fields[name] = tuple(fields[name])
+        if "torso_profile" in fields:
+            fields["torso_profile"] = tuple(tuple(gains) for gains in fields["torso_profile"])
         return cls(**fields)
 
 
@@ -162,7 +167,7 @@ def render_rays(model: AvatarModel, pixels: torch.Tensor, euler_deg: torch.Tenso
     shift = None
     if torso_shift is not None:
         chin, shoulders = anchor_rows(model.body.anchors.detach(), rotation, trans, spec.intrinsics)
-        shift = shoulder_weights(chin, shoulders, pixels[:, 1] / spec.intrinsics.size)[:, None] * torso_shift
+        shift = shoulder_weights(chin, shoulders, pixels[:, 1] / spec.intrinsics.size, spec.torso_profile) * torso_shift
     body_alpha, body_rgb = model.body(pixels / spec.intrinsics.size, condition, shift)
     under = body_alpha[:, None] * body_rgb + (1.0 - body_alpha[:, None]) * background
     out = {"body_alpha": body_alpha}

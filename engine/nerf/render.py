@@ -351,10 +351,11 @@ class AvatarRenderer:
         buf.moved.add_(buf.pixels, alpha=1.0 / self.spec.intrinsics.size)
         if any(shift):
             chin, shoulders = anchor_rows(body.anchors, rotation, trans, self.spec.intrinsics)
-            weights = shoulder_weights(chin, shoulders, buf.pixels[:, 1] / self.spec.intrinsics.size)
+            weights = shoulder_weights(chin, shoulders, buf.pixels[:, 1] / self.spec.intrinsics.size,
+                                       self.spec.torso_profile).to(buf.moved.dtype)
             for axis, value in enumerate(shift):
                 if value:
-                    buf.moved[:, axis].add_(weights.to(buf.moved.dtype), alpha=value)
+                    buf.moved[:, axis].add_(weights[:, axis], alpha=value)
         body.encoder(buf.moved, out=buf.body_in, out_column=0)
         if buf.body_x.data_ptr() != buf.body_in.data_ptr():
             buf.body_x.copy_(buf.body_in)

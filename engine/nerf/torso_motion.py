@@ -5,7 +5,8 @@ and a torso turns a moment after the head. Trained without knowing it, the field
 demo presenter three quarters of the validation error sat on the torso (26.6 dB there against 32.4 on the head).
 So each frame's torso shift is measured here: Lucas-Kanade on the shoulders and chest (their weights as the
 renderer applies a shift, `shoulder_weights`) against the median training frame, less the part a linear function
-of the head pose explains (the anchors' job). Training reads the field at the shifted coordinates, validation and
+of the head pose explains (the anchors' job). How far the rows below the shoulders move with them is measured
+first (`measure_profile`: each band aligned on its own), not assumed. Training reads the field at the shifted coordinates, validation and
 `eval` use each frame's own shift (as they use its tracked head pose). The live engine drives the vertical part
 with the breathing controller at the rise measured here, and the horizontal part from the head's recent poses
 where the recorded torso turned after its head (`fit_follow`). The demo presenter retrained this way: torso
@@ -21,7 +22,7 @@ from scipy import ndimage, signal
 
 from engine.data.dataset import HEAD, TORSO
 from engine.nerf.camera import Intrinsics, euler_to_matrix
-from engine.nerf.upper_body import ANCHORS_CM, anchor_rows, shoulder_weights
+from engine.nerf.upper_body import ANCHORS_CM, PROFILE_EDGE, anchor_rows, shoulder_weights
 
 WORK_SIDE = 256
 """Frames are measured at about this side (box-averaged down), which keeps a 512 px dataset's pass short."""
@@ -33,6 +34,14 @@ HUBER = 1.5
 """Residuals beyond this many robust deviations count less (Huber), from the second step on."""
 BREATH_BAND_HZ = (0.1, 0.7)
 """Resting breath rates (6-42 a minute); the rise is read from the vertical shift in this band."""
+PROFILE_BANDS = 6
+"""Bands of rows from the shoulder line to the frame's bottom edge whose share of the shift is measured."""
+PROFILE_FRAMES = 1500
+"""Training frames (evenly spread) the bands are aligned in."""
+MIN_PROFILE_MOTION_PX = 0.1
+"""Least deviation (work pixels) of the top band's motion on an axis for the other bands' gains to be read."""
+MAX_PROFILE_GAIN = 1.5
+"""Largest share of the shoulders' shift a lower band may take."""
 MAX_RISE = 0.01
 """Largest breathing rise kept (fraction of the side): a resting breath lifts the shoulders about half a
 centimetre, under 1% of a head-and-shoulders frame; more in the band is posture swaying, not breath."""
@@ -56,56 +65,119 @@ def rest_anchor_rows(euler_deg: np.ndarray, trans: np.ndarray, intrinsics: Intri
     return torch.stack([chin, shoulders], -1).numpy()
 
 
+@dataclass
+class _RestTorso:
+    """The rest torso the frames are aligned to: the median of the reference frames, box-averaged to the work side
+    and blurred, with its gradients and the torso's pixels (grown 2 px, so the shoulders' outline counts)."""
+
+    frames: np.ndarray
+    regions: np.ndarray
+    factor: int
+    image: np.ndarray
+    grad_x: np.ndarray
+    grad_y: np.ndarray
+    y_idx: np.ndarray
+    x_idx: np.ndarray
+
+    @classmethod
+    def of(cls, frames: np.ndarray, regions: np.ndarray, reference: np.ndarray) -> _RestTorso:
+        empty = np.zeros(0)
+        rest = cls(frames, regions, max(1, frames.shape[1] // WORK_SIDE), empty, empty, empty, empty, empty)
+        rest.image = np.median(np.stack([rest.grey(t) for t in reference]), 0)
+        torso = np.median(np.stack([_shrink(regions[t] == TORSO, rest.factor) for t in reference]), 0) > 0.5
+        rest.grad_y, rest.grad_x = np.gradient(rest.image)
+        rest.y_idx, rest.x_idx = np.nonzero(ndimage.binary_dilation(torso, iterations=2))
+        return rest
+
+    @property
+    def rows(self) -> np.ndarray:
+        """[P] the torso pixels' rows, fractions of the side."""
+        return (self.y_idx + 0.5) / self.image.shape[0]
+
+    def grey(self, t: int) -> np.ndarray:
+        return ndimage.gaussian_filter(_shrink(self.frames[t].mean(-1), self.factor), 1.0)
+
+    def not_head(self, t: int) -> np.ndarray:
+        """[P] the torso pixels the frame's (grown) head does not cover."""
+        head = ndimage.binary_dilation(_shrink(self.regions[t] == HEAD, self.factor) > 0.5, iterations=2)
+        return ~head[self.y_idx, self.x_idx]
+
+    def align(self, t: int, pick: np.ndarray, weight: np.ndarray) -> np.ndarray:
+        """Frame t's shift (x, y; work pixels) over the torso pixels `pick` [P] with per-axis weights [P, 2]."""
+        y, x = self.y_idx[pick], self.x_idx[pick]
+        return _align(self.grey(t)[y, x], self.image, self.grad_x, self.grad_y, y, x, weight[pick])
+
+
 def measure_shifts(frames: np.ndarray, regions: np.ndarray, rows: np.ndarray, reference: np.ndarray,
-                   progress: bool = False) -> np.ndarray:
+                   progress: bool = False, profile: tuple[tuple[float, ...], ...] = ()) -> np.ndarray:
     """Each frame's torso shift [T, 2] (x, y; fractions of the side) against the median of the `reference` frames.
 
     frames [T, S, S, 3] uint8, regions [T, S, S] uint8 (0 / TORSO / HEAD), rows [T, 2]: the chin's and the
     shoulder line's rows per frame (fractions of the side). A shift s means the frame shows the rest torso read
-    at p + w(p) s, w = shoulder_weights: the way the renderer applies it.
+    at p + w(p) s, w = shoulder_weights with `profile`: the way the renderer applies it.
     """
     from tqdm import tqdm
 
-    size = frames.shape[1]
-    factor = max(1, size // WORK_SIDE)
-    side = size // factor
-    grey = lambda t: ndimage.gaussian_filter(_shrink(frames[t].mean(-1), factor), 1.0)  # noqa: E731
-    rest = np.median(np.stack([grey(t) for t in reference]), 0)
-    torso = np.median(np.stack([_shrink(regions[t] == TORSO, factor) for t in reference]), 0) > 0.5
-    band = ndimage.binary_dilation(torso, iterations=2)  # the shoulders' outline against the background too
-    grad_y, grad_x = np.gradient(rest)
-    y_idx, x_idx = np.nonzero(band)
-    y_frac = torch.as_tensor((y_idx + 0.5) / side, dtype=torch.float64)
+    rest = _RestTorso.of(frames, regions, reference)
+    y_frac = torch.as_tensor(rest.rows, dtype=torch.float64)
     shifts = np.zeros((len(frames), 2))
     for t in tqdm(range(len(frames)), desc="torso motion", unit="frame", disable=not progress):
-        weight = shoulder_weights(torch.tensor(rows[t, 0]), torch.tensor(rows[t, 1]), y_frac).numpy()
-        head = ndimage.binary_dilation(_shrink(regions[t] == HEAD, factor) > 0.5, iterations=2)[y_idx, x_idx]
-        keep = (weight > 0.05) & ~head
+        weight = shoulder_weights(torch.tensor(rows[t, 0]), torch.tensor(rows[t, 1]), y_frac, profile).numpy()
+        keep = (weight.max(1) > 0.05) & rest.not_head(t)
         if keep.sum() < 50:
             continue  # no torso to see: the frame keeps the rest position
-        shifts[t] = _align(grey(t)[y_idx[keep], x_idx[keep]], rest, grad_x, grad_y, y_idx[keep], x_idx[keep],
-                           weight[keep])
-    return shifts * factor / size
+        shifts[t] = rest.align(t, keep, weight)
+    return shifts * rest.factor / frames.shape[1]
+
+
+def measure_profile(frames: np.ndarray, regions: np.ndarray, rows: np.ndarray, reference: np.ndarray,
+                    picks: np.ndarray, bands: int = PROFILE_BANDS) -> tuple[tuple[float, ...], ...]:
+    """How far each of `bands` bands of rows, from the shoulder line to the frame's bottom edge, moves with the band
+    under the shoulders: (x gains, y gains), each band aligned on its own in the frames `picks` and regressed on the
+    top band. Whether a chest and belly rise with a breath, and a lower torso turns as far as the shoulders, is the
+    recorded person's own, not an assumption. A band too small to align, or an axis on which the torso never
+    moved, keeps the falloff avatars before it assumed (1 - its centre's depth)."""
+    rest = _RestTorso.of(frames, regions, reference)
+    moved = np.full((len(picks), bands, 2), np.nan)
+    for i, t in enumerate(picks):
+        depth = np.clip((rest.rows - rows[t, 1]) / max(1.0 - rows[t, 1], 0.05), 0.0, 0.999)
+        inside = (rest.rows > rows[t, 1]) & (rest.rows < 1.0 - PROFILE_EDGE) & rest.not_head(t)
+        for k in range(bands):
+            band = inside & (np.floor(depth * bands) == k)
+            if band.sum() >= 50:
+                moved[i, k] = rest.align(t, band, np.ones((len(band), 2)))
+    profile = np.tile(1.0 - (np.arange(bands) + 0.5) / bands, (2, 1))  # the assumed falloff
+    for axis in range(2):
+        for k in range(bands):
+            both = np.isfinite(moved[:, 0, axis]) & np.isfinite(moved[:, k, axis])
+            if both.sum() < 20:
+                continue
+            lead = moved[both, 0, axis] - moved[both, 0, axis].mean()
+            if lead.std() > MIN_PROFILE_MOTION_PX:
+                follow = moved[both, k, axis] - moved[both, k, axis].mean()
+                profile[axis, k] = np.clip((follow @ lead) / (lead @ lead), 0.0, MAX_PROFILE_GAIN)
+    return tuple(tuple(round(float(g), 4) for g in gains) for gains in profile)
 
 
 def _align(seen: np.ndarray, rest: np.ndarray, grad_x: np.ndarray, grad_y: np.ndarray, y: np.ndarray, x: np.ndarray,
            weight: np.ndarray) -> np.ndarray:
-    """Gauss-Newton for (sx, sy) in work pixels and a brightness offset: seen(p) ~ rest(p + weight s) + b.
+    """Gauss-Newton for (sx, sy) in work pixels and a brightness offset: seen(p) ~ rest(p + weight s) + b, with
+    weight [P, 2] per axis.
 
     Residuals are Huber-weighted from the second step on, so a hand passing over the chest does not drag the
     shift along."""
-    s, offset, robust = np.zeros(2), 0.0, np.ones_like(weight)
+    s, offset, robust = np.zeros(2), 0.0, np.ones(len(weight))
     for step_index in range(ITERATIONS):
-        coords = np.stack([y + weight * s[1], x + weight * s[0]])
+        coords = np.stack([y + weight[:, 1] * s[1], x + weight[:, 0] * s[0]])
         predicted = ndimage.map_coordinates(rest, coords, order=1, mode="nearest")
         residual = seen - predicted
         if step_index:
             error = np.abs(residual - offset)
             scale = 1.4826 * np.median(error) + 1e-6
             robust = np.minimum(1.0, HUBER * scale / np.maximum(error, 1e-12))
-        jacobian = np.stack([weight * ndimage.map_coordinates(grad_x, coords, order=1, mode="nearest"),
-                             weight * ndimage.map_coordinates(grad_y, coords, order=1, mode="nearest"),
-                             np.ones_like(weight)], 1)
+        jacobian = np.stack([weight[:, 0] * ndimage.map_coordinates(grad_x, coords, order=1, mode="nearest"),
+                             weight[:, 1] * ndimage.map_coordinates(grad_y, coords, order=1, mode="nearest"),
+                             np.ones(len(weight))], 1)
         weighted = jacobian * robust[:, None]
         normal = weighted.T @ jacobian + np.diag([1e-3, 1e-3, 0.0]) * robust.sum()
         step = np.linalg.solve(normal, weighted.T @ residual)
@@ -197,6 +269,8 @@ class TorsoMotion:
     """How far a breath raised the shoulders; None: too few training frames to tell."""
     follow: tuple[float, ...]
     """`fit_follow`'s coefficients for the torso's own turn; () where the head's recent poses do not predict it."""
+    profile: tuple[tuple[float, ...], ...] = ()
+    """`measure_profile`'s (x gains, y gains) of the rows below the shoulders; (): the assumed falloff."""
 
 
 def measure_torso_motion(frames: np.ndarray, regions: np.ndarray, euler_deg: np.ndarray, trans: np.ndarray,
@@ -205,7 +279,10 @@ def measure_torso_motion(frames: np.ndarray, regions: np.ndarray, euler_deg: np.
     """Shifts, breathing rise and turn-following of a dataset (frames, regions, head poses, split)."""
     rows = rest_anchor_rows(euler_deg, trans, intrinsics)
     reference = train[np.unique(np.linspace(0, len(train) - 1, REFERENCE_FRAMES).round().astype(int))]
-    shifts = unexplained(measure_shifts(frames, regions, rows, reference, progress), euler_deg, trans, train)
+    picks = np.sort(train)[np.unique(np.linspace(0, len(train) - 1, PROFILE_FRAMES).round().astype(int))]
+    profile = measure_profile(frames, regions, rows, reference, picks)
+    measured = measure_shifts(frames, regions, rows, reference, progress, profile)
+    shifts = unexplained(measured, euler_deg, trans, train)
     return TorsoMotion(shifts.astype(np.float32), breathing_rise(shifts[np.sort(train), 1], fps),
-                       fit_follow(shifts[:, 0], euler_deg, trans, train, val, fps))
+                       fit_follow(shifts[:, 0], euler_deg, trans, train, val, fps), profile)
 

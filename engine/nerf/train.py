@@ -146,7 +146,7 @@ def load_training_data(config: TrainNerfConfig, device: torch.device) -> tuple[T
         grid_resolution=config.grid_resolution, steps_per_diagonal=config.steps_per_diagonal,
         rest_euler=tuple(float(v) for v in tracks.euler_deg[train].mean(0)),
         rest_trans=tuple(float(v) for v in tracks.trans[train].mean(0)), breathing_rise=rise,
-        torso_follow=torso.follow,
+        torso_follow=torso.follow, torso_profile=torso.profile,
     )
     td = TrainingData(
         frames=t(frames), regions=t(regions), head_box=t(_head_boxes(regions, face_rect)),

@@ -9,8 +9,9 @@ pasted back onto a fixed torso. The condition is constant over a frame; the rend
 first layers into their biases once per frame (`frame_biases`).
 
 What the head pose does not explain, a breath or the torso's own turn, is a per-frame shift of the shoulders and
-chest (`shoulder_weights`): training reads each frame's measured shift (engine/nerf/torso_motion.py), the live
-engine one made of the breathing controller's breath and the head's recent poses.
+chest, which each row takes a measured share of (`shoulder_weights`): training reads each frame's measured shift
+(engine/nerf/torso_motion.py), the live engine one made of the breathing controller's breath and the head's recent
+poses.
 """
 from __future__ import annotations
 
@@ -27,13 +28,31 @@ ANCHORS_CM = ((0.0, -9.0, -2.0), (-12.0, -22.0, -6.0), (12.0, -22.0, -6.0))
 """Initial anchors in canonical head space: under the chin and at both shoulders (trained from there)."""
 
 
-def shoulder_weights(chin: torch.Tensor, shoulders: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """How much of a torso shift each pixel row y [N] (fractions of the side) takes: none under the chin (the neck
-    stays on the head), all of it from the shoulder line, then less towards the frame's bottom edge (the chest
-    moves, the belly does not; and the grid is never read past the edge). chin, shoulders: rows, as tensors."""
+PROFILE_EDGE = 0.03
+"""Rows (fraction of the side) over which a measured profile's shift fades out at the frame's bottom edge, so the
+grid is never read past it."""
+
+
+def shoulder_weights(chin: torch.Tensor, shoulders: torch.Tensor, y: torch.Tensor,
+                     profile: tuple[tuple[float, ...], ...] = ()) -> torch.Tensor:
+    """How much of a torso shift (x, y) each pixel row y [...] (fractions of the side) takes: [..., 2]. None under
+    the chin (the neck stays on the head), all of it at the shoulder line; below it, as the recording's own rows
+    moved (`profile`: gains (x, y) of bands from the shoulder line down to the frame's edge, measured by
+    engine/nerf/torso_motion.py), or, without one, less and less towards the frame's bottom edge (the assumption
+    of avatars trained before it was measured). chin, shoulders: rows, as tensors."""
     rise = ((y - chin) / (shoulders - chin).clamp(min=0.05)).clamp(0.0, 1.0)
-    fall = ((1.0 - y) / (1.0 - shoulders).clamp(min=0.05)).clamp(0.0, 1.0)
-    return torch.minimum(rise * rise * (3.0 - 2.0 * rise), fall)
+    below = ((y - shoulders) / (1.0 - shoulders).clamp(min=0.05)).clamp(0.0, 1.0)
+    if len(profile) == 0:
+        fall = (1.0 - below)[..., None].expand(*below.shape, 2)
+    else:
+        gains = torch.as_tensor(profile, dtype=y.dtype, device=y.device)  # [2, K], band centres (k + 0.5) / K
+        bands = gains.shape[1]
+        position = (below * bands - 0.5).clamp(0.0, bands - 1.0)
+        low = position.floor().long()
+        high, part = (low + 1).clamp(max=bands - 1), position - low
+        fall = torch.movedim(gains[:, low] * (1.0 - part) + gains[:, high] * part, 0, -1)
+        fall = torch.minimum(fall, ((1.0 - y) / PROFILE_EDGE).clamp(0.0, 1.0)[..., None])
+    return torch.minimum((rise * rise * (3.0 - 2.0 * rise))[..., None], fall)
 
 
 def anchor_rows(anchors: torch.Tensor, rotation: torch.Tensor, trans: torch.Tensor,

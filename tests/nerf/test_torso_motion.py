@@ -7,7 +7,8 @@ from scipy import ndimage
 
 from engine.data.dataset import HEAD, TORSO
 from engine.nerf.torso_motion import (
-    MAX_RISE, WORK_SIDE, breathing_rise, fit_follow, follow_shift, follow_track, measure_shifts, unexplained,
+    MAX_RISE, WORK_SIDE, breathing_rise, fit_follow, follow_shift, follow_track, measure_profile, measure_shifts,
+    unexplained,
 )
 from engine.nerf.upper_body import shoulder_weights
 
@@ -30,13 +31,14 @@ def _rest_person(rng, size=SIZE):
     return image, regions
 
 
-def _shifted(image, shift):
+def _shifted(image, shift, profile=()):
     """The image as a torso shift `shift` (x, y; fractions of the side) shows it: read at p + w(p) s."""
     size = image.shape[0]
     y, x = np.mgrid[0:size, 0:size].astype(np.float64)
-    w = shoulder_weights(torch.tensor(ROWS[0]), torch.tensor(ROWS[1]), torch.tensor((y + 0.5) / size)).numpy()
-    return ndimage.map_coordinates(image, [y + w * shift[1] * size, x + w * shift[0] * size], order=1,
-                                   mode="nearest")
+    w = shoulder_weights(torch.tensor(ROWS[0]), torch.tensor(ROWS[1]), torch.tensor((y + 0.5) / size),
+                         profile).numpy()
+    return ndimage.map_coordinates(image, [y + w[..., 1] * shift[1] * size, x + w[..., 0] * shift[0] * size],
+                                   order=1, mode="nearest")
 
 
 def _frames(images):
@@ -53,6 +55,33 @@ def test_measured_shifts_are_the_ones_the_frames_were_made_with(size):
     found = measure_shifts(frames, np.repeat(regions[None], len(truth), 0), rows, np.arange(5))
     error_px = np.abs(found - truth) * SIZE
     assert error_px.max() < 0.15, error_px.max()
+
+
+def test_the_rows_share_of_the_shift_is_measured_not_assumed():
+    rng = np.random.default_rng(5)
+    image, regions = _rest_person(rng, 128)
+    truth = ((1.0, 1.0, 1.0, 1.0), (1.0, 0.7, 0.4, 0.1))  # the torso turns whole; a breath fades down the chest
+    shifts = np.concatenate([np.zeros((5, 2)), rng.uniform(-2.0, 2.0, (40, 2)) / SIZE])
+    frames = _frames([_shifted(image, s, truth) for s in shifts])
+    rows = np.tile(ROWS, (len(shifts), 1))
+    profile = np.array(measure_profile(frames, np.repeat(regions[None], len(shifts), 0), rows, np.arange(5),
+                                       np.arange(5, len(shifts)), bands=4))
+    np.testing.assert_allclose(profile, truth, atol=0.1)
+    still = _frames([image] * 8)  # a torso that never moves: the old falloff stays
+    kept = measure_profile(still, np.repeat(regions[None], 8, 0), np.tile(ROWS, (8, 1)), np.arange(4), np.arange(8),
+                           bands=4)
+    np.testing.assert_allclose(kept, [[0.875, 0.625, 0.375, 0.125]] * 2)
+
+
+def test_weights_follow_a_measured_profile_and_fade_at_the_bottom_edge():
+    chin, shoulders = torch.tensor(0.35), torch.tensor(0.55)
+    y = torch.tensor([0.2, 0.55, 0.55 + 0.45 / 8, 0.55 + 0.45 * 3 / 4, 0.9999])  # depths below the line: 0, 1/8, 3/4
+    w = shoulder_weights(chin, shoulders, y, ((1.0, 0.5), (1.0, 0.0)))
+    np.testing.assert_allclose(w[:, 0].numpy(), [0.0, 1.0, 1.0, 0.5, 0.0], atol=0.01)
+    np.testing.assert_allclose(w[:, 1].numpy(), [0.0, 1.0, 1.0, 0.0, 0.0], atol=0.01)
+    old = shoulder_weights(chin, shoulders, y)  # avatars without a profile: the falloff they were trained with
+    np.testing.assert_allclose(old[:, 0].numpy(), [0.0, 1.0, 1 - 1 / 8, 1 / 4, 0.0], atol=0.01)
+    assert torch.equal(old[:, 0], old[:, 1])
 
 
 def test_an_arm_moving_on_its_own_does_not_drag_the_shift():
