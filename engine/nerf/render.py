@@ -157,6 +157,7 @@ class AvatarRenderer:
         19% fewer field evaluations."""
         self._buffers: dict[tuple[int, int, int, int], FrameBuffers] = {}
         self._weights = self._static_weights()
+        self._torso_profile = torch.tensor(self.spec.torso_profile, device=self.device)  # on the device once
 
     @classmethod
     def load(cls, avatar: str | Path, device: str = "cpu", specialize: bool = True, **kwargs) -> AvatarRenderer:
@@ -352,7 +353,7 @@ class AvatarRenderer:
         if any(shift):
             chin, shoulders = anchor_rows(body.anchors, rotation, trans, self.spec.intrinsics)
             weights = shoulder_weights(chin, shoulders, buf.pixels[:, 1] / self.spec.intrinsics.size,
-                                       self.spec.torso_profile).to(buf.moved.dtype)
+                                       self._torso_profile).to(buf.moved.dtype)
             for axis, value in enumerate(shift):
                 if value:
                     buf.moved[:, axis].add_(weights[:, axis], alpha=value)

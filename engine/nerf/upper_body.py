@@ -34,12 +34,13 @@ grid is never read past it."""
 
 
 def shoulder_weights(chin: torch.Tensor, shoulders: torch.Tensor, y: torch.Tensor,
-                     profile: tuple[tuple[float, ...], ...] = ()) -> torch.Tensor:
+                     profile: tuple[tuple[float, ...], ...] | torch.Tensor = ()) -> torch.Tensor:
     """How much of a torso shift (x, y) each pixel row y [...] (fractions of the side) takes: [..., 2]. None under
     the chin (the neck stays on the head), all of it at the shoulder line; below it, as the recording's own rows
     moved (`profile`: gains (x, y) of bands from the shoulder line down to the frame's edge, measured by
     engine/nerf/torso_motion.py), or, without one, less and less towards the frame's bottom edge (the assumption
-    of avatars trained before it was measured). chin, shoulders: rows, as tensors."""
+    of avatars trained before it was measured). chin, shoulders: rows, as tensors; profile: [2, K] (a tensor
+    already on y's device saves a copy per call)."""
     rise = ((y - chin) / (shoulders - chin).clamp(min=0.05)).clamp(0.0, 1.0)
     below = ((y - shoulders) / (1.0 - shoulders).clamp(min=0.05)).clamp(0.0, 1.0)
     if len(profile) == 0:
