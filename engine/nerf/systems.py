@@ -108,10 +108,7 @@ def extract_avatar_views(world: World) -> None:
 
     settings = world.get_resource(NerfRenderSettings) or NerfRenderSettings()
     time = world.get_resource(Time)
-    trails = world.get_resource(PoseTrails)
-    if trails is None:
-        trails = PoseTrails()
-        world.insert_resource(trails)
+    trails = world.resource(PoseTrails)
     views = []
     for entity, avatar in world.query(Avatar):
         state = world.get(entity, MotionState)
