@@ -56,6 +56,11 @@ def _shrink(image: np.ndarray, factor: int) -> np.ndarray:
     return cut.reshape(side // factor, factor, side // factor, factor, *image.shape[2:]).mean((1, 3))
 
 
+def _grey(frame: np.ndarray, factor: int) -> np.ndarray:
+    """An RGB frame [S, S, 3] -> its grey level, box-averaged by `factor` and blurred (what is aligned)."""
+    return ndimage.gaussian_filter(_shrink(frame.mean(-1), factor), 1.0)
+
+
 def rest_anchor_rows(euler_deg: np.ndarray, trans: np.ndarray, intrinsics: Intrinsics) -> np.ndarray:
     """[T, 2] rows (fractions of the side) of the chin and the shoulder line of the untrained anchors, per head
     pose: where the shift's weights fall before training has moved the anchors."""
@@ -66,7 +71,7 @@ def rest_anchor_rows(euler_deg: np.ndarray, trans: np.ndarray, intrinsics: Intri
 
 
 @dataclass
-class _RestTorso:
+class RestTorso:
     """The rest torso the frames are aligned to: the median of the reference frames, box-averaged to the work side
     and blurred, with its gradients and the torso's pixels (grown 2 px, so the shoulders' outline counts)."""
 
@@ -80,45 +85,48 @@ class _RestTorso:
     x_idx: np.ndarray
 
     @classmethod
-    def of(cls, frames: np.ndarray, regions: np.ndarray, reference: np.ndarray) -> _RestTorso:
-        empty = np.zeros(0)
-        rest = cls(frames, regions, max(1, frames.shape[1] // WORK_SIDE), empty, empty, empty, empty, empty)
-        rest.image = np.median(np.stack([rest.grey(t) for t in reference]), 0)
-        torso = np.median(np.stack([_shrink(regions[t] == TORSO, rest.factor) for t in reference]), 0) > 0.5
-        rest.grad_y, rest.grad_x = np.gradient(rest.image)
-        rest.y_idx, rest.x_idx = np.nonzero(ndimage.binary_dilation(torso, iterations=2))
-        return rest
+    def of(cls, frames: np.ndarray, regions: np.ndarray, reference: np.ndarray) -> RestTorso:
+        """frames [T, S, S, 3] uint8 and regions [T, S, S] uint8 (0 / TORSO / HEAD) of a dataset; the rest torso is
+        the median of the `reference` frames."""
+        factor = max(1, frames.shape[1] // WORK_SIDE)
+        image = np.median(np.stack([_grey(frames[t], factor) for t in reference]), 0)
+        torso = np.median(np.stack([_shrink(regions[t] == TORSO, factor) for t in reference]), 0) > 0.5
+        grad_y, grad_x = np.gradient(image)
+        y_idx, x_idx = np.nonzero(ndimage.binary_dilation(torso, iterations=2))
+        return cls(frames, regions, factor, image, grad_x, grad_y, y_idx, x_idx)
 
     @property
     def rows(self) -> np.ndarray:
         """[P] the torso pixels' rows, fractions of the side."""
         return (self.y_idx + 0.5) / self.image.shape[0]
 
-    def grey(self, t: int) -> np.ndarray:
-        return ndimage.gaussian_filter(_shrink(self.frames[t].mean(-1), self.factor), 1.0)
-
     def not_head(self, t: int) -> np.ndarray:
         """[P] the torso pixels the frame's (grown) head does not cover."""
         head = ndimage.binary_dilation(_shrink(self.regions[t] == HEAD, self.factor) > 0.5, iterations=2)
         return ~head[self.y_idx, self.x_idx]
 
-    def align(self, t: int, pick: np.ndarray, weight: np.ndarray) -> np.ndarray:
-        """Frame t's shift (x, y; work pixels) over the torso pixels `pick` [P] with per-axis weights [P, 2]."""
+    def grey(self, t: int) -> np.ndarray:
+        """Frame t as it is aligned: grey, at the work side, blurred."""
+        return _grey(self.frames[t], self.factor)
+
+    def align(self, grey: np.ndarray, pick: np.ndarray, weight: np.ndarray) -> np.ndarray:
+        """The shift (x, y; work pixels) of a frame's `grey` image over the torso pixels `pick` [P] with per-axis
+        weights [P, 2]."""
         y, x = self.y_idx[pick], self.x_idx[pick]
-        return _align(self.grey(t)[y, x], self.image, self.grad_x, self.grad_y, y, x, weight[pick])
+        return _align(grey[y, x], self.image, self.grad_x, self.grad_y, y, x, weight[pick])
 
 
-def measure_shifts(frames: np.ndarray, regions: np.ndarray, rows: np.ndarray, reference: np.ndarray,
-                   progress: bool = False, profile: tuple[tuple[float, ...], ...] = ()) -> np.ndarray:
-    """Each frame's torso shift [T, 2] (x, y; fractions of the side) against the median of the `reference` frames.
+def measure_shifts(rest: RestTorso, rows: np.ndarray, progress: bool = False,
+                   profile: tuple[tuple[float, ...], ...] = ()) -> np.ndarray:
+    """Each frame's torso shift [T, 2] (x, y; fractions of the side) against the rest torso.
 
-    frames [T, S, S, 3] uint8, regions [T, S, S] uint8 (0 / TORSO / HEAD), rows [T, 2]: the chin's and the
-    shoulder line's rows per frame (fractions of the side). A shift s means the frame shows the rest torso read
-    at p + w(p) s, w = shoulder_weights with `profile`: the way the renderer applies it.
+    rows [T, 2]: the chin's and the shoulder line's rows per frame (fractions of the side). A shift s means the
+    frame shows the rest torso read at p + w(p) s, w = shoulder_weights with `profile`: the way the renderer
+    applies it.
     """
     from tqdm import tqdm
 
-    rest = _RestTorso.of(frames, regions, reference)
+    frames = rest.frames
     y_frac = torch.as_tensor(rest.rows, dtype=torch.float64)
     shifts = np.zeros((len(frames), 2))
     for t in tqdm(range(len(frames)), desc="torso motion", unit="frame", disable=not progress):
@@ -126,12 +134,11 @@ def measure_shifts(frames: np.ndarray, regions: np.ndarray, rows: np.ndarray, re
         keep = (weight.max(1) > 0.05) & rest.not_head(t)
         if keep.sum() < 50:
             continue  # no torso to see: the frame keeps the rest position
-        shifts[t] = rest.align(t, keep, weight)
+        shifts[t] = rest.align(rest.grey(t), keep, weight)
     return shifts * rest.factor / frames.shape[1]
 
 
-def measure_profile(frames: np.ndarray, regions: np.ndarray, rows: np.ndarray, reference: np.ndarray,
-                    picks: np.ndarray, bands: int = PROFILE_BANDS,
+def measure_profile(rest: RestTorso, rows: np.ndarray, picks: np.ndarray, bands: int = PROFILE_BANDS,
                     progress: bool = False) -> tuple[tuple[float, ...], ...]:
     """How far each of `bands` bands of rows, from the shoulder line to the frame's bottom edge, moves with the band
     under the shoulders: (x gains, y gains), each band aligned on its own in the frames `picks` and regressed on the
@@ -140,15 +147,15 @@ def measure_profile(frames: np.ndarray, regions: np.ndarray, rows: np.ndarray, r
     moved, keeps the falloff avatars before it assumed (1 - its centre's depth)."""
     from tqdm import tqdm
 
-    rest = _RestTorso.of(frames, regions, reference)
     moved = np.full((len(picks), bands, 2), np.nan)
     for i, t in enumerate(tqdm(picks, desc="torso rows", unit="frame", disable=not progress)):
         depth = np.clip((rest.rows - rows[t, 1]) / max(1.0 - rows[t, 1], 0.05), 0.0, 0.999)
         inside = (rest.rows > rows[t, 1]) & (rest.rows < 1.0 - PROFILE_EDGE) & rest.not_head(t)
+        grey, whole = rest.grey(t), np.ones((len(inside), 2))
         for k in range(bands):
             band = inside & (np.floor(depth * bands) == k)
             if band.sum() >= 50:
-                moved[i, k] = rest.align(t, band, np.ones((len(band), 2)))
+                moved[i, k] = rest.align(grey, band, whole)
     profile = np.tile(1.0 - (np.arange(bands) + 0.5) / bands, (2, 1))  # the assumed falloff
     for axis in range(2):
         for k in range(bands):
@@ -283,8 +290,9 @@ def measure_torso_motion(frames: np.ndarray, regions: np.ndarray, euler_deg: np.
     rows = rest_anchor_rows(euler_deg, trans, intrinsics)
     reference = train[np.unique(np.linspace(0, len(train) - 1, REFERENCE_FRAMES).round().astype(int))]
     picks = np.sort(train)[np.unique(np.linspace(0, len(train) - 1, PROFILE_FRAMES).round().astype(int))]
-    profile = measure_profile(frames, regions, rows, reference, picks, progress=progress)
-    measured = measure_shifts(frames, regions, rows, reference, progress, profile)
+    rest = RestTorso.of(frames, regions, reference)
+    profile = measure_profile(rest, rows, picks, progress=progress)
+    measured = measure_shifts(rest, rows, progress, profile)
     shifts = unexplained(measured, euler_deg, trans, train)
     return TorsoMotion(shifts.astype(np.float32), breathing_rise(shifts[np.sort(train), 1], fps),
                        fit_follow(shifts[:, 0], euler_deg, trans, train, val, fps), profile)

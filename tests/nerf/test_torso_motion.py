@@ -7,8 +7,8 @@ from scipy import ndimage
 
 from engine.data.dataset import HEAD, TORSO
 from engine.nerf.torso_motion import (
-    MAX_RISE, WORK_SIDE, breathing_rise, fit_follow, follow_shift, follow_track, measure_profile, measure_shifts,
-    unexplained,
+    MAX_RISE, WORK_SIDE, RestTorso, breathing_rise, fit_follow, follow_shift, follow_track, measure_profile,
+    measure_shifts, unexplained,
 )
 from engine.nerf.upper_body import shoulder_weights
 
@@ -52,7 +52,7 @@ def test_measured_shifts_are_the_ones_the_frames_were_made_with(size):
     truth = np.concatenate([np.zeros((5, 2)), rng.uniform(-2.0, 2.0, (12, 2)) / SIZE])  # up to 2 px of a SIZE frame
     frames = _frames([_shifted(image, s) for s in truth])
     rows = np.tile(ROWS, (len(truth), 1))
-    found = measure_shifts(frames, np.repeat(regions[None], len(truth), 0), rows, np.arange(5))
+    found = measure_shifts(RestTorso.of(frames, np.repeat(regions[None], len(truth), 0), np.arange(5)), rows)
     error_px = np.abs(found - truth) * SIZE
     assert error_px.max() < 0.15, error_px.max()
 
@@ -64,12 +64,12 @@ def test_the_rows_share_of_the_shift_is_measured_not_assumed():
     shifts = np.concatenate([np.zeros((5, 2)), rng.uniform(-2.0, 2.0, (40, 2)) / SIZE])
     frames = _frames([_shifted(image, s, truth) for s in shifts])
     rows = np.tile(ROWS, (len(shifts), 1))
-    profile = np.array(measure_profile(frames, np.repeat(regions[None], len(shifts), 0), rows, np.arange(5),
-                                       np.arange(5, len(shifts)), bands=4))
+    rest = RestTorso.of(frames, np.repeat(regions[None], len(shifts), 0), np.arange(5))
+    profile = np.array(measure_profile(rest, rows, np.arange(5, len(shifts)), bands=4))
     np.testing.assert_allclose(profile, truth, atol=0.1)
     still = _frames([image] * 8)  # a torso that never moves: the old falloff stays
-    kept = measure_profile(still, np.repeat(regions[None], 8, 0), np.tile(ROWS, (8, 1)), np.arange(4), np.arange(8),
-                           bands=4)
+    kept = measure_profile(RestTorso.of(still, np.repeat(regions[None], 8, 0), np.arange(4)), np.tile(ROWS, (8, 1)),
+                           np.arange(8), bands=4)
     np.testing.assert_allclose(kept, [[0.875, 0.625, 0.375, 0.125]] * 2)
 
 
@@ -93,7 +93,7 @@ def test_an_arm_moving_on_its_own_does_not_drag_the_shift():
     arm = (x - 0.4 * SIZE) ** 2 + (y - 0.75 * SIZE) ** 2 < (0.12 * SIZE) ** 2  # a fifth of the chest
     images[3][arm] = _shifted(image, np.array([0.0, 2.0]) / SIZE)[arm]  # moving the other way
     frames = _frames(images)
-    found = measure_shifts(frames, np.repeat(regions[None], 4, 0), np.tile(ROWS, (4, 1)), np.arange(3))
+    found = measure_shifts(RestTorso.of(frames, np.repeat(regions[None], 4, 0), np.arange(3)), np.tile(ROWS, (4, 1)))
     assert np.abs(found[3] - truth[3]).max() * SIZE < 0.1  # plain least squares: 0.27 px
 
 
@@ -102,7 +102,7 @@ def test_a_frame_without_a_torso_keeps_the_rest_position():
     image, regions = _rest_person(rng)
     frames = _frames([image] * 3)
     regions = np.stack([regions, regions, np.where(regions == TORSO, 0, regions).astype(np.uint8)])
-    found = measure_shifts(frames, regions, np.tile(ROWS, (3, 1)), np.arange(2))
+    found = measure_shifts(RestTorso.of(frames, regions, np.arange(2)), np.tile(ROWS, (3, 1)))
     assert np.all(found[2] == 0)
 
 
