@@ -1,16 +1,26 @@
-"""MediaPipe face model files: locating face_landmarker.task, its canonical mesh, and a FaceLandmarker factory."""
+"""MediaPipe face model files: locating face_landmarker.task, its canonical mesh, and a FaceLandmarker factory that
+keeps MediaPipe's start-up notes off the terminal."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.resources
 import os
+import re
+import sys
+import tempfile
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 GEOMETRY_ENTRY = "geometry_pipeline_metadata_landmarks.binarypb"
+
+START_UP_NOTE = re.compile(r"^(WARNING: Logging before InitGoogle|INFO: Created TensorFlow Lite|W0000 .*"
+                           r"(acceleration to xnnpack by default|Feedback manager requires|Disabling support))")
+"""Lines MediaPipe's C++ side prints to the terminal whenever a model starts; none asks anything of the user."""
 
 
 def shipped_model_path(filename: str, override: str | os.PathLike | None, flag: str) -> Path:
@@ -120,6 +130,7 @@ def create_face_landmarker(task_path: str | os.PathLike | None = None, video: bo
 
     video=True uses VIDEO mode (tracking between frames; call detect_for_video with increasing ms).
     """
+    import mediapipe as mp
     from mediapipe.tasks.python import vision
     from mediapipe.tasks.python.core.base_options import BaseOptions
 
@@ -129,4 +140,30 @@ def create_face_landmarker(task_path: str | os.PathLike | None = None, video: bo
         running_mode=mode, num_faces=num_faces,
         output_face_blendshapes=True, output_facial_transformation_matrixes=True,
     )
-    return vision.FaceLandmarker.create_from_options(options)
+    with start_up_notes_held():
+        landmarker = vision.FaceLandmarker.create_from_options(options)
+        if not video:  # the first run prints notes of its own; a VIDEO-mode one would take up a timestamp
+            landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.zeros((32, 32, 3), np.uint8)))
+    return landmarker
+
+
+@contextlib.contextmanager
+def start_up_notes_held() -> Iterator[None]:
+    """Hold back what reaches the terminal's stderr (file descriptor 2, where MediaPipe's C++ logging writes past
+    Python's) while a model starts, then print it all again except the START_UP_NOTE lines: nothing is lost, and a
+    failed start shows every line."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    failed = True
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+            failed = False
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            lines = held.read().decode(errors="replace").splitlines(keepends=True)
+            sys.stderr.write("".join(line for line in lines if failed or not START_UP_NOTE.match(line)))
+            sys.stderr.flush()

@@ -1,12 +1,16 @@
 """MediaPipe model files: locating face_landmarker.task and decoding its canonical face mesh."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import zipfile
 
 import numpy as np
 import pytest
 
-from engine.data.face_model import create_face_landmarker, face_landmarker_path, load_canonical_mesh
+from engine.data.face_model import (create_face_landmarker, face_landmarker_path, load_canonical_mesh,
+                                    start_up_notes_held)
 from engine.data.synth.rig import face_oval
 
 
@@ -53,3 +57,29 @@ def test_the_landmarker_finds_the_astronaut():
         result = landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=image))
     assert len(result.face_landmarks) == 1 and len(result.face_landmarks[0]) == 478
     assert len(result.face_blendshapes[0]) == 52 and len(result.facial_transformation_matrixes) == 1
+
+
+NOTE = b"W0000 00:00:1795560955.136582   32630 inference_feedback_manager.cc:121] Feedback manager requires a model\n"
+
+
+def test_start_up_notes_are_held_back_and_every_other_line_still_shows(capfd):
+    with start_up_notes_held():
+        os.write(2, NOTE + b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n" + b"a real warning\n")
+    assert capfd.readouterr().err == "a real warning\n"
+
+
+def test_a_failed_start_shows_its_notes_too(capfd):
+    with pytest.raises(RuntimeError, match="no model"), start_up_notes_held():
+        os.write(2, NOTE)
+        raise RuntimeError("no model")
+    assert capfd.readouterr().err == NOTE.decode()
+
+
+def test_landmarker_and_segmenter_start_without_notes_on_the_terminal():
+    code = ("import numpy as np; from engine.data.face_model import create_face_landmarker; "
+            "from engine.data.preprocess.masks import create_segmenter, person_confidence; "
+            "create_face_landmarker(); create_face_landmarker(video=True); "
+            "person_confidence(create_segmenter(), np.zeros((64, 64, 3), np.uint8))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""

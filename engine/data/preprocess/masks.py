@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.data.face_model import shipped_model_path
+from engine.data.face_model import shipped_model_path, start_up_notes_held
 from engine.data.preprocess.config import PreprocessError
 
 CHIN, FOREHEAD = 152, 10
@@ -58,7 +58,10 @@ def create_segmenter(model: str | os.PathLike | None = None):
         running_mode=vision.RunningMode.IMAGE, output_confidence_masks=True, output_category_mask=False,
     )
     try:
-        return vision.ImageSegmenter.create_from_options(options)
+        with start_up_notes_held():
+            segmenter = vision.ImageSegmenter.create_from_options(options)
+            person_confidence(segmenter, np.zeros((32, 32, 3), np.uint8))  # its first run prints notes too
+        return segmenter
     except (RuntimeError, ValueError) as error:
         raise PreprocessError(f"{path} is not a MediaPipe image segmenter model ({error}); pass a "
                               "selfie_segmenter.tflite with --segmenter-model, or leave the flag out") from error
