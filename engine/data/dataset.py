@@ -68,6 +68,9 @@ class Meta:
     smoothing: dict = field(default_factory=dict)
     versions: dict = field(default_factory=dict)
     source: str = ""
+    silent: bool = False
+    """The recording holds no speech (no audio track, nothing above -50 dBFS, or `--silent`): the head learns its
+    mouth from the tracked face alone, and speech reaches it through the universal audio-to-expression model."""
     counts: dict = field(default_factory=dict)
     """What preprocess found: frames with a face, frames interpolated, train and validation frames."""
     source_info: dict = field(default_factory=dict)

@@ -14,6 +14,17 @@ UPPER_FACE = (
 )
 """The upper-face ARKit blendshapes the AudioEmotion Syncer predicts by default (the paper's seven)."""
 
+MOUTH = (
+    "jawOpen", "mouthClose", "mouthFunnel", "mouthPucker", "mouthSmileLeft", "mouthSmileRight", "mouthStretchLeft",
+    "mouthStretchRight", "mouthUpperUpLeft", "mouthUpperUpRight", "mouthLowerDownLeft", "mouthLowerDownRight",
+    "mouthPressLeft", "mouthPressRight", "mouthShrugLower", "mouthRollLower", "mouthRollUpper",
+)
+"""MediaPipe's mouth and jaw blendshapes: what the head field reads for the lips, and what the universal
+audio-to-expression model predicts for them."""
+
+EXPRESSION = UPPER_FACE + MOUTH
+"""Every expression channel an avatar's head is conditioned on and its motion model drives: upper face, then mouth."""
+
 BLINK_CHANNELS = ("eyeBlinkLeft", "eyeBlinkRight")
 MOTION_FILE = "motion.safetensors"
 

@@ -34,12 +34,12 @@ a still synthetic scene gives 0.3, strong film grain 5."""
 
 def dataset_checks(audio: np.ndarray, sample_rate: int, fps: float, raw: RawTracks,
                    crop: tuple[int, int, int, int], size: int, head_cut: float | None = None,
-                   background_residual: float | None = None) -> list[dict]:
+                   background_residual: float | None = None, silent: bool = False) -> list[dict]:
     """Findings [{"check", "value", "message"}] for a dataset: audio mono float [N] at sample_rate (aligned with the
     frames), the raw tracks, the crop (x, y, side, side) in source pixels, the dataset size, the share of frames
     whose head mask touches the picture's edge (`head_touches_edge`), and how far the background strays from its
     plate (`background.plate_residual`); the last two are measured in preprocess's frames pass (None: a dataset made
-    before they were)."""
+    before they were). A silent recording is one finding, instead of the speech checks."""
     found: list[dict] = []
 
     def finding(check: str, value: float, message: str) -> None:
@@ -50,7 +50,11 @@ def dataset_checks(audio: np.ndarray, sample_rate: int, fps: float, raw: RawTrac
         finding("short", seconds, f"{seconds:.0f} s of video: 3-5 minutes of the person talking train the best "
                 "avatar (more sounds for the lips, more poses for the head)")
     levels = activity.frame_levels_db(audio, sample_rate, fps, len(raw))
-    if np.isfinite(levels).any():
+    if silent:
+        finding("silent", 1.0, "the video has no speech: the avatar's lips learn from the tracked face alone, and "
+                "speech reaches them through the universal audio-to-expression model (not this person's own "
+                "timing); a take with the person's voice lets `syncanim train` fit the motion to them as well")
+    elif np.isfinite(levels).any():
         speech = float(activity.speech_mask(audio, sample_rate, fps, len(raw)).mean())
         if speech < SPEECH_RANGE[0]:
             finding("little_speech", speech, f"speech in only {speech:.0%} of the frames: the lips learn from speech; "

@@ -46,7 +46,12 @@ class PreprocessConfig:
 
     audio: Optional[Path] = None
     """Take the speech from this file (wav, flac, mp3, ...) instead of the video's own audio track; it must start
-    when the video starts. Needed for a video with no audio track."""
+    when the video starts. A video without sound (no track, or nothing louder than -50 dBFS) needs none: its
+    dataset is silent, and the avatar speaks through the universal audio-to-expression model."""
+
+    silent: bool = False
+    """Treat the video as silent even though it has sound (music, another voice, another language): the lips then
+    learn from the tracked face alone, as for a video without sound."""
 
     crop_faces: float = 5.0
     """Largest side of the crop in face heights (chin to forehead): 5 keeps the head and the upper body down to
@@ -79,3 +84,6 @@ def validate(config: PreprocessConfig) -> None:
                        ("--audio", config.audio)):
         if path is not None and not Path(path).is_file():
             raise PreprocessError(f"{flag} {path}: no such file; pass an existing file or leave the flag out")
+    if config.silent and config.audio is not None:
+        raise PreprocessError(f"--silent and --audio {config.audio}: a silent dataset takes no speech; pass one of "
+                              "them")

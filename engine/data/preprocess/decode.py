@@ -150,40 +150,39 @@ def resampled_frames(source: SourceInfo, fps: float) -> Iterator[tuple[int, np.n
         k += 1
 
 
-def check_audio(source: SourceInfo, audio_file: Path | None) -> None:
-    """Refuse a video without sound when no --audio file stands in for it (checked before the slow steps)."""
-    if audio_file is None and not source.has_audio:
-        raise PreprocessError(
-            f"{source.path} has no audio track, and an avatar learns its lip motion from the speech. Pass the sound "
-            f"recorded with it: `--audio speech.wav`, or mux it in first: "
-            f"`ffmpeg -i {source.path.name} -i speech.wav -c:v copy -c:a aac -shortest with_audio.mp4`")
+SILENT_DBFS = -50.0
+"""Sound whose loud level (95th-percentile frame level) stays below this holds no speech: the video is silent."""
 
 
-def load_audio(source: SourceInfo, audio_file: Path | None, frames: int, fps: float, sample_rate: int) -> np.ndarray:
-    """Speech aligned with the dataset frames: mono float32 [frames * sample_rate / fps] (silence-padded at the end).
+def load_audio(source: SourceInfo, audio_file: Path | None, frames: int, fps: float, sample_rate: int,
+               silent: bool = False) -> tuple[np.ndarray, bool]:
+    """Speech aligned with the dataset frames: mono float32 [frames * sample_rate / fps] (silence-padded at the end),
+    and whether the recording is silent (zeros when it has no sound at all, or `silent` asks to ignore it).
 
     From `audio_file` when given (assumed to start with the video), else from the video's audio track, shifted by
     its start offset so sample 0 plays with frame 0.
     """
+    from engine.audio.activity import frame_levels_db, loud_and_noise_db
     from engine.audio.sources import AudioFormatError, decode_file
 
-    check_audio(source, audio_file)
+    length = int(round(frames * sample_rate / fps))
+    if silent or (audio_file is None and not source.has_audio):
+        return np.zeros(length, np.float32), True
     origin = Path(audio_file) if audio_file is not None else source.path
     try:
         samples = decode_file(origin, sample_rate)
     except (AudioFormatError, FileNotFoundError) as error:
         raise PreprocessError(f"{origin}: the speech could not be decoded ({error}); pass --audio with a wav or "
-                              "flac file") from error
+                              "flac file, or --silent to make a silent dataset") from error
     offset = 0.0 if audio_file is not None else source.audio_offset_s
     shift = int(round(offset * sample_rate))
     if shift > 0:
         samples = np.concatenate([np.zeros(shift, np.float32), samples])
     elif shift < 0:
         samples = samples[-shift:]
-    length = int(round(frames * sample_rate / fps))
     if len(samples) < length:
         samples = np.concatenate([samples, np.zeros(length - len(samples), np.float32)])
-    if not np.any(samples[:length]):
-        raise PreprocessError(f"{origin}: the audio is silent over the video's {frames / fps:.1f} s; pass the "
-                              "recording with the person's speech (--audio FILE)")
-    return samples[:length].astype(np.float32)
+    samples = samples[:length].astype(np.float32)
+    levels = frame_levels_db(samples, sample_rate, fps, frames)
+    quiet = not np.isfinite(levels).any() or loud_and_noise_db(levels)[0] < SILENT_DBFS
+    return samples, bool(quiet)

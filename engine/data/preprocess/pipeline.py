@@ -22,7 +22,7 @@ import numpy as np
 from engine.data.dataset import Meta, Tracks, write_json_atomic
 from engine.data.preprocess import pose
 from engine.data.preprocess.config import PreprocessConfig, PreprocessError, validate
-from engine.data.preprocess.decode import SourceInfo, check_audio, inspect_source, load_audio, resampled_frames
+from engine.data.preprocess.decode import SourceInfo, inspect_source, load_audio, resampled_frames
 from engine.data.preprocess.steps import Ledger, file_fingerprint, step_key
 from engine.data.preprocess.track import RawTracks
 from engine.io.atomic import atomic_path
@@ -30,7 +30,7 @@ from engine.io.atomic import atomic_path
 log = logging.getLogger(__name__)
 
 PREPROCESS_VERSION = 1
-STEP_VERSIONS = {"track": 1, "audio": 1, "tracks": 1, "frames": 2, "features": 1, "meta": 2}
+STEP_VERSIONS = {"track": 1, "audio": 2, "tracks": 1, "frames": 2, "features": 1, "meta": 3}
 """Bump a step's number when its algorithm changes, so datasets made before redo it on the next run."""
 SAMPLE_RATE = 16000
 MIN_FACE_FRACTION = 0.5
@@ -75,7 +75,8 @@ def _keys(config: PreprocessConfig, source: SourceInfo) -> dict[str, str]:
                               ", or pass --face-model PATH to a face_landmarker.task") from error
     v = STEP_VERSIONS
     keys = {"track": step_key("track", v["track"], file_fingerprint(source.path), face, config.fps, config.tracking)}
-    keys["audio"] = step_key("audio", v["audio"], keys["track"], file_fingerprint(config.audio), SAMPLE_RATE)
+    keys["audio"] = step_key("audio", v["audio"], keys["track"], file_fingerprint(config.audio), SAMPLE_RATE,
+                             config.silent)
     keys["tracks"] = step_key("tracks", v["tracks"], keys["track"], config.size, config.crop_faces, pose.SMOOTHING)
     segmenter = file_fingerprint(segmenter_path(config.segmenter_model))
     # Frames and masks use the crop and the (unsmoothed) landmarks: not the smoothing, so no keys["tracks"] here.
@@ -175,11 +176,17 @@ def _audio(run: _Run, frames: int) -> None:
     from engine.io.video import write_wav
 
     def work() -> dict:
-        samples = load_audio(run.source, run.config.audio, frames, run.config.fps, SAMPLE_RATE)
+        samples, silent = load_audio(run.source, run.config.audio, frames, run.config.fps, SAMPLE_RATE,
+                                     run.config.silent)
         target = run.out / "audio.wav"
         write_wav(atomic_path(target), samples, SAMPLE_RATE)
         os.replace(atomic_path(target), target)
-        return {"origin": str(run.config.audio) if run.config.audio else "video audio track"}
+        origin = str(run.config.audio) if run.config.audio else "video audio track"
+        if run.config.silent:
+            origin = "none (--silent)"
+        elif run.config.audio is None and not run.source.has_audio:
+            origin = "none (the video has no audio track)"
+        return {"origin": origin, "silent": silent}
 
     _step(run, "audio", work)
 
@@ -290,7 +297,7 @@ def _meta(run: _Run, raw: RawTracks, crop: tuple[int, int, int, int], head_fits:
             source_size=(raw.width, raw.height), val_start=val_start, smoothing=pose.SMOOTHING,
             versions={**_versions(), "face_model": run.ledger.info("track").get("face_model", ""),
                       "face_tracking": f"MediaPipe FaceLandmarker, {run.config.tracking.upper()} mode"},
-            source=str(source.path),
+            source=str(source.path), silent=bool(run.ledger.info("audio").get("silent", False)),
             counts={"frames": frames, "with_face": found, "interpolated": frames - found, "train": val_start,
                     "val": frames - val_start, "dropped_jumps": run.ledger.info("track").get("dropped_jumps", 0)},
             source_info={
@@ -300,7 +307,8 @@ def _meta(run: _Run, raw: RawTracks, crop: tuple[int, int, int, int], head_fits:
             },
             checks=dataset_checks(audio, SAMPLE_RATE, run.config.fps, raw, crop, run.config.size,
                                   run.ledger.info("frames").get("head_cut"),
-                                  run.ledger.info("frames").get("background_residual")),
+                                  run.ledger.info("frames").get("background_residual"),
+                                  silent=bool(run.ledger.info("audio").get("silent", False))),
         )
         write_json_atomic(run.out / "meta.json", meta.to_json())
 
@@ -310,14 +318,13 @@ def _meta(run: _Run, raw: RawTracks, crop: tuple[int, int, int, int], head_fits:
 def run_preprocess(config: PreprocessConfig) -> Path:
     """Make (or finish) the dataset for config.video in config.out_dir; returns the folder.
 
-    Raises PreprocessError for inputs that cannot become a dataset: a missing, empty, corrupt or tiny video, no
-    audio (without --audio), or a face in fewer than half of the frames.
+    Raises PreprocessError for inputs that cannot become a dataset: a missing, empty, corrupt or tiny video, or a face
+    in fewer than half of the frames. A video without speech makes a silent dataset (Meta.silent).
     """
     from engine.data.preprocess.crop import choose_crop
 
     validate(config)
     source = inspect_source(config.video)
-    check_audio(source, config.audio)
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     work = out / WORK
