@@ -126,15 +126,16 @@ def check_inputs(config: EvalConfig) -> tuple[Path, Path, Path]:
     if not (avatar / "nerf.safetensors").is_file():
         raise EvalError(f"{avatar / 'nerf.safetensors'} is missing; train the renderer with "
                         f"`syncanim train {data} -o {avatar} --stage nerf`")
-    if not (avatar / "motion.safetensors").is_file():
-        raise EvalError(f"{avatar / 'motion.safetensors'} is missing (the audio-driven run needs the motion syncers); "
-                        f"train them with `syncanim train {data} -o {avatar} --stage motion`")
     from engine.data.dataset import Dataset, DatasetError
 
     try:
-        Dataset(data)
+        silent = Dataset(data).meta.silent
     except DatasetError as error:
         raise EvalError(str(error)) from error
+    driven = config.audio is not None or not silent
+    if driven and not (avatar / "motion.safetensors").is_file():
+        raise EvalError(f"{avatar / 'motion.safetensors'} is missing (the audio-driven run needs the motion syncers); "
+                        f"train them with `syncanim train {data} -o {avatar} --stage motion`")
     if config.audio is not None and not Path(config.audio).is_file():
         raise EvalError(f"--audio {config.audio}: no such file; pass a speech file (wav, flac, mp3)")
     if config.face_model is not None and not Path(config.face_model).is_file():
@@ -399,27 +400,35 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
 
     tick = time.perf_counter()
     full_audio = dataset.audio()
-    if heard is not None:
-        audio, truth = heard, None
+    files: dict[str, Path] = {}
+    driven: list[np.ndarray] = []
+    if heard is None and dataset.meta.silent:
+        driven_result = {"unavailable": f"{data_dir} is a silent recording, so its validation frames have no speech "
+                                        "to drive the avatar; pass --audio SPEECH_FILE for the audio-driven figures"}
     else:
-        start, stop = (int(round(i / fps * rate)) for i in (val[0], val[-1] + 1))
-        audio = full_audio[start:stop]
-        tracks = dataset.tracks
-        truth = {"euler_deg": tracks.euler_deg[val], "blendshapes": tracks.blendshapes[val],
-                 "names": tracks.blendshape_names, "faces": arrays["truth_faces"]}
-    motion, driven, faces = drive(config, avatar, renderer, audio, fps, config.face_model)
-    driven_result, curves = audio_driven_metrics(config, motion, faces, audio, rate, fps, truth)
-    seconds["audio_driven"] = time.perf_counter() - tick
-    from engine.data.dataset import save_npz_atomic
+        if heard is not None:
+            audio, truth = heard, None
+        else:
+            start, stop = (int(round(i / fps * rate)) for i in (val[0], val[-1] + 1))
+            audio = full_audio[start:stop]
+            tracks = dataset.tracks
+            truth = {"euler_deg": tracks.euler_deg[val], "blendshapes": tracks.blendshapes[val],
+                     "names": tracks.blendshape_names, "faces": arrays["truth_faces"]}
+        motion, driven, faces = drive(config, avatar, renderer, audio, fps, config.face_model)
+        driven_result, curves = audio_driven_metrics(config, motion, faces, audio, rate, fps, truth)
+        from engine.data.dataset import save_npz_atomic
 
-    save_npz_atomic(out / "curves.npz", **{k: np.asarray(v) for k, v in curves.items() if v is not None})
+        save_npz_atomic(out / "curves.npz", **{k: np.asarray(v) for k, v in curves.items() if v is not None})
+        files.update({
+            "curves": out / "curves.npz",
+            "pose_plot": plot_pose(out / "pose.png", curves, fps),
+            "blink_plot": plot_blinks(out / "blinks.png", curves, fps,
+                                      metrics.blink_thresholds(curves["motion_blink"])),
+            "mouth_plot": plot_mouth(out / "mouth.png", curves, fps),
+        })
+    seconds["audio_driven"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    files = {
-        "pose_plot": plot_pose(out / "pose.png", curves, fps),
-        "blink_plot": plot_blinks(out / "blinks.png", curves, fps, metrics.blink_thresholds(curves["motion_blink"])),
-        "mouth_plot": plot_mouth(out / "mouth.png", curves, fps),
-    }
     shifts = dataset_torso_shifts(renderer, dataset)
     if shifts is not None:
         from engine.nerf.torso_motion import follow_track
@@ -430,12 +439,14 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
         files["torso_plot"] = plot_torso(out / "torso.png", shifts * side, spec.breathing_rise * side, fps,
                                          dataset.meta.val_start, follow * side)
     if config.video:
+        validation_audio = full_audio[int(round(val[0] / fps * rate)):]
         if config.audio is None:
-            files["video"] = write_video(out / "sidebyside.mp4", [arrays["truth"], arrays["renders"], driven],
-                                         audio, rate, fps)
+            panels = [arrays["truth"], arrays["renders"]] + ([driven] if driven else [])
+            files["video"] = write_video(out / "sidebyside.mp4", panels,
+                                         None if dataset.meta.silent else validation_audio, rate, fps)
         else:
             files["video"] = write_video(out / "sidebyside.mp4", [arrays["truth"], arrays["renders"]],
-                                         full_audio[int(round(val[0] / fps * rate)):], rate, fps)
+                                         validation_audio, rate, fps)
             files["audio_driven_video"] = write_video(out / "audio_driven.mp4", [driven], audio, rate, fps)
     seconds["plots_and_video"] = time.perf_counter() - tick
     seconds["total"] = time.perf_counter() - started
@@ -449,7 +460,7 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
         "reconstruction": recon, "audio_driven": driven_result,
         "dataset_checks": [finding["message"] for finding in dataset.meta.checks],
         "unavailable": dict(UNAVAILABLE),
-        "files": {"curves": "curves.npz", **{k: Path(v).name for k, v in files.items()}},
+        "files": {k: Path(v).name for k, v in files.items()},
     })
     write_text_atomic(out / "report.json", json.dumps(report, indent=2) + "\n")
     write_text_atomic(out / "report.md", render_markdown(report))

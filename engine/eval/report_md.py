@@ -43,6 +43,29 @@ def render_markdown(report: dict[str, Any]) -> str:
               f"their eye aspect ratio with {fmt(r.get('eye_open_corr'))}; closed eyes render "
               f"{fmt(r.get('blink_depth'), 2)} of the truth's depth (1: as deep, 0: open); the widest-open mouths "
               f"(the truth's top 10%) open {fmt(r.get('mouth_depth'), 2)} as wide as the truth's (1: as wide).", ""]
+    if "unavailable" in a:
+        lines += ["## Audio-driven", "", f"Not run: {a['unavailable']}.", ""]
+    else:
+        lines += _audio_driven(a, truth)
+    lines += ["## Not measured", ""]
+    lines += table(["metric", "why"], [[name, why] for name, why in report["unavailable"].items()])
+    files = report.get("files", {})
+    lines += ["## Figures", ""]
+    for key, title in (("pose_plot", "head pose"), ("blink_plot", "blinks"), ("mouth_plot", "mouth vs speech"),
+                       ("torso_plot", "torso shift")):
+        if key in files:
+            lines += [f"![{title}]({files[key]})", ""]
+    if "video" in files:
+        panels = "truth | reconstruction" + ("" if "audio_driven_video" in files else " | audio-driven")
+        lines += [f"Side by side ({panels}): [{files['video']}]({files['video']})", ""]
+    if "audio_driven_video" in files:
+        lines += [f"Audio-driven on --audio: [{files['audio_driven_video']}]({files['audio_driven_video']})", ""]
+    return "\n".join(lines)
+
+
+def _audio_driven(a: dict[str, Any], truth: dict[str, Any]) -> list[str]:
+    """The audio-driven section's lines."""
+    lines: list[str] = []
     lines += [f"## Audio-driven: {a['mode']}, {a['audio']}, {a['seconds']:.1f} s "
               f"({100 * (a['speech_fraction'] or 0):.0f}% speech)", ""]
     lines += ["### Lip sync and mouth (inner-lip gap / face height)", ""]
@@ -78,17 +101,4 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += ["### Upper face: mean absolute error of the predicted blendshapes against the tracked truth", ""]
         names = list(a["blendshape_mae"])
         lines += table(["mean", *names], [[a["blendshape_mae_mean"], *(a["blendshape_mae"][n] for n in names)]])
-    lines += ["## Not measured", ""]
-    lines += table(["metric", "why"], [[name, why] for name, why in report["unavailable"].items()])
-    files = report.get("files", {})
-    lines += ["## Figures", ""]
-    for key, title in (("pose_plot", "head pose"), ("blink_plot", "blinks"), ("mouth_plot", "mouth vs speech"),
-                       ("torso_plot", "torso shift")):
-        if key in files:
-            lines += [f"![{title}]({files[key]})", ""]
-    if "video" in files:
-        panels = "truth | reconstruction" + ("" if "audio_driven_video" in files else " | audio-driven")
-        lines += [f"Side by side ({panels}): [{files['video']}]({files['video']})", ""]
-    if "audio_driven_video" in files:
-        lines += [f"Audio-driven on --audio: [{files['audio_driven_video']}]({files['audio_driven_video']})", ""]
-    return "\n".join(lines)
+    return lines

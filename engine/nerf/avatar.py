@@ -108,7 +108,9 @@ class AvatarModel(nn.Module):
         dataset frame as training saw it; None for avatars trained before it was measured."""
 
     def audio_code(self, windows: torch.Tensor) -> torch.Tensor:
-        """Raw feature windows [B, W, D] -> audio codes [B, A]."""
+        """Raw feature windows [B, W, D] -> audio codes [B, A] ([B, 0] for a head without audio input)."""
+        if not self.head.hears:
+            return windows.new_zeros(windows.shape[0], 0)
         return self.head.audio_net(self.scaler(windows))
 
     def unit(self, points: torch.Tensor) -> torch.Tensor:

@@ -27,7 +27,7 @@ def stand_in_renderer(device: str = "cpu", size: int = 512, seed: int = 0, **opt
     torch.manual_seed(seed)
     config = TrainNerfConfig(data=Path("."), avatar_dir=Path("."))  # its defaults: head box, grid, step
     spec = AvatarSpec(
-        dims=NerfDims(), expression=EXPRESSION, feature_dim=80, window_frames=16, group=2, extractor="mel",
+        dims=NerfDims(audio_dim=0), expression=EXPRESSION, feature_dim=80, window_frames=16, group=2, extractor="mel",
         intrinsics=Intrinsics(focal_px=0.8 * size, cx=size / 2, cy=size / 2, size=size),
         framing=FramingRange((0.5, 0.35), 0.6), head_box=config.head_box_cm,
         grid_resolution=config.grid_resolution, steps_per_diagonal=config.steps_per_diagonal,

@@ -7,6 +7,10 @@ conditions weighted per point by channel-wise region attention, density and colo
                                                     (b: blendshapes standardised by the training frames)
     rgb = colour_net(h_1..)
 
+b holds the upper face and the mouth (engine/motion/config.py EXPRESSION): the tracked face tells the field how
+the lips look, so a silent recording trains them, and any audio-to-expression model drives them. The audio code a_h
+is optional (dims.audio_dim = 0: none), a second lip input for recordings with sound.
+
 The head pose is the camera (rays are generated in canonical space, engine/nerf/camera.py), so nothing here
 depends on pose. Because a_h and b are constant over a frame, a_h * v_aud enters the first sigma layer as
 W_a diag(a_h) v_aud: the renderer folds them into that layer's weights once per frame (`frame_weights`).
@@ -62,8 +66,8 @@ class HeadField(nn.Module):
             base_res=dims.head_base_res, max_res=dims.head_max_res, specialize=specialize,
         )
         e, a, k, h = self.encoder.out_dim, dims.audio_dim, n_expression, dims.head_hidden
-        self.audio_net = AudioNet(feature_dim, window_frames, group, out_dim=a)
-        self.audio_attention = _mlp([e, h, a], bias=False)
+        self.audio_net = AudioNet(feature_dim, window_frames, group, out_dim=a) if a else None
+        self.audio_attention = _mlp([e, h, a], bias=False) if a else None
         self.expression_attention = _mlp([e, h, k], bias=False)
         self.sigma_net = _mlp([e + a + k, h, h, 1 + dims.geo_features])
         self.colour_net = _mlp([dims.geo_features, dims.color_hidden, 3])
@@ -80,13 +84,19 @@ class HeadField(nn.Module):
     def encoding_dim(self) -> int:
         return self.encoder.out_dim
 
+    @property
+    def hears(self) -> bool:
+        """The field takes an audio code beside the expression."""
+        return self.audio_net is not None
+
     def attention(self, enc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """enc [N, E] -> (v_aud [N, A], v_exp [N, K]) (Eq. 14)."""
-        return self.audio_attention(enc), self.expression_attention(enc)
+        """enc [N, E] -> (v_aud [N, A], v_exp [N, K]) (Eq. 14); v_aud is [N, 0] for a field without audio."""
+        v_aud = self.audio_attention(enc) if self.hears else enc.new_zeros(enc.shape[0], 0)
+        return v_aud, self.expression_attention(enc)
 
     def forward(self, x: torch.Tensor, audio: torch.Tensor, expression: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """x [N, 3] in the head box's unit cube; audio [A] or [N, A]; expression [K] or [N, K]
+        """x [N, 3] in the head box's unit cube; audio [A] or [N, A] ([0] without audio); expression [K] or [N, K]
         -> sigma [N], rgb [N, 3], v_aud [N, A] (for the attention regulariser)."""
         enc = self.encoder(x)
         v_aud, v_exp = self.attention(enc)

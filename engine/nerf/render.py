@@ -108,7 +108,7 @@ class FrameBuffers:
         # the encoding and the attention hidden units, two contiguous operands (a strided [enc | att] row is slower)
         self.head_in = torch.empty(m, e, device=device)  # the encoder writes float32
         self.head_x = mlp(m, e) if low else self.head_in
-        self.head_att = mlp(m, 2 * h)
+        self.head_att = mlp(m, (2 if head.hears else 1) * h)
         self.head_h1 = mlp(m, h)
         self.head_h2 = mlp(m, h)
         self.head_out = mlp(m, 1 + spec.dims.geo_features)
@@ -174,7 +174,8 @@ class AvatarRenderer:
         layers side by side (their second layers fold into the first sigma layer per frame, `frame_weights`), the
         colour output layer kept [3, C] (its [M, 3] result runs at a fraction of BLAS speed; [3, M] does not)."""
         head, body = self.model.head, self.model.body
-        a1, e1 = head.audio_attention[0].weight, head.expression_attention[0].weight
+        e1 = head.expression_attention[0].weight
+        a1 = head.audio_attention[0].weight if head.hears else e1[:0]
         s, c = head.sigma_net, head.colour_net
         d, bc = body.deform_net, body.colour_net
         cd = body.condition_dim
@@ -223,13 +224,15 @@ class AvatarRenderer:
         buf.zoom = zoom
 
     def expression_vector(self, blendshapes, names: Sequence[str] | None) -> torch.Tensor:
-        """Blendshape values (a mapping name -> value, or [K'] with `names`, or [K] in the model's order) -> [K]."""
+        """Blendshape values (a mapping name -> value, or [K'] with `names`, or [K] in the model's order) -> [K].
+        A channel the values do not name takes the training frames' mean (an average face, not an extreme one)."""
         wanted = self.spec.expression
+        average = self.model.head.expression_mean.tolist()
         if isinstance(blendshapes, Mapping):
-            values = [float(blendshapes.get(n, 0.0)) for n in wanted]
+            values = [float(blendshapes.get(n, m)) for n, m in zip(wanted, average)]
         elif names is not None:
             lookup = dict(zip(names, np.asarray(blendshapes, np.float32).tolist()))
-            values = [float(lookup.get(n, 0.0)) for n in wanted]
+            values = [float(lookup.get(n, m)) for n, m in zip(wanted, average)]
         else:
             values = np.asarray(blendshapes, np.float32).reshape(-1).tolist()
             if len(values) != len(wanted):
@@ -270,14 +273,7 @@ class AvatarRenderer:
         rotation = euler_to_matrix(torch.as_tensor(np.asarray(euler_deg, np.float32), device=self.device))
         t = torch.as_tensor(np.asarray(trans, np.float32), device=self.device)
         expression = self.expression_vector(blendshapes, names)
-        if audio_window is None:
-            window = torch.full((1, spec.window_frames, spec.feature_dim), float("nan"), device=self.device)
-        else:
-            window = torch.as_tensor(np.asarray(audio_window, np.float32), device=self.device)[None]
-            if window.shape[1:] != (spec.window_frames, spec.feature_dim):
-                raise ValueError(f"{WHERE}: audio window of shape {tuple(window.shape[1:])}; this avatar was trained "
-                                 f"on [{spec.window_frames}, {spec.feature_dim}] windows of extractor {spec.extractor}")
-        audio = model.audio_code(window)[0]
+        audio = self._audio_code(audio_window)
         shift = tuple(float(v) for v in np.asarray(torso_shift, np.float64).reshape(-1))
         if len(shift) != 2 or not np.all(np.isfinite(shift)):
             raise ValueError(f"{WHERE}: torso_shift {torso_shift} is not two numbers; pass (0, 0) for the rest torso")
@@ -293,6 +289,21 @@ class AvatarRenderer:
             accum = self._upsample_head(buf, accum)
         return self._compose(buf, accum, background)
 
+    def _audio_code(self, audio_window) -> torch.Tensor:
+        """The head's audio code [A] of a raw feature window [W, D] (None: the training mean, a neutral mouth); [0]
+        for a head without audio input, which ignores the window."""
+        spec = self.spec
+        if not self.model.head.hears:
+            return torch.zeros(0, device=self.device)
+        if audio_window is None:
+            window = torch.full((1, spec.window_frames, spec.feature_dim), float("nan"), device=self.device)
+        else:
+            window = torch.as_tensor(np.asarray(audio_window, np.float32), device=self.device)[None]
+            if window.shape[1:] != (spec.window_frames, spec.feature_dim):
+                raise ValueError(f"{WHERE}: audio window of shape {tuple(window.shape[1:])}; this avatar was trained "
+                                 f"on [{spec.window_frames}, {spec.feature_dim}] windows of extractor {spec.extractor}")
+        return self.model.audio_code(window)[0]
+
     @staticmethod
     def _upsample_head(buf: FrameBuffers, accum: torch.Tensor) -> torch.Tensor:
         """Head accumulators [h w, 5] of the coarse grid -> buf.head_up [H W, 5], bilinear with pixel centres
@@ -305,7 +316,8 @@ class AvatarRenderer:
 
     @torch.no_grad()
     def frame_weights(self, audio: torch.Tensor, expression: torch.Tensor) -> torch.Tensor:
-        """The first sigma layer of this frame [E + 2 H, H] over [enc, attention hidden units].
+        """The first sigma layer of this frame [E + 2 H, H] over [enc, attention hidden units] ([E + H, H] for a head
+        without audio input).
 
         v_aud = relu(enc A1) A2 and v_exp = relu(enc E1) E2 end linearly, and a_h, b are constant over the frame,
         so W_a diag(a_h) v_aud = (W_a diag(a_h) A2) relu(enc A1): the attention nets' second layers fold into the
@@ -314,8 +326,11 @@ class AvatarRenderer:
         head = self.model.head
         e, a = head.encoding_dim, self.spec.dims.audio_dim
         w = head.frame_weights(audio, expression)  # [H, E + A + K]
-        a2, e2 = head.audio_attention[2].weight, head.expression_attention[2].weight  # [A, H], [K, H]
-        return torch.cat([w[:, :e], w[:, e:e + a] @ a2, w[:, e + a:] @ e2], 1).T.contiguous().to(self.dtype)
+        parts = [w[:, :e]]
+        if head.hears:
+            parts.append(w[:, e:e + a] @ head.audio_attention[2].weight)  # [H, A] [A, H]
+        parts.append(w[:, e + a:] @ head.expression_attention[2].weight)  # [H, K] [K, H]
+        return torch.cat(parts, 1).T.contiguous().to(self.dtype)
 
     def _head_field(self, buf: FrameBuffers, samples: RaySamples, first: torch.Tensor, bias: torch.Tensor):
         w = self._weights

@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +27,7 @@ from engine.nerf.camera import FramingRange, Intrinsics
 from engine.nerf.losses import photometric, psnr, ssim
 from engine.nerf.tcnn import TcnnUnavailable, fuse_mlps, resolve_backend, unfuse_mlps
 from engine.nerf.torso_motion import TorsoMotion, measure_torso_motion
-from engine.nerf.train_config import NERF_FILE, TrainNerfConfig
+from engine.nerf.train_config import NERF_FILE, NerfDims, TrainNerfConfig
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,17 @@ def _head_boxes(regions: np.ndarray, fallback: np.ndarray) -> np.ndarray:
     return out
 
 
+def head_dims(config: TrainNerfConfig, silent: bool, root: Path) -> NerfDims:
+    """The network sizes to train: the config's, without the head's audio input unless it asks for one and the
+    recording has speech."""
+    if config.head_audio and silent:
+        log.warning("%s is a silent recording: the head is trained without audio input (--head-audio needs speech)",
+                    root)
+    if config.head_audio and not silent:
+        return config.dims
+    return replace(config.dims, audio_dim=0)
+
+
 def load_training_data(config: TrainNerfConfig, device: torch.device) -> tuple[TrainingData, AvatarSpec]:
     """Read the dataset and derive the avatar's spec; errors name the file and the fix."""
     from engine.data.dataset import Dataset, DatasetError
@@ -139,7 +150,7 @@ def load_training_data(config: TrainNerfConfig, device: torch.device) -> tuple[T
     center = (float((face[:, 0] + face[:, 2]).mean() / (2 * size)), float((face[:, 1] + face[:, 3]).mean() / (2 * size)))
     default_side = min(1.0, config.default_view_faces * float((face[:, 3] - face[:, 1]).mean()) / size)
     spec = AvatarSpec(
-        dims=config.dims, expression=tuple(config.expression), feature_dim=windows.shape[3],
+        dims=head_dims(config, meta.silent, data.root), expression=tuple(config.expression), feature_dim=windows.shape[3],
         window_frames=windows.shape[2], group=group, extractor=extractor,
         intrinsics=intrinsics,
         framing=FramingRange(center, default_side), head_box=tuple(config.head_box_cm),
@@ -344,6 +355,8 @@ class _Trainer:
         if lip_step:
             p = cfg.lip_patch
             return loss + cfg.lip_weight * (1.0 - ssim(out["rgb"].view(p, p, 3), target.view(p, p, 3)))
+        if not self.model.head.hears:
+            return loss
         return loss + cfg.ambient_weight * self.ambient(frame, pixels, out)
 
     def ambient(self, frame: int, pixels: torch.Tensor, out: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -6,15 +6,11 @@ from pathlib import Path
 from typing import Literal
 
 from engine.audio.settings import AudioSettings
+from engine.motion.config import EXPRESSION
 from engine.training_run import TrainingRun
 
 NERF_FILE = "nerf.safetensors"
 """The trained renderer inside AVATAR_DIR."""
-EXPRESSION = (
-    "eyeBlinkLeft", "eyeBlinkRight", "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft",
-    "browOuterUpRight",
-)
-"""Blendshapes the head field is conditioned on: the seven upper-face ones the AudioEmotion Syncer predicts."""
 
 
 @dataclass(frozen=True)
@@ -36,7 +32,7 @@ class NerfDims:
     color_hidden: int = 64
     """Width of the colour MLP."""
     audio_dim: int = 32
-    """Size of the audio code a_h (and of the audio attention v_aud, Eq. 14)."""
+    """Size of the audio code a_h (and of the audio attention v_aud, Eq. 14); 0: the head takes no audio."""
     body_levels: int = 16
     """Levels of the upper body's image-plane hash encoder."""
     body_features: int = 2
@@ -70,7 +66,12 @@ class TrainNerfConfig(TrainingRun):
     dims: NerfDims = field(default_factory=NerfDims)
     """Network sizes."""
     expression: tuple[str, ...] = EXPRESSION
-    """Blendshapes the head is conditioned on (they must exist in the dataset's tracks)."""
+    """Blendshapes the head is conditioned on (they must exist in the dataset's tracks): the upper face and the
+    mouth, as tracked, so the lips learn from the face itself (a silent recording trains them too)."""
+    head_audio: bool = False
+    """Also condition the head on an audio code of the speech (the paper's a_h), beside the tracked mouth; only for
+    recordings with speech. Off: the mouth follows the blendshapes alone, which any voice drives through the motion
+    model."""
     body_steps: int = 15000
     """Steps of stage 1, the upper body (the paper: 15k)."""
     head_steps: int = 12000

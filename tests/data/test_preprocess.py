@@ -269,14 +269,33 @@ def test_odd_sizes_work(clip, tmp_path):
     assert data.frames([0]).shape == (1, 100, 100, 3)
 
 
-def test_no_audio_track_is_a_clear_error_unless_audio_is_given(clip, tmp_path):
+def test_a_video_without_sound_makes_a_silent_dataset(clip, tmp_path):
     video = tmp_path / "silent_film.mp4"
     ffmpeg("-i", clip / "video.mp4", "-t", 1, "-c:v", "copy", "-an", video)
-    with pytest.raises(PreprocessError, match=r"silent_film\.mp4 has no audio track.*--audio"):
-        preprocess(video, tmp_path / "ds")
-    assert not (tmp_path / "ds" / "meta.json").exists()
-    data = Dataset(preprocess(video, tmp_path / "ds", audio=clip / "audio.wav"))
-    assert len(data.audio()) == data.meta.frames * 640 and data.meta.source_info["audio"].endswith("audio.wav")
+    data = Dataset(preprocess(video, tmp_path / "ds"))
+    assert data.meta.silent and data.meta.source_info["audio"].startswith("none")
+    assert len(data.audio()) == data.meta.frames * 640 and not np.any(data.audio())
+    assert [finding["check"] for finding in data.meta.checks] == ["short", "silent"]
+    spoken = Dataset(preprocess(video, tmp_path / "spoken", audio=clip / "audio.wav"))
+    assert not spoken.meta.silent and spoken.meta.source_info["audio"].endswith("audio.wav")
+
+
+def test_sound_without_speech_or_ignored_sound_is_silent_too(clip, dataset, tmp_path):
+    from engine.io.video import write_wav
+
+    hiss = tmp_path / "hiss.wav"  # a track that holds only a faint hiss (-66 dBFS)
+    write_wav(hiss, 0.0007 * np.random.default_rng(0).standard_normal(16000), 16000)
+    video = tmp_path / "quiet.mp4"
+    ffmpeg("-i", clip / "video.mp4", "-i", hiss, "-map", "0:v", "-map", "1:a", "-t", 1, "-c:v", "copy", "-c:a", "aac",
+           video)
+    assert Dataset(preprocess(video, tmp_path / "quiet")).meta.silent
+    assert not dataset.meta.silent and dataset.meta.source_info["audio"] == "video audio track"
+    short = tmp_path / "short.mp4"
+    ffmpeg("-i", clip / "video.mp4", "-t", 1, "-c", "copy", short)
+    ignored = Dataset(preprocess(short, tmp_path / "ignored", silent=True))
+    assert ignored.meta.silent and not np.any(ignored.audio()) and "--silent" in ignored.meta.source_info["audio"]
+    with pytest.raises(PreprocessError, match="--silent and --audio"):
+        preprocess(short, tmp_path / "both", silent=True, audio=clip / "audio.wav")
 
 
 def test_noisy_clipped_speech_and_a_cut_off_head_are_reported(clip, tmp_path, caplog):

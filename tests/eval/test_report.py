@@ -1,6 +1,7 @@
 """`syncanim eval`: the report end to end on a tiny trained avatar, --compare, report.md, and errors that name
 the missing file."""
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -179,3 +180,30 @@ def test_audio_driven_numbers_from_constructed_motion_and_faces():
     np.testing.assert_array_equal(curves["ear_blinks"], [10, 40])
     no_truth, _ = audio_driven_metrics(EvalConfig(), motion, faces, audio, rate, fps, None)
     assert no_truth["lip_sync_corr"] == no_truth["lip_sync_corr_envelope"] > 0.5
+
+
+@pytest.mark.slow
+def test_a_silent_recording_is_reconstructed_and_driven_only_by_given_speech(eval_avatar, eval_data, tmp_path):
+    from engine.data.dataset import Dataset
+    from engine.io.video import probe, write_wav
+
+    data, avatar = tmp_path / "silent", tmp_path / "renderer_only"
+    shutil.copytree(eval_data, data)
+    meta = json.loads((data / "meta.json").read_text())
+    (data / "meta.json").write_text(json.dumps({**meta, "silent": True}))
+    write_wav(data / "audio.wav", np.zeros(48 * 640, np.float32), 16000)
+    avatar.mkdir()
+    shutil.copy(eval_avatar / "nerf.safetensors", avatar)  # no motion model: nothing is driven by audio
+    assert Dataset(data).meta.silent
+    out = tmp_path / "report"
+    assert main(["eval", str(avatar), "--data", str(data), "-o", str(out), "--size", "32", "--no-progress"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["reconstruction"]["frames"] == 6 and report["reconstruction"]["psnr"] > 12.0
+    assert "silent recording" in report["audio_driven"]["unavailable"]
+    assert "pose_plot" not in report["files"] and not (out / "curves.npz").exists()
+    assert "Not run:" in (out / "report.md").read_text()
+    video = probe(out / "sidebyside.mp4")
+    assert (video.frames, video.width) == (6, 64) and not video.audio_duration_s
+    write_wav(tmp_path / "speech.wav", 0.2 * np.sin(np.linspace(0, 900, 32000)), 16000)
+    assert main(["eval", str(avatar), "--data", str(data), "-o", str(out), "--size", "32", "--no-progress",
+                 "--audio", str(tmp_path / "speech.wav")]) == 2  # speech to drive, but no motion model to hear it

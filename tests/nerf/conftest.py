@@ -25,12 +25,23 @@ def scene_data(tmp_path_factory):
     return write_scene_dataset(tmp_path_factory.mktemp("nerf") / "data", frames=16, size=32)
 
 
-@pytest.fixture(scope="session")
-def trained_avatar(scene_data, taichi_cpu, tmp_path_factory):
-    """AVATAR_DIR of the 'test' preset trained on scene_data (seconds of training)."""
+def _train(scene_data, tmp_path_factory, **options):
     from engine.nerf.train import train_nerf
     from engine.nerf.train_config import nerf_preset
 
     avatar = tmp_path_factory.mktemp("nerf") / "avatar"
-    train_nerf(nerf_preset("test", scene_data, avatar, device="cpu", progress=False))
+    train_nerf(nerf_preset("test", scene_data, avatar, device="cpu", progress=False, **options))
     return avatar
+
+
+@pytest.fixture(scope="session")
+def trained_avatar(scene_data, taichi_cpu, tmp_path_factory):
+    """AVATAR_DIR of the 'test' preset trained on scene_data (seconds of training), its head hearing the speech as
+    well as reading the expression."""
+    return _train(scene_data, tmp_path_factory, head_audio=True)
+
+
+@pytest.fixture(scope="session")
+def expression_avatar(scene_data, taichi_cpu, tmp_path_factory):
+    """The same with the default head: expression only, no audio input."""
+    return _train(scene_data, tmp_path_factory)

@@ -32,9 +32,17 @@ def test_render_returns_rgba_on_the_device(setup):
     assert bool((rgba[..., 3] == 1.0).all())  # composited over the plate
 
 
+@pytest.fixture(scope="module")
+def expression_setup(expression_avatar, scene_data):
+    data = Dataset(scene_data)
+    windows = dataset_feature_windows(data, AudioSettings(), data.meta.frames)[0][0]
+    return AvatarRenderer.load(expression_avatar, specialize=False), data, windows
+
+
 @pytest.mark.parametrize("shift", [(0.0, 0.0), (0.02, -0.03)])
-def test_inference_path_equals_the_training_renderer(setup, shift):
-    renderer, data, windows = setup
+@pytest.mark.parametrize("which", ["setup", "expression_setup"])
+def test_inference_path_equals_the_training_renderer(which, shift, request):
+    renderer, data, windows = request.getfixturevalue(which)
     renderer.max_rounds, renderer.t_thresh = 64, 1e-4  # march to the end, as the training renderer does
     try:
         rgba = renderer.render(*frame_args(data, windows, 3), size=(32, 32), zoom="max", torso_shift=shift).clone()
@@ -87,6 +95,26 @@ def test_missing_audio_and_named_blendshapes_are_accepted(setup):
         renderer.render(euler, trans, {}, audio_window=np.zeros((3, 3), np.float32), size=(8, 8))
     with pytest.raises(ValueError, match="framing"):
         renderer.render(euler, trans, {}, size=(8, 8), zoom="huge")
+
+
+def test_a_head_without_audio_input_follows_the_expression_and_ignores_the_window(expression_setup):
+    renderer, data, windows = expression_setup
+    assert not renderer.model.head.hears and renderer.model.head.audio_net is None
+    euler, trans, shapes, names, window = frame_args(data, windows, 0)
+    heard = renderer.render(euler, trans, shapes, names, window, size=(16, 16)).clone()
+    torch.testing.assert_close(heard, renderer.render(euler, trans, shapes, names, None, size=(16, 16)))
+    torch.testing.assert_close(heard, renderer.render(euler, trans, shapes, names, np.zeros((3, 3)), size=(16, 16)))
+    other = renderer.render(euler, trans, 1.0 - np.asarray(shapes), names, window, size=(16, 16))
+    assert float((other - heard).abs().max()) > 1e-3
+
+
+def test_channels_not_given_take_the_training_mean(expression_setup):
+    renderer, *_ = expression_setup
+    mean = renderer.model.head.expression_mean
+    torch.testing.assert_close(renderer.expression_vector({}, None), mean)
+    given = renderer.expression_vector({"jawOpen": 0.9}, None)
+    jaw = renderer.expression_names.index("jawOpen")
+    assert float(given[jaw]) == pytest.approx(0.9) and torch.equal(given[:jaw], mean[:jaw])
 
 
 def test_a_torso_shift_moves_the_shoulders_and_leaves_the_head_alone(setup):
