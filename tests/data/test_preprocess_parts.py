@@ -416,3 +416,55 @@ def test_a_head_cut_by_the_frame_edge_is_seen_in_its_mask():
     assert not head_touches_edge(head)
     head[0, 20:44] = 255
     assert head_touches_edge(head)
+
+
+def rigid_scene(frames: int = 120, seed: int = 0):
+    """A known face (478 points, cm), known poses and their landmarks at 256 px with 0.3 px noise."""
+    from engine.data.dataset import Camera
+
+    rng = np.random.default_rng(seed)
+    points = rng.normal(size=(478, 3)) * [5.0, 7.0, 2.0] + [0.0, 0.0, 3.0]
+    euler = np.stack([rng.uniform(-5, 5, frames), rng.uniform(-15, 10, frames), rng.uniform(-25, 25, frames)], 1)
+    trans = np.stack([rng.uniform(-4, 4, frames), rng.uniform(-6, -2, frames), rng.uniform(-50, -35, frames)], 1)
+    camera = Camera(focal_px=209.0, cx=125.0, cy=128.0)
+    world = np.einsum("tij,nj->tni", pose._euler_matrices(euler), points) + trans[:, None]
+    pixels = pose._project(world, camera)[0] + rng.normal(scale=0.3, size=(frames, 478, 2))
+    return points, euler, trans, camera, pixels, rng
+
+
+def test_refine_poses_recovers_known_rigid_poses_from_a_biased_start():
+    points, euler, trans, camera, pixels, rng = rigid_scene()
+    ids = list(pose.RIGID_LANDMARKS)
+    reference = points[ids] + rng.normal(scale=0.1, size=(len(ids), 3))  # an average face, not the person's
+    start_euler = euler + [0.5, 3.0, -2.0] + rng.normal(scale=1.0, size=euler.shape)  # biased, noisy tracker
+    start_trans = trans + [0.5, -0.5, 2.0]
+    valid = np.ones(len(euler), bool)
+    valid[[7, 8, 50]] = False
+    result = pose.refine_poses(pixels, camera, start_euler, start_trans, valid, reference=reference)
+    rotation_error = np.abs(result.euler_deg - euler)[valid]
+    trans_error = np.abs(result.trans - trans)[valid]
+    assert np.median(rotation_error) < 0.3 and rotation_error.max() < 1.0, "degrees"
+    assert np.median(trans_error) < 0.2 and trans_error.max() < 0.6, "cm"
+    assert np.sqrt(((result.template - points[ids]) ** 2).sum(1).mean()) < 0.2
+    assert result.report["reprojection_px_refined"]["median"] < 0.4 < result.report["reprojection_px_input"]["median"]
+    assert np.isfinite(result.euler_deg).all() and np.isfinite(result.trans).all(), "gaps are interpolated"
+
+
+def test_refine_poses_ignores_expressions_of_non_rigid_points_and_a_few_bad_landmarks():
+    points, euler, trans, camera, pixels, rng = rigid_scene(seed=1)
+    ids = list(pose.RIGID_LANDMARKS)
+    valid = np.ones(len(euler), bool)
+    calm = pose.refine_poses(pixels, camera, euler, trans, valid, reference=points[ids])
+    making_faces = pixels.copy()
+    jaw = rng.uniform(0, 1, len(euler))[:, None, None]
+    mouth = [i for i in range(478) if i not in set(ids)]
+    making_faces[:, mouth] += jaw * [0.0, 12.0]  # jaw opens: every non-rigid point slides down up to 12 px
+    moved = pose.refine_poses(making_faces, camera, euler, trans, valid, reference=points[ids])
+    assert np.allclose(moved.euler_deg, calm.euler_deg, atol=1e-6) and np.allclose(moved.trans, calm.trans, atol=1e-6)
+    outliers = rng.random((len(euler), len(ids))) < 0.03  # and 3% of the rigid points jump by 8 px
+    making_faces[:, ids] += outliers[..., None] * [8.0, -8.0]
+    moved = pose.refine_poses(making_faces, camera, euler, trans, valid, reference=points[ids])
+    change = np.abs(moved.euler_deg - calm.euler_deg)
+    assert np.median(change) < 0.1 and change.max() < 1.5, "degrees; robust to a few bad landmarks"
+    assert np.median(np.abs(moved.trans - calm.trans)) < 0.1
+    assert np.median(np.abs(moved.euler_deg - euler)) < 0.3
