@@ -12,6 +12,7 @@ from engine.data.preprocess.config import PreprocessConfig
 from engine.data.synth.config import SynthConfig
 from engine.eval.bench_config import BenchConfig
 from engine.eval.eval_config import EvalConfig
+from engine.motion.config import UniversalOptions
 from engine.scene.run import DemoOptions, RunOptions
 from engine.training import TrainOptions
 
@@ -61,6 +62,13 @@ def _train(options: TrainOptions) -> int:
     return 0
 
 
+def _universal(options: UniversalOptions) -> int:
+    from engine.motion.universal import run_universal
+
+    print(f"wrote {run_universal(options)}")
+    return 0
+
+
 def _bench(config: BenchConfig) -> int:
     from engine.eval.bench import run_bench
 
@@ -86,6 +94,7 @@ COMMANDS: dict[str, tuple[type, Callable[[Any], int]]] = {
     "demo": (DemoOptions, _demo),
     "preprocess": (PreprocessConfig, _preprocess),
     "train": (TrainOptions, _train),
+    "universal": (UniversalOptions, _universal),
     "bench": (BenchConfig, _bench),
     "eval": (EvalConfig, _eval),
 }

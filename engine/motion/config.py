@@ -1,9 +1,11 @@
 """TrainMotionConfig and its presets: how the AudioPose and AudioEmotion Syncers are trained (light: no torch here)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
+
+import tyro
 
 from engine.audio.settings import AudioSettings
 from engine.training_run import TrainingRun
@@ -45,19 +47,13 @@ class SyncerDims:
     """Down-sampling levels of the temporal U-Net over the feature window."""
 
 
-@dataclass(frozen=True)
-class TrainMotionConfig(TrainingRun):
-    """Train the AudioPose and AudioEmotion Syncers of one avatar from a dataset made by `syncanim preprocess`."""
+@dataclass(frozen=True, kw_only=True)
+class SyncerTraining(TrainingRun):
+    """How both syncers are optimised, shared by one avatar's training and the universal model's."""
 
-    data: Path
-    """Dataset folder (meta.json, audio.wav, tracks.npz)."""
-    avatar_dir: Path
-    """Avatar folder: motion.safetensors is written here; resumable state goes to AVATAR_DIR/.motion-train/."""
     audio: AudioSettings = field(default_factory=AudioSettings)
     """Speech features the syncers read (extractor, window_frames, lookahead_frames); the engine must run with the
     same ones. Look-ahead is lookahead_frames x 20 ms past the current video frame (default 2 = 40 ms)."""
-    blendshapes: tuple[str, ...] = UPPER_FACE
-    """Upper-face blendshapes to predict; must include eyeBlinkLeft and eyeBlinkRight."""
     dims: SyncerDims = field(default_factory=SyncerDims)
     """Network sizes."""
     steps: int = 2500
@@ -111,6 +107,38 @@ class TrainMotionConfig(TrainingRun):
     deg/frame^2, the truth's is 0.05); 0 = off. The syncers are fed their raw outputs, never the smoothed ones."""
 
 
+@dataclass(frozen=True)
+class TrainMotionConfig(SyncerTraining):
+    """Train the AudioPose and AudioEmotion Syncers of one avatar from a dataset made by `syncanim preprocess`."""
+
+    data: Path
+    """Dataset folder (meta.json, audio.wav, tracks.npz)."""
+    avatar_dir: Path
+    """Avatar folder: motion.safetensors is written here; resumable state goes to AVATAR_DIR/.motion-train/."""
+    blendshapes: tuple[str, ...] = UPPER_FACE
+    """Upper-face blendshapes to predict; must include eyeBlinkLeft and eyeBlinkRight."""
+    init_from: Path | None = None
+    """A universal model folder (`syncanim universal`): start from its weights, calibrated to this avatar's ranges,
+    instead of from scratch. Its network sizes and blendshape names replace `dims` and `blendshapes`."""
+
+
+@dataclass(frozen=True)
+class TrainUniversalConfig(SyncerTraining):
+    """Train one universal audio-to-expression model on many presenters' datasets, each normalised by its own
+    ranges, so any avatar can later be driven by it after `calibrate_universal` maps it onto the avatar's ranges."""
+
+    data: tuple[Path, ...]
+    """Dataset folders (each made by `syncanim preprocess`, with speech)."""
+    universal_dir: Path
+    """Output folder: motion.safetensors is written here; resumable state goes to UNIVERSAL_DIR/.motion-train/."""
+    blendshapes: tuple[str, ...] = EXPRESSION
+    """Blendshapes to predict, in this order (an avatar's renderer is conditioned on EXPRESSION)."""
+    pose_spread_floor: float = 0.1
+    """Least robust spread (1.4826 x MAD) of a pose channel, degrees or cm, so a still head is not blown up."""
+    blendshape_width_floor: float = 0.05
+    """Least [5th, 99.5th] percentile width of a blendshape, so a channel a presenter never moves is not blown up."""
+
+
 def motion_preset(name: Literal["test", "cpu", "gpu"], data: Path, avatar_dir: Path, **overrides) -> TrainMotionConfig:
     """The named preset: 'test' trains tiny nets for seconds, 'cpu' a few minutes on 2 cores, 'gpu' the full run."""
     base = TrainMotionConfig(data=Path(data), avatar_dir=Path(avatar_dir))
@@ -130,3 +158,31 @@ def motion_preset(name: Literal["test", "cpu", "gpu"], data: Path, avatar_dir: P
     else:
         raise ValueError(f"unknown motion preset {name!r}; use 'test', 'cpu' or 'gpu'")
     return replace(base, **overrides)
+
+
+def universal_preset(name: Literal["test", "cpu", "gpu"], data: tuple[Path, ...], universal_dir: Path,
+                     **overrides) -> TrainUniversalConfig:
+    """The motion preset's optimisation settings for a universal model over datasets `data`; 'cpu' is sized for
+    10-15 minutes of pooled audio in at most 15 minutes on 2 cores."""
+    ref = motion_preset(name, Path(), Path())
+    shared = {f.name: getattr(ref, f.name) for f in fields(SyncerTraining)}
+    if name == "cpu":
+        # Two audio copies, not four: each copy's windows are computed before the first step (about 20 s a minute
+        # of audio on one core), and many voices already vary the input more than one voice's augmentations.
+        shared.update(audio_copies=2, time_limit_s=660.0)
+    base = TrainUniversalConfig(data=tuple(Path(d) for d in data), universal_dir=Path(universal_dir), **shared)
+    return replace(base, **overrides)
+
+
+@dataclass(frozen=True)
+class UniversalOptions:
+    """Train the universal audio-to-expression model on several datasets (then `calibrate_universal` per avatar)."""
+
+    data: Annotated[tuple[Path, ...], tyro.conf.Positional, tyro.conf.arg(metavar="DATA_DIR")]
+    """Dataset folders written by `syncanim preprocess` (with speech)."""
+    universal_dir: Annotated[Path, tyro.conf.arg(aliases=("-o",), metavar="UNIVERSAL_DIR")]
+    """Where motion.safetensors goes."""
+    preset: Literal["test", "cpu", "gpu"] = "cpu"
+    """Training preset (network sizes, steps, time limit)."""
+    minutes: float | None = None
+    """Stop after this many minutes (it still writes the model); default: the preset's own limit."""

@@ -7,6 +7,12 @@ on time features T and contextual audio A_seq, and the model's own previous expr
     D_exp   = MLP([z, T, A_seq]),  z ~ q(z | b, state, T, A_seq) in training, N(0, I) at run time   (Eq. 11)
     S_exp   = MLP(state + N(0, sigma_S)); state = own previous expression and its velocity
     Off(b)  = state.previous + heads(MLP([g(a), D_exp, S_exp]))                                    (Eq. 10)
+    mouth   = mouth_head(MLP([g(a), D_exp, S_exp]))          mouth/jaw channels (config.MOUTH): direct, not residual
+
+Lips must follow the audio at once: a residual head would let a missed syllable carry over into the next frames
+(the mouth drifts from where it was), so mouth channels are predicted as z-scored values themselves. Blinks and
+brows stay residual, which keeps their slow rollouts stable. Without mouth channels the module (and its
+state_dict) is exactly the paper's.
 
 Blink timing lives in T: the phase is the time since the last blink onset divided by the interval to the next one.
 In training both come from the tracked blinks; at run time the onset is read off the model's own output and each
@@ -19,7 +25,7 @@ import torch
 from torch import nn
 
 from engine.motion.blocks import DilatedConvStack, GaussianEncoder, TemporalUNet, mlp, shrink_output, sinusoidal
-from engine.motion.config import SyncerDims
+from engine.motion.config import MOUTH, SyncerDims
 from engine.motion.normalization import FeatureNorm, ZScore
 
 TIME_INPUTS = 2  # blink phase (clipped), seconds since the last blink / 10 (clipped)
@@ -43,10 +49,15 @@ class AudioEmotionSyncer(nn.Module):
         self.names = tuple(names)
         self.latent = dims.latent
         self.blink_index = [names.index(n) for n in blink_names]
-        self.other_index = [i for i in range(k) if i not in self.blink_index]
-        # Heads emit [blinks, others]; this gather puts them back in `names` order without shape-dependent code.
-        order = self.blink_index + self.other_index
+        self.mouth_index = [i for i, n in enumerate(names) if n in MOUTH and i not in self.blink_index]
+        self.other_index = [i for i in range(k) if i not in self.blink_index and i not in self.mouth_index]
+        # Heads emit [blinks, others, mouth]; this gather puts them back in `names` order without shape-dependent code.
+        order = self.blink_index + self.other_index + self.mouth_index
         self.register_buffer("unpermute", torch.tensor([order.index(i) for i in range(k)]), persistent=False)
+        # 1 where the output is state.previous + delta, 0 where the head's output is the value itself (mouth).
+        residual = torch.ones(k)
+        residual[self.mouth_index] = 0.0
+        self.register_buffer("residual", residual, persistent=False)
         self.features = FeatureNorm(feature_dim)
         self.expr_norm = ZScore(k)
         self.audio = TemporalUNet(feature_dim, dims.audio_channels, a, focus, dims.unet_depth)
@@ -59,7 +70,9 @@ class AudioEmotionSyncer(nn.Module):
         self.fuse = mlp([a + 2 * h, h, h], final_activation=True)
         self.blinks = mlp([h, h // 2, len(self.blink_index)])
         self.others = mlp([h, h // 2, len(self.other_index)]) if self.other_index else None
-        for head in (self.blinks, self.others):
+        # Created last, so a model without mouth channels draws the same initial weights as before.
+        self.mouth = mlp([h, h // 2, len(self.mouth_index)]) if self.mouth_index else None
+        for head in (self.blinks, self.others, self.mouth):
             if head is not None:
                 shrink_output(head)
 
@@ -79,9 +92,12 @@ class AudioEmotionSyncer(nn.Module):
 
     def forward(self, audio: torch.Tensor, a_seq: torch.Tensor, time: torch.Tensor, state: torch.Tensor,
                 z: torch.Tensor) -> torch.Tensor:
-        """audio, a_seq [B, A], time [B, H/2], state [B, 2K], z [B, latent] -> offsets [B, K] (z-scored)."""
+        """audio, a_seq [B, A], time [B, H/2], state [B, 2K], z [B, latent] -> expression [B, K] (z-scored):
+        the previous frame plus an offset, except mouth channels, which the mouth head gives directly."""
         d_exp = self.d_exp(torch.cat([z, time, a_seq], -1))
         h = self.fuse(torch.cat([audio, d_exp, self.s_exp(state)], -1))
-        parts = [self.blinks(h)] if self.others is None else [self.blinks(h), self.others(h)]
+        parts = [head(h) for head in (self.blinks, self.others, self.mouth) if head is not None]
         delta = torch.cat(parts, -1).index_select(1, self.unpermute)
-        return state[:, :len(self.names)] + delta
+        if self.mouth is None:
+            return state[:, :len(self.names)] + delta
+        return self.residual * state[:, :len(self.names)] + delta

@@ -5,7 +5,8 @@ import json
 import logging
 import platform
 import time
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import torch
 
 from engine.io.checkpoint import load_checkpoint, save_checkpoint
 from engine.motion.blocks import kl_to_standard, reparameterize
-from engine.motion.config import BLINK_CHANNELS, TrainMotionConfig
+from engine.motion.config import BLINK_CHANNELS, SyncerDims, SyncerTraining, TrainMotionConfig
 from engine.motion.data import MotionData, load_motion_data, sequence_starts
 from engine.motion.emotion_syncer import AudioEmotionSyncer, time_inputs
 from engine.motion.normalization import FeatureNorm, fit_stats
@@ -72,13 +73,14 @@ def _fit_normalisation(data: MotionData, pose: AudioPoseSyncer, emotion: AudioEm
             "pose": pose.pose_norm.stats(), "blendshapes": emotion.expr_norm.stats()}
 
 
-def speech_level_threshold(data: MotionData, norm: FeatureNorm) -> dict[str, Any]:
+def speech_level_threshold(data: MotionData, norm: FeatureNorm, frames: np.ndarray | None = None) -> dict[str, Any]:
     """Where this model's `speech_level` tells speech from pauses, by the recording's energy VAD on the training
     frames: half-way between their typical pause and speech levels, and how often that cut agrees with the VAD.
     Mel features of a gated pause sit at silence's; Whisper's carry a second of context into it, so the cut differs
     by feature kind. threshold None: the cut agrees on less than MIN_SPEECH_AGREEMENT of the frames (or the
-    recording has no pauses), and the avatar breathes at rest."""
-    frames = np.arange(data.val_start)
+    recording has no pauses), and the avatar breathes at rest. `frames` [N]: which frames (default the training
+    frames 0 .. val_start)."""
+    frames = np.arange(data.val_start) if frames is None else np.asarray(frames)
     rows = data.stride * frames[:, None] + np.asarray(focus_positions(data.spec))[None]
     with torch.no_grad():
         level = norm.speech_level(torch.from_numpy(data.features[0][rows].mean(1))).numpy()
@@ -111,7 +113,7 @@ def _metadata(config: TrainMotionConfig, data: MotionData, normalisation: dict[s
 
 
 def rollout(pose: AudioPoseSyncer, emotion: AudioEmotionSyncer, data: Tensors, starts: torch.Tensor, frames: int,
-            p_own: float, zero_shot: torch.Tensor, config: TrainMotionConfig,
+            p_own: float, zero_shot: torch.Tensor, config: SyncerTraining,
             versions: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Roll both syncers over `frames` frames from each start [B] (>= 2), hearing audio versions [B] (default: the
     recording); return the mean losses.
@@ -194,7 +196,7 @@ def _noisy_state(previous: torch.Tensor, before: torch.Tensor, noise: float) -> 
     return state + noise * torch.randn_like(state) if noise > 0 else state
 
 
-def _device(config: TrainMotionConfig) -> torch.device:
+def _device(config: SyncerTraining) -> torch.device:
     if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available()):
         return torch.device("cuda")
     return torch.device("cpu")
@@ -237,13 +239,19 @@ def _resume(path: Path, pose, emotion, optimizer, fingerprint: dict, generator: 
     return int(metadata["step"])
 
 
-def _validate(pose, emotion, tensors: Tensors, data: MotionData, config: TrainMotionConfig,
+def _validate(pose, emotion, tensors: Tensors, data: MotionData, config: SyncerTraining,
               device: torch.device) -> dict[str, float]:
     """Losses on the held-out frames: one-step ("tf_", fed the truth) and rolled out like training's end ("")."""
     frames = min(config.sequence_frames, len(data.pose) - data.val_start - 2)
     if frames < 2:
         return {}
     starts = torch.arange(data.val_start + 2, len(data.pose) - frames + 1, max(frames // 2, 1), device=device)[:64]
+    return validate_starts(pose, emotion, tensors, starts, frames, config)
+
+
+def validate_starts(pose, emotion, tensors: Tensors, starts: torch.Tensor, frames: int,
+                    config: SyncerTraining) -> dict[str, float]:
+    """Losses of `frames`-frame rollouts from held-out starts [B]: one-step ("tf_") and like training's end ("")."""
     pose.eval(), emotion.eval()
     state = torch.get_rng_state()
     out: dict[str, float] = {}
@@ -251,7 +259,7 @@ def _validate(pose, emotion, tensors: Tensors, data: MotionData, config: TrainMo
         torch.manual_seed(1234)  # the same noise every validation, so the curve shows the model, not the dice
         with torch.no_grad():
             losses = rollout(pose, emotion, tensors, starts, frames, p_own,
-                             torch.zeros(len(starts), dtype=torch.bool, device=device), config)
+                             torch.zeros(len(starts), dtype=torch.bool, device=starts.device), config)
         out.update({prefix + k: float(v) for k, v in losses.items()})
     torch.set_rng_state(state)
     pose.train(), emotion.train()
@@ -260,9 +268,15 @@ def _validate(pose, emotion, tensors: Tensors, data: MotionData, config: TrainMo
 
 def train_motion(config: TrainMotionConfig) -> Path:
     """Train both syncers on config.data and write AVATAR_DIR/motion.safetensors (returned). Progress on a bar,
-    losses in AVATAR_DIR/motion_log.jsonl, resumable state in AVATAR_DIR/.motion-train/."""
-    from tqdm.auto import tqdm
+    losses in AVATAR_DIR/motion_log.jsonl, resumable state in AVATAR_DIR/.motion-train/. With config.init_from, the
+    syncers start from that universal model, calibrated to this dataset's ranges (engine/motion/universal.py)."""
+    universal = None
+    if config.init_from is not None:
+        from engine.motion.universal import read_universal
 
+        universal = read_universal(Path(config.init_from))
+        meta = universal[1]
+        config = replace(config, dims=SyncerDims(**meta["dims"]), blendshapes=tuple(meta["blendshape_names"]))
     if config.threads > 0:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
@@ -270,21 +284,15 @@ def train_motion(config: TrainMotionConfig) -> Path:
     data = load_motion_data(Path(config.data), config.audio, tuple(config.blendshapes), config.audio_copies,
                             config.seed)
     pose, emotion = build_syncers(data.spec, config.dims, data.names, config.state_dropout)
-    metadata = _metadata(config, data, _fit_normalisation(data, pose, emotion))
+    normalisation = _fit_normalisation(data, pose, emotion)
+    if universal is not None:
+        from engine.motion.universal import load_calibrated
+
+        normalisation = load_calibrated(pose, emotion, *universal, data, Path(config.init_from), data.spec)
+    metadata = _metadata(config, data, normalisation)
     metadata["speech_level"] = speech_level_threshold(data, pose.features)
     pose.to(device), emotion.to(device)
     tensors = Tensors(data, pose, emotion, device)
-    params = list(pose.parameters()) + list(emotion.parameters())
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    generator = torch.Generator().manual_seed(config.seed)
-    avatar = Path(config.avatar_dir)
-    state_path = avatar / STATE_DIR / "state.safetensors"
-    fingerprint = {"features": metadata["features"], "names": metadata["blendshape_names"],
-                   "dims": metadata["dims"], "frames": len(data.pose), "data": str(config.data)}
-    step = _resume(state_path, pose, emotion, optimizer, fingerprint, generator) if (
-        config.resume and state_path.is_file()) else 0
-    avatar.mkdir(parents=True, exist_ok=True)
-    log_path = avatar / LOG_FILE
     frames = config.sequence_frames
     candidates = torch.from_numpy(sequence_starts(data.valid, 2, data.val_start - frames + 1, frames))
     if len(candidates) == 0:
@@ -292,13 +300,45 @@ def train_motion(config: TrainMotionConfig) -> Path:
                          f"need {frames + 2}; use a longer video or a smaller --sequence-frames")
     stats_frames = config.motion_stats_frames  # none on a clip shorter than one rollout: the loss is skipped
     stats_candidates = torch.from_numpy(sequence_starts(data.valid, 2, data.val_start - stats_frames + 1, stats_frames))
+    fingerprint = {"features": metadata["features"], "names": metadata["blendshape_names"],
+                   "dims": metadata["dims"], "frames": len(data.pose), "data": str(config.data),
+                   "init_from": str(config.init_from)}
+    step, val = optimise(pose, emotion, tensors, config, Path(config.avatar_dir), fingerprint,
+                         (candidates, stats_candidates), np.arange(2, data.val_start),
+                         lambda: _validate(pose, emotion, tensors, data, config, device))
+    metadata["training"].update({"steps": step, "val": val})
+    metadata["latent_rho"] = latent_autocorrelation(pose, emotion, tensors, data)
+    runtime = MotionRuntime(pose.cpu(), emotion.cpu(), metadata)
+    return runtime.save(motion_path(Path(config.avatar_dir)))
+
+
+def optimise(pose: AudioPoseSyncer, emotion: AudioEmotionSyncer, tensors: Tensors, config: SyncerTraining,
+             out_dir: Path, fingerprint: dict[str, Any], candidates: tuple[torch.Tensor, torch.Tensor],
+             train_frames: np.ndarray, validate: Callable[[], dict[str, float]]) -> tuple[int, dict[str, float]]:
+    """The training loop both trainers share: AdamW on rollouts from start frames candidates[0] (and statistics
+    rollouts from candidates[1]), validated by `validate()`, logged to OUT_DIR/motion_log.jsonl, resumable from
+    OUT_DIR/.motion-train/; `train_frames` [N] (each >= 2 frames into its own recording) give the latents' AR(1)
+    coefficients. Returns (steps done, last validation losses)."""
+    from tqdm.auto import tqdm
+
+    device = tensors.features.device
+    candidates, stats_candidates = candidates
+    params = list(pose.parameters()) + list(emotion.parameters())
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    generator = torch.Generator().manual_seed(config.seed)
+    state_path = out_dir / STATE_DIR / "state.safetensors"
+    step = _resume(state_path, pose, emotion, optimizer, fingerprint, generator) if (
+        config.resume and state_path.is_file()) else 0
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log_path = out_dir / LOG_FILE
+    frames, stats_frames = config.sequence_frames, config.motion_stats_frames
     stats_rho: torch.Tensor | None = None  # the pose latents' AR(1) coefficients, once the statistics loss starts
     began = time.monotonic()
     val: dict[str, float] = {}
     running: dict[str, float] = {}  # training losses summed since the last log line
     since = 0
     if step == 0:  # the untrained baseline ("hold the previous frame"), so the log shows what training bought
-        _log(log_path, 0, {}, _validate(pose, emotion, tensors, data, config, device), 0.0)
+        _log(log_path, 0, {}, validate(), 0.0)
     pose.train(), emotion.train()
     with tqdm(total=config.steps, initial=step, desc="motion", disable=not config.progress, dynamic_ncols=True) as bar:
         while step < config.steps:
@@ -309,7 +349,7 @@ def train_motion(config: TrainMotionConfig) -> Path:
             losses = rollout(pose, emotion, tensors, starts, frames, p_own, zero_shot, config, versions)
             stats_due = step >= config.motion_stats_from * config.steps and config.motion_stats_weight > 0
             if stats_due and len(stats_candidates) and (stats_rho is None or step % config.val_every == 0):
-                stats_rho = _pose_rho(pose, emotion, tensors, data, device)
+                stats_rho = _pose_rho(pose, emotion, tensors, train_frames, device)
             if stats_rho is not None:
                 n = config.motion_stats_batch
                 losses["pose_stats"] = motion_statistics(
@@ -330,7 +370,7 @@ def train_motion(config: TrainMotionConfig) -> Path:
             bar.set_postfix(pose=f"{losses['pose_l1'].item():.3f}", expr=f"{losses['expr_l1'].item():.3f}")
             out_of_time = config.time_limit_s > 0 and time.monotonic() - began > config.time_limit_s
             if step % config.val_every == 0 or step == config.steps or out_of_time:
-                val = _validate(pose, emotion, tensors, data, config, device)
+                val = validate()
                 _log(log_path, step, {k: v / since for k, v in running.items()}, val, time.monotonic() - began)
                 running, since = {}, 0
             if step % config.checkpoint_every == 0 or step == config.steps or out_of_time:
@@ -339,24 +379,23 @@ def train_motion(config: TrainMotionConfig) -> Path:
                 log.warning("motion training stopped at step %d of %d: time limit %.0f s", step, config.steps,
                             config.time_limit_s)
                 break
-    metadata["training"].update({"steps": step, "val": val})
-    metadata["latent_rho"] = latent_autocorrelation(pose, emotion, tensors, data)
-    runtime = MotionRuntime(pose.cpu(), emotion.cpu(), metadata)
-    return runtime.save(motion_path(avatar))
+    return step, val
 
 
-def _pose_rho(pose, emotion, tensors: Tensors, data: MotionData, device: torch.device) -> torch.Tensor:
+def _pose_rho(pose, emotion, tensors: Tensors, frames: np.ndarray, device: torch.device) -> torch.Tensor:
     """The pose latents' AR(1) coefficients the run time would draw with, for the current weights."""
-    rho = torch.tensor(latent_autocorrelation(pose, emotion, tensors, data, pose_only=True)["pose"],
+    rho = torch.tensor(latent_autocorrelation(pose, emotion, tensors, None, pose_only=True, frames=frames)["pose"],
                        dtype=torch.float32)
     pose.train(), emotion.train()
     return rho.to(device)
 
 
-def latent_autocorrelation(pose: AudioPoseSyncer, emotion: AudioEmotionSyncer, data: Tensors, motion: MotionData,
-                           chunk: int = 512, pose_only: bool = False) -> dict[str, list[float]]:
-    """Lag-1 autocorrelation [latent] of each syncer's posterior means over the training frames (fed the truth);
-    only the pose syncer's with pose_only (what the statistics loss refreshes during training).
+def latent_autocorrelation(pose: AudioPoseSyncer, emotion: AudioEmotionSyncer, data: Tensors,
+                           motion: MotionData | None, chunk: int = 512, pose_only: bool = False,
+                           frames: np.ndarray | None = None) -> dict[str, list[float]]:
+    """Lag-1 autocorrelation [latent] of each syncer's posterior means over the training frames (fed the truth):
+    `frames` [N] (each at least 2 frames into its own recording), default motion's frames 2 .. val_start; only the
+    pose syncer's with pose_only (what the statistics loss refreshes during training).
 
     A smooth motion's per-frame innovations are correlated in time, so the latents that encode them are too; the
     run time draws z as an AR(1) process with these coefficients (still N(0, I) per frame, what the KL asks for)
@@ -365,8 +404,9 @@ def latent_autocorrelation(pose: AudioPoseSyncer, emotion: AudioEmotionSyncer, d
     pose.eval(), emotion.eval()
     means: dict[str, list[torch.Tensor]] = {"pose": []} if pose_only else {"pose": [], "expr": []}
     with torch.no_grad():
-        for first in range(2, motion.val_start, chunk):
-            t = torch.arange(first, min(first + chunk, motion.val_start), device=data.pose.device)
+        frames = torch.from_numpy(np.arange(2, motion.val_start) if frames is None else np.asarray(frames))
+        for first in range(0, len(frames), chunk):
+            t = frames[first: first + chunk].to(data.pose.device)
             windows = data.window(t)
             p_state = torch.cat([data.pose[t - 1], data.pose[t - 1] - data.pose[t - 2]], -1)
             means["pose"].append(pose.posterior(data.pose[t], p_state, pose.encode_audio(windows))[0])

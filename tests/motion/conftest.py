@@ -13,9 +13,11 @@ from engine.io.video import write_wav
 EXTRA_ZERO = ("browDownLeft", "browDownRight")
 
 
-def write_synth_dataset(root: Path, seconds: float, seed: int, voice: str | None = None) -> dict:
+def write_synth_dataset(root: Path, seconds: float, seed: int, voice: str | None = None,
+                        extra: tuple[str, ...] = EXTRA_ZERO) -> dict:
     """A dataset folder (meta.json, audio.wav, tracks.npz, a tiny frames.mkv) from the synthetic presenter's plan;
-    returns the plan's truth (speaking mask, audio, tracks) for checks."""
+    returns the plan's truth (speaking mask, audio, tracks) for checks. `extra`: blendshapes the rig lacks, tracked
+    as 0."""
     from engine.data.synth.config import SynthConfig
     from engine.data.synth.pipeline import plan_clip
 
@@ -24,8 +26,8 @@ def write_synth_dataset(root: Path, seconds: float, seed: int, voice: str | None
 
     root.mkdir(parents=True, exist_ok=True)
     frames = plan.frames
-    names = list(BLENDSHAPE_NAMES) + list(EXTRA_ZERO)
-    blendshapes = np.concatenate([plan.blendshapes, np.zeros((frames, len(EXTRA_ZERO)), np.float32)], 1)
+    names = list(BLENDSHAPE_NAMES) + list(extra)
+    blendshapes = np.concatenate([plan.blendshapes, np.zeros((frames, len(extra)), np.float32)], 1)
     Tracks(plan.head_euler, plan.head_trans, blendshapes, names, np.zeros((frames, 478, 2), np.float32),
            np.ones(frames, bool)).save(root / "tracks.npz")
     write_wav(root / "audio.wav", plan.speech.samples, plan.speech.sample_rate)
