@@ -67,19 +67,21 @@ def align_phonemes(
 ) -> tuple[Phoneme, ...]:
     """`phonemes`, timed on `reference` [N] samples, re-timed onto `target` [M] samples of the same words.
 
-    Each phoneme boundary moves to where the DTW path between the two MFCC sequences sends its frame
-    (the mean target frame over the path's steps on that reference frame, interpolated between frames).
+    Each phoneme boundary moves to where the DTW path between the two MFCC sequences sends its frame. Where the
+    path dwells on one reference frame over several target frames (a pause or sound only the target has), a
+    phoneme starts at the dwell's last frame and ends at its first, leaving the extra sound between phonemes.
     """
     path = dtw_path(mfcc_frames(reference, reference_rate), mfcc_frames(target, target_rate))
-    ref_frames = np.unique(path[:, 0])
-    target_of = np.array([path[path[:, 0] == i, 1].mean() for i in ref_frames])
+    ref_frames, first_index = np.unique(path[:, 0], return_index=True)
+    last_index = np.append(first_index[1:] - 1, len(path) - 1)
+    first, last = path[first_index, 1], path[last_index, 1]
     duration = len(target) / target_rate
 
-    def move(t: float) -> float:
-        return float(np.clip(np.interp(t / HOP_S, ref_frames, target_of) * HOP_S, 0.0, duration))
+    def move(t: float, frames: np.ndarray) -> float:
+        return float(np.clip(np.interp(t / HOP_S, ref_frames, frames) * HOP_S, 0.0, duration))
 
     out = []
     for p in phonemes:
-        start, end = move(p.start), move(p.end)
+        start, end = move(p.start, last), move(p.end, first)
         out.append(Phoneme(start, max(end, start + 1e-3), p.symbol, p.stressed, p.vowel))
     return tuple(out)

@@ -58,8 +58,9 @@ def _has_onnx() -> bool:
 def phonemes_from_alignment(tokens: list[tuple[str, int]], sample_rate: int) -> tuple[Phoneme, ...]:
     """Piper's (IPA token, samples) list -> timed phonemes in espeak mnemonics.
 
-    A stress mark's samples open the phoneme after it (espeak puts the mark before the vowel); length
-    marks lengthen the one before; spaces, punctuation and the ^/$ sentence marks are silence.
+    A stress mark's samples open the phoneme after it (espeak puts the mark before the vowel); length marks
+    lengthen the one before, and so do spaces (Piper keeps sounding across word boundaries; a real pause
+    comes with punctuation); punctuation and the ^/$ sentence marks are silence.
     """
     out: list[list] = []  # [start, end, symbol, stressed]
     cursor, pending_start, pending_stress = 0, None, False
@@ -68,7 +69,7 @@ def phonemes_from_alignment(tokens: list[tuple[str, int]], sample_rate: int) -> 
         if token in _STRESS:
             pending_start = start if pending_start is None else pending_start
             pending_stress = pending_stress or _STRESS[token]
-        elif token in _LENGTHENING and out and out[-1][1] == start:
+        elif (token in _LENGTHENING or token == " ") and out and out[-1][1] == start:
             out[-1][1] = cursor
         elif token.isalpha() or token in _IPA_TO_MNEMONIC:
             symbol = _IPA_TO_MNEMONIC.get(token, token)
