@@ -28,10 +28,6 @@ _STRESS = {"ˈ": True, "ˌ": False}
 _LENGTHENING = {"ː", "ˑ", "ʰ", "ʲ", "̃", "̩"}
 
 
-def is_piper_voice(name: str) -> bool:
-    return name.strip().startswith(PIPER_PREFIX)
-
-
 def check_voice(name: str) -> None:
     """Raise SynthError naming `name` and the fix if it is no Piper voice or piper is not installed."""
     key = name.strip()[len(PIPER_PREFIX):]
