@@ -84,7 +84,8 @@ def load_pooled(roots: tuple[Path, ...], settings: AudioSettings, names: tuple[s
     from engine.data.dataset import Dataset, DatasetError
 
     if not roots:
-        raise ValueError("no datasets given: pass one or more DATA_DIR folders made by `syncanim preprocess`")
+        raise DatasetError("no datasets given to the universal model: pass one or more DATA_DIR folders made by "
+                           "`syncanim preprocess`")
     parts, segments, stats, intervals, start = [], [], [], [], 0
     for i, root in enumerate(tqdm(roots, desc="datasets", disable=not progress)):
         root = Path(root)

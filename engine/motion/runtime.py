@@ -123,7 +123,9 @@ class MotionRuntime:
             expect["blendshape_names"] = list(blendshapes)
         tensors, metadata = load_checkpoint(
             path, expect=expect, fix="Re-train the motion stage (`syncanim train DATA -o AVATAR --stage motion`) "
-                                     "for this renderer, or load the avatar it was trained for.")
+                                     "for this renderer, or load the avatar it was trained for; a universal model "
+                                     "(`syncanim universal`) runs once calibrate_universal has mapped it onto an "
+                                     "avatar (engine/motion/universal.py).")
         if spec is not None:
             spec.check(metadata["features"], str(path))
         feature_spec = FeatureSpec.from_dict(metadata["features"])

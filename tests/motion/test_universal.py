@@ -183,11 +183,9 @@ def test_calibration_names_the_missing_channels(universal, synth_data, tmp_path)
 def test_mouth_channels_are_predicted_directly_others_from_the_previous_frame():
     import torch
 
-    from engine.audio.features import FeatureSpec
     from engine.motion.config import SyncerDims
     from engine.motion.emotion_syncer import AudioEmotionSyncer
 
-    del FeatureSpec
     dims = SyncerDims(hidden=32, latent=4, audio_channels=8, audio_dim=16, unet_depth=1)
     torch.manual_seed(0)
     emotion = AudioEmotionSyncer(80, 16, (13,), dims, EXPRESSION, ("eyeBlinkLeft", "eyeBlinkRight"), 0.0).eval()
