@@ -31,6 +31,10 @@ class TrainOptions:
     """Speech features both parts read: 'mel' (log-mel, cheapest) or 'whisper' (Whisper tiny.en's encoder, trained on
     many real voices; about 8 ms more per frame on a CPU core). The engine hears with the features of the avatar it
     shows. README: "Speech features" has the measured comparison."""
+    head_audio: bool = False
+    """Condition the head on an audio code of the recording's speech as well as on its tracked expression (the paper's
+    a_h). Off by default: the lips follow the tracked mouth, which the motion model drives from any voice. A silent
+    recording trains without it either way."""
     nerf_mlps: Literal["auto", "torch", "tcnn"] = "auto"
     """What computes the renderer's MLPs while training: 'tcnn' tiny-cuda-nn's fused kernels (CUDA and the optional
     `tinycudann` package), 'torch', or 'auto': tcnn wherever it can run."""
@@ -66,7 +70,7 @@ def run_training(options: TrainOptions) -> list[Path]:
         from engine.nerf.train_config import nerf_preset
 
         config = nerf_preset(options.preset, options.data, options.avatar_dir, mlp_backend=options.nerf_mlps,
-                             torso_motion=options.torso_motion, **overrides)
+                             torso_motion=options.torso_motion, head_audio=options.head_audio, **overrides)
         written.append(train_nerf(config))
     return written
 

@@ -132,13 +132,16 @@ def extract_avatar_views(world: World) -> None:
 
 
 def _check_features(world: World, path: Path) -> None:
-    """Refuse an avatar whose audio network was trained on other speech features than the engine computes."""
+    """Refuse an avatar whose audio network was trained on other speech features than the engine computes (a head
+    without audio input hears nothing: any features do)."""
     from engine.audio.features import FeatureSpec
     from engine.io.checkpoint import read_metadata
 
     engine_spec = world.get_resource(FeatureSpec)
-    stored = read_metadata(path).get("features")
-    if engine_spec is not None and stored is not None:
+    metadata = read_metadata(path)
+    stored = metadata.get("features")
+    hears = metadata.get("spec", {}).get("dims", {}).get("audio_dim", 1) > 0
+    if engine_spec is not None and stored is not None and hears:
         engine_spec.check(stored, str(path))
 
 

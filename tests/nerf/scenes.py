@@ -8,7 +8,7 @@ import numpy as np
 
 from engine.data.dataset import Camera, FrameWriter, Masks, Meta, Tracks
 from engine.io.video import write_wav
-from engine.nerf.train_config import EXPRESSION
+from engine.motion.config import EXPRESSION, UPPER_FACE
 
 HEAD_CM = 9.0
 
@@ -28,7 +28,9 @@ def write_scene_dataset(root: Path, frames: int = 16, size: int = 32, seed: int 
     c = size / 2
     trans = np.stack([rng.uniform(-2, 2, frames), rng.uniform(-1.5, 1.5, frames), np.full(frames, -45.0)], 1)
     euler = np.stack([rng.uniform(-4, 4, frames), rng.uniform(-4, 4, frames), rng.uniform(-6, 6, frames)], 1)
-    shapes = rng.uniform(0, 1, (frames, len(EXPRESSION))).astype(np.float32)
+    upper = rng.uniform(0, 1, (frames, len(UPPER_FACE)))
+    mouth = np.random.default_rng(seed + 1).uniform(0, 1, (frames, len(EXPRESSION) - len(UPPER_FACE)))
+    shapes = np.concatenate([upper, mouth], 1).astype(np.float32)  # (the upper face drawn as before the mouth)
     yy, xx = np.mgrid[0:size, 0:size] + 0.5
     background = np.stack([xx / size * 0.6 + 0.2, np.full_like(xx, 0.35), yy / size * 0.5 + 0.3], -1)
     pictures, head_masks, torso_masks, face_rects, lip_rects = [], [], [], [], []
