@@ -1,4 +1,5 @@
-"""TrainMotionConfig and its presets: how the AudioPose and AudioEmotion Syncers are trained (light: no torch here)."""
+"""TrainMotionConfig, TrainUniversalConfig and their presets: how the AudioPose and AudioEmotion Syncers are trained,
+for one avatar or as the universal model (light: no torch here)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace

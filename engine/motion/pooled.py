@@ -72,7 +72,8 @@ def training_frames(valid: np.ndarray, val_start: int) -> np.ndarray:
 
 
 def load_pooled(roots: tuple[Path, ...], settings: AudioSettings, names: tuple[str, ...], copies: int = 0,
-                seed: int = 0, pose_floor: float = 0.1, width_floor: float = 0.05, progress: bool = False) -> PooledData:
+                seed: int = 0, pose_floor: float = 0.1, width_floor: float = 0.05,
+                progress: bool = False) -> PooledData:
     """Load every dataset (load_motion_data: features of the recording and `copies` augmented versions, blink
     timing by its own blink curve), normalise each by its own training frames' ranges and lay them end to end.
 

@@ -24,7 +24,7 @@ from engine.motion.data import MotionData, blink_onsets, blink_signal, blink_thr
 from engine.motion.emotion_syncer import AudioEmotionSyncer
 from engine.motion.normalization import fit_stats
 from engine.motion.pooled import (
-    PooledData, load_pooled, normalise, pooled_training_frames, range_stats, train_starts, training_frames,
+    PooledData, load_pooled, pooled_training_frames, range_stats, train_starts, training_frames,
     validation_starts,
 )
 from engine.motion.pose_syncer import POSE_NAMES, AudioPoseSyncer
