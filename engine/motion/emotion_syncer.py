@@ -54,9 +54,13 @@ class AudioEmotionSyncer(nn.Module):
         # Heads emit [blinks, others, mouth]; this gather puts them back in `names` order without shape-dependent code.
         order = self.blink_index + self.other_index + self.mouth_index
         self.register_buffer("unpermute", torch.tensor([order.index(i) for i in range(k)]), persistent=False)
-        # 1 where the output is state.previous + delta, 0 where the head's output is the value itself (mouth).
+        # 1 where the output is state.previous + delta, 0 where the head's output is the value itself: the mouth
+        # follows the audio at once, and in models with a mouth the blinks too follow their phase input at once (fed
+        # their own outputs, residual blinks drifted open by ~0.004 z a frame until no blink fired again).
         residual = torch.ones(k)
         residual[self.mouth_index] = 0.0
+        if self.mouth_index:
+            residual[self.blink_index] = 0.0
         self.register_buffer("residual", residual, persistent=False)
         self.features = FeatureNorm(feature_dim)
         self.expr_norm = ZScore(k)
@@ -93,7 +97,7 @@ class AudioEmotionSyncer(nn.Module):
     def forward(self, audio: torch.Tensor, a_seq: torch.Tensor, time: torch.Tensor, state: torch.Tensor,
                 z: torch.Tensor) -> torch.Tensor:
         """audio, a_seq [B, A], time [B, H/2], state [B, 2K], z [B, latent] -> expression [B, K] (z-scored):
-        the previous frame plus an offset, except mouth channels, which the mouth head gives directly."""
+        the previous frame plus an offset, except the mouth (and, beside it, the blinks), which heads give directly."""
         d_exp = self.d_exp(torch.cat([z, time, a_seq], -1))
         h = self.fuse(torch.cat([audio, d_exp, self.s_exp(state)], -1))
         parts = [head(h) for head in (self.blinks, self.others, self.mouth) if head is not None]

@@ -180,7 +180,7 @@ def test_calibration_names_the_missing_channels(universal, synth_data, tmp_path)
         calibrate_universal(universal, synth_data[0], tmp_path)
 
 
-def test_mouth_channels_are_predicted_directly_others_from_the_previous_frame():
+def test_mouth_and_blinks_are_predicted_directly_brows_from_the_previous_frame():
     import torch
 
     from engine.motion.config import SyncerDims
@@ -196,10 +196,10 @@ def test_mouth_channels_are_predicted_directly_others_from_the_previous_frame():
     shifted[:, :k] += 3.0
     with torch.no_grad():
         moved = emotion(*args, shifted, z) - emotion(*args, state, z)
-    mouth = [EXPRESSION.index(n) for n in MOUTH]
-    rest = [i for i in range(k) if i not in mouth]
+    direct = [EXPRESSION.index(n) for n in (*MOUTH, "eyeBlinkLeft", "eyeBlinkRight")]
+    rest = [i for i in range(k) if i not in direct]
     assert (moved[:, rest] - 3.0).abs().max() < 0.5  # residual: previous + delta
-    assert moved[:, mouth].abs().max() < 0.5  # direct: does not carry the previous value over
+    assert moved[:, direct].abs().max() < 0.5  # direct: does not carry the previous value over
     assert any(key.startswith("mouth.") for key in emotion.state_dict())
     upper = AudioEmotionSyncer(80, 16, (13,), dims, UPPER_FACE, ("eyeBlinkLeft", "eyeBlinkRight"), 0.0)
     assert not any(key.startswith("mouth.") for key in upper.state_dict())
