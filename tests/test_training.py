@@ -48,3 +48,34 @@ def test_training_one_part_on_other_features_than_the_other_part_warns(tmp_path,
     with caplog.at_level("WARNING"):
         main(["train", str(tmp_path / "nothing"), "-o", str(avatar), "--stage", "motion", "--features", "whisper"])
     assert "trained on" not in caplog.text
+
+
+def test_motion_comes_from_the_universal_model(tmp_path, capsys):
+    options = tyro.cli(TrainOptions, args=[str(tmp_path), "-o", str(tmp_path / "avatar")])
+    assert options.motion == "auto" and options.universal is None and not options.head_audio
+    from engine.training import BUNDLED_UNIVERSAL, universal_dir
+
+    assert universal_dir(options) == BUNDLED_UNIVERSAL and BUNDLED_UNIVERSAL.parts[-2:] == ("assets", "universal")
+    sys_path = tmp_path / "elsewhere"
+    assert universal_dir(tyro.cli(TrainOptions, args=[str(tmp_path), "-o", str(tmp_path), "--universal",
+                                                      str(sys_path)])) == sys_path
+
+
+def test_a_missing_universal_model_is_named_with_the_fix(tmp_path, capsys):
+    import shutil
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent / "nerf"))
+    from scenes import write_scene_dataset
+
+    data = write_scene_dataset(tmp_path / "data", frames=16, size=32)
+    assert main(["train", str(data), "-o", str(tmp_path / "avatar"), "--stage", "motion", "--universal",
+                 str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err
+    assert "no universal motion model" in err and "syncanim universal" in err
+    shutil.rmtree(tmp_path / "avatar", ignore_errors=True)
+    meta = (data / "meta.json").read_text().replace('"silent": false', '"silent": true')
+    (data / "meta.json").write_text(meta)
+    assert main(["train", str(data), "-o", str(tmp_path / "avatar"), "--stage", "motion", "--motion", "own"]) == 2
+    assert "silent recording" in capsys.readouterr().err

@@ -18,12 +18,24 @@ def eval_data(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def eval_avatar(eval_data, tmp_path_factory) -> Path:
-    """AVATAR_DIR with motion.safetensors and nerf.safetensors of the 'test' preset (about 25 s on 2 cores)."""
+def eval_universal(eval_data, tmp_path_factory) -> Path:
+    """A universal motion model of the 'test' preset, trained on eval_data alone (seconds)."""
+    from engine.motion.config import universal_preset
+    from engine.motion.universal import train_universal
+
+    out = tmp_path_factory.mktemp("eval") / "universal"
+    train_universal(universal_preset("test", (eval_data,), out, progress=False))
+    return out
+
+
+@pytest.fixture(scope="session")
+def eval_avatar(eval_data, eval_universal, tmp_path_factory) -> Path:
+    """AVATAR_DIR with motion.safetensors and nerf.safetensors of the 'test' preset (about 25 s on 2 cores): the
+    avatar's own syncers, started from the universal model, as `syncanim train` makes them."""
     from engine.nerf.kernels.runtime import init_taichi
     from engine.training import TrainOptions, run_training
 
     init_taichi("cpu")
     avatar = tmp_path_factory.mktemp("eval") / "avatar"
-    run_training(TrainOptions(eval_data, avatar, preset="test"))
+    run_training(TrainOptions(eval_data, avatar, preset="test", universal=eval_universal))
     return avatar
