@@ -23,8 +23,8 @@ def clip_windows(runtime: MotionRuntime, audio: np.ndarray, frames: int | None =
 
 def predict_motion(avatar_dir: str | os.PathLike, audio: np.ndarray | str | os.PathLike, mode: Mode = "one_shot",
                    seed: int = 0, reference: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
-    """Pose and upper-face motion for `audio` (a 16 kHz mono array [N] or a file) from the avatar's syncers, run
-    one frame at a time exactly as the engine runs them.
+    """Pose and expression (upper face, and the mouth for models that drive it) for `audio` (a 16 kHz mono array [N]
+    or a file) from the avatar's motion model, run one frame at a time exactly as the engine runs them.
 
     Returns euler_deg [T, 3], trans [T, 3], blendshapes [T, K], breath [T], blendshape_names [K], time_s [T].
     """
