@@ -12,6 +12,7 @@ from engine.data.preprocess.config import PreprocessConfig
 from engine.data.synth.config import SynthConfig
 from engine.eval.bench_config import BenchConfig
 from engine.eval.eval_config import EvalConfig
+from engine.eval.universal_config import UniversalEvalConfig
 from engine.motion.config import UniversalOptions
 from engine.scene.run import DemoOptions, RunOptions
 from engine.training import TrainOptions
@@ -87,6 +88,14 @@ def _eval(config: EvalConfig) -> int:
     return 0
 
 
+def _eval_universal(config: UniversalEvalConfig) -> int:
+    from engine.eval.universal import measure_universal
+
+    measure_universal(config.universal_dir, config.data, config.out, seed=config.seed, max_lag=config.max_lag)
+    print(f"wrote {config.out / 'universal_report.json'}, universal_report.md and jaw.png")
+    return 0
+
+
 # name -> (options type, handler). Handlers import their package lazily so `--help` stays fast.
 COMMANDS: dict[str, tuple[type, Callable[[Any], int]]] = {
     "synth": (Annotated[SynthConfig, tyro.conf.PositionalRequiredArgs], _synth),
@@ -97,6 +106,7 @@ COMMANDS: dict[str, tuple[type, Callable[[Any], int]]] = {
     "universal": (UniversalOptions, _universal),
     "bench": (BenchConfig, _bench),
     "eval": (EvalConfig, _eval),
+    "eval-universal": (UniversalEvalConfig, _eval_universal),
 }
 
 
@@ -116,11 +126,12 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from engine.data.preprocess.config import PreprocessError
     from engine.data.synth.config import SynthError
     from engine.eval.report import EvalError
+    from engine.eval.universal import UniversalEvalError
     from engine.io.checkpoint import CheckpointError
     from engine.scene.loader import SceneError
 
     return (AudioDeviceError, AudioFormatError, CheckpointError, DatasetError, EvalError, FeatureMismatchError,
-            PreprocessError, SceneError, SynthError,
+            PreprocessError, SceneError, SynthError, UniversalEvalError,
             FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
 
 
