@@ -59,11 +59,16 @@ class Tensors:
         return self.window(frames.flatten(), versions.repeat_interleave(frames.shape[1]))
 
 
-def _fit_normalisation(data: MotionData, pose: AudioPoseSyncer, emotion: AudioEmotionSyncer) -> dict[str, Any]:
-    train = slice(0, data.val_start)
-    feature_mean, feature_std = fit_stats(data.features[0, : data.stride * data.val_start])
-    pose_mean, pose_std = fit_stats(data.pose[train])
-    expr_mean, expr_std = fit_stats(data.expr[train], floor=0.02)
+def fit_normalisation(data: MotionData, pose: AudioPoseSyncer, emotion: AudioEmotionSyncer,
+                      feature_rows: np.ndarray | slice | None = None,
+                      frames: np.ndarray | slice | None = None) -> dict[str, Any]:
+    """Fit both syncers' input and output normalisation on the training frames (default: those before val_start)
+    and their recordings' feature rows; returns the stats for the checkpoint's metadata."""
+    frames = slice(0, data.val_start) if frames is None else frames
+    feature_rows = slice(0, data.stride * data.val_start) if feature_rows is None else feature_rows
+    feature_mean, feature_std = fit_stats(data.features[0, feature_rows])
+    pose_mean, pose_std = fit_stats(data.pose[frames])
+    expr_mean, expr_std = fit_stats(data.expr[frames], floor=0.02)
     for model in (pose, emotion):
         model.features.z.set(feature_mean, feature_std)
         model.features.silence.copy_(torch.from_numpy(data.silence))
@@ -284,7 +289,7 @@ def train_motion(config: TrainMotionConfig) -> Path:
     data = load_motion_data(Path(config.data), config.audio, tuple(config.blendshapes), config.audio_copies,
                             config.seed)
     pose, emotion = build_syncers(data.spec, config.dims, data.names, config.state_dropout)
-    normalisation = _fit_normalisation(data, pose, emotion)
+    normalisation = fit_normalisation(data, pose, emotion)
     if universal is not None:
         from engine.motion.universal import load_calibrated
 

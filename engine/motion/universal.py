@@ -22,7 +22,6 @@ from engine.io.checkpoint import load_checkpoint, save_checkpoint
 from engine.motion.config import BLINK_CHANNELS, SyncerDims, TrainUniversalConfig, UniversalOptions, universal_preset
 from engine.motion.data import MotionData, blink_onsets, blink_signal, blink_threshold, blink_timing
 from engine.motion.emotion_syncer import AudioEmotionSyncer
-from engine.motion.normalization import fit_stats
 from engine.motion.pooled import (
     PooledData, load_pooled, pooled_training_frames, range_stats, train_starts, training_frames,
     validation_starts,
@@ -30,7 +29,7 @@ from engine.motion.pooled import (
 from engine.motion.pose_syncer import POSE_NAMES, AudioPoseSyncer
 from engine.motion.runtime import KIND, VERSION, MotionRuntime, build_syncers, motion_path
 from engine.motion.train import (
-    Tensors, _device, latent_autocorrelation, optimise, speech_level_threshold, validate_starts,
+    Tensors, _device, fit_normalisation, latent_autocorrelation, optimise, speech_level_threshold, validate_starts,
 )
 
 UNIVERSAL_KIND = "syncanim-universal-motion"
@@ -87,16 +86,7 @@ def _fit_pooled(pooled: PooledData, train: np.ndarray, pose: AudioPoseSyncer,
     """The usual ZScore fit, on the pooled normalised training frames (and their recordings' feature rows)."""
     data = pooled.data
     rows = np.concatenate([np.arange(data.stride * s.start, data.stride * s.val_start) for s in pooled.segments])
-    feature_mean, feature_std = fit_stats(data.features[0, rows])
-    pose_mean, pose_std = fit_stats(data.pose[train])
-    expr_mean, expr_std = fit_stats(data.expr[train], floor=0.02)
-    for model in (pose, emotion):
-        model.features.z.set(feature_mean, feature_std)
-        model.features.silence.copy_(torch.from_numpy(data.silence))
-    pose.pose_norm.set(pose_mean, pose_std)
-    emotion.expr_norm.set(expr_mean, expr_std)
-    return {"features": pose.features.z.stats(), "silence": data.silence.tolist(),
-            "pose": pose.pose_norm.stats(), "blendshapes": emotion.expr_norm.stats()}
+    return fit_normalisation(data, pose, emotion, rows, train)
 
 
 def _metadata(config: TrainUniversalConfig, pooled: PooledData, normalisation: dict[str, Any]) -> dict[str, Any]:

@@ -20,13 +20,13 @@ def test_losses_fall_on_a_small_synthetic_dataset(synth_data):
 
     from engine.motion.data import load_motion_data
     from engine.motion.runtime import build_syncers
-    from engine.motion.train import Tensors, _fit_normalisation, rollout
+    from engine.motion.train import Tensors, fit_normalisation, rollout
 
     config = motion_preset("test", synth_data[0], synth_data[0] / "unused", state_noise=0.0)
     data = load_motion_data(config.data, config.audio, config.blendshapes)
     torch.manual_seed(0)
     pose, emotion = build_syncers(data.spec, config.dims, data.names, config.state_dropout)
-    _fit_normalisation(data, pose, emotion)
+    fit_normalisation(data, pose, emotion)
     tensors = Tensors(data, pose, emotion, torch.device("cpu"))
     starts = torch.randint(2, data.val_start - 12, (16,), generator=torch.Generator().manual_seed(0))
     zero_shot = torch.zeros(16, dtype=torch.bool)
@@ -53,13 +53,13 @@ def _fresh_models(synth_data, copies=0):
 
     from engine.motion.data import load_motion_data
     from engine.motion.runtime import build_syncers
-    from engine.motion.train import Tensors, _fit_normalisation
+    from engine.motion.train import Tensors, fit_normalisation
 
     config = motion_preset("test", synth_data[0], synth_data[0] / "unused")
     data = load_motion_data(config.data, config.audio, config.blendshapes, copies=copies)
     torch.manual_seed(0)
     pose, emotion = build_syncers(data.spec, config.dims, data.names, config.state_dropout)
-    _fit_normalisation(data, pose, emotion)
+    fit_normalisation(data, pose, emotion)
     return data, pose, emotion, Tensors(data, pose, emotion, torch.device("cpu"))
 
 
