@@ -89,18 +89,21 @@ corpus() {
   echo "corpus of $total presenters in $out (datasets: $out/presenter_*/data; list: $out/manifest.tsv)"
 }
 
-# Held-out clips: speech in each held-out voice (audio.wav + truth.npz with phoneme timings and the mouth truth;
-# the 64 px video only because synth always renders one).
+# Held-out clips: a presenter speaking in each held-out voice, rendered and tracked like the corpus
+# (OUT_DIR/heldout/<voice>/{synth,data}): `syncanim eval-universal MODEL --data OUT_DIR/heldout/*/data` measures
+# the universal model on voices it never heard.
 heldout_clips() {
   local out=$1/heldout k=0 v dir t0
   mkdir -p "$out"
   for v in "${heldout[@]}"; do
     dir="$out/$v"
-    if [ -e "$dir/truth.npz" ]; then
+    if [ -e "$dir/data/meta.json" ]; then
       echo "heldout $v: done already, skipped"
     else
       t0=$(date +%s)
-      "$syncanim" synth "$dir" --seconds 30 --seed $((seed0 + 900 + k)) --voice "$v" --size 64 --no-progress
+      "$syncanim" synth "$dir/synth" --seconds 30 --seed $((seed0 + 900 + k)) --voice "$v" --size "$render_size" \
+        --no-progress
+      "$syncanim" preprocess "$dir/synth/video.mp4" -o "$dir/data" --size 64 --no-progress
       echo "heldout $v: $dir ($(($(date +%s) - t0)) s)"
     fi
     k=$((k + 1))
