@@ -398,6 +398,41 @@ class _Trainer:
         return float(np.mean(scores))
 
 
+GRID_FRAMES = 4
+"""Training frames (evenly spread) the render grid's alpha is chosen on."""
+
+
+@torch.no_grad()
+def fit_render_grid(model: AvatarModel, data: TrainingData, alphas: tuple[float, ...]) -> dict:
+    """Tighten the trained (permissive) occupancy grid at the alpha of `alphas` whose real-time renders (the engine's
+    sample budget, whole frames at the dataset size) of GRID_FRAMES training frames come closest to them; returns
+    {"alpha", "psnr": {alpha: dB}, "occupied"} for the checkpoint's metadata."""
+    from engine.nerf.render import AvatarRenderer
+
+    trained = model.grid.occupied.clone().bool()
+    frames = data.train[np.unique(np.linspace(0, len(data.train) - 1, GRID_FRAMES).round().astype(int))]
+    size = model.spec.intrinsics.size
+    scores = {}
+    for alpha in alphas:
+        model.grid.set_occupied(trained)
+        tighten_grid(model, alpha)
+        renderer = AvatarRenderer(model)
+        errors = []
+        for frame in (int(f) for f in frames):
+            window = data.windows[0, frame].cpu().numpy() if model.head.hears else None
+            rgba = renderer.render(data.euler[frame].cpu().numpy(), data.trans[frame].cpu().numpy(),
+                                   data.expression[frame].cpu().numpy(), None, window, size=(size, size), zoom=1.0,
+                                   torso_shift=tuple(data.torso_shift[frame].tolist()))
+            errors.append(psnr(rgba[..., :3], data.frames[frame].float() / 255.0))
+        scores[alpha] = float(np.mean(errors))
+    best = max(scores, key=scores.get)
+    model.grid.set_occupied(trained)
+    occupied = tighten_grid(model, best)
+    log.info("render grid: alpha %.2f (%.1f%% of cells), real-time PSNR on %d training frames %s", best,
+             100 * occupied, len(frames), ", ".join(f"{a:.2f}: {v:.2f} dB" for a, v in scores.items()))
+    return {"alpha": best, "psnr": {f"{a:.2f}": v for a, v in scores.items()}, "occupied": occupied}
+
+
 def _write_png(path: Path, image: torch.Tensor) -> None:
     import imageio.v3 as iio
 
@@ -563,9 +598,10 @@ def train_nerf(config: TrainNerfConfig) -> Path:
             scores[stage] = score
     model.eval()
     unfuse_mlps(model)
+    grid = {}
     if trained != "body":  # the head was trained: tighten its grid for the real-time sample budget
-        tighten_grid(model, config.render_grid_alpha)
+        grid = fit_render_grid(model, data, config.render_grid_alphas)
     return save_avatar(config.avatar_dir / NERF_FILE, model,
-                       {"val_psnr": scores, "mlp_backend": mlp_backend,
+                       {"val_psnr": scores, "mlp_backend": mlp_backend, "render_grid": grid,
                         "config": json.loads(json.dumps(asdict(config), default=str)),
                         "features": feature_spec_dict(config.audio, float(Dataset(config.data).meta.fps))})

@@ -29,8 +29,10 @@ def write_scene_dataset(root: Path, frames: int = 16, size: int = 32, seed: int 
     trans = np.stack([rng.uniform(-2, 2, frames), rng.uniform(-1.5, 1.5, frames), np.full(frames, -45.0)], 1)
     euler = np.stack([rng.uniform(-4, 4, frames), rng.uniform(-4, 4, frames), rng.uniform(-6, 6, frames)], 1)
     upper = rng.uniform(0, 1, (frames, len(UPPER_FACE)))
-    mouth = np.random.default_rng(seed + 1).uniform(0, 1, (frames, len(EXPRESSION) - len(UPPER_FACE)))
+    mouth = np.zeros((frames, len(EXPRESSION) - len(UPPER_FACE)))  # still, but for the jaw, which opens the mouth
+    mouth[:, 0] = np.random.default_rng(seed + 1).uniform(0, 1, frames)
     shapes = np.concatenate([upper, mouth], 1).astype(np.float32)  # (the upper face drawn as before the mouth)
+    jaw = shapes[:, EXPRESSION.index("jawOpen")]
     yy, xx = np.mgrid[0:size, 0:size] + 0.5
     background = np.stack([xx / size * 0.6 + 0.2, np.full_like(xx, 0.35), yy / size * 0.5 + 0.3], -1)
     pictures, head_masks, torso_masks, face_rects, lip_rects = [], [], [], [], []
@@ -47,7 +49,8 @@ def write_scene_dataset(root: Path, frames: int = 16, size: int = 32, seed: int 
         img[head] = np.stack([0.85 * shade, 0.6 * shade, 0.45 * shade], -1)[head]
         eyes = head & (np.abs(yy - (hy - 0.25 * radius)) < 0.12 * radius * (1.2 - shapes[t, 0]))
         img[eyes & (np.abs(np.abs(xx - hx) - 0.35 * radius) < 0.15 * radius)] = (0.1, 0.1, 0.1)
-        mouth = head & (((xx - hx) / (0.35 * radius)) ** 2 + ((yy - hy - 0.45 * radius) / (0.12 * radius)) ** 2 < 1)
+        lips = 0.06 + 0.12 * jaw[t]
+        mouth = head & (((xx - hx) / (0.35 * radius)) ** 2 + ((yy - hy - 0.45 * radius) / (lips * radius)) ** 2 < 1)
         img[mouth] = (0.5, 0.1, 0.15)
         pictures.append((img * 255 + 0.5).astype(np.uint8))
         head_masks.append(head * 255)
