@@ -230,7 +230,8 @@ def test_audio_that_starts_late_is_shifted_onto_the_video_clock(clip, tmp_path):
     late = tmp_path / "late.mp4"
     ffmpeg("-i", clip / "video.mp4", "-itsoffset", 0.3, "-i", clip / "audio.wav", "-map", "0:v", "-map", "1:a",
            "-t", 2, "-c:v", "copy", "-c:a", "aac", late)
-    speech = load_audio(inspect_source(late), None, 50, 25.0, 16000)
+    speech, silent = load_audio(inspect_source(late), None, 50, 25.0, 16000)
+    assert not silent
     original = decode_file(clip / "audio.wav", 16000)
     assert len(speech) == 50 * 640 and np.abs(speech[:4000]).max() < 1e-3
     piece = original[4000:12000]
