@@ -24,7 +24,7 @@ def _conftest():
 
 _helpers = _conftest()
 EXTRA_ZERO, write_synth_dataset = _helpers.EXTRA_ZERO, _helpers.write_synth_dataset
-ASSET_AVATAR = Path(__file__).resolve().parents[2] / "assets" / "avatar"
+UPPER_FACE_MODEL = Path(__file__).parent / "data" / "upper_face_motion.safetensors"
 GOLDEN = Path(__file__).parent / "data" / "bundled_motion_golden.npz"
 
 
@@ -205,16 +205,17 @@ def test_mouth_and_blinks_are_predicted_directly_brows_from_the_previous_frame()
     assert not any(key.startswith("mouth.") for key in upper.state_dict())
 
 
-def test_the_bundled_avatar_still_loads_and_moves_as_before():
-    """Its motion.safetensors (upper face only) gives the outputs recorded with the emotion syncer before the mouth
-    head was added (tests/motion/data/bundled_motion_golden.npz)."""
+def test_a_motion_model_of_the_upper_face_alone_still_loads_and_moves_as_before():
+    """The bundled avatar's motion.safetensors before the mouth (upper face only, kept as
+    tests/motion/data/upper_face_motion.safetensors) gives the outputs recorded with the emotion syncer before the
+    mouth head was added (tests/motion/data/bundled_motion_golden.npz)."""
     from engine.motion.predict import predict_motion
 
     rng = np.random.default_rng(7)
     t = np.arange(16000 * 2) / 16000
     audio = (0.2 * np.sin(2 * np.pi * 180 * t) * (np.sin(2 * np.pi * 3 * t) > 0)
              + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
-    out = predict_motion(ASSET_AVATAR, audio, seed=0)
+    out = predict_motion(UPPER_FACE_MODEL, audio, seed=0)
     golden = np.load(GOLDEN)
     for key in ("euler_deg", "trans", "blendshapes"):
         np.testing.assert_allclose(out[key], golden[key], atol=1e-5, err_msg=key)
