@@ -150,8 +150,8 @@ def load_training_data(config: TrainNerfConfig, device: torch.device) -> tuple[T
     center = (float((face[:, 0] + face[:, 2]).mean() / (2 * size)), float((face[:, 1] + face[:, 3]).mean() / (2 * size)))
     default_side = min(1.0, config.default_view_faces * float((face[:, 3] - face[:, 1]).mean()) / size)
     spec = AvatarSpec(
-        dims=head_dims(config, meta.silent, data.root), expression=tuple(config.expression), feature_dim=windows.shape[3],
-        window_frames=windows.shape[2], group=group, extractor=extractor,
+        dims=head_dims(config, meta.silent, data.root), expression=tuple(config.expression),
+        feature_dim=windows.shape[3], window_frames=windows.shape[2], group=group, extractor=extractor,
         intrinsics=intrinsics,
         framing=FramingRange(center, default_side), head_box=tuple(config.head_box_cm),
         grid_resolution=config.grid_resolution, steps_per_diagonal=config.steps_per_diagonal,

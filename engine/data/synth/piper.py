@@ -32,7 +32,8 @@ def check_voice(name: str) -> None:
     """Raise SynthError naming `name` and the fix if it is no Piper voice or piper is not installed."""
     key = name.strip()[len(PIPER_PREFIX):]
     if key not in PIPER_VOICES:
-        raise SynthError(f"--voice {name!r}: no such Piper voice; use one of {', '.join(PIPER_PREFIX + k for k in PIPER_VOICES)}")
+        known = ", ".join(PIPER_PREFIX + k for k in PIPER_VOICES)
+        raise SynthError(f"--voice {name!r}: no such Piper voice; use one of {known}")
     _modules(name, key)
 
 
@@ -42,7 +43,8 @@ def _modules(name: str, key: str):
     try:
         return importlib.import_module("piper"), importlib.import_module(PIPER_VOICES[key])
     except ImportError as exc:
-        raise SynthError(f"--voice {name!r}: the Piper voice needs piper-tts and its model ({exc}); `{INSTALL}`") from exc
+        raise SynthError(f"--voice {name!r}: the Piper voice needs piper-tts and its model ({exc}); "
+                         f"`{INSTALL}`") from exc
 
 
 def _has_onnx() -> bool:
