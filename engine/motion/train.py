@@ -15,6 +15,7 @@ import torch
 
 from engine.io.checkpoint import load_checkpoint, save_checkpoint
 from engine.motion.blocks import kl_to_standard, reparameterize
+from engine.motion.calibration import load_calibrated, read_universal
 from engine.motion.config import BLINK_CHANNELS, SyncerDims, SyncerTraining, TrainMotionConfig
 from engine.motion.data import MotionData, load_motion_data, sequence_starts
 from engine.motion.emotion_syncer import AudioEmotionSyncer, time_inputs
@@ -274,11 +275,9 @@ def validate_starts(pose, emotion, tensors: Tensors, starts: torch.Tensor, frame
 def train_motion(config: TrainMotionConfig) -> Path:
     """Train both syncers on config.data and write AVATAR_DIR/motion.safetensors (returned). Progress on a bar,
     losses in AVATAR_DIR/motion_log.jsonl, resumable state in AVATAR_DIR/.motion-train/. With config.init_from, the
-    syncers start from that universal model, calibrated to this dataset's ranges (engine/motion/universal.py)."""
+    syncers start from that universal model, calibrated to this dataset's ranges (engine/motion/calibration.py)."""
     universal = None
     if config.init_from is not None:
-        from engine.motion.universal import read_universal
-
         universal = read_universal(Path(config.init_from))
         meta = universal[1]
         config = replace(config, dims=SyncerDims(**meta["dims"]), blendshapes=tuple(meta["blendshape_names"]))
@@ -291,8 +290,6 @@ def train_motion(config: TrainMotionConfig) -> Path:
     pose, emotion = build_syncers(data.spec, config.dims, data.names, config.state_dropout)
     normalisation = fit_normalisation(data, pose, emotion)
     if universal is not None:
-        from engine.motion.universal import load_calibrated
-
         normalisation = load_calibrated(pose, emotion, *universal, data, Path(config.init_from), data.spec)
     metadata = _metadata(config, data, normalisation)
     metadata["speech_level"] = speech_level_threshold(data, pose.features)

@@ -18,10 +18,11 @@ import numpy as np
 import torch
 
 from engine.audio.features import FeatureSpec
-from engine.io.checkpoint import load_checkpoint, save_checkpoint
+from engine.io.checkpoint import save_checkpoint
 from engine.motion.config import BLINK_CHANNELS, SyncerDims, TrainUniversalConfig, UniversalOptions, universal_preset
-from engine.motion.data import MotionData, blink_onsets, blink_signal, blink_threshold, blink_timing
+from engine.motion.data import blink_onsets, blink_signal, blink_threshold, blink_timing
 from engine.motion.emotion_syncer import AudioEmotionSyncer
+from engine.motion.calibration import UNIVERSAL_KIND, calibrated_norms, read_universal
 from engine.motion.pooled import (
     PooledData, load_pooled, pooled_training_frames, range_stats, train_starts, training_frames,
     validation_starts,
@@ -32,7 +33,6 @@ from engine.motion.train import (
     Tensors, _device, fit_normalisation, latent_autocorrelation, optimise, speech_level_threshold, validate_starts,
 )
 
-UNIVERSAL_KIND = "syncanim-universal-motion"
 MIN_OWN_BLINKS = 5
 """Blinks an avatar's training frames must show before its own intervals replace the universal model's."""
 
@@ -111,48 +111,6 @@ def _tensors(pose: AudioPoseSyncer, emotion: AudioEmotionSyncer) -> dict[str, to
     tensors = {f"pose.{k}": v for k, v in pose.state_dict().items()}
     tensors.update({f"emotion.{k}": v for k, v in emotion.state_dict().items()})
     return tensors
-
-
-def read_universal(universal_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """(tensors, metadata) of UNIVERSAL_DIR/motion.safetensors; refuses any other kind of motion file."""
-    return load_checkpoint(motion_path(universal_dir), expect={"kind": UNIVERSAL_KIND},
-                           fix="Pass a folder written by `syncanim universal` (an avatar's own motion file is not "
-                               "universal).")
-
-
-def calibrated_norms(universal: dict[str, Any], stats: dict[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """The ZScore (mean, std) per part that maps the universal network's z-scores straight into an avatar's units.
-
-    The network's z becomes normalised n = z * std_u + mean_u (the pooled fit), and n becomes the avatar's pose
-    median + spread * n and blendshape lo + width * n; one affine map, so one ZScore.
-    """
-    norm = universal["normalisation"]
-    out = {}
-    for part, offset, scale in (("pose", "median", "spread"), ("blendshapes", "lo", "width")):
-        mean_u, std_u = np.asarray(norm[part]["mean"]), np.asarray(norm[part]["std"])
-        a, s = np.asarray(stats[part][offset]), np.asarray(stats[part][scale])
-        out[part] = ((a + s * mean_u).astype(np.float32), (s * std_u).astype(np.float32))
-    return out
-
-
-def load_calibrated(pose: AudioPoseSyncer, emotion: AudioEmotionSyncer, tensors: dict[str, torch.Tensor],
-                    universal: dict[str, Any], data: MotionData, universal_dir: Path,
-                    spec: FeatureSpec) -> dict[str, Any]:
-    """Load the universal weights into syncers built for `data` (an avatar's MotionData, in its own units) and set
-    their pose / expression normalisation to its ranges; returns the normalisation metadata (train_motion's
-    init_from)."""
-    spec.check(universal["features"], str(motion_path(universal_dir)))
-    pose.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("pose.")})
-    emotion.load_state_dict({k[8:]: v for k, v in tensors.items() if k.startswith("emotion.")})
-    frames = training_frames(data.valid, data.val_start)
-    config = universal["training"]["config"]
-    stats = range_stats(data.pose[frames], data.expr[frames], config["pose_spread_floor"],
-                        config["blendshape_width_floor"])
-    norms = calibrated_norms(universal, stats)
-    pose.pose_norm.set(*norms["pose"])
-    emotion.expr_norm.set(*norms["blendshapes"])
-    return {"features": pose.features.z.stats(), "silence": pose.features.silence.tolist(),
-            "pose": pose.pose_norm.stats(), "blendshapes": emotion.expr_norm.stats(), "avatar_stats": stats}
 
 
 def calibrate_universal(universal_dir: Path, data_dir: Path, avatar_dir: Path) -> Path:
