@@ -100,20 +100,28 @@ def speech_level_threshold(data: MotionData, norm: FeatureNorm, frames: np.ndarr
     return {"threshold": cut if agreement >= MIN_SPEECH_AGREEMENT else None, "agreement": agreement}
 
 
+def model_metadata(config: SyncerTraining, data: MotionData, normalisation: dict[str, Any]) -> dict[str, Any]:
+    """What every motion checkpoint records of its features, names, sizes, normalisation and versions (the kind,
+    blinks, reference and training sections are each trainer's own)."""
+    spec = data.spec
+    return {
+        "version": VERSION, "features": spec.to_dict(), "lookahead_frames": spec.lookahead_frames,
+        "lookahead_ms": 1000.0 * spec.lookahead_frames * spec.hop / spec.sample_rate,
+        "blendshape_names": list(data.names), "pose_names": list(POSE_NAMES), "dims": asdict(config.dims),
+        "normalisation": normalisation, "fps": data.fps, "pose_smoothing": config.pose_smoothing,
+        "versions": {"motion": VERSION, "torch": torch.__version__, "numpy": np.__version__,
+                     "python": platform.python_version()},
+    }
+
+
 def _metadata(config: TrainMotionConfig, data: MotionData, normalisation: dict[str, Any]) -> dict[str, Any]:
     ref = min(max(config.reference_frame, 0), len(data.pose) - 1)
     return {
-        "kind": KIND, "version": VERSION, "features": data.spec.to_dict(),
-        "lookahead_frames": data.spec.lookahead_frames,
-        "lookahead_ms": 1000.0 * data.spec.lookahead_frames * data.spec.hop / data.spec.sample_rate,
-        "blendshape_names": list(data.names), "pose_names": list(POSE_NAMES), "dims": asdict(config.dims),
-        "normalisation": normalisation, "fps": data.fps, "pose_smoothing": config.pose_smoothing,
+        "kind": KIND, **model_metadata(config, data, normalisation),
         "blink": {"channels": list(BLINK_CHANNELS), "threshold": data.blink_threshold,
                   "intervals_frames": data.intervals.tolist()},
         "reference": {"frame": ref, "euler_deg": data.pose[ref, :3].tolist(), "trans": data.pose[ref, 3:].tolist(),
                       "blendshapes": data.expr[ref].tolist()},
-        "versions": {"motion": VERSION, "torch": torch.__version__, "numpy": np.__version__,
-                     "python": platform.python_version()},
         "training": {"data": str(config.data), "config": json.loads(json.dumps(asdict(config), default=str))},
     }
 

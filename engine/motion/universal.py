@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import platform
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -27,10 +26,11 @@ from engine.motion.pooled import (
     PooledData, load_pooled, pooled_training_frames, range_stats, train_starts, training_frames,
     validation_starts,
 )
-from engine.motion.pose_syncer import POSE_NAMES, AudioPoseSyncer
-from engine.motion.runtime import KIND, VERSION, MotionRuntime, build_syncers, motion_path
+from engine.motion.pose_syncer import AudioPoseSyncer
+from engine.motion.runtime import KIND, MotionRuntime, build_syncers, motion_path
 from engine.motion.train import (
-    Tensors, _device, fit_normalisation, latent_autocorrelation, optimise, speech_level_threshold, validate_starts,
+    Tensors, _device, fit_normalisation, latent_autocorrelation, model_metadata, optimise, speech_level_threshold,
+    validate_starts,
 )
 
 MIN_OWN_BLINKS = 5
@@ -90,18 +90,11 @@ def _fit_pooled(pooled: PooledData, train: np.ndarray, pose: AudioPoseSyncer,
 
 
 def _metadata(config: TrainUniversalConfig, pooled: PooledData, normalisation: dict[str, Any]) -> dict[str, Any]:
-    data = pooled.data
     return {
-        "kind": UNIVERSAL_KIND, "version": VERSION, "features": data.spec.to_dict(),
-        "lookahead_frames": data.spec.lookahead_frames,
-        "lookahead_ms": 1000.0 * data.spec.lookahead_frames * data.spec.hop / data.spec.sample_rate,
-        "blendshape_names": list(data.names), "pose_names": list(POSE_NAMES), "dims": asdict(config.dims),
-        "normalisation": normalisation, "fps": data.fps, "pose_smoothing": config.pose_smoothing,
+        "kind": UNIVERSAL_KIND, **model_metadata(config, pooled.data, normalisation),
         "blink": {"channels": list(BLINK_CHANNELS), "intervals_frames": pooled.blink_intervals.tolist()},
         "datasets": [{"data": str(s.root), "frames": s.end - s.start, "val_start": s.val_start - s.start,
                       "stats": stats} for s, stats in zip(pooled.segments, pooled.stats)],
-        "versions": {"motion": VERSION, "torch": torch.__version__, "numpy": np.__version__,
-                     "python": platform.python_version()},
         "training": {"data": [str(d) for d in config.data],
                      "config": json.loads(json.dumps(asdict(config), default=str))},
     }
