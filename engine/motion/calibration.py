@@ -53,7 +53,7 @@ def load_calibrated(pose: AudioPoseSyncer, emotion: AudioEmotionSyncer, tensors:
     frames = training_frames(data.valid, data.val_start)
     config = universal["training"]["config"]
     stats = range_stats(data.pose[frames], data.expr[frames], config["pose_spread_floor"],
-                        config["blendshape_width_floor"])
+                        config["blendshape_width_floor"], data.names)
     norms = calibrated_norms(universal, stats)
     pose.pose_norm.set(*norms["pose"])
     emotion.expr_norm.set(*norms["blendshapes"])

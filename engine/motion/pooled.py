@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from engine.audio.settings import AudioSettings
+from engine.motion.config import BLINK_CHANNELS
 from engine.motion.data import MotionData, load_motion_data, sequence_starts
 
 MAD_TO_STD = 1.4826
@@ -45,15 +46,31 @@ class PooledData:
     """[M] inter-blink intervals (frames) of every dataset whose tracks show clear blinks."""
 
 
-def range_stats(pose: np.ndarray, expr: np.ndarray, pose_floor: float, width_floor: float) -> dict[str, Any]:
-    """One presenter's ranges from its frames (pose [T, 6], expr [T, K]): pose median and robust spread
-    (1.4826 x MAD, at least pose_floor), blendshape lo / hi percentiles and width hi - lo (at least width_floor)."""
+def range_stats(pose: np.ndarray, expr: np.ndarray, pose_floor: float, width_floor: float,
+                names: tuple[str, ...] = ()) -> dict[str, Any]:
+    """One presenter's ranges from its frames (pose [T, 6], expr [T, K] with channel `names`): pose median and
+    robust spread (1.4826 x MAD, at least pose_floor), blendshape lo / hi percentiles and width hi - lo (at least
+    width_floor). The eyelids' hi is at least their typical blink peak (`event_peak`): a presenter who blinked twice
+    has no blink at the 99.5th percentile, and a blink commanded to that level would not close the eyes."""
     median = np.median(pose, 0)
     spread = np.maximum(MAD_TO_STD * np.median(np.abs(pose - median), 0), pose_floor)
     lo, hi = np.percentile(expr, BLEND_PERCENTILES, axis=0)
+    for k, name in enumerate(names):
+        if name in BLINK_CHANNELS:
+            hi[k] = max(hi[k], event_peak(expr[:, k]))
     width = np.maximum(hi - lo, width_floor)
     return {"pose": {"median": median.tolist(), "spread": spread.tolist()},
             "blendshapes": {"lo": lo.tolist(), "hi": hi.tolist(), "width": width.tolist()}}
+
+
+def event_peak(signal: np.ndarray, min_frames: int = 2) -> float:
+    """The median peak of a channel's excursions [T]: runs of at least `min_frames` frames above half-way from its
+    median to its maximum (a one-frame spike is a tracking glitch); the median when there are none."""
+    rest, top = float(np.median(signal)), float(np.max(signal))
+    above = np.concatenate([[False], signal > rest + 0.5 * (top - rest), [False]])
+    edges = np.flatnonzero(np.diff(above.astype(np.int8)))
+    peaks = [signal[a:b].max() for a, b in zip(edges[::2], edges[1::2]) if b - a >= min_frames]
+    return float(np.median(peaks)) if peaks else rest
 
 
 def normalise(pose: np.ndarray, expr: np.ndarray, stats: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
@@ -95,7 +112,7 @@ def load_pooled(roots: tuple[Path, ...], settings: AudioSettings, names: tuple[s
                                "leave it out of `syncanim universal` (calibrate an avatar from it instead)")
         data = load_motion_data(root, settings, names, copies, seed + i)
         frames = training_frames(data.valid, data.val_start)
-        stats.append(range_stats(data.pose[frames], data.expr[frames], pose_floor, width_floor))
+        stats.append(range_stats(data.pose[frames], data.expr[frames], pose_floor, width_floor, names))
         pose, expr = normalise(data.pose, data.expr, stats[-1])
         parts.append(replace(data, pose=pose, expr=expr))
         segments.append(Segment(root, start, start + data.val_start, start + len(pose)))

@@ -130,7 +130,8 @@ def calibrate_universal(universal_dir: Path, data_dir: Path, avatar_dir: Path) -
     pose = np.concatenate([tracks.euler_deg, tracks.trans], 1).astype(np.float32)
     frames = training_frames(tracks.valid, meta.val_start)
     config = universal["training"]["config"]
-    stats = range_stats(pose[frames], expr[frames], config["pose_spread_floor"], config["blendshape_width_floor"])
+    stats = range_stats(pose[frames], expr[frames], config["pose_spread_floor"], config["blendshape_width_floor"],
+                        names)
     norms = calibrated_norms(universal, stats)
     metadata = _calibrated_metadata(universal, norms, stats, expr, pose, names, meta.val_start, meta.fps)
     metadata["calibration"] = {"universal": {"path": str(motion_path(universal_dir).resolve()),

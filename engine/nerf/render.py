@@ -134,7 +134,7 @@ class FrameBuffers:
 class AvatarRenderer:
     """A trained avatar on its render device; `render` returns [H, W, 4] float32 straight-alpha RGBA there."""
 
-    def __init__(self, model: AvatarModel, per_round: int = 4, max_rounds: int = 4, precision: str = "float32",
+    def __init__(self, model: AvatarModel, per_round: int = 4, max_rounds: int = 6, precision: str = "float32",
                  t_thresh: float = 1e-2, head_scale: float | str = 1.0) -> None:
         if precision not in ("auto", "float32", "bfloat16"):
             raise ValueError(f"{WHERE}: precision={precision!r}; use 'float32', 'bfloat16' (CPUs with AVX-512 "

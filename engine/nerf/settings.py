@@ -27,8 +27,10 @@ class NerfRenderSettings:
     """(width, height) in pixels of an avatar that has no AvatarViewport (with one, its viewport's size is used)."""
     per_round: int = 4
     """Occupied samples per ray per march round."""
-    max_rounds: int = 4
-    """March rounds per frame: at most per_round x max_rounds head-field evaluations per ray."""
+    max_rounds: int = 6
+    """March rounds per frame: at most per_round x max_rounds head-field evaluations per ray. Most rays are opaque
+    within four rounds; the rest (through an eye socket, along the silhouette) show the upper body through a hole
+    if cut off there."""
     t_thresh: float = 1e-2
     """A ray stops taking samples once its transmittance is below this (checked between rounds)."""
     precision: Literal["auto", "float32", "bfloat16"] = "auto"

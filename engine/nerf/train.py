@@ -275,14 +275,23 @@ def visual_hull(model: AvatarModel, data: TrainingData, n_frames: int = 24, agre
     return (inside >= agree * seen) & (seen > 0)
 
 
-def rare_expression_weights(expression: torch.Tensor, boost: float, floor: float = 0.02) -> torch.Tensor:
-    """[T] draw weights of frames with expression [T, K]: `boost` for frames where any channel lies more than 3
-    robust deviations (1.4826 MAD, at least `floor`) from its median, 1 elsewhere. Blinks and brow raises fill a few
-    percent of the frames; drawn uniformly, the head field barely learns them and renders open eyes for a blink."""
+def rare_expression_weights(expression: torch.Tensor, boost: float, floor: float = 0.02,
+                            neighbours: int = 10) -> torch.Tensor:
+    """[T] draw weights of frames with expression [T, K], in inverse proportion to how crowded their expression is:
+    (d / median d)^2, clipped to [1, `boost`], where d is the distance to the `neighbours`-th nearest frame in the
+    channels' robust units (1.4826 MAD, at least `floor`). A blink held in five frames of a thousand, drawn
+    uniformly (or boosted with every frame that is merely unusual in one of many channels), is too seldom seen
+    for the head field to learn closed eyes."""
     median = expression.median(0).values
     spread = ((expression - median).abs().median(0).values * 1.4826).clamp(min=floor)
-    rare = ((expression - median).abs() / spread).amax(1) > 3.0
-    return torch.where(rare, torch.tensor(float(boost)), torch.tensor(1.0))
+    z = (expression - median) / spread
+    k = min(neighbours, len(z) - 1)
+    if k < 1:
+        return torch.ones(len(z))
+    distance = torch.cat([torch.cdist(chunk, z).topk(k + 1, largest=False).values[:, -1]
+                          for chunk in z.split(2048)])
+    typical = distance.median().clamp(min=1e-6)
+    return (distance / typical).pow(2).clamp(1.0, float(boost))
 
 
 class _Trainer:

@@ -85,9 +85,10 @@ class TrainNerfConfig(TrainingRun):
     lip_weight: float = 0.2
     """lambda of Eq. 15 for the lip term. LPIPS needs downloaded AlexNet weights, which the engine never fetches,
     so the term is 1 - SSIM on the lip patch (11-pixel Gaussian window; structure and contrast of the mouth)."""
-    rare_expression_boost: float = 6.0
-    """In the head stages, frames with a rare upper-face expression (a blink, a brow raise: a channel beyond 3 robust
-    deviations from its median) are drawn this many times as often as the others, so the field learns them."""
+    rare_expression_boost: float = 30.0
+    """In the head stages, frames are drawn more often the rarer their expression (a blink, a brow raise, a wide
+    mouth), at most this many times as often as the most common ones, so the field learns them
+    (`rare_expression_weights`)."""
     audio_copies: int = 0
     """Augmented versions of the dataset's audio trained on beside the recording (other gains, noise floors at
     5-40 dB SNR; engine/audio/augment.py): each step's frame hears one at random, validation hears the recording.
