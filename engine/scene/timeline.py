@@ -7,13 +7,15 @@
         yield 0.5                                  # a number is wait(seconds); None waits one frame
 
 `run_scripts` (Stage.UPDATE) advances every script once per frame, on engine time (`Time.elapsed`), so a stepped
-clock gives the same timeline every run. A script that raises is reported in Diagnostics (the overlay) and logged,
-and stops; the rest of the scene keeps playing. Each step is logged as a SceneEvent message.
+clock gives the same timeline every run. A script that raises is reported in Diagnostics (the overlay) and logged
+with the scene file and line it raised at, and stops; the rest of the scene keeps playing. Each step is logged as a
+SceneEvent message.
 """
 from __future__ import annotations
 
 import inspect
 import logging
+import traceback
 from collections import deque
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -353,6 +355,23 @@ def _describe(result: Any) -> Any:
     return result if isinstance(result, (int, float, str, bool, type(None))) else type(result).__name__
 
 
+class ScriptError(RuntimeError):
+    """A scene script raised: the message names the scene file and line, then the error."""
+
+
+def script_origin(run: ScriptRun, error: BaseException) -> str:
+    """'FILE:LINE' in the script's own file that `error` came from: the innermost traceback frame in that file (so a
+    helper in the same scene counts), else the line the script waits at (a bad yield, a loop that never waits)."""
+    code = getattr(run.generator, "gi_code", None)
+    if code is None:
+        return f"script {run.name}"
+    own = [frame for frame in traceback.extract_tb(error.__traceback__) if frame.filename == code.co_filename]
+    if own:
+        return f"{own[-1].filename}:{own[-1].lineno}"
+    frame = run.generator.gi_frame
+    return f"{code.co_filename}:{frame.f_lineno if frame is not None else code.co_firstlineno}"
+
+
 def close_script(run: ScriptRun) -> None:
     """End a script's generator (its `finally` blocks run); one that refuses to end is logged and dropped."""
     try:
@@ -379,8 +398,11 @@ def run_scripts(world: World) -> None:
         try:
             alive = advance(world, run)
         except Exception as error:
-            world.resource(Diagnostics).report(f"scene script {run.name}", error)
-            emit(world, run, "error", error=f"{type(error).__name__}: {error}")
+            where = script_origin(run, error)
+            # The log line and the overlay name the user's file and line, not only the error's text.
+            world.resource(Diagnostics).report(f"scene script {run.name}",
+                                               ScriptError(f"{where}: {type(error).__name__}: {error}"))
+            emit(world, run, "error", error=f"{type(error).__name__}: {error}", at=where)
             close_script(run)
             alive = False
         if not alive:

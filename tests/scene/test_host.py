@@ -133,3 +133,44 @@ def test_the_first_build_still_raises(app, tmp_path):
     save(path, "def build(app)\n", 0)
     with pytest.raises(SceneError, match="syntax error"):
         host_scene(app, path)
+
+
+FAILING_SCRIPT = """
+from engine.scene.api import Scene
+
+STEADY = []
+
+
+def build(app):
+    scene = Scene(app)
+    scene.script(breaks)
+    scene.script(steady)
+
+
+def lookup(table):
+    return table["missing"]
+
+
+def breaks(d):
+    yield d.wait(0.1)
+    lookup({})
+
+
+def steady(d):
+    while True:
+        STEADY.append(d.now)
+        yield None
+"""
+
+
+def test_a_script_error_is_logged_with_the_scene_file_and_line(app, tmp_path, caplog):
+    path = tmp_path / "failing.py"
+    save(path, FAILING_SCRIPT, 0)
+    line = FAILING_SCRIPT.splitlines().index('    return table["missing"]') + 1
+    host_scene(app, path)
+    with caplog.at_level("ERROR"):
+        step(app, 10)
+    error = app.resource(Diagnostics).errors["scene script breaks"]
+    assert f"{path}:{line}: KeyError: 'missing'" in error.message
+    assert f"{path}:{line}: KeyError" in caplog.text
+    assert len(app.resource(SceneHost).module.STEADY) == 10  # the engine and the other script go on
