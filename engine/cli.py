@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Annotated, Any
 
 import tyro
@@ -14,7 +15,7 @@ from engine.eval.bench_config import BenchConfig
 from engine.eval.eval_config import EvalConfig
 from engine.eval.universal_config import UniversalEvalConfig
 from engine.motion.config import UniversalOptions
-from engine.scene.run import DemoOptions, RunOptions
+from engine.scene.run import DemoOptions, RunOptions, control_flags_given
 from engine.training import TrainOptions
 
 
@@ -128,20 +129,31 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from engine.eval.report import EvalError
     from engine.eval.universal import UniversalEvalError
     from engine.io.checkpoint import CheckpointError
+    from engine.scene.control_settings import ControlSettingsError
     from engine.scene.loader import SceneError
 
-    return (AudioDeviceError, AudioFormatError, CheckpointError, DatasetError, EvalError, FeatureMismatchError,
-            PreprocessError, SceneError, SynthError, UniversalEvalError,
+    return (AudioDeviceError, AudioFormatError, CheckpointError, ControlSettingsError, DatasetError, EvalError,
+            FeatureMismatchError, PreprocessError, SceneError, SynthError, UniversalEvalError,
             FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+def parse(argv: Sequence[str] | None = None) -> Any:
+    """The options of the command in `argv` (default: the process's arguments)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     options = tyro.extras.subcommand_cli_from_dict(
         {name: spec[0] for name, spec in COMMANDS.items()},
         args=argv,
         description="SyncAnimation Engine: real-time audio-driven NeRF talking avatars.",
     )
+    if isinstance(options, RunOptions):
+        # Which control flags were typed (not only their values): a scene's own defaults never override them.
+        options = replace(options, control_given=control_flags_given(argv))
+    return options
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    options = parse(argv)
     handler = next(handler for kind, handler in COMMANDS.values() if isinstance(options, _plain(kind)))
     try:
         return handler(options)

@@ -2,14 +2,15 @@
 
 What it shows: a dark background, the avatar in AVATAR_DIR (or `--avatar DIR`, or $SYNCANIM_AVATAR) when that
 folder holds a trained avatar (`syncanim train`), and while a clip is heard its caption (the `text` of a `say`); a
-`cue` named "caption" shows its `data` for a few seconds. Without a trained avatar (none is bundled yet) it shows the background and captions only, and the
-overlay's notices say what to run. Nothing pauses while idle: every frame is composed and presented, and idle
-avatars keep moving (their motion models are fed silence).
+`cue` named "caption" shows its `data` for a few seconds. Without a trained avatar it shows the background and
+captions only, and the overlay's notices say what to run. Nothing pauses while idle: every frame is composed and
+presented, and idle avatars keep moving (their motion models are fed silence).
 
 Run (window in kiosk mode, or headless into an mp4 with its sound):
     syncanim run scenes/kiosk.py --kiosk --control 127.0.0.1:7878
     syncanim run scenes/kiosk.py --headless --realtime --seconds 60 --out kiosk.mp4 --control 127.0.0.1:7878
-Without --control it listens on 127.0.0.1:7878 anyway (it is a kiosk). The token is printed at start; then:
+Without --control it listens on 127.0.0.1:7878 anyway (it is a kiosk), with every other --control-* flag given.
+The token is printed at start unless given (--control-token-file FILE or $SYNCANIM_CONTROL_TOKEN); then:
     python scripts/say_espeak.py "Hello, I am the kiosk." --token TOKEN
 """
 from __future__ import annotations
@@ -18,9 +19,7 @@ import logging
 from pathlib import Path
 
 from engine.app import Diagnostics
-from engine.scene.api import Scene, avatar_folder
-from engine.scene.control import control_plugin
-from engine.scene.control_settings import ControlSettings
+from engine.scene.api import Scene, avatar_folder, open_control
 from engine.scene.loader import SceneError
 from engine.scene.protocol import DEFAULT_PORT
 
@@ -30,10 +29,8 @@ log = logging.getLogger(__name__)
 
 
 def build(app) -> None:
-    settings = app.world.get_resource(ControlSettings)
-    if settings is None or settings.control is None:
-        app.insert_resource(ControlSettings(control=f"127.0.0.1:{DEFAULT_PORT}"))
-    app.add_plugin(control_plugin)
+    if open_control(app, f"127.0.0.1:{DEFAULT_PORT}") is None:
+        app.resource(Diagnostics).warn("kiosk without a control socket (--control None): nothing can make it speak")
     scene = Scene(app)
     scene.background(color=(0.06, 0.07, 0.09))
     try:

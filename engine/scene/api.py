@@ -18,6 +18,7 @@ without it is a SceneError that says what to run. The first avatar adds the NeRF
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +54,27 @@ def avatar_folder(app: App, default: Path) -> Path:
     if os.environ.get(AVATAR_ENV):
         return Path(os.environ[AVATAR_ENV]).expanduser()
     return default
+
+
+def open_control(app: App, address: str, **defaults: Any) -> str | None:
+    """Open the control socket from a scene (a kiosk listens even without --control): at `address` unless the
+    operator gave --control, with the scene's `defaults` (ControlSettings fields, e.g. control_max_connections=2)
+    only for the settings the operator did not set; every control flag on the command line wins. Returns the
+    address it listens on (None: the operator passed --control None)."""
+    from engine.scene.control import control_plugin
+    from engine.scene.control_settings import ControlSettings, OperatorControl, changed_fields
+
+    world = app.world
+    current = world.get_resource(ControlSettings) or ControlSettings()
+    operator = world.get_resource(OperatorControl) or OperatorControl(current, changed_fields(current))
+    try:
+        settings = operator.over(replace(ControlSettings(), control=address, **defaults))
+    except (TypeError, ValueError) as error:
+        raise SceneError(f"open_control({address!r}, ...): {error}") from None
+    world.insert_resource(settings)
+    if settings.control is not None:
+        app.add_plugin(control_plugin)
+    return settings.control
 
 
 def check_avatar_folder(folder: Path) -> None:

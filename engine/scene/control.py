@@ -219,11 +219,17 @@ class ControlServer:
         return AudioClip(samples, self.sample_rate, name)
 
     def check_scene_path(self, text: str) -> None:
+        """Refuse at once what the frame loop would refuse (it checks again just before loading): the folders are
+        --control-scene-dirs, else those the latest status names (none yet: only the frame loop checks them)."""
+        from engine.scene.loader import SceneError, check_scene_source
+
         if not self.settings.control_allow_load_scene:
             raise ProtocolError("load_scene is disabled on this engine (--no-control-allow-load-scene)")
-        path = Path(text).expanduser()
-        if path.suffix != ".py" or not path.is_file():
-            raise ProtocolError(f"load_scene: {path} is not an existing .py scene file on the engine machine")
+        folders = self.settings.control_scene_dirs or self.status().get("scene_dirs")
+        try:
+            check_scene_source(text, folders)
+        except SceneError as error:
+            raise ProtocolError(str(error)) from None
 
     # connections --------------------------------------------------------------------------------
     def add_connection(self, conn: socket.socket) -> bool:
@@ -419,25 +425,28 @@ def apply_control(world: World) -> None:
             elif request.type == "set_framing":
                 actions.start_framing(world, f["framing"], over=f.get("over", 0.0), avatar=f.get("avatar"))
             elif request.type == "load_scene":
-                request_scene(world, Path(f["path"]))
+                request_scene(world, Path(f["path"]), request.id)
         except Exception as error:
             world.resource(Diagnostics).report(f"control {request.type}", error)
 
 
-def request_scene(world: World, path: Path) -> None:
-    from engine.scene.host import SceneHost
+def request_scene(world: World, path: Path, request_id: Any = None) -> None:
+    """Hand the scene to the host, which loads it at the next FIRST stage; the client was answered 'queued' and
+    reads the outcome from `status` (`last_scene_load`): waiting for it would block a stepped engine."""
+    from engine.scene.host import SceneHost, SceneLoad
 
     host = world.get_resource(SceneHost)
     if host is None:
         raise RuntimeError("load_scene: this engine was not started with a hosted scene (syncanim run SCENE.py)")
     host.pending = path
+    host.last_load = SceneLoad(str(path), request_id)
 
 
 def publish_status(world: World, server: ControlServer) -> None:
     from engine.app import Diagnostics
     from engine.audio.playback import AudioPlayback
     from engine.scene.components import Avatar, Framing
-    from engine.scene.host import SceneHost
+    from engine.scene.host import SceneHost, scene_folders
     from engine.scene.timeline import Scripts
     from engine.time import Time
 
@@ -450,6 +459,8 @@ def publish_status(world: World, server: ControlServer) -> None:
     server.publish_status({
         "frame": time.frame, "time_s": round(time.elapsed, 4),
         "scene": str(host.path) if host else None, "reloads": host.reloads if host else 0,
+        "scene_dirs": [str(folder) for folder in scene_folders(world, host)] if host else None,
+        "last_scene_load": host.last_load.as_status() if host and host.last_load else None,
         "voices": list(playback.voices) if playback else [],
         "speaking": {n: bool(v.busy) for n, v in playback.mixer.voices.items()} if playback else {},
         "avatars": avatars, "queued": server.requests.qsize(),

@@ -6,18 +6,24 @@ first: a syntax or import error is shown in the overlay (Diagnostics) and logged
 was. A file that loads replaces the scene: the old scene's systems (those not from `engine.*`), the entities its build
 spawned or marked SceneOwned, its scripts, captions and speech go, then the new `build(app)` runs and its startup
 systems run once. If that build raises, the previous scene is built again and the error is shown.
+
+A scene asked for by `load_scene` (control socket) is loaded the same way at the next FIRST stage, only from the
+allowed folders (--control-scene-dirs, default the folder of the scene the engine started with); how it went is
+kept in `SceneHost.last_load` for `status`. One that is refused or does not import leaves the running scene as it
+was: the file watcher keeps following the running scene's own file.
 """
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from engine.ecs import Stage, World
-from engine.scene.loader import SceneError, build_module, build_scene, load_scene_module
+from engine.scene.control_settings import ControlSettings, OperatorControl
+from engine.scene.loader import SceneError, build_module, build_scene, check_scene_source, load_scene_module
 
 if TYPE_CHECKING:
     from engine.app import App
@@ -26,6 +32,22 @@ log = logging.getLogger(__name__)
 
 RELOAD_SOURCE = "scene reload"
 """The Diagnostics key of reload failures (cleared by the next good reload)."""
+
+
+@dataclass
+class SceneLoad:
+    """The latest `load_scene` and its outcome (the control status's `last_scene_load`)."""
+
+    path: str
+    id: Any = None
+    """The request's `id`, so a client can tell its own load from another's."""
+    state: str = "pending"
+    """'pending' (waits for the next frame), 'loaded' or 'failed'."""
+    error: str | None = None
+    """Why it failed, naming the file."""
+
+    def as_status(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": None if self.state == "pending" else self.state == "loaded"}
 
 
 @dataclass
@@ -48,6 +70,11 @@ class SceneHost:
     next_poll_s: float = 0.0
     pending: Path | None = None
     """A scene asked for by `load_scene` (control socket), loaded at the next FIRST stage."""
+    last_load: SceneLoad | None = None
+    """The latest `load_scene` and how it went."""
+    home: Path | None = None
+    """The folder of the scene the engine started with: `load_scene` loads from it unless --control-scene-dirs
+    names others."""
     reloads: int = 0
     """Successful reloads so far."""
     failures: list[str] = field(default_factory=list)
@@ -65,7 +92,7 @@ def host_scene(app: App, path: str | Path, *, watch: bool = True, poll_s: float 
     """Build the scene at `path` into `app` and keep it reloadable; raises SceneError if this first build fails."""
     path = Path(path)
     world = app.world
-    host = SceneHost(app, path, watch=watch, poll_s=poll_s)
+    host = SceneHost(app, path, watch=watch, poll_s=poll_s, home=path.expanduser().resolve().parent)
     host.mtime_ns = file_mtime(path)
     host.module, host.systems, host.entities = build_tracked(app, path)
     world.insert_resource(host)
@@ -91,7 +118,19 @@ def build_tracked(app: App, path: Path, module: ModuleType | None = None,
         for entity in set(app.world.entities()) - alive:
             app.world.despawn(entity)
         raise
+    keep_operator_control(app.world)
     return module, _added_systems(app, before), frozenset(set(app.world.entities()) - alive)
+
+
+def keep_operator_control(world: World) -> None:
+    """A scene that inserted its own ControlSettings gets back every field the operator set (--control-token, ...):
+    the socket opens at startup, after the build, with what the operator asked for."""
+    operator = world.get_resource(OperatorControl)
+    settings = world.get_resource(ControlSettings)
+    if operator is not None and settings is not None:
+        merged = operator.over(settings)
+        if merged != settings:
+            world.insert_resource(merged)
 
 
 def _added_systems(app: App, before: set[str]) -> tuple[str, ...]:
@@ -144,7 +183,11 @@ def reload_scene(world: World, host: SceneHost, path: Path) -> bool:
     from engine.app import Diagnostics
 
     diagnostics = world.resource(Diagnostics)
-    host.mtime_ns = file_mtime(path)
+    mtime = file_mtime(path)
+    if _same_file(path, host.path):
+        host.mtime_ns = mtime  # a broken save is shown once, not retried until it is saved again
+    # Another file (load_scene) leaves mtime_ns alone until it has loaded: the watcher keeps following the running
+    # scene's file, and a failed load must not look like a change to it (that reload cut speech and reset scripts).
     try:
         module = load_scene_module(path)
     except SceneError as error:
@@ -162,6 +205,7 @@ def reload_scene(world: World, host: SceneHost, path: Path) -> bool:
         teardown_scene(world, host)
         _rebuild(world, host, old_module, old_path)
         return False
+    host.mtime_ns = mtime
     host.reloads += 1
     diagnostics.errors.pop(RELOAD_SOURCE, None)
     diagnostics.notice(f"scene {path} loaded (reload {host.reloads})")
@@ -184,9 +228,42 @@ def _rebuild(world: World, host: SceneHost, module: ModuleType | None, path: Pat
         host.module = None
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+
+
 def _failed(diagnostics, host: SceneHost, error: BaseException) -> None:
     diagnostics.report(RELOAD_SOURCE, error)
     host.failures = [*host.failures[-7:], str(error)]
+
+
+def scene_folders(world: World, host: SceneHost) -> tuple[Path, ...]:
+    """The folders `load_scene` may load from: --control-scene-dirs, else the folder of the first scene."""
+    settings = world.get_resource(ControlSettings)
+    if settings is not None and settings.control_scene_dirs:
+        return tuple(Path(folder).expanduser().resolve() for folder in settings.control_scene_dirs)
+    return (host.home,) if host.home is not None else ()
+
+
+def load_requested(world: World, host: SceneHost) -> bool:
+    """Load the scene `load_scene` asked for, if it is allowed; the outcome goes to `host.last_load` (status) and a
+    failure to the overlay. Checked here, just before it runs, on the frame thread."""
+    from engine.app import Diagnostics
+
+    path, host.pending = host.pending, None
+    load = host.last_load
+    if load is None or load.state != "pending":
+        load = host.last_load = SceneLoad(str(path))
+    try:
+        path = check_scene_source(path, scene_folders(world, host))
+    except SceneError as error:
+        _failed(world.resource(Diagnostics), host, error)
+        load.state, load.error = "failed", str(error)
+        return False
+    load.path = str(path)
+    loaded = reload_scene(world, host, path)
+    load.state, load.error = ("loaded", None) if loaded else ("failed", host.failures[-1])
+    return loaded
 
 
 def watch_scene(world: World) -> None:
@@ -197,8 +274,7 @@ def watch_scene(world: World) -> None:
     if host is None:
         return
     if host.pending is not None:
-        path, host.pending = host.pending, None
-        reload_scene(world, host, path)
+        load_requested(world, host)
         return
     now = world.resource(MasterClock).now
     if not host.watch or now < host.next_poll_s:

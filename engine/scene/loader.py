@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import stat
 import sys
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -26,6 +29,36 @@ class SceneArgs:
     seconds: float | None = None
     avatar: Path | None = None
     """--avatar: the avatar folder for scenes that show one avatar (engine.scene.api.avatar_folder)."""
+
+
+def check_scene_source(path: str | Path, folders: Sequence[str | Path] | None) -> Path:
+    """The resolved path of a scene file a control client asked for (`load_scene`), or a SceneError naming the file,
+    the reason and the fix. Loading runs the file's code in the engine, so it must be a .py file inside one of
+    `folders` (symlinks resolved, so a link cannot lead out), not writable by every user and owned by the engine's
+    user (or root): nobody else may have put it there. `folders` None skips the folder check (the control server's
+    early answer, before the frame loop has said which folders it allows)."""
+    try:
+        path = Path(path).expanduser()
+    except RuntimeError:  # ~user of no such user
+        raise SceneError(f"load_scene: {path} names a home folder that does not exist; send an absolute path") \
+            from None
+    if path.suffix != ".py" or not path.is_file():
+        raise SceneError(f"load_scene: {path} is not an existing .py scene file on the engine machine")
+    resolved = path.resolve()
+    if folders is not None:
+        roots = [Path(folder).expanduser().resolve() for folder in folders]
+        if not any(resolved.is_relative_to(root) for root in roots):
+            named = ", ".join(str(root) for root in roots) or "none"
+            raise SceneError(f"load_scene: {resolved} is outside the folders scenes may be loaded from ({named}); "
+                             "move it into one, or start the engine with --control-scene-dirs FOLDER")
+    info = resolved.stat()
+    if info.st_mode & stat.S_IWOTH:
+        raise SceneError(f"load_scene: {resolved} is writable by every user (mode {stat.S_IMODE(info.st_mode):04o}); "
+                         f"run `chmod o-w {resolved}`")
+    if hasattr(os, "getuid") and info.st_uid not in (os.getuid(), 0):
+        raise SceneError(f"load_scene: {resolved} belongs to user id {info.st_uid}, not to the engine's user "
+                         f"({os.getuid()}); copy it and load your copy")
+    return resolved
 
 
 def load_scene_module(path: str | Path) -> ModuleType:

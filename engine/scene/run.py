@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import ctypes
+import logging
 import math
 import os
 import signal
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -17,13 +18,15 @@ import tyro
 from engine.display.settings import DisplaySettings, Size
 from engine.ecs import Stage
 from engine.scene import SCENES_DIR
-from engine.scene.control_settings import ControlSettings
+from engine.scene.control_settings import TOKEN_ENV, ControlSettings, OperatorControl, changed_fields, with_token
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
 
     from engine.app import App
     from engine.display.headless import RunResult
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -51,9 +54,30 @@ class RunOptions:
     """Reload the scene when its file is saved (a broken save keeps the running scene and shows the error)."""
     display: Annotated[DisplaySettings, tyro.conf.OmitArgPrefixes] = DisplaySettings()
     control: Annotated[ControlSettings, tyro.conf.OmitArgPrefixes] = ControlSettings()
+    control_given: Annotated[frozenset[str] | None, tyro.conf.Suppress] = None
+    """The control fields the operator set on the command line (`syncanim run` fills it in from argv); None: those
+    that differ from the defaults."""
 
     def __post_init__(self) -> None:
         check_seconds(self.seconds)
+
+
+def control_flags_given(argv: Sequence[str]) -> frozenset[str]:
+    """The ControlSettings fields named by flags in `argv` (--control-token X, --control-token=X,
+    --no-control-allow-load-scene, underscores or hyphens): these win over a scene's own defaults, even where the
+    operator typed a default value."""
+    names = {f.name for f in fields(ControlSettings)}
+    given = set()
+    for arg in argv:
+        if arg == "--":
+            break  # the rest is positional
+        if not arg.startswith("--"):
+            continue
+        flag = arg[2:].split("=", 1)[0].replace("-", "_")
+        for name in (flag, flag.removeprefix("no_")):
+            if name in names:
+                given.add(name)
+    return frozenset(given)
 
 
 @dataclass(frozen=True)
@@ -132,8 +156,8 @@ def return_freed_memory(world) -> None:
 def make_app(display: DisplaySettings, *, headless: bool, voices: tuple[str, ...] = ("main",),
              control: ControlSettings = ControlSettings(), mic: bool = False, mic_device: str | None = None) -> App:
     """A live engine: lenient (a failing system is reported, the frame loop goes on), audio + display, freed memory
-    handed back to the system as it runs, and the control socket when `control.control` names an address. `voices` are the audio voices the scene speaks on;
-    `mic` makes the main voice hear the microphone."""
+    handed back to the system as it runs, and the control socket when `control.control` names an address. `voices`
+    are the audio voices the scene speaks on; `mic` makes the main voice hear the microphone."""
     from engine.app import App
     from engine.audio.plugin import audio_plugin
     from engine.audio.settings import AudioSettings
@@ -189,21 +213,22 @@ def sigterm_stops_the_run() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def operator_control(options: RunOptions) -> OperatorControl:
+    """The operator's control settings (token from --control-token-file or $SYNCANIM_CONTROL_TOKEN filled in) and
+    the fields they set."""
+    given = options.control_given if options.control_given is not None else changed_fields(options.control)
+    if "control_token" in given and options.control.control_token is not None:
+        log.warning("--control-token is visible to every local user in the process list (ps); pass "
+                    "--control-token-file FILE (chmod 600) or set $%s instead", TOKEN_ENV)
+    settings = with_token(options.control)
+    if settings.control_token != options.control.control_token:
+        given = given | {"control_token"}
+    return OperatorControl(settings, frozenset(given))
+
+
 def run_scene(options: RunOptions) -> RunResult:
     """Build the engine, load the scene and run it until it ends; returns what the runner did."""
-    from engine.scene.host import declared_voices, host_scene
-    from engine.scene.loader import SceneArgs
-
-    display = options.display
-    if options.mic:
-        check_microphone(options.mic_device)
-        if options.headless and not display.realtime:
-            display = replace(display, realtime=True)  # a live microphone cannot be stepped faster than it speaks
-    voices = declared_voices(options.scene) or ("main",)
-    app = make_app(display, headless=options.headless, voices=voices, control=options.control, mic=options.mic,
-                   mic_device=options.mic_device)
-    app.insert_resource(SceneArgs(Path(options.scene), options.audio, options.seconds, options.avatar))
-    host_scene(app, options.scene, watch=options.watch)
+    app = assemble_scene(options)
     with sigterm_stops_the_run():
         if options.headless:
             from engine.display.headless import run_headless
@@ -212,6 +237,33 @@ def run_scene(options: RunOptions) -> RunResult:
         from engine.display.window import run_window
 
         return run_window(app, seconds=options.seconds)
+
+
+def assemble_scene(options: RunOptions) -> App:
+    """The engine of `syncanim run` with its scene built, not started (the runner's first frame starts it)."""
+    from engine.app import Diagnostics
+    from engine.scene.host import declared_voices, host_scene
+    from engine.scene.loader import SceneArgs
+
+    operator = operator_control(options)
+    display = options.display
+    if options.mic:
+        check_microphone(options.mic_device)
+        if options.headless and not display.realtime:
+            display = replace(display, realtime=True)  # a live microphone cannot be stepped faster than it speaks
+    voices = declared_voices(options.scene) or ("main",)
+    app = make_app(display, headless=options.headless, voices=voices, control=operator.settings, mic=options.mic,
+                   mic_device=options.mic_device)
+    # Before the scene is built: a scene that opens its own socket (the kiosk) keeps every setting given here.
+    app.insert_resource(operator)
+    app.insert_resource(SceneArgs(Path(options.scene), options.audio, options.seconds, options.avatar))
+    host_scene(app, options.scene, watch=options.watch)
+    unused = sorted(operator.given - {"control"})
+    if unused and app.world.resource(ControlSettings).control is None:
+        flags = ", ".join("--" + name.replace("_", "-") for name in unused)
+        app.world.resource(Diagnostics).warn(f"{flags} given, but {options.scene} opens no control socket; add "
+                                             "--control 127.0.0.1:7878 to open one")
+    return app
 
 
 def has_display() -> bool:

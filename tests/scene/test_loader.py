@@ -71,3 +71,34 @@ def test_error_at_import_is_reported(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(SceneError, match="does not exist"):
         build_scene(App(), tmp_path / "nope.py")
+
+
+def test_a_scene_file_a_control_client_names_must_lie_in_an_allowed_folder(tmp_path):
+    from engine.scene.loader import check_scene_source
+
+    allowed, outside = tmp_path / "scenes", tmp_path / "tmp"
+    allowed.mkdir()
+    outside.mkdir()
+    inside = write(allowed, "def build(app): pass\n", "good.py")
+    deeper = allowed / "sub"
+    deeper.mkdir()
+    nested = write(deeper, "def build(app): pass\n", "nested.py")
+    stranger = write(outside, "def build(app): pass\n", "evil.py")
+    assert check_scene_source(inside, [allowed]) == inside.resolve()
+    assert check_scene_source(nested, [allowed]) == nested.resolve()
+    with pytest.raises(SceneError, match=f"{stranger} is outside the folders scenes may be loaded from "
+                                         rf"\({allowed}\); move it into one, or start the engine with "
+                                         "--control-scene-dirs FOLDER"):
+        check_scene_source(stranger, [allowed])
+    (allowed / "link.py").symlink_to(stranger)
+    with pytest.raises(SceneError, match="is outside the folders"):
+        check_scene_source(allowed / "link.py", [allowed])
+    with pytest.raises(SceneError, match="is outside the folders"):
+        check_scene_source(allowed / "sub" / ".." / ".." / "tmp" / "evil.py", [allowed])  # no way out by '..'
+    with pytest.raises(SceneError, match="is outside the folders"):
+        check_scene_source(inside, [])  # no folder allowed: nothing loads
+    with pytest.raises(SceneError, match="not an existing .py scene file"):
+        check_scene_source(write(allowed, "x", "notes.txt"), [allowed])
+    inside.chmod(0o646)
+    with pytest.raises(SceneError, match=rf"{inside} is writable by every user \(mode 0646\); run `chmod o-w"):
+        check_scene_source(inside, [allowed])

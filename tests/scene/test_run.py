@@ -87,3 +87,23 @@ def test_a_live_engine_hands_freed_memory_back_every_ten_seconds():
         app.update()
     app.shutdown()
     assert app.resource(FreedMemory).trims == 2  # at 0 s and at 10 s
+
+
+def test_control_flags_typed_win_over_a_scenes_defaults_even_when_they_repeat_the_engines(tmp_path):
+    """A scene that opens its own socket (like the kiosk) chooses only what the operator left out."""
+    from engine.cli import parse
+    from engine.scene.control_settings import ControlSettings
+    from engine.scene.run import assemble_scene
+
+    scene = tmp_path / "cautious.py"
+    scene.write_text("from engine.scene.api import open_control\n\n"
+                     "def build(app):\n"
+                     "    open_control(app, '127.0.0.1:0', control_allow_load_scene=False, control_queue=3,\n"
+                     "                 control_max_connections=2)\n")
+    options = parse(["run", str(scene), "--headless", "--control-allow-load-scene", "--control_max_connections=8"])
+    assert options.control_given == {"control_allow_load_scene", "control_max_connections"}
+    app = assemble_scene(options)
+    settings = app.resource(ControlSettings)
+    assert (settings.control_allow_load_scene, settings.control_max_connections, settings.control_queue) == (
+        True, 8, 3)
+    app.shutdown()
