@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from engine.display.settings import Size
+from engine.scene.control_settings import TOKEN_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 KIOSK = ROOT / "scenes" / "kiosk.py"
@@ -116,10 +117,10 @@ class SoakRun:
 
 
 # -- the engine process --------------------------------------------------------------------------------------------
-def engine_command(options: SoakOptions, token: str, out: Path) -> list[str]:
+def engine_command(options: SoakOptions, out: Path) -> list[str]:
     seconds = options.minutes * 60.0
     command = [sys.executable, "-m", "engine", "run", str(KIOSK), "--headless", "--realtime", "--seconds",
-               f"{seconds:g}", "--out", str(out), "--control", f"127.0.0.1:{options.port}", "--control-token", token]
+               f"{seconds:g}", "--out", str(out), "--control", f"127.0.0.1:{options.port}"]
     if options.avatar is not None:
         command += ["--avatar", str(options.avatar)]
     if options.size is not None:
@@ -449,13 +450,15 @@ def run_soak(options: SoakOptions) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     token = secrets.token_urlsafe(18)
     mp4 = out_dir / "kiosk.mp4"
-    run = SoakRun(engine_command(options, token, mp4))
+    run = SoakRun(engine_command(options, mp4))
     seconds = options.minutes * 60.0
     warmup_s = options.warmup_s if options.warmup_s is not None else min(300.0, max(60.0, seconds / 5))
-    print("engine:", " ".join(run.command).replace(token, "TOKEN"), flush=True)
+    print("engine:", " ".join(run.command), flush=True)
     log = open(out_dir / "engine.log", "w")  # noqa: SIM115 (the engine writes to it while it runs)
     start = time.monotonic()
-    process = subprocess.Popen(run.command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    # the token travels in the environment: a command line is visible to every local user
+    process = subprocess.Popen(run.command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                               env={**os.environ, TOKEN_ENV: token})
     stop = threading.Event()
     sampler = threading.Thread(target=sample_memory, args=(process.pid, start, options.sample_s, run.samples, stop),
                                daemon=True)
@@ -477,7 +480,7 @@ def run_soak(options: SoakOptions) -> dict[str, Any]:
     run.engine_tail = "\n".join(line for line in engine_log.splitlines()[-6:])
     report: dict[str, Any] = {
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},
-        "command": " ".join(run.command).replace(token, "TOKEN"), "engine_rc": run.engine_rc,
+        "command": " ".join(run.command), "engine_rc": run.engine_rc,
         "wall_s": round(wall_s, 1), "engine_tail": run.engine_tail,
         "messages": {kind: sum(1 for s in run.sent if s.kind == kind) for kind in ("say", "marker", "status")},
         "failed_messages": [asdict(s) for s in run.sent if not s.ok][:20],

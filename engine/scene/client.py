@@ -22,10 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from engine.scene.control_settings import parse_address
+from engine.scene.control_settings import TOKEN_ENV, parse_address
 from engine.scene.protocol import pack, read_frame, unpack
 
-TOKEN_ENV = "SYNCANIM_CONTROL_TOKEN"
 MAX_REPLY_BYTES = 16 * 1024 * 1024
 
 
