@@ -444,6 +444,58 @@ def test_an_interrupted_run_keeps_finished_steps_and_resumes(clip, tmp_path):
     assert data.masks().person.shape == (data.meta.frames, OUT, OUT)
 
 
+def dataset_contents(root: Path) -> dict:
+    """Everything a dataset holds, by value: files byte for byte, npz files array by array (a zip stores the time
+    it was written), frames decoded."""
+    contents = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and ".preprocess" not in p.parts):
+        name = str(path.relative_to(root))
+        if path.suffix == ".npz":
+            with np.load(path) as stored:
+                contents.update({f"{name}:{key}": stored[key].tobytes() for key in stored.files})
+        elif path.suffix == ".mkv":
+            contents[name] = decode(path).tobytes()
+        else:
+            contents[name] = path.read_bytes()
+    return contents
+
+
+def test_a_run_killed_in_the_frames_step_leaves_little_scratch_and_resumes_to_the_same_dataset(clip, dataset,
+                                                                                               tmp_path):
+    """SIGKILL half-way through the frames: what is left beyond the frames already encoded is a small fraction of
+    the raw masks (3 x T x S x S bytes; 600 MB per 30 s at 512 px before), and a rerun removes it and finishes the
+    very dataset an uninterrupted run makes."""
+    import os
+    import signal
+    import sys
+    import time
+
+    root = tmp_path / "ds"
+    command = [sys.executable, "-m", "engine", "preprocess", str(clip / "video.mp4"), "-o", str(root),
+               "--size", str(OUT), "--no-progress"]
+    half = (dataset.root / "frames.mkv").stat().st_size / 2
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while child.poll() is None:
+            partial = list(root.glob(".frames.mkv.*.partial.mkv"))
+            if partial and partial[0].stat().st_size > half:
+                os.kill(child.pid, signal.SIGKILL)
+                break
+            time.sleep(0.005)
+    finally:
+        child.wait()
+    assert child.returncode == -signal.SIGKILL, "the run finished before half of its frames were seen"
+    assert "frames" not in ledger(root) and not (root / "frames.mkv").exists()
+    kept = {"steps.json", "raw_tracks.npz"}
+    scratch = [p for p in (root / ".preprocess").rglob("*") if p.is_file() and p.name not in kept]
+    assert scratch, "a run killed in its frames step leaves its mask scratch"
+    assert sum(p.stat().st_size for p in scratch) < 0.05 * 3 * FRAMES * OUT * OUT
+    preprocess(clip / "video.mp4", root)
+    assert not list(root.rglob("*partial*")) and not list(root.rglob("*scratch*"))
+    assert sorted(p.name for p in (root / ".preprocess").iterdir()) == sorted(kept)
+    assert dataset_contents(root) == dataset_contents(dataset.root)
+
+
 def test_preview_writes_a_contact_sheet_and_curves(dataset):
     import imageio.v3 as iio
 

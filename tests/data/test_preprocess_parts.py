@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -239,6 +242,81 @@ def test_mask_file_round_trips_and_streams(tmp_path):
 def test_aborted_mask_file_leaves_nothing(tmp_path):
     writer = MaskFileWriter(tmp_path / "masks.npz", 2, 8, tmp_path / "scratch")
     writer.write(0, *(np.zeros((8, 8), np.uint8),) * 3, np.zeros(4), np.zeros(4))
+    writer.abort()
+    assert list(tmp_path.iterdir()) == []
+
+
+def moving_blob_masks(frames: int, size: int) -> np.ndarray:
+    """Masks as a person gives them: an ellipse that moves a little each frame, uint8 [T, S, S] (255 inside)."""
+    y, x = np.mgrid[:size, :size]
+    centres = size / 2 + 0.1 * size * np.sin(np.arange(frames) / 7.0)
+    return np.stack([(((x - c) / (0.3 * size)) ** 2 + ((y - 0.6 * size) / (0.4 * size)) ** 2 < 1) * 255
+                     for c in centres]).astype(np.uint8)
+
+
+def test_mask_scratch_is_compressed_so_a_killed_writer_leaves_little(tmp_path):
+    """What sits on disk while the writer is open is what a SIGKILL leaves: the raw masks were 3 x T x S x S bytes
+    (600 MB per 30 s at 512 px); compressed they are about 1% of that."""
+    frames, size = 40, 128
+    blobs = moving_blob_masks(frames, size)
+    writer = MaskFileWriter(tmp_path / "masks.npz", frames, size, tmp_path / "scratch")
+    for k in range(frames):
+        writer.write(k, blobs[k], blobs[k] // 2, 255 - blobs[k], np.zeros(4), np.ones(4))
+    on_disk = sum(p.stat().st_size for p in (tmp_path / "scratch").rglob("*") if p.is_file())
+    assert on_disk < 0.05 * 3 * frames * size * size
+    writer.close()
+    assert not (tmp_path / "scratch").exists()
+    loaded = Masks.load(tmp_path / "masks.npz")
+    assert np.array_equal(loaded.person, blobs) and np.array_equal(loaded.head, blobs // 2)
+    assert np.array_equal(loaded.torso, 255 - blobs) and np.array_equal(loaded.lip_rect, np.ones((frames, 4)))
+
+
+def test_a_new_mask_file_removes_the_scratch_a_killed_writer_left(tmp_path):
+    """A writer killed with SIGKILL cannot clean up; the next writer of the same folder does, so a rerun does not
+    hold two runs' scratch at once, and nothing is left after it."""
+    script = ("import os, signal, sys, numpy as np\n"
+              "from engine.data.preprocess.maskfile import MaskFileWriter\n"
+              "writer = MaskFileWriter(sys.argv[1] + '/masks.npz', 8, 64, sys.argv[1] + '/scratch')\n"
+              "for k in range(8):\n"
+              "    writer.write(k, *(np.full((64, 64), 255, np.uint8),) * 3, np.zeros(4), np.zeros(4))\n"
+              "os.kill(os.getpid(), signal.SIGKILL)\n")
+    killed = subprocess.run([sys.executable, "-c", script, str(tmp_path)])
+    assert killed.returncode == -signal.SIGKILL
+    left = [p for p in (tmp_path / "scratch").rglob("*") if p.is_file()]
+    assert left, "the killed writer left its scratch"
+    writer = MaskFileWriter(tmp_path / "masks.npz", 2, 8, tmp_path / "scratch")
+    assert not any(p.exists() for p in left)
+    writer.abort()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_rerun_first_removes_what_killed_runs_left_and_keeps_a_running_writers_files(tmp_path):
+    """Partial outputs of dead processes and the raw mask memory maps of runs before the scratch was deflated go
+    before any step starts; files named by a live process (here this one) are another run's and stay."""
+    from engine.data.preprocess.pipeline import MASK_SCRATCH, WORK, _remove_dead_scratch
+
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True, check=True).stdout)
+    out, scratch = tmp_path / "ds", tmp_path / "ds" / WORK / MASK_SCRATCH
+    scratch.mkdir(parents=True)
+    stale = [scratch / "person.npy", scratch / f".head.deflated.{dead}.partial.deflated",
+             out / f".frames.mkv.{dead}.partial.mkv", out / f".masks.npz.{dead}.partial.npz"]
+    live = out / f".audio.wav.{os.getpid()}.partial.wav"
+    for path in [*stale, live]:
+        path.write_bytes(b"x" * 1000)
+    _remove_dead_scratch(out, out / WORK)
+    assert not any(path.exists() for path in stale) and live.exists()
+    assert not scratch.exists()
+
+
+def test_mask_frames_must_come_in_order_and_all_before_close(tmp_path):
+    writer = MaskFileWriter(tmp_path / "masks.npz", 3, 8, tmp_path / "scratch")
+    blank = (np.zeros((8, 8), np.uint8),) * 3
+    writer.write(0, *blank, np.zeros(4), np.zeros(4))
+    with pytest.raises(ValueError, match="frame 2 .* expected frame 1"):
+        writer.write(2, *blank, np.zeros(4), np.zeros(4))
+    with pytest.raises(ValueError, match="1 of its 3 frames"):
+        writer.close()
     writer.abort()
     assert list(tmp_path.iterdir()) == []
 

@@ -39,6 +39,7 @@ MIN_FRAMES = 10
 TRUNCATED_FRACTION = 0.9
 """A video that decodes to less than this fraction of its declared length is reported as truncated."""
 WORK = ".preprocess"
+MASK_SCRATCH = "masks.scratch"
 
 
 @dataclass
@@ -219,7 +220,7 @@ def _frames(run: _Run, crop: tuple[int, int, int, int], tracks: Tracks) -> None:
         samples, hidden, head_cut = [], [], 0
         with masks.create_segmenter(run.config.segmenter_model) as segmenter:
             video = FrameWriter(run.out / "frames.mkv", run.config.fps)
-            mask_file = MaskFileWriter(run.out / "masks.npz", frames, size, run.work / "masks.scratch")
+            mask_file = MaskFileWriter(run.out / "masks.npz", frames, size, run.work / MASK_SCRATCH)
             try:
                 for k, frame in resampled_frames(run.source, run.config.fps):
                     if k >= frames:
@@ -315,6 +316,23 @@ def _meta(run: _Run, raw: RawTracks, crop: tuple[int, int, int, int], head_fits:
     _step(run, "meta", work)
 
 
+def _remove_dead_scratch(out: Path, work: Path) -> None:
+    """Delete what runs killed mid-step left (partial outputs, mask scratch): no step resumes from them, and a rerun
+    would otherwise hold them beside its own until the same step finished again."""
+    from engine.data.preprocess.maskfile import MASK_NAMES
+
+    scratch = work / MASK_SCRATCH
+    for name in MASK_NAMES:
+        (scratch / f"{name}.npy").unlink(missing_ok=True)  # raw memory maps of runs before the scratch was deflated
+        atomic_path(scratch / f"{name}.deflated")  # atomic_path removes siblings named by processes that are gone
+    for path in [path for paths in _outputs(out).values() for path in paths]:
+        atomic_path(path)
+    try:
+        scratch.rmdir()
+    except OSError:
+        pass  # absent, or a running writer's
+
+
 def run_preprocess(config: PreprocessConfig) -> Path:
     """Make (or finish) the dataset for config.video in config.out_dir; returns the folder.
 
@@ -328,6 +346,7 @@ def run_preprocess(config: PreprocessConfig) -> Path:
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     work = out / WORK
+    _remove_dead_scratch(out, work)
     ledger = Ledger(work / "steps.json")
     keys = _keys(config, source)
     started = time.perf_counter()
