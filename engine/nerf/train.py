@@ -298,6 +298,11 @@ class _Trainer:
     def __init__(self, config: TrainNerfConfig, model: AvatarModel, data: TrainingData, device: torch.device):
         self.config, self.model, self.data, self.device = config, model, data, device
         self.gen = torch.Generator().manual_seed(config.seed)
+        self.clock = _Clock()
+        self.history: list[dict] = []
+        """The run's validation records (nerf_log.jsonl's lines), kept in the resumable state."""
+        self.scores: dict[str, float] = {}
+        """Each stage's last validation PSNR."""
         self.size = model.spec.intrinsics.size
         self.hull: torch.Tensor | None = None
         train = torch.as_tensor(data.train, device=data.expression.device)
@@ -455,9 +460,47 @@ def _state_path(config: TrainNerfConfig) -> Path:
     return config.avatar_dir / ".nerf-train" / "state.safetensors"
 
 
-def _save_state(config: TrainNerfConfig, model: AvatarModel, optimizer, stage: str, step: int) -> None:
+def _log_path(config: TrainNerfConfig) -> Path:
+    return config.avatar_dir / "nerf_log.jsonl"
+
+
+class _Clock:
+    """Seconds of training this run has had, counted across resumes: what a killed run did after its last
+    checkpoint and the time it lay dead do not count, so stage deadlines and learning rates go on where they were."""
+
+    def __init__(self, spent: float = 0.0) -> None:
+        self.origin = time.monotonic() - spent
+
+    def __call__(self) -> float:
+        return time.monotonic() - self.origin
+
+
+@dataclass
+class _Saved:
+    """A resumable state's bookkeeping (its weights are already in the model, its dice in the trainer)."""
+
+    stage: str
+    step: int
+    """Steps of `stage` done."""
+    out_of_time: bool
+    """The stage stopped at its deadline."""
+    start: float
+    deadline: float
+    """The stage's start and deadline on the run's clock (inf: no time limit)."""
+    time_limit_s: float
+    """The limit those deadlines were shared out under."""
+    optimizer: dict
+    """{"tensors", "steps"} of the stage's AdamW (_restore_optimizer)."""
+
+
+def _save_state(trainer: _Trainer, optimizer, stage: str, step: int, out_of_time: bool, start: float,
+                deadline: float) -> None:
+    """Everything a resumed run needs to go on as if never stopped: weights (the occupancy grid among them), AdamW's
+    moments, the trainer's and torch's random states, the stage's place on the run's clock, and the history
+    (validation records and scores) of the stages done."""
     from engine.io.checkpoint import save_checkpoint
 
+    config, model = trainer.config, trainer.model
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     steps = []
     for i, group in enumerate(optimizer.param_groups):
@@ -467,13 +510,22 @@ def _save_state(config: TrainNerfConfig, model: AvatarModel, optimizer, stage: s
                 tensors[f"opt.{i}.{j}.exp_avg"] = state["exp_avg"]
                 tensors[f"opt.{i}.{j}.exp_avg_sq"] = state["exp_avg_sq"]
                 steps.append([i, j, float(state["step"])])
-    save_checkpoint(_state_path(config), tensors, {"spec": model.spec.to_json(), "stage": stage, "step": step,
-                                                   "opt_steps": steps})
+    tensors["rng.trainer"] = trainer.gen.get_state()
+    tensors["rng.torch"] = torch.get_rng_state()
+    if trainer.device.type == "cuda":  # the occupancy updates draw from the device's own generator there
+        tensors["rng.cuda"] = torch.cuda.get_rng_state(trainer.device)
+    finite = None if deadline == float("inf") else deadline
+    save_checkpoint(_state_path(config), tensors, {
+        "spec": model.spec.to_json(), "stage": stage, "step": step, "opt_steps": steps, "out_of_time": out_of_time,
+        "clock": trainer.clock(), "stage_start": start, "stage_deadline": finite, "time_limit_s": config.time_limit_s,
+        "history": trainer.history, "scores": trainer.scores})
 
 
-def _load_state(config: TrainNerfConfig, model: AvatarModel) -> tuple[str, int, dict] | None:
+def _load_state(trainer: _Trainer) -> _Saved | None:
+    """Restore the resumable state into the trainer (weights, random states, clock, history); None: start over."""
     from engine.io.checkpoint import CheckpointMismatchError, load_checkpoint
 
+    config, model = trainer.config, trainer.model
     path = _state_path(config)
     if not (config.resume and path.is_file()):
         return None
@@ -482,7 +534,23 @@ def _load_state(config: TrainNerfConfig, model: AvatarModel) -> tuple[str, int, 
     except CheckpointMismatchError:
         return None  # another dataset or other sizes: start over
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    return meta["stage"], int(meta["step"]), {"tensors": tensors, "steps": meta["opt_steps"]}
+    if "rng.trainer" in tensors:  # (states written before the random states were kept resume with fresh dice)
+        trainer.gen.set_state(tensors["rng.trainer"])
+        torch.set_rng_state(tensors["rng.torch"])
+    if "rng.cuda" in tensors and trainer.device.type == "cuda":
+        torch.cuda.set_rng_state(tensors["rng.cuda"], trainer.device)
+    trainer.clock = _Clock(float(meta.get("clock", 0.0)))
+    if "history" in meta:
+        trainer.history, trainer.scores = list(meta["history"]), dict(meta["scores"])
+        _write_log(config, trainer.history)  # drops what the stopped run logged after this state
+    elif _log_path(config).is_file():  # a state from before histories were kept: the log is all there is
+        trainer.history = [json.loads(line) for line in _log_path(config).read_text().splitlines()]
+        trainer.scores = {record["stage"]: record["val_psnr"] for record in trainer.history}
+    deadline = meta.get("stage_deadline")
+    return _Saved(meta["stage"], int(meta["step"]), bool(meta.get("out_of_time", False)),
+                  float(meta.get("stage_start", 0.0)), float("inf") if deadline is None else float(deadline),
+                  float(meta.get("time_limit_s", config.time_limit_s)),
+                  {"tensors": tensors, "steps": meta["opt_steps"]})
 
 
 def _restore_optimizer(optimizer, saved: dict) -> None:
@@ -493,18 +561,29 @@ def _restore_optimizer(optimizer, saved: dict) -> None:
                               "exp_avg_sq": saved["tensors"][f"opt.{i}.{j}.exp_avg_sq"].to(p.device)}
 
 
-def _log(config: TrainNerfConfig, record: dict) -> None:
-    with open(config.avatar_dir / "nerf_log.jsonl", "a") as handle:
+def _write_log(config: TrainNerfConfig, records: list[dict]) -> None:
+    """nerf_log.jsonl holds `records` and nothing else (written whole, atomically)."""
+    path = _log_path(config)
+    tmp = atomic_path(path)
+    tmp.write_text("".join(json.dumps(record) + "\n" for record in records))
+    os.replace(tmp, path)
+
+
+def _log(trainer: _Trainer, record: dict) -> None:
+    trainer.history.append(record)
+    with open(_log_path(trainer.config), "a") as handle:
         handle.write(json.dumps(record) + "\n")
 
 
-def _stage_deadline(config: TrainNerfConfig, stage: str, now: float, end: float) -> float:
-    """When `stage` must stop (time.monotonic()): the time left until `end` shared by the stages still to run in
-    proportion to their steps, so a slow or busy machine shortens every stage instead of never reaching the lips,
-    and a stage that finishes early (the upper body's steps are cheap) leaves its time to the next ones."""
+def _stage_deadline(config: TrainNerfConfig, stage: str, now: float, end: float, done: int = 0) -> float:
+    """When `stage` must stop (on the clock of `now` and `end`): the time left until `end` shared by the steps
+    still to run (`done` of this stage's are behind it), so a slow or busy machine shortens every stage instead of
+    never reaching the lips, and a stage that finishes early (the upper body's steps are cheap) leaves its time to
+    the next ones."""
     steps = {"body": config.body_steps, "head": config.head_steps, "lips": config.lip_steps}
-    remaining = sum(steps[s] for s in STAGES[STAGES.index(stage):])
-    return now + (end - now) * steps[stage] / max(1, remaining)
+    left = steps[stage] - done
+    remaining = left + sum(steps[s] for s in STAGES[STAGES.index(stage) + 1:])
+    return now + (end - now) * left / max(1, remaining)
 
 
 def lr_scale(decay: float, step_fraction: float, start: float, deadline: float, now: float) -> float:
@@ -514,13 +593,12 @@ def lr_scale(decay: float, step_fraction: float, start: float, deadline: float, 
     return decay ** min(1.0, max(step_fraction, time_fraction))
 
 
-def _run_stage(trainer: _Trainer, stage: str, first: int, saved: dict | None, began: float,
-               deadline: float) -> float | None:
-    """Steps first..end of one stage with its own AdamW until `deadline` (time.monotonic()); returns its last
-    validation PSNR (None: none ran)."""
+def _run_stage(trainer: _Trainer, stage: str, first: int, saved: dict | None, start: float, deadline: float) -> None:
+    """Steps first..end of one stage with its own AdamW (its moments `saved` when resumed) from `start` until
+    `deadline` (the run's clock); validation scores and records go to the trainer's history."""
     from tqdm.auto import tqdm
 
-    config, model = trainer.config, trainer.model
+    config, model, clock = trainer.config, trainer.model, trainer.clock
     total = {"body": config.body_steps, "head": config.head_steps, "lips": config.lip_steps}[stage]
     optimizer = _optimizer(model, stage, config)
     if stage != "body":
@@ -528,12 +606,10 @@ def _run_stage(trainer: _Trainer, stage: str, first: int, saved: dict | None, be
     if saved is not None:
         _restore_optimizer(optimizer, saved)
     model.train()
-    score = None
     with tqdm(total=total, initial=first, desc=f"nerf {stage}", disable=not config.progress,
               dynamic_ncols=True) as bar:
-        start = time.monotonic()
         for step in range(first, total):
-            scale = lr_scale(config.lr_decay, step / max(1, total), start, deadline, time.monotonic())
+            scale = lr_scale(config.lr_decay, step / max(1, total), start, deadline, clock())
             for group in optimizer.param_groups:
                 group["lr"] = group["base_lr"] * scale
             loss = trainer.step_loss(stage, step)
@@ -543,16 +619,15 @@ def _run_stage(trainer: _Trainer, stage: str, first: int, saved: dict | None, be
             loss = float(loss.detach())
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}")
-            done, out_of_time = step + 1, time.monotonic() > deadline
+            done, out_of_time = step + 1, clock() > deadline
             if done % config.val_every == 0 or done == total:
-                score = trainer.validate(stage, done)
-                _log(config, {"stage": stage, "step": done, "loss": loss, "val_psnr": score,
-                              "seconds": time.monotonic() - began})
+                trainer.scores[stage] = trainer.validate(stage, done)
+                _log(trainer, {"stage": stage, "step": done, "loss": loss, "val_psnr": trainer.scores[stage],
+                               "seconds": clock()})
             if done % config.checkpoint_every == 0 or done == total or out_of_time:
-                _save_state(config, model, optimizer, stage, done)
+                _save_state(trainer, optimizer, stage, done, out_of_time, start, deadline)
             if out_of_time:
                 break
-    return score
 
 
 def _start_mlp_backend(config: TrainNerfConfig, model: AvatarModel, device: torch.device) -> str:
@@ -576,7 +651,9 @@ def train_nerf(config: TrainNerfConfig) -> Path:
     from engine.nerf.kernels.runtime import init_taichi
     from engine.nerf.plugin import resolve_device
 
-    device = torch.device(init_taichi(resolve_device(config.device)))
+    # Taichi's CPU pool follows `threads` when this run starts it: with one thread the marcher packs samples in
+    # ray order and a CPU run repeats bit for bit (with more, their order, and so the sums, vary from run to run).
+    device = torch.device(init_taichi(resolve_device(config.device), cpu_threads=config.threads or None))
     if config.threads > 0:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
@@ -588,29 +665,41 @@ def train_nerf(config: TrainNerfConfig) -> Path:
         model.frame_torso_shift = data.torso_shift.cpu()
     _fit_scaler(model, data)
     trainer = _Trainer(config, model, data, device)
-    resumed = _load_state(config, model)
+    saved = _load_state(trainer)
     mlp_backend = _start_mlp_backend(config, model, device)
-    start_stage, start_step = (resumed[0], resumed[1]) if resumed else (STAGES[0], 0)
-    began = time.monotonic()
-    end = began + config.time_limit_s if config.time_limit_s > 0 else float("inf")
-    scores: dict[str, float] = {}
-    trained = start_stage
-    for stage in STAGES[STAGES.index(start_stage):]:
-        now = time.monotonic()
-        if stage != start_stage and now > end:
-            break  # the whole time limit is spent (the first stage always takes a step, so a run writes a model)
-        first = start_step if stage == start_stage else 0
-        saved = resumed[2] if resumed and stage == start_stage else None
-        score = _run_stage(trainer, stage, first, saved, began, _stage_deadline(config, stage, now, end))
+    end = config.time_limit_s if config.time_limit_s > 0 else float("inf")
+    totals = {"body": config.body_steps, "head": config.head_steps, "lips": config.lip_steps}
+    first, moments, timing, index = 0, None, None, 0  # where this run starts
+    if saved is None:
+        _write_log(config, [])  # a fresh run's log describes it alone
+    else:
+        index = STAGES.index(saved.stage)
+        same_limit = saved.time_limit_s == config.time_limit_s
+        if saved.step >= totals[saved.stage] or (saved.out_of_time and same_limit):
+            index += 1  # that stage is over (a finished stage is never trained again): the next one starts
+        else:
+            first, moments = saved.step, saved.optimizer
+            # Under the same limit the stage keeps its deadline; under another one (more time given to a run the
+            # limit stopped) the time left is shared out again from here.
+            deadline = saved.deadline if same_limit else _stage_deadline(config, saved.stage, trainer.clock(), end,
+                                                                         saved.step)
+            timing = (saved.start, deadline)
+    trained = saved.stage if saved is not None else STAGES[0]
+    for i, stage in enumerate(STAGES[index:]):
+        now, resumed = trainer.clock(), i == 0 and timing is not None
+        # A fresh run's first stage and a resumed stage take a step even past the limit (a run writes a model);
+        # other stages start only while time is left.
+        if now > end and not (resumed or (i == 0 and saved is None)):
+            break
+        start, deadline = timing if resumed else (now, _stage_deadline(config, stage, now, end))
+        _run_stage(trainer, stage, first if resumed else 0, moments if resumed else None, start, deadline)
         trained = stage
-        if score is not None:
-            scores[stage] = score
     model.eval()
     unfuse_mlps(model)
     grid = {}
     if trained != "body":  # the head was trained: tighten its grid for the real-time sample budget
         grid = fit_render_grid(model, data, config.render_grid_alphas)
     return save_avatar(config.avatar_dir / NERF_FILE, model,
-                       {"val_psnr": scores, "mlp_backend": mlp_backend, "render_grid": grid,
+                       {"val_psnr": trainer.scores, "mlp_backend": mlp_backend, "render_grid": grid,
                         "config": json.loads(json.dumps(asdict(config), default=str)),
                         "features": feature_spec_dict(config.audio, float(Dataset(config.data).meta.fps))})

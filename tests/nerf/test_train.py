@@ -70,7 +70,10 @@ def test_an_interrupted_run_resumes_where_it_stopped(scene_data, tmp_path):
     assert log(avatar) == [] and (avatar / NERF_FILE).is_file()  # stopped early, the model is still written
     state = read_metadata(avatar / ".nerf-train" / "state.safetensors")
     assert (state["stage"], state["step"]) == ("body", 1)
-    train_nerf(nerf_preset("test", scene_data, avatar, **short))
+    train_nerf(nerf_preset("test", scene_data, avatar, time_limit_s=1e-9, **short))  # that limit is spent already
+    state = read_metadata(avatar / ".nerf-train" / "state.safetensors")
+    assert (state["stage"], state["step"]) == ("body", 1)  # nothing trained again
+    train_nerf(nerf_preset("test", scene_data, avatar, **short))  # no limit: on from where the limit stopped it
     assert [(r["stage"], r["step"]) for r in log(avatar)] == [("body", 12), ("head", 6), ("lips", 2)]
 
 
@@ -152,3 +155,61 @@ def test_without_torso_motion_the_upper_body_follows_the_head_alone(scene_data, 
                            body_steps=4, head_steps=4, lip_steps=2, val_every=4))
     model = load_avatar(avatar / NERF_FILE)
     assert model.frame_torso_shift is None and model.spec.breathing_rise == AvatarSpec.breathing_rise
+
+
+TRAIN_IN_A_PROCESS = """
+import json, sys
+from pathlib import Path
+from engine.nerf.train import train_nerf
+from engine.nerf.train_config import nerf_preset
+train_nerf(nerf_preset("test", Path(sys.argv[1]), Path(sys.argv[2]), **json.loads(sys.argv[3])))
+"""
+
+
+@pytest.mark.slow  # three trainings, each in a fresh process (Taichi and torch imports): about a minute
+def test_a_run_killed_after_a_checkpoint_resumes_to_what_an_uninterrupted_run_makes(scene_data, tmp_path):
+    """SIGKILL just after the first checkpoint of the head stage, then run again: the same weights bit for bit,
+    the same log and the same scores as a run that went through. Each run is its own process, as a killed one is:
+    the preset's one thread (torch and Taichi) makes a CPU run repeat exactly."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from engine.io.checkpoint import CheckpointError
+
+    options = dict(device="cpu", progress=False, head_audio=True, body_steps=20, head_steps=30, lip_steps=6,
+                   val_every=5, checkpoint_every=10)  # a log record lies between checkpoints, and grid updates
+
+    def start(avatar):
+        return subprocess.Popen([sys.executable, "-c", TRAIN_IN_A_PROCESS, str(scene_data), str(avatar),
+                                 json.dumps(options)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def finish(process):
+        assert process.wait(timeout=300) == 0, process.stderr.read().decode()[-3000:]
+
+    through, killed = tmp_path / "through", tmp_path / "killed"
+    finish(start(through))
+    process, state = start(killed), killed / ".nerf-train" / "state.safetensors"
+    stage = None
+    while stage != "head" and process.poll() is None:
+        time.sleep(0.002)
+        try:
+            stage = read_metadata(state)["stage"] if state.is_file() else None
+        except CheckpointError:  # being replaced
+            continue
+    process.send_signal(signal.SIGKILL)
+    assert process.wait(timeout=60) == -signal.SIGKILL and not (killed / NERF_FILE).exists()
+    assert (read_metadata(state)["stage"], read_metadata(state)["step"]) in (("head", 10), ("head", 20))
+    finish(start(killed))
+    expected, resumed = (load_avatar(avatar / NERF_FILE).state_dict() for avatar in (through, killed))
+    assert expected.keys() == resumed.keys()
+    differ = {k: float((v.float() - resumed[k].float()).abs().max()) for k, v in expected.items()
+              if not torch.equal(v, resumed[k])}
+    assert not differ, differ
+
+    def records(avatar):  # seconds of training differ from run to run
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in log(avatar)]
+
+    assert records(killed) == records(through) and len(records(through)) == 4 + 6 + 2
+    assert read_metadata(killed / NERF_FILE)["val_psnr"] == read_metadata(through / NERF_FILE)["val_psnr"]
