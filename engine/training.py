@@ -55,13 +55,16 @@ class TrainOptions:
     turns its torso after its head as the recording did.
     The eval report's torso.png plots what was measured. --no-torso-motion: the upper body follows the head pose
     alone, as the paper's does."""
+    progress: bool = True
+    """Show progress bars (--no-progress: none, as in the other commands; the logs are written either way)."""
 
 
 def run_training(options: TrainOptions) -> list[Path]:
     """Train the parts `options.stage` names; each part resumes from its own checkpoint. Returns the model files."""
     from engine.audio.settings import AudioSettings
 
-    overrides: dict = {"seed": options.seed, "audio": AudioSettings(extractor=options.features)}
+    overrides: dict = {"seed": options.seed, "audio": AudioSettings(extractor=options.features),
+                       "progress": options.progress}
     if options.time_limit_min is not None:
         overrides["time_limit_s"] = options.time_limit_min * 60.0
     if options.stage in ("all", "nerf") and options.nerf_mlps == "tcnn":

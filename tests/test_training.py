@@ -79,3 +79,23 @@ def test_a_missing_universal_model_is_named_with_the_fix(tmp_path, capsys):
     (data / "meta.json").write_text(meta)
     assert main(["train", str(data), "-o", str(tmp_path / "avatar"), "--stage", "motion", "--motion", "own"]) == 2
     assert "silent recording" in capsys.readouterr().err
+
+
+def test_no_progress_trains_without_bars(tmp_path, capsys):
+    import sys
+    from pathlib import Path
+
+    from engine.nerf.kernels.runtime import init_taichi
+
+    sys.path.insert(0, str(Path(__file__).parent / "nerf"))
+    from scenes import write_scene_dataset
+
+    init_taichi("cpu")  # as the NeRF tests start it (a training started first would size Taichi's pool itself)
+    data = write_scene_dataset(tmp_path / "data", frames=16, size=32)
+    quick = ["--preset", "test", "--stage", "nerf", "--time-limit-min", "1e-6"]  # one step, then the model
+    assert main(["train", str(data), "-o", str(tmp_path / "shown"), *quick]) == 0
+    assert "nerf body" in capsys.readouterr().err  # the bars this test looks for
+    assert main(["train", str(data), "-o", str(tmp_path / "quiet"), *quick, "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "nerf body" not in err and "torso motion" not in err and "it/s" not in err, err
+    assert (tmp_path / "quiet" / "nerf.safetensors").is_file()
