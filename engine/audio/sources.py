@@ -91,8 +91,36 @@ class DCBlocker:
         return out.astype(np.float32)
 
 
-def decode_file(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
-    """Decode any audio file ffmpeg reads into mono float32 [N] at `sample_rate` (channels averaged)."""
+MIN_SAMPLE_RATE = 4000
+MAX_SAMPLE_RATE = 384000
+"""Rates a bounded decode accepts: outside them resampling to the engine rate multiplies the samples (a wav that
+declares 1 Hz becomes 16000 samples per stored byte) or the filter's work."""
+MAX_CHANNELS = 64
+
+
+class AudioLimitError(AudioFormatError):
+    """Audio outside a bounded decode's limits (rate, channels, length)."""
+
+
+class ClipTooLong(AudioLimitError):
+    """A bounded decode stopped: the clip is longer than the caller's limit (`seconds` may be a lower bound)."""
+
+    def __init__(self, seconds: float, limit: float, declared: bool) -> None:
+        if declared:
+            text = f"clip of {seconds:.1f} s (as its header declares) is over the limit of {limit:g} s"
+        else:
+            text = f"clip is longer than the limit of {limit:g} s (decoding stopped at {seconds:.1f} s)"
+        super().__init__(text)
+        self.seconds, self.limit = seconds, limit
+
+
+def decode_file(path: str | Path, sample_rate: int = 16000, max_seconds: float | None = None) -> np.ndarray:
+    """Decode any audio file ffmpeg reads into mono float32 [N] at `sample_rate` (channels averaged).
+
+    With `max_seconds` (audio from outside, e.g. the control socket) the work is bounded before and while decoding:
+    the header's rate (MIN_SAMPLE_RATE..MAX_SAMPLE_RATE), channels (<= MAX_CHANNELS) and declared duration are
+    checked first, and decoding stops with ClipTooLong once the output passes the limit, since a header may lie.
+    """
     import av
 
     path = Path(path)
@@ -106,19 +134,49 @@ def decode_file(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
         if not container.streams.audio:
             raise AudioFormatError(f"{path} has no audio stream; pass a file with sound in it")
         stream = container.streams.audio[0]
+        cap = None
+        if max_seconds is not None:
+            check_declared_audio(stream, container, max_seconds)
+            cap = int(math.ceil(max_seconds * sample_rate))
         to_float = None
         resampler: StreamResampler | None = None
         parts = []
+        decoded = 0
         for frame in container.decode(stream):
             if to_float is None:
                 # Planar float at the file's own rate and layout: [channels, n] whatever the codec stores.
                 to_float = av.AudioResampler(format="fltp", layout=frame.layout.name, rate=frame.sample_rate)
                 resampler = StreamResampler(frame.sample_rate, sample_rate)
+            if cap is not None:
+                check_rate(frame.sample_rate, len(frame.layout.channels))  # a stream may change rate mid-way
             for converted in to_float.resample(frame):
                 parts.append(resampler.process(converted.to_ndarray().mean(axis=0)))
+                decoded += len(parts[-1])
+            if cap is not None and decoded > cap:
+                raise ClipTooLong(decoded / sample_rate, max_seconds, declared=False)
         if resampler is not None:
             parts.append(resampler.flush())
     return np.concatenate(parts).astype(np.float32, copy=False) if parts else np.zeros(0, np.float32)
+
+
+def check_declared_audio(stream: Any, container: Any, max_seconds: float) -> None:
+    """Refuse from the header alone: a rate or channel count out of range, or a declared duration over the limit."""
+    check_rate(stream.sample_rate or 0, stream.channels or 0)
+    declared = None
+    if stream.duration is not None and stream.time_base is not None:
+        declared = float(stream.duration * stream.time_base)
+    elif container.duration is not None:
+        declared = container.duration / 1_000_000  # AV_TIME_BASE
+    if declared is not None and declared > max_seconds:
+        raise ClipTooLong(declared, max_seconds, declared=True)
+
+
+def check_rate(rate: int, channels: int) -> None:
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise AudioLimitError(f"sample rate of {rate} Hz is outside {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz; "
+                              "resample the audio (16000 Hz is what the engine uses)")
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise AudioLimitError(f"{channels} audio channels is outside 1..{MAX_CHANNELS}; mix the audio down to mono")
 
 
 def load_clip(clip_or_path: AudioClip | str | Path | np.ndarray, sample_rate: int = 16000) -> AudioClip:

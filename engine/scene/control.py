@@ -10,6 +10,10 @@ Threads and hand-over:
 
 An interrupting `say` is drained and applied in the UPDATE of the first frame after it arrives, so the voice plays
 the new clip from the next audio block on. Every malformed message gets an error reply; none can stop the server.
+
+What a client can cost is bounded: a message by its size, depth and string lengths (engine.scene.protocol), a `say` by
+its header and a running decode cap, a connection by deadlines (first message with the token, each whole message,
+idleness), and connections without the token by a budget of their own, so they never keep out one with it.
 """
 from __future__ import annotations
 
@@ -22,6 +26,8 @@ import socket
 import socketserver
 import tempfile
 import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +36,7 @@ import numpy as np
 from engine.ecs import Stage, World
 from engine.scene.control_settings import ControlSettings, parse_address
 from engine.scene.protocol import (
-    ControlRequest, FrameTooLarge, ProtocolError, Truncated, pack, read_frame, unpack,
+    MAX_TEXT, ControlRequest, FrameTooLarge, ProtocolError, TimedOut, Truncated, pack, read_frame, unpack,
 )
 
 if TYPE_CHECKING:
@@ -53,8 +59,20 @@ SCHEMAS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
 MAX_TOKEN_FAILURES = 3
 """Wrong tokens on one connection before it is closed (guessing gets slow)."""
 MAX_FRAMING_OVER_S = 600.0
-MAX_TEXT = 2000
-"""Longest string field (captions, names, paths): a caption is drawn every frame, so it must stay short."""
+SEND_TIMEOUT_S = 10.0
+"""Longest a reply may wait for a client that does not read (it holds a thread meanwhile)."""
+
+
+@dataclass(eq=False)
+class _Session:
+    """One connection's state: it authenticates with its first message that carries the right token."""
+
+    conn: socket.socket
+    auth_deadline: float
+    """time.monotonic() by which that message must have arrived whole."""
+    authenticated: bool = False
+    evicted: bool = False
+    """Closed to make room for a newer unauthenticated connection (--control-max-pending)."""
 
 
 class ControlServer:
@@ -67,9 +85,13 @@ class ControlServer:
         self.requests: queue.Queue[ControlRequest] = queue.Queue(maxsize=settings.control_queue)
         self._status: dict[str, Any] = {}
         self._status_lock = threading.Lock()
-        self._connections: set[socket.socket] = set()
+        # Every connection, and those still waiting to authenticate, oldest first (dicts keep insertion order).
+        self._sessions: dict[socket.socket, _Session] = {}
+        self._pending: dict[socket.socket, _Session] = {}
         self._threads: set[threading.Thread] = set()
         self._connections_lock = threading.Lock()
+        # One `say` decodes at a time: each is bounded (--control-max-clip-s), several at once would add up.
+        self._decode_lock = threading.Lock()
         self._server: _TCPServer | None = None
         self._thread: threading.Thread | None = None
         self.address: tuple[str, int] | None = None
@@ -91,7 +113,7 @@ class ControlServer:
             return
         server.shutdown()
         with self._connections_lock:
-            for conn in self._connections:
+            for conn in self._sessions:
                 try:
                     conn.shutdown(socket.SHUT_RDWR)  # wakes the handler blocked in recv
                 except OSError:
@@ -112,8 +134,15 @@ class ControlServer:
 
     @property
     def connections(self) -> int:
+        """Open connections, authenticated or not."""
         with self._connections_lock:
-            return len(self._connections)
+            return len(self._sessions)
+
+    @property
+    def pending(self) -> int:
+        """Connections that have not yet sent a message with the right token."""
+        with self._connections_lock:
+            return len(self._pending)
 
     # status -------------------------------------------------------------------------------------
     def publish_status(self, status: dict[str, Any]) -> None:
@@ -125,11 +154,16 @@ class ControlServer:
             return dict(self._status)
 
     # one message --------------------------------------------------------------------------------
-    def handle(self, body: bytes) -> tuple[dict[str, Any], bool]:
-        """Answer one message body; (reply, token was right). Never raises."""
+    def handle(self, body: bytes | bytearray, session: _Session | None = None) -> tuple[dict[str, Any], bool | None]:
+        """Answer one message body (a bytearray is emptied once unpacked); (reply, whether the token was right: None
+        when the message broke the protocol before its token was looked at). A `session` not yet authenticated takes
+        a slot first. Never raises."""
         message_id = None
+        token_right = None
         try:
             message = unpack(body)
+            if isinstance(body, bytearray):  # as read_frame gives it: consumed, so a big say's bytes are not held
+                body.clear()                 # twice (here and as its `wav`) while it decodes
             message_id = message.get("id")
             if not isinstance(message_id, (int, str, type(None))) or isinstance(message_id, bool):
                 message_id = None
@@ -137,9 +171,12 @@ class ControlServer:
             if not self.token_ok(message.get("token")):
                 return self.error(message_id, "unauthorised: wrong or missing 'token' (printed at engine start, "
                                               "or the --control-token you gave)"), False
+            token_right = True
+            if session is not None and not session.authenticated:
+                self.admit(session)
             return self.accept(message, message_id), True
         except ProtocolError as error:
-            return self.error(message_id, str(error)), True
+            return self.error(message_id, str(error)), token_right
         except Exception as error:  # a bug here must cost one reply, not the server
             log.exception("control: unexpected failure handling a message")
             return self.error(message_id, f"internal error: {type(error).__name__}: {error}"), True
@@ -173,6 +210,8 @@ class ControlServer:
             check_framing(fields)
         elif kind == "load_scene":
             self.check_scene_path(fields["path"])
+        elif kind == "cue":
+            check_cue_data(fields)
         try:
             self.requests.put_nowait(request)
         except queue.Full:
@@ -190,33 +229,59 @@ class ControlServer:
                 raise ProtocolError(f"no {key} {name!r}; {known_key}: {list(known)}")
 
     def decode_speech(self, fields: dict[str, Any]) -> AudioClip:
-        from engine.audio.sources import AudioClip, decode_file
+        """The clip of a `say`. Its cost is bounded before and while decoding (the header's rate, channels and
+        length, then a running cap at --control-max-clip-s): checking the length after a full decode let a 4 KB wav
+        that declares 1 Hz take 500 MB."""
+        from engine.audio.sources import AudioClip, AudioLimitError, ClipTooLong, decode_file
 
         if ("wav" in fields) == ("path" in fields):
             raise ProtocolError("say needs exactly one of 'wav' (audio file bytes) or 'path' (a file on the engine "
                                 "machine)")
+        limit = self.settings.control_max_clip_s
         try:
             if "path" in fields:
-                path = Path(fields["path"]).expanduser()
-                if not path.is_file():
-                    raise ProtocolError(f"say: audio file {path} does not exist on the engine machine")
-                samples = decode_file(path, self.sample_rate)
+                path = self.say_path(fields["path"])
                 name = path.name
+                with self._decode_lock:
+                    samples = decode_file(path, self.sample_rate, max_seconds=limit)
             else:
-                samples = decode_bytes(fields["wav"], self.sample_rate)
                 name = "control"
+                with self._decode_lock:
+                    samples = decode_bytes(fields["wav"], self.sample_rate, max_seconds=limit)
         except ProtocolError:
             raise
+        except ClipTooLong as error:
+            raise ProtocolError(f"say: {error} (--control-max-clip-s); send a shorter clip") from None
+        except AudioLimitError as error:
+            raise ProtocolError(f"say: {error}") from None
         except Exception as error:
             raise ProtocolError(f"say: audio not readable ({type(error).__name__}: {error}); send wav, flac or mp3")\
                 from None
-        duration = len(samples) / self.sample_rate
-        if duration > self.settings.control_max_clip_s:
-            raise ProtocolError(f"say: clip of {duration:.1f} s is over the limit of "
-                                f"{self.settings.control_max_clip_s:.0f} s (--control-max-clip-s)")
         if len(samples) == 0 or not np.all(np.isfinite(samples)):
             raise ProtocolError("say: the audio is empty or not finite")
         return AudioClip(samples, self.sample_rate, name)
+
+    def say_path(self, text: str) -> Path:
+        """The file a `say path=` names, when it lies in --control-say-dirs (a relative path: in the first of
+        them). Outside them the refusal is the same whether or not the file exists, so a client can neither play nor
+        find out about files the operator did not name."""
+        folders = [Path(folder).expanduser().resolve() for folder in self.settings.control_say_dirs]
+        refusal = ProtocolError(
+            "say: path= is only allowed for files in --control-say-dirs "
+            f"({', '.join(map(str, folders)) if folders else 'none given'}); send the audio bytes (wav=) instead, or "
+            "start the engine with --control-say-dirs FOLDER")
+        if not folders:
+            raise refusal
+        try:
+            resolved = (folders[0] / Path(text).expanduser()).resolve()  # an absolute path replaces folders[0]
+        except (OSError, RuntimeError, ValueError):  # a NUL byte, an unknown ~user, a symlink loop
+            raise refusal from None
+        if not any(resolved.is_relative_to(folder) for folder in folders):
+            raise refusal
+        if not resolved.is_file():
+            raise ProtocolError(f"say: no audio file {text!r} in --control-say-dirs; send the path of a wav, flac "
+                                "or mp3 file there")
+        return resolved
 
     def check_scene_path(self, text: str) -> None:
         """Refuse at once what the frame loop would refuse (it checks again just before loading): the folders are
@@ -233,37 +298,95 @@ class ControlServer:
 
     # connections --------------------------------------------------------------------------------
     def add_connection(self, conn: socket.socket) -> bool:
+        """Take a new connection. Until its first message with the right token it counts only against the small
+        --control-max-pending budget, and when that is full the connection waiting longest is closed: connections
+        without the token can never keep out one with it (eight idle ones used to hold every slot)."""
         with self._connections_lock:
-            if len(self._connections) >= self.settings.control_max_connections:
+            if self._server is None:
                 return False
-            self._connections.add(conn)
+            while len(self._pending) >= self.settings.control_max_pending:
+                oldest = self._pending.pop(next(iter(self._pending)))
+                oldest.evicted = True
+                try:
+                    oldest.conn.shutdown(socket.SHUT_RD)  # wakes its handler, which may still send why
+                except OSError:
+                    pass
+            session = _Session(conn, time.monotonic() + self.settings.control_auth_timeout_s)
+            self._sessions[conn] = self._pending[conn] = session
             return True
+
+    def admit(self, session: _Session) -> None:
+        """Move a connection that sent the right token into the authenticated slots (--control-max-connections)."""
+        with self._connections_lock:
+            if session.evicted or session.conn not in self._pending:
+                raise ProtocolError(self.evicted_text())
+            authenticated = sum(other.authenticated for other in self._sessions.values())
+            if authenticated >= self.settings.control_max_connections:
+                raise ProtocolError(f"busy: too many control connections ({authenticated} with the token, the limit "
+                                    "of --control-max-connections); close one or raise the limit")
+            del self._pending[session.conn]
+            session.authenticated = True
 
     def drop_connection(self, conn: socket.socket) -> None:
         with self._connections_lock:
-            self._connections.discard(conn)
+            self._sessions.pop(conn, None)
+            self._pending.pop(conn, None)
+
+    def evicted_text(self) -> str:
+        return (f"closed: over {self.settings.control_max_pending} connections were waiting to send a message with "
+                "the token (--control-max-pending); send the first message as soon as you connect")
+
+    def timeout_text(self, error: TimedOut, session: _Session) -> str:
+        settings = self.settings
+        if not session.authenticated:
+            return (f"closed: no whole message with the right token within {settings.control_auth_timeout_s:g} s of "
+                    "connecting (--control-auth-timeout-s); send the first message at once")
+        if error.waiting:
+            return f"closed: idle for {settings.control_idle_timeout_s:g} s (--control-idle-timeout-s)"
+        return (f"closed: {error} (a message must arrive whole within {settings.control_message_timeout_s:g} s of "
+                "its first byte, --control-message-timeout-s); send each message in one go")
 
     def serve_connection(self, conn: socket.socket) -> None:
-        """Read and answer messages until the client leaves, breaks the framing or times out."""
-        conn.settimeout(self.settings.control_idle_timeout_s)
+        """Read and answer messages until the client leaves, breaks the framing or misses a deadline: the first
+        message with the token by --control-auth-timeout-s, each message whole within --control-message-timeout-s
+        of its first byte, the next one within --control-idle-timeout-s."""
+        with self._connections_lock:
+            session = self._sessions.get(conn)
+        if session is None:
+            return
+        settings = self.settings
         failures = 0
         while self._server is not None:
             try:
-                body = read_frame(conn, self.settings.max_bytes)
+                if session.authenticated:
+                    body = read_frame(conn, settings.max_bytes, wait_s=settings.control_idle_timeout_s,
+                                      message_s=settings.control_message_timeout_s)
+                else:
+                    body = read_frame(conn, settings.max_bytes, message_s=settings.control_message_timeout_s,
+                                      deadline=session.auth_deadline)
+            except TimedOut as error:
+                self.send(conn, self.error(None, self.evicted_text() if session.evicted
+                                           else self.timeout_text(error, session)))
+                return
             except (FrameTooLarge, ProtocolError) as error:
                 self.send(conn, self.error(None, str(error)))
                 return  # the stream position is lost: the client must reconnect
             except (Truncated, OSError):
-                return
+                body = None
             if body is None:
+                if session.evicted:
+                    self.send(conn, self.error(None, self.evicted_text()))
                 return
-            reply, token_ok = self.handle(body)
-            failures += not token_ok
+            reply, token_right = self.handle(body, session)
+            failures += token_right is False
             if not self.send(conn, reply) or failures >= MAX_TOKEN_FAILURES:
                 return
+            if token_right and not session.authenticated:
+                return  # refused a slot: the reply said why
 
     def send(self, conn: socket.socket, reply: dict[str, Any]) -> bool:
         try:
+            conn.settimeout(SEND_TIMEOUT_S)
             conn.sendall(pack(_plain(reply)))
         except (OSError, ValueError, TypeError):
             return False
@@ -304,6 +427,15 @@ def validate_fields(kind: str, message: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
+def check_cue_data(fields: dict[str, Any]) -> None:
+    """A cue's data, written out, is at most MAX_TEXT characters: scripts show it as a caption (laid out on the
+    frame thread: 150 KB froze a frame for 4 s) and print or compare it."""
+    size = len(str(fields.get("data")))  # bounded: unpack limits every string, the item count and the depth
+    if size > MAX_TEXT:
+        raise ProtocolError(f"cue: 'data' is {size} characters written out; the limit is {MAX_TEXT}: send less, or "
+                            "several cues")
+
+
 def checked_mode(mode: str) -> str:
     from engine.scene.actions import normalise_mode
 
@@ -326,15 +458,16 @@ def check_framing(fields: dict[str, Any]) -> None:
     fields["over"] = over
 
 
-def decode_bytes(data: bytes, sample_rate: int) -> np.ndarray:
+def decode_bytes(data: bytes, sample_rate: int, max_seconds: float | None = None) -> np.ndarray:
     """Audio file bytes (wav, flac, mp3, ...) -> mono float32 [N] at `sample_rate`, through the engine's file decoder
-    (a private temporary file: ffmpeg probes formats best from a seekable file)."""
+    (a private temporary file: ffmpeg probes formats best from a seekable file); `max_seconds` bounds the work
+    (engine.audio.sources.decode_file)."""
     from engine.audio.sources import decode_file
 
     with tempfile.TemporaryDirectory(prefix="syncanim-say-") as folder:
         path = Path(folder) / "speech"
         path.write_bytes(data)
-        return decode_file(path, sample_rate)
+        return decode_file(path, sample_rate, max_seconds)
 
 
 class _TCPServer(socketserver.ThreadingTCPServer):
@@ -354,13 +487,11 @@ class _TCPServer(socketserver.ThreadingTCPServer):
         super().__init__(address, handler)
 
     def verify_request(self, request: Any, client_address: Any) -> bool:
-        if self.control.add_connection(request):
-            return True
-        try:
-            request.sendall(pack(ControlServer.error(None, "busy: too many control connections")))
-        except OSError:
-            pass
-        return False
+        return self.control.add_connection(request)  # False only while stopping
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # socketserver would only print the traceback to stderr; a bug here ends one connection, never the server.
+        log.exception("control: a connection from %s failed", client_address)
 
 
 class _Handler(socketserver.BaseRequestHandler):

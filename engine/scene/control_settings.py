@@ -30,11 +30,24 @@ class ControlSettings:
     control_max_clip_s: float = 300.0
     """Longest speech clip a `say` may carry, in seconds after decoding."""
     control_max_connections: int = 8
-    """Clients connected at once; more are answered with an error and closed."""
+    """Clients connected with the token at once; one more is answered 'busy' and closed. Connections that have not
+    yet sent the token never take these slots (see --control-max-pending)."""
+    control_max_pending: int = 16
+    """Connections that have not yet sent a message with the right token; when one more arrives, the one waiting
+    longest is closed, so clients without the token cannot keep out one with it."""
+    control_auth_timeout_s: float = 10.0
+    """A new connection must send a whole message with the right token within this, or it is closed."""
+    control_message_timeout_s: float = 30.0
+    """From its first byte, a message must arrive whole within this (a per-read timeout alone let a client hold a
+    connection forever with one byte every few seconds)."""
     control_queue: int = 64
     """Messages waiting for the frame loop; a `say` arriving when it is full is answered 'busy'."""
     control_idle_timeout_s: float = 600.0
     """A connection that sends nothing for this long is closed."""
+    control_say_dirs: tuple[Path, ...] = ()
+    """Folders `say path=FILE` may play audio files from (subfolders included; a relative FILE is in the first).
+    Empty, the default: path= is refused and clients send the audio bytes (wav=), so no client can make the engine
+    read, or learn which files exist, outside folders the operator named."""
     control_allow_load_scene: bool = True
     """Honour `load_scene` (it runs the named Python file in the engine), for files in --control-scene-dirs."""
     control_scene_dirs: tuple[Path, ...] = ()
@@ -47,10 +60,11 @@ class ControlSettings:
             if not self.control_allow_remote and not is_loopback(host):
                 raise ValueError(f"--control {self.control}: {host} is not a loopback address; use 127.0.0.1, or pass "
                                  "--control-allow-remote to listen on the network")
-        for name in ("control_max_message_mb", "control_max_clip_s", "control_idle_timeout_s"):
+        for name in ("control_max_message_mb", "control_max_clip_s", "control_idle_timeout_s",
+                     "control_auth_timeout_s", "control_message_timeout_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"ControlSettings.{name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("control_max_connections", "control_queue"):
+        for name in ("control_max_connections", "control_queue", "control_max_pending"):
             if getattr(self, name) < 1:
                 raise ValueError(f"ControlSettings.{name} must be >= 1, got {getattr(self, name)!r}")
         if self.control_token is not None and len(self.control_token) < 8:
@@ -63,6 +77,10 @@ class ControlSettings:
         for folder in self.control_scene_dirs:
             if not Path(folder).expanduser().is_dir():
                 raise ValueError(f"--control-scene-dirs {folder}: no such folder; name an existing folder of scene "
+                                 "files")
+        for folder in self.control_say_dirs:
+            if not Path(folder).expanduser().is_dir():
+                raise ValueError(f"--control-say-dirs {folder}: no such folder; name an existing folder of audio "
                                  "files")
 
     @property

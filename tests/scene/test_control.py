@@ -1,11 +1,17 @@
-"""Control socket: messages reach the frame loop, errors are answered, interrupts cut within one frame, and random
-or truncated input never crashes the server or leaks a connection."""
+"""Control socket: messages reach the frame loop, errors are answered, interrupts cut within one frame, random or
+truncated input never crashes the server or leaks a connection, and what a hostile client sends is bounded: audio by
+its header and a running cap, messages by size and depth, connections by deadlines and a separate budget for those
+not yet authenticated."""
 from __future__ import annotations
 
+import io
 import os
+import select
 import socket
+import struct
 import threading
 import time
+import wave
 from pathlib import Path
 
 import msgpack
@@ -21,28 +27,43 @@ from engine.motion.components import MotionController
 from engine.scene.api import Scene
 from engine.scene.client import ControlClient, ControlError, wav_bytes
 from engine.scene.components import Avatar, Captions, Framing, FramingTween
+from engine.scene import SCENES_DIR
 from engine.scene.control import SCHEMAS, ControlServer, control_plugin
 from engine.scene.control_settings import ControlSettings, parse_address
 from engine.scene.host import SceneHost, host_scene
-from engine.scene.protocol import HEADER, pack
+from engine.scene.protocol import HEADER, MAX_DEPTH, MAX_TEXT, pack
 
 TOKEN = "test-token-123"
 
 
 @pytest.fixture
-def engine():
-    """A started engine with a control socket on a free loopback port, and a connected client."""
-    app = make_app()
-    app.insert_resource(ControlSettings(control="127.0.0.1:0", control_token=TOKEN, control_max_message_mb=1.0,
-                                        control_max_connections=4))
-    app.add_plugin(control_plugin)
-    Scene(app).background(color=(0, 0, 0))
-    app.update()
-    server = app.resource(ControlServer)
-    client = ControlClient(f"127.0.0.1:{server.address[1]}", token=TOKEN)
-    yield app, server, client
-    client.close()
-    app.shutdown()
+def engine_with():
+    """Start an engine with a control socket on a free loopback port (settings overridable) and a connected client."""
+    started = []
+
+    def start(**overrides):
+        app = make_app()
+        settings = {"control": "127.0.0.1:0", "control_token": TOKEN, "control_max_message_mb": 1.0,
+                    "control_max_connections": 4, **overrides}
+        app.insert_resource(ControlSettings(**settings))
+        app.add_plugin(control_plugin)
+        Scene(app).background(color=(0, 0, 0))
+        app.update()
+        server = app.resource(ControlServer)
+        client = ControlClient(f"127.0.0.1:{server.address[1]}", token=TOKEN)
+        started.append((app, client))
+        assert client.status()["ok"]  # authenticated at once: it holds one of the slots from now on
+        return app, server, client
+
+    yield start
+    for app, client in started:
+        client.close()
+        app.shutdown()
+
+
+@pytest.fixture
+def engine(engine_with):
+    return engine_with()
 
 
 def wait_until(condition, timeout=5.0, message=lambda: ""):
@@ -70,13 +91,89 @@ def test_say_takes_samples_at_any_rate(engine):
     assert client.say(tone, sample_rate=22050)["duration_s"] == pytest.approx(0.5, abs=0.01)
 
 
-def test_say_from_a_path_on_the_engine_machine(engine, tmp_path):
-    app, _, client = engine
-    path = tmp_path / "hello.wav"
-    path.write_bytes(wav_bytes(constant(0.2, 0.3)))
-    assert client.say(path=path)["duration_s"] == pytest.approx(0.2, abs=0.01)
-    with pytest.raises(ControlError, match="does not exist"):
-        client.say(path=tmp_path / "missing.wav")
+def test_say_from_a_path_in_the_folders_the_operator_named(engine_with, tmp_path):
+    speech = tmp_path / "speech"
+    (speech / "greetings").mkdir(parents=True)
+    (speech / "greetings" / "hello.wav").write_bytes(wav_bytes(constant(0.2, 0.3)))
+    _, _, client = engine_with(control_say_dirs=(speech,))
+    assert client.say(path=speech / "greetings" / "hello.wav")["duration_s"] == pytest.approx(0.2, abs=0.01)
+    assert client.say(path="greetings/hello.wav")["duration_s"] == pytest.approx(0.2, abs=0.01)  # in the first
+    with pytest.raises(ControlError, match="no audio file"):
+        client.say(path=speech / "missing.wav")
+
+
+def test_say_path_outside_the_named_folders_is_refused_alike_whether_the_file_exists_or_not(engine_with, tmp_path):
+    speech, private = tmp_path / "speech", tmp_path / "private"
+    speech.mkdir()
+    private.mkdir()
+    secret = private / "secret.wav"
+    secret.write_bytes(wav_bytes(constant(0.2, 0.3)))
+    (speech / "link.wav").symlink_to(secret)
+    _, _, default_client = engine_with()  # no --control-say-dirs: path= refused altogether
+    with pytest.raises(ControlError, match="only allowed for files in --control-say-dirs \\(none given\\)"):
+        default_client.say(path=secret)
+    _, _, client = engine_with(control_say_dirs=(speech,))
+    errors = []
+    for path in (secret, private / "missing.wav", speech / ".." / "private" / "secret.wav", speech / "link.wav",
+                 "/etc/passwd", "/no/such/file.wav", "../private/secret.wav"):
+        reply = client.request("say", check=False, path=str(path))
+        assert not reply["ok"]
+        errors.append(reply["error"])
+    assert len(set(errors)) == 1 and "send the audio bytes (wav=)" in errors[0]
+
+
+def wav_declaring(rate: int, frames: int, channels: int = 1) -> bytes:
+    """A real PCM wav with `frames` frames of silence that declares `rate` Hz."""
+    out = io.BytesIO()
+    with wave.open(out, "wb") as file:
+        file.setnchannels(channels)
+        file.setsampwidth(1)
+        file.setframerate(rate)
+        file.writeframes(bytes(frames * channels))
+    return out.getvalue()
+
+
+def flac_of_silence(seconds: float, rate: int = 16000, forget_length: bool = False) -> bytes:
+    """A flac of silence (it compresses to almost nothing); `forget_length` zeroes the total in its STREAMINFO, as a
+    streamed flac has it, so only decoding can tell how long it is."""
+    import av
+
+    out = io.BytesIO()
+    with av.open(out, "w", format="flac") as container:
+        stream = container.add_stream("flac", rate=rate, layout="mono")
+        block = np.zeros((1, rate), np.int16)
+        for second in range(int(seconds)):
+            frame = av.AudioFrame.from_ndarray(block, format="s16", layout="mono")
+            frame.sample_rate, frame.pts = rate, second * rate
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    data = bytearray(out.getvalue())
+    if forget_length:  # fLaC, block header (4), then 10 bytes of sizes: rate(20) channels(3) bits(5) total(36)
+        (packed,) = struct.unpack(">Q", data[18:26])
+        data[18:26] = struct.pack(">Q", packed & ~((1 << 36) - 1))
+    return bytes(data)
+
+
+def test_a_say_is_refused_by_what_its_header_declares_before_decoding(engine_with):
+    _, server, client = engine_with(control_max_clip_s=5.0)
+    # 4 KB that declare 1 Hz: 4000 s, 64 M samples at 16 kHz (used to cost 500 MB before the length was checked).
+    with pytest.raises(ControlError, match=r"sample rate of 1 Hz is outside 4000\.\.384000 Hz"):
+        client.say(wav_declaring(1, 4000))
+    with pytest.raises(ControlError, match=r"clip of 60\.0 s \(as its header declares\) is over the limit of 5 s "
+                                           r"\(--control-max-clip-s\); send a shorter clip"):
+        client.say(flac_of_silence(60))
+    with pytest.raises(ControlError, match="200 audio channels is outside 1..64"):
+        client.say(wav_declaring(16000, 10, channels=200))
+    assert client.say(flac_of_silence(4))["duration_s"] == pytest.approx(4.0, abs=0.01)
+
+
+def test_a_say_whose_header_hides_its_length_stops_decoding_at_the_limit(engine_with):
+    _, _, client = engine_with(control_max_clip_s=3.0)
+    with pytest.raises(ControlError, match=r"longer than the limit of 3 s \(decoding stopped at 3\.\d s\)"):
+        client.say(flac_of_silence(60, forget_length=True))
+    assert client.say(flac_of_silence(2, forget_length=True))["duration_s"] == pytest.approx(2.0, abs=0.01)
 
 
 def test_an_interrupting_say_cuts_the_voice_within_one_frame(engine):
@@ -151,6 +248,12 @@ def test_load_scene_and_status(engine, tmp_path):
     ({"type": "status", "token": TOKEN, "id": [1]}, "'id' must be"),
     ({"type": "say", "token": TOKEN, "path": "x.wav", "text": "long " * 1000}, "the limit is 2000"),
     ([1, 2, 3], "a message is a msgpack map"),
+    ({"type": "cue", "token": TOKEN, "name": "caption", "data": ["caption " * 250] * 75}, "written out; the limit"),
+    ({"type": "cue", "token": TOKEN, "name": "x", "data": {"deep": [["x" * 2001]]}}, "2001 characters is over"),
+    ({"type": "cue", "token": TOKEN, "name": "x", "data": list(range(300))}, "exceeds max_array_len(256)"),
+    ({"type": "cue", "token": TOKEN, "name": "x", "data": [list(range(200))] * 12}, "more than 2048 values"),
+    ({"type": "cue", "token": TOKEN, "name": "x", "data": msgpack.ExtType(7, b"")}, "extension type 7"),
+    ({"type": "cue", "token": TOKEN, "name": "x", "data": {"x" * 2001: 1}}, "2001 characters is over"),
 ])
 def test_malformed_messages_are_answered_with_an_error(engine, message, error):
     _, server, client = engine
@@ -191,15 +294,99 @@ def test_wrong_tokens_close_the_connection_after_three_tries(engine):
     assert client.sock.recv(1) == b""
 
 
-def test_too_many_connections_are_turned_away(engine):
+def test_clients_with_the_token_beyond_the_limit_are_turned_away(engine):
     _, server, client = engine
-    extra = [socket.create_connection(server.address) for _ in range(3)]
-    wait_until(lambda: server.connections == 4)
-    late = socket.create_connection(server.address)
-    assert "too many control connections" in msgpack.unpackb(_read_reply(late), raw=False)["error"]
-    for sock in [*extra, late]:
+    others = [ControlClient(f"127.0.0.1:{server.address[1]}", token=TOKEN) for _ in range(3)]
+    for other in others:
+        assert other.status()["ok"]
+    idle = [socket.create_connection(server.address) for _ in range(5)]  # without the token: not counted
+    late = ControlClient(f"127.0.0.1:{server.address[1]}", token=TOKEN)
+    with pytest.raises(ControlError, match=r"too many control connections \(4 with the token"):
+        late.status()
+    assert late.sock.recv(1) == b""
+    for sock in [*idle, late.sock, *(o.sock for o in others)]:
         sock.close()
     wait_until(lambda: server.connections == 1)
+    assert client.status()["ok"]
+
+
+def test_connections_without_the_token_never_keep_out_one_with_it(engine_with):
+    """Idle and slow connections used to take every slot (a byte every 2 s kept them forever): now they wait in a
+    budget of their own, the oldest closed when more arrive."""
+    _, server, client = engine_with(control_max_connections=2, control_max_pending=3)
+    idle = [socket.create_connection(server.address, timeout=10) for _ in range(4)]
+    slow = [socket.create_connection(server.address, timeout=10) for _ in range(6)]
+    for sock in slow:
+        sock.sendall(HEADER.pack(100)[:2])  # a message begun, never finished
+    wait_until(lambda: server.pending <= 3 and server.connections <= 4)
+    with ControlClient(f"127.0.0.1:{server.address[1]}", token=TOKEN) as late:
+        assert late.status()["ok"] and client.status()["ok"]
+    # The first ones were closed to make room, and told why.
+    assert "waiting to send a message with the token (--control-max-pending)" in \
+        msgpack.unpackb(_read_reply(idle[0]), raw=False)["error"]
+    for sock in [*idle, *slow]:
+        sock.close()
+
+
+def test_a_message_must_arrive_whole_by_its_deadline(engine_with):
+    _, server, client = engine_with(control_message_timeout_s=0.5)
+    assert client.status()["ok"]  # authenticated: only the message deadline applies
+    body = msgpack.packb({"type": "status", "token": TOKEN})
+    client.sock.settimeout(10)
+    client.sock.sendall(HEADER.pack(len(body)))
+    reply = None
+    for byte in body:  # one byte at a time, each prompt: the message as a whole never ends in time
+        if select.select([client.sock], [], [], 0.1)[0]:
+            reply = _read_reply(client.sock)  # the server spoke first: its deadline passed
+            break
+        try:
+            client.sock.sendall(bytes([byte]))
+        except OSError:  # closed between the look and the send: its reply is waiting
+            reply = _read_reply(client.sock)
+            break
+    assert reply is not None, "the slow message was never cut off"
+    error = msgpack.unpackb(reply, raw=False)["error"]
+    assert "within 0.5 s of its first byte" in error and "--control-message-timeout-s" in error
+    assert client.sock.recv(1) == b""
+    wait_until(lambda: server.connections == 0)
+
+
+def test_a_connection_must_authenticate_by_its_deadline(engine_with):
+    _, server, client = engine_with(control_auth_timeout_s=0.3)
+    assert client.status()["ok"]
+    silent = socket.create_connection(server.address, timeout=10)
+    error = msgpack.unpackb(_read_reply(silent), raw=False)["error"]
+    assert "no whole message with the right token within 0.3 s" in error
+    assert silent.recv(1) == b""
+    wrong = socket.create_connection(server.address, timeout=10)  # wrong tokens do not authenticate either
+    wrong.sendall(pack({"type": "status", "token": "not-the-token"}))
+    assert "unauthorised" in msgpack.unpackb(_read_reply(wrong), raw=False)["error"]
+    assert "no whole message" in msgpack.unpackb(_read_reply(wrong), raw=False)["error"]
+    time.sleep(0.5)
+    assert client.status()["ok"]  # the authenticated one is past that deadline and still served
+
+
+def test_deep_or_huge_cue_data_is_refused_and_the_kiosk_script_keeps_captioning(app, tmp_path, monkeypatch):
+    monkeypatch.setenv("SYNCANIM_AVATAR", str(tmp_path / "no_avatar"))
+    app.insert_resource(ControlSettings(control="127.0.0.1:0", control_token=TOKEN))
+    host_scene(app, SCENES_DIR / "kiosk.py")
+    app.update()
+    deep = None
+    for _ in range(1000):
+        deep = [deep]
+    body = msgpack.packb({"type": "cue", "token": TOKEN, "name": "caption", "data": deep})
+    with ControlClient(f"127.0.0.1:{app.resource(ControlServer).address[1]}", token=TOKEN) as client:
+        client.sock.sendall(HEADER.pack(len(body)) + body)
+        assert f"over the limit of {MAX_DEPTH}" in msgpack.unpackb(_read_reply(client.sock), raw=False)["error"]
+        with pytest.raises(ControlError, match="written out"):
+            client.cue("caption", ["x" * MAX_TEXT] * 75)
+        app.update()
+        client.cue("caption", [[["nested"]]] * 3)
+        app.update()
+        app.update()
+        assert client.status()["scripts"] == ["show_cued_captions"]
+        from engine.scene.components import Captions
+        assert app.resource(Captions).slots["main"].text == str([[["nested"]]] * 3)
 
 
 def open_fds() -> int:
