@@ -320,6 +320,27 @@ def test_noisy_clipped_speech_and_a_cut_off_head_are_reported(clip, tmp_path, ca
     assert "already complete" in caplog.text and "the speech is only" in caplog.text
 
 
+@pytest.mark.parametrize("rate", [8000, 44100])
+def test_speech_recorded_at_8_khz_is_reported_even_when_upsampled(clip, dataset, tmp_path, caplog, rate):
+    """The take's own speech through an 8 kHz recorder, given as an 8 kHz wav and as that wav upsampled to 44.1 kHz:
+    both are found from the sound (nothing above 4 kHz), naming the file, the bandwidth, its rate and the fix; the
+    full-band take (espeak-ng at 22 kHz) is not."""
+    assert "narrowband_audio" not in {finding["check"] for finding in dataset.meta.checks}
+    narrow = tmp_path / "phone_8k.wav"
+    ffmpeg("-i", clip / "audio.wav", "-ar", 8000, narrow)
+    take = tmp_path / f"take_{rate}.wav"
+    ffmpeg("-i", narrow, "-ar", rate, take)
+    root = tmp_path / "ds"
+    shutil.copytree(dataset.root, root)
+    with caplog.at_level(logging.INFO, logger="engine.data.preprocess.pipeline"):
+        preprocess(clip / "video.mp4", root, audio=take)
+    found = {finding["check"]: finding for finding in Dataset(root).meta.checks}
+    assert "narrowband_audio" in found and 3000.0 < found["narrowband_audio"]["value"] <= 4100.0
+    message = found["narrowband_audio"]["message"]
+    assert message.startswith(f"{take}: ") and f"{rate} Hz" in message and "16 kHz or more" in message
+    assert message in caplog.text
+
+
 def test_empty_file_is_a_clear_error(tmp_path):
     (tmp_path / "empty.mp4").write_bytes(b"")
     with pytest.raises(PreprocessError, match=r"empty\.mp4 is empty \(0 bytes\)"):

@@ -452,21 +452,50 @@ def test_hole_filling_blends_the_surroundings_and_keeps_known_pixels():
     assert np.all(np.diff(row) <= 1e-3) and row[0] > 150 and row[-1] < 100, "a smooth ramp from left to right"
 
 
+def speech_like(samples: int, rate: int = 16000, seed: int = 0) -> np.ndarray:
+    """A made-up voice as loud as a unit sine (peaks near 2): vowels as the harmonics of a 110-130 Hz voice falling
+    12 dB per octave above 500 Hz, and four times a second 60 ms of hiss above 3 kHz (s, f, t), 15 dB below the
+    vowels, as in speech. One 2 s period, repeated (the voice makes whole cycles in it: no clicks at the seams)."""
+    rng = np.random.default_rng(seed)
+    period = 2 * rate
+    t = np.arange(period) / rate
+    phase = 2 * np.pi * np.cumsum(120.0 + 10.0 * np.sin(2 * np.pi * 0.5 * t)) / rate
+    vowels = sum(min(1.0, (500.0 / (h * 120.0)) ** 2) * np.sin(h * phase) for h in range(1, int(rate / 2 / 130)))
+    spectrum = np.fft.rfft(rng.standard_normal(period))
+    spectrum[np.fft.rfftfreq(period, 1.0 / rate) < 3000.0] = 0.0
+    hissing = (t % 0.25) < 0.06
+    hiss = np.fft.irfft(spectrum, period)
+    hiss *= 10 ** (-15 / 20) * vowels.std() / hiss.std()
+    voice = np.where(hissing, hiss, vowels)
+    return np.resize(voice / voice.std() / np.sqrt(2.0), samples)
+
+
+def through_8_khz(audio: np.ndarray, rate: int = 16000) -> np.ndarray:
+    """The same sound as an 8 kHz recording played back at `rate` (the resampler decode_file uses)."""
+    from engine.audio.sources import StreamResampler
+
+    down, up = StreamResampler(rate, 8000), StreamResampler(8000, rate)
+    narrow = np.concatenate([down.process(audio.astype(np.float32)), down.flush()])
+    return np.concatenate([up.process(narrow), up.flush()])[:len(audio)]
+
+
 def checked(seconds=150.0, speech_share=0.6, noise=0.0, gain=0.3, tracked=1.0, side=512, size=512, cut=0.0,
-            residual=1.0):
-    """dataset_checks on made-up inputs: tone bursts as speech (speech_share of each second) over white noise."""
+            residual=1.0, narrowband=False, source_rate=None):
+    """dataset_checks on made-up inputs: a speech-like voice (speech_share of each second) over white noise."""
     from engine.data.preprocess.checks import dataset_checks
     from engine.data.preprocess.track import RawTracks
 
     rate, fps = 16000, 25.0
     frames = int(seconds * fps)
     t = np.arange(frames * 640) / rate
-    audio = gain * np.sin(2 * np.pi * 200 * t) * ((t % 1.0) < speech_share)
+    voice = through_8_khz(speech_like(len(t), rate)) if narrowband else speech_like(len(t), rate)
+    audio = gain * voice * ((t % 1.0) < speech_share)
     audio = np.clip(audio + noise * np.random.default_rng(0).standard_normal(len(t)), -1.0, 1.0)
     detected = np.arange(frames) < tracked * frames
     raw = RawTracks(detected, np.zeros((frames, 478, 3), np.float32), np.zeros((frames, 52), np.float32),
                     np.zeros((frames, 4, 4), np.float32), ["_neutral"] * 52, 1280, 720)
-    findings = dataset_checks(audio, rate, fps, raw, (0, 0, side, side), size, cut, residual)
+    findings = dataset_checks(audio, rate, fps, raw, (0, 0, side, side), size, cut, residual,
+                              audio_name="take.wav", source_rate=source_rate)
     return {f["check"]: f for f in findings}
 
 
@@ -484,6 +513,30 @@ def test_each_limit_of_a_video_is_found_and_explained():
     assert found["upscaled"]["value"] == pytest.approx(512 / 300, abs=1e-4)
     assert found["untracked"]["value"] == pytest.approx(0.2) and found["head_cut"]["value"] == pytest.approx(0.2)
     assert "no_pauses" in checked(speech_share=1.0)
+
+
+def test_narrowband_speech_is_found_from_its_sound_whatever_rate_the_file_declares():
+    """The same voice recorded at 8 kHz: 99.99% of its energy lies below 4 kHz, against about 8 kHz full band; the
+    message names the file, the bandwidth, the rate the file declares and the fix."""
+    from engine.data.preprocess.checks import BANDWIDTH_SHARE, speech_bandwidth_hz
+
+    audio = speech_like(16000 * 4)
+    speech = np.ones(100, bool)
+    assert speech_bandwidth_hz(audio, 16000, 25.0, speech) > 7000.0
+    assert 3500.0 < speech_bandwidth_hz(through_8_khz(audio), 16000, 25.0, speech) <= 4100.0
+    assert speech_bandwidth_hz(audio, 16000, 25.0, np.zeros(100, bool)) is None, "no speech: nothing to measure"
+    assert BANDWIDTH_SHARE > 0.999, "the 99% point of the made-up voice already lies near 4 kHz"
+    found = checked(narrowband=True, source_rate=8000)
+    assert set(found) == {"narrowband_audio"} and 3500.0 < found["narrowband_audio"]["value"] <= 4100.0
+    message = found["narrowband_audio"]["message"]
+    bandwidth = found["narrowband_audio"]["value"]
+    assert message.startswith("take.wav: ") and f"below {bandwidth / 1000:.1f} kHz" in message
+    assert "recorded at 8000 Hz" in message
+    assert "16 kHz or more" in message
+    upsampled = checked(narrowband=True, source_rate=44100)["narrowband_audio"]["message"]
+    assert "sampled at 44100 Hz" in upsampled and "upsampled" in upsampled
+    assert "recorded at 8 kHz" in checked(narrowband=True)["narrowband_audio"]["message"], "rate unknown"
+    assert "narrowband_audio" not in checked(source_rate=44100)
 
 
 def test_a_head_cut_by_the_frame_edge_is_seen_in_its_mask():

@@ -27,6 +27,16 @@ CUT_SHARE = 0.05
 """More than this share of frames with the head cut off by the picture's edge is a finding."""
 EDGE_SHARE = 0.02
 """A head mask covering more than this share of the top, left or right edge of a frame is cut off there."""
+NARROWBAND_HZ = 5000.0
+"""Speech with BANDWIDTH_SHARE of its energy below this is narrowband: an 8 kHz (telephone, call) recording holds
+nothing above 4 kHz, even once upsampled (measured 3.9-4.05 kHz for espeak and Piper voices through 8 kHz, as wav and
+as 44.1 kHz AAC); full-band voices measure 7.3-7.9 kHz, 24 kbit/s Opus 7.3."""
+BANDWIDTH_SHARE = 0.9999
+"""Share of the speech's energy below its measured bandwidth. Not 0.99: speech carries only about 0.3% of its
+energy above 4.5 kHz (long-term average speech spectrum), so the 99% point of full-band speech falls near 3-5 kHz,
+as low as narrowband speech; the last 0.01% lies below 4 kHz only when nothing was recorded above it."""
+MIN_SPEECH_S = 1.0
+"""Less speech than this is too little to measure its bandwidth."""
 BACKGROUND_RESIDUAL = 12.0
 """Background pixels straying from the plate by more than this many grey levels on average (0-255) is a finding;
 a still synthetic scene gives 0.3, strong film grain 5."""
@@ -34,12 +44,14 @@ a still synthetic scene gives 0.3, strong film grain 5."""
 
 def dataset_checks(audio: np.ndarray, sample_rate: int, fps: float, raw: RawTracks,
                    crop: tuple[int, int, int, int], size: int, head_cut: float | None = None,
-                   background_residual: float | None = None, silent: bool = False) -> list[dict]:
+                   background_residual: float | None = None, silent: bool = False, audio_name: str = "the speech",
+                   source_rate: int | None = None) -> list[dict]:
     """Findings [{"check", "value", "message"}] for a dataset: audio mono float [N] at sample_rate (aligned with the
     frames), the raw tracks, the crop (x, y, side, side) in source pixels, the dataset size, the share of frames
     whose head mask touches the picture's edge (`head_touches_edge`), and how far the background strays from its
     plate (`background.plate_residual`); the last two are measured in preprocess's frames pass (None: a dataset made
-    before they were). A silent recording is one finding, instead of the speech checks."""
+    before they were). audio_name is the file the speech came from and source_rate the sample rate it declares
+    (None: unknown), both for the messages. A silent recording is one finding, instead of the speech checks."""
     found: list[dict] = []
 
     def finding(check: str, value: float, message: str) -> None:
@@ -55,13 +67,27 @@ def dataset_checks(audio: np.ndarray, sample_rate: int, fps: float, raw: RawTrac
                 "speech reaches them through the universal audio-to-expression model (not this person's own "
                 "timing); a take with the person's voice lets `syncanim train` fit the motion to them as well")
     elif np.isfinite(levels).any():
-        speech = float(activity.speech_mask(audio, sample_rate, fps, len(raw)).mean())
+        mask = activity.speech_mask(audio, sample_rate, fps, len(raw))
+        speech = float(mask.mean())
         if speech < SPEECH_RANGE[0]:
             finding("little_speech", speech, f"speech in only {speech:.0%} of the frames: the lips learn from speech; "
                     "use a video in which the person talks most of the time")
         elif speech > SPEECH_RANGE[1]:
             finding("no_pauses", speech, f"speech in {speech:.0%} of the frames: with (almost) no pauses the avatar "
                     "never sees a resting, closed mouth; use a take with some pauses between sentences")
+        bandwidth = speech_bandwidth_hz(audio, sample_rate, fps, mask)
+        if bandwidth is not None and bandwidth < NARROWBAND_HZ:
+            if source_rate is None:
+                how = "recorded at 8 kHz, as by a telephone, a call or a voice recorder"
+            elif source_rate < 2 * NARROWBAND_HZ:
+                how = f"it is recorded at {source_rate} Hz"
+            else:
+                how = (f"the file is sampled at {source_rate} Hz, but its sound was recorded at 8 kHz (a telephone, "
+                       "a call or a voice recorder) and upsampled")
+            finding("narrowband_audio", bandwidth, f"{audio_name}: {BANDWIDTH_SHARE:.2%} of the speech's energy lies "
+                    f"below {bandwidth / 1000:.1f} kHz ({how}): the lips learn from the sound up to 8 kHz, where s, "
+                    "f, sh and t differ and which a live microphone gives them; record the speech at 16 kHz or more "
+                    "(44.1 or 48 kHz is usual), or pass --audio with a full-band recording of the same take")
         loud, noise = activity.loud_and_noise_db(levels)
         if loud - noise < NOISY_DB:
             finding("noisy_audio", loud - noise, f"the speech is only {loud - noise:.0f} dB above the background "
@@ -90,6 +116,24 @@ def dataset_checks(audio: np.ndarray, sample_rate: int, fps: float, raw: RawTrac
                 "behind the person): the avatar is drawn over one still plate; film from a tripod with the "
                 "exposure locked, in front of a still background")
     return found
+
+
+def speech_bandwidth_hz(audio: np.ndarray, sample_rate: int, fps: float, speech: np.ndarray) -> float | None:
+    """The frequency below which BANDWIDTH_SHARE of the energy of the speech frames lies, Hz (in steps of fps):
+    audio mono [N] at sample_rate, speech bool [T] per video frame (activity.speech_mask). None with less than
+    MIN_SPEECH_S of speech. Measured on the sound itself, so an 8 kHz recording upsampled to 44.1 kHz is found too."""
+    hop = int(round(sample_rate / fps))
+    frames = [t for t in np.flatnonzero(speech) if (t + 1) * hop <= len(audio)]
+    if len(frames) < MIN_SPEECH_S * fps:
+        return None
+    chunks = np.stack([audio[t * hop:(t + 1) * hop] for t in frames]).astype(np.float64)
+    chunks -= chunks.mean(axis=1, keepdims=True)
+    # Hann: its side lobes fall 18 dB per octave, so the strong low harmonics do not leak energy into 4-8 kHz.
+    power = (np.abs(np.fft.rfft(chunks * np.hanning(hop), axis=1)) ** 2).sum(axis=0)
+    if power.sum() <= 0.0:
+        return None
+    share = np.cumsum(power) / power.sum()
+    return float(np.fft.rfftfreq(hop, 1.0 / sample_rate)[np.searchsorted(share, BANDWIDTH_SHARE)])
 
 
 def head_touches_edge(head: np.ndarray) -> bool:

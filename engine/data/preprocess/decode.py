@@ -150,6 +150,19 @@ def resampled_frames(source: SourceInfo, fps: float) -> Iterator[tuple[int, np.n
         k += 1
 
 
+def audio_sample_rate(path: Path) -> int | None:
+    """The sample rate the first audio stream of `path` declares, Hz (None: no audio stream, or unreadable)."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                return None
+            return int(container.streams.audio[0].codec_context.sample_rate) or None
+    except av.error.FFmpegError:
+        return None
+
+
 SILENT_DBFS = -50.0
 """Sound whose loud level (95th-percentile frame level) stays below this holds no speech: the video is silent."""
 

@@ -22,7 +22,7 @@ import numpy as np
 from engine.data.dataset import Meta, Tracks, write_json_atomic
 from engine.data.preprocess import pose
 from engine.data.preprocess.config import PreprocessConfig, PreprocessError, validate
-from engine.data.preprocess.decode import SourceInfo, inspect_source, load_audio, resampled_frames
+from engine.data.preprocess.decode import SourceInfo, audio_sample_rate, inspect_source, load_audio, resampled_frames
 from engine.data.preprocess.steps import Ledger, file_fingerprint, step_key
 from engine.data.preprocess.track import RawTracks
 from engine.io.atomic import atomic_path
@@ -30,7 +30,7 @@ from engine.io.atomic import atomic_path
 log = logging.getLogger(__name__)
 
 PREPROCESS_VERSION = 1
-STEP_VERSIONS = {"track": 1, "audio": 2, "tracks": 1, "frames": 2, "features": 1, "meta": 3}
+STEP_VERSIONS = {"track": 1, "audio": 2, "tracks": 1, "frames": 2, "features": 1, "meta": 4}
 """Bump a step's number when its algorithm changes, so datasets made before redo it on the next run."""
 SAMPLE_RATE = 16000
 MIN_FACE_FRACTION = 0.5
@@ -187,7 +187,8 @@ def _audio(run: _Run, frames: int) -> None:
             origin = "none (--silent)"
         elif run.config.audio is None and not run.source.has_audio:
             origin = "none (the video has no audio track)"
-        return {"origin": origin, "silent": silent}
+        rate = None if silent else audio_sample_rate(run.config.audio or run.source.path)
+        return {"origin": origin, "silent": silent, "sample_rate": rate}
 
     _step(run, "audio", work)
 
@@ -309,7 +310,9 @@ def _meta(run: _Run, raw: RawTracks, crop: tuple[int, int, int, int], head_fits:
             checks=dataset_checks(audio, SAMPLE_RATE, run.config.fps, raw, crop, run.config.size,
                                   run.ledger.info("frames").get("head_cut"),
                                   run.ledger.info("frames").get("background_residual"),
-                                  silent=bool(run.ledger.info("audio").get("silent", False))),
+                                  silent=bool(run.ledger.info("audio").get("silent", False)),
+                                  audio_name=str(run.config.audio or source.path),
+                                  source_rate=run.ledger.info("audio").get("sample_rate")),
         )
         write_json_atomic(run.out / "meta.json", meta.to_json())
 
