@@ -118,8 +118,9 @@ def dataset_checks(audio: np.ndarray, sample_rate: int, fps: float, raw: RawTrac
     return found
 
 
-def speech_bandwidth_hz(audio: np.ndarray, sample_rate: int, fps: float, speech: np.ndarray) -> float | None:
-    """The frequency below which BANDWIDTH_SHARE of the energy of the speech frames lies, Hz (in steps of fps):
+def speech_bandwidth_hz(audio: np.ndarray, sample_rate: int, fps: float, speech: np.ndarray,
+                        share: float = BANDWIDTH_SHARE) -> float | None:
+    """The frequency below which `share` of the energy of the speech frames lies, Hz (in steps of fps):
     audio mono [N] at sample_rate, speech bool [T] per video frame (activity.speech_mask). None with less than
     MIN_SPEECH_S of speech. Measured on the sound itself, so an 8 kHz recording upsampled to 44.1 kHz is found too."""
     hop = int(round(sample_rate / fps))
@@ -132,8 +133,8 @@ def speech_bandwidth_hz(audio: np.ndarray, sample_rate: int, fps: float, speech:
     power = (np.abs(np.fft.rfft(chunks * np.hanning(hop), axis=1)) ** 2).sum(axis=0)
     if power.sum() <= 0.0:
         return None
-    share = np.cumsum(power) / power.sum()
-    return float(np.fft.rfftfreq(hop, 1.0 / sample_rate)[np.searchsorted(share, BANDWIDTH_SHARE)])
+    below = np.cumsum(power) / power.sum()
+    return float(np.fft.rfftfreq(hop, 1.0 / sample_rate)[np.searchsorted(below, share)])
 
 
 def head_touches_edge(head: np.ndarray) -> bool:
