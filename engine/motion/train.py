@@ -3,16 +3,17 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
-import time
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from engine.io.atomic import atomic_path
 from engine.io.checkpoint import load_checkpoint, save_checkpoint
 from engine.motion.blocks import kl_to_standard, reparameterize
 from engine.motion.calibration import load_calibrated, read_universal
@@ -24,6 +25,7 @@ from engine.motion.pose_syncer import POSE_NAMES, AudioPoseSyncer
 from engine.motion.runtime import (
     KIND, POSE_CLAMP, VERSION, MotionRuntime, build_syncers, focus_positions, motion_path,
 )
+from engine.training_run import RunClock
 
 log = logging.getLogger(__name__)
 STATE_DIR = ".motion-train"
@@ -230,14 +232,46 @@ def _state_tensors(pose, emotion, optimizer) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def _save_state(path: Path, pose, emotion, optimizer, step: int, fingerprint: dict, generator: torch.Generator) -> None:
+@dataclass
+class _Run:
+    """What a resumed run needs beyond weights and AdamW to go on as if never stopped (kept in the state)."""
+
+    generator: torch.Generator
+    """Draws the batches: start frames, zero-shot rows, audio versions."""
+    step: int = 0
+    clock: RunClock = field(default_factory=RunClock)
+    history: list[dict] = field(default_factory=list)
+    """The log's lines so far."""
+    val: dict[str, float] = field(default_factory=dict)
+    """The last validation losses."""
+    running: dict[str, float] = field(default_factory=dict)
+    """Training losses summed since the last log line, over `since` steps."""
+    since: int = 0
+    stats_rho: torch.Tensor | None = None
+    """The pose latents' AR(1) coefficients, once the statistics loss has started (refreshed at validations)."""
+
+
+def _save_state(path: Path, pose, emotion, optimizer, fingerprint: dict, run: _Run) -> None:
     groups = optimizer.state_dict()["param_groups"]
     tensors = _state_tensors(pose, emotion, optimizer)
-    tensors["rng.batches"] = generator.get_state()
-    save_checkpoint(path, tensors, {"step": step, "param_groups": groups, "fingerprint": fingerprint})
+    tensors["rng.batches"] = run.generator.get_state()
+    # The rollouts' noise, latents and dropout draw from torch's own generators.
+    tensors["rng.torch"] = torch.get_rng_state()
+    device = _device_of(pose)
+    if device.type == "cuda":
+        tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
+    if run.stats_rho is not None:
+        tensors["stats_rho"] = run.stats_rho
+    save_checkpoint(path, tensors, {"step": run.step, "param_groups": groups, "fingerprint": fingerprint,
+                                    "clock": run.clock(), "history": run.history, "val": run.val,
+                                    "running": run.running, "since": run.since})
 
 
-def _resume(path: Path, pose, emotion, optimizer, fingerprint: dict, generator: torch.Generator) -> int:
+def _device_of(module: torch.nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
+def _resume(path: Path, pose, emotion, optimizer, fingerprint: dict, run: _Run) -> None:
     tensors, metadata = load_checkpoint(
         path, expect={"fingerprint": fingerprint},
         fix=f"The saved training state was made with other data or sizes: delete {path.parent} or pass --no-resume.")
@@ -249,8 +283,19 @@ def _resume(path: Path, pose, emotion, optimizer, fingerprint: dict, generator: 
             _, index, name = key.split(".", 2)
             state.setdefault(int(index), {})[name] = value
     optimizer.load_state_dict({"state": state, "param_groups": metadata["param_groups"]})
-    generator.set_state(tensors["rng.batches"])
-    return int(metadata["step"])
+    run.generator.set_state(tensors["rng.batches"])
+    run.step = int(metadata["step"])
+    if "rng.torch" not in tensors:  # a state from before the rest was kept: weights, AdamW and batches only
+        return
+    torch.set_rng_state(tensors["rng.torch"])
+    device = _device_of(pose)
+    if "rng.cuda" in tensors and device.type == "cuda":
+        torch.cuda.set_rng_state(tensors["rng.cuda"], device)
+    if "stats_rho" in tensors:
+        run.stats_rho = tensors["stats_rho"].to(device)
+    run.clock = RunClock(float(metadata["clock"]))
+    run.history, run.val = list(metadata["history"]), dict(metadata["val"])
+    run.running, run.since = dict(metadata["running"]), int(metadata["since"])
 
 
 def _validate(pose, emotion, tensors: Tensors, data: MotionData, config: SyncerTraining,
@@ -267,15 +312,17 @@ def validate_starts(pose, emotion, tensors: Tensors, starts: torch.Tensor, frame
                     config: SyncerTraining) -> dict[str, float]:
     """Losses of `frames`-frame rollouts from held-out starts [B]: one-step ("tf_") and like training's end ("")."""
     pose.eval(), emotion.eval()
-    state = torch.get_rng_state()
     out: dict[str, float] = {}
-    for prefix, p_own in (("tf_", 0.0), ("", config.scheduled_sampling)):
-        torch.manual_seed(1234)  # the same noise every validation, so the curve shows the model, not the dice
-        with torch.no_grad():
-            losses = rollout(pose, emotion, tensors, starts, frames, p_own,
-                             torch.zeros(len(starts), dtype=torch.bool, device=starts.device), config)
-        out.update({prefix + k: float(v) for k, v in losses.items()})
-    torch.set_rng_state(state)
+    # Training's noise goes on afterwards where it was, on a GPU too (reseeding its generator here restarted the
+    # training noise from the same point after every validation).
+    cuda = [starts.device] if starts.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        for prefix, p_own in (("tf_", 0.0), ("", config.scheduled_sampling)):
+            torch.manual_seed(1234)  # the same noise every validation, so the curve shows the model, not the dice
+            with torch.no_grad():
+                losses = rollout(pose, emotion, tensors, starts, frames, p_own,
+                                 torch.zeros(len(starts), dtype=torch.bool, device=starts.device), config)
+            out.update({prefix + k: float(v) for k, v in losses.items()})
     pose.train(), emotion.train()
     return out
 
@@ -335,61 +382,71 @@ def optimise(pose: AudioPoseSyncer, emotion: AudioEmotionSyncer, tensors: Tensor
     candidates, stats_candidates = candidates
     params = list(pose.parameters()) + list(emotion.parameters())
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    generator = torch.Generator().manual_seed(config.seed)
+    run = _Run(torch.Generator().manual_seed(config.seed))
     state_path = out_dir / STATE_DIR / "state.safetensors"
-    step = _resume(state_path, pose, emotion, optimizer, fingerprint, generator) if (
-        config.resume and state_path.is_file()) else 0
+    resumed = config.resume and state_path.is_file()
+    if resumed:
+        _resume(state_path, pose, emotion, optimizer, fingerprint, run)
     out_dir.mkdir(parents=True, exist_ok=True)
     log_path = out_dir / LOG_FILE
+    if run.history or not resumed:  # the log says what this run did: nothing a stopped run logged after its state
+        _write_log(log_path, run.history)
     frames, stats_frames = config.sequence_frames, config.motion_stats_frames
-    stats_rho: torch.Tensor | None = None  # the pose latents' AR(1) coefficients, once the statistics loss starts
-    began = time.monotonic()
-    val: dict[str, float] = {}
-    running: dict[str, float] = {}  # training losses summed since the last log line
-    since = 0
-    if step == 0:  # the untrained baseline ("hold the previous frame"), so the log shows what training bought
-        _log(log_path, 0, {}, validate(), 0.0)
+    generator = run.generator
+
+    def out_of_time() -> bool:
+        return config.time_limit_s > 0 and run.clock() > config.time_limit_s
+
+    if run.step == 0:  # the untrained baseline ("hold the previous frame"), so the log shows what training bought
+        run.val = validate()
+        _log(log_path, run, {}, 0.0)
+    elif run.step < config.steps and out_of_time():
+        log.warning("motion training stopped at step %d of %d before: its time limit of %.0f s is spent", run.step,
+                    config.steps, config.time_limit_s)
+        return run.step, run.val
     pose.train(), emotion.train()
-    with tqdm(total=config.steps, initial=step, desc="motion", disable=not config.progress, dynamic_ncols=True) as bar:
-        while step < config.steps:
+    with tqdm(total=config.steps, initial=run.step, desc="motion", disable=not config.progress,
+              dynamic_ncols=True) as bar:
+        while run.step < config.steps:
+            step = run.step
             p_own = config.scheduled_sampling * min(1.0, step / max(1.0, 0.5 * config.steps))
             starts = _starts(candidates, config.batch_size, generator, device)
             zero_shot = (torch.rand(config.batch_size, generator=generator) < config.zero_shot_fraction).to(device)
             versions = torch.randint(0, tensors.versions, (config.batch_size,), generator=generator).to(device)
             losses = rollout(pose, emotion, tensors, starts, frames, p_own, zero_shot, config, versions)
             stats_due = step >= config.motion_stats_from * config.steps and config.motion_stats_weight > 0
-            if stats_due and len(stats_candidates) and (stats_rho is None or step % config.val_every == 0):
-                stats_rho = _pose_rho(pose, emotion, tensors, train_frames, device)
-            if stats_rho is not None:
+            if stats_due and len(stats_candidates) and (run.stats_rho is None or step % config.val_every == 0):
+                run.stats_rho = _pose_rho(pose, emotion, tensors, train_frames, device)
+            if run.stats_rho is not None:
                 n = config.motion_stats_batch
                 losses["pose_stats"] = motion_statistics(
                     pose, tensors, _starts(stats_candidates, n, generator, device),
                     torch.randint(0, tensors.versions, (n,), generator=generator).to(device),
                     (torch.rand(n, generator=generator) < config.zero_shot_fraction).to(device),
-                    stats_frames, stats_rho)
+                    stats_frames, run.stats_rho)
                 losses["total"] = losses["total"] + config.motion_stats_weight * losses["pose_stats"]
             optimizer.zero_grad(set_to_none=True)
             losses["total"].backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
-            step += 1
-            since += 1
+            run.step = step = step + 1
+            run.since += 1
             for key, value in losses.items():
-                running[key] = running.get(key, 0.0) + value.item()
+                run.running[key] = run.running.get(key, 0.0) + value.item()
             bar.update(1)
             bar.set_postfix(pose=f"{losses['pose_l1'].item():.3f}", expr=f"{losses['expr_l1'].item():.3f}")
-            out_of_time = config.time_limit_s > 0 and time.monotonic() - began > config.time_limit_s
-            if step % config.val_every == 0 or step == config.steps or out_of_time:
-                val = validate()
-                _log(log_path, step, {k: v / since for k, v in running.items()}, val, time.monotonic() - began)
-                running, since = {}, 0
-            if step % config.checkpoint_every == 0 or step == config.steps or out_of_time:
-                _save_state(state_path, pose, emotion, optimizer, step, fingerprint, generator)
-            if out_of_time:
+            stop = out_of_time()
+            if step % config.val_every == 0 or step == config.steps or stop:
+                run.val = validate()
+                _log(log_path, run, {k: v / run.since for k, v in run.running.items()}, run.clock())
+                run.running, run.since = {}, 0
+            if step % config.checkpoint_every == 0 or step == config.steps or stop:
+                _save_state(state_path, pose, emotion, optimizer, fingerprint, run)
+            if stop:
                 log.warning("motion training stopped at step %d of %d: time limit %.0f s", step, config.steps,
                             config.time_limit_s)
                 break
-    return step, val
+    return run.step, run.val
 
 
 def _pose_rho(pose, emotion, tensors: Tensors, frames: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -435,9 +492,17 @@ def latent_autocorrelation(pose: AudioPoseSyncer, emotion: AudioEmotionSyncer, d
     return rho
 
 
-def _log(path: Path, step: int, train: dict[str, float], val: dict[str, float], elapsed: float) -> None:
+def _log(path: Path, run: _Run, train: dict[str, float], elapsed: float) -> None:
     """One JSON line: training losses averaged since the previous line, validation losses, seconds so far."""
-    entry = {"step": step, "elapsed_s": round(elapsed, 2), "train": train, "val": val}
-    log.info("motion step %d: train %s, val %s", step, entry["train"].get("total"), val.get("total"))
+    entry = {"step": run.step, "elapsed_s": round(elapsed, 2), "train": train, "val": run.val}
+    log.info("motion step %d: train %s, val %s", run.step, entry["train"].get("total"), run.val.get("total"))
+    run.history.append(entry)
     with open(path, "a") as handle:
         handle.write(json.dumps(entry) + "\n")
+
+
+def _write_log(path: Path, entries: list[dict]) -> None:
+    """The log holds `entries` and nothing else (written whole, atomically)."""
+    tmp = atomic_path(path)
+    tmp.write_text("".join(json.dumps(entry) + "\n" for entry in entries))
+    os.replace(tmp, path)

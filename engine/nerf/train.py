@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from engine.nerf.losses import photometric, psnr, ssim
 from engine.nerf.tcnn import TcnnUnavailable, fuse_mlps, resolve_backend, unfuse_mlps
 from engine.nerf.torso_motion import TorsoMotion, measure_torso_motion
 from engine.nerf.train_config import NERF_FILE, NerfDims, TrainNerfConfig
+from engine.training_run import RunClock
 
 log = logging.getLogger(__name__)
 
@@ -298,7 +298,7 @@ class _Trainer:
     def __init__(self, config: TrainNerfConfig, model: AvatarModel, data: TrainingData, device: torch.device):
         self.config, self.model, self.data, self.device = config, model, data, device
         self.gen = torch.Generator().manual_seed(config.seed)
-        self.clock = _Clock()
+        self.clock = RunClock()
         self.history: list[dict] = []
         """The run's validation records (nerf_log.jsonl's lines), kept in the resumable state."""
         self.scores: dict[str, float] = {}
@@ -464,17 +464,6 @@ def _log_path(config: TrainNerfConfig) -> Path:
     return config.avatar_dir / "nerf_log.jsonl"
 
 
-class _Clock:
-    """Seconds of training this run has had, counted across resumes: what a killed run did after its last
-    checkpoint and the time it lay dead do not count, so stage deadlines and learning rates go on where they were."""
-
-    def __init__(self, spent: float = 0.0) -> None:
-        self.origin = time.monotonic() - spent
-
-    def __call__(self) -> float:
-        return time.monotonic() - self.origin
-
-
 @dataclass
 class _Saved:
     """A resumable state's bookkeeping (its weights are already in the model, its dice in the trainer)."""
@@ -539,7 +528,7 @@ def _load_state(trainer: _Trainer) -> _Saved | None:
         torch.set_rng_state(tensors["rng.torch"])
     if "rng.cuda" in tensors and trainer.device.type == "cuda":
         torch.cuda.set_rng_state(tensors["rng.cuda"], trainer.device)
-    trainer.clock = _Clock(float(meta.get("clock", 0.0)))
+    trainer.clock = RunClock(float(meta.get("clock", 0.0)))
     if "history" in meta:
         trainer.history, trainer.scores = list(meta["history"]), dict(meta["scores"])
         _write_log(config, trainer.history)  # drops what the stopped run logged after this state

@@ -135,6 +135,16 @@ def test_training_resumes_where_it_stopped(synth_data, tmp_path):
     assert read_metadata(tmp_path / STATE_DIR / "state.safetensors")["step"] == 10
 
 
+def test_a_run_its_time_limit_stopped_trains_no_further_under_that_limit(synth_data, tmp_path):
+    tiny = dict(progress=False, batch_size=4, sequence_frames=6, time_limit_s=1e-9)
+    train_motion(motion_preset("test", synth_data[0], tmp_path, **tiny))  # stops after its first step
+    assert read_metadata(tmp_path / STATE_DIR / "state.safetensors")["step"] == 1
+    lines = read_log(tmp_path)
+    train_motion(motion_preset("test", synth_data[0], tmp_path, **tiny))  # the limit counts across resumes
+    assert read_metadata(tmp_path / STATE_DIR / "state.safetensors")["step"] == 1 and read_log(tmp_path) == lines
+    assert read_metadata(tmp_path / "motion.safetensors")["training"]["val"] == lines[-1]["val"]
+
+
 def test_resume_refuses_state_from_other_sizes(synth_data, tmp_path):
     tiny = dict(progress=False, batch_size=4, sequence_frames=6, val_every=5, checkpoint_every=5)
     train_motion(motion_preset("test", synth_data[0], tmp_path, steps=5, **tiny))
@@ -151,3 +161,50 @@ def test_missing_blendshapes_name_the_file_and_the_fix(synth_data, tmp_path):
                            blendshapes=("eyeBlinkLeft", "eyeBlinkRight", "eyeWideLeft"))
     with pytest.raises(DatasetError, match=r"tracks.npz has no blendshapes \['eyeWideLeft'\].*preprocess"):
         train_motion(config)
+
+
+TRAIN_IN_A_PROCESS = """
+import json, sys
+from pathlib import Path
+from engine.motion.config import motion_preset
+from engine.motion.train import train_motion
+train_motion(motion_preset("test", Path(sys.argv[1]), Path(sys.argv[2]), **json.loads(sys.argv[3])))
+"""
+
+
+@pytest.mark.slow  # three trainings, one in a fresh process: about half a minute
+def test_a_run_killed_after_a_checkpoint_resumes_to_what_an_uninterrupted_run_makes(synth_data, tmp_path):
+    """SIGKILL a training process just after its first checkpoint (step 15 of 40: the statistics loss has begun
+    and the next log line's averages are half gathered), then run again: the same weights bit for bit and the
+    same log as a run that went through (the preset's one torch thread makes a CPU run repeat exactly)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import torch
+
+    from engine.io.checkpoint import load_checkpoint
+
+    options = dict(progress=False, checkpoint_every=15)
+    through, killed = tmp_path / "through", tmp_path / "killed"
+    train_motion(motion_preset("test", synth_data[0], through, **options))
+    state = killed / STATE_DIR / "state.safetensors"
+    process = subprocess.Popen([sys.executable, "-c", TRAIN_IN_A_PROCESS, str(synth_data[0]), str(killed),
+                                json.dumps(options)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    while not state.is_file() and process.poll() is None:
+        time.sleep(0.002)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait(timeout=60) == -signal.SIGKILL, process.stderr.read().decode()[-3000:]
+    assert read_metadata(state)["step"] in (15, 30) and not (killed / "motion.safetensors").exists()
+    train_motion(motion_preset("test", synth_data[0], killed, **options))
+    expected, resumed = (load_checkpoint(avatar / "motion.safetensors")[0] for avatar in (through, killed))
+    assert expected.keys() == resumed.keys()
+    differ = {k: float((v - resumed[k]).abs().max()) for k, v in expected.items() if not torch.equal(v, resumed[k])}
+    assert not differ, differ
+
+    def entries(avatar):  # seconds of training differ from run to run
+        return [{k: v for k, v in e.items() if k != "elapsed_s"} for e in read_log(avatar)]
+
+    assert entries(killed) == entries(through) and [e["step"] for e in entries(through)] == [0, 20, 40]
+    assert read_metadata(killed / "motion.safetensors")["training"]["val"] == entries(through)[-1]["val"]
