@@ -472,6 +472,9 @@ def decode_bytes(data: bytes, sample_rate: int, max_seconds: float | None = None
 
 class _TCPServer(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
+    # socketserver's backlog of 5 drops the SYNs of a burst (100 clients connecting at once): each waits 1-3 s for
+    # its retry, a client with the token among them too.
+    request_queue_size = 128
     # Daemon threads, joined by ControlServer.stop: a crash that never reaches stop() must not keep the process
     # alive waiting on idle clients.
     daemon_threads = True
