@@ -478,6 +478,9 @@ def measure_bombs(address: tuple[str, int], token: str, pid: int, bombs: dict[st
     """Each bomb alone on an idle engine: its reply, how long it took, and the engine's peak RSS above idle."""
     rows = []
     with connect(address, token) as sock:
+        # A short say first: the engine's first decode loads the codecs (tens of MB that are not the bomb's).
+        sock.sendall(frame(packed({"type": "say", "token": token, "wav": wav_declaring(16000, 1600, width=2)})))
+        read_frame(sock, 1 << 24)
         for name, bomb in bombs.items():
             time.sleep(0.5)  # let the engine settle (and trim its heap)
             peak_known = reset_peak(pid)
