@@ -16,6 +16,7 @@ import io
 import itertools
 import os
 import socket
+import time
 import wave
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,11 @@ class ControlClient:
         host, port = parse_address(address)
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self._ids = itertools.count(1)
+        try:  # authenticate at once: the engine closes connections that wait long without the token
+            self.status()
+        except Exception:
+            self.sock.close()
+            raise
 
     def __enter__(self) -> ControlClient:
         return self
@@ -85,8 +91,22 @@ class ControlClient:
     def set_framing(self, framing: str | float, *, over: float = 0.0, avatar: str | None = None) -> dict[str, Any]:
         return self.request("set_framing", framing=framing, over=over, avatar=avatar)
 
-    def load_scene(self, path: str | Path) -> dict[str, Any]:
-        return self.request("load_scene", path=str(Path(path).resolve()))
+    def load_scene(self, path: str | Path, wait_s: float = 0.0) -> dict[str, Any]:
+        """Load a scene file (from a folder the engine allows). The frame loop loads it; with `wait_s` > 0 wait that
+        long for the outcome and return its `last_scene_load` status (ControlError if it failed), else return once
+        it is queued."""
+        reply = self.request("load_scene", path=str(Path(path).resolve()))
+        deadline = time.monotonic() + wait_s
+        while wait_s > 0:
+            load = self.status().get("last_scene_load") or {}
+            if load.get("id") == reply.get("id") and load.get("state") != "pending":
+                if not load.get("ok"):
+                    raise ControlError(load.get("error") or "the scene failed to load")
+                return load
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{path}: not loaded after {wait_s:g} s (is the engine's frame loop running?)")
+            time.sleep(0.05)
+        return reply
 
     def cue(self, name: str, data: Any = None) -> dict[str, Any]:
         """A message only scene scripts react to (`d.on_message('cue', name=...)`)."""

@@ -300,11 +300,9 @@ def test_clients_with_the_token_beyond_the_limit_are_turned_away(engine):
     for other in others:
         assert other.status()["ok"]
     idle = [socket.create_connection(server.address) for _ in range(5)]  # without the token: not counted
-    late = ControlClient(f"127.0.0.1:{server.address[1]}", token=TOKEN)
     with pytest.raises(ControlError, match=r"too many control connections \(4 with the token"):
-        late.status()
-    assert late.sock.recv(1) == b""
-    for sock in [*idle, late.sock, *(o.sock for o in others)]:
+        ControlClient(f"127.0.0.1:{server.address[1]}", token=TOKEN)  # it authenticates as it connects
+    for sock in [*idle, *(o.sock for o in others)]:
         sock.close()
     wait_until(lambda: server.connections == 1)
     assert client.status()["ok"]
@@ -484,3 +482,12 @@ def test_settings_are_checked():
         ControlSettings(control="localhost:http")
     with pytest.raises(ValueError, match="at least 8 characters"):
         ControlSettings(control="127.0.0.1:1", control_token="short")
+
+
+def test_a_client_authenticates_as_it_connects_so_a_quiet_one_keeps_its_connection(engine_with):
+    _, server, _ = engine_with(control_auth_timeout_s=0.3)
+    with pytest.raises(ControlError, match="unauthorised"):
+        ControlClient(f"127.0.0.1:{server.address[1]}", token="wrong-token")
+    with ControlClient(f"127.0.0.1:{server.address[1]}", token=TOKEN) as quiet:
+        time.sleep(0.8)  # longer than the engine gives a connection to show its token
+        assert quiet.status()["ok"]
