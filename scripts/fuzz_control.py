@@ -164,8 +164,11 @@ def deep_body(token: str, depth: int, rng: random.Random) -> bytes:
 class Shots:
     """The campaign's messages: categories drawn in turn with `seed`, so a run can be repeated."""
 
-    def __init__(self, token: str, seed: int, max_message_bytes: int, bombs: dict[str, bytes]) -> None:
+    def __init__(self, token: str, seed: int, max_message_bytes: int, bombs: dict[str, bytes],
+                 gentle: bool = False) -> None:
         self.token = token
+        self.gentle = gentle
+        self.caption = "fuzz" if gentle else "caption"  # the kiosk shows "caption" cues, over a soak's markers
         self.rng = random.Random(seed)
         self.max_bytes = max_message_bytes
         self.bombs = list(bombs.items())
@@ -179,10 +182,11 @@ class Shots:
         rng, token = self.rng, self.token
         choices = [
             {"type": "status"},
-            {"type": "cue", "name": "caption", "data": random_value(rng)},
+            {"type": "cue", "name": self.caption, "data": random_value(rng)},
             {"type": "cue", "name": random_text(rng, 8), "data": random_value(rng)},
-            {"type": "say", "wav": self.speech, "text": random_text(rng, 40), "interrupt": rng.random() < 0.3},
-            {"type": "stop"},
+            {"type": "say", "wav": self.speech, **({} if self.gentle else {"text": random_text(rng, 40)}),
+             "interrupt": rng.random() < 0.3 and not self.gentle},
+            *([] if self.gentle else [{"type": "stop"}]),
             {"type": "set_framing", "framing": rng.choice(["default", "max", 0.5, 2]), "over": rng.uniform(0, 2)},
             {"type": "set_mode", "mode": rng.choice(["one-shot", "zero-shot"])},
         ]
@@ -191,6 +195,8 @@ class Shots:
     def draw(self) -> Shot:  # noqa: C901 (one branch per category, read side by side)
         rng, token = self.rng, self.token
         category = rng.choices(CATEGORIES, WEIGHTS)[0]
+        if category == "bomb" and self.gentle:
+            category = "valid"
         if category == "random_bytes":
             return Shot(category, frame(rng.randbytes(rng.randrange(1, 600))))
         if category == "truncated":
@@ -217,7 +223,7 @@ class Shots:
                 {"type": "set_framing", "framing": float("nan")},
                 {"type": "set_framing", "framing": "max", "over": rng.choice([float("nan"), float("inf"), -1e308])},
                 {"type": "set_framing", "framing": rng.choice([float("inf"), -float("inf"), 0.0, -1.0, 1e308])},
-                {"type": "cue", "name": "caption", "data": [float("nan"), {"x": float("-inf")}]},
+                {"type": "cue", "name": self.caption, "data": [float("nan"), {"x": float("-inf")}]},
                 {"type": "status", "id": float("nan")},
             ])
             return Shot(category, frame(packed({**message, "token": token})))
@@ -232,8 +238,8 @@ class Shots:
             text = "x" * size
             message = rng.choice([
                 {"type": "say", "wav": self.speech, "text": text},
-                {"type": "cue", "name": "caption", "data": text},
-                {"type": "cue", "name": "caption", "data": ["caption " * 250] * rng.choice([2, 75, 200])},
+                {"type": "cue", "name": self.caption, "data": text},
+                {"type": "cue", "name": self.caption, "data": ["caption " * 250] * rng.choice([2, 75, 200])},
                 {"type": "cue", "name": text[:5000]},
                 {"type": "status", "id": text},
                 {"type": "status", text[:3000]: 1},
@@ -571,6 +577,8 @@ class Campaign:
     pid: int | None = None
     alive: Callable[[], bool] = lambda: True
     """Whether the engine still runs (its process, or its server thread)."""
+    gentle: bool = False
+    """Speech the engine is playing is never stopped or interrupted, and no say bombs (fuzzing beside a soak)."""
     settle_s: float = 12.0
     """After the campaign, wait this long before reading the engine's RSS again (0: do not)."""
 
@@ -597,7 +605,7 @@ class Campaign:
             threads = []
             share = [self.messages // self.workers + (i < self.messages % self.workers) for i in range(self.workers)]
             for i, count in enumerate(share):
-                shots = iter(Shots(self.token, self.seed * 1000 + i, max_bytes, bombs))
+                shots = iter(Shots(self.token, self.seed * 1000 + i, max_bytes, bombs, self.gentle))
                 threads.append(threading.Thread(target=fire, args=(address, self.token, shots, count, tally,
                                                                    progress), name=f"fuzz-{i}", daemon=True))
             for thread in threads:
@@ -667,6 +675,9 @@ class FuzzOptions:
     """The engine's --control-max-message-mb."""
     seed: int = 0
     """Seed of the message draw (the same seed sends the same messages)."""
+    gentle: bool = False
+    """Never stop or interrupt the speech the engine plays, show no captions, and send no say bombs: fuzzing beside
+    a soak, whose drift markers must be heard and seen whole."""
     progress: bool = True
     """Show a progress bar."""
 
@@ -743,7 +754,8 @@ def main(options: FuzzOptions) -> int:
                   f"{row['peak_above_idle_mb']} MB above idle; {row['reply']}", flush=True)
         campaign = Campaign(address, token, options.messages, options.workers, options.slow_clients,
                             options.idle_clients, options.slow_every_s, options.seed, options.max_clip_s,
-                            options.max_message_mb, pid, alive)
+                            options.max_message_mb, pid, alive, gentle=options.gentle,
+                            settle_s=0.0 if options.gentle else 12.0)
         with tqdm(total=options.messages, unit="msg", disable=not options.progress) as bar:
             report = campaign.run(bar.update)
         print(f"messages tried {report['messages']}, crashes {report['crashes']}, {report['seconds']} s; engine RSS "

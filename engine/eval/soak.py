@@ -78,6 +78,11 @@ class SoakOptions:
     """Memory growth is measured from here on (default: a fifth of the run, at least 60 s and at most 300 s)."""
     engine_args: tuple[str, ...] = ()
     """More options for `syncanim run` (e.g. --fps 20)."""
+    fuzz: bool = False
+    """Fuzz the control socket beside the soak: `scripts/fuzz_control.py --gentle` campaigns of fuzz_messages
+    back to back (slow and idle clients without the token included), their output in OUT_DIR/fuzz.log."""
+    fuzz_messages: int = 2000
+    """Messages per fuzz campaign."""
     analyse_only: bool = False
     """Run no engine: measure OUT_DIR's kiosk.mp4 and memory samples again from its soak.json."""
 
@@ -460,16 +465,23 @@ def run_soak(options: SoakOptions) -> dict[str, Any]:
     process = subprocess.Popen(run.command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                                env={**os.environ, TOKEN_ENV: token})
     stop = threading.Event()
+    fuzzed: list[int] = []  # exit status of each fuzz campaign
     sampler = threading.Thread(target=sample_memory, args=(process.pid, start, options.sample_s, run.samples, stop),
                                daemon=True)
     sampler.start()
     try:
         wait_for_socket(options.port, process)
         run.socket_s = time.monotonic() - start  # the first frame follows at once: engine time 0 is about here
+        fuzzer = threading.Thread(target=fuzz_beside, args=(options, token, process, out_dir, fuzzed, stop),
+                                  daemon=True)
+        if options.fuzz:
+            fuzzer.start()
         feed(options, token, run, start, process, stop)
         run.engine_rc = process.wait(timeout=seconds + 600)
     finally:
         stop.set()
+        if fuzzer.is_alive():
+            fuzzer.join(timeout=120)
         if process.poll() is None:
             process.terminate()  # SIGTERM: the engine saves what it recorded
             run.engine_rc = process.wait(timeout=120)
@@ -486,6 +498,8 @@ def run_soak(options: SoakOptions) -> dict[str, Any]:
         "failed_messages": [asdict(s) for s in run.sent if not s.ok][:20],
         "interrupts": sum(1 for s in run.sent if s.kind == "say" and s.interrupt),
         "startup_s": round(run.socket_s, 2),
+        "fuzz": {"campaigns": len(fuzzed), "messages": len(fuzzed) * options.fuzz_messages,
+                 "failed_campaigns": sum(1 for rc in fuzzed if rc != 0), "log": "fuzz.log"} if options.fuzz else None,
         "memory": {"warmup_s": warmup_s, "samples": [asdict(s) for s in run.samples],
                    "growth": memory_growth(run.samples, warmup_s, run.socket_s + seconds)},
     }
@@ -494,6 +508,24 @@ def run_soak(options: SoakOptions) -> dict[str, Any]:
     (out_dir / "soak.json").write_text(json.dumps(report, indent=1))
     plot(report, out_dir / "soak.png")
     return report
+
+
+def fuzz_beside(options: SoakOptions, token: str, process: subprocess.Popen, out_dir: Path, fuzzed: list[int],
+                stop: threading.Event) -> None:
+    """Run gentle fuzz campaigns against the soaked engine until the soak ends; each exit status goes to `fuzzed`
+    (1: the campaign saw a crash or the engine stopped answering)."""
+    with open(out_dir / "fuzz.log", "w") as log:
+        while not stop.is_set() and process.poll() is None:
+            command = [sys.executable, str(ROOT / "scripts" / "fuzz_control.py"), "--address",
+                       f"127.0.0.1:{options.port}", "--pid", str(process.pid), "--messages",
+                       str(options.fuzz_messages), "--gentle", "--no-bombs", "--starvation", "0", "--no-progress",
+                       "--seed", str(len(fuzzed))]
+            campaign = subprocess.run(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                      env={**os.environ, TOKEN_ENV: token})
+            try:
+                process.wait(timeout=5)  # the engine's planned end cut this campaign short: not a failure
+            except subprocess.TimeoutExpired:
+                fuzzed.append(campaign.returncode)
 
 
 def measure_recording(report: dict[str, Any], mp4: Path, markers: list[Sent]) -> None:
