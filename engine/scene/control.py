@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from engine.ecs import Stage, World
-from engine.scene.control_settings import ControlSettings, parse_address
+from engine.scene.control_settings import TOKEN_ENV, ControlSettings, parse_address
 from engine.scene.protocol import (
     MAX_TEXT, ControlRequest, FrameTooLarge, ProtocolError, TimedOut, Truncated, pack, read_frame, unpack,
 )
@@ -517,7 +517,8 @@ def start_control(world: World) -> None:
     host, port = server.start()
     world.insert_resource(server)
     publish_status(world, server)
-    hidden = " (as given with --control-token)" if settings.control_token else ""
+    hidden = f" (the one given by --control-token, --control-token-file or ${TOKEN_ENV})" \
+        if settings.control_token else ""
     print(f"control: listening on {host}:{port}; token {server.token if not hidden else '***'}{hidden}", flush=True)
 
 
