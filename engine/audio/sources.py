@@ -301,6 +301,13 @@ class PushSource(AudioSource):
     def busy(self) -> bool:
         return bool(self._queue.items)
 
+    @property
+    def queued_s(self) -> float:
+        """Seconds still to play: the rest of the clip playing and every clip queued after it."""
+        with self._lock:
+            samples = sum(len(handle.clip.samples) for handle in self._queue.items) - self._queue.offset
+        return samples / self.sample_rate
+
     def read(self, n: int) -> np.ndarray:
         out = np.zeros(n, np.float32)
         filled = 0

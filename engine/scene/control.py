@@ -204,6 +204,8 @@ class ControlServer:
             request.clip = self.decode_speech(fields)
             fields.pop("wav", None)
             reply["duration_s"] = request.clip.duration_s
+            if not fields.get("interrupt"):
+                self.check_queued(request.clip.duration_s)
         elif kind == "set_mode":
             fields["mode"] = checked_mode(fields["mode"])
         elif kind == "set_framing":
@@ -260,6 +262,18 @@ class ControlServer:
         if len(samples) == 0 or not np.all(np.isfinite(samples)):
             raise ProtocolError("say: the audio is empty or not finite")
         return AudioClip(samples, self.sample_rate, name)
+
+    def check_queued(self, seconds: float) -> None:
+        """Refuse a `say` that would leave more than --control-max-queued-s of speech waiting: the voices' queues (as
+        the latest frame published them) and the says not yet handed to the frame loop. Each clip is bounded, the
+        number of clips was not: queued speech grew by 19 MB per accepted 300 s clip."""
+        with self.requests.mutex:
+            unapplied = sum(r.clip.duration_s for r in self.requests.queue if r.clip is not None)
+        waiting = sum(self.status().get("queued_s", {}).values()) + unapplied
+        limit = self.settings.control_max_queued_s
+        if waiting + seconds > limit:
+            raise ProtocolError(f"busy: {waiting:.1f} s of speech are waiting and this clip is {seconds:.1f} s, over "
+                                f"the limit of {limit:g} s (--control-max-queued-s); retry later, or interrupt")
 
     def say_path(self, text: str) -> Path:
         """The file a `say path=` names, when it lies in --control-say-dirs (a relative path: in the first of
@@ -598,6 +612,7 @@ def publish_status(world: World, server: ControlServer) -> None:
         "last_scene_load": host.last_load.as_status() if host and host.last_load else None,
         "voices": list(playback.voices) if playback else [],
         "speaking": {n: bool(v.busy) for n, v in playback.mixer.voices.items()} if playback else {},
+        "queued_s": {n: round(v.queued_s, 3) for n, v in playback.mixer.voices.items()} if playback else {},
         "avatars": avatars, "queued": server.requests.qsize(),
         "scripts": [run.name for run in scripts.running] if scripts else [],
         "errors": {k: v.message for k, v in world.resource(Diagnostics).errors.items()},

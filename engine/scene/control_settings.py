@@ -29,6 +29,9 @@ class ControlSettings:
     and their connection closed."""
     control_max_clip_s: float = 300.0
     """Longest speech clip a `say` may carry, in seconds after decoding."""
+    control_max_queued_s: float = 600.0
+    """Most speech waiting to be played, all voices together, in seconds (about 38 MB at 16 kHz); a `say` that would
+    queue more is answered 'busy' (an interrupting one replaces what its voice had queued)."""
     control_max_connections: int = 8
     """Clients connected with the token at once; one more is answered 'busy' and closed. Connections that have not
     yet sent the token never take these slots (see --control-max-pending)."""
@@ -60,7 +63,7 @@ class ControlSettings:
             if not self.control_allow_remote and not is_loopback(host):
                 raise ValueError(f"--control {self.control}: {host} is not a loopback address; use 127.0.0.1, or pass "
                                  "--control-allow-remote to listen on the network")
-        for name in ("control_max_message_mb", "control_max_clip_s", "control_idle_timeout_s",
+        for name in ("control_max_message_mb", "control_max_clip_s", "control_max_queued_s", "control_idle_timeout_s",
                      "control_auth_timeout_s", "control_message_timeout_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"ControlSettings.{name} must be > 0, got {getattr(self, name)!r}")

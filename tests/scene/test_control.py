@@ -85,6 +85,21 @@ def test_say_plays_on_the_voice_and_shows_its_text(engine):
     assert client.status()["speaking"] == {"main": True}
 
 
+def test_speech_waiting_to_play_is_bounded_and_an_interrupting_say_replaces_it(engine_with):
+    """Each clip was bounded, their number was not: clips queued back to back grew memory without end."""
+    app, _, client = engine_with(control_max_queued_s=2.0)
+    assert client.say(wav_bytes(constant(1.5, 0.3)))["ok"]  # not yet applied by the frame loop: counted too
+    with pytest.raises(ControlError, match=r"busy: 1.5 s of speech are waiting .*--control-max-queued-s"):
+        client.say(wav_bytes(constant(1.0, 0.3)))
+    app.update()
+    assert client.status()["queued_s"]["main"] == pytest.approx(1.5, abs=0.1)
+    with pytest.raises(ControlError, match="busy"):
+        client.say(wav_bytes(constant(1.0, 0.3)))
+    assert client.say(wav_bytes(constant(1.0, 0.3)), interrupt=True)["ok"]
+    app.update()
+    assert client.status()["queued_s"]["main"] == pytest.approx(1.0, abs=0.1)
+
+
 def test_say_takes_samples_at_any_rate(engine):
     app, _, client = engine
     tone = 0.3 * np.sin(2 * np.pi * 220 * np.arange(11025) / 22050)
