@@ -143,14 +143,17 @@ def decode_file(path: str | Path, sample_rate: int = 16000, max_seconds: float |
         parts = []
         decoded = 0
         for frame in container.decode(stream):
+            channels = len(frame.layout.channels)
             if to_float is None:
-                # Planar float at the file's own rate and layout: [channels, n] whatever the codec stores.
-                to_float = av.AudioResampler(format="fltp", layout=frame.layout.name, rate=frame.sample_rate)
+                # Packed (interleaved) float at the file's own rate and layout, whatever the codec stores: one plane.
+                # PyAV's to_ndarray of planar audio crashed the process (SIGSEGV) from 8 channels on.
+                to_float = av.AudioResampler(format="flt", layout=frame.layout.name, rate=frame.sample_rate)
                 resampler = StreamResampler(frame.sample_rate, sample_rate)
             if cap is not None:
-                check_rate(frame.sample_rate, len(frame.layout.channels))  # a stream may change rate mid-way
+                check_rate(frame.sample_rate, channels)  # a stream may change rate mid-way
             for converted in to_float.resample(frame):
-                parts.append(resampler.process(converted.to_ndarray().mean(axis=0)))
+                interleaved = converted.to_ndarray().reshape(-1, len(converted.layout.channels))
+                parts.append(resampler.process(interleaved.mean(axis=1)))
                 decoded += len(parts[-1])
             if cap is not None and decoded > cap:
                 raise ClipTooLong(decoded / sample_rate, max_seconds, declared=False)

@@ -42,6 +42,25 @@ def test_identical_channels_keep_their_level(audio_file) -> None:
     assert np.abs(samples).max() == pytest.approx(0.5, abs=0.01)
 
 
+@pytest.mark.parametrize("channels", [6, 8, 16])
+def test_many_channels_are_averaged_to_mono(tmp_path: Path, channels: int) -> None:
+    """PyAV turned planar audio of 8 channels or more into arrays by reading past its planes: the process died
+    (SIGSEGV) on a `say` with such a wav, found by fuzzing beside the soak."""
+    import wave
+
+    levels = np.linspace(0.1, 0.8, channels)
+    frames = (levels[None, :] * 32767 * np.ones((16000, 1))).round().astype("<i2")
+    path = tmp_path / f"{channels}ch.wav"
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(channels)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes(frames.tobytes())
+    samples = decode_file(path, max_seconds=10.0)
+    assert len(samples) == 16000
+    assert np.median(samples) == pytest.approx(levels.mean(), abs=1e-3)
+
+
 def test_stream_resampler_is_block_size_invariant() -> None:
     x = tone(700.0, 1.0, 44100) + 0.1 * np.random.default_rng(1).standard_normal(44100).astype(np.float32)
     whole = StreamResampler(44100, 16000)
