@@ -1,6 +1,7 @@
 """Helpers shared by the scene tests (imported by name; conftest puts this folder on sys.path)."""
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -50,3 +51,14 @@ def train_tiny_avatar(root: Path, audio=None) -> Path:
     train_motion(motion_preset("test", data, root / "avatar", progress=False, **features))
     train_nerf(nerf_preset("test", data, root / "avatar", device="cpu", progress=False, **features))
     return root / "avatar"
+
+
+def load_fuzzer():
+    """scripts/fuzz_control.py as a module (its message builders and campaign)."""
+    from engine.scene import SCENES_DIR
+
+    spec = importlib.util.spec_from_file_location("fuzz_control", SCENES_DIR.parent / "scripts" / "fuzz_control.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module

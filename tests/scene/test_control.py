@@ -4,14 +4,11 @@ its header and a running cap, messages by size and depth, connections by deadlin
 not yet authenticated."""
 from __future__ import annotations
 
-import io
 import os
 import select
 import socket
-import struct
 import threading
 import time
-import wave
 from pathlib import Path
 
 import msgpack
@@ -19,7 +16,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from scene_helpers import constant, make_app
+from scene_helpers import constant, load_fuzzer, make_app
 
 from engine.audio.playback import AudioPlayback
 from engine.audio.tap import AudioTap
@@ -137,38 +134,8 @@ def test_say_path_outside_the_named_folders_is_refused_alike_whether_the_file_ex
     assert len(set(errors)) == 1 and "send the audio bytes (wav=)" in errors[0]
 
 
-def wav_declaring(rate: int, frames: int, channels: int = 1) -> bytes:
-    """A real PCM wav with `frames` frames of silence that declares `rate` Hz."""
-    out = io.BytesIO()
-    with wave.open(out, "wb") as file:
-        file.setnchannels(channels)
-        file.setsampwidth(1)
-        file.setframerate(rate)
-        file.writeframes(bytes(frames * channels))
-    return out.getvalue()
-
-
-def flac_of_silence(seconds: float, rate: int = 16000, forget_length: bool = False) -> bytes:
-    """A flac of silence (it compresses to almost nothing); `forget_length` zeroes the total in its STREAMINFO, as a
-    streamed flac has it, so only decoding can tell how long it is."""
-    import av
-
-    out = io.BytesIO()
-    with av.open(out, "w", format="flac") as container:
-        stream = container.add_stream("flac", rate=rate, layout="mono")
-        block = np.zeros((1, rate), np.int16)
-        for second in range(int(seconds)):
-            frame = av.AudioFrame.from_ndarray(block, format="s16", layout="mono")
-            frame.sample_rate, frame.pts = rate, second * rate
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
-    data = bytearray(out.getvalue())
-    if forget_length:  # fLaC, block header (4), then 10 bytes of sizes: rate(20) channels(3) bits(5) total(36)
-        (packed,) = struct.unpack(">Q", data[18:26])
-        data[18:26] = struct.pack(">Q", packed & ~((1 << 36) - 1))
-    return bytes(data)
+FUZZ = load_fuzzer()
+wav_declaring, flac_of_silence = FUZZ.wav_declaring, FUZZ.flac_of_silence
 
 
 def test_a_say_is_refused_by_what_its_header_declares_before_decoding(engine_with):
@@ -187,8 +154,8 @@ def test_a_say_is_refused_by_what_its_header_declares_before_decoding(engine_wit
 def test_a_say_whose_header_hides_its_length_stops_decoding_at_the_limit(engine_with):
     _, _, client = engine_with(control_max_clip_s=3.0)
     with pytest.raises(ControlError, match=r"longer than the limit of 3 s \(decoding stopped at 3\.\d s\)"):
-        client.say(flac_of_silence(60, forget_length=True))
-    assert client.say(flac_of_silence(2, forget_length=True))["duration_s"] == pytest.approx(2.0, abs=0.01)
+        client.say(flac_of_silence(60, hide_length=True))
+    assert client.say(flac_of_silence(2, hide_length=True))["duration_s"] == pytest.approx(2.0, abs=0.01)
 
 
 def test_an_interrupting_say_cuts_the_voice_within_one_frame(engine):

@@ -3,14 +3,13 @@ and idle clients holding on, against a kiosk whose frame loop runs meanwhile: no
 script still runs, a good message is still answered, and memory stays bounded."""
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
-import sys
 import threading
 import time
 
 import pytest
+from scene_helpers import load_fuzzer
 
 from engine.scene import SCENES_DIR
 from engine.scene.client import ControlClient
@@ -20,15 +19,6 @@ from engine.scene.control_settings import ControlSettings
 from engine.scene.host import host_scene
 
 TOKEN = "fuzz-token-123"
-SCRIPT = SCENES_DIR.parent / "scripts" / "fuzz_control.py"
-
-
-def load_fuzzer():
-    spec = importlib.util.spec_from_file_location("fuzz_control", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
 
 
 class Errors(logging.Handler):
