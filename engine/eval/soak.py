@@ -5,7 +5,8 @@ socket every few seconds, sample its memory, then measure audio/video drift in t
     report = run_soak(SoakOptions(minutes=30, out_dir=Path("out/soak")))
 
 Memory: the engine's resident set (VmRSS from /proc/PID/status, no psutil) every `sample_s`; growth after warm-up is
-the median of the last minute against the median of the first minute after warm-up. Drift: the recording's stream
+the median of the last minute against the median of the first minute after warm-up. Frame times: the engine's
+`status` every `sample_s` gives the work of its last 300 frames (p50, p99, max); the report keeps each window. Drift: the recording's stream
 lengths (PyAV), and the offset between known markers heard and seen: every `marker_every_s` an interrupting `say` of
 a 1 kHz tone with the caption MARKER_TEXT; its sound onset is found in the audio track and its caption onset in the
 frames, each by its timestamp. A kiosk that keeps sound and picture together gives offsets in [0, 1 frame) (the
@@ -99,6 +100,18 @@ class Sample:
 
 
 @dataclass
+class FrameTimes:
+    t_s: float
+    """Seconds since the engine process started."""
+    frame: int
+    p50: float
+    p99: float
+    max: float
+    """Work of the engine's last `frames` frames (ms), from its `status`."""
+    frames: int
+
+
+@dataclass
 class Sent:
     t_s: float
     kind: str
@@ -114,6 +127,7 @@ class Sent:
 class SoakRun:
     command: list[str]
     samples: list[Sample] = field(default_factory=list)
+    frame_times: list[FrameTimes] = field(default_factory=list)
     sent: list[Sent] = field(default_factory=list)
     engine_rc: int | None = None
     engine_tail: str = ""
@@ -171,6 +185,45 @@ def sample_memory(pid: int, start: float, every_s: float, samples: list[Sample],
         samples.append(Sample(round(time.monotonic() - start, 2), status.get("VmRSS", 0) / 1024,
                               status.get("VmHWM", 0) / 1024, children / 1024, status.get("Threads", 0)))
         stop.wait(every_s)
+
+
+def sample_frame_times(options: SoakOptions, token: str, start: float, times: list[FrameTimes],
+                       stop: threading.Event) -> None:
+    """The engine's recent frame times from `status`, every `sample_s` on one connection (a refused or lost one is
+    opened again: the sampling must not end the soak)."""
+    from engine.scene.client import ControlClient
+
+    client = None
+    while not stop.wait(options.sample_s):
+        try:
+            client = client or ControlClient(f"127.0.0.1:{options.port}", token=token, timeout=30.0)
+            status = client.status()
+        except Exception:  # noqa: BLE001 (a busy or closing engine: try again at the next sample)
+            if client is not None:
+                client.close()
+            client = None
+            continue
+        recent = status.get("frame_ms") or {}
+        if recent:
+            times.append(FrameTimes(round(time.monotonic() - start, 2), int(status["frame"]), recent["p50"],
+                                    recent["p99"], recent["max"], recent["frames"]))
+    if client is not None:
+        client.close()
+
+
+def frame_time_summary(times: list[FrameTimes], fps: float) -> dict[str, Any]:
+    """The frame-time windows after the start-up: the median and the worst p99, the longest frame, and how many
+    windows had a p99 over the frame's budget (1/fps)."""
+    steady = [t for t in times if t.frame >= 250]  # the first 10 s compile kernels and fill caches
+    if not steady:
+        return {"windows": 0}
+    p99 = np.array([t.p99 for t in steady])
+    budget = 1e3 / fps
+    return {"windows": len(steady), "window_frames": max(t.frames for t in steady), "budget_ms": round(budget, 2),
+            "p50_median_ms": round(float(np.median([t.p50 for t in steady])), 2),
+            "p99_median_ms": round(float(np.median(p99)), 2), "p99_worst_ms": round(float(p99.max()), 2),
+            "max_ms": round(max(t.max for t in steady), 2),
+            "windows_p99_over_budget": int(np.sum(p99 > budget))}
 
 
 def wait_for_socket(port: int, process: subprocess.Popen, timeout_s: float = 300.0) -> None:
@@ -415,9 +468,9 @@ def plot(report: dict[str, Any], path: Path) -> None:
     from matplotlib.figure import Figure
 
     samples = report["memory"]["samples"]
-    figure = Figure(figsize=(9, 6.5), dpi=100)
+    figure = Figure(figsize=(9, 8.5), dpi=100)
     FigureCanvasAgg(figure)
-    top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2, 1]})
+    top, bottom, frames = figure.subplots(3, 1, sharex=True, gridspec_kw={"height_ratios": [2, 1, 1]})
     t = np.array([s["t_s"] for s in samples]) / 60
     top.plot(t, [s["rss_mb"] for s in samples], label="engine RSS")
     top.plot(t, [s["rss_mb"] + s["children_mb"] for s in samples], ":", label="engine + encoder RSS")
@@ -438,9 +491,19 @@ def plot(report: dict[str, Any], path: Path) -> None:
     bottom.plot(minutes, phase, "-", color="tab:red", label="sound onset - nearest frame start (drift)")
     bottom.axhspan(0, frame_ms, color="tab:green", alpha=0.12, label="one frame")
     bottom.set_ylabel("ms")
-    bottom.set_xlabel("minutes (memory: since the engine process started; markers: engine time, from its first frame)")
     bottom.legend(loc="center right", fontsize=8)
     bottom.grid(alpha=0.3)
+    windows = report.get("frame_times", {}).get("windows", [])
+    t = np.array([w["t_s"] for w in windows]) / 60
+    for key, style in (("p50", "-"), ("p99", "-"), ("max", ":")):
+        frames.plot(t, [w[key] for w in windows], style, label=f"frame work {key} (each over the frames before)")
+    frames.axhline(frame_ms, color="tab:green", lw=1, label="budget (one frame)")
+    frames.set_yscale("log")  # start-up frames take seconds, steady ones tens of ms
+    frames.set_ylabel("ms")
+    frames.set_xlabel("minutes (memory, frame times: since the engine process started; markers: engine time, from "
+                      "its first frame)")
+    frames.legend(loc="upper right", fontsize=8)
+    frames.grid(alpha=0.3)
     figure.tight_layout()
     figure.savefig(path)
 
@@ -469,9 +532,12 @@ def run_soak(options: SoakOptions) -> dict[str, Any]:
     sampler = threading.Thread(target=sample_memory, args=(process.pid, start, options.sample_s, run.samples, stop),
                                daemon=True)
     sampler.start()
+    timer = threading.Thread(target=sample_frame_times, args=(options, token, start, run.frame_times, stop),
+                             daemon=True)
     try:
         wait_for_socket(options.port, process)
         run.socket_s = time.monotonic() - start  # the first frame follows at once: engine time 0 is about here
+        timer.start()
         fuzzer = threading.Thread(target=fuzz_beside, args=(options, token, process, out_dir, fuzzed, stop),
                                   daemon=True)
         if options.fuzz:
@@ -486,6 +552,8 @@ def run_soak(options: SoakOptions) -> dict[str, Any]:
             process.terminate()  # SIGTERM: the engine saves what it recorded
             run.engine_rc = process.wait(timeout=120)
         sampler.join(timeout=10)
+        if timer.is_alive():
+            timer.join(timeout=40)
         log.close()
     wall_s = time.monotonic() - start
     engine_log = (out_dir / "engine.log").read_text(errors="replace")
@@ -502,6 +570,7 @@ def run_soak(options: SoakOptions) -> dict[str, Any]:
                  "failed_campaigns": sum(1 for rc in fuzzed if rc != 0), "log": "fuzz.log"} if options.fuzz else None,
         "memory": {"warmup_s": warmup_s, "samples": [asdict(s) for s in run.samples],
                    "growth": memory_growth(run.samples, warmup_s, run.socket_s + seconds)},
+        "frame_times": {"windows": [asdict(t) for t in run.frame_times]},
     }
     report["sent"] = [asdict(s) for s in run.sent]
     measure_recording(report, mp4, [s for s in run.sent if s.kind == "marker"])
@@ -529,12 +598,14 @@ def fuzz_beside(options: SoakOptions, token: str, process: subprocess.Popen, out
 
 
 def measure_recording(report: dict[str, Any], mp4: Path, markers: list[Sent]) -> None:
-    """Fill report['recording'] (frames, stream lengths) and report['drift'] (markers heard and seen) from `mp4`."""
+    """Fill report['recording'] (frames, stream lengths), report['drift'] (markers heard and seen) and the frame
+    times' summary from `mp4`."""
     from engine.io.video import probe
 
     if not mp4.is_file():
         report["recording"] = {"path": str(mp4), "error": "the engine wrote no recording"}
         report["drift"] = {"markers": [], "summary": {"markers_measured": 0, "markers_sent": len(markers)}}
+        summarise_frame_times(report, 25.0)
         return
     info = probe(mp4)
     found = measure_markers(mp4, markers)
@@ -543,6 +614,13 @@ def measure_recording(report: dict[str, Any], mp4: Path, markers: list[Sent]) ->
                            "decoded_difference_ms": round(((info.audio_duration_s or 0) - info.duration_s) * 1e3, 2),
                            **stream_lengths(mp4)}
     report["drift"] = {"markers": found, "summary": drift_summary(found, info.fps)}
+    summarise_frame_times(report, info.fps)
+
+
+def summarise_frame_times(report: dict[str, Any], fps: float) -> None:
+    if "frame_times" in report:  # soaks before frame times were sampled have none
+        windows = [FrameTimes(**t) for t in report["frame_times"]["windows"]]
+        report["frame_times"]["summary"] = frame_time_summary(windows, fps)
 
 
 def analyse_again(out_dir: Path) -> dict[str, Any]:
@@ -589,8 +667,14 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
                      f"{drift['within_one_frame']})")
     else:
         lines.append("drift: no marker measured")
+    frames = report.get("frame_times", {}).get("summary", {})
+    if frames.get("windows"):
+        lines.append(f"frame work (windows of {frames['window_frames']} frames, {frames['windows']} sampled): p99 "
+                     f"median {frames['p99_median_ms']:.1f} ms, worst {frames['p99_worst_ms']:.1f} ms; p50 median "
+                     f"{frames['p50_median_ms']:.1f} ms; longest frame {frames['max_ms']:.1f} ms; budget "
+                     f"{frames['budget_ms']:.0f} ms, p99 over it in {frames['windows_p99_over_budget']} windows")
     return lines
 
 
 __all__ = ["SoakOptions", "analyse_again", "run_soak", "summary_lines", "memory_growth", "drift_summary", "tone_onset",
-           "caption_onset", "proc_status"]
+           "caption_onset", "proc_status", "frame_time_summary"]

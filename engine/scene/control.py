@@ -72,6 +72,8 @@ class _Session:
     """time.monotonic() by which that message must have arrived whole."""
     authenticated: bool = False
     evicted: bool = False
+    waiting: int = 0
+    """Its messages on the queue to the frame loop, not yet taken (its share is bounded: `ControlServer.share`)."""
     """Closed to make room for a newer unauthenticated connection (--control-max-pending)."""
 
 
@@ -82,7 +84,8 @@ class ControlServer:
         self.settings = settings
         self.sample_rate = sample_rate
         self.token = settings.control_token or secrets.token_urlsafe(18)
-        self.requests: queue.Queue[ControlRequest] = queue.Queue(maxsize=settings.control_queue)
+        # (the connection that sent it, or None for messages handed in directly, the request)
+        self.requests: queue.Queue[tuple[_Session | None, ControlRequest]] = queue.Queue(maxsize=settings.control_queue)
         self._status: dict[str, Any] = {}
         self._status_lock = threading.Lock()
         # Every connection, and those still waiting to authenticate, oldest first (dicts keep insertion order).
@@ -174,7 +177,7 @@ class ControlServer:
             token_right = True
             if session is not None and not session.authenticated:
                 self.admit(session)
-            return self.accept(message, message_id), True
+            return self.accept(message, message_id, session), True
         except ProtocolError as error:
             return self.error(message_id, str(error)), token_right
         except Exception as error:  # a bug here must cost one reply, not the server
@@ -190,7 +193,7 @@ class ControlServer:
     def error(message_id: Any, text: str) -> dict[str, Any]:
         return {"ok": False, "id": message_id, "error": text}
 
-    def accept(self, message: dict[str, Any], message_id: Any) -> dict[str, Any]:
+    def accept(self, message: dict[str, Any], message_id: Any, session: _Session | None = None) -> dict[str, Any]:
         kind = message.get("type")
         if not isinstance(kind, str) or kind not in SCHEMAS:
             raise ProtocolError(f"unknown message type {kind!r}; types: {', '.join(SCHEMAS)}")
@@ -214,12 +217,41 @@ class ControlServer:
             self.check_scene_path(fields["path"])
         elif kind == "cue":
             check_cue_data(fields)
-        try:
-            self.requests.put_nowait(request)
-        except queue.Full:
-            raise ProtocolError(f"busy: {self.requests.maxsize} messages are waiting for the engine; retry later") \
-                from None
+        self.submit(request, session)
         return reply
+
+    def share(self) -> int:
+        """Most messages one connection may have waiting: the queue over (authenticated connections + 1), so there is
+        always room for one more client (one client flooding the queue had the soak's own says answered 'busy')."""
+        authenticated = sum(session.authenticated for session in self._sessions.values())
+        return max(1, self.requests.maxsize // (authenticated + 1))
+
+    def submit(self, request: ControlRequest, session: _Session | None) -> None:
+        with self._connections_lock:
+            if session is not None and session.waiting >= self.share():
+                raise ProtocolError(f"busy: this connection has {session.waiting} messages waiting for the engine, its "
+                                    f"share of the {self.requests.maxsize} places (--control-queue, shared by the "
+                                    "connections with the token and one kept free); retry after the next frame")
+            try:
+                self.requests.put_nowait((session, request))
+            except queue.Full:
+                raise ProtocolError(f"busy: {self.requests.maxsize} messages are waiting for the engine; retry "
+                                    "later") from None
+            if session is not None:
+                session.waiting += 1
+
+    def take_requests(self) -> list[ControlRequest]:
+        """Every message waiting for the frame loop, oldest first; their connections' shares are freed."""
+        taken = []
+        while True:
+            try:
+                session, request = self.requests.get_nowait()
+            except queue.Empty:
+                return taken
+            if session is not None:
+                with self._connections_lock:
+                    session.waiting -= 1
+            taken.append(request)
 
     def check_names(self, fields: dict[str, Any]) -> None:
         """Refuse avatars and voices the running scene does not have (from the latest status)."""
@@ -268,7 +300,7 @@ class ControlServer:
         the latest frame published them) and the says not yet handed to the frame loop. Each clip is bounded, the
         number of clips was not: queued speech grew by 19 MB per accepted 300 s clip."""
         with self.requests.mutex:
-            unapplied = sum(r.clip.duration_s for r in self.requests.queue if r.clip is not None)
+            unapplied = sum(r.clip.duration_s for _, r in self.requests.queue if r.clip is not None)
         waiting = sum(self.status().get("queued_s", {}).values()) + unapplied
         limit = self.settings.control_max_queued_s
         if waiting + seconds > limit:
@@ -542,11 +574,8 @@ def drain_control(world: World) -> None:
     if server is None:
         return
     channel = world.messages(ControlRequest)
-    while True:
-        try:
-            channel.send(server.requests.get_nowait())
-        except queue.Empty:
-            break
+    for request in server.take_requests():
+        channel.send(request)
 
 
 def publish_control_status(world: World) -> None:
@@ -616,7 +645,22 @@ def publish_status(world: World, server: ControlServer) -> None:
         "avatars": avatars, "queued": server.requests.qsize(),
         "scripts": [run.name for run in scripts.running] if scripts else [],
         "errors": {k: v.message for k, v in world.resource(Diagnostics).errors.items()},
+        "frame_ms": recent_frame_times(world),
     })
+
+
+def recent_frame_times(world: World) -> dict[str, float]:
+    """The work of the last frames (up to 300, 12 s at 25 fps), without the wait for the next one: a frame loop
+    falling behind its rate shows here first."""
+    from engine.app import SystemTimings
+
+    timings = world.get_resource(SystemTimings)
+    if timings is None or not timings.frame_ms:
+        return {}
+    recent = np.fromiter(timings.frame_ms, np.float64)
+    p50, p99 = np.percentile(recent, [50, 99])
+    return {"frames": len(recent), "p50": round(float(p50), 2), "p99": round(float(p99), 2),
+            "max": round(float(recent.max()), 2)}
 
 
 def control_plugin(app: App) -> None:

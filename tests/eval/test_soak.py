@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 
 from engine.eval.soak import (
+    FrameTimes,
     Sample,
     caption_onset,
     caption_signal,
     child_pids,
     drift_summary,
+    frame_time_summary,
     marker_tone,
     memory_growth,
     proc_status,
@@ -106,3 +108,13 @@ def test_the_caption_signal_is_read_from_the_recording(tmp_path):
     times, whites, fps = caption_signal(path)
     assert fps == 25.0 and np.allclose(times, np.arange(20) / 25)
     assert whites[:10].max() < 0.01 and whites[10:].min() > 0.2
+
+
+def test_frame_times_leave_out_the_start_up_and_count_windows_over_budget():
+    windows = [FrameTimes(t, frame, 20.0, p99, 60.0, 300) for t, frame, p99 in
+               ((5.0, 100, 900.0), (10.0, 250, 30.0), (15.0, 375, 35.0), (20.0, 500, 45.0))]
+    summary = frame_time_summary(windows, fps=25.0)
+    assert summary["windows"] == 3  # the first, compiling kernels, is not steady running
+    assert summary["p99_median_ms"] == 35.0 and summary["p99_worst_ms"] == 45.0
+    assert summary["windows_p99_over_budget"] == 1 and summary["budget_ms"] == 40.0
+    assert frame_time_summary(windows[:1], fps=25.0) == {"windows": 0}

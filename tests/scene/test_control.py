@@ -97,6 +97,33 @@ def test_speech_waiting_to_play_is_bounded_and_an_interrupting_say_replaces_it(e
     assert client.status()["queued_s"]["main"] == pytest.approx(1.0, abs=0.1)
 
 
+def test_one_connection_flooding_the_queue_leaves_room_for_the_others(engine_with):
+    """One client with the token filled all 64 places between two frames: the soak's own says were answered 'busy'."""
+    app, server, client = engine_with(control_queue=12)
+    flooder = ControlClient(f"127.0.0.1:{server.address[1]}", token=TOKEN)
+    try:
+        flooder.status()  # two connections with the token: each may hold 12 // 3 = 4
+        accepted = 0
+        with pytest.raises(ControlError, match=r"busy: this connection has 4 messages waiting .*--control-queue"):
+            for _ in range(20):
+                flooder.cue("flood")
+                accepted += 1
+        assert accepted == 4
+        assert client.cue("mine")["ok"] and client.set_mode("one-shot")["ok"]
+        app.update()  # the frame loop takes them: the flooder's places are free again
+        assert flooder.cue("flood")["ok"]
+    finally:
+        flooder.close()
+
+
+def test_status_reports_the_recent_frame_times(engine):
+    app, _, client = engine
+    for _ in range(5):
+        app.update()
+    times = client.status()["frame_ms"]
+    assert times["frames"] >= 5 and 0 < times["p50"] <= times["p99"] <= times["max"]
+
+
 def test_say_takes_samples_at_any_rate(engine):
     app, _, client = engine
     tone = 0.3 * np.sin(2 * np.pi * 220 * np.arange(11025) / 22050)
