@@ -29,6 +29,9 @@ EXPRESSION = UPPER_FACE + MOUTH
 """Every expression channel an avatar's head is conditioned on and its motion model drives: upper face, then mouth."""
 
 BLINK_CHANNELS = ("eyeBlinkLeft", "eyeBlinkRight")
+BLINK_PROFILE = ((0.0, 0.7), (0.04, 1.0), (0.08, 1.0), (0.16, 0.45), (0.28, 0.0))
+"""A blink as shown: (seconds since the onset the syncer signalled, share of the avatar's own blink peak). The onset
+is seen half-way shut; the eye closes within a frame, stays shut two and opens over the next 200 ms."""
 MOTION_FILE = "motion.safetensors"
 
 

@@ -14,7 +14,7 @@ import torch
 from engine.audio.features import FeatureSpec
 from engine.io.checkpoint import load_checkpoint, save_checkpoint
 from engine.motion.breathing import Breathing
-from engine.motion.config import BLINK_CHANNELS, MOTION_FILE, SyncerDims
+from engine.motion.config import BLINK_CHANNELS, BLINK_PROFILE, MOTION_FILE, SyncerDims
 from engine.motion.emotion_syncer import AudioEmotionSyncer, time_inputs
 from engine.motion.pose_syncer import POSE_DIM, POSE_NAMES, AudioPoseSyncer
 
@@ -56,6 +56,8 @@ class MotionMemory:
     """Frames stepped so far."""
     breathing: Breathing | None = None
     """The avatar's breathing rhythm (its own random stream, so the motion drawn from `rng` is unchanged)."""
+    blink_shown: float | None = None
+    """Seconds since the blink being shown began (None: none is), see MotionRuntime.show_blink."""
 
 
 def motion_path(avatar: str | os.PathLike) -> Path:
@@ -94,6 +96,11 @@ class MotionRuntime:
         blink = metadata["blink"]
         self.blink_threshold = float(blink["threshold"])
         self.intervals = np.asarray(blink["intervals_frames"], np.float64)
+        self._blink_channels = [self.names.index(c) for c in BLINK_CHANNELS]
+        peak = blink.get("peak")
+        self.blink_peak = None if peak is None else np.asarray(peak, np.float32)
+        """[2] the avatar's own full blink per eyelid (its tracks' blink peaks); None (models trained before it was
+        kept): blinks are shown as the syncer gives them."""
         self.smoothing = float(metadata.get("pose_smoothing", 0.0))
         rho = metadata.get("latent_rho", {})
         self.rho_pose = np.asarray(rho.get("pose", np.zeros(pose.latent)), np.float32)
@@ -190,7 +197,7 @@ class MotionRuntime:
         for _ in range(self.settle_frames):
             self._step_on_threads(silence, [memory])
         memory.blink_elapsed, memory.blink_interval = blink
-        memory.blink_value, memory.frames = 0.0, 0
+        memory.blink_value, memory.frames, memory.blink_shown = 0.0, 0, None
 
     def _draw_interval(self, rng: np.random.Generator) -> float:
         return float(rng.choice(self.intervals) * rng.uniform(0.8, 1.2))
@@ -253,9 +260,22 @@ class MotionRuntime:
         speaking = self.speaking(x)
         for i, memory in enumerate(memories):
             shown[i] = self._advance(memory, pose_z[i], expr_z[i], pose[i], expr[i])
+            self.show_blink(memory, expr[i])
             if memory.breathing is not None:
                 breath[i] = memory.breathing.step(bool(speaking[i]))
         return {"euler_deg": shown[:, :3].copy(), "trans": shown[:, 3:].copy(), "blendshapes": expr, "breath": breath}
+
+    def show_blink(self, memory: MotionMemory, expr: np.ndarray) -> None:
+        """Shut the eyelids of `expr` [K] (in place) as far as the avatar's own blinks do, along BLINK_PROFILE from
+        each onset the syncer signals. A syncer hears when a blink is likely, not how deep it is: its blink peaks
+        spread over half to all of the avatar's range, and the head renders half a blink as an open eye (on a real
+        face 28 blinks commanded in 90 s showed as 9). What is fed back to the syncers stays their own output."""
+        if memory.blink_shown is None or self.blink_peak is None:
+            return
+        times, shares = zip(*BLINK_PROFILE, strict=True)
+        share = float(np.interp(memory.blink_shown, times, shares, right=0.0))
+        expr[self._blink_channels] = np.maximum(expr[self._blink_channels], share * self.blink_peak)
+        memory.blink_shown = memory.blink_shown + 1.0 / self.fps if memory.blink_shown < times[-1] else None
 
     def speaking(self, windows: torch.Tensor) -> np.ndarray:
         """[N] bool: the current frame of each window [N, W, D] (finite) holds speech, by the calibrated cut."""
@@ -268,9 +288,11 @@ class MotionRuntime:
                  expr: np.ndarray) -> np.ndarray:
         memory.pose = np.stack([pose_z, memory.pose[0]])
         memory.expr = np.stack([expr_z, memory.expr[0]])
-        value = float(expr[[self.names.index(c) for c in BLINK_CHANNELS]].mean())
+        value = float(expr[self._blink_channels].mean())
         onset = value >= self.blink_threshold > memory.blink_value and memory.frames > 0
         overdue = memory.blink_elapsed > 1.5 * memory.blink_interval
+        if onset:
+            memory.blink_shown = 0.0
         if onset or overdue:
             memory.blink_elapsed, memory.blink_interval = 1.0, self._draw_interval(memory.rng)
         else:

@@ -21,6 +21,7 @@ from engine.motion.config import BLINK_CHANNELS, SyncerDims, SyncerTraining, Tra
 from engine.motion.data import MotionData, load_motion_data, sequence_starts
 from engine.motion.emotion_syncer import AudioEmotionSyncer, time_inputs
 from engine.motion.normalization import FeatureNorm, fit_stats
+from engine.motion.pooled import blink_peaks, training_frames
 from engine.motion.pose_syncer import POSE_NAMES, AudioPoseSyncer
 from engine.motion.runtime import (
     KIND, POSE_CLAMP, VERSION, MotionRuntime, build_syncers, focus_positions, motion_path,
@@ -121,7 +122,8 @@ def _metadata(config: TrainMotionConfig, data: MotionData, normalisation: dict[s
     return {
         "kind": KIND, **model_metadata(config, data, normalisation),
         "blink": {"channels": list(BLINK_CHANNELS), "threshold": data.blink_threshold,
-                  "intervals_frames": data.intervals.tolist()},
+                  "intervals_frames": data.intervals.tolist(),
+                  "peak": blink_peaks(data.expr[training_frames(data.valid, data.val_start)], data.names)},
         "reference": {"frame": ref, "euler_deg": data.pose[ref, :3].tolist(), "trans": data.pose[ref, 3:].tolist(),
                       "blendshapes": data.expr[ref].tolist()},
         "training": {"data": str(config.data), "config": json.loads(json.dumps(asdict(config), default=str))},

@@ -162,7 +162,8 @@ def _calibrated_metadata(universal: dict[str, Any], norms: dict, stats: dict, ex
     metadata.update({
         "kind": KIND, "blendshape_names": list(names), "normalisation": normalisation,
         "blink": {"channels": list(BLINK_CHANNELS), "threshold": threshold,
-                  "intervals_frames": [float(i) for i in intervals], "own_intervals": own, "onsets": len(onsets)},
+                  "intervals_frames": [float(i) for i in intervals], "own_intervals": own, "onsets": len(onsets),
+                  "peak": [stats["blendshapes"]["hi"][names.index(c)] for c in BLINK_CHANNELS]},
         "reference": {"frame": 0, "euler_deg": pose[0, :3].tolist(), "trans": pose[0, 3:].tolist(),
                       "blendshapes": expr[0].tolist()},
         "training": {"calibrated_from": "universal", "universal_training": universal["training"]},

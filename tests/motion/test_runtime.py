@@ -225,3 +225,38 @@ def test_the_speech_cut_is_calibrated_only_where_the_features_tell_speech_from_p
     assert cut["threshold"] is not None and cut["agreement"] > 0.9
     data.speech = rng.uniform(size=frames) < 0.5  # a VAD the features know nothing of
     assert speech_level_threshold(data, norm)["threshold"] is None
+
+
+def blink_run(runtime, values):
+    """The eyelids shown for a syncer whose blink channels give `values`, one per frame."""
+    memory = runtime.new_memory("one_shot", seed=0)
+    shown = []
+    for value in values:
+        expr = np.zeros(len(runtime.names), np.float32)
+        expr[runtime._blink_channels] = value
+        runtime._advance(memory, memory.pose[0], memory.expr[0], np.zeros(6, np.float32), expr)
+        runtime.show_blink(memory, expr)
+        shown.append(expr[runtime._blink_channels].copy())
+    return np.array(shown)
+
+
+def test_each_blink_the_syncer_signals_is_shown_as_deep_as_the_avatar_blinks(runtime):
+    """A half-deep blink from the syncer rendered as an open eye: on a real face 28 blinks commanded showed as 9."""
+    peak, threshold = runtime.blink_peak, runtime.blink_threshold
+    assert peak is not None and np.all(peak > threshold)
+    half = 1.05 * threshold  # just past the onset: far from shut
+    values = [0.0, 0.0, half, 0.6 * threshold] + [0.0] * 12
+    shown = blink_run(runtime, values)
+    onset = 2
+    assert np.allclose(shown[onset + 1], peak) and np.allclose(shown[onset + 2], peak)  # fully shut, two frames
+    assert np.all(shown[onset] >= half) and np.all(shown[:onset] == 0.0)
+    opening = shown[onset + 2:, 0]
+    assert np.all(np.diff(opening) <= 0) and np.all(shown[onset + round(0.3 * runtime.fps):] == 0.0)
+    assert np.all(shown >= np.array(values)[:, None])  # never less shut than the syncer says
+
+
+def test_models_without_a_blink_peak_show_blinks_as_the_syncer_gives_them(trained_avatar):
+    old = MotionRuntime.load(trained_avatar)
+    old.blink_peak = None
+    values = [0.0, 0.0, 1.05 * old.blink_threshold, 0.0, 0.0]
+    assert np.array_equal(blink_run(old, values)[:, 0], np.array(values, np.float32))
