@@ -2,8 +2,8 @@
 
 Stable names other modules import (keep them): `psnr`, `ssim`, `lmd`, `eye_aspect_ratio`, `count_blinks`,
 `blinks_per_minute`, `pose_diversity`, `pose_std`, `mouth_opening`, `correlation`, `blink_depth`, `mouth_depth`,
-`ear_thresholds`, `blink_thresholds`, and the landmark index tuples `LIPS`, `INNER_LIP_GAP`, `LEFT_EYE`, `RIGHT_EYE`,
-`FACE_HEIGHT`.
+`ear_thresholds`, `blink_thresholds`, `ear_error`, and the landmark index tuples `LIPS`, `INNER_LIP_GAP`,
+`LEFT_EYE`, `RIGHT_EYE`, `FACE_HEIGHT`.
 
 Conventions: images are [H, W, C] (or [N, H, W, C]) uint8 or float in [0, 1]; landmarks are MediaPipe FaceLandmarker
 points, [478, 2] or [T, 478, 2], in pixels; per-frame curves are [T] at the video frame rate. The speech mask and
@@ -163,10 +163,12 @@ def blink_thresholds(curve: np.ndarray, enter_rise: float = 0.2, exit_rise: floa
 
 def pose_std(euler_deg: np.ndarray, mask: np.ndarray | None = None) -> float:
     """Head-motion amount: euler_deg [T, 3] (degrees) over the frames in mask [T] (all if None) -> the per-axis
-    standard deviation averaged over the 3 axes, degrees (NaN with fewer than 2 frames)."""
-    pose = np.asarray(euler_deg, np.float64)
+    standard deviation averaged over the 3 axes, degrees (NaN with fewer than 2 frames). Frames with a NaN angle
+    (poses measured on frames where no face was found) are left out."""
+    pose = np.asarray(euler_deg, np.float64).reshape(-1, 3)
     if mask is not None:
         pose = pose[np.asarray(mask, bool)]
+    pose = pose[np.isfinite(pose).all(axis=1)]
     if len(pose) < 2:
         return float("nan")
     return float(pose.std(axis=0).mean())
@@ -175,13 +177,14 @@ def pose_std(euler_deg: np.ndarray, mask: np.ndarray | None = None) -> float:
 def pose_diversity(euler_deg: np.ndarray, speech: np.ndarray) -> dict[str, float]:
     """Pose diversity in speech and in silence: euler_deg [T, 3] degrees, speech bool [T] (e.g. `speech_mask`)
     -> {"speech": pose_std over speech frames, "silence": pose_std over the other frames,
-        "ratio": speech / silence (how much more the head moves while talking; NaN when undefined)}."""
+        "ratio": speech / silence (how much more the head moves while talking; NaN when undefined),
+        "all": pose_std over every frame (the paper's Diversity column, in degrees)}."""
     speech = np.asarray(speech, bool)
     if len(speech) != len(euler_deg):
         raise ValueError(f"pose_diversity: {len(euler_deg)} poses but {len(speech)} mask frames")
     s, q = pose_std(euler_deg, speech), pose_std(euler_deg, ~speech)
     ratio = s / q if np.isfinite(s) and np.isfinite(q) and q > 0 else float("nan")
-    return {"speech": s, "silence": q, "ratio": float(ratio)}
+    return {"speech": s, "silence": q, "ratio": float(ratio), "all": pose_std(euler_deg)}
 
 
 def correlation(a: np.ndarray, b: np.ndarray) -> float:
@@ -247,3 +250,13 @@ def mouth_above_rest(opening: np.ndarray, speech: np.ndarray) -> dict[str, float
     ratio = silence_level / speech_level if speech_level > 0 else float("nan")
     return {"rest": rest, "speech": speech_level, "silence": silence_level, "silence_over_speech": ratio}
 
+
+
+def ear_error(render_ear: np.ndarray, truth_ear: np.ndarray) -> float:
+    """The paper's EAR column: mean absolute difference of two eye aspect ratio curves [T] of the same frames, over
+    the frames where both are finite (NaN if none). 0 opens and closes the eyes exactly as the truth did."""
+    r, t = np.asarray(render_ear, np.float64), np.asarray(truth_ear, np.float64)
+    if r.shape != t.shape:
+        raise ValueError(f"ear_error: shapes differ, {r.shape} vs {t.shape}")
+    keep = np.isfinite(r) & np.isfinite(t)
+    return float(np.abs(r[keep] - t[keep]).mean()) if keep.any() else float("nan")

@@ -118,6 +118,22 @@ def test_pose_diversity_on_constructed_poses():
         metrics.pose_diversity(euler, speech[:10])
 
 
+def test_pose_measured_on_frames_skips_frames_without_a_face():
+    euler = np.array([[1.0, 0.0, 0.0], [-1.0, 0.0, 0.0], [np.nan, np.nan, np.nan], [1.0, 0.0, 0.0], [-1.0, 0, 0]])
+    assert metrics.pose_std(euler) == pytest.approx(1.0 / 3.0)  # roll std 1 over the four faces, averaged
+    assert metrics.pose_diversity(euler, np.ones(5, bool))["all"] == pytest.approx(1.0 / 3.0)
+    assert math.isnan(metrics.pose_std(euler[2:3]))
+
+
+def test_ear_error_is_the_mean_gap_between_render_and_truth():
+    truth = np.array([0.30, 0.30, 0.05, 0.30, np.nan])
+    assert metrics.ear_error(truth, truth) == 0.0
+    assert metrics.ear_error(np.array([0.30, 0.30, 0.30, 0.30, 0.30]), truth) == pytest.approx(0.25 / 4)  # blink missed
+    assert math.isnan(metrics.ear_error(np.full(5, np.nan), truth))
+    with pytest.raises(ValueError, match="shapes differ"):
+        metrics.ear_error(truth[:3], truth)
+
+
 def test_correlation_ignores_missing_frames_and_flags_constant_curves():
     x = np.arange(10, dtype=float)
     y = 2 * x + 1
