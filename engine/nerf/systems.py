@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from engine.ecs import Entity, World
-from engine.nerf.settings import NerfRenderSettings, RenderDevice
+from engine.nerf.settings import HeadScale, NerfRenderSettings, RenderDevice, RenderQuality, chosen_quality
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,10 @@ class AvatarView:
     """[N] motion times (s) of the avatar's recent head poses, the last one now; None when nothing drives it."""
     trail_poses: np.ndarray | None = None
     """[N, 6] those poses (euler degrees, trans cm): the torso turns after the head (AvatarSpec.torso_follow)."""
+    head_scale: HeadScale = "auto"
+    """Fraction of the output resolution the head is marched at (RenderQuality, else NerfRenderSettings)."""
+    precision: str = "auto"
+    """Precision of the MLP matmuls (RenderQuality, else NerfRenderSettings)."""
 
 
 TRAIL_S = 0.5
@@ -83,9 +87,10 @@ class AvatarViews:
 
 @dataclass
 class NerfAvatars:
-    """Resource: loaded AvatarRenderers by nerf.safetensors path."""
+    """Resource: loaded AvatarRenderers by (nerf.safetensors path, precision, head_scale); renderers of one path
+    share its model (only the rearranged weights of another precision are copies)."""
 
-    renderers: dict[Path, Any] = field(default_factory=dict)
+    renderers: dict[tuple[Path, str, HeadScale], Any] = field(default_factory=dict)
 
 
 def _window(world: World, entity: Entity, time_s: float) -> np.ndarray | None:
@@ -107,6 +112,7 @@ def extract_avatar_views(world: World) -> None:
     from engine.time import Time
 
     settings = world.get_resource(NerfRenderSettings) or NerfRenderSettings()
+    operator = world.get_resource(RenderQuality)
     time = world.get_resource(Time)
     trails = world.resource(PoseTrails)
     views = []
@@ -118,6 +124,7 @@ def extract_avatar_views(world: World) -> None:
         viewport = world.get(entity, AvatarViewport)
         size = (viewport.width, viewport.height) if viewport and viewport.width > 0 else tuple(settings.size)
         at = state.time_s if state is not None else (time.elapsed if time else 0.0)
+        head_scale, precision = chosen_quality(settings, world.get(entity, RenderQuality), operator)
         views.append(AvatarView(
             entity, Path(avatar.folder),
             None if state is None else np.array(state.euler_deg, np.float32),
@@ -125,7 +132,7 @@ def extract_avatar_views(world: World) -> None:
             None if state is None else np.array(state.blendshapes, np.float32),
             () if state is None else tuple(state.blendshape_names),
             _window(world, entity, at), framing.zoom if framing else 0.0, size,
-            0.0 if state is None else float(state.breath), *trail,
+            0.0 if state is None else float(state.breath), *trail, head_scale, precision,
         ))
     trails.keep_only({view.entity for view in views})
     world.insert_resource(AvatarViews(time.frame if time else -1, tuple(views)))
@@ -145,7 +152,7 @@ def _check_features(world: World, path: Path) -> None:
         engine_spec.check(stored, str(path))
 
 
-def _renderer(world: World, folder: Path):
+def _renderer(world: World, view: AvatarView):
     from engine.nerf.avatar import nerf_path
     from engine.nerf.render import AvatarRenderer
 
@@ -154,14 +161,20 @@ def _renderer(world: World, folder: Path):
     if cache is None:
         cache = NerfAvatars()
         world.insert_resource(cache)
-    path = nerf_path(folder).resolve()
-    renderer = cache.renderers.get(path)
+    path = nerf_path(view.folder).resolve()
+    key = (path, view.precision, view.head_scale)
+    renderer = cache.renderers.get(key)
     if renderer is None:
-        _check_features(world, path)
-        device = world.get_resource(RenderDevice)
-        renderer = cache.renderers[path] = AvatarRenderer.load(
-            path, device.name if device else "cpu", per_round=settings.per_round, max_rounds=settings.max_rounds,
-            precision=settings.precision, t_thresh=settings.t_thresh, head_scale=settings.head_scale)
+        options = dict(per_round=settings.per_round, max_rounds=settings.max_rounds, precision=view.precision,
+                       t_thresh=settings.t_thresh, head_scale=view.head_scale)
+        loaded = next((r for (p, *_), r in cache.renderers.items() if p == path), None)
+        if loaded is not None:  # the same weights at another quality: share the model
+            renderer = AvatarRenderer(loaded.model, **options)
+        else:
+            _check_features(world, path)
+            device = world.get_resource(RenderDevice)
+            renderer = AvatarRenderer.load(path, device.name if device else "cpu", **options)
+        cache.renderers[key] = renderer
     return renderer
 
 
@@ -177,7 +190,7 @@ def render_avatars(world: World) -> None:
     settings = world.get_resource(NerfRenderSettings) or NerfRenderSettings()
     first = None
     for view in views.views:
-        renderer = _renderer(world, view.folder)
+        renderer = _renderer(world, view)
         spec = renderer.spec
         turn = 0.0
         if view.trail_times is not None:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.audio.plugin import Voice
 from engine.display.plugin import configure_display
+from engine.nerf.settings import HeadScale, Precision, RenderQuality, check_head_scale, check_precision
 from engine.scene import actions
 from engine.scene.components import Avatar, AvatarRenderer, Background, Framing, SceneOwned, ScreenRect
 from engine.scene.loader import SceneError
@@ -171,16 +172,27 @@ class Scene:
 
     def avatar(self, folder: str | Path, *, name: str = "avatar", voice: str | None = None,
                mode: str = "one-shot", reference: dict[str, Any] | None = None, framing: str | float = "default",
-               rect: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0), seed: int = 0) -> str:
+               rect: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0), seed: int = 0,
+               head_scale: HeadScale | None = None, precision: Precision | None = None) -> str:
         """Spawn the avatar trained in `folder`, speaking on `voice` (default: the main voice), moving one-shot
         (from `reference`: euler_deg, trans, blendshapes; default the first training frame) or zero-shot, framed
         'default' / 'med' / 'max' (or a zoom in [0, 1]), drawn in `rect` = (x, y, width, height) of the canvas
-        (normalised, origin top-left). Returns `name`, which scripts and control messages use."""
+        (normalised, origin top-left). `head_scale` (1: full quality; 'auto': half-resolution head on a CPU above
+        128x128) and `precision` ('float32', 'bfloat16', 'auto') set how finely it is rendered (None: the engine's
+        setting); `syncanim run --head-scale/--precision` wins over them. Returns `name`, which scripts and control
+        messages use."""
         from engine.audio.settings import AudioSettings
         from engine.motion.components import MotionController
         from engine.motion.systems import motion_plugin
 
         folder = Path(folder).expanduser()
+        try:
+            for value, check, where in ((head_scale, check_head_scale, "head_scale="),
+                                        (precision, check_precision, "precision=")):
+                if value is not None:
+                    check(value, f"avatar {name!r}: {where}")
+        except ValueError as error:
+            raise SceneError(str(error)) from None
         check_avatar_folder(folder)
         if any(a.name == name for _, a in self.app.world.query(Avatar)):
             raise SceneError(f"an avatar named {name!r} already exists; give each avatar its own name=")
@@ -197,6 +209,7 @@ class Scene:
         self.app.world.spawn(
             Avatar(folder, name), Voice(voice), SceneOwned(), Framing(zoom, preset), ScreenRect(*rect),
             MotionController(folder, actions.normalise_mode(mode), reference, seed, voice),
+            RenderQuality(head_scale, precision),
         )
         return name
 

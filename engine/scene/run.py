@@ -17,6 +17,7 @@ import tyro
 
 from engine.display.settings import DisplaySettings, Size
 from engine.ecs import Stage
+from engine.nerf.settings import RenderQuality
 from engine.scene import SCENES_DIR
 from engine.scene.control_settings import TOKEN_ENV, ControlSettings, OperatorControl, changed_fields, with_token
 
@@ -54,6 +55,8 @@ class RunOptions:
     """Reload the scene when its file is saved (a broken save keeps the running scene and shows the error)."""
     display: Annotated[DisplaySettings, tyro.conf.OmitArgPrefixes] = DisplaySettings()
     control: Annotated[ControlSettings, tyro.conf.OmitArgPrefixes] = ControlSettings()
+    quality: Annotated[RenderQuality, tyro.conf.OmitArgPrefixes] = RenderQuality()
+    """--head-scale and --precision: given, they win over what the scene sets for its avatars."""
     control_given: Annotated[frozenset[str] | None, tyro.conf.Suppress] = None
     """The control fields the operator set on the command line (`syncanim run` fills it in from argv); None: those
     that differ from the defaults."""
@@ -105,6 +108,8 @@ class DemoOptions:
     size: Size | None = None
     """Canvas size in pixels (WxH): the window's content and the recording's frame. Default: 512x512 when recording
     or on a GPU; in a window on a CPU, 256x256 (what a 2-core CPU renders in real time) shown in a 512x512 window."""
+    quality: Annotated[RenderQuality, tyro.conf.OmitArgPrefixes] = RenderQuality()
+    """--head-scale 1 renders the head at full resolution (default 'auto': half resolution on a CPU above 128x128)."""
 
     def __post_init__(self) -> None:
         check_seconds(self.seconds)
@@ -256,6 +261,7 @@ def assemble_scene(options: RunOptions) -> App:
                    mic_device=options.mic_device)
     # Before the scene is built: a scene that opens its own socket (the kiosk) keeps every setting given here.
     app.insert_resource(operator)
+    app.insert_resource(options.quality)  # the operator's render quality wins over the scene's per avatar
     app.insert_resource(SceneArgs(Path(options.scene), options.audio, options.seconds, options.avatar))
     host_scene(app, options.scene, watch=options.watch)
     unused = sorted(operator.given - {"control"})
@@ -288,4 +294,4 @@ def demo_run_options(options: DemoOptions) -> RunOptions:
                               title="SyncAnimation demo")
     return RunOptions(scene=SCENES_DIR / "demo.py", headless=headless, seconds=options.seconds, audio=options.audio,
                       avatar=options.avatar, mic=options.mic, mic_device=options.mic_device, display=display,
-                      watch=False)
+                      watch=False, quality=options.quality)
