@@ -53,13 +53,13 @@ class BenchConfig:
 
     json: Path | None = None
     """Also write the results to this JSON file (atomically)."""
-    sizes: Annotated[tuple[str, ...], tyro.conf.arg(metavar="SIZE")] = ("128", "256", "512")
+    sizes: Annotated[tuple[str, ...], tyro.conf.arg(metavar="SIZE [SIZE ...]")] = ("128", "256", "512")
     """Square canvas sizes in pixels, in the order they run: `--sizes 128 256 512` or `--sizes 128,256,512`."""
     seconds: float = 4.0
     """Engine seconds measured per row and repeat (frames = seconds x fps), after the warm-up."""
     measure_max_s: float = 10.0
-    """Wall seconds after which a slow row stops measuring before --seconds are in (it keeps at least
-    MIN_MEASURED frames): full quality at 512x512 on a CPU takes over a second a frame."""
+    """Wall seconds after which a slow row stops measuring before --seconds are in (it keeps at least 10 frames,
+    MIN_MEASURED): full quality at 512x512 on a CPU takes over a second a frame."""
     warmup_window_s: float = WarmupRule.window_s
     """Warm-up: wall seconds of frames per window; a row is measured once the median frame time of the last window
     is within --warmup-tolerance of the window before it (a steady row warms up for two windows)."""

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from engine.cli import main
-from engine.eval.bench import BenchPlan, FrameLog, Row, Warmup, aggregate, check_warmup, plan_rows, summarise, warmup_end
+from engine.eval.bench import (
+    BenchPlan, FrameLog, Row, Warmup, aggregate, check_warmup, plan_rows, summarise, warmup_end,
+)
 from engine.eval.bench_config import BUNDLED_AVATAR, BenchConfig, WarmupRule
 from engine.scene import SCENES_DIR
 
