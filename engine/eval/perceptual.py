@@ -139,6 +139,12 @@ def load_lpips_heads(path: Path) -> list[torch.Tensor]:
     return [state[f"lin{i}.model.1.weight"] for i in range(len(_ALEX_CONVS))]
 
 
+def unit_channels(h: torch.Tensor) -> torch.Tensor:
+    """h [N, C, H, W] divided by each pixel's norm over channels (+1e-10, as LPIPS). vector_norm, not sqrt of a sum:
+    its gradient stays finite at a pixel whose features are all 0 (a dead relu), where sqrt's is nan."""
+    return h / (torch.linalg.vector_norm(h, dim=1, keepdim=True) + 1e-10)
+
+
 class LPIPSLoss(nn.Module):
     """LPIPS (AlexNet, v0.1) between float images x, y [N, 3, H, W] in [0, 1], sides >= LPIPS_MIN_SIZE:
     per image [N] (reduction "none") or their mean. Differentiable in the images; the weights are frozen.
@@ -178,8 +184,7 @@ class LPIPSLoss(nn.Module):
             if i in (1, 2):
                 h = F.max_pool2d(h, 3, stride=2)
             h = F.relu(conv(h))
-            # vector_norm's gradient is 0 where a pixel's features are all 0 (sqrt's would be nan there)
-            maps.append(h / (torch.linalg.vector_norm(h, dim=1, keepdim=True) + 1e-10))
+            maps.append(unit_channels(h))
         return maps
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

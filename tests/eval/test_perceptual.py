@@ -87,9 +87,16 @@ def test_loss_is_differentiable_with_frozen_weights(eval_weights):
     np.testing.assert_allclose(per_image.numpy(), lpips_distance(_crops(count=2), _noisy(_crops(count=2), 30)),
                                rtol=1e-5)
     assert torch.isclose(value, per_image.mean())
-    flat = torch.full((1, 3, 40, 40), 0.5, requires_grad=True)  # a flat image leaves relu maps with all-0 pixels
-    loss(flat, flat.detach() + 0.01).backward()
-    assert torch.isfinite(flat.grad).all()
+
+
+def test_unit_channels_has_a_finite_gradient_at_dead_pixels():
+    h = torch.rand(1, 8, 2, 2)
+    h[0, :, 1, 1] = 0  # every relu of one pixel off
+    h.requires_grad_(True)
+    unit = perceptual.unit_channels(h)
+    unit.sum().backward()
+    assert torch.isfinite(h.grad).all()
+    np.testing.assert_allclose(torch.linalg.vector_norm(unit, dim=1).detach().numpy(), [[[1, 1], [1, 0]]], atol=1e-6)
 
 
 def test_small_images_are_refused_with_the_minimum(eval_weights):
