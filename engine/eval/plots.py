@@ -43,13 +43,21 @@ def _save(plt, fig, path: Path) -> Path:
 
 
 def plot_pose(path: Path, curves: dict[str, Any], fps: float) -> Path:
-    """Euler angles of the audio-driven run (and the truth where it exists), speech frames shaded."""
+    """Euler angles of the audio-driven run as commanded and as MediaPipe sees them on the rendered frames (and the
+    truth where it exists), speech frames shaded."""
     plt, fig, axes = _figure(3)
     euler, truth = curves["euler"], curves["truth_euler"]
+    seen = curves.get("rendered_euler")
+    if seen is not None and not np.isfinite(seen).any():
+        seen = None
     t = np.arange(len(euler)) / fps
     for i, ax in enumerate(axes):
         _shade_speech(ax, curves["speech"], fps)
-        ax.plot(t, euler[:, i], color="C0", label="audio-driven")
+        ax.plot(t, euler[:, i], color="C0", label="audio-driven, commanded")
+        if seen is not None:  # MediaPipe's camera is not the renderer's: compare the motion, not the offset
+            shift = np.nanmedian(euler[:, i]) - np.nanmedian(seen[:, i])
+            ax.plot(t[: len(seen)], seen[:, i] + shift, color="C2", lw=0.8,
+                    label="audio-driven, rendered (MediaPipe, median-aligned)")
         if truth is not None:
             ax.plot(t[: len(truth)], truth[:, i], color="C1", ls="--", label="truth")
         ax.set_ylabel(f"{AXES[i]} (deg)")
@@ -72,7 +80,7 @@ def plot_blinks(path: Path, curves: dict[str, Any], fps: float, thresholds: tupl
     for onset in curves["ear_blinks"]:
         ax.axvline(onset / fps, color="C3", lw=1.0)
     ax.set_ylabel("eye aspect ratio")
-    ax.set_title(f"blinks: EAR on rendered frames ({len(curves['ear_blinks'])} detected, red)")
+    ax.set_title(f"blinks rendered: EAR on the rendered frames ({len(curves['ear_blinks'])} detected, red)")
     ax = axes[1]
     ax.plot(t, blink, color="C2", label="eyeBlink (motion model)")
     if curves["truth_blink"] is not None:
@@ -84,7 +92,7 @@ def plot_blinks(path: Path, curves: dict[str, Any], fps: float, thresholds: tupl
     ax.set_ylabel("eyeBlink")
     ax.set_ylim(-0.05, 1.05)
     ax.legend(loc="upper right", fontsize=8)
-    ax.set_title(f"blinks: motion model's eyeBlink ({len(curves['motion_blinks'])} detected, red)")
+    ax.set_title(f"blinks commanded: motion model's eyeBlink ({len(curves['motion_blinks'])} detected, red)")
     ax.set_xlabel("time (s)")
     return _save(plt, fig, path)
 

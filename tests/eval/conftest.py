@@ -39,3 +39,37 @@ def eval_avatar(eval_data, eval_universal, tmp_path_factory) -> Path:
     avatar = tmp_path_factory.mktemp("eval") / "avatar"
     run_training(TrainOptions(eval_data, avatar, preset="test", universal=eval_universal))
     return avatar
+
+
+@pytest.fixture
+def fake_perceptual(monkeypatch):
+    """A stand-in engine.eval.perceptual with its interface, installed for one test: LPIPS is the pair's mean absolute
+    difference / 255 per frame, FID the absolute difference of the two sets' mean values. Setting `.missing` to a
+    reason makes every measure raise its WeightsUnavailable; `.calls` records (name, shape a, shape b)."""
+    import types
+
+    import numpy as np
+
+    module = types.ModuleType("engine.eval.perceptual")
+
+    class WeightsUnavailable(RuntimeError):
+        pass
+
+    def check(name: str, a, b) -> None:
+        if module.missing:
+            raise WeightsUnavailable(module.missing)
+        module.calls.append((name, a.shape, b.shape))
+
+    def lpips_distance(a, b, batch=16):
+        check("lpips", a, b)
+        return np.abs(a.astype(np.float64) - b.astype(np.float64)).mean(axis=(1, 2, 3)) / 255.0
+
+    def fid(a, b, batch=16):
+        check("fid", a, b)
+        return float(abs(a.astype(np.float64).mean() - b.astype(np.float64).mean()))
+
+    module.WeightsUnavailable, module.lpips_distance, module.fid = WeightsUnavailable, lpips_distance, fid
+    module.weights_status = lambda: {"LPIPS": module.missing, "FID": module.missing}
+    module.missing, module.calls = None, []
+    monkeypatch.setitem(sys.modules, "engine.eval.perceptual", module)
+    return module

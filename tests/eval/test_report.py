@@ -61,9 +61,9 @@ def test_compare_refuses_a_file_that_is_not_a_report(tmp_path, capsys):
 
 def test_markdown_has_a_table_per_section():
     text = render_markdown(_report("/x/avatar", 30.0, 0.5))
-    assert "| 30 | 0.9 | - | unavailable | 6 / 0 |" in text
+    assert "| 30 | 0.9 | - | n/a | n/a | n/a | 6 / 0 |" in text
     assert "| audio-driven | 0.5 | - | 0.05 | 0.01 |" in text
-    assert "| audio-driven | 2 | 1 | 2 |" in text
+    assert "| commanded (motion model) | 2 | 1 | 2 | - |" in text
     assert "| FID | no weights |" in text and "![head pose](pose.png)" in text
     assert "- Dataset check: 20 s of video" in text
 
@@ -83,11 +83,124 @@ def test_missing_files_are_named_with_the_fix(tmp_path, capsys, eval_data):
     assert main(["eval", str(avatar), "--data", str(eval_data), "-o", str(tmp_path / "r"),
                  "--audio", str(tmp_path / "none.wav")]) == 2
     assert "--audio" in capsys.readouterr().err
+    assert main(["eval", str(avatar), "--data", str(eval_data), "-o", str(tmp_path / "r"),
+                 "--cross-audio", str(tmp_path / "other.wav")]) == 2
+    err = capsys.readouterr().err
+    assert "--cross-audio" in err and "other.wav" in err
     assert not (tmp_path / "r").exists()
 
 
+def test_eval_with_neither_data_nor_audio_names_both_fixes(tmp_path, capsys):
+    assert main(["eval", str(tmp_path / "avatar"), "-o", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "--data DATA_DIR" in err and "--audio SPEECH_FILE" in err
+    assert main(["eval", str(tmp_path / "avatar"), "-o", str(tmp_path / "r"), "--cross-audio", "a.wav"]) == 2
+    assert "--cross-audio clips are extra rows beside the --audio run" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def _first_table(text: str) -> list[list[str]]:
+    """The cells of the first markdown table in `text` (header, then rows; the separator line left out)."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    block = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        block.append([cell.strip() for cell in line.strip("|").split("|")])
+    return [block[0]] + block[2:]
+
+
+def _footnote(text: str, cell: str) -> str:
+    """The reason report.md gives for an 'n/a [k]' cell."""
+    number = cell.split("[")[1].rstrip("]")
+    return next(line for line in text.splitlines() if line.startswith(f"- [{number}] "))
+
+
+PAPER_COLUMNS = ["", "PSNR ↑", "LPIPS ↓", "SSIM ↑", "FID ↓", "LMD ↓", "AUE ↓", "SyncScore ↑", "Diversity ↑", "EAR ↓"]
+
+
+def test_report_md_opens_with_the_papers_table_1():
+    from engine.eval.report import NO_TRUTH, UNAVAILABLE
+
+    report = _report("/x/avatar", 30.0, 0.5)
+    report["unavailable"] = {k: v for k, v in UNAVAILABLE.items() if k not in ("LPIPS", "FID")}
+    report["reconstruction"].update(lpips=0.125, fid=20.5, lmd=1.5, pose_div_rendered=2.25, ear_error=0.0312)
+    report["audio_driven"].update(psnr=None, psnr_unavailable=NO_TRUTH, fid=31.0, pose_div_rendered=0.75)
+    text = render_markdown(report)
+    header, recon, driven = _first_table(text)
+    assert header == PAPER_COLUMNS
+    assert recon[:6] == ["reconstruction (true pose and expression)", "30", "0.125", "0.9", "20.5", "1.5"]
+    assert recon[8:] == ["2.25", "0.0312"]
+    assert "action-unit detector" in _footnote(text, recon[6]) and "SyncNet" in _footnote(text, recon[7])
+    assert driven[0] == "audio-driven, one-shot (validation audio)" and driven[4] == "31" and driven[8] == "0.75"
+    assert "no truth frames" in _footnote(text, driven[1])
+    assert text.index("Table 1") < text.index("## Reconstruction") < text.index("## Audio-driven")
+
+
+def test_without_data_table_1_says_there_is_no_reconstruction():
+    from engine.eval.report import NO_DATA
+
+    report = _report("/x/avatar", 30.0, 0.5)
+    report.update(data=None, dataset_checks=[], reconstruction={"unavailable": NO_DATA})
+    text = render_markdown(report)
+    header, recon, driven = _first_table(text)
+    assert header == PAPER_COLUMNS
+    assert all(cell.startswith("n/a [") for cell in recon[1:]) and len(set(recon[1:6])) == 1
+    assert "--data DATA_DIR" in _footnote(text, recon[1])
+    assert "No --data" in text and f"## Reconstruction\n\nNot run: {NO_DATA}." in text
+
+
+def test_rendered_pose_diversity_shows_a_renderer_that_ignores_pose():
+    from engine.eval.eval_config import EvalConfig
+    from engine.eval.report import FaceTrack, audio_driven_metrics
+
+    fps, rate, frames = 25.0, 16000, 50
+    audio = 0.3 * np.sin(2 * np.pi * 250 * np.arange(2 * rate) / rate)
+    sign = np.where(np.arange(frames) % 2, 1.0, -1.0)[:, None]
+    commanded = 2.0 * sign * np.ones(3)
+    motion = {"euler_deg": commanded, "trans": np.zeros((frames, 3)), "blendshapes": np.zeros((frames, 2)),
+              "blendshape_names": np.array(["eyeBlinkLeft", "eyeBlinkRight"]), "time_s": np.arange(frames) / fps}
+    landmarks = _landmarks(frames, np.full(frames, 5.0), closed=(10, 40))
+    still = FaceTrack(landmarks, np.zeros((frames, 0)), [], np.tile([1.0, 170.0, -3.0], (frames, 1)))
+    result, curves = audio_driven_metrics(EvalConfig(), motion, still, audio, rate, fps, None)
+    assert result["head_motion"]["commanded"]["all"] == pytest.approx(2.0)
+    assert result["pose_div_rendered"] == 0.0 and result["head_motion"]["rendered"]["all"] == 0.0
+    assert result["pose_div_commanded"] == pytest.approx(2.0)
+    np.testing.assert_array_equal(curves["rendered_euler"], still.euler_deg)
+    seen = commanded + np.array([0.5, 170.0, 3.0])  # MediaPipe's camera sees the same motion from elsewhere
+    seen[::7] = np.nan  # frames without a face are left out
+    follows = FaceTrack(landmarks, np.zeros((frames, 0)), [], seen)
+    result, _ = audio_driven_metrics(EvalConfig(), motion, follows, audio, rate, fps, None)
+    assert result["pose_div_rendered"] == pytest.approx(2.0, abs=0.05)
+    assert result["blinks"]["rendered"] == result["blinks_per_min"] == pytest.approx(60.0)  # EAR: 2 blinks in 2 s
+    assert result["blinks"]["commanded"] == result["blinks_per_min_motion"] == 0.0
+    no_face = FaceTrack(np.full((frames, 478, 2), np.nan), np.zeros((frames, 0)), [], np.full((frames, 3), np.nan))
+    result, _ = audio_driven_metrics(EvalConfig(), motion, no_face, audio, rate, fps, None)
+    assert result["pose_div_rendered"] is None and "fewer than half" in result["pose_div_rendered_unavailable"]
+
+
+def test_pose_measured_on_frames_follows_the_face():
+    """MediaPipe's pose on real pictures: an in-plane turn of the frame is a roll of the head, a still frame none."""
+    from skimage.data import astronaut
+    from skimage.transform import rotate
+
+    from engine.eval.report import rendered_pose_diversity, resize, track_faces
+
+    face = resize(astronaut(), 256)
+    angles = np.array([-10.0, -5.0, 0.0, 5.0, 10.0])
+    turned = [rotate(face, a, preserve_range=True, mode="edge").astype(np.uint8) for a in angles]
+    faces = track_faces(turned + [face] * 5, 25.0, None, "test", progress=False)
+    assert faces.found.all()
+    roll = faces.pose[:5, 0]
+    np.testing.assert_allclose(roll - roll[2], angles, atol=2.5)  # skimage turns counter-clockwise: roll grows
+    assert rendered_pose_diversity(faces.first(5))["all"] > 2.0
+    static = faces.pose[5:]
+    assert np.ptp(static, axis=0).max() < 0.1  # the same picture gives the same pose
+
+
 @pytest.mark.slow
-def test_report_end_to_end_on_a_tiny_avatar(eval_avatar, eval_data, tmp_path):
+def test_report_end_to_end_on_a_tiny_avatar(eval_avatar, eval_data, tmp_path, fake_perceptual):
     from engine.io.video import probe, write_wav
 
     out = tmp_path / "report"
@@ -96,9 +209,17 @@ def test_report_end_to_end_on_a_tiny_avatar(eval_avatar, eval_data, tmp_path):
     report = json.loads((out / "report.json").read_text())
     for section, keys in REQUIRED.items():
         assert set(keys) <= set(report[section]), section
-    assert {"LPIPS", "FID", "SyncScore (LSE-C, LSE-D)", "AUE"} <= set(report["unavailable"])
+    assert {"SyncScore (LSE-C, LSE-D)", "AUE"} <= set(report["unavailable"])
+    assert not {"LPIPS", "FID"} & set(report["unavailable"])  # measured (by the stand-in networks)
     recon, driven = report["reconstruction"], report["audio_driven"]
     assert recon["frames"] == 6 and 12.0 < recon["psnr"] < 60.0 and 0.0 < recon["ssim"] <= 1.0
+    assert recon["lpips"] > 0.0 and recon["lpips_lips"] is not None and recon["fid"] >= 0.0
+    # the validation audio's run is compared with the frames it belongs to, and FID with the dataset's frames
+    assert 5.0 < driven["psnr"] < 60.0 and driven["lpips"] > 0.0 and driven["fid"] is not None
+    table1 = {row["run"]: row for row in report["table1"]}
+    assert table1["reconstruction"]["values"]["LPIPS"] == recon["lpips"]
+    assert table1["audio_driven"]["values"]["PSNR"] == driven["psnr"]
+    assert "SyncNet" in table1["audio_driven"]["missing"]["SyncScore"]
     assert driven["mode"] == "one-shot" and driven["frames"] == 6
     assert driven["pose_div_speech"] is None or driven["pose_div_speech"] >= 0.0
     assert set(driven["blendshape_mae"]) == set(EXPRESSION)  # the upper face and the mouth
@@ -124,6 +245,7 @@ def test_report_end_to_end_on_a_tiny_avatar(eval_avatar, eval_data, tmp_path):
     assert driven["mode"] == "zero-shot" and driven["frames"] == 50
     assert driven["speech_fraction"] == pytest.approx(30 / 50)  # 25 frames of tone + 5 of hangover
     assert "envelope" in driven["lip_sync_reference"] and "truth" not in driven
+    assert driven["psnr"] is None and "no truth frames" in driven["psnr_unavailable"] and driven["fid"] is not None
     assert driven["pose_div_speech"] > 0.0 and driven["pose_div_silence"] >= 0.0
     assert probe(other / "audio_driven.mp4").frames == 50
 
@@ -207,3 +329,38 @@ def test_a_silent_recording_is_reconstructed_and_driven_only_by_given_speech(eva
     write_wav(tmp_path / "speech.wav", 0.2 * np.sin(np.linspace(0, 900, 32000)), 16000)
     assert main(["eval", str(avatar), "--data", str(data), "-o", str(out), "--size", "32", "--no-progress",
                  "--audio", str(tmp_path / "speech.wav")]) == 2  # speech to drive, but no motion model to hear it
+
+
+@pytest.mark.slow
+def test_eval_without_data_drives_the_avatar_with_each_clip(eval_avatar, tmp_path, fake_perceptual):
+    from engine.io.video import write_wav
+
+    rate = 16000
+    t = np.arange(int(1.2 * rate)) / rate
+    tone = 0.3 * np.sin(2 * np.pi * 220 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t))
+    clips = {"main.wav": np.where(t < 0.8, tone, 0.0), "all_speech.wav": tone, "short.wav": np.where(t < 0.4, tone, 0)}
+    for name, samples in clips.items():
+        write_wav(tmp_path / name, samples, rate)
+    out = tmp_path / "report"
+    assert main(["eval", str(eval_avatar), "-o", str(out), "--audio", str(tmp_path / "main.wav"), "--size", "32",
+                 "--cross-audio", str(tmp_path / "all_speech.wav"), str(tmp_path / "short.wav"), "--no-progress"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["data"] is None and "--data" in report["reconstruction"]["unavailable"]
+    driven = report["audio_driven"]
+    assert set(REQUIRED["audio_driven"]) <= set(driven) and driven["frames"] == 30
+    assert set(driven["head_motion"]) >= {"commanded", "rendered"} and driven["head_motion"]["commanded"]["all"] > 0
+    assert driven["blinks"]["commanded"] == driven["blinks_per_min_motion"]
+    assert driven["fid"] is None and "no --data" in driven["fid_unavailable"] and not fake_perceptual.calls
+    rows = report["cross_audio"]
+    assert [Path(row["audio"]).name for row in rows] == ["all_speech.wav", "short.wav"]
+    assert rows[0]["speech_fraction"] > rows[1]["speech_fraction"]  # each row measured on its own clip
+    assert all(row["frames"] == 30 and row["pose_div_commanded"] > 0 for row in rows)
+    text = (out / "report.md").read_text()
+    assert _first_table(text)[0] == PAPER_COLUMNS
+    assert "## Reconstruction\n\nNot run: no --data" in text
+    cross = text[text.index("## Cross-audio"):]
+    names = [cells[0] for cells in _first_table(cross)[1:]]
+    assert names == ["main.wav", "all_speech.wav", "short.wav"]
+    for name in ("pose.png", "blinks.png", "mouth.png", "audio_driven.mp4", "curves.npz"):
+        assert (out / name).stat().st_size > 0, name
+    assert not (out / "sidebyside.mp4").exists() and not (out / "torso.png").exists()
