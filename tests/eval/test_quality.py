@@ -1,12 +1,14 @@
-"""LPIPS and FID in the eval report (engine.eval.quality): lip boxes and crops, and 'unavailable' with the reason
-when engine.eval.perceptual or its weights are missing (a stand-in module takes the networks' place)."""
+"""LPIPS and FID in the eval report (engine.eval.quality), on the real networks and weights: lip boxes and crops,
+lip LPIPS that sees the lips only, and 'unavailable' with the reason when engine.eval.perceptual or its weights are
+missing."""
 import sys
 
 import numpy as np
 import pytest
+from skimage import data
 
-from engine.eval import metrics
-from engine.eval.quality import LIP_SIDE, lip_boxes, measure_fid, measure_lpips
+from engine.eval import metrics, perceptual
+from engine.eval.quality import lip_boxes, lip_crops, measure_fid, measure_lpips
 from engine.eval.report import still_unavailable
 
 SIZE = 64
@@ -21,9 +23,15 @@ def _lips_at(frames: int, centre: tuple[float, float], half: float) -> np.ndarra
     return points
 
 
-def _frames(frames: int, seed: int) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return [rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8) for _ in range(frames)]
+def _faces(frames: int, shift: int = 0) -> list[np.ndarray]:
+    """`frames` different 64 px crops of skimage's astronaut, `shift` px further right."""
+    image = data.astronaut()
+    return [image[60 + 40 * i:60 + 40 * i + SIZE, 180 - shift:180 - shift + SIZE].copy() for i in range(frames)]
+
+
+def _noisy(frames: list[np.ndarray], sigma: float) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [np.clip(f + rng.normal(0.0, sigma, f.shape), 0, 255).astype(np.uint8) for f in frames]
 
 
 def test_lip_boxes_hold_the_lips_and_stay_inside_the_frame():
@@ -38,9 +46,9 @@ def test_lip_boxes_hold_the_lips_and_stay_inside_the_frame():
     assert lip_boxes(lost, SIZE)[0, 2] == 0
 
 
-def test_lip_lpips_looks_at_the_lips_only(fake_perceptual):
-    truth = [np.full((SIZE, SIZE, 3), 128, np.uint8) for _ in range(3)]
-    boxes = lip_boxes(_lips_at(3, (32.0, 44.0), 8.0), SIZE)
+def test_lip_lpips_looks_at_the_lips_only(eval_weights):
+    truth = _faces(3)
+    boxes = lip_boxes(_lips_at(3, (32.0, 44.0), 8.0), SIZE)  # x 20..44, y 32..56
     at_lips, elsewhere = [f.copy() for f in truth], [f.copy() for f in truth]
     for frame in at_lips:
         frame[40:48, 28:36] = 0
@@ -48,16 +56,26 @@ def test_lip_lpips_looks_at_the_lips_only(fake_perceptual):
         frame[0:8, 0:8] = 0
     lips_changed = measure_lpips(at_lips, truth, boxes)
     other_changed = measure_lpips(elsewhere, truth, boxes)
-    assert lips_changed["lpips"] == pytest.approx(other_changed["lpips"])  # the same amount of change per frame
-    assert lips_changed["lpips_lips"] > 5 * lips_changed["lpips"]
-    assert other_changed["lpips_lips"] == 0.0
-    assert ("lpips", (3, LIP_SIDE, LIP_SIDE, 3), (3, LIP_SIDE, LIP_SIDE, 3)) in fake_perceptual.calls
+    assert other_changed["lpips"] > 0.005 and lips_changed["lpips"] > 0.005  # the whole frame sees both
+    assert other_changed["lpips_lips"] < 1e-6  # the lip crop does not see a change outside it
+    assert lips_changed["lpips_lips"] > max(0.05, lips_changed["lpips"])  # a larger share of the crop changed
+    expected = perceptual.lpips_distance(lip_crops(at_lips, boxes), lip_crops(truth, boxes)).mean()
+    assert lips_changed["lpips_lips"] == pytest.approx(expected, rel=1e-5)
+    whole = perceptual.lpips_distance(np.stack(at_lips), np.stack(truth)).mean()
+    assert lips_changed["lpips"] == pytest.approx(whole, rel=1e-5)
     assert "lpips_unavailable" not in lips_changed and lips_changed["lpips_lip_frames"] == 3
+
+
+def test_the_truth_side_crops_its_own_lip_box(eval_weights):
+    renders, truth = _faces(2), _faces(2, shift=6)  # the truth's face sits 6 px to the right
+    boxes, truth_boxes = (lip_boxes(_lips_at(2, (x, 32.0), 8.0), SIZE) for x in (32.0, 38.0))
+    assert measure_lpips(renders, truth, boxes, truth_boxes)["lpips_lips"] < 1e-6  # the same lips in both crops
+    assert measure_lpips(renders, truth, boxes)["lpips_lips"] > 0.05  # the render's box on the shifted truth
 
 
 def test_a_missing_perceptual_module_gives_unavailable_with_the_reason(monkeypatch):
     monkeypatch.setitem(sys.modules, "engine.eval.perceptual", None)  # import fails as if the file did not exist
-    truth = _frames(2, 1)
+    truth = _faces(2)
     lpips = measure_lpips(truth, truth, lip_boxes(_lips_at(2, (32.0, 32.0), 8.0), SIZE))
     fid = measure_fid(truth, truth, "truth")
     assert lpips["lpips"] is None and lpips["lpips_lips"] is None and fid["fid"] is None
@@ -67,20 +85,25 @@ def test_a_missing_perceptual_module_gives_unavailable_with_the_reason(monkeypat
     assert listed["LPIPS"] == lpips["lpips_unavailable"] and listed["FID"] == fid["fid_unavailable"]
 
 
-def test_missing_weights_give_the_modules_reason_and_measured_ones_leave_the_list(fake_perceptual):
-    truth, other = _frames(4, 2), _frames(4, 3)
-    fake_perceptual.missing = "no Inception weights; run scripts/fetch_eval_weights.py"
+def test_missing_weights_give_the_modules_reason_and_measured_ones_leave_the_list(eval_weights, tmp_path,
+                                                                                   monkeypatch):
+    truth, other = _faces(3), _noisy(_faces(3), 40)
+    monkeypatch.setenv(perceptual.WEIGHTS_ENV, str(tmp_path))  # an empty folder: read when a measure is taken
     fid = measure_fid(other, truth, "the validation frames")
-    assert fid["fid"] is None and "fetch_eval_weights" in fid["fid_unavailable"]
-    fake_perceptual.missing = None
-    lpips = measure_lpips(other, truth, np.zeros((4, 3), np.int64))  # no lips found: frame LPIPS only
+    missing = measure_lpips(other, truth, np.zeros((3, 3), np.int64))
+    assert fid["fid"] is None and perceptual.INCEPTION.name in fid["fid_unavailable"]
+    assert "fetch_eval_weights" in fid["fid_unavailable"] and str(tmp_path) in fid["fid_unavailable"]
+    assert missing["lpips"] is None and perceptual.ALEXNET.name in missing["lpips_unavailable"]
+    monkeypatch.setenv(perceptual.WEIGHTS_ENV, str(eval_weights))
+    lpips = measure_lpips(other, truth, np.zeros((3, 3), np.int64))  # no lips found: frame LPIPS only
     assert lpips["lpips"] > 0.1 and lpips["lpips_lips"] is None and "lips" in lpips["lpips_lips_unavailable"]
     listed = still_unavailable([{**lpips, **fid}, {"fid": None}])
     assert "LPIPS" not in listed and "fetch_eval_weights" in listed["FID"]
     assert {"AUE", "SyncScore (LSE-C, LSE-D)"} <= set(listed)
 
 
-def test_fid_needs_frames_on_both_sides(fake_perceptual):
-    result = measure_fid(_frames(1, 4), _frames(5, 5), "truth")
-    assert result["fid"] is None and "at least 2 frames" in result["fid_unavailable"] and not fake_perceptual.calls
-    assert measure_fid(_frames(3, 4), _frames(5, 5), "truth")["fid_frames"] == [3, 5]
+def test_fid_needs_frames_on_both_sides(tmp_path, monkeypatch):
+    monkeypatch.setenv(perceptual.WEIGHTS_ENV, str(tmp_path))  # had it tried the network, the reason would differ
+    result = measure_fid(_faces(1), _faces(5), "truth")
+    assert result["fid"] is None and "at least 2 frames" in result["fid_unavailable"]
+    assert result["fid_frames"] == [1, 5]
