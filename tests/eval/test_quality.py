@@ -1,14 +1,14 @@
 """LPIPS and FID in the eval report (engine.eval.quality), on the real networks and weights: lip boxes and crops,
-lip LPIPS that sees the lips only, and 'unavailable' with the reason when engine.eval.perceptual or its weights are
-missing."""
+lip LPIPS that sees the lips only, FID on at most FID_MAX_FRAMES evenly spaced frames a side, and 'unavailable' with
+the reason when engine.eval.perceptual or its weights are missing."""
 import sys
 
 import numpy as np
 import pytest
 from skimage import data
 
-from engine.eval import metrics, perceptual
-from engine.eval.quality import lip_boxes, lip_crops, measure_fid, measure_lpips
+from engine.eval import metrics, perceptual, quality
+from engine.eval.quality import evenly_spaced, fid_set, lip_boxes, lip_crops, measure_fid, measure_lpips
 from engine.eval.report import still_unavailable
 
 SIZE = 64
@@ -106,4 +106,27 @@ def test_fid_needs_frames_on_both_sides(tmp_path, monkeypatch):
     monkeypatch.setenv(perceptual.WEIGHTS_ENV, str(tmp_path))  # had it tried the network, the reason would differ
     result = measure_fid(_faces(1), _faces(5), "truth")
     assert result["fid"] is None and "at least 2 frames" in result["fid_unavailable"]
-    assert result["fid_frames"] == [1, 5]
+    assert result["fid_frames"] == [1, 5] and result["fid_run_frames"] == [1, 5]
+
+
+def test_frames_are_taken_evenly_over_the_run():
+    np.testing.assert_array_equal(evenly_spaced(10, 4), [0, 3, 6, 9])
+    np.testing.assert_array_equal(evenly_spaced(3, 4), [0, 1, 2])
+    long_run = evenly_spaced(2250, quality.FID_MAX_FRAMES)  # 90 s at 25 fps
+    assert len(np.unique(long_run)) == quality.FID_MAX_FRAMES and (long_run[0], long_run[-1]) == (0, 2249)
+    assert set(np.diff(long_run)) <= {11, 12}
+    frames = [np.full((8, 8, 3), k, np.uint8) for k in range(7)]
+    assert [int(f[0, 0, 0]) for f in fid_set(frames).frames] == list(range(7))
+
+
+def test_fid_takes_at_most_the_cap_a_side_and_reuses_the_reference(eval_weights, monkeypatch):
+    monkeypatch.setattr(quality, "FID_MAX_FRAMES", 2)  # the real cap, made small so the test takes seconds
+    run, truth = _faces(5), _noisy(_faces(3), 30)
+    reference = fid_set(truth)
+    result = measure_fid(run, reference, "truth")
+    assert result["fid_frames"] == [2, 2] and result["fid_run_frames"] == [5, 3] and result["fid_max_frames"] == 2
+    expected = perceptual.fid(np.stack([run[0], run[4]]), np.stack([truth[0], truth[2]]))
+    assert result["fid"] == pytest.approx(expected, rel=1e-6) and result["fid"] > 0
+    features = reference.features
+    assert measure_fid(reference, reference, "itself")["fid"] == pytest.approx(0.0, abs=1e-6)
+    assert reference.features is features  # computed once, reused by every run compared with it

@@ -125,8 +125,10 @@ def test_report_md_opens_with_the_papers_table_1():
 
     report = _report("/x/avatar", 30.0, 0.5)
     report["unavailable"] = {k: v for k, v in UNAVAILABLE.items() if k not in ("LPIPS", "FID")}
-    report["reconstruction"].update(lpips=0.125, fid=20.5, lmd=1.5, pose_div_rendered=2.25, ear_error=0.0312)
-    report["audio_driven"].update(psnr=None, psnr_unavailable=NO_TRUTH, fid=31.0, pose_div_rendered=0.75)
+    report["reconstruction"].update(lpips=0.125, fid=20.5, lmd=1.5, pose_div_rendered=2.25, ear_error=0.0312,
+                                    fid_frames=[200, 200], fid_run_frames=[675, 675], fid_max_frames=200)
+    report["audio_driven"].update(psnr=None, psnr_unavailable=NO_TRUTH, fid=31.0, pose_div_rendered=0.75,
+                                  fid_frames=[200, 200], fid_run_frames=[2250, 675], fid_max_frames=200)
     text = render_markdown(report)
     header, recon, driven = _first_table(text)
     assert header == PAPER_COLUMNS
@@ -136,6 +138,13 @@ def test_report_md_opens_with_the_papers_table_1():
     assert driven[0] == "audio-driven, one-shot (validation audio)" and driven[4] == "31" and driven[8] == "0.75"
     assert "no truth frames" in _footnote(text, driven[1])
     assert text.index("Table 1") < text.index("## Reconstruction") < text.index("## Audio-driven")
+    note = next(line for line in text.splitlines() if line.startswith("FID: "))
+    assert "at most 200 frames a side, evenly spaced over each run" in note
+    assert "reconstruction: 200 of 675 frames against 200 of 675" in note
+    assert "audio-driven: 200 of 2250 frames against 200 of 675" in note
+    assert text.index(note) < text.index("## Reconstruction")
+    report["audio_driven"].update(fid=None, fid_unavailable="skipped (--no-perceptual)")
+    assert "audio-driven: 200" not in render_markdown(report)  # only measured FIDs are listed
 
 
 def test_without_data_table_1_says_there_is_no_reconstruction():
@@ -254,8 +263,11 @@ def test_report_end_to_end_on_a_tiny_avatar(eval_avatar, eval_data, tmp_path):
 
 
 @pytest.mark.slow
-def test_lpips_and_fid_end_to_end(eval_avatar, eval_data, eval_weights, tmp_path):
-    """The real networks on the tiny avatar's 6 validation frames and the run of their audio."""
+def test_lpips_and_fid_end_to_end(eval_avatar, eval_data, eval_weights, tmp_path, monkeypatch):
+    """The real networks on the tiny avatar's 6 validation frames and the run of their audio, FID capped at 4."""
+    from engine.eval import quality
+
+    monkeypatch.setattr(quality, "FID_MAX_FRAMES", 4)  # the cap at work on a run of 6 frames
     out = tmp_path / "report"
     assert main(["eval", str(eval_avatar), "--data", str(eval_data), "-o", str(out), "--size", "32",
                  "--no-progress", "--no-video"]) == 0
@@ -263,13 +275,17 @@ def test_lpips_and_fid_end_to_end(eval_avatar, eval_data, eval_weights, tmp_path
     assert not {"LPIPS", "FID"} & set(report["unavailable"])
     recon, driven = report["reconstruction"], report["audio_driven"]
     for section in (recon, driven):
-        assert 0.0 < section["lpips"] < 1.0 and section["fid"] > 0.0 and section["fid_frames"] == [6, 6]
+        assert 0.0 < section["lpips"] < 1.0 and section["fid"] > 0.0 and section["fid_frames"] == [4, 4]
+        assert section["fid_run_frames"] == [6, 6] and section["fid_max_frames"] == 4
     assert 0.0 < recon["lpips_lips"] < 1.0 and recon["lpips_lip_frames"] == 6  # the tracks' lip boxes
     # the driven run's boxes come from MediaPipe on its frames, which finds no face on this 32 px presenter
     assert driven["lpips_lips"] is None and "no frame with the lips" in driven["lpips_lips_unavailable"]
     assert recon["fid_reference"] == driven["fid_reference"] == "the 6 validation frames"
     table1 = {row["run"]: row["values"] for row in report["table1"]}
     assert table1["reconstruction"]["LPIPS"] == recon["lpips"] and table1["audio_driven"]["FID"] == driven["fid"]
+    text = (out / "report.md").read_text()
+    assert "FID: Inception-v3 features of at most 4 frames a side, evenly spaced over each run (reconstruction: " \
+           "4 of 6 frames against 4 of 6; audio-driven: 4 of 6 frames against 4 of 6)" in text
 
 
 def _landmarks(frames: int, lip_gap: np.ndarray, closed: tuple[int, ...]) -> np.ndarray:
