@@ -25,8 +25,8 @@ FID_MAX_FRAMES = 200
 """FID takes at most this many frames of each side, evenly spaced over the run. Why 200: FID's small-sample bias
 falls as 1/N (Chong & Forsyth 2020), so 200 frames carry half the bias of 100; 25 fps neighbours are near duplicates,
 so frames spread over the run sample its poses and mouths where as many consecutive ones would not; and each frame
-costs an Inception-v3 pass (0.6-1.2 s on the 2-core CPU): 2-4 min a side, where a 90 s run uncapped (2250 frames)
-would add 20-45 min. Both sides share the cap, so runs of any length are compared at the same N."""
+costs an Inception-v3 pass (0.4-1.2 s on the 2-core CPU, measured under load): 1.5-4 min a side, where a 90 s run
+uncapped (2250 frames) would add 15-45 min. Both sides share the cap, so runs of any length compare at the same N."""
 
 
 def _import_perceptual():
