@@ -227,11 +227,21 @@ class ControlServer:
         return max(1, self.requests.maxsize // (authenticated + 1))
 
     def submit(self, request: ControlRequest, session: _Session | None) -> None:
+        """Queue a request for the frame loop. A connection takes at most its share, and the last share of places is
+        kept for connections with nothing waiting: messages of connections that have closed stay queued until the
+        next frame, and a client reconnecting between two frames filled the queue with them."""
         with self._connections_lock:
-            if session is not None and session.waiting >= self.share():
-                raise ProtocolError(f"busy: this connection has {session.waiting} messages waiting for the engine, its "
-                                    f"share of the {self.requests.maxsize} places (--control-queue, shared by the "
-                                    "connections with the token and one kept free); retry after the next frame")
+            if session is not None:
+                share, free = self.share(), self.requests.maxsize - self.requests.qsize()
+                if session.waiting >= share:
+                    raise ProtocolError(f"busy: this connection has {session.waiting} messages waiting for the engine, "
+                                        f"its share of the {self.requests.maxsize} places (--control-queue, shared by "
+                                        "the connections with the token and one kept free); retry after the next "
+                                        "frame")
+                if session.waiting and free <= share:
+                    raise ProtocolError(f"busy: the last {share} places of the queue are kept for connections with no "
+                                        "message waiting, and this one has "
+                                        f"{session.waiting}; retry after the next frame")
             try:
                 self.requests.put_nowait((session, request))
             except queue.Full:

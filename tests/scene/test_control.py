@@ -116,6 +116,23 @@ def test_one_connection_flooding_the_queue_leaves_room_for_the_others(engine_wit
         flooder.close()
 
 
+def test_messages_of_closed_connections_leave_a_place_for_a_client_with_none_waiting(engine_with):
+    """Messages stay queued after their connection closes: a client reconnecting between two frames filled the queue
+    with them (the soak's own say was answered 'busy' once in an hour of fuzzing)."""
+    app, server, client = engine_with(control_queue=12)
+    address = f"127.0.0.1:{server.address[1]}"
+    for _ in range(4):  # each new connection may hold 12 // 3 = 4
+        flooder = ControlClient(address, token=TOKEN)
+        try:
+            with pytest.raises(ControlError, match="busy"):
+                for _ in range(20):
+                    flooder.cue("flood")
+        finally:
+            flooder.close()
+    assert server.requests.qsize() < 12
+    assert client.cue("mine")["ok"]
+
+
 def test_status_reports_the_recent_frame_times(engine):
     app, _, client = engine
     for _ in range(5):
