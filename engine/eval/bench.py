@@ -29,6 +29,10 @@ from engine.io.atomic import write_text_atomic
 if TYPE_CHECKING:
     from engine.app import App
 
+BUSY_SHARE = 0.1
+"""Share of the CPU taken by other programs during a row's measurement above which the bench says its figures are
+low."""
+
 # What the report calls each part of the frame, and the stages that make it up.
 PARTS = {
     "clock": ("first",),
@@ -104,6 +108,37 @@ class FrameLog:
     """How the latest frame reached the canvas: 'host', 'cuda-gl' or 'none'."""
     upload_fallback: str | None = None
     """Why CUDA frames went through host memory (None: they did not, or there were none)."""
+    cpu: list[CpuSample] = field(default_factory=list)
+    """CPU counters when the warm-up ended and when the measurement did (`cpu_sample`)."""
+
+
+@dataclass(frozen=True)
+class CpuSample:
+    """Counters that tell how much of the machine other programs took: wall time, the CPU seconds every process
+    has used (Linux /proc/stat), and this process's own."""
+
+    wall_s: float
+    machine_s: float
+    own_s: float
+
+
+def cpu_sample() -> CpuSample | None:
+    """The counters now; None where /proc/stat cannot be read (not Linux)."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return None
+    busy = sum(int(v) for v in fields[:3]) + sum(int(v) for v in fields[5:8])  # user nice system; irq softirq steal
+    own = os.times()
+    return CpuSample(time.perf_counter(), busy / os.sysconf("SC_CLK_TCK"), own.user + own.system)
+
+
+def others_share(start: CpuSample | None, end: CpuSample | None, cores: int) -> float | None:
+    """Fraction of the machine's CPU time other programs used between two samples (0: the bench had it alone)."""
+    if start is None or end is None or end.wall_s <= start.wall_s:
+        return None
+    others = (end.machine_s - start.machine_s) - (end.own_s - start.own_s)
+    return max(0.0, others / ((end.wall_s - start.wall_s) * cores))
 
 
 @dataclass(frozen=True)
@@ -143,7 +178,10 @@ def end_when_measured(world: World) -> None:
     log, plan = world.resource(FrameLog), world.resource(BenchPlan)
     if log.warmup is None:
         log.warmup = check_warmup(log.frame_ms, plan.rule)
+        if log.warmup is not None:
+            log.cpu.append(cpu_sample())
     elif plan.measured(log.frame_ms[log.warmup.frames:]):
+        log.cpu.append(cpu_sample())
         world.messages(AppExit).send(AppExit("bench: frames measured"))
 
 
@@ -174,7 +212,8 @@ def summarise(log: FrameLog, warmup: int, size: int) -> dict[str, Any]:
 
 def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """One row of the table from the repeats of a row (`summarise` results): the median over the repeats of each
-    figure, with the FPS and p50 frame time's min and max; parts and upload from the run of median FPS."""
+    figure, with the FPS and p50 frame time's min and max; parts and upload from the run of median FPS; the largest
+    share of the CPU other programs took during a repeat."""
     if not runs:
         raise ValueError("aggregate() needs at least one run")
     fps = [r["fps"] for r in runs]
@@ -184,9 +223,11 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
                 "frame_ms_mean"):
         row[key] = float(statistics.median(r[key] for r in runs))
     p50 = [r["frame_ms_p50"] for r in runs]
+    others = [r["others_cpu"] for r in runs if r.get("others_cpu") is not None]
     row.update(repeats=len(runs), fps_min=min(fps), fps_max=max(fps), frame_ms_p50_min=min(p50),
                frame_ms_p50_max=max(p50), warmup=[r.get("warmup") for r in runs],
-               runs=[{"fps": r["fps"], "frame_ms_p50": r["frame_ms_p50"], "warmup": r.get("warmup")} for r in runs])
+               others_cpu=max(others) if others else None,
+               runs=[{key: r.get(key) for key in ("fps", "frame_ms_p50", "warmup", "others_cpu")} for r in runs])
     return row
 
 
@@ -276,10 +317,12 @@ def bench_size(config: BenchConfig, size: int, row: Row | None = None) -> dict[s
     run_headless(app)
     log = app.resource(FrameLog)
     warmup = log.warmup or Warmup(len(log.frame_ms), sum(log.frame_ms) / 1e3, False)  # the scene ended first
+    others = others_share(*log.cpu, os.cpu_count() or 1) if len(log.cpu) == 2 else None
     zooms = [framing.zoom for _, framing in app.world.query(Framing)]
     return {**summarise(log, warmup.frames, size), "framing": row.framing, "zoom": zooms[0] if zooms else None,
             "renderer": renderer_used(app, row, size),
-            "warmup": vars(warmup), "upload": log.upload, "upload_fallback": log.upload_fallback,
+            "warmup": vars(warmup), "others_cpu": others, "upload": log.upload,
+            "upload_fallback": log.upload_fallback,
             "extractor": app.resource(FeatureSpec).extractor}
 
 
@@ -463,13 +506,14 @@ def frame_table(report: dict[str, Any]) -> Any:
     table = Table(title=f"whole frames ({machine_['cpu']}, {machine_['cores']} cores, {report['device']}); "
                         f"median of {repeats} run{'s' if repeats > 1 else ''} per row")
     for column in ("size", "framing", "quality [asked]", "FPS", "FPS min..max", "p50 ms", "p25..p75 ms", "p95 ms",
-                   "p99 ms", "warm-up"):
+                   "p99 ms", "warm-up", "others"):
         table.add_column(column, justify="left" if column.startswith(("framing", "quality")) else "right")
     for r in report["results"]:
         table.add_row(f"{r['size']}", r.get("framing") or "scene's", quality_cell(r), f"{r['fps']:.1f}",
                       f"{r['fps_min']:.1f}..{r['fps_max']:.1f}", f"{r['frame_ms_p50']:.1f}",
                       f"{r['frame_ms_p25']:.1f}..{r['frame_ms_p75']:.1f}", f"{r['frame_ms_p95']:.1f}",
-                      f"{r['frame_ms_p99']:.1f}", warmup_cell(r))
+                      f"{r['frame_ms_p99']:.1f}", warmup_cell(r),
+                      "-" if r.get("others_cpu") is None else f"{100 * r['others_cpu']:.0f}%")
     return table
 
 
@@ -494,6 +538,12 @@ def print_report(console: Any, report: dict[str, Any]) -> None:
                       "so the figures may be low and spread out[/yellow]")
     console.print(frame_table(report))
     console.print(parts_table(report))
+    busy = [r for r in report["results"] if (r.get("others_cpu") or 0.0) > BUSY_SHARE]
+    if busy:
+        console.print("[yellow]other programs took "
+                      + ", ".join(f"{100 * r['others_cpu']:.0f}% at {r['size']}^2" for r in busy)
+                      + " of the CPU while those rows were measured (column 'others'): their figures are low; "
+                      "measure on a quiet machine[/yellow]")
     unsettled = [r for r in report["results"] if any(w and not w["settled"] for w in r.get("warmup", []))]
     for r in unsettled:
         console.print(f"{r['size']}^2 {r.get('framing') or ''} {quality_cell(r)}: frame times had not settled after "

@@ -8,7 +8,8 @@ import pytest
 
 from engine.cli import main
 from engine.eval.bench import (
-    BenchPlan, FrameLog, Row, Warmup, aggregate, check_warmup, plan_rows, summarise, warmup_end,
+    BenchPlan, CpuSample, FrameLog, Row, Warmup, aggregate, check_warmup, cpu_sample, others_share, plan_rows,
+    summarise, warmup_end,
 )
 from engine.eval.bench_config import BUNDLED_AVATAR, BenchConfig, WarmupRule
 from engine.scene import SCENES_DIR
@@ -42,6 +43,7 @@ def test_bench_writes_the_promised_fields(tmp_path):
         assert result["renderer"] is None and result["framing"] is None  # the test card: no avatar, its own framing
         (warmup,) = result["warmup"]
         assert warmup["frames"] >= 4 and warmup["seconds"] > 0  # two windows of 2 frames at least
+        assert 0.0 <= result["others_cpu"] <= 1.0
     latency = report["latency_ms"]
     assert latency["algorithmic_ms"] == latency["per_size_ms"]["160"] > 0  # the headline is the largest size's
     audio_path = latency["algorithmic_ms"] - report["results"][1]["frame_ms_p95"]
@@ -103,16 +105,18 @@ def test_a_slow_row_measures_at_least_ten_frames_then_stops_at_its_time_limit():
     assert plan.measured([1500.0] * 10) and plan.measured([20.0] * 100) and not plan.measured([20.0] * 99)
 
 
-def fake_run(frame_ms: float, spread: float, seed: int, warmup: int = 3, frames: int = 50) -> dict:
+def fake_run(frame_ms: float, spread: float, seed: int, warmup: int = 3, frames: int = 50, others: float = 0.01
+             ) -> dict:
     """summarise() of a run whose measured frames take `frame_ms` with +-`spread` relative noise."""
     intervals = [400.0] * warmup + jitter(frames, frame_ms, seed, spread)
     stamps = np.concatenate([[0.0], np.cumsum(intervals) / 1e3])
     log = FrameLog(stamps=list(stamps), stages=[{"render": frame_ms / 2}] * len(stamps))
-    return {**summarise(log, warmup, 256), "warmup": {"frames": warmup, "seconds": 1.2, "settled": True}}
+    return {**summarise(log, warmup, 256), "warmup": {"frames": warmup, "seconds": 1.2, "settled": True},
+            "others_cpu": others}
 
 
 def test_repeats_are_reduced_to_the_median_with_their_spread():
-    runs = [fake_run(40.0, 0.01, 1), fake_run(50.0, 0.01, 2), fake_run(44.0, 0.01, 3)]  # 25, 20, 22.7 FPS
+    runs = [fake_run(40.0, 0.01, 1), fake_run(50.0, 0.01, 2, others=0.4), fake_run(44.0, 0.01, 3)]  # 25, 20, 22.7
     row = aggregate(runs)
     assert row["repeats"] == 3 and row["frames"] == 50
     assert row["fps"] == pytest.approx(1000 / 44.0, rel=0.01)  # the median run's, not the best
@@ -122,8 +126,20 @@ def test_repeats_are_reduced_to_the_median_with_their_spread():
     assert row["parts_ms"]["render"]["mean"] == pytest.approx(22.0)  # from the run of median FPS
     assert [r["fps"] for r in row["runs"]] == [r["fps"] for r in runs] and len(row["warmup"]) == 3
     assert row["frame_ms_p25"] < row["frame_ms_p50"] < row["frame_ms_p75"]
+    assert row["others_cpu"] == 0.4  # the busiest repeat: another program slowed one of them
     with pytest.raises(ValueError):
         aggregate([])
+
+
+def test_the_cpu_other_programs_took_is_told_apart_from_the_benchs_own():
+    start = CpuSample(wall_s=10.0, machine_s=100.0, own_s=50.0)
+    busy = CpuSample(wall_s=12.0, machine_s=103.0, own_s=51.8)  # 3 CPU s in 2 s on 2 cores; the bench used 1.8
+    assert others_share(start, busy, cores=2) == pytest.approx(0.3)
+    quiet = CpuSample(wall_s=12.0, machine_s=101.8, own_s=51.8)
+    assert others_share(start, quiet, cores=2) == 0.0
+    assert others_share(None, quiet, cores=2) is None and others_share(quiet, quiet, cores=2) is None
+    now = cpu_sample()
+    assert now is None or now.machine_s >= now.own_s > 0
 
 
 def test_full_quality_and_the_fast_setting_get_a_row_each_where_they_differ():
