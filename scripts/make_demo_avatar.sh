@@ -16,7 +16,8 @@ mkdir -p "$work"
 
 # Held-out speech in a voice the avatar never heard, for the audio-driven half of the report.
 "$syncanim" synth "$work/heldout" --seconds 40 --seed 99 --voice en-gb-x-gbclan+m4 --size 128
-"$syncanim" eval "$work/avatar" --data "$work/data" -o "$work/avatar/report" --audio "$work/heldout/audio.wav"
+"$syncanim" eval "$work/avatar" --data "$work/data" -o "$work/avatar/report" --audio "$work/heldout/audio.wav" \
+    --cross-audio "$root"/assets/audio/*.wav
 
 # What ships: the models, their training logs, each stage's last validation image and the report (not the
 # resumable state, nor the earlier validation images).
