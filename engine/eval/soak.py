@@ -6,8 +6,8 @@ socket every few seconds, sample its memory, then measure audio/video drift in t
 
 Memory: the engine's resident set (VmRSS from /proc/PID/status, no psutil) every `sample_s`; growth after warm-up is
 the median of the last minute against the median of the first minute after warm-up. Frame times: the engine's
-`status` every `sample_s` gives the work of its last 300 frames (p50, p99, max); the report keeps each window. Drift: the recording's stream
-lengths (PyAV), and the offset between known markers heard and seen: every `marker_every_s` an interrupting `say` of
+`status` every `sample_s` gives the work of its last 300 frames (p50, p99, max); the report keeps each window.
+Drift: the recording's stream lengths (PyAV), and the offset between known markers heard and seen: every `marker_every_s` an interrupting `say` of
 a 1 kHz tone with the caption MARKER_TEXT; its sound onset is found in the audio track and its caption onset in the
 frames, each by its timestamp. A kiosk that keeps sound and picture together gives offsets in [0, 1 frame) (the
 caption shows for the frame in which its speech starts) from the first marker to the last.
