@@ -14,7 +14,8 @@ def test_psnr_of_a_known_noise_level():
     grey = np.full((8, 8, 3), 100, np.uint8)
     assert metrics.psnr(grey + 10, grey) == pytest.approx(20 * math.log10(255 / 10))  # uint8 is scaled by 255
     noise = np.random.default_rng(0).normal(0.0, 0.05, (256, 256, 3))
-    assert metrics.psnr(0.5 + noise, np.full_like(noise, 0.5)) == pytest.approx(-20 * math.log10(0.05), abs=0.1)  # 26.0 dB
+    expected = -20 * math.log10(0.05)  # 26.0 dB
+    assert metrics.psnr(0.5 + noise, np.full_like(noise, 0.5)) == pytest.approx(expected, abs=0.1)
     assert metrics.psnr(truth, truth) == math.inf
     batch = np.stack([truth + checker, truth + 2 * checker])  # 20 dB and 20 - 20 log10(2) dB
     assert metrics.psnr(batch, np.stack([truth, truth])) == pytest.approx(20.0 - 10 * math.log10(2))
