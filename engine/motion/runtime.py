@@ -268,8 +268,8 @@ class MotionRuntime:
     def show_blink(self, memory: MotionMemory, expr: np.ndarray) -> None:
         """Shut the eyelids of `expr` [K] (in place) as far as the avatar's own blinks do, along BLINK_PROFILE from
         each onset the syncer signals. A syncer hears when a blink is likely, not how deep it is: its blink peaks
-        spread over half to all of the avatar's range, and the head renders half a blink as an open eye (on a real
-        face 28 blinks commanded in 90 s showed as 9). What is fed back to the syncers stays their own output."""
+        spread over half to all of the avatar's range, and the head renders half a blink as an open eye. What is fed
+        back to the syncers stays their own output."""
         if memory.blink_shown is None or self.blink_peak is None:
             return
         times, shares = zip(*BLINK_PROFILE, strict=True)
