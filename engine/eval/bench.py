@@ -205,6 +205,7 @@ def summarise(log: FrameLog, warmup: int, size: int) -> dict[str, Any]:
         parts[part] = percentiles(per_frame)
     return {
         "size": size, "frames": int(len(intervals)), "fps": 1000.0 / frame["mean"],
+        "frame_ms": [round(float(ms), 2) for ms in intervals],
         "frame_ms_p25": frame["p25"], "frame_ms_p50": frame["p50"], "frame_ms_p75": frame["p75"],
         "frame_ms_p95": frame["p95"], "frame_ms_p99": frame["p99"], "frame_ms_mean": frame["mean"], "parts_ms": parts,
     }
@@ -218,7 +219,7 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
         raise ValueError("aggregate() needs at least one run")
     fps = [r["fps"] for r in runs]
     middle = sorted(runs, key=lambda r: r["fps"])[(len(runs) - 1) // 2]
-    row = {key: value for key, value in middle.items() if key not in ("warmup",)}
+    row = {key: value for key, value in middle.items() if key not in ("warmup", "frame_ms")}
     for key in ("fps", "frame_ms_p25", "frame_ms_p50", "frame_ms_p75", "frame_ms_p95", "frame_ms_p99",
                 "frame_ms_mean"):
         row[key] = float(statistics.median(r[key] for r in runs))
@@ -227,7 +228,8 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
     row.update(repeats=len(runs), fps_min=min(fps), fps_max=max(fps), frame_ms_p50_min=min(p50),
                frame_ms_p50_max=max(p50), warmup=[r.get("warmup") for r in runs],
                others_cpu=max(others) if others else None,
-               runs=[{key: r.get(key) for key in ("fps", "frame_ms_p50", "warmup", "others_cpu")} for r in runs])
+               runs=[{key: r.get(key) for key in ("fps", "frame_ms_p50", "warmup", "others_cpu", "frame_ms")}
+                     for r in runs])
     return row
 
 
