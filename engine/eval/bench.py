@@ -486,18 +486,18 @@ def quality_cell(r: dict[str, Any]) -> str:
         return "no avatar"
     quality = "full" if used["head_scale"] >= 1.0 else f"fast x{used['head_scale']:g}"
     precision = {"float32": "fp32", "bfloat16": "bf16"}.get(used["precision"], used["precision"])
-    return f"{quality} {precision} [{', '.join(used['asked'])}]"
+    return f"{quality} {precision} [{','.join(used['asked'])}]"
 
 
 def warmup_cell(r: dict[str, Any]) -> str:
-    """Warm-up frames and seconds of a row (median over repeats), '!' where one did not settle."""
+    """Warm-up frames and seconds of a row (median over repeats), '!N' where N repeats did not settle."""
     warmups = [w for w in r.get("warmup", []) if w]
     if not warmups:
         return "-"
     frames = statistics.median(w["frames"] for w in warmups)
     seconds = statistics.median(w["seconds"] for w in warmups)
     unsettled = sum(not w["settled"] for w in warmups)
-    return f"{frames:.0f} / {seconds:.1f} s" + (f" !{unsettled}" if unsettled else "")
+    return f"{frames:.0f} {seconds:.1f}s" + (f" !{unsettled}" if unsettled else "")
 
 
 def frame_table(report: dict[str, Any]) -> Any:
@@ -507,13 +507,14 @@ def frame_table(report: dict[str, Any]) -> Any:
     repeats = report.get("repeat", 1)
     table = Table(title=f"whole frames ({machine_['cpu']}, {machine_['cores']} cores, {report['device']}); "
                         f"median of {repeats} run{'s' if repeats > 1 else ''} per row")
-    for column in ("size", "framing", "quality [asked]", "FPS", "FPS min..max", "p50 ms", "p25..p75 ms", "p95 ms",
-                   "p99 ms", "warm-up", "others"):
-        table.add_column(column, justify="left" if column.startswith(("framing", "quality")) else "right")
+    for column in ("size", "framing", "quality [asked]", "FPS", "FPS range", "p50 ms", "IQR ms", "p95 ms", "p99 ms",
+                   "warm-up", "others"):
+        table.add_column(column, justify="left" if column.startswith(("framing", "quality")) else "right",
+                         no_wrap=True)
     for r in report["results"]:
         table.add_row(f"{r['size']}", r.get("framing") or "scene's", quality_cell(r), f"{r['fps']:.1f}",
                       f"{r['fps_min']:.1f}..{r['fps_max']:.1f}", f"{r['frame_ms_p50']:.1f}",
-                      f"{r['frame_ms_p25']:.1f}..{r['frame_ms_p75']:.1f}", f"{r['frame_ms_p95']:.1f}",
+                      f"{r['frame_ms_p25']:.0f}..{r['frame_ms_p75']:.0f}", f"{r['frame_ms_p95']:.1f}",
                       f"{r['frame_ms_p99']:.1f}", warmup_cell(r),
                       "-" if r.get("others_cpu") is None else f"{100 * r['others_cpu']:.0f}%")
     return table

@@ -57,9 +57,10 @@ class BenchConfig:
     """Square canvas sizes in pixels, in the order they run: `--sizes 128 256 512` or `--sizes 128,256,512`."""
     seconds: float = 4.0
     """Engine seconds measured per row and repeat (frames = seconds x fps), after the warm-up."""
-    measure_max_s: float = 10.0
+    measure_max_s: float = 20.0
     """Wall seconds after which a slow row stops measuring before --seconds are in (it keeps at least 10 frames,
-    MIN_MEASURED): full quality at 512x512 on a CPU takes over a second a frame."""
+    MIN_MEASURED): full quality at 512x512 on a 2-core CPU takes 0.6 s a frame. On that CPU frame times come in
+    spells of a few seconds (IQR 250..330 ms at 512x512); 10 s put two runs of one row 34% apart, 20 s 11%."""
     warmup_window_s: float = WarmupRule.window_s
     """Warm-up: wall seconds of frames per window; a row is measured once the median frame time of the last window
     is within --warmup-tolerance of the window before it (a steady row warms up for two windows)."""
