@@ -8,7 +8,8 @@ sampled every 5 s, and audio/video drift measured in the recording at the end (s
 
 Writes OUT_DIR/soak.json (every sample, message and marker), OUT_DIR/soak.png (memory over time with the warm-up
 marked, and the marker offsets), OUT_DIR/kiosk.mp4 and OUT_DIR/engine.log; prints the memory growth after warm-up
-and the drift. Needs espeak-ng (apt install espeak-ng). The engine mostly waits: run it under `nice -n 10`.
+and the drift, the frame times and the fuzzing's count (--fuzz). Needs espeak-ng (apt install espeak-ng). With an
+avatar the engine renders all the time: other work on the machine shows in its frame times.
 """
 from __future__ import annotations
 
