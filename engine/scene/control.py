@@ -156,6 +156,13 @@ class ControlServer:
         with self._status_lock:
             return dict(self._status)
 
+    def status_reply(self) -> dict[str, Any]:
+        """The latest status as a client gets it: the frame times summed up here, on the connection's thread, not
+        every frame on the frame loop's."""
+        status = self.status()
+        status["frame_ms"] = summarise_frame_times(status.get("frame_ms", ()))
+        return status
+
     # one message --------------------------------------------------------------------------------
     def handle(self, body: bytes | bytearray, session: _Session | None = None) -> tuple[dict[str, Any], bool | None]:
         """Answer one message body (a bytearray is emptied once unpacked); (reply, whether the token was right: None
@@ -199,7 +206,7 @@ class ControlServer:
             raise ProtocolError(f"unknown message type {kind!r}; types: {', '.join(SCHEMAS)}")
         fields = validate_fields(kind, message)
         if kind == "status":
-            return {"ok": True, "id": message_id, **self.status()}
+            return {"ok": True, "id": message_id, **self.status_reply()}
         self.check_names(fields)
         request = ControlRequest(kind, fields, id=message_id)
         reply: dict[str, Any] = {"ok": True, "id": message_id, "queued": True}
@@ -659,15 +666,19 @@ def publish_status(world: World, server: ControlServer) -> None:
     })
 
 
-def recent_frame_times(world: World) -> dict[str, float]:
-    """The work of the last frames (up to 300, 12 s at 25 fps), without the wait for the next one: a frame loop
-    falling behind its rate shows here first."""
+def recent_frame_times(world: World) -> tuple[float, ...]:
+    """The work (ms) of the last frames (up to 300, 12 s at 25 fps), without the wait for the next one."""
     from engine.app import SystemTimings
 
     timings = world.get_resource(SystemTimings)
-    if timings is None or not timings.frame_ms:
+    return tuple(timings.frame_ms) if timings is not None else ()
+
+
+def summarise_frame_times(times: tuple[float, ...]) -> dict[str, float]:
+    """p50, p99 and max of frame times (ms) and their count: a frame loop falling behind its rate shows here first."""
+    if not times:
         return {}
-    recent = np.fromiter(timings.frame_ms, np.float64)
+    recent = np.asarray(times, np.float64)
     p50, p99 = np.percentile(recent, [50, 99])
     return {"frames": len(recent), "p50": round(float(p50), 2), "p99": round(float(p99), 2),
             "max": round(float(recent.max()), 2)}
