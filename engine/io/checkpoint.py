@@ -7,6 +7,7 @@ with a message naming the file, both values and how to fix it.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -92,6 +93,16 @@ def check_metadata(metadata: dict[str, Any], expect: dict[str, Any], path: Path,
         listed = "; ".join(f"{key}: checkpoint has {stored!r}, expected {wanted!r}" for key, stored, wanted in found)
         advice = fix or ("Use settings that match the checkpoint, or re-train it with the settings you run with.")
         raise CheckpointMismatchError(f"{path} does not match what it is loaded for ({listed}). {advice}")
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's content, read in 1 MB chunks (weight files run to 90 MB): which weights a result
+    came from."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _existing(path: str | os.PathLike) -> Path:

@@ -7,7 +7,6 @@ inverts through (pose_norm, expr_norm): the calibrated file is an ordinary motio
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -17,7 +16,7 @@ import numpy as np
 import torch
 
 from engine.audio.features import FeatureSpec
-from engine.io.checkpoint import save_checkpoint
+from engine.io.checkpoint import file_sha256, save_checkpoint
 from engine.motion.config import BLINK_CHANNELS, SyncerDims, TrainUniversalConfig, UniversalOptions, universal_preset
 from engine.motion.data import blink_onsets, blink_signal, blink_threshold, blink_timing
 from engine.motion.emotion_syncer import AudioEmotionSyncer
@@ -135,7 +134,7 @@ def calibrate_universal(universal_dir: Path, data_dir: Path, avatar_dir: Path) -
     norms = calibrated_norms(universal, stats)
     metadata = _calibrated_metadata(universal, norms, stats, expr, pose, names, meta.val_start, meta.fps)
     metadata["calibration"] = {"universal": {"path": str(motion_path(universal_dir).resolve()),
-                                             "sha256": _sha256(motion_path(universal_dir))},
+                                             "sha256": file_sha256(motion_path(universal_dir))},
                                "data": str(data_dir), "avatar_stats": stats}
     spec = FeatureSpec.from_dict(universal["features"])
     pose_net, emotion_net = build_syncers(spec, SyncerDims(**universal["dims"]), names)
@@ -169,11 +168,3 @@ def _calibrated_metadata(universal: dict[str, Any], norms: dict, stats: dict, ex
         "training": {"calibrated_from": "universal", "universal_training": universal["training"]},
     })
     return metadata
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
