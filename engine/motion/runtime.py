@@ -26,6 +26,7 @@ MEL_SPEECH_LEVEL = 0.5
 """The speech-level cut of mel models trained before it was calibrated (pauses sit at 0, speech at 1.7-1.9)."""
 SETTLE_S = 2.0  # seconds of silence a zero-shot avatar settles through before it is first shown
 Mode = Literal["one_shot", "zero_shot"]
+BLINK_TIMES, BLINK_SHARES = (np.array(column) for column in zip(*BLINK_PROFILE, strict=True))
 
 
 @dataclass
@@ -272,10 +273,9 @@ class MotionRuntime:
         back to the syncers stays their own output."""
         if memory.blink_shown is None or self.blink_peak is None:
             return
-        times, shares = zip(*BLINK_PROFILE, strict=True)
-        share = float(np.interp(memory.blink_shown, times, shares, right=0.0))
+        share = float(np.interp(memory.blink_shown, BLINK_TIMES, BLINK_SHARES, right=0.0))
         expr[self._blink_channels] = np.maximum(expr[self._blink_channels], share * self.blink_peak)
-        memory.blink_shown = memory.blink_shown + 1.0 / self.fps if memory.blink_shown < times[-1] else None
+        memory.blink_shown = memory.blink_shown + 1.0 / self.fps if memory.blink_shown < BLINK_TIMES[-1] else None
 
     def speaking(self, windows: torch.Tensor) -> np.ndarray:
         """[N] bool: the current frame of each window [N, W, D] (finite) holds speech, by the calibrated cut."""
