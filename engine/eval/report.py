@@ -33,9 +33,9 @@ MIN_FACE_FRACTION = 0.5
 """Measures from MediaPipe on frames are reported only when a face was found on at least this share of frames."""
 
 UNAVAILABLE = {
-    "LPIPS": "needs engine.eval.perceptual with the LPIPS (AlexNet) weights installed; nothing is downloaded at run "
+    "LPIPS": "needs engine.perceptual with the LPIPS (AlexNet) weights installed; nothing is downloaded at run "
              "time",
-    "FID": "needs engine.eval.perceptual with the Inception-v3 weights installed; nothing is downloaded at run time",
+    "FID": "needs engine.perceptual with the Inception-v3 weights installed; nothing is downloaded at run time",
     "SyncScore (LSE-C, LSE-D)": "needs the SyncNet lip-sync expert's weights (Wav2Lip's syncnet_v2), not available "
                                 "offline; audio_driven.lip_sync_corr is the proxy",
     "AUE": "needs an action-unit detector's weights (OpenFace 2.0 or similar), not available offline; "

@@ -1,9 +1,22 @@
-"""Losses and image metrics of NeRF training: photometric L2 (Eq. 9), SSIM for the lip term (Eq. 15), PSNR."""
+"""Losses and image metrics of NeRF training: photometric L2 (Eq. 9), the lip term of Eq. 15 (LPIPS, or SSIM
+where LPIPS's weights are missing), PSNR."""
 from __future__ import annotations
 
+import logging
 import math
+from typing import Callable
 
 import torch
+
+from engine.perceptual import LPIPS_MIN_SIZE, LPIPSLoss, WeightsUnavailable
+
+log = logging.getLogger(__name__)
+
+LIP_WEIGHTS = {"lpips": 0.01, "ssim": 0.2}
+"""lambda of Eq. 15 per lip term (LPIPS: the public reference code's; SSIM: this engine's before LPIPS was
+available)."""
+
+LipTerm = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def photometric(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
@@ -37,6 +50,26 @@ def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5)
     c1, c2 = 0.01**2, 0.03**2
     score = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
     return score.mean()
+
+
+def lip_term(choice: str, patch: int, device) -> tuple[str, LipTerm]:
+    """Eq. 15's term on two lip patches [P, P, 3] in [0, 1], and its name: 'lpips' (AlexNet LPIPS) or 'ssim'
+    (1 - SSIM). `choice` 'auto' takes LPIPS where it can (its weights installed, P >= 31) and says why not otherwise;
+    'lpips' raises where it cannot, naming the fix."""
+    if choice not in ("auto", "lpips", "ssim"):
+        raise ValueError(f"lip_loss {choice!r}: use 'auto', 'lpips' or 'ssim'")
+    if choice != "ssim":
+        try:
+            if patch < LPIPS_MIN_SIZE:
+                raise ValueError(f"the lip patch is {patch} px a side and LPIPS needs at least {LPIPS_MIN_SIZE} "
+                                 "(a larger lip_patch)")
+            network = LPIPSLoss().to(device)
+            return "lpips", lambda a, b: network(a.permute(2, 0, 1)[None], b.permute(2, 0, 1)[None])
+        except (WeightsUnavailable, ValueError) as error:
+            if choice == "lpips":
+                raise
+            log.info("lips stage: 1 - SSIM on the lip patch instead of LPIPS: %s", error)
+    return "ssim", lambda a, b: 1.0 - ssim(a, b)
 
 
 def psnr(pred: torch.Tensor, target: torch.Tensor) -> float:

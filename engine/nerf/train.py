@@ -4,8 +4,9 @@ AVATAR_DIR/nerf.safetensors, validation images and a log; resumable from AVATAR_
 Stage 1 (body) fits the upper-body field over the background plate on pixels outside the head mask. Stage 2
 (head) fits the head field in front of the frozen upper body, half of the rays on the head's bounding box and
 shares of the rest on the brows and eyes, where the expression channels show, and on the lips.
-Stage 3 (lips) alternates such steps with a lip patch (L2 + lambda (1 - SSIM), Eq. 15). Every step renders one
-training frame with its true pose, blendshapes and speech-feature window (as tracked by preprocess).
+Stage 3 (lips) alternates such steps with a lip patch (L2 + lambda LPIPS, Eq. 15; 1 - SSIM without LPIPS's
+weights). Every step renders one training frame with its true pose, blendshapes and speech-feature window (as
+tracked by preprocess).
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from engine.data.dataset import HEAD, TORSO
 from engine.io.atomic import atomic_path
 from engine.nerf.avatar import AvatarModel, AvatarSpec, render_rays, save_avatar, tighten_grid
 from engine.nerf.camera import FramingRange, Intrinsics
-from engine.nerf.losses import photometric, psnr, ssim
+from engine.nerf.losses import LIP_WEIGHTS, lip_term, photometric, psnr
 from engine.nerf.tcnn import TcnnUnavailable, fuse_mlps, resolve_backend, unfuse_mlps
 from engine.nerf.torso_motion import TorsoMotion, measure_torso_motion
 from engine.nerf.train_config import NERF_FILE, NerfDims, TrainNerfConfig
@@ -307,6 +308,8 @@ class _Trainer:
         self.hull: torch.Tensor | None = None
         train = torch.as_tensor(data.train, device=data.expression.device)
         self.head_weights = rare_expression_weights(data.expression[train], config.rare_expression_boost).cpu()
+        self.lip_loss, self.lip_term = lip_term(config.lip_loss, config.lip_patch, device)
+        self.lip_weight = LIP_WEIGHTS[self.lip_loss] if config.lip_weight is None else config.lip_weight
 
     def carve(self) -> None:
         """Restrict the occupancy grid to the head's visual hull (before the head stages and after each update)."""
@@ -368,7 +371,7 @@ class _Trainer:
         loss = photometric(out["rgb"], target) + cfg.mask_weight * ((out["head_opacity"] - head) ** 2).mean()
         if lip_step:
             p = cfg.lip_patch
-            return loss + cfg.lip_weight * (1.0 - ssim(out["rgb"].view(p, p, 3), target.view(p, p, 3)))
+            return loss + self.lip_weight * self.lip_term(out["rgb"].view(p, p, 3), target.view(p, p, 3))
         if not self.model.head.hears:
             return loss
         return loss + cfg.ambient_weight * self.ambient(frame, pixels, out)
@@ -690,5 +693,6 @@ def train_nerf(config: TrainNerfConfig) -> Path:
         grid = fit_render_grid(model, data, config.render_grid_alphas)
     return save_avatar(config.avatar_dir / NERF_FILE, model,
                        {"val_psnr": trainer.scores, "mlp_backend": mlp_backend, "render_grid": grid,
+                        "lip_loss": {"term": trainer.lip_loss, "weight": trainer.lip_weight},
                         "config": json.loads(json.dumps(asdict(config), default=str)),
                         "features": feature_spec_dict(config.audio, float(Dataset(config.data).meta.fps))})

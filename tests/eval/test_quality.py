@@ -1,13 +1,14 @@
 """LPIPS and FID in the eval report (engine.eval.quality), on the real networks and weights: lip boxes and crops,
 lip LPIPS that sees the lips only, FID on at most FID_MAX_FRAMES evenly spaced frames a side, and 'unavailable' with
-the reason when engine.eval.perceptual or its weights are missing."""
+the reason when engine.perceptual or its weights are missing."""
 import sys
 
 import numpy as np
 import pytest
 from skimage import data
 
-from engine.eval import metrics, perceptual, quality
+from engine import perceptual
+from engine.eval import metrics, quality
 from engine.eval.quality import evenly_spaced, fid_set, lip_boxes, lip_crops, measure_fid, measure_lpips
 from engine.eval.report import still_unavailable
 
@@ -74,13 +75,13 @@ def test_the_truth_side_crops_its_own_lip_box(eval_weights):
 
 
 def test_a_missing_perceptual_module_gives_unavailable_with_the_reason(monkeypatch):
-    monkeypatch.setitem(sys.modules, "engine.eval.perceptual", None)  # import fails as if the file did not exist
+    monkeypatch.setitem(sys.modules, "engine.perceptual", None)  # import fails as if the file did not exist
     truth = _faces(2)
     lpips = measure_lpips(truth, truth, lip_boxes(_lips_at(2, (32.0, 32.0), 8.0), SIZE))
     fid = measure_fid(truth, truth, "truth")
     assert lpips["lpips"] is None and lpips["lpips_lips"] is None and fid["fid"] is None
-    assert "engine.eval.perceptual cannot be imported" in lpips["lpips_unavailable"]
-    assert "engine.eval.perceptual cannot be imported" in fid["fid_unavailable"]
+    assert "engine.perceptual cannot be imported" in lpips["lpips_unavailable"]
+    assert "engine.perceptual cannot be imported" in fid["fid_unavailable"]
     listed = still_unavailable([{**lpips, **fid}])
     assert listed["LPIPS"] == lpips["lpips_unavailable"] and listed["FID"] == fid["fid_unavailable"]
 

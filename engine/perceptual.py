@@ -1,4 +1,5 @@
-"""Offline perceptual metrics: LPIPS (AlexNet, v0.1, the paper's) and FID (Inception-v3 pool features), in torch.
+"""Offline perceptual networks: LPIPS (AlexNet, v0.1, the paper's) and FID (Inception-v3 pool features), in torch,
+for the eval's metrics and the lips stage's loss (Eq. 15).
 
 Stable names other modules import (keep them): `WeightsUnavailable`, `lpips_distance`, `LPIPSLoss`, `fid`,
 `weights_status`, and `inception_features`, `frechet_distance`, `weights_dir`, `WEIGHT_FILES`.

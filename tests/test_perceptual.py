@@ -17,13 +17,13 @@ from scipy import linalg
 from scipy.ndimage import gaussian_filter
 from skimage import data
 
-from engine.eval import perceptual
-from engine.eval.perceptual import (
+from engine import perceptual
+from engine.perceptual import (
     ALEXNET, INCEPTION, LPIPS_HEADS, LPIPSLoss, WeightsUnavailable, fid, frechet_distance, inception_features,
     lpips_distance, weights_status,
 )
 
-SCRIPT = Path(__file__).parents[2] / "scripts" / "fetch_eval_weights.py"
+SCRIPT = Path(__file__).parents[1] / "scripts" / "fetch_eval_weights.py"
 # pyiqa's sdist ships five TID2013 pairs and the LPIPS (alex, v0.1) values the original package gives them.
 CALIBRATION = "pyiqa==0.1.16"
 

