@@ -22,8 +22,10 @@ class EvalConfig:
     out: Annotated[Optional[Path], tyro.conf.arg(aliases=("-o",), metavar="REPORT_DIR")] = None
     """Where report.json, report.md, the plots and the side-by-side mp4 are written."""
     audio: Optional[Path] = None
-    """Drive the audio-driven run with this speech file (wav, flac, mp3) instead of the validation audio; then
-    there is no truth for it, and the lip-sync proxy uses the speech envelope."""
+    """Drive the audio-driven run with this speech file (wav, flac, mp3) instead of the validation audio. A video
+    of someone speaking (mp4 with sound, such as a `syncanim synth` clip) gives lip sync against the speaker's own
+    mouth (MediaPipe's opening on both); a sound file, against the speech envelope (a proxy that rewards a mouth
+    following loudness: the report shows what a speaker's own mouth scores on it)."""
     cross_audio: tuple[Path, ...] = ()
     """More speech files, each driving the avatar once more: one row each in report.md's cross-audio table (lip
     sync, mouth, blinks, head motion), beside the main audio-driven run. Each costs a run of its length."""

@@ -265,6 +265,18 @@ def paired_measures(config: EvalConfig, renders: list[np.ndarray], truth: list[n
     return explain(result, {"lmd": no_face, "ear_error": no_face})
 
 
+def mouth_corr_ceiling(truth: list[np.ndarray], truth_open: np.ndarray, fps: float, face_model: Path | None,
+                       progress: bool) -> float | None:
+    """The correlation of the truth frames' mouth opening with MediaPipe's on the same frames moved by half a pixel:
+    how far the measurement's own noise lets any render's mouth follow the truth's on these frames (near 1 where the
+    mouth moves; far lower where it barely does, as in a held-out stretch of silence)."""
+    from scipy import ndimage
+
+    moved = [ndimage.shift(frame, (0.5, 0.5, 0), order=1, mode="nearest") for frame in truth]
+    again = metrics.mouth_opening(track_faces(moved, fps, face_model, "truth moved", progress).landmarks)
+    return metrics.correlation(again, truth_open)
+
+
 def reconstruct(config: EvalConfig, renderer, dataset, frames_idx: np.ndarray, windows: np.ndarray,
                 face_model: Path | None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Render the validation frames with their true pose, expression and audio windows; returns (metrics, arrays)."""
@@ -289,6 +301,7 @@ def reconstruct(config: EvalConfig, renderer, dataset, frames_idx: np.ndarray, w
     boxes = lip_boxes(tracks.landmarks2d[frames_idx] * (config.size / dataset.meta.size), config.size)
     truth_open = metrics.mouth_opening(truth_faces.landmarks)
     render_open = metrics.mouth_opening(render_faces.landmarks)
+    found = int(np.isfinite(truth_open).sum())
     truth_ear = metrics.eye_aspect_ratio(truth_faces.landmarks)
     render_ear = metrics.eye_aspect_ratio(render_faces.landmarks)
     pose_error = np.abs(render_faces.pose - truth_faces.pose)
@@ -300,6 +313,8 @@ def reconstruct(config: EvalConfig, renderer, dataset, frames_idx: np.ndarray, w
         **perceptual_fid(config, renders, fid_truth, f"the {len(truth)} validation frames"),
         "faces_found_truth": int(truth_faces.found.sum()), "faces_found_render": int(render_faces.found.sum()),
         "mouth_open_corr": metrics.correlation(render_open, truth_open),
+        "mouth_open_corr_ceiling": mouth_corr_ceiling(truth, truth_open, fps, face_model, config.progress),
+        "mouth_open_std_truth": float(np.std(truth_open[np.isfinite(truth_open)])) if found >= 2 else None,
         "eye_open_corr": metrics.correlation(render_ear, truth_ear),
         "blink_depth": metrics.blink_depth(render_ear, truth_ear),
         "mouth_depth": metrics.mouth_depth(render_open, truth_open),
@@ -644,6 +659,7 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
     from engine.data.dataset import Dataset
     from engine.eval.bench import machine
     from engine.eval.report_md import render_markdown
+    from engine.eval.speaker import has_video, speaker_figures, speaker_opening
     from engine.eval.table1 import table1_rows
     from engine.nerf.kernels.runtime import init_taichi
     from engine.nerf.render import AvatarRenderer
@@ -685,6 +701,9 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
             truth = {"euler_deg": tracks.euler_deg[val], "blendshapes": tracks.blendshapes[val],
                      "names": tracks.blendshape_names, "faces": arrays["truth_faces"]}
         driven_result, curves, driven, faces = run_audio_driven(config, avatar, renderer, audio, fps, rate, truth)
+        if heard is not None and has_video(config.audio):
+            speaker = speaker_opening(config.audio, fps, len(curves["opening"]), config.face_model)
+            driven_result.update(speaker_figures(curves["opening"], speaker, curves["envelope"], curves["speech"]))
         driven_against_truth(config, driven_result, driven, faces, arrays, paired=truth is not None)
         files.update(write_figures(out, curves, fps))
         if config.video and heard is not None:

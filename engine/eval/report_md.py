@@ -83,8 +83,10 @@ def _reconstruction(r: dict[str, Any]) -> list[str]:
         lines += [f"LPIPS lips: the lip box of the dataset's tracks (the lips' extent and a quarter more on each "
                   f"side) on both frames, resized to {r.get('lpips_lip_side')} px, over {r['lpips_lip_frames']} "
                   "frames.", ""]
-    lines += [f"The renders' mouth opening follows the truth's with correlation {fmt(r.get('mouth_open_corr'))}, "
-              f"their eye aspect ratio with {fmt(r.get('eye_open_corr'))}; closed eyes render "
+    lines += [f"The renders' mouth opening follows the truth's with correlation {fmt(r.get('mouth_open_corr'))} "
+              f"(MediaPipe's own noise allows about {fmt(r.get('mouth_open_corr_ceiling'))} on these frames: the truth "
+              f"measured again half a pixel over; the truth's opening varies by std "
+              f"{fmt(r.get('mouth_open_std_truth'), 4)} of the face height), their eye aspect ratio with {fmt(r.get('eye_open_corr'))}; closed eyes render "
               f"{fmt(r.get('blink_depth'), 2)} of the truth's depth (1: as deep, 0: open); the widest-open mouths "
               f"(the truth's top 10%) open {fmt(r.get('mouth_depth'), 2)} as wide as the truth's (1: as wide).", ""]
     if r.get("pose_div_rendered") is not None:
@@ -128,6 +130,9 @@ def _audio_driven(a: dict[str, Any], truth: dict[str, Any]) -> list[str]:
     if truth:
         rows.append(["truth", None, truth["lip_sync_corr_envelope"], truth["mouth_open_speech"],
                      truth["mouth_open_silence"]])
+    if speaker := a.get("speaker"):
+        rows.append(["speaker (the --audio video)", None, speaker["lip_sync_corr_envelope"],
+                     speaker["mouth_open_speech"], speaker["mouth_open_silence"]])
     lines += table(["", "lip-sync corr ↑", "corr with envelope", "mouth open, speech", "mouth open, silence"], rows)
     lines += [f"lip-sync corr: correlation of the rendered mouth opening with the {a['lip_sync_reference']}.", ""]
     if a.get("mouth_above_rest"):

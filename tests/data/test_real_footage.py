@@ -68,3 +68,18 @@ def test_a_short_training_run_renders_a_face_mediapipe_finds(real_data, tmp_path
               for t in real_data.val_indices]
     faces = track_faces(frames, real_data.meta.fps, None, "real", progress=False)
     assert faces.found.all(), f"MediaPipe found a face in {int(faces.found.sum())} of {len(frames)} renders"
+
+
+def test_the_mouth_measures_noise_ceiling_is_high_where_the_mouth_moves_and_low_where_it_is_still(real_data):
+    from engine.eval import metrics
+    from engine.eval.report import mouth_corr_ceiling, track_faces
+
+    def ceiling(frames):
+        opening = metrics.mouth_opening(track_faces(frames, 25.0, None, "truth", False).landmarks)
+        return mouth_corr_ceiling(frames, opening, 25.0, None, False)
+
+    frames = list(real_data.frames(np.arange(real_data.meta.frames)))
+    noise = np.random.default_rng(0).normal(0.0, 3.0, (len(frames), *frames[0].shape))
+    still = list(np.clip(frames[0] + noise, 0, 255).astype(np.uint8))  # one frame, as a camera's noise varies it
+    assert ceiling(frames) > 0.95  # he smiles: the opening is measured far above MediaPipe's noise
+    assert ceiling(still) < 0.8
