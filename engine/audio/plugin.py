@@ -62,6 +62,18 @@ class AudioVoices:
     features: dict[str, FeatureRing] = field(default_factory=dict)
 
 
+def voice_features(world: World, entity, named: str | None = None) -> FeatureRing | None:
+    """The FeatureRing an avatar hears, by the one rule every reader follows: the voice `named` (its motion
+    controller's choice), else its Voice component's, else the first voice; None before any voice exists."""
+    voices = world.get_resource(AudioVoices)
+    if voices is None or not voices.features:
+        return None
+    if named is None:
+        voice = world.get(entity, Voice)
+        named = voice.name if voice is not None else next(iter(voices.features))
+    return voices.features.get(named)
+
+
 @dataclass
 class AudioDevices:
     """Resource: the open pyaudio handles (closed by the shutdown hook)."""

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from engine.audio.features import FeatureSpec
-from engine.audio.plugin import AudioVoices, Voice
+from engine.audio.plugin import voice_features
 from engine.ecs import Entity, Stage, World
 from engine.motion.components import MotionClock, MotionController, MotionModels, MotionState
 from engine.time import FixedTime
@@ -51,12 +51,7 @@ def _window(world: World, entity: Entity, controller: MotionController, time_s: 
             runtime: MotionRuntime) -> tuple[np.ndarray, int, bool]:
     """(window [W, D], frame, stale) for this avatar at `time_s`; silence (NaN, which the model reads as silence)
     when its voice has no features yet."""
-    voices = world.get_resource(AudioVoices)
-    name = controller.voice
-    if name is None:
-        voice = world.get(entity, Voice)
-        name = voice.name if voice is not None else next(iter(voices.features), None) if voices else None
-    ring = voices.features.get(name) if voices is not None and name is not None else None
+    ring = voice_features(world, entity, controller.voice)
     hit = ring.at(time_s) if ring is not None else None
     if hit is None:
         return np.full((runtime.spec.window_frames, runtime.spec.dim), np.nan, np.float32), -1, True

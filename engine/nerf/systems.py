@@ -94,13 +94,11 @@ class NerfAvatars:
 
 
 def _window(world: World, entity: Entity, time_s: float) -> np.ndarray | None:
-    from engine.audio.plugin import AudioVoices, Voice
+    from engine.audio.plugin import voice_features
+    from engine.motion.components import MotionController
 
-    voices = world.get_resource(AudioVoices)
-    if voices is None or not voices.features:
-        return None
-    voice = world.get(entity, Voice)
-    ring = voices.features.get(voice.name) if voice is not None else next(iter(voices.features.values()))
+    controller = world.get(entity, MotionController)
+    ring = voice_features(world, entity, controller.voice if controller is not None else None)
     hit = ring.at(time_s) if ring is not None else None
     return None if hit is None else np.array(hit[2], np.float32, copy=True)
 
