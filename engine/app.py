@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from engine.ecs import Schedule, Stage, World
-from engine.ecs.schedule import FRAME_STAGES, SystemFn
+from engine.ecs.schedule import FRAME_STAGES, Link, SystemFn
 from engine.time import FixedTime, MasterClock, Time
 
 log = logging.getLogger(__name__)
@@ -122,8 +122,8 @@ class App:
         fn: SystemFn,
         stage: Stage = Stage.UPDATE,
         *,
-        before: Iterable[SystemFn | str] = (),
-        after: Iterable[SystemFn | str] = (),
+        before: Iterable[Link] = (),
+        after: Iterable[Link] = (),
         run_if: Callable[[World], bool] | None = None,
         name: str | None = None,
     ) -> App:
@@ -147,6 +147,7 @@ class App:
         """Run the startup stage (done by the first update() if not called before)."""
         if self._started:
             return
+        self.schedule.check()
         self._started = True
         self._run_stage(Stage.STARTUP, strict=True)
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from engine.audio.features import FeatureSpec
 from engine.audio.plugin import voice_features
-from engine.ecs import Entity, Stage, World
+from engine.ecs import Entity, Stage, World, optional
 from engine.motion.components import MotionClock, MotionController, MotionModels, MotionState
 from engine.time import FixedTime
 
@@ -26,7 +26,7 @@ def motion_plugin(app: App) -> None:
     """Insert MotionModels and MotionClock; schedule load_motion (startup) and drive_motion (fixed 25 Hz)."""
     app.world.insert_resource(MotionModels())
     app.world.insert_resource(MotionClock())
-    app.add_system(load_motion, Stage.STARTUP, after=["engine.audio.plugin.open_audio"])
+    app.add_system(load_motion, Stage.STARTUP, after=[optional("engine.audio.plugin.open_audio")])
     app.add_system(drive_motion, Stage.FIXED_UPDATE)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from engine.ecs import Stage, World
+from engine.ecs import Stage, World, optional
 from engine.nerf.settings import NerfRenderSettings, NerfRuntimeSettings, RenderDevice
 
 if TYPE_CHECKING:
@@ -49,4 +49,4 @@ def nerf_plugin(app: App) -> None:
     world.insert_resource(AvatarRenderer("nerf"))
     app.add_system(start_taichi, Stage.STARTUP)
     app.add_system(extract_avatar_views, Stage.EXTRACT)
-    app.add_system(render_avatars, Stage.RENDER, before=["engine.scene.compose.compose_scene"])
+    app.add_system(render_avatars, Stage.RENDER, before=[optional("engine.scene.compose.compose_scene")])

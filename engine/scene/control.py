@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engine.ecs import Stage, World
+from engine.ecs import Stage, World, optional
 from engine.scene.control_settings import TOKEN_ENV, ControlSettings, parse_address
 from engine.scene.protocol import (
     MAX_TEXT, ControlRequest, FrameTooLarge, ProtocolError, TimedOut, Truncated, pack, read_frame, unpack,
@@ -689,7 +689,7 @@ def control_plugin(app: App) -> None:
     settings = app.world.get_resource(ControlSettings)
     if settings is None or settings.control is None:
         raise ValueError("control_plugin needs ControlSettings(control='127.0.0.1:PORT') inserted first")
-    app.add_system(start_control, Stage.STARTUP, after=["engine.audio.plugin.open_audio"])
+    app.add_system(start_control, Stage.STARTUP, after=[optional("engine.audio.plugin.open_audio")])
     app.add_system(drain_control, Stage.UPDATE)
     app.add_system(apply_control, Stage.UPDATE, after=[drain_control])
     app.add_system(publish_control_status, Stage.LAST)

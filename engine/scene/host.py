@@ -112,6 +112,7 @@ def build_tracked(app: App, path: Path, module: ModuleType | None = None,
             module = build_scene(app, path)
         else:
             build_module(app, module, path)
+        app.schedule.check()  # a scene's broken order link is refused with the scene, not at the next frame
     except BaseException:
         for name in _added_systems(app, before):  # a half-built scene leaves nothing behind
             app.schedule.remove(name)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from engine.ecs import Stage, World
+from engine.ecs import Stage, World, optional
 from engine.scene.components import Background, Captions
 from engine.scene.compose import compose_scene, extract_scene_view
 from engine.scene.framing import ease_framing, lay_out_avatars
@@ -32,7 +32,7 @@ def scene_plugin(app: App) -> None:
     app.add_plugin(display_plugin)  # the compositor writes its FrameImage and reads DisplaySettings
     app.world.insert_resource(Scripts())
     app.world.insert_resource(Captions())
-    app.add_system(run_scripts, Stage.UPDATE, after=["engine.scene.control.apply_control"])
+    app.add_system(run_scripts, Stage.UPDATE, after=[optional("engine.scene.control.apply_control")])
     app.add_system(ease_framing, Stage.UPDATE, after=[run_scripts])
     app.add_system(lay_out_avatars, Stage.POST_UPDATE)
     app.add_system(extract_scene_view, Stage.EXTRACT, run_if=_has_background)

@@ -144,3 +144,30 @@ def test_exit_request_is_seen_after_the_frame_and_shutdown_hooks_run_in_reverse(
     assert app.exit_reason == "done"
     app.shutdown()
     assert order == ["second registered", "first registered"]
+
+
+def test_a_link_to_no_system_is_refused_at_startup_and_an_optional_one_is_not():
+    from engine.ecs import UnknownSystemError, optional
+
+    app = App()
+    log = []
+    a, b = recorder(log, "a"), recorder(log, "b")
+    app.add_system(a, after=["engine.audio.plugin.open_audo"])  # a typo: its order would silently vanish
+    with pytest.raises(UnknownSystemError, match="open_audo.*is not scheduled.*optional"):
+        app.startup()
+    app = App()
+    app.add_system(b, after=[optional("engine.audio.plugin.open_audio"), optional(a)])  # neither plugin added
+    app.add_system(a)
+    app.update()
+    assert log == ["a", "b"]  # an optional link that is there orders as any other
+
+
+def test_a_link_across_stages_is_refused():
+    from engine.ecs import UnknownSystemError
+
+    app = App()
+    a, b = recorder([], "a"), recorder([], "b")
+    app.add_system(a, Stage.FIRST)
+    app.add_system(b, Stage.LAST, after=[a])
+    with pytest.raises(UnknownSystemError, match="is in stage first"):
+        app.startup()

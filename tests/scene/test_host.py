@@ -118,6 +118,17 @@ def test_a_build_that_raises_brings_the_previous_scene_back(hosted):
     assert not any(n.endswith("_d") for n in names)  # the half-built scene left no systems
 
 
+def test_a_scene_whose_order_link_names_nothing_is_refused_and_the_previous_one_runs(hosted):
+    app, path = hosted
+    save(path, SCENE.format(tag="f").replace("app.add_system(count_f)", "app.add_system(count_f, after=['greet_x'])"),
+         10)
+    step(app)
+    message = app.resource(Diagnostics).errors[RELOAD_SOURCE].message
+    assert "greet_x" in message and "not scheduled" in message
+    assert app.resource(Captions).slots["main"].text == "a" and counters(app)[0] > 0
+    assert not any(s.name.endswith("_f") for s in app.schedule.all_systems())
+
+
 def test_load_scene_switches_to_another_file(hosted, tmp_path):
     app, _ = hosted
     other = tmp_path / "other.py"
