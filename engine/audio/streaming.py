@@ -62,10 +62,6 @@ class FeatureStream:
         e = self.extractor
         return ((block + 1) * e.block_frames + e.right_frames - 1) * HOP + WIN
 
-    @property
-    def heard_samples(self) -> int:
-        return self._heard
-
     def push(self, samples: np.ndarray) -> None:
         """Append heard samples [n] (mono float32 at 16 kHz)."""
         if self.gate is not None:

@@ -79,11 +79,6 @@ def release_egl_context(ctx) -> None:
     egl.eglReleaseThread()
 
 
-def use_stepped_clock(app: App, fps: float) -> None:
-    """Each update() advances exactly 1/fps: frames and audio samples line up exactly."""
-    use_clock(app, "stepped", fps)
-
-
 def use_clock(app: App, source: str, fps: float) -> None:
     """Give the fresh `app` a 'stepped' or 'wall' master clock at `fps`."""
     clock = app.world.resource(MasterClock)

@@ -36,17 +36,17 @@ def start_taichi(world: World) -> None:
 
 def nerf_plugin(app: App) -> None:
     """Insert NerfRuntimeSettings and NerfRenderSettings (defaults unless inserted before), the avatars' pose trails
-    and the AvatarRenderer marker; schedule `start_taichi` in STARTUP and the avatar renderer's extract and render
+    and the ActiveRenderer marker; schedule `start_taichi` in STARTUP and the avatar renderer's extract and render
     systems."""
     from engine.nerf.systems import NerfAvatars, PoseTrails, extract_avatar_views, render_avatars
-    from engine.scene.components import AvatarRenderer
+    from engine.scene.components import ActiveRenderer
 
     world = app.world
     world.insert_resource(world.get_resource(NerfRuntimeSettings) or NerfRuntimeSettings())
     world.insert_resource(world.get_resource(NerfRenderSettings) or NerfRenderSettings())
     world.insert_resource(NerfAvatars())
     world.insert_resource(PoseTrails())
-    world.insert_resource(AvatarRenderer("nerf"))
+    world.insert_resource(ActiveRenderer("nerf"))
     app.add_system(start_taichi, Stage.STARTUP)
     app.add_system(extract_avatar_views, Stage.EXTRACT)
     app.add_system(render_avatars, Stage.RENDER, before=[optional("engine.scene.compose.compose_scene")])

@@ -24,19 +24,17 @@ from typing import TYPE_CHECKING, Any
 
 from engine.audio.plugin import Voice
 from engine.display.plugin import configure_display
+from engine.motion.config import MOTION_FILE
+from engine.nerf.train_config import NERF_FILE
 from engine.nerf.settings import HeadScale, Precision, RenderQuality, check_head_scale, check_precision
 from engine.scene import actions
-from engine.scene.components import Avatar, AvatarRenderer, Background, Framing, SceneOwned, ScreenRect
+from engine.scene.components import ActiveRenderer, Avatar, Background, Framing, SceneOwned, ScreenRect
 from engine.scene.loader import SceneError
 from engine.scene.plugin import scene_plugin
 from engine.scene.timeline import start_script
 
 if TYPE_CHECKING:
     from engine.app import App
-
-MOTION_FILE = "motion.safetensors"
-RENDERER_FILE = "nerf.safetensors"
-"""The renderer's weights inside an avatar folder (written by `syncanim train`)."""
 
 
 AVATAR_ENV = "SYNCANIM_AVATAR"
@@ -84,7 +82,7 @@ def check_avatar_folder(folder: Path) -> None:
              f"`syncanim train DATA_DIR -o {folder} --preset cpu`")
     if not folder.is_dir():
         raise SceneError(f"avatar folder {folder} does not exist; {train}")
-    for name, what in ((MOTION_FILE, "motion model"), (RENDERER_FILE, "trained renderer")):
+    for name, what in ((MOTION_FILE, "motion model"), (NERF_FILE, "trained renderer")):
         if not (folder / name).is_file():
             raise SceneError(f"avatar folder {folder} has no {what} ({name} is missing); {train}")
 
@@ -121,8 +119,8 @@ def hear_as_trained(app: App, folder: Path, name: str) -> None:
 
 
 def add_renderer(app: App) -> None:
-    """Add the NeRF renderer's plugin (it announces itself with the AvatarRenderer resource) unless one is there."""
-    if app.world.has_resource(AvatarRenderer):
+    """Add the NeRF renderer's plugin (it announces itself with the ActiveRenderer resource) unless one is there."""
+    if app.world.has_resource(ActiveRenderer):
         return
     try:
         from engine.nerf.plugin import nerf_plugin

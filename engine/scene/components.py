@@ -5,7 +5,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-FramingPreset = Literal["default", "med", "max"]
 FRAMING_PRESETS: dict[str, float] = {"default": 0.0, "med": 0.5, "max": 1.0}
 """Upper-body proportion of each of the paper's framings (Table 2): 0 its default crop, 1 MaxScale. The
 renderer maps the continuous value to its camera; values between presets are valid zooms."""
@@ -22,7 +21,7 @@ class Avatar:
 
 
 @dataclass
-class AvatarRenderer:
+class ActiveRenderer:
     """Resource: inserted by the NeRF renderer's plugin; without it avatars cannot be spawned (nothing would draw
     them)."""
 

@@ -9,7 +9,7 @@ from engine.motion.components import MotionState
 from engine.nerf.plugin import nerf_plugin
 from engine.nerf.settings import NerfRenderSettings, NerfRuntimeSettings
 from engine.nerf.systems import AvatarViews
-from engine.scene.components import Avatar, AvatarImage, AvatarRenderer, Framing
+from engine.scene.components import ActiveRenderer, Avatar, AvatarImage, Framing
 
 pytestmark = pytest.mark.usefixtures("taichi_cpu")
 
@@ -31,7 +31,7 @@ def make_app(avatar, scene_data):
 
 def test_render_system_writes_avatar_image_and_frame_image(trained_avatar, scene_data):
     app, entity = make_app(trained_avatar, scene_data)
-    assert app.world.has_resource(AvatarRenderer)
+    assert app.world.has_resource(ActiveRenderer)
     app.update()
     frame = app.world.resource(FrameImage)
     assert tuple(frame.rgba.shape) == (16, 20, 4) and frame.frame == app.world.resource(AvatarViews).frame

@@ -14,7 +14,7 @@ from engine.audio.playback import AudioPlayback
 from engine.display.frame import FrameImage
 from engine.scene import SCENES_DIR
 from engine.scene.client import ControlClient, wav_bytes
-from engine.scene.components import AvatarRenderer
+from engine.scene.components import ActiveRenderer
 from engine.scene.control import ControlServer
 from engine.scene.control_settings import ControlSettings
 from engine.scene.host import declared_voices, host_scene
@@ -77,7 +77,7 @@ def test_an_avatar_folder_needs_both_trained_models_and_brings_the_renderer(app,
     (folder / "nerf.safetensors").write_bytes(b"")  # models load at startup; spawning only checks the files
     with pytest.raises(SceneError, match=r"no voice 'left'; the engine's voices are \['main'\]"):
         Scene(app).avatar(folder, voice="left")
-    assert app.world.resource(AvatarRenderer).name == "nerf"  # the renderer's plugin came with the first avatar
+    assert app.world.resource(ActiveRenderer).name == "nerf"  # the renderer's plugin came with the first avatar
     name = Scene(app).avatar(folder, name="anna", mode="zero-shot", framing="max", rect=(0.5, 0.0, 0.5, 1.0))
     ((entity, avatar),) = app.world.query(Avatar)
     assert name == avatar.name == "anna"

@@ -8,6 +8,8 @@ from typing import Annotated, Literal, Optional
 
 import tyro
 
+from engine.audio.features import FEATURE_HZ
+
 
 class PreprocessError(ValueError):
     """A video that cannot become a dataset, or settings that cannot work; the message names the file, the value
@@ -74,10 +76,10 @@ def validate(config: PreprocessConfig) -> None:
         raise PreprocessError(f"no output folder for {config.video}: pass -o DATA_DIR")
     if not 64 <= config.size <= 2048:
         raise PreprocessError(f"--size {config.size}: must be between 64 and 2048 pixels (512 is the usual choice)")
-    per_frame = 50.0 / config.fps if math.isfinite(config.fps) and config.fps > 0 else math.nan
+    per_frame = FEATURE_HZ / config.fps if math.isfinite(config.fps) and config.fps > 0 else math.nan
     if not (math.isfinite(per_frame) and abs(per_frame - round(per_frame)) < 1e-9 and round(per_frame) >= 1):
-        raise PreprocessError(f"--fps {config.fps}: the speech features run at 50 Hz, so the dataset rate must "
-                              "divide 50; use --fps 25 (the motion rate) or 50")
+        raise PreprocessError(f"--fps {config.fps}: the speech features run at {FEATURE_HZ} Hz, so the dataset rate "
+                              f"must divide {FEATURE_HZ}; use --fps 25 (the motion rate) or {FEATURE_HZ}")
     if not (math.isfinite(config.crop_faces) and 1.5 <= config.crop_faces <= 20.0):
         raise PreprocessError(f"--crop-faces {config.crop_faces}: must be between 1.5 (head only) and 20")
     for flag, path in (("--face-model", config.face_model), ("--segmenter-model", config.segmenter_model),

@@ -84,10 +84,6 @@ class Presenter:
             tint=look.tint, noise=look.sensor_noise,
         )
 
-    def rest_torso_trans(self, head_euler_deg: np.ndarray, head_trans: np.ndarray) -> np.ndarray:
-        """Where the torso origin sits under a head at this pose (used for the rest placement)."""
-        return euler_to_matrix(head_euler_deg) @ NECK_BOTTOM + head_trans
-
     def pose_vertices(self, weights: np.ndarray, pose: BodyPose) -> tuple[np.ndarray, np.ndarray]:
         """Camera-space vertices [V, 3] of the whole body, and the face + iris points [478, 3]."""
         head_v, texmix = rig.deform_head(self.head, weights)
