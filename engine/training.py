@@ -46,10 +46,11 @@ class TrainOptions:
     """Condition the head on an audio code of the recording's speech as well as on its tracked expression (the paper's
     a_h). Off by default: the lips follow the tracked mouth, which the motion model drives from any voice. A silent
     recording trains without it either way."""
-    lip_loss: Literal["auto", "lpips", "ssim"] = "auto"
-    """The lips stage's perceptual term (Eq. 15) on the lip patch: 'lpips' (AlexNet LPIPS, as the paper; its weights
-    come from `python scripts/fetch_eval_weights.py`, which `make setup` runs), 'ssim' (1 - SSIM), or 'auto': LPIPS
-    where its weights are installed, else SSIM (logged)."""
+    lip_loss: Literal["auto", "lpips", "ssim"] = "ssim"
+    """The lips stage's perceptual term (Eq. 15) on the lip patch: 'ssim' (1 - SSIM; it kept the mouth's shape best
+    in the README's comparison), 'lpips' (AlexNet LPIPS, as the paper; its weights come from
+    `python scripts/fetch_eval_weights.py`, which `make setup` runs), or 'auto': LPIPS where its weights are
+    installed, else SSIM (logged)."""
     nerf_mlps: Literal["auto", "torch", "tcnn"] = "auto"
     """What computes the renderer's MLPs while training: 'tcnn' tiny-cuda-nn's fused kernels (CUDA and the optional
     `tinycudann` package), 'torch', or 'auto': tcnn wherever it can run."""

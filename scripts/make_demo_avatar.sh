@@ -14,9 +14,10 @@ mkdir -p "$work"
 "$syncanim" train "$work/data" -o "$work/avatar" --preset cpu --stage nerf --seed 0
 "$syncanim" train "$work/data" -o "$work/avatar" --preset cpu --stage motion --seed 0
 
-# Held-out speech in a voice the avatar never heard, for the audio-driven half of the report.
+# Held-out speech in a voice the avatar never heard, for the audio-driven half of the report; the clip's video
+# (the presenter saying it) is what its lip sync is measured against.
 "$syncanim" synth "$work/heldout" --seconds 40 --seed 99 --voice en-gb-x-gbclan+m4 --size 128
-"$syncanim" eval "$work/avatar" --data "$work/data" -o "$work/avatar/report" --audio "$work/heldout/audio.wav" \
+"$syncanim" eval "$work/avatar" --data "$work/data" -o "$work/avatar/report" --audio "$work/heldout/video.mp4" \
     --cross-audio "$root"/assets/audio/*.wav
 
 # What ships: the models, their training logs, each stage's last validation image and the report (not the

@@ -1,5 +1,5 @@
-"""Losses and image metrics of NeRF training: photometric L2 (Eq. 9), the lip term of Eq. 15 (LPIPS, or SSIM
-where LPIPS's weights are missing), PSNR."""
+"""Losses and image metrics of NeRF training: photometric L2 (Eq. 9), the lip term of Eq. 15 (SSIM or LPIPS),
+PSNR."""
 from __future__ import annotations
 
 import logging
