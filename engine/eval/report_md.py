@@ -86,7 +86,8 @@ def _reconstruction(r: dict[str, Any]) -> list[str]:
     lines += [f"The renders' mouth opening follows the truth's with correlation {fmt(r.get('mouth_open_corr'))} "
               f"(MediaPipe's own noise allows about {fmt(r.get('mouth_open_corr_ceiling'))} on these frames: the truth "
               f"measured again half a pixel over; the truth's opening varies by std "
-              f"{fmt(r.get('mouth_open_std_truth'), 4)} of the face height), their eye aspect ratio with {fmt(r.get('eye_open_corr'))}; closed eyes render "
+              f"{fmt(r.get('mouth_open_std_truth'), 4)} of the face height), their eye aspect ratio with "
+              f"{fmt(r.get('eye_open_corr'))}; closed eyes render "
               f"{fmt(r.get('blink_depth'), 2)} of the truth's depth (1: as deep, 0: open); the widest-open mouths "
               f"(the truth's top 10%) open {fmt(r.get('mouth_depth'), 2)} as wide as the truth's (1: as wide).", ""]
     if r.get("pose_div_rendered") is not None:

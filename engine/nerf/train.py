@@ -5,8 +5,8 @@ Stage 1 (body) fits the upper-body field over the background plate on pixels out
 (head) fits the head field in front of the frozen upper body, half of the rays on the head's bounding box and
 shares of the rest on the brows and eyes, where the expression channels show, and on the lips.
 Stage 3 (lips) alternates such steps with a lip patch (L2 + lambda (1 - SSIM), or lambda LPIPS as Eq. 15:
-TrainNerfConfig.lip_loss). Every step renders one training frame with its true pose, blendshapes and speech-feature window (as
-tracked by preprocess).
+TrainNerfConfig.lip_loss). Every step renders one training frame with its true pose, blendshapes and speech-feature
+window (as tracked by preprocess).
 """
 from __future__ import annotations
 
