@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 from engine.audio.plugin import Voice
 from engine.display.plugin import configure_display
 from engine.motion.config import MOTION_FILE
-from engine.nerf.train_config import NERF_FILE
 from engine.nerf.settings import HeadScale, Precision, RenderQuality, check_head_scale, check_precision
+from engine.nerf.train_config import NERF_FILE
 from engine.scene import actions
 from engine.scene.components import ActiveRenderer, Avatar, Background, Framing, SceneOwned, ScreenRect
 from engine.scene.loader import SceneError
