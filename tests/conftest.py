@@ -18,3 +18,19 @@ def eval_weights() -> Path:
     if done.returncode != 0:
         pytest.skip(f"the LPIPS/FID weights could not be fetched: {done.stderr.strip()[-400:]}")
     return perceptual.weights_dir()
+
+
+TRAINED_OR_FETCHED = {
+    "trained_avatar", "expression_avatar", "expression_setup", "whisper_avatar", "whisper", "tiny_avatar",
+    "tiny_hubert", "eval_avatar", "eval_universal", "eval_weights", "universal", "corpus", "runtime", "pooled",
+    "synth_data", "speaker_clip", "real_data", "real_clip", "mediapipe_results", "dataset", "clip", "truth",
+    "fid_features", "long_plan",
+}
+"""Shared fixtures that train a model, render or track a clip, or fetch a package (seconds each, once a session):
+a test that needs one is slow, so `make test-fast` never builds them."""
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if TRAINED_OR_FETCHED & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)

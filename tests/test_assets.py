@@ -29,6 +29,7 @@ def test_demo_clips_are_16_khz_mono_speech_with_silences():
         assert 0.3 < speech.mean() < 0.9, f"{path.name}: {speech.mean():.0%} speech"
 
 
+@pytest.mark.slow
 def test_the_bundled_avatar_renders_and_moves(tmp_path):
     import torch
 
@@ -52,6 +53,7 @@ def test_the_bundled_avatar_ships_its_provenance(name):
     assert (AVATAR / name).is_file(), f"assets/avatar/{name} is missing; scripts/make_demo_avatar.sh writes it"
 
 
+@pytest.mark.slow
 def test_bench_times_whole_frames_of_the_bundled_avatar_speaking(tmp_path):
     import json
 

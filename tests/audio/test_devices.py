@@ -39,6 +39,7 @@ def _run(home: Path, code: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_microphone_through_pyaudio_is_resampled_to_16k(tmp_path: Path) -> None:
     infile = tmp_path / "in.raw"
     tone = 0.5 * np.sin(2 * np.pi * 500 * np.arange(10 * 48000) / 48000)
@@ -68,6 +69,7 @@ def test_microphone_through_pyaudio_is_resampled_to_16k(tmp_path: Path) -> None:
     assert c["written"] >= c["consumed"] + c["dropped"] + c["available"] > 0
 
 
+@pytest.mark.slow
 def test_engine_listens_to_the_microphone(tmp_path: Path) -> None:
     infile = tmp_path / "in.raw"
     (0.5 * 32767 * np.sin(2 * np.pi * 300 * np.arange(10 * 16000) / 16000)).astype("<i2").tofile(infile)
@@ -97,6 +99,7 @@ def test_engine_listens_to_the_microphone(tmp_path: Path) -> None:
     assert result["frames"] > 20 and result["loudest"] > 0.0
 
 
+@pytest.mark.slow
 def test_output_device_drives_the_clock(tmp_path: Path) -> None:
     home = _alsa_home(tmp_path, 16000)
     result = _run(home, """

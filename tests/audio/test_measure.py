@@ -22,6 +22,7 @@ def test_latency_budget_terms_add_up_within_the_200_ms_budget() -> None:
     assert shorter["total"] == 135.0
 
 
+@pytest.mark.slow
 def test_measure_extractors_reports_each_extractor(tmp_path) -> None:
     import torch
     from transformers import HubertConfig, HubertModel

@@ -75,6 +75,7 @@ def test_a_failed_start_shows_its_notes_too(capfd):
     assert capfd.readouterr().err == NOTE.decode()
 
 
+@pytest.mark.slow
 def test_landmarker_and_segmenter_start_without_notes_on_the_terminal():
     code = ("import numpy as np; from engine.data.face_model import create_face_landmarker; "
             "from engine.data.preprocess.masks import create_segmenter, person_confidence; "

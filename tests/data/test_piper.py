@@ -100,6 +100,7 @@ needs_piper = pytest.mark.skipif(
 )
 
 
+@pytest.mark.slow
 @needs_piper
 def test_piper_voice_speaks_with_phoneme_timings_inside_its_sound():
     from engine.data.synth.piper import PiperSpeaker
@@ -119,6 +120,7 @@ def test_piper_voice_speaks_with_phoneme_timings_inside_its_sound():
     assert loud[inside].mean() > 5 * max(loud[~inside].mean(), 1e-3)  # the timed phonemes are where the sound is
 
 
+@pytest.mark.slow
 @needs_piper
 def test_piper_mixes_with_espeak_voices_in_one_clip():
     from engine.data.synth.corpus import load_sentences
@@ -133,6 +135,7 @@ def test_piper_mixes_with_espeak_voices_in_one_clip():
         assert len(inside) >= 5
 
 
+@pytest.mark.slow
 @needs_piper
 def test_without_onnx_dtw_timings_land_near_piper_own_durations(monkeypatch):
     """The fallback (espeak-ng timings moved by DTW) against the model's durations, on phonemes both name alike:

@@ -515,6 +515,7 @@ def test_each_limit_of_a_video_is_found_and_explained():
     assert "no_pauses" in checked(speech_share=1.0)
 
 
+@pytest.mark.slow
 def test_narrowband_speech_is_found_from_its_sound_whatever_rate_the_file_declares():
     """The same voice recorded at 8 kHz: 99.99% of its energy lies below 4 kHz, against about 8 kHz full band; the
     message names the file, the bandwidth, the rate the file declares and the fix."""

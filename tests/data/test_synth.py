@@ -135,6 +135,7 @@ def test_blinks_are_seen_by_mediapipe(mediapipe_results, truth):
     assert np.corrcoef(blink[ok], seen[ok])[0, 1] >= 0.7
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_truth_and_frames(tmp_path):
     config = SynthConfig(tmp_path / "a", seconds=2.5, seed=5, size=128, progress=False)
     first = run_synth(config)
@@ -152,6 +153,7 @@ def test_same_seed_gives_identical_truth_and_frames(tmp_path):
     assert not np.array_equal(decode_frames(first / "video.mp4")[0], decode_frames(other / "video.mp4")[0])
 
 
+@pytest.mark.slow
 def test_a_failed_render_leaves_no_truth_beside_the_video(tmp_path, monkeypatch):
     from engine.data.synth import presenter
 

@@ -115,6 +115,7 @@ def test_realtime_follows_the_wall_clock_and_paces_the_frames():
     assert np.median(np.diff(times)) == pytest.approx(1 / 20, abs=0.01)
 
 
+@pytest.mark.slow
 def test_a_realtime_stall_keeps_sound_and_picture_together(tmp_path):
     """A frame that takes 2.5 s (longer than the audio rings hold) in a real-time recording: the clock runs on, the
     mp4 repeats the picture for the stall and loses no audio time, and a beep played after the stall is heard

@@ -23,6 +23,7 @@ def jitter(n: int, ms: float, seed: int = 0, spread: float = 0.01) -> list[float
     return list(ms * (1 + spread * np.random.default_rng(seed).uniform(-1, 1, n)))
 
 
+@pytest.mark.slow
 def test_bench_writes_the_promised_fields(tmp_path):
     out = tmp_path / "bench.json"
     # 64 and 160: head_scale 1 and 'auto' differ at 160 (160^2 > 128^2), yet the test card has no avatar to render,
@@ -164,6 +165,7 @@ def test_sizes_are_given_either_way_and_bad_ones_are_explained():
         BenchConfig(head_scale=(1.5,))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (BUNDLED_AVATAR / "nerf.safetensors").is_file(), reason="assets/avatar is not present")
 def test_framings_mode_times_the_avatar_at_each_framing(tmp_path):
     out = tmp_path / "bench.json"

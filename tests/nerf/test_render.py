@@ -39,6 +39,7 @@ def expression_setup(expression_avatar, scene_data):
     return AvatarRenderer.load(expression_avatar, specialize=False), data, windows
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shift", [(0.0, 0.0), (0.02, -0.03)])
 @pytest.mark.parametrize("which", ["setup", "expression_setup"])
 def test_inference_path_equals_the_training_renderer(which, shift, request):

@@ -50,6 +50,7 @@ def render(field, grid, rays_o, rays_d, jitter=None):
     return out[:, :3] + (1 - out[:, 4:5])  # white background
 
 
+@pytest.mark.slow
 def test_tiny_nerf_fits_views_and_generalises():
     torch.manual_seed(0)
     views = [orbit_rays(a) for a in torch.linspace(0, 2 * math.pi, 9)[:-1].tolist()]

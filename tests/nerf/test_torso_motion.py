@@ -45,6 +45,7 @@ def _frames(images):
     return np.repeat((np.stack(images) * 255).round().clip(0, 255).astype(np.uint8)[..., None], 3, -1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [SIZE, 2 * WORK_SIDE + 8])  # measured as it is, and box-averaged down by 2
 def test_measured_shifts_are_the_ones_the_frames_were_made_with(size):
     rng = np.random.default_rng(0)

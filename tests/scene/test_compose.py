@@ -127,6 +127,7 @@ def test_captions_wrap_and_draw_light_text_on_a_dark_box():
     assert len(wrap_caption("a caption long enough to need two lines", caption_font(12), 144)) == 2
 
 
+@pytest.mark.slow
 def test_background_and_captions_are_in_the_recorded_mp4(tmp_path):
     import imageio.v3 as iio
 

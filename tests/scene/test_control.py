@@ -375,6 +375,7 @@ def test_a_message_must_arrive_whole_by_its_deadline(engine_with):
     wait_until(lambda: server.connections == 0)
 
 
+@pytest.mark.slow
 def test_a_connection_must_authenticate_by_its_deadline(engine_with):
     _, server, client = engine_with(control_auth_timeout_s=0.3)
     assert client.status()["ok"]
@@ -450,6 +451,7 @@ def _sessions(draw):
     return frames, extra
 
 
+@pytest.mark.slow
 def test_fuzzed_and_truncated_messages_never_crash_or_leak(engine):
     app, server, client = engine
     assert client.status()["ok"]  # its handler thread is surely running before the baseline is taken

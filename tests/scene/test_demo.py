@@ -94,6 +94,7 @@ def test_syncanim_demo_headless_records_the_avatar_with_its_sound(tiny_avatar, c
     assert np.abs(audio).max() > 0.1  # the first clip is heard
 
 
+@pytest.mark.slow
 def test_the_demo_without_its_assets_runs_and_says_what_to_run(tmp_path, caplog):
     out = tmp_path / "demo.mp4"
     empty = tmp_path / "no_clips"
@@ -127,6 +128,7 @@ def test_demo_mic_with_no_microphone_stops_at_once_naming_the_fix(monkeypatch, t
     assert not (tmp_path / "mic.mp4").exists()
 
 
+@pytest.mark.slow
 def test_demo_mic_listens_to_the_default_microphone(tmp_path):
     """Through pyaudio and ALSA's file plugin as the default device (a fresh interpreter reads the .asoundrc)."""
     infile = tmp_path / "in.raw"

@@ -17,6 +17,7 @@ def test_test_card_headless_writes_75_frames_and_3_s_of_audio(tmp_path):
     assert info.audio_duration_s == pytest.approx(3.0, abs=1 / 25)
 
 
+@pytest.mark.slow
 def test_the_recorded_meter_follows_the_tone_bursts(tmp_path):
     """The card's level meter (a green bar at the right edge) is tall in bursts and gone in the gaps."""
     import imageio.v3 as iio
@@ -42,6 +43,7 @@ def test_a_broken_scene_exits_with_a_clear_message(tmp_path):
     assert f"error: {scene}: build(app) raised" in result.stderr and "no avatar folder given" in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("audio, message", [("missing.wav", "does not exist"), ("noise.wav", "is not readable audio")])
 def test_a_bad_audio_file_is_one_line_naming_it(tmp_path, audio, message):
     (tmp_path / "noise.wav").write_bytes(bytes(range(256)) * 8)

@@ -120,6 +120,7 @@ def test_say_espeak_pipes_speech_into_a_running_kiosk(app):
     assert captioned > 25  # both lines (about 2.5 s) were captioned while heard
 
 
+@pytest.mark.slow
 def test_a_kiosk_fed_by_the_control_socket_keeps_its_memory_flat(app):
     """Bounded by design (queues, caches, event logs): after warm-up, 500 frames with speech, captions, cues and
     status requests every second allocate nothing that stays (one frame buffer of 77 kB is the unit)."""

@@ -40,6 +40,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_nothing_starts_at_import_and_init_is_idempotent(tmp_path):
     script = SCRIPT.replace("CACHE", repr(str(tmp_path / "cache")))
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
