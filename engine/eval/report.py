@@ -21,6 +21,7 @@ import numpy as np
 from engine.audio import activity
 from engine.eval import metrics
 from engine.eval.eval_config import EvalConfig
+from engine.eval.speaker import has_video, speaker_figures, speaker_opening
 from engine.io.atomic import write_text_atomic
 from engine.nerf.settings import NerfRenderSettings
 
@@ -266,7 +267,7 @@ def paired_measures(config: EvalConfig, renders: list[np.ndarray], truth: list[n
 
 
 def mouth_corr_ceiling(truth: list[np.ndarray], truth_open: np.ndarray, fps: float, face_model: Path | None,
-                       progress: bool) -> float | None:
+                       progress: bool) -> float:
     """The correlation of the truth frames' mouth opening with MediaPipe's on the same frames moved by half a pixel:
     how far the measurement's own noise lets any render's mouth follow the truth's on these frames (near 1 where the
     mouth moves; far lower where it barely does, as in a held-out stretch of silence)."""
@@ -659,7 +660,6 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
     from engine.data.dataset import Dataset
     from engine.eval.bench import machine
     from engine.eval.report_md import render_markdown
-    from engine.eval.speaker import has_video, speaker_figures, speaker_opening
     from engine.eval.table1 import table1_rows
     from engine.nerf.kernels.runtime import init_taichi
     from engine.nerf.render import AvatarRenderer

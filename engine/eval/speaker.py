@@ -33,8 +33,7 @@ def speaker_opening(path: Path, fps: float, frames: int, face_model: Path | None
     source = inspect_source(path)
     raw = track_frames(resampled_frames(source, fps), fps, face_model, video=False)
     points = raw.landmarks[..., :2].astype(np.float64) * np.array([source.width, source.height], np.float64)
-    opening = metrics.mouth_opening(points)
-    opening[~raw.detected] = np.nan
+    opening = metrics.mouth_opening(points)  # NaN where no face: its landmarks are NaN
     skip = int(round(source.audio_offset_s * fps))  # the sound starts this many frames into the video
     if skip < 0:
         opening = np.concatenate([np.full(-skip, np.nan), opening])

@@ -16,7 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from engine.audio.plugin import voice_features
 from engine.ecs import Entity, World
+from engine.motion.components import MotionController
 from engine.nerf.settings import HeadScale, NerfRenderSettings, RenderDevice, RenderQuality, chosen_quality
 
 
@@ -94,9 +96,6 @@ class NerfAvatars:
 
 
 def _window(world: World, entity: Entity, time_s: float) -> np.ndarray | None:
-    from engine.audio.plugin import voice_features
-    from engine.motion.components import MotionController
-
     controller = world.get(entity, MotionController)
     ring = voice_features(world, entity, controller.voice if controller is not None else None)
     hit = ring.at(time_s) if ring is not None else None
