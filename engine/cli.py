@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import tyro
 
+from engine.batch.config import BatchOptions, BatchTrainOptions
 from engine.data.preprocess.config import PreprocessConfig
 from engine.data.synth.config import SynthConfig
 from engine.eval.bench_config import BenchConfig
@@ -97,6 +98,18 @@ def _eval_universal(config: UniversalEvalConfig) -> int:
     return 0
 
 
+def _batch(options: BatchOptions) -> int:
+    from engine.batch.drive import run_batch
+
+    return 1 if run_batch(options).count("failed") else 0
+
+
+def _batch_train(options: BatchTrainOptions) -> int:
+    from engine.batch.drive import run_batch_train
+
+    return 1 if run_batch_train(options).count("failed") else 0
+
+
 # name -> (options type, handler). Handlers import their package lazily so `--help` stays fast.
 COMMANDS: dict[str, tuple[type, Callable[[Any], int]]] = {
     "synth": (Annotated[SynthConfig, tyro.conf.PositionalRequiredArgs], _synth),
@@ -108,6 +121,8 @@ COMMANDS: dict[str, tuple[type, Callable[[Any], int]]] = {
     "bench": (BenchConfig, _bench),
     "eval": (EvalConfig, _eval),
     "eval-universal": (UniversalEvalConfig, _eval_universal),
+    "batch": (BatchOptions, _batch),
+    "batch-train": (BatchTrainOptions, _batch_train),
 }
 
 
@@ -123,6 +138,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from engine.audio.devices import AudioDeviceError
     from engine.audio.features import FeatureMismatchError
     from engine.audio.sources import AudioFormatError
+    from engine.batch.jobs import BatchError
     from engine.data.dataset import DatasetError
     from engine.data.preprocess.config import PreprocessError
     from engine.data.synth.config import SynthError
@@ -132,7 +148,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from engine.scene.control_settings import ControlSettingsError
     from engine.scene.loader import SceneError
 
-    return (AudioDeviceError, AudioFormatError, CheckpointError, ControlSettingsError, DatasetError, EvalError,
+    return (AudioDeviceError, AudioFormatError, BatchError, CheckpointError, ControlSettingsError, DatasetError, EvalError,
             FeatureMismatchError, PreprocessError, SceneError, SynthError, UniversalEvalError,
             FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
 

@@ -110,6 +110,29 @@ def framing_zoom(framing: str | float) -> tuple[float, str]:
     return zoom, ""
 
 
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+def backdrop_look(text: str) -> dict[str, Any] | None:
+    """A backdrop's text -> the keyword of `Scene.background` it names, or None for 'plate' (the avatar over the room
+    it was recorded in): '#RRGGBB' a colour, 'chroma' pure green for keying, else a picture file."""
+    spec = text.strip()
+    if spec == "plate":
+        return None
+    if spec == "chroma":
+        return {"chroma": True}
+    if spec.startswith("#"):
+        digits = spec[1:]
+        if len(digits) != 6 or any(c not in "0123456789abcdefABCDEF" for c in digits):
+            raise ValueError(f"backdrop {text!r}: a colour is #RRGGBB in hex, like #1e2430")
+        return {"color": tuple(int(digits[i:i + 2], 16) / 255.0 for i in (0, 2, 4))}
+    path = Path(spec).expanduser()
+    if path.suffix.lower() not in PICTURE_SUFFIXES or not path.is_file():
+        raise ValueError(f"backdrop {text!r} is not 'plate', 'chroma', a colour (#RRGGBB) or an existing picture "
+                         f"({', '.join(PICTURE_SUFFIXES)})")
+    return {"image": path}
+
+
 def start_framing(world: World, framing: str | float, *, over: float = 0.0, avatar: str | None = None) -> int:
     """Ease avatars' framing to a preset or zoom over `over` seconds (0: at once); returns how many avatars move."""
     zoom, preset = framing_zoom(framing)

@@ -25,7 +25,14 @@ from typing import TYPE_CHECKING, Any
 from engine.audio.plugin import Voice
 from engine.display.plugin import configure_display
 from engine.motion.config import MOTION_FILE
-from engine.nerf.settings import HeadScale, Precision, RenderQuality, check_head_scale, check_precision
+from engine.nerf.settings import (
+    HeadScale,
+    NerfRenderSettings,
+    Precision,
+    RenderQuality,
+    check_head_scale,
+    check_precision,
+)
 from engine.nerf.train_config import NERF_FILE
 from engine.scene import actions
 from engine.scene.components import ActiveRenderer, Avatar, Background, Framing, SceneOwned, ScreenRect
@@ -167,6 +174,18 @@ class Scene:
             configure_display(self.app, background="color", background_color=rgb)
         self.app.world.insert_resource(look)
         return look
+
+    def backdrop(self, spec: str) -> Background | None:
+        """What shows behind the avatars, as text (`syncanim run --backdrop`): 'plate' keeps each avatar over the room
+        it was recorded in; a colour (#RRGGBB), 'chroma' or a picture file is drawn behind the avatars, cut out along
+        their own outline."""
+        try:
+            look = actions.backdrop_look(spec)
+        except ValueError as error:
+            raise SceneError(str(error)) from None
+        settings = self.app.world.get_resource(NerfRenderSettings) or NerfRenderSettings()
+        self.app.world.insert_resource(replace(settings, background=look is None))
+        return None if look is None else self.background(**look)
 
     def avatar(self, folder: str | Path, *, name: str = "avatar", voice: str | None = None,
                mode: str = "one-shot", reference: dict[str, Any] | None = None, framing: str | float = "default",

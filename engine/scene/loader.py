@@ -29,6 +29,10 @@ class SceneArgs:
     seconds: float | None = None
     avatar: Path | None = None
     """--avatar: the avatar folder for scenes that show one avatar (engine.scene.api.avatar_folder)."""
+    framing: str | None = None
+    """--framing: the framing of scenes that take one ('default', 'med', 'max' or a zoom in [0, 1])."""
+    backdrop: str | None = None
+    """--backdrop: what scenes that take one show behind their avatar (engine.scene.api.backdrop_look)."""
 
 
 def check_scene_source(path: str | Path, folders: Sequence[str | Path] | None) -> Path:

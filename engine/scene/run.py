@@ -19,6 +19,7 @@ from engine.display.settings import DisplaySettings, Size
 from engine.ecs import Stage
 from engine.nerf.settings import RenderQuality
 from engine.scene import SCENES_DIR
+from engine.scene.actions import backdrop_look, framing_zoom
 from engine.scene.control_settings import TOKEN_ENV, ControlSettings, OperatorControl, changed_fields, with_token
 
 if TYPE_CHECKING:
@@ -46,6 +47,11 @@ class RunOptions:
     avatar: Path | None = None
     """The avatar folder (from `syncanim train`) for scenes that show one avatar (kiosk, demo, framing_tour);
     default $SYNCANIM_AVATAR, else the scene's own (the bundled assets/avatar)."""
+    framing: str | None = None
+    """The framing of scenes that take one (scenes/clip.py): 'default', 'med', 'max' or a zoom in [0, 1]."""
+    backdrop: str | None = None
+    """What scenes that take one (scenes/clip.py) show behind the avatar: 'plate' (the room it was recorded in), a
+    colour (#RRGGBB), 'chroma' (green, for keying) or a picture file."""
     mic: bool = False
     """The main voice hears the microphone (the system default input, or --mic-device) instead of the clips it
     plays. Headless runs with a microphone follow the wall clock (--realtime)."""
@@ -63,6 +69,18 @@ class RunOptions:
 
     def __post_init__(self) -> None:
         check_seconds(self.seconds)
+        if self.framing is not None:
+            framing_zoom(scene_framing(self.framing))
+        if self.backdrop is not None:
+            backdrop_look(self.backdrop)
+
+
+def scene_framing(text: str) -> str | float:
+    """--framing's text -> a preset name or a zoom number."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def control_flags_given(argv: Sequence[str]) -> frozenset[str]:
@@ -262,7 +280,8 @@ def assemble_scene(options: RunOptions) -> App:
     # Before the scene is built: a scene that opens its own socket (the kiosk) keeps every setting given here.
     app.insert_resource(operator)
     app.insert_resource(options.quality)  # the operator's render quality wins over the scene's per avatar
-    app.insert_resource(SceneArgs(Path(options.scene), options.audio, options.seconds, options.avatar))
+    app.insert_resource(SceneArgs(Path(options.scene), options.audio, options.seconds, options.avatar,
+                                  options.framing, options.backdrop))
     host_scene(app, options.scene, watch=options.watch)
     unused = sorted(operator.given - {"control"})
     if unused and app.world.resource(ControlSettings).control is None:

@@ -1,0 +1,129 @@
+"""`syncanim batch` and `syncanim batch-train` on the driver: what is already done is skipped, the rest goes to Ray,
+each result is written (atomically) the moment it arrives."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from engine.batch.cluster import Attempt, run_tasks, start_ray
+from engine.batch.config import BatchOptions, BatchTrainOptions, ClusterOptions
+from engine.batch.jobs import BatchError, RenderJob, load_jobs
+from engine.batch.render import JobOutcome, Shipment, render_job
+from engine.batch.shipping import pack_folder
+from engine.batch.summary import BatchSummary, JobRecord
+from engine.batch.train import TrainJob, TrainOutcome, extract_avatar, finished_avatar, train_job
+from engine.io.atomic import atomic_path
+from engine.scene import SCENES_DIR
+
+BUNDLED_AVATAR = Path(__file__).resolve().parents[2] / "assets" / "avatar"
+DEFAULT_SCENE = SCENES_DIR / "clip.py"
+
+
+def run_batch(options: BatchOptions) -> BatchSummary:
+    """Render every job of options.jobs not already in options.out; returns the batch's summary (printed)."""
+    defaults: dict = {"size": options.size}
+    if options.avatar is not None:
+        defaults["avatar"] = str(options.avatar.expanduser().resolve())
+    jobs = load_jobs(options.jobs, defaults)
+    out = options.out
+    out.mkdir(parents=True, exist_ok=True)
+    summary = BatchSummary(out, "render batch")
+    todo = []
+    for job in jobs:
+        if (out / job.output).is_file():
+            summary.add(JobRecord(job.name, "skipped"))
+        else:
+            todo.append(job)
+    if todo:
+        render_remaining(todo, out, options.cluster, summary)
+    summary.print()
+    return summary
+
+
+def render_remaining(jobs: list[RenderJob], out: Path, cluster: ClusterOptions, summary: BatchSummary) -> None:
+    ray = start_ray(cluster.address, cluster.cpus)
+    avatars = {}
+    for job in jobs:  # each avatar enters the object store once; a node fetches it once for all its jobs
+        folder = job.avatar or BUNDLED_AVATAR
+        if folder not in avatars:
+            avatars[folder] = ray.put(pack_folder(folder))
+    cpus = max(1, int(cluster.cpus_per_job))
+    task = ray.remote(render_job).options(num_cpus=cluster.cpus_per_job, num_gpus=cluster.gpus_per_job,
+                                          max_retries=cluster.retries)
+
+    def submit(job: RenderJob):
+        return task.remote(job, avatars[job.avatar or BUNDLED_AVATAR], shipment(job), cpus)
+
+    def done(attempt: Attempt, outcome: JobOutcome) -> None:
+        write_atomically(out / attempt.item.output, outcome.video)
+        summary.add(JobRecord(outcome.name, "done", attempt.tries, outcome.wall_s, outcome.video_s, outcome.node,
+                              attempt.errors))
+
+    def failed(attempt: Attempt) -> None:
+        summary.add(JobRecord(attempt.item.name, "failed", attempt.tries, errors=attempt.errors))
+
+    run_tasks(jobs, submit, retries=cluster.retries, parallel=cluster.parallel, on_done=done, on_failed=failed,
+              desc="rendering")
+
+
+def shipment(job: RenderJob) -> Shipment:
+    """The job's scene and speech as bytes (workers elsewhere cannot read the driver's files)."""
+    scene = job.scene or DEFAULT_SCENE
+    if job.audio is None:
+        return Shipment(scene.name, scene.read_bytes())
+    return Shipment(scene.name, scene.read_bytes(), job.audio.name, job.audio.read_bytes())
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    partial = atomic_path(path)
+    partial.write_bytes(data)
+    os.replace(partial, path)
+
+
+def run_batch_train(options: BatchTrainOptions) -> BatchSummary:
+    """Make an avatar of every recording not already in options.out; returns the batch's summary (printed)."""
+    names: dict[str, Path] = {}
+    for recording in options.recordings:
+        if not recording.exists():
+            raise BatchError(f"{recording}: no such video or dataset folder")
+        name = recording.stem if recording.is_file() else recording.resolve().name
+        if name in names:
+            raise BatchError(f"{recording} and {names[name]} would both make the avatar {name!r}; rename one")
+        names[name] = recording
+    out = options.out
+    out.mkdir(parents=True, exist_ok=True)
+    summary = BatchSummary(out, "training batch")
+    todo = []
+    for name, recording in names.items():
+        if finished_avatar(out / name, options.report):
+            summary.add(JobRecord(name, "skipped"))
+        else:
+            todo.append(TrainJob(name, recording.resolve(), options.preset, options.size, options.time_limit_min,
+                                 options.seed, options.report))
+    if todo:
+        train_remaining(todo, out, options.cluster, options.universal, summary)
+    summary.print()
+    return summary
+
+
+def train_remaining(jobs: list[TrainJob], out: Path, cluster: ClusterOptions, universal: Path | None,
+                    summary: BatchSummary) -> None:
+    ray = start_ray(cluster.address, cluster.cpus)
+    universal_ref = None if universal is None else ray.put(pack_folder(universal))
+    task = ray.remote(train_job).options(num_cpus=cluster.cpus_per_job, num_gpus=cluster.gpus_per_job,
+                                         max_retries=cluster.retries)
+    cpus = max(1, int(cluster.cpus_per_job))
+
+    def submit(job: TrainJob):
+        return task.remote(job, ray.put(job.pack()), universal_ref, cpus)
+
+    def done(attempt: Attempt, outcome: TrainOutcome) -> None:
+        extract_avatar(outcome.avatar, out / outcome.name)
+        summary.add(JobRecord(outcome.name, "done", attempt.tries, outcome.wall_s, outcome.recording_s, outcome.node,
+                              attempt.errors))
+
+    def failed(attempt: Attempt) -> None:
+        summary.add(JobRecord(attempt.item.name, "failed", attempt.tries, errors=attempt.errors))
+
+    run_tasks(jobs, submit, retries=cluster.retries, parallel=cluster.parallel, on_done=done, on_failed=failed,
+              desc="training")
