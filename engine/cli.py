@@ -101,13 +101,13 @@ def _eval_universal(config: UniversalEvalConfig) -> int:
 def _batch(options: BatchOptions) -> int:
     from engine.batch.drive import run_batch
 
-    return 1 if run_batch(options).count("failed") else 0
+    return run_batch(options).exit_status()
 
 
 def _batch_train(options: BatchTrainOptions) -> int:
     from engine.batch.drive import run_batch_train
 
-    return 1 if run_batch_train(options).count("failed") else 0
+    return run_batch_train(options).exit_status()
 
 
 # name -> (options type, handler). Handlers import their package lazily so `--help` stays fast.

@@ -11,9 +11,12 @@ from typing import Any
 from tqdm import tqdm
 
 from engine.batch.jobs import BatchError
+from engine.scene.run import sigterm_stops_the_run
 
 log = logging.getLogger(__name__)
 INSTALL = "pip install 'syncanim[cluster]'"
+WAIT_S = 0.5
+"""Longest wait for a result before the driver looks at its signals again."""
 
 
 def require_ray():
@@ -68,17 +71,20 @@ def run_tasks(items: Iterable[Any], submit: Callable[[Any], Any], *, retries: in
     waiting.reverse()
     running: dict[Any, Attempt] = {}
     limit = parallel or len(waiting) or 1
-    with tqdm(total=len(waiting), desc=desc, unit="job", dynamic_ncols=True) as bar:
+    # After ray.init, whose own SIGTERM handler would abort the driver; waits are short so a signal is seen at once.
+    with sigterm_stops_the_run(), tqdm(total=len(waiting), desc=desc, unit="job", dynamic_ncols=True) as bar:
         while waiting or running:
             while waiting and len(running) < limit:
                 attempt = waiting.pop()
                 attempt.tries += 1
                 attempt.started = time.perf_counter()
                 running[submit(attempt.item)] = attempt
-            (ref,), _ = ray.wait(list(running), num_returns=1)
-            attempt = running.pop(ref)
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=WAIT_S)
+            if not ready:
+                continue
+            attempt = running.pop(ready[0])
             try:
-                result = ray.get(ref)
+                result = ray.get(ready[0])
             except Exception as error:  # the task raised, or its worker died
                 attempt.errors.append(error_text(error))
                 if attempt.tries <= retries:

@@ -3,6 +3,8 @@ each result is written (atomically) the moment it arrives."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from engine.batch.cluster import Attempt, run_tasks, start_ray
@@ -34,10 +36,22 @@ def run_batch(options: BatchOptions) -> BatchSummary:
             summary.add(JobRecord(job.name, "skipped"))
         else:
             todo.append(job)
-    if todo:
-        render_remaining(todo, out, options.cluster, summary)
+    with stoppable(summary):
+        if todo:
+            render_remaining(todo, out, options.cluster, summary)
     summary.print()
     return summary
+
+
+@contextmanager
+def stoppable(summary: BatchSummary) -> Iterator[None]:
+    """Ctrl-C or SIGTERM stops the batch: what has finished is kept (and recorded); the same command finishes the
+    rest."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        summary.stopped = True
+        summary.save()
 
 
 def render_remaining(jobs: list[RenderJob], out: Path, cluster: ClusterOptions, summary: BatchSummary) -> None:
@@ -100,8 +114,9 @@ def run_batch_train(options: BatchTrainOptions) -> BatchSummary:
         else:
             todo.append(TrainJob(name, recording.resolve(), options.preset, options.size, options.time_limit_min,
                                  options.seed, options.report))
-    if todo:
-        train_remaining(todo, out, options.cluster, options.universal, summary)
+    with stoppable(summary):
+        if todo:
+            train_remaining(todo, out, options.cluster, options.universal, summary)
     summary.print()
     return summary
 

@@ -106,7 +106,8 @@ def _read_rows(path: Path) -> list[tuple[str, dict[str, Any]]]:
     if data is None:
         return []
     if not isinstance(data, list):
-        raise BatchError(f"{path}: a YAML jobs file is a list of jobs (or one under `jobs:`), not {type(data).__name__}")
+        raise BatchError(f"{path}: a YAML jobs file is a list of jobs (or one under `jobs:`), not "
+                         f"{type(data).__name__}")
     return [(f"job {number}", row) for number, row in enumerate(data, 1)]
 
 

@@ -43,6 +43,8 @@ class BatchSummary:
         self.kind = kind
         self.started = time.perf_counter()
         self.records: dict[str, JobRecord] = {}
+        self.stopped = False
+        """Stopped (Ctrl-C, SIGTERM) before every job had run."""
 
     def add(self, record: JobRecord) -> None:
         self.records[record.name] = record
@@ -50,10 +52,15 @@ class BatchSummary:
 
     def save(self) -> None:
         records = [{**asdict(r), "realtime_factor": r.realtime_factor} for r in self.records.values()]
-        data = {"kind": self.kind, "wall_s": time.perf_counter() - self.started, "jobs": records}
+        data = {"kind": self.kind, "wall_s": time.perf_counter() - self.started, "stopped": self.stopped,
+                "jobs": records}
         partial = atomic_path(self.path)
         partial.write_text(json.dumps(data, indent=1) + "\n")
         os.replace(partial, self.path)
+
+    def exit_status(self) -> int:
+        """The command's: 130 stopped, 1 a job failed, else 0."""
+        return 130 if self.stopped else 1 if self.count("failed") else 0
 
     def count(self, status: str) -> int:
         return sum(r.status == status for r in self.records.values())
@@ -75,6 +82,8 @@ class BatchSummary:
         console.print(f"{len(done)} done, {self.count('skipped')} skipped (already there), {self.count('failed')} "
                       f"failed in {wall:.1f} s: {60 * len(done) / max(wall, 1e-9):.2f} jobs a minute, "
                       f"{media / max(wall, 1e-9):.2f} s of media a second; record: {self.path}")
+        if self.stopped:
+            console.print("stopped before the end: what finished is kept; the same command makes the rest")
 
 
 def _num(value: float | None) -> str:
