@@ -2,7 +2,6 @@
 each result is written (atomically) the moment it arrives."""
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,8 +13,9 @@ from engine.batch.render import JobOutcome, Shipment, render_job
 from engine.batch.shipping import pack_folder
 from engine.batch.summary import BatchSummary, JobRecord
 from engine.batch.train import TrainJob, TrainOutcome, extract_avatar, finished_avatar, train_job
-from engine.io.atomic import atomic_path
+from engine.io.atomic import write_bytes_atomic
 from engine.scene import SCENES_DIR
+from engine.scene.api import check_avatar_folder
 
 BUNDLED_AVATAR = Path(__file__).resolve().parents[2] / "assets" / "avatar"
 DEFAULT_SCENE = SCENES_DIR / "clip.py"
@@ -55,12 +55,12 @@ def stoppable(summary: BatchSummary) -> Iterator[None]:
 
 
 def render_remaining(jobs: list[RenderJob], out: Path, cluster: ClusterOptions, summary: BatchSummary) -> None:
+    folders = {job.avatar or BUNDLED_AVATAR for job in jobs}
+    for folder in folders:
+        check_avatar_folder(folder)
     ray = start_ray(cluster.address, cluster.cpus)
-    avatars = {}
-    for job in jobs:  # each avatar enters the object store once; a node fetches it once for all its jobs
-        folder = job.avatar or BUNDLED_AVATAR
-        if folder not in avatars:
-            avatars[folder] = ray.put(pack_folder(folder))
+    # Each avatar enters the object store once; a node fetches it once for all its jobs.
+    avatars = {folder: ray.put(pack_folder(folder)) for folder in folders}
     cpus = max(1, int(cluster.cpus_per_job))
     task = ray.remote(render_job).options(num_cpus=cluster.cpus_per_job, num_gpus=cluster.gpus_per_job,
                                           max_retries=cluster.retries)
@@ -69,7 +69,7 @@ def render_remaining(jobs: list[RenderJob], out: Path, cluster: ClusterOptions, 
         return task.remote(job, avatars[job.avatar or BUNDLED_AVATAR], shipment(job), cpus)
 
     def done(attempt: Attempt, outcome: JobOutcome) -> None:
-        write_atomically(out / attempt.item.output, outcome.video)
+        write_bytes_atomic(out / attempt.item.output, outcome.video)
         summary.add(JobRecord(outcome.name, "done", attempt.tries, outcome.wall_s, outcome.video_s, outcome.node,
                               attempt.errors))
 
@@ -86,12 +86,6 @@ def shipment(job: RenderJob) -> Shipment:
     if job.audio is None:
         return Shipment(scene.name, scene.read_bytes())
     return Shipment(scene.name, scene.read_bytes(), job.audio.name, job.audio.read_bytes())
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    partial = atomic_path(path)
-    partial.write_bytes(data)
-    os.replace(partial, path)
 
 
 def run_batch_train(options: BatchTrainOptions) -> BatchSummary:

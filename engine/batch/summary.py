@@ -3,7 +3,6 @@ jobs finish, and printed as a table at the end."""
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from engine.io.atomic import atomic_path
+from engine.io.atomic import write_text_atomic
 
 SUMMARY_FILE = "batch_summary.json"
 
@@ -54,9 +53,7 @@ class BatchSummary:
         records = [{**asdict(r), "realtime_factor": r.realtime_factor} for r in self.records.values()]
         data = {"kind": self.kind, "wall_s": time.perf_counter() - self.started, "stopped": self.stopped,
                 "jobs": records}
-        partial = atomic_path(self.path)
-        partial.write_text(json.dumps(data, indent=1) + "\n")
-        os.replace(partial, self.path)
+        write_text_atomic(self.path, json.dumps(data, indent=1) + "\n")
 
     def exit_status(self) -> int:
         """The command's: 130 stopped, 1 a job failed, else 0."""

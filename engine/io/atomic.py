@@ -40,6 +40,11 @@ def _running(pid: int) -> bool:
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Write `text` to `path` atomically (its folder must exist)."""
+    write_bytes_atomic(path, text.encode())
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` atomically (its folder must exist)."""
     tmp = atomic_path(path)
-    tmp.write_text(text)
+    tmp.write_bytes(data)
     os.replace(tmp, path)

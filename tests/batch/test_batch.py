@@ -71,3 +71,12 @@ def test_recordings_become_avatars_with_their_reports_and_are_not_made_twice(ray
         assert (out / "alice" / name).is_file(), name
     assert not list((out / "alice").glob(".*"))  # the resumable training state stays on the worker's node
     assert run_batch_train(options).records["alice"].status == "skipped"
+
+
+def test_an_avatar_folder_that_is_no_avatar_is_refused_before_anything_runs(jobs, tmp_path):
+    from engine.scene.loader import SceneError
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SceneError, match="has no motion model"):
+        run_batch(BatchOptions(jobs, tmp_path / "out", avatar=tmp_path / "empty"))
+    assert not any((tmp_path / "out").iterdir())
