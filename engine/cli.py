@@ -16,12 +16,12 @@ from engine.eval.bench_config import BenchConfig
 from engine.eval.eval_config import EvalConfig
 from engine.eval.universal_config import UniversalEvalConfig
 from engine.motion.config import UniversalOptions
-from engine.scene.run import DemoOptions, RunOptions, control_flags_given
+from engine.run import DemoOptions, RunOptions, control_flags_given
 from engine.training import TrainOptions
 
 
 def _run(options: RunOptions) -> int:
-    from engine.scene.run import run_scene
+    from engine.run import run_scene
 
     result = run_scene(options)
     print(f"{result.frames} frames, {result.seconds:.2f} s: {result.exit_reason}")
@@ -29,7 +29,7 @@ def _run(options: RunOptions) -> int:
 
 
 def _demo(options: DemoOptions) -> int:
-    from engine.scene.run import demo_run_options
+    from engine.run import demo_run_options
 
     return _run(demo_run_options(options))
 

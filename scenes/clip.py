@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.audio.sources import load_clip
+from engine.scene.actions import scene_framing
 from engine.scene.api import Scene, avatar_folder
 from engine.scene.loader import SceneArgs, SceneError
-from engine.scene.run import scene_framing
 
 AVATAR_DIR = Path(__file__).resolve().parents[1] / "assets" / "avatar"
 AVATAR = "presenter"

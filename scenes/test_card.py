@@ -25,7 +25,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from engine.audio.playback import AudioPlayback
 from engine.audio.plugin import AudioLevel
-from engine.display.frame import FrameImage
+from engine.components import FrameImage
 from engine.display.settings import DisplaySettings
 from engine.ecs import Stage, World
 from engine.scene.loader import SceneArgs

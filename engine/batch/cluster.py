@@ -11,7 +11,7 @@ from typing import Any
 from tqdm import tqdm
 
 from engine.batch.jobs import BatchError
-from engine.scene.run import sigterm_stops_the_run
+from engine.run import sigterm_stops_the_run
 
 log = logging.getLogger(__name__)
 INSTALL = "pip install 'syncanim[cluster]'"

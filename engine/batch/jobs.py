@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.display.settings import parse_size
-from engine.scene.actions import backdrop_look, framing_zoom
-from engine.scene.run import scene_framing
+from engine.scene.actions import backdrop_look, framing_zoom, scene_framing
 
 SUFFIXES = (".jsonl", ".csv", ".yaml", ".yml")
 

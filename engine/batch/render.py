@@ -52,7 +52,7 @@ def render_job(job: RenderJob, avatar: Package, shipment: Shipment, cpus: int) -
     from engine.audio.sources import load_clip
     from engine.display.headless import run_headless
     from engine.display.settings import DisplaySettings
-    from engine.scene.run import RunOptions, assemble_scene
+    from engine.run import RunOptions, assemble_scene
 
     start = time.perf_counter()
     limit_threads(cpus)

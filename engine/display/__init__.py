@@ -2,7 +2,6 @@
 
 Importing this package opens nothing: the GL context, window and sinks start inside the runners.
 """
-from engine.display.frame import FrameImage
 from engine.display.headless import RunResult, run_headless
 from engine.display.plugin import configure_display, display_plugin
 from engine.display.settings import DisplaySettings
@@ -11,6 +10,6 @@ from engine.display.target import GLTarget
 from engine.display.window import run_window
 
 __all__ = [
-    "DisplaySettings", "FrameImage", "GLTarget", "RunResult", "configure_display", "display_plugin",
+    "DisplaySettings", "GLTarget", "RunResult", "configure_display", "display_plugin",
     "request_screenshot", "run_headless", "run_window", "save_screenshot",
 ]

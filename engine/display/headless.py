@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from engine.display.plugin import display_plugin
+from engine.display.plugin import display_plugin, follow_scene_background
 from engine.display.present import Presenter
 from engine.display.settings import DisplaySettings
 from engine.display.sinks import SinkOutputs
@@ -153,6 +153,7 @@ def run_headless(app: App, seconds: float | None = None, frames: int | None = No
     Returns a RunResult; mp4 paths are also printed.
     """
     app.add_plugin(display_plugin)
+    follow_scene_background(app.world)  # before the window or canvas is made of the settings
     settings = app.world.resource(DisplaySettings)
     realtime = settings.realtime if realtime is None else realtime
     budget = frame_budget(settings.fps, seconds, frames)

@@ -14,7 +14,7 @@ def measure_present(size: tuple[int, int] = (512, 512), frames: int = 200, *, re
     frame, as an mp4 or a virtual camera would do.
     """
     from engine.app import App
-    from engine.display.frame import FrameImage
+    from engine.components import FrameImage
     from engine.display.headless import run_headless
     from engine.display.settings import DisplaySettings
     from engine.display.target import GLTarget

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from engine.display.frame import FrameImage
+from engine.components import FrameImage
 from engine.display.settings import DisplaySettings
 from engine.display.target import GLTarget
 from engine.display.upload import FrameUpload

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from engine.app import Diagnostics, SystemTimings
 from engine.display.headless import RunResult, finish_run, frame_budget
 from engine.display.overlay import Overlay, draw_overlay, let_imgui_set_cursor, start_imgui, stop_imgui
-from engine.display.plugin import display_plugin
+from engine.display.plugin import display_plugin, follow_scene_background
 from engine.display.present import Presenter
 from engine.display.settings import DisplaySettings
 from engine.display.sinks import Mp4Sink, ScreenshotRequests, VirtualCamera
@@ -200,6 +200,7 @@ def run_window(app: App, seconds: float | None = None, frames: int | None = None
     Keys: overlay key (F1 by default), F11 fullscreen, F12 screenshot, Esc exit.
     """
     app.add_plugin(display_plugin)
+    follow_scene_background(app.world)  # before the window or canvas is made of the settings
     settings = app.world.resource(DisplaySettings)
     budget = frame_budget(settings.fps, None, frames)
     glfw = import_glfw()

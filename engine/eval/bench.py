@@ -291,13 +291,13 @@ def bench_size(config: BenchConfig, size: int, row: Row | None = None) -> dict[s
     """One run: a fresh engine at size x size renders `row`'s framing and quality (default: the first row of that
     size), warms up until its frame times settle, then measures --seconds of frames."""
     from engine.audio.features import FeatureSpec
+    from engine.components import Framing
     from engine.display.headless import run_headless
     from engine.display.settings import DisplaySettings
     from engine.nerf.settings import NerfRuntimeSettings, RenderQuality
+    from engine.run import make_app
     from engine.scene.actions import start_framing
-    from engine.scene.components import Framing
     from engine.scene.loader import SceneArgs, build_scene
-    from engine.scene.run import make_app
 
     row = row or next(r for r in plan_rows(config) if r.size == size)
     gc.collect()  # the previous run's garbage is not collected inside this one's measurement

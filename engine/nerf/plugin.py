@@ -38,8 +38,8 @@ def nerf_plugin(app: App) -> None:
     """Insert NerfRuntimeSettings and NerfRenderSettings (defaults unless inserted before), the avatars' pose trails
     and the ActiveRenderer marker; schedule `start_taichi` in STARTUP and the avatar renderer's extract and render
     systems."""
+    from engine.components import ActiveRenderer
     from engine.nerf.systems import NerfAvatars, PoseTrails, extract_avatar_views, render_avatars
-    from engine.scene.components import ActiveRenderer
 
     world = app.world
     world.insert_resource(world.get_resource(NerfRuntimeSettings) or NerfRuntimeSettings())
@@ -49,4 +49,4 @@ def nerf_plugin(app: App) -> None:
     world.insert_resource(ActiveRenderer("nerf"))
     app.add_system(start_taichi, Stage.STARTUP)
     app.add_system(extract_avatar_views, Stage.EXTRACT)
-    app.add_system(render_avatars, Stage.RENDER, before=[optional("engine.scene.compose.compose_scene")])
+    app.add_system(render_avatars, Stage.RENDER, before=[optional("engine.display.compose.compose_scene")])

@@ -1,8 +1,7 @@
 """The NeRF renderer's frame systems: snapshot each avatar's state (EXTRACT), render it (RENDER).
 
     EXTRACT  extract_avatar_views: frozen AvatarViews (pose, blendshapes, audio window, framing, size per avatar)
-    RENDER   render_avatars: AvatarViews -> each avatar's AvatarImage, and the FrameImage when no scene
-             compositor draws one (a plain app with one avatar)
+    RENDER   render_avatars: AvatarViews -> each avatar's AvatarImage (the display's compositor frames them)
 
 The render system reads only the snapshot, never live components. Models load on first use per avatar folder
 and stay in the NerfAvatars resource; torch and Taichi are imported inside the systems, so this module is light.
@@ -104,8 +103,8 @@ def _window(world: World, entity: Entity, time_s: float) -> np.ndarray | None:
 
 def extract_avatar_views(world: World) -> None:
     """Snapshot every Avatar: its MotionState (if any), audio window, Framing zoom and output size."""
+    from engine.components import Avatar, AvatarViewport, Framing
     from engine.motion.components import MotionState
-    from engine.scene.components import Avatar, AvatarViewport, Framing
     from engine.time import Time
 
     settings = world.get_resource(NerfRenderSettings) or NerfRenderSettings()
@@ -176,16 +175,14 @@ def _renderer(world: World, view: AvatarView):
 
 
 def render_avatars(world: World) -> None:
-    """Render each snapshot view into its avatar's AvatarImage; write the FrameImage when no compositor will."""
-    from engine.display.frame import FrameImage
+    """Render each snapshot view into its avatar's AvatarImage (the display's compositor makes the frame of them)."""
+    from engine.components import AvatarImage
     from engine.nerf.torso_motion import follow_shift
-    from engine.scene.components import AvatarImage, Background
 
     views = world.get_resource(AvatarViews)
     if views is None:
         return
     settings = world.get_resource(NerfRenderSettings) or NerfRenderSettings()
-    first = None
     for view in views.views:
         renderer = _renderer(world, view)
         spec = renderer.spec
@@ -209,10 +206,3 @@ def render_avatars(world: World) -> None:
             image.frame = views.frame
         else:
             image.rgba, image.frame = rgba.clone(), views.frame
-        first = image.rgba if first is None else first
-    if first is not None and not world.has_resource(Background):
-        frame = world.get_resource(FrameImage)
-        if frame is None:
-            world.insert_resource(FrameImage(first, views.frame))
-        else:
-            frame.rgba, frame.frame = first, views.frame

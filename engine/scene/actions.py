@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from engine.audio.plugin import Voice
+from engine.components import FRAMING_PRESETS, Avatar, Framing
 from engine.ecs import Entity, World
-from engine.scene.components import FRAMING_PRESETS, Avatar, Caption, Captions, Framing, FramingTween
+from engine.scene.components import Caption, Captions, FramingTween
 from engine.time import Time
 
 if TYPE_CHECKING:
@@ -96,6 +97,14 @@ def set_mode(world: World, mode: str, *, avatar: str | None = None,
         controller.mode, controller.reference, controller.memory = mode, reference, None
         changed += 1
     return changed
+
+
+def scene_framing(text: str) -> str | float:
+    """A framing as text (`--framing`, a jobs file) -> a preset name or a zoom number."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def framing_zoom(framing: str | float) -> tuple[float, str]:

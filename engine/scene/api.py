@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.audio.plugin import Voice
-from engine.display.plugin import configure_display
+from engine.components import ActiveRenderer, Avatar, Background, Framing
 from engine.motion.config import MOTION_FILE
 from engine.nerf.settings import (
     HeadScale,
@@ -35,7 +35,7 @@ from engine.nerf.settings import (
 )
 from engine.nerf.train_config import NERF_FILE
 from engine.scene import actions
-from engine.scene.components import ActiveRenderer, Avatar, Background, Framing, SceneOwned, ScreenRect
+from engine.scene.components import SceneOwned, ScreenRect
 from engine.scene.loader import SceneError
 from engine.scene.plugin import scene_plugin
 from engine.scene.timeline import start_script
@@ -149,7 +149,8 @@ class Scene:
     def background(self, color: tuple[float, float, float] | None = None, *, image: str | Path | None = None,
                    chroma: bool | tuple[float, float, float] = False, transparent: bool = False) -> Background:
         """Pick one: a colour (RGB in [0, 1]), a picture covering the canvas, a chroma-key colour (True: pure
-        green) for keying in OBS, or transparent (alpha kept in the window and screenshots, for OBS)."""
+        green) for keying in OBS, or transparent (alpha kept in the window and screenshots, for OBS). The display
+        follows it (letterbox bars, the window's transparency): it wins over `--background`."""
         chosen = sum(x is not None and x is not False for x in (color, image, chroma or None, transparent or None))
         if chosen > 1:
             raise SceneError("background(): pass only one of color=, image=, chroma=, transparent=")
@@ -158,20 +159,16 @@ class Scene:
             if not path.is_file():
                 raise SceneError(f"background image {path} does not exist; pass a PNG or JPEG file")
             look = Background("image", image=path)
-            configure_display(self.app, background="color")
         elif chroma is not False:
             key = (0.0, 1.0, 0.0) if chroma is True else tuple(float(c) for c in chroma)
             look = Background("chroma", color=key)
-            configure_display(self.app, background="chroma", chroma_color=key)
         elif transparent:
             look = Background("transparent")
-            configure_display(self.app, background="transparent")
         else:
             rgb = tuple(float(c) for c in (color or (0.0, 0.0, 0.0)))
             if len(rgb) != 3 or not all(0.0 <= c <= 1.0 for c in rgb):
                 raise SceneError(f"background color is 3 floats in [0, 1], got {color!r}")
             look = Background("color", color=rgb)
-            configure_display(self.app, background="color", background_color=rgb)
         self.app.world.insert_resource(look)
         return look
 

@@ -1,47 +1,14 @@
-"""Scene components and resources: avatars, framing, screen rectangles, captions and the background (data only)."""
+"""Scene components and resources (data only): what scripts spawn and lay out, captions, the scene's events. The
+components the renderer and the display share with scenes are in engine/components.py."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
-
-FRAMING_PRESETS: dict[str, float] = {"default": 0.0, "med": 0.5, "max": 1.0}
-"""Upper-body proportion of each of the paper's framings (Table 2): 0 its default crop, 1 MaxScale. The
-renderer maps the continuous value to its camera; values between presets are valid zooms."""
-
-
-@dataclass
-class Avatar:
-    """Component: an avatar spawned from a trained avatar folder."""
-
-    folder: Path
-    """AVATAR_DIR written by `syncanim train` (motion.safetensors and the renderer's weights)."""
-    name: str = "avatar"
-    """What scripts and control messages call it (unique in a scene)."""
-
-
-@dataclass
-class ActiveRenderer:
-    """Resource: inserted by the NeRF renderer's plugin; without it avatars cannot be spawned (nothing would draw
-    them)."""
-
-    name: str
-    """Which renderer draws the AvatarImages (shown by `status`)."""
 
 
 @dataclass
 class SceneOwned:
     """Component: spawned by the current scene; despawned when the scene reloads."""
-
-
-@dataclass
-class Framing:
-    """Component: how much of the upper body this avatar's camera shows (see FRAMING_PRESETS)."""
-
-    zoom: float = 0.0
-    """0 the paper's default framing, 0.5 MedScale, 1 MaxScale; anything in [0, 1] in between."""
-    preset: str = "default"
-    """The preset last asked for ('' after a free zoom)."""
 
 
 @dataclass
@@ -63,28 +30,6 @@ class ScreenRect:
     y: float = 0.0
     width: float = 1.0
     height: float = 1.0
-
-
-@dataclass
-class AvatarViewport:
-    """Component: ScreenRect in canvas pixels for the current canvas size (what the renderer renders at)."""
-
-    x: int = 0
-    y: int = 0
-    width: int = 0
-    height: int = 0
-
-
-@dataclass
-class AvatarImage:
-    """Component: the avatar's rendered picture this frame, written by the renderer, pasted by the compositor.
-
-    `rgba` is [H, W, 4] uint8 (numpy, or a torch tensor on any device), straight alpha, row 0 at the top, the
-    size of the avatar's AvatarViewport.
-    """
-
-    rgba: Any = None
-    frame: int = -1
 
 
 @dataclass
@@ -110,17 +55,6 @@ class Captions:
     """Resource: captions by slot ('main' is the one `say(..., caption=...)` uses), drawn by the compositor."""
 
     slots: dict[str, Caption] = field(default_factory=dict)
-
-
-@dataclass
-class Background:
-    """Resource: what the compositor paints behind the avatars."""
-
-    mode: Literal["color", "image", "chroma", "transparent"] = "color"
-    color: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    """RGB in [0, 1] for mode 'color' (and 'chroma', where it is the key colour)."""
-    image: Path | None = None
-    """Picture for mode 'image', scaled to cover the canvas (edges cropped)."""
 
 
 @dataclass

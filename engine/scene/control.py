@@ -640,7 +640,7 @@ def request_scene(world: World, path: Path, request_id: Any = None) -> None:
 def publish_status(world: World, server: ControlServer) -> None:
     from engine.app import Diagnostics
     from engine.audio.playback import AudioPlayback
-    from engine.scene.components import Avatar, Framing
+    from engine.components import Avatar, Framing
     from engine.scene.host import SceneHost, scene_folders
     from engine.scene.timeline import Scripts
     from engine.time import Time

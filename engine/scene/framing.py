@@ -1,9 +1,9 @@
 """Framing systems: ease framing transitions (Stage.UPDATE) and lay avatars' screen rectangles out in pixels."""
 from __future__ import annotations
 
-from engine.display.settings import DisplaySettings
+from engine.components import AvatarViewport, Canvas, Framing
 from engine.ecs import World
-from engine.scene.components import AvatarViewport, Framing, FramingTween, ScreenRect
+from engine.scene.components import FramingTween, ScreenRect
 from engine.time import Time
 
 
@@ -36,7 +36,10 @@ def pixel_rect(rect: ScreenRect, size: tuple[int, int]) -> AvatarViewport:
 
 def lay_out_avatars(world: World) -> None:
     """Post-update: each ScreenRect -> AvatarViewport for the current canvas (the size the renderer renders at)."""
-    size = world.resource(DisplaySettings).size
+    canvas = world.get_resource(Canvas)
+    if canvas is None:
+        return  # no display: nothing to lay out on
+    size = (canvas.width, canvas.height)
     for entity, rect in world.query(ScreenRect):
         viewport = pixel_rect(rect, size)
         current = world.get(entity, AvatarViewport)

@@ -143,8 +143,8 @@ def _added_systems(app: App, before: set[str]) -> tuple[str, ...]:
 def teardown_scene(world: World, host: SceneHost) -> None:
     """Remove what the hosted scene added: its systems, entities, scripts, captions, look and speech."""
     from engine.audio.playback import AudioPlayback
-    from engine.scene.compose import SceneView
-    from engine.scene.components import Background, Captions, SceneOwned
+    from engine.components import Background
+    from engine.scene.components import Captions, SceneOwned
     from engine.scene.timeline import Scripts, close_script
 
     for name in host.systems:
@@ -159,7 +159,7 @@ def teardown_scene(world: World, host: SceneHost) -> None:
         for run in scripts.running:
             close_script(run)
         scripts.running.clear()
-    for resource in (Captions, Background, SceneView):
+    for resource in (Captions, Background):  # without a Background the compositor draws nothing
         world.remove_resource(resource)
     playback = world.get_resource(AudioPlayback)
     if playback is not None:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from engine.app import App
-from engine.display.frame import FrameImage
+from engine.components import FrameImage
 from engine.display.settings import DisplaySettings
 from engine.display.target import GLTarget
 from engine.ecs import Stage

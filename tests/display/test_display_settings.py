@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from engine.app import App
-from engine.display import DisplaySettings, FrameImage, configure_display, display_plugin
+from engine.components import FrameImage
+from engine.display import DisplaySettings, configure_display, display_plugin
 from engine.display.sinks import ScreenshotRequests
 
 

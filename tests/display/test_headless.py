@@ -128,7 +128,7 @@ def test_a_realtime_stall_keeps_sound_and_picture_together(tmp_path):
     from engine.audio.plugin import audio_plugin
     from engine.audio.settings import AudioSettings
     from engine.audio.tap import AudioTap
-    from engine.display.frame import FrameImage
+    from engine.components import FrameImage
 
     out = tmp_path / "stall.mp4"
     app = App()

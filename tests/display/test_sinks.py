@@ -13,8 +13,8 @@ from engine.display.headless import run_headless
 from engine.display.settings import DisplaySettings
 from engine.display.sinks import (
     Mp4Sink,
-    frames_due,
     VirtualCamera,
+    frames_due,
     opaque_rgb,
     open_virtual_camera,
     request_screenshot,
@@ -209,8 +209,8 @@ def test_frames_due():
 def test_recording_follows_the_clock_when_the_loop_is_slower(card, tmp_path):
     """A 10 fps loop recorded at 25 fps: the mp4 still covers the clock time, so it stays with the audio."""
     from engine.app import App
+    from engine.components import FrameImage
     from engine.display import display_plugin
-    from engine.display.frame import FrameImage
     from engine.display.headless import create_egl_context, release_egl_context
     from engine.display.target import create_target
     from engine.time import MasterClock

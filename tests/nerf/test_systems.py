@@ -1,15 +1,14 @@
-"""The render systems in an App: avatars are snapshotted in EXTRACT and rendered in RENDER into their AvatarImage
-and the FrameImage; framing changes the picture, not its size."""
+"""The render systems in an App: avatars are snapshotted in EXTRACT and rendered in RENDER into their AvatarImage;
+framing changes the picture, not its size."""
 import numpy as np
 import pytest
 
 from engine.app import App
-from engine.display.frame import FrameImage
+from engine.components import ActiveRenderer, Avatar, AvatarImage, FrameImage, Framing
 from engine.motion.components import MotionState
 from engine.nerf.plugin import nerf_plugin
 from engine.nerf.settings import NerfRenderSettings, NerfRuntimeSettings
 from engine.nerf.systems import AvatarViews
-from engine.scene.components import ActiveRenderer, Avatar, AvatarImage, Framing
 
 pytestmark = pytest.mark.usefixtures("taichi_cpu")
 
@@ -29,19 +28,19 @@ def make_app(avatar, scene_data):
     return app, entity
 
 
-def test_render_system_writes_avatar_image_and_frame_image(trained_avatar, scene_data):
+def test_render_system_writes_the_avatar_image_and_leaves_the_frame_to_the_compositor(trained_avatar, scene_data):
     app, entity = make_app(trained_avatar, scene_data)
     assert app.world.has_resource(ActiveRenderer)
     app.update()
-    frame = app.world.resource(FrameImage)
-    assert tuple(frame.rgba.shape) == (16, 20, 4) and frame.frame == app.world.resource(AvatarViews).frame
-    first = frame.rgba.clone().numpy()
     app.update()
     image = app.world.get(entity, AvatarImage)
     assert image is not None and tuple(image.rgba.shape) == (16, 20, 4)
+    assert image.frame == app.world.resource(AvatarViews).frame
+    assert not app.world.has_resource(FrameImage)  # one writer of the frame: the display's compositor
+    first = image.rgba.clone().numpy()
     app.world.get(entity, Framing).zoom = 1.0
     app.update()
-    zoomed = app.world.resource(FrameImage).rgba.clone().numpy()
+    zoomed = app.world.get(entity, AvatarImage).rgba.clone().numpy()
     assert zoomed.shape == first.shape and np.abs(zoomed - first).mean() > 0.01
 
 

@@ -9,11 +9,11 @@ import torch
 from PIL import Image
 from scene_helpers import constant, make_app
 
-from engine.display.frame import FrameImage
+from engine.components import Avatar, AvatarImage, AvatarViewport, Background, FrameImage
+from engine.display.compose import Layer, caption_font, draw_caption, paste_over, wrap_caption
 from engine.display.settings import DisplaySettings
 from engine.scene.api import Scene
-from engine.scene.components import Avatar, AvatarImage, Background, Caption, ScreenRect
-from engine.scene.compose import Layer, caption_font, draw_caption, paste_over, wrap_caption
+from engine.scene.components import Caption, ScreenRect
 from engine.scene.loader import SceneError
 
 
@@ -91,7 +91,7 @@ def test_pictures_blend_over_the_canvas_exactly(kind):
         reference = over(canvas[4:34, 20:].astype(np.float64), picture[:, :30].astype(np.float64))
         picture = torch.from_numpy(picture)
     before = canvas.copy()
-    paste_over(canvas, Layer(20, 4, 40, 30, picture))
+    paste_over(canvas, Layer(20, 4, 40, 30, 0), picture)
     assert np.abs(canvas[4:34, 20:].astype(np.float64) - reference).max() <= 0.5 + 1e-3  # rounded, not truncated
     assert np.array_equal(canvas[:4], before[:4]) and np.array_equal(canvas[:, :20], before[:, :20])
     assert np.array_equal(canvas[4:9, 20:], before[4:9, 20:])  # fully transparent rows leave the canvas as it was
@@ -157,11 +157,30 @@ def test_a_scene_without_a_background_leaves_the_frame_to_its_own_renderer(app):
     assert app.resource(FrameImage).rgba[0, 0, 0] == 7 and not app.world.has_resource(Background)
 
 
+def test_the_frame_shows_the_picture_rendered_this_frame_even_a_new_one(app):
+    """A renderer that hands over a new picture object (a new size, a new device) in RENDER: the compositor, which
+    runs after it, pastes that one, not the one the avatar had when the frame's snapshot was taken."""
+    from engine.ecs import Stage
+    from engine.time import Time
+
+    Scene(app).background(color=(0.0, 0.0, 0.0))
+    entity = app.world.spawn(AvatarViewport(0, 0, 8, 8), AvatarImage(np.zeros((8, 8, 4), np.uint8)))
+
+    def render(world):  # stands in for render_avatars: a fresh picture each frame, its value the frame's number
+        frame = world.resource(Time).frame
+        world.get(entity, AvatarImage).rgba = np.full((8, 8, 4), (frame + 1, 0, 0, 255), np.uint8)
+
+    app.add_system(render, Stage.RENDER, before=["engine.display.compose.compose_scene"])
+    for _ in range(3):
+        app.update()
+        frame = app.resource(FrameImage)
+        assert frame.rgba[0, 0, 0] == frame.frame + 1
+
+
 def test_two_trained_avatars_render_side_by_side_in_one_frame(tiny_avatar):
     """End to end with the real parts: a tiny avatar trained in seconds ('test' preset on the NeRF tests' procedural
     dataset), spawned twice, each on its own voice, driven by its motion model and drawn by the NeRF renderer."""
     from engine.motion.components import MotionState
-    from engine.scene.components import AvatarViewport
 
     avatar = tiny_avatar
     app = make_app(size=(64, 32), voices=("left", "right"))
@@ -178,7 +197,7 @@ def test_two_trained_avatars_render_side_by_side_in_one_frame(tiny_avatar):
     for entity, viewport, image in app.world.query(AvatarViewport, AvatarImage):
         assert app.world.get(entity, MotionState) is not None  # moved by its motion model
         assert tuple(image.rgba.shape) == (32, 32, 4)  # rendered at its rectangle's size
-        paste_over(expected, Layer(viewport.x, viewport.y, viewport.width, viewport.height, image.rgba))
+        paste_over(expected, Layer(viewport.x, viewport.y, viewport.width, viewport.height, entity), image.rgba)
     assert np.array_equal(frame, expected)
     for half in (frame[:, :32], frame[:, 32:]):
         assert (np.abs(half[..., :3].astype(int) - (0, 0, 255)).sum(-1) > 60).mean() > 0.3  # an avatar, not blue

@@ -20,11 +20,12 @@ from scene_helpers import constant, load_fuzzer, make_app
 
 from engine.audio.playback import AudioPlayback
 from engine.audio.tap import AudioTap
+from engine.components import Avatar, Framing
 from engine.motion.components import MotionController
+from engine.scene import SCENES_DIR
 from engine.scene.api import Scene
 from engine.scene.client import ControlClient, ControlError, wav_bytes
-from engine.scene.components import Avatar, Captions, Framing, FramingTween
-from engine.scene import SCENES_DIR
+from engine.scene.components import Captions, FramingTween
 from engine.scene.control import SCHEMAS, ControlServer, control_plugin
 from engine.scene.control_settings import ControlSettings, parse_address
 from engine.scene.host import SceneHost, host_scene

@@ -10,13 +10,13 @@ from scene_helpers import make_app
 
 from engine.audio.playback import AudioPlayback
 from engine.cli import main, parse
+from engine.run import assemble_scene
 from engine.scene import SCENES_DIR
 from engine.scene.client import ControlClient, ControlError
 from engine.scene.control import ControlServer, control_plugin
 from engine.scene.control_settings import TOKEN_ENV, ControlSettings, read_token_file, with_token
 from engine.scene.host import SceneHost, host_scene
 from engine.scene.protocol import DEFAULT_PORT
-from engine.scene.run import assemble_scene
 from engine.scene.timeline import Scripts
 from engine.time import MasterClock
 

@@ -15,11 +15,11 @@ from scene_helpers import make_app
 
 from engine.app import AppExit, Diagnostics
 from engine.cli import main
-from engine.display.frame import FrameImage
+from engine.components import FrameImage, Framing
+from engine.display.compose import caption_visible
 from engine.io.video import probe, write_wav
 from engine.scene import SCENES_DIR
-from engine.scene.components import Captions, Framing
-from engine.scene.compose import caption_visible
+from engine.scene.components import Captions
 from engine.scene.host import host_scene
 from engine.scene.loader import SceneArgs
 from engine.time import Time
@@ -156,7 +156,7 @@ def test_demo_mic_listens_to_the_default_microphone(tmp_path):
 def test_the_demo_canvas_defaults_to_what_the_machine_renders_in_real_time():
     import torch
 
-    from engine.scene.run import DemoOptions, demo_run_options
+    from engine.run import DemoOptions, demo_run_options
 
     assert demo_run_options(DemoOptions(headless=True)).display.size == (512, 512)  # a recording takes its time
     window = demo_run_options(DemoOptions(window=True)).display
@@ -172,7 +172,7 @@ def test_the_demo_canvas_defaults_to_what_the_machine_renders_in_real_time():
 def test_the_demo_records_without_a_display_unless_told_otherwise(monkeypatch, display, flags, headless):
     import tyro
 
-    from engine.scene.run import DemoOptions, demo_run_options
+    from engine.run import DemoOptions, demo_run_options
 
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     if display is None:

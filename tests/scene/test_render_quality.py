@@ -16,8 +16,8 @@ SIZE = (160, 160)  # above 128x128: 'auto' marches the head at half resolution o
 
 def head_rays(app) -> dict[str, tuple[int, int]]:
     """Avatar name -> the head grid its renderer marches at the canvas size, after one frame."""
+    from engine.components import Avatar
     from engine.nerf.systems import AvatarViews, NerfAvatars
-    from engine.scene.components import Avatar
 
     app.update()
     renderers = app.world.resource(NerfAvatars).renderers
@@ -62,7 +62,7 @@ def test_quality_is_chosen_field_by_field():
 
 
 def test_run_flags_reach_the_engine_before_the_scene_is_built(tmp_path):
-    from engine.scene.run import assemble_scene
+    from engine.run import assemble_scene
 
     options = parse(["run", str(SCENES_DIR / "test_card.py"), "--headless", "--head-scale", "1",
                      "--precision", "float32"])

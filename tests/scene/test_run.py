@@ -80,7 +80,7 @@ def test_a_live_engine_hands_freed_memory_back_every_ten_seconds():
     """glibc keeps freed frame buffers and clips in a fragmented heap; the live engine trims it as it runs (the
     kiosk soak measures the effect on resident memory)."""
     from engine.display.settings import DisplaySettings
-    from engine.scene.run import FreedMemory, make_app
+    from engine.run import FreedMemory, make_app
     from engine.time import MasterClock
 
     app = make_app(DisplaySettings(size=(16, 16)), headless=True)
@@ -94,8 +94,8 @@ def test_a_live_engine_hands_freed_memory_back_every_ten_seconds():
 def test_control_flags_typed_win_over_a_scenes_defaults_even_when_they_repeat_the_engines(tmp_path):
     """A scene that opens its own socket (like the kiosk) chooses only what the operator left out."""
     from engine.cli import parse
+    from engine.run import assemble_scene
     from engine.scene.control_settings import ControlSettings
-    from engine.scene.run import assemble_scene
 
     scene = tmp_path / "cautious.py"
     scene.write_text("from engine.scene.api import open_control\n\n"

@@ -11,10 +11,9 @@ from scene_helpers import constant
 
 from engine.app import Diagnostics
 from engine.audio.playback import AudioPlayback
-from engine.display.frame import FrameImage
+from engine.components import ActiveRenderer, FrameImage
 from engine.scene import SCENES_DIR
 from engine.scene.client import ControlClient, wav_bytes
-from engine.scene.components import ActiveRenderer
 from engine.scene.control import ControlServer
 from engine.scene.control_settings import ControlSettings
 from engine.scene.host import declared_voices, host_scene
@@ -65,9 +64,10 @@ def test_avatar_scenes_say_how_to_make_the_avatar_they_need(app, scene, tmp_path
 
 
 def test_an_avatar_folder_needs_both_trained_models_and_brings_the_renderer(app, tmp_path):
+    from engine.components import Avatar, Framing
     from engine.motion.components import MotionController
     from engine.scene.api import Scene
-    from engine.scene.components import Avatar, Framing, ScreenRect
+    from engine.scene.components import ScreenRect
 
     folder = tmp_path / "avatar"
     folder.mkdir()

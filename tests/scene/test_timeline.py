@@ -8,10 +8,11 @@ from scene_helpers import constant, make_app
 
 from engine.app import Diagnostics
 from engine.audio.playback import AudioPlayback
+from engine.components import Avatar, Framing
 from engine.scene.api import Scene
-from engine.scene.components import Avatar, Captions, Framing, SceneEvent
-from engine.scene.protocol import ControlRequest
+from engine.scene.components import Captions, SceneEvent
 from engine.scene.framing import ease_in_out
+from engine.scene.protocol import ControlRequest
 from engine.scene.timeline import MAX_INSTANT_STEPS, Scripts
 
 

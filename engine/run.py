@@ -19,7 +19,7 @@ from engine.display.settings import DisplaySettings, Size
 from engine.ecs import Stage
 from engine.nerf.settings import RenderQuality
 from engine.scene import SCENES_DIR
-from engine.scene.actions import backdrop_look, framing_zoom
+from engine.scene.actions import backdrop_look, framing_zoom, scene_framing
 from engine.scene.control_settings import TOKEN_ENV, ControlSettings, OperatorControl, changed_fields, with_token
 
 if TYPE_CHECKING:
@@ -73,14 +73,6 @@ class RunOptions:
             framing_zoom(scene_framing(self.framing))
         if self.backdrop is not None:
             backdrop_look(self.backdrop)
-
-
-def scene_framing(text: str) -> str | float:
-    """--framing's text -> a preset name or a zoom number."""
-    try:
-        return float(text)
-    except ValueError:
-        return text
 
 
 def control_flags_given(argv: Sequence[str]) -> frozenset[str]:

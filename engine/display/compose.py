@@ -1,7 +1,10 @@
 """Compositor: background, then each avatar's picture in its screen rectangle, then captions, into the FrameImage.
 
-    EXTRACT  extract_scene_view: a frozen SceneView of what to draw (the compositor never reads live components)
-    RENDER   compose_scene (after the avatar renderers): SceneView -> FrameImage [H, W, 4] uint8
+    EXTRACT  extract_scene_view: a frozen SceneView of what to draw (where each avatar goes, which captions show)
+    RENDER   compose_scene (after the avatar renderers): SceneView + the avatars' new pictures -> FrameImage [H, W, 4]
+
+The one writer of the FrameImage in scenes with a Background (every Scene has one); a scene that draws its own frame
+(scenes/test_card.py) sets none and writes the FrameImage itself.
 
 Everything is drawn into the frame itself, so backgrounds and captions are in mp4 recordings, screenshots, the
 virtual camera and OBS captures (the imgui overlay is not). Runs only in scenes that set a Background.
@@ -23,23 +26,24 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from engine.display.frame import FrameImage
+from engine.components import AvatarImage, AvatarViewport, Background, FrameImage
 from engine.display.settings import DisplaySettings
 from engine.display.upload import is_cuda_tensor
-from engine.ecs import World
-from engine.scene.components import AvatarImage, AvatarViewport, Background, Caption, Captions
+from engine.ecs import Entity, World
+from engine.scene.components import Caption, Captions
 from engine.time import Time
 
 
 @dataclass(frozen=True)
 class Layer:
-    """One avatar's picture and where it goes (canvas pixels, origin top-left)."""
+    """Where one avatar's picture goes (canvas pixels, origin top-left)."""
 
     x: int
     y: int
     width: int
     height: int
-    rgba: Any
+    entity: Entity
+    """Whose AvatarImage: read when the frame is composed, after the renderer has drawn it."""
 
 
 @dataclass(frozen=True)
@@ -61,12 +65,9 @@ def caption_visible(caption: Caption, now: float) -> bool:
 
 
 def extract_scene_view(world: World) -> None:
-    """Snapshot the background, the avatars' pictures with their viewports, and the visible captions."""
+    """Snapshot the background, the avatars' viewports, and the visible captions."""
     time = world.resource(Time)
-    layers = tuple(
-        Layer(viewport.x, viewport.y, viewport.width, viewport.height, image.rgba)
-        for _, viewport, image in world.query(AvatarViewport, AvatarImage) if image.rgba is not None
-    )
+    layers = tuple(Layer(v.x, v.y, v.width, v.height, entity) for entity, v in world.query(AvatarViewport))
     captions = world.get_resource(Captions)
     shown = tuple(Caption(**vars(c)) for c in (captions.slots.values() if captions else ())
                   if caption_visible(c, time.elapsed))
@@ -79,10 +80,12 @@ def compose_scene(world: World) -> None:
     view = world.get_resource(SceneView)
     if view is None:
         return
-    device = next((str(layer.rgba.device) for layer in view.layers if is_cuda_tensor(layer.rgba)), "cpu")
+    pictures = [(layer, image.rgba) for layer in view.layers
+                if (image := world.get(layer.entity, AvatarImage)) is not None and image.rgba is not None]
+    device = next((str(rgba.device) for _, rgba in pictures if is_cuda_tensor(rgba)), "cpu")
     canvas = background_pixels(view.background, view.size, device).clone()
-    for layer in view.layers:
-        paste_over(canvas, layer)
+    for layer, rgba in pictures:
+        paste_over(canvas, layer, rgba)
     for caption in view.captions:
         draw_caption(canvas, caption)
     image = world.resource(FrameImage)
@@ -131,12 +134,12 @@ def as_float_rgba(rgba: Any, device: torch.device | str) -> torch.Tensor:
     return picture.float().clamp(0.0, 1.0)
 
 
-def paste_over(canvas: torch.Tensor | np.ndarray, layer: Layer) -> None:
-    """Alpha-blend the layer's picture over `canvas` (uint8 [H, W, 4], a tensor or a numpy array changed in place) at
-    its viewport; a picture of another size is cropped or left short, never resized (renderers render at the
+def paste_over(canvas: torch.Tensor | np.ndarray, layer: Layer, rgba: Any) -> None:
+    """Alpha-blend the picture `rgba` over `canvas` (uint8 [H, W, 4], a tensor or a numpy array changed in place) at
+    the layer's viewport; a picture of another size is cropped or left short, never resized (renderers render at the
     viewport's size)."""
     canvas = torch.as_tensor(canvas)
-    src = as_float_rgba(layer.rgba, canvas.device)
+    src = as_float_rgba(rgba, canvas.device)
     height, width = canvas.shape[:2]
     h = min(src.shape[0], layer.height, height - layer.y)
     w = min(src.shape[1], layer.width, width - layer.x)
