@@ -16,7 +16,7 @@ from engine.eval.bench_config import BenchConfig
 from engine.eval.eval_config import EvalConfig
 from engine.eval.universal_config import UniversalEvalConfig
 from engine.motion.config import UniversalOptions
-from engine.run import DemoOptions, RunOptions, control_flags_given
+from engine.run import DemoOptions, RunOptions, ScheduleOptions, control_flags_given
 from engine.training import TrainOptions
 
 
@@ -25,6 +25,13 @@ def _run(options: RunOptions) -> int:
 
     result = run_scene(options)
     print(f"{result.frames} frames, {result.seconds:.2f} s: {result.exit_reason}")
+    return 0
+
+
+def _schedule(options: ScheduleOptions) -> int:
+    from engine.run import print_schedule
+
+    print_schedule(options)
     return 0
 
 
@@ -115,6 +122,7 @@ COMMANDS: dict[str, tuple[type, Callable[[Any], int]]] = {
     "synth": (Annotated[SynthConfig, tyro.conf.PositionalRequiredArgs], _synth),
     "run": (RunOptions, _run),
     "demo": (DemoOptions, _demo),
+    "schedule": (ScheduleOptions, _schedule),
     "preprocess": (PreprocessConfig, _preprocess),
     "train": (TrainOptions, _train),
     "universal": (UniversalOptions, _universal),

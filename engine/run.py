@@ -1,4 +1,5 @@
-"""`syncanim run` and `syncanim demo`: assemble the engine, load a scene, hand it to a runner."""
+"""`syncanim run` and `syncanim demo`: assemble the engine, load a scene, hand it to a runner; `syncanim schedule`:
+the frame that engine runs, system by system."""
 from __future__ import annotations
 
 import ctypes
@@ -281,6 +282,57 @@ def assemble_scene(options: RunOptions) -> App:
         app.world.resource(Diagnostics).warn(f"{flags} given, but {options.scene} opens no control socket; add "
                                              "--control 127.0.0.1:7878 to open one")
     return app
+
+
+@dataclass(frozen=True)
+class ScheduleOptions:
+    """Print the frame as the engine runs it for a scene: every stage's systems in order, each with the resources and
+    components it read and wrote while a few frames ran headless (nothing is shown or recorded)."""
+
+    scene: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="SCENE.py")] = SCENES_DIR / "demo.py"
+    """The scene script (default: the bundled demo)."""
+    frames: int = 3
+    """Frames to run while recording what each system touches (the first also runs STARTUP)."""
+    audio: Path | None = None
+    """A speech file for scenes that read one (as `syncanim run --audio`)."""
+    avatar: Path | None = None
+    """The avatar folder for one-avatar scenes (as `syncanim run --avatar`)."""
+
+    def __post_init__(self) -> None:
+        if self.frames < 1:
+            raise ValueError(f"--frames {self.frames}: run at least 1 frame")
+
+
+def print_schedule(options: ScheduleOptions) -> list:
+    """Run the scene's engine for options.frames frames with every system traced, print the table, return its rows."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from engine.ecs.introspect import schedule_rows, traced
+
+    app = assemble_scene(RunOptions(scene=options.scene, headless=True, audio=options.audio, avatar=options.avatar,
+                                    watch=False, display=DisplaySettings(size=(128, 128))))
+    try:
+        with traced(app) as tracer:
+            for _ in range(options.frames):
+                app.update()
+        rows = schedule_rows(app, tracer)
+    finally:
+        app.shutdown()
+    table = Table(title=f"The frame of {options.scene} ({options.frames} frames traced)", show_lines=False)
+    for column in ("stage", "system", "reads", "writes", "runs"):
+        table.add_column(column, overflow="fold")
+    stage = None
+    for row in rows:
+        access = row.access
+        name = row.name.removeprefix("engine.") + (" (if)" if row.conditional else "")
+        reads, writes = ", ".join(sorted(access.reads - access.writes)), ", ".join(sorted(access.writes))
+        table.add_row(row.stage.value if row.stage != stage else "", name, reads, writes, str(access.ran))
+        stage = row.stage
+    Console().print(table)
+    print("reads: asked of the world and left as it was; writes: inserted, removed, spawned, or an attribute replaced "
+          "(changes made inside an object show as reads); (if): runs only when its condition holds")
+    return rows
 
 
 def has_display() -> bool:

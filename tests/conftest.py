@@ -47,7 +47,7 @@ TRAINED_OR_FETCHED = {
     "trained_avatar", "expression_avatar", "expression_setup", "whisper_avatar", "whisper", "tiny_avatar",
     "tiny_hubert", "eval_avatar", "eval_universal", "eval_weights", "universal", "corpus", "runtime", "pooled",
     "synth_data", "speaker_clip", "real_data", "real_clip", "mediapipe_results", "dataset", "clip", "truth",
-    "fid_features", "long_plan", "ray_local",
+    "fid_features", "long_plan", "ray_local", "demo_schedule",
 }
 """Shared fixtures that train a model, render or track a clip, or fetch a package (seconds each, once a session):
 a test that needs one is slow, so `make test-fast` never builds them."""
