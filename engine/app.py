@@ -193,6 +193,11 @@ class App:
         self.world.apply_commands()
 
     @property
+    def started(self) -> bool:
+        """Whether STARTUP has run (the first update): what it built from the settings is fixed from then on."""
+        return self._started
+
+    @property
     def should_exit(self) -> bool:
         return self.exit_reason is not None
 

@@ -258,7 +258,7 @@ def run_scene(options: RunOptions) -> RunResult:
 def assemble_scene(options: RunOptions) -> App:
     """The engine of `syncanim run` with its scene built, not started (the runner's first frame starts it)."""
     from engine.app import Diagnostics
-    from engine.scene.host import declared_voices, host_scene
+    from engine.scene.host import host_scene
     from engine.scene.loader import SceneArgs
 
     operator = operator_control(options)
@@ -267,8 +267,7 @@ def assemble_scene(options: RunOptions) -> App:
         check_microphone(options.mic_device)
         if options.headless and not display.realtime:
             display = replace(display, realtime=True)  # a live microphone cannot be stepped faster than it speaks
-    voices = declared_voices(options.scene) or ("main",)
-    app = make_app(display, headless=options.headless, voices=voices, control=operator.settings, mic=options.mic,
+    app = make_app(display, headless=options.headless, control=operator.settings, mic=options.mic,
                    mic_device=options.mic_device)
     # Before the scene is built: a scene that opens its own socket (the kiosk) keeps every setting given here.
     app.insert_resource(operator)

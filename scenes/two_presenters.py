@@ -1,7 +1,7 @@
 """Two presenters: a short dialogue between two avatars sharing the frame, each with its own voice and caption.
 
 The left avatar fills the left half of the canvas, the right one the right half; each speaks on its own voice
-(VOICES below), so each one's lips follow only its own lines. The lines are synthesised with espeak-ng at build.
+(`scene.voices`), so each one's lips follow only its own lines. The lines are synthesised with espeak-ng at build.
 It needs two trained avatars (AVATAR_LEFT / AVATAR_RIGHT, or $SYNCANIM_AVATAR_LEFT / $SYNCANIM_AVATAR_RIGHT; the same
 folder twice is fine) and the NeRF renderer; without them it stops at build with a message that says what to run.
 
@@ -17,8 +17,6 @@ from pathlib import Path
 from engine.scene.api import Scene
 from engine.scene.loader import SceneError
 
-VOICES = ("left", "right")
-"""Read by the engine before the audio starts (engine.scene.host.declared_voices): one voice per presenter."""
 REPO = Path(__file__).resolve().parents[1]
 AVATAR_LEFT = Path(os.environ.get("SYNCANIM_AVATAR_LEFT", REPO / "assets" / "avatar"))
 AVATAR_RIGHT = Path(os.environ.get("SYNCANIM_AVATAR_RIGHT", REPO / "assets" / "avatar"))
@@ -33,6 +31,7 @@ PAUSE_S = 0.4
 
 def build(app) -> None:
     scene = Scene(app)
+    scene.voices("left", "right")  # one voice per presenter
     scene.background(color=(0.10, 0.11, 0.16))
     scene.avatar(AVATAR_LEFT, name="left", voice="left", rect=(0.0, 0.0, 0.5, 1.0), framing="med")
     scene.avatar(AVATAR_RIGHT, name="right", voice="right", rect=(0.5, 0.0, 0.5, 1.0), framing="med", seed=1)

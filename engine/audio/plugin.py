@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from engine.audio.features import FEATURE_HZ, HOP, WIN, FeatureSpec, feature_spec, make_extractor
-from engine.audio.playback import AudioPlayback, DelayLine, DeviceOutput, Mixer
+from engine.audio.playback import AudioPlayback, DeviceOutput, Mixer
 from engine.audio.ring import FeatureRing, SampleRing
 from engine.audio.settings import AudioSettings
 from engine.audio.sources import MicSource, PushSource
@@ -103,23 +103,29 @@ def output_delay_samples(settings: AudioSettings, block_frames: int, right_frame
     return max(0, math.ceil((worst - frame_samples) / frame_samples)) * frame_samples
 
 
-def _block_shape(settings: AudioSettings) -> tuple[int, int]:
-    """(block_frames, right_frames) of the extractor `settings` names, without loading its model."""
-    if settings.extractor == "hubert":
-        return settings.hubert.block_frames, settings.hubert.right_frames
-    if settings.extractor == "whisper":
-        return settings.whisper.block_frames, 0
-    return 2, 0
-
-
 def audio_plugin(app: App) -> None:
-    """Insert AudioTap, AudioLevel, AudioPlayback, AudioVoices and the main voice's SampleRing; schedule the systems.
+    """Insert AudioSettings (defaults unless inserted before), AudioTap and AudioDevices; schedule the systems.
 
-    Reads AudioSettings (insert it before adding the plugin; defaults otherwise). Streams open in STARTUP.
+    Everything that depends on the settings (voices, rings, mixer, playback, feature streams) is built once, in
+    STARTUP, from the settings as they stand then: a scene declares its voices (`Scene.voices`) and hears as its
+    avatars were trained (`hear_as_trained`) before that.
     """
     world = app.world
     settings = world.get_resource(AudioSettings) or AudioSettings()
     world.insert_resource(settings)
+    if not world.has_resource(AudioTap):
+        world.insert_resource(AudioTap(settings.sample_rate))
+    world.insert_resource(AudioDevices())
+    app.add_system(open_audio, Stage.STARTUP)
+    app.add_system(advance_playback, Stage.FIRST, after=["engine.app.tick_time"], run_if=_virtual_output)
+    app.add_system(drain_audio, Stage.PRE_UPDATE, before=[extract_features])
+    app.add_system(extract_features, Stage.PRE_UPDATE, after=[drain_audio])
+    app.on_shutdown(lambda: close_audio(world))
+
+
+def build_voices(world: World, settings: AudioSettings, extractor) -> AudioVoices:
+    """The voices' sample rings, the mixer that plays them (its delay from the extractor's block), AudioPlayback,
+    AudioLevel and the main voice's SampleRing, inserted into `world`."""
     if not settings.voices:
         raise ValueError("AudioSettings.voices is empty; name at least one voice, e.g. ('main',)")
     rate = settings.sample_rate
@@ -128,18 +134,11 @@ def audio_plugin(app: App) -> None:
     heard = dict(voices.samples)
     if settings.input == "mic":
         heard.pop(settings.voices[0])  # the main voice hears the microphone instead
-    mixer = Mixer({name: PushSource(rate) for name in settings.voices}, heard, SampleRing(capacity, rate),
-                  delay=output_delay_samples(settings, *_block_shape(settings)))
-    if not world.has_resource(AudioTap):
-        world.insert_resource(AudioTap(rate))
-    main_ring = voices.samples[settings.voices[0]]
-    for resource in (AudioLevel(), AudioPlayback(mixer, rate), voices, main_ring, AudioDevices()):
+    delay = output_delay_samples(settings, extractor.block_frames, extractor.right_frames)
+    mixer = Mixer({name: PushSource(rate) for name in settings.voices}, heard, SampleRing(capacity, rate), delay=delay)
+    for resource in (AudioLevel(), AudioPlayback(mixer, rate), voices, voices.samples[settings.voices[0]]):
         world.insert_resource(resource)
-    app.add_system(open_audio, Stage.STARTUP)
-    app.add_system(advance_playback, Stage.FIRST, after=["engine.app.tick_time"], run_if=_virtual_output)
-    app.add_system(drain_audio, Stage.PRE_UPDATE, before=[extract_features])
-    app.add_system(extract_features, Stage.PRE_UPDATE, after=[drain_audio])
-    app.on_shutdown(lambda: close_audio(world))
+    return voices
 
 
 def _virtual_output(world: World) -> bool:
@@ -161,15 +160,13 @@ def _wants_device(settings: AudioSettings, clock: MasterClock, devices: AudioDev
 
 
 def open_audio(world: World) -> None:
-    """Startup: build the extractor and FeatureRings, open the output device and microphone, slave the clock."""
+    """Startup: build the extractor, the voices and their FeatureRings, open the output device and microphone, slave
+    the clock."""
     settings = world.resource(AudioSettings)
     extractor = make_extractor(settings)
-    spec = feature_spec(settings, extractor)
-    world.insert_resource(spec)
-    voices = world.resource(AudioVoices)
+    world.insert_resource(feature_spec(settings, extractor))
+    voices = build_voices(world, settings, extractor)
     playback = world.resource(AudioPlayback)
-    # again, from the extractor built: a scene may have changed the settings since (to hear as its avatars were trained)
-    playback.mixer.delay = DelayLine(output_delay_samples(settings, extractor.block_frames, extractor.right_frames))
     devices = world.resource(AudioDevices)
     main = settings.voices[0]
     for name in settings.voices:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.audio.plugin import Voice
+from engine.audio.settings import AudioSettings
 from engine.components import ActiveRenderer, Avatar, Background, Framing
 from engine.motion.config import MOTION_FILE
 from engine.nerf.settings import (
@@ -98,7 +99,6 @@ def hear_as_trained(app: App, folder: Path, name: str) -> None:
     """Before the engine starts, switch its speech features to the ones the avatar in `folder` was trained on (mel,
     whisper, ...), so any avatar plays without audio settings in the scene. Two avatars of one engine must agree."""
     from engine.audio.features import FeatureSpec, settings_for
-    from engine.audio.settings import AudioSettings
     from engine.io.checkpoint import CheckpointError, read_metadata
 
     world = app.world
@@ -172,6 +172,21 @@ class Scene:
         self.app.world.insert_resource(look)
         return look
 
+    def voices(self, *names: str) -> tuple[str, ...]:
+        """Declare the scene's voices, before spawning avatars on them: each is a stream of its own that only its
+        avatars' lips follow (the first is the main voice, which `--mic` replaces). The engine builds them when it
+        starts, so a reload that changes them keeps the running scene and asks for a restart."""
+        if not names or not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
+            raise SceneError(f"voices(): give distinct non-empty names, like voices('left', 'right'); got {names!r}")
+        settings = self.app.world.resource(AudioSettings)
+        if names == settings.voices:
+            return names
+        if self.app.started:
+            raise SceneError(f"voices{names}: the engine started with the voices {settings.voices} and builds them "
+                             "only then; restart it to change them")
+        self.app.world.insert_resource(replace(settings, voices=names))
+        return names
+
     def backdrop(self, spec: str) -> Background | None:
         """What shows behind the avatars, as text (`syncanim run --backdrop`): 'plate' keeps each avatar over the room
         it was recorded in; a colour (#RRGGBB), 'chroma' or a picture file is drawn behind the avatars, cut out along
@@ -195,7 +210,6 @@ class Scene:
         128x128) and `precision` ('float32', 'bfloat16', 'auto') set how finely it is rendered (None: the engine's
         setting); `syncanim run --head-scale/--precision` wins over them. Returns `name`, which scripts and control
         messages use."""
-        from engine.audio.settings import AudioSettings
         from engine.motion.components import MotionController
         from engine.motion.systems import motion_plugin
 
@@ -216,8 +230,7 @@ class Scene:
         voice = voice or voices[0]
         if voice not in voices:
             raise SceneError(f"avatar {name!r}: no voice {voice!r}; the engine's voices are {list(voices)}: declare "
-                             "them in the scene file as VOICES = (...), read when the engine starts (restart it after "
-                             "changing them)")
+                             "them first with scene.voices(...)")
         zoom, preset = actions.framing_zoom(framing)
         self.app.add_plugin(motion_plugin)
         self.app.world.spawn(

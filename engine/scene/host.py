@@ -284,26 +284,3 @@ def watch_scene(world: World) -> None:
     if file_mtime(host.path) != host.mtime_ns:
         log.info("scene %s changed on disk; reloading", host.path)
         reload_scene(world, host, host.path)
-
-
-def declared_voices(path: str | Path) -> tuple[str, ...] | None:
-    """The scene's top-level `VOICES = ("left", "right")`, read without running the file (the audio plugin needs
-    its voices before the scene is built); None when the scene declares none."""
-    import ast
-
-    try:
-        tree = ast.parse(Path(path).read_text(), filename=str(path))
-    except (OSError, SyntaxError, ValueError):
-        return None  # building the scene reports the problem with its line
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "VOICES" for t in node.targets):
-            try:
-                voices = ast.literal_eval(node.value)
-            except ValueError:
-                raise SceneError(f"{path}:{node.lineno}: VOICES must be a literal tuple of names, like "
-                                 "('left', 'right')") from None
-            if (not isinstance(voices, (tuple, list)) or not voices
-                    or not all(isinstance(v, str) and v for v in voices) or len(set(voices)) != len(voices)):
-                raise SceneError(f"{path}:{node.lineno}: VOICES must be distinct non-empty names, got {voices!r}")
-            return tuple(voices)
-    return None

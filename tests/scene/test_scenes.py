@@ -12,11 +12,13 @@ from scene_helpers import constant
 from engine.app import Diagnostics
 from engine.audio.playback import AudioPlayback
 from engine.components import ActiveRenderer, FrameImage
+from engine.run import RunOptions, assemble_scene
 from engine.scene import SCENES_DIR
+from engine.scene.api import Scene
 from engine.scene.client import ControlClient, wav_bytes
 from engine.scene.control import ControlServer
 from engine.scene.control_settings import ControlSettings
-from engine.scene.host import declared_voices, host_scene
+from engine.scene.host import host_scene
 from engine.scene.loader import SceneError, build_scene
 
 TOKEN = "kiosk-token-1"
@@ -87,13 +89,32 @@ def test_an_avatar_folder_needs_both_trained_models_and_brings_the_renderer(app,
         Scene(app).avatar(folder, name="anna")
 
 
-def test_scenes_declare_their_voices_without_running(tmp_path):
-    assert declared_voices(SCENES_DIR / "two_presenters.py") == ("left", "right")
-    assert declared_voices(SCENES_DIR / "kiosk.py") is None
-    bad = tmp_path / "bad.py"
-    bad.write_text("VOICES = ('a', 'a')\n")
-    with pytest.raises(SceneError, match=r"bad.py:1: VOICES must be distinct"):
-        declared_voices(bad)
+def test_a_scene_declares_its_voices_before_the_engine_builds_them_once(app):
+    from engine.audio.plugin import AudioVoices
+    from engine.audio.settings import AudioSettings
+
+    scene = Scene(app)
+    with pytest.raises(SceneError, match="distinct non-empty names"):
+        scene.voices("a", "a")
+    assert scene.voices("left", "right") == ("left", "right")
+    assert not app.world.has_resource(AudioVoices)  # nothing built before start-up ...
+    app.update()
+    assert set(app.world.resource(AudioVoices).samples) == {"left", "right"}  # ... then built from the declaration
+    assert scene.voices("left", "right") == ("left", "right")  # a reload that keeps them is fine
+    with pytest.raises(SceneError, match="restart it to change them"):
+        scene.voices("main")
+    assert app.world.resource(AudioSettings).voices == ("left", "right")
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (apt install espeak-ng)")
+def test_the_two_presenters_scene_speaks_on_two_voices():
+    from engine.audio.settings import AudioSettings
+
+    app = assemble_scene(RunOptions(scene=SCENES_DIR / "two_presenters.py", headless=True, watch=False))
+    try:
+        assert app.world.resource(AudioSettings).voices == ("left", "right")
+    finally:
+        app.shutdown()
 
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (apt install espeak-ng)")

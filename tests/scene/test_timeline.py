@@ -101,6 +101,7 @@ def test_framing_eases_without_jumps_and_arrives(app):
 def test_caption_shows_while_its_speech_is_heard(app):
     scene = Scene(app)
     scene.script(lambda d: (yield d.say(constant(0.2, 0.1), caption="spoken")))
+    app.startup()  # the audio plugin builds its playback there
     delay_frames = app.resource(AudioPlayback).mixer.delay.samples // 640
     shown = []
     for _ in range(16):
