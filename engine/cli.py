@@ -10,11 +10,11 @@ from typing import Annotated, Any
 import tyro
 
 from engine.batch.config import BatchOptions, BatchTrainOptions
-from engine.data.preprocess.config import PreprocessConfig
-from engine.data.synth.config import SynthConfig
-from engine.eval.bench_config import BenchConfig
-from engine.eval.eval_config import EvalConfig
-from engine.eval.universal_config import UniversalEvalConfig
+from engine.data.preprocess.config import PreprocessOptions
+from engine.data.synth.config import SynthOptions
+from engine.eval.bench_config import BenchOptions
+from engine.eval.eval_config import EvalOptions
+from engine.eval.universal_config import UniversalEvalOptions
 from engine.motion.config import UniversalOptions
 from engine.run import DemoOptions, RunOptions, ScheduleOptions, control_flags_given
 from engine.training import TrainOptions
@@ -41,14 +41,14 @@ def _demo(options: DemoOptions) -> int:
     return _run(demo_run_options(options))
 
 
-def _synth(config: SynthConfig) -> int:
+def _synth(config: SynthOptions) -> int:
     from engine.data.synth import run_synth
 
     print(f"wrote {run_synth(config)}")
     return 0
 
 
-def _preprocess(config: PreprocessConfig) -> int:
+def _preprocess(config: PreprocessOptions) -> int:
     from engine.data.preprocess import run_preprocess, write_preview
 
     if config.preview is not None:
@@ -79,14 +79,14 @@ def _universal(options: UniversalOptions) -> int:
     return 0
 
 
-def _bench(config: BenchConfig) -> int:
+def _bench(config: BenchOptions) -> int:
     from engine.eval.bench import run_bench
 
     run_bench(config)
     return 0
 
 
-def _eval(config: EvalConfig) -> int:
+def _eval(config: EvalOptions) -> int:
     from engine.eval.report import print_compare, run_eval
 
     if config.compare is not None:
@@ -97,7 +97,7 @@ def _eval(config: EvalConfig) -> int:
     return 0
 
 
-def _eval_universal(config: UniversalEvalConfig) -> int:
+def _eval_universal(config: UniversalEvalOptions) -> int:
     from engine.eval.universal import measure_universal
 
     measure_universal(config.universal_dir, config.data, config.out, seed=config.seed, max_lag=config.max_lag)
@@ -119,16 +119,16 @@ def _batch_train(options: BatchTrainOptions) -> int:
 
 # name -> (options type, handler). Handlers import their package lazily so `--help` stays fast.
 COMMANDS: dict[str, tuple[type, Callable[[Any], int]]] = {
-    "synth": (Annotated[SynthConfig, tyro.conf.PositionalRequiredArgs], _synth),
+    "synth": (Annotated[SynthOptions, tyro.conf.PositionalRequiredArgs], _synth),
     "run": (RunOptions, _run),
     "demo": (DemoOptions, _demo),
     "schedule": (ScheduleOptions, _schedule),
-    "preprocess": (PreprocessConfig, _preprocess),
+    "preprocess": (PreprocessOptions, _preprocess),
     "train": (TrainOptions, _train),
     "universal": (UniversalOptions, _universal),
-    "bench": (BenchConfig, _bench),
-    "eval": (EvalConfig, _eval),
-    "eval-universal": (UniversalEvalConfig, _eval_universal),
+    "bench": (BenchOptions, _bench),
+    "eval": (EvalOptions, _eval),
+    "eval-universal": (UniversalEvalOptions, _eval_universal),
     "batch": (BatchOptions, _batch),
     "batch-train": (BatchTrainOptions, _batch_train),
 }
@@ -156,8 +156,8 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from engine.scene.control_settings import ControlSettingsError
     from engine.scene.loader import SceneError
 
-    return (AudioDeviceError, AudioFormatError, BatchError, CheckpointError, ControlSettingsError, DatasetError, EvalError,
-            FeatureMismatchError, PreprocessError, SceneError, SynthError, UniversalEvalError,
+    return (AudioDeviceError, AudioFormatError, BatchError, CheckpointError, ControlSettingsError, DatasetError,
+            EvalError, FeatureMismatchError, PreprocessError, SceneError, SynthError, UniversalEvalError,
             FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
 
 

@@ -18,7 +18,7 @@ import tyro
 
 from engine.display.settings import DisplaySettings, Size
 from engine.ecs import Stage
-from engine.nerf.settings import RenderQuality
+from engine.nerf.settings import QualitySettings
 from engine.scene import SCENES_DIR
 from engine.scene.actions import backdrop_look, framing_zoom, scene_framing
 from engine.scene.control_settings import TOKEN_ENV, ControlSettings, OperatorControl, changed_fields, with_token
@@ -62,7 +62,7 @@ class RunOptions:
     """Reload the scene when its file is saved (a broken save keeps the running scene and shows the error)."""
     display: Annotated[DisplaySettings, tyro.conf.OmitArgPrefixes] = DisplaySettings()
     control: Annotated[ControlSettings, tyro.conf.OmitArgPrefixes] = ControlSettings()
-    quality: Annotated[RenderQuality, tyro.conf.OmitArgPrefixes] = RenderQuality()
+    quality: Annotated[QualitySettings, tyro.conf.OmitArgPrefixes] = QualitySettings()
     """--head-scale and --precision: given, they win over what the scene sets for its avatars."""
     control_given: Annotated[frozenset[str] | None, tyro.conf.Suppress] = None
     """The control fields the operator set on the command line (`syncanim run` fills it in from argv); None: those
@@ -119,7 +119,7 @@ class DemoOptions:
     size: Size | None = None
     """Canvas size in pixels (WxH): the window's content and the recording's frame. Default: 512x512 when recording
     or on a GPU; in a window on a CPU, 256x256 (what a 2-core CPU renders in real time) shown in a 512x512 window."""
-    quality: Annotated[RenderQuality, tyro.conf.OmitArgPrefixes] = RenderQuality()
+    quality: Annotated[QualitySettings, tyro.conf.OmitArgPrefixes] = QualitySettings()
     """--head-scale 1 renders the head at full resolution (default 'auto': half resolution on a CPU above 128x128)."""
 
     def __post_init__(self) -> None:

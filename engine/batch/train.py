@@ -67,10 +67,10 @@ def train_job(job: TrainJob, recording: Package, universal: Package | None, cpus
     run_training(TrainOptions(data, avatar, preset=job.preset, seed=job.seed, time_limit_min=job.time_limit_min,
                               universal=None if universal is None else unpack(universal), progress=False))
     if job.report:
-        from engine.eval.eval_config import EvalConfig
+        from engine.eval.eval_config import EvalOptions
         from engine.eval.report import run_eval
 
-        run_eval(EvalConfig(avatar=avatar, data=data, out=avatar / "report", video=False, progress=False))
+        run_eval(EvalOptions(avatar=avatar, data=data, out=avatar / "report", video=False, progress=False))
     meta = Dataset(data).meta
     return TrainOutcome(job.name, pack_folder(avatar, None), meta.frames / meta.fps, time.perf_counter() - start,
                         socket.gethostname())
@@ -83,7 +83,7 @@ def dataset_folder(job: TrainJob, unpacked: Path, target: Path) -> Path:
     if (target / "meta.json").is_file():
         return target
     from engine.data.preprocess import run_preprocess
-    from engine.data.preprocess.config import PreprocessConfig
+    from engine.data.preprocess.config import PreprocessOptions
 
     video = next(p for p in unpacked.iterdir() if p.is_file())
-    return Path(run_preprocess(PreprocessConfig(video=video, out_dir=target, size=job.size, progress=False)))
+    return Path(run_preprocess(PreprocessOptions(video=video, out_dir=target, size=job.size, progress=False)))

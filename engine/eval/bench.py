@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from engine.ecs import Stage, World
-from engine.eval.bench_config import BUNDLED_CLIPS, MIN_MEASURED, BenchConfig, WarmupRule
+from engine.eval.bench_config import BUNDLED_CLIPS, MIN_MEASURED, BenchOptions, WarmupRule
 from engine.io.atomic import write_text_atomic
 
 if TYPE_CHECKING:
@@ -248,7 +248,7 @@ class Row:
     """The --head-scale / --precision values that resolve to this row, e.g. ('1', 'auto')."""
 
 
-def plan_rows(config: BenchConfig) -> list[Row]:
+def plan_rows(config: BenchOptions) -> list[Row]:
     """Every (size, framing, head scale, precision) of `config`, in the order given; settings that resolve to the
     same renderer at a size (head_scale 'auto' is 1 at 128x128 on a CPU) are one row labelled with all of them."""
     from engine.nerf.render import resolve_head_scale, resolve_precision
@@ -287,14 +287,14 @@ def build_bench_scene(app: App, avatar: Path, framing: str, clips: Path = BUNDLE
         scene.script(read_forever, name="bench")
 
 
-def bench_size(config: BenchConfig, size: int, row: Row | None = None) -> dict[str, Any]:
+def bench_size(config: BenchOptions, size: int, row: Row | None = None) -> dict[str, Any]:
     """One run: a fresh engine at size x size renders `row`'s framing and quality (default: the first row of that
     size), warms up until its frame times settle, then measures --seconds of frames."""
     from engine.audio.features import FeatureSpec
     from engine.components import Framing
     from engine.display.headless import run_headless
     from engine.display.settings import DisplaySettings
-    from engine.nerf.settings import NerfRuntimeSettings, RenderQuality
+    from engine.nerf.settings import NerfRuntimeSettings, QualitySettings
     from engine.run import make_app
     from engine.scene.actions import start_framing
     from engine.scene.loader import SceneArgs, build_scene
@@ -304,7 +304,7 @@ def bench_size(config: BenchConfig, size: int, row: Row | None = None) -> dict[s
     scene, avatar = config.frame_scene(), config.timed_avatar()
     app = make_app(DisplaySettings(size=(size, size), fps=config.fps), headless=True)
     app.insert_resource(NerfRuntimeSettings(device=config.device))
-    app.insert_resource(RenderQuality(row.head_scale, row.precision))  # as an operator's: wins over the scene's
+    app.insert_resource(QualitySettings(row.head_scale, row.precision))  # as an operator's: wins over the scene's
     app.insert_resource(SceneArgs(scene or Path(__file__), avatar=avatar))
     if scene is None:
         build_bench_scene(app, avatar, row.framing or "default")
@@ -340,7 +340,7 @@ def renderer_used(app: App, row: Row, size: int) -> dict[str, Any] | None:
             "head_rays": list(renderer.head_size(size, size))}
 
 
-def run_rows(config: BenchConfig, rows: list[Row], status: Any) -> list[dict[str, Any]]:
+def run_rows(config: BenchOptions, rows: list[Row], status: Any) -> list[dict[str, Any]]:
     """Measure every row --repeat times and aggregate each row's runs."""
     runs: dict[Row, list[dict[str, Any]]] = {row: [] for row in rows}
     plain: dict[int, Row] = {}  # size -> the row that found no avatar renderer in the scene: quality cannot matter
@@ -419,7 +419,7 @@ def latency(audio: dict[str, Any], results: list[dict[str, Any]], fps: float) ->
     }
 
 
-def render_alone(config: BenchConfig) -> list[dict[str, Any]]:
+def render_alone(config: BenchOptions) -> list[dict[str, Any]]:
     """The NeRF renderer alone (no engine around it) per size, once per requested quality."""
     from engine.nerf.bench import measure_render
     from engine.nerf.settings import NerfRenderSettings
@@ -434,7 +434,7 @@ def render_alone(config: BenchConfig) -> list[dict[str, Any]]:
     return reports
 
 
-def run_bench(config: BenchConfig) -> dict[str, Any]:
+def run_bench(config: BenchOptions) -> dict[str, Any]:
     """Run every row, time the speech features, print a table and write the JSON; returns the results."""
     from rich.console import Console
 

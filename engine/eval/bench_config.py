@@ -44,7 +44,7 @@ class WarmupRule:
 
 
 @dataclass(frozen=True)
-class BenchConfig:
+class BenchOptions:
     """Measure frames per second, per-stage frame times, latency and speech-feature real-time factors.
 
     Each row (size x framing x quality) runs the whole engine headless in a fresh app: it warms up until its frame
@@ -141,7 +141,7 @@ class BenchConfig:
 
     def size_list(self) -> list[int]:
         """--sizes as integers, in order."""
-        parts = (self.sizes,) if isinstance(self.sizes, str) else self.sizes  # BenchConfig(sizes="128,256") too
+        parts = (self.sizes,) if isinstance(self.sizes, str) else self.sizes  # BenchOptions(sizes="128,256") too
         try:
             sizes = [int(part) for text in parts for part in text.split(",") if part.strip()]
         except ValueError:

@@ -9,7 +9,7 @@ import tyro
 
 
 @dataclass(frozen=True)
-class EvalConfig:
+class EvalOptions:
     """Evaluate a trained avatar: reconstruction of the dataset's validation frames, an audio-driven run, plots, a
     side-by-side video and report.json / report.md (opening with the paper's Table 1). Without --data, only
     --audio drives it (no truth, so no reconstruction). `--compare A B` prints two reports side by side instead."""

@@ -20,7 +20,7 @@ import numpy as np
 
 from engine.audio import activity
 from engine.eval import metrics
-from engine.eval.eval_config import EvalConfig
+from engine.eval.eval_config import EvalOptions
 from engine.eval.speaker import has_video, speaker_figures, speaker_opening
 from engine.io.atomic import write_text_atomic
 from engine.nerf.settings import NerfRenderSettings
@@ -146,7 +146,7 @@ def renderer_windows(renderer, avatar: Path, audio: np.ndarray, frames: int) -> 
     return windows
 
 
-def check_inputs(config: EvalConfig) -> tuple[Path, Path | None, Path]:
+def check_inputs(config: EvalOptions) -> tuple[Path, Path | None, Path]:
     """(avatar, data or None, out) after checking every file eval reads exists; EvalError names the missing one and
     the fix."""
     if config.avatar is None or config.out is None:
@@ -221,7 +221,7 @@ def rendered_pose_diversity(faces: FaceTrack, speech: np.ndarray | None = None) 
     return metrics.pose_diversity(faces.pose, mask)
 
 
-def perceptual_lpips(config: EvalConfig, renders: list[np.ndarray], truth: list[np.ndarray], boxes: np.ndarray,
+def perceptual_lpips(config: EvalOptions, renders: list[np.ndarray], truth: list[np.ndarray], boxes: np.ndarray,
                      truth_boxes: np.ndarray | None = None) -> dict[str, Any]:
     """LPIPS, whole frame and lips (engine.eval.quality), unless --no-perceptual."""
     if not config.perceptual:
@@ -232,7 +232,7 @@ def perceptual_lpips(config: EvalConfig, renders: list[np.ndarray], truth: list[
     return measure_lpips(renders, truth, boxes, truth_boxes)
 
 
-def perceptual_fid(config: EvalConfig, frames: list[np.ndarray], reference, reference_name: str) -> dict[str, Any]:
+def perceptual_fid(config: EvalOptions, frames: list[np.ndarray], reference, reference_name: str) -> dict[str, Any]:
     """FID of `frames` against `reference` (frames or a quality.FidSet; engine.eval.quality), unless
     --no-perceptual."""
     if not config.perceptual:
@@ -242,7 +242,7 @@ def perceptual_fid(config: EvalConfig, frames: list[np.ndarray], reference, refe
     return measure_fid(frames, reference, reference_name)
 
 
-def paired_measures(config: EvalConfig, renders: list[np.ndarray], truth: list[np.ndarray], render_faces: FaceTrack,
+def paired_measures(config: EvalOptions, renders: list[np.ndarray], truth: list[np.ndarray], render_faces: FaceTrack,
                     truth_faces: FaceTrack, boxes: np.ndarray, truth_boxes: np.ndarray | None = None
                     ) -> dict[str, Any]:
     """Renders [T] against the truth frames [T] they stand for (RGB [S, S, 3] uint8, their FaceTracks, lip boxes
@@ -278,7 +278,7 @@ def mouth_corr_ceiling(truth: list[np.ndarray], truth_open: np.ndarray, fps: flo
     return metrics.correlation(again, truth_open)
 
 
-def reconstruct(config: EvalConfig, renderer, dataset, frames_idx: np.ndarray, windows: np.ndarray,
+def reconstruct(config: EvalOptions, renderer, dataset, frames_idx: np.ndarray, windows: np.ndarray,
                 face_model: Path | None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Render the validation frames with their true pose, expression and audio windows; returns (metrics, arrays)."""
     from tqdm import tqdm
@@ -330,7 +330,7 @@ def reconstruct(config: EvalConfig, renderer, dataset, frames_idx: np.ndarray, w
     return result, arrays
 
 
-def drive(config: EvalConfig, avatar: Path, renderer, audio: np.ndarray, fps: float,
+def drive(config: EvalOptions, avatar: Path, renderer, audio: np.ndarray, fps: float,
           face_model: Path | None) -> tuple[dict[str, np.ndarray], list[np.ndarray], FaceTrack]:
     """Audio -> motion (the syncers, frame by frame) -> rendered frames -> MediaPipe: (motion, frames, faces)."""
     from tqdm import tqdm
@@ -367,7 +367,7 @@ def blink_curve(blendshapes: np.ndarray, names: list[str]) -> np.ndarray:
     return blendshapes[:, [names.index("eyeBlinkLeft"), names.index("eyeBlinkRight")]].astype(np.float64).mean(1)
 
 
-def audio_driven_metrics(config: EvalConfig, motion: dict[str, np.ndarray], faces: FaceTrack, audio: np.ndarray,
+def audio_driven_metrics(config: EvalOptions, motion: dict[str, np.ndarray], faces: FaceTrack, audio: np.ndarray,
                          sample_rate: int, fps: float, truth: dict[str, Any] | None) -> tuple[dict[str, Any], dict]:
     """The audio-driven numbers; `truth` (val audio only): tracks euler_deg, blendshapes, names and the MediaPipe
     FaceTrack of the truth frames. Returns (metrics, curves for the plots)."""
@@ -539,7 +539,7 @@ def clip_rates(avatar: Path, dataset) -> tuple[float, int]:
     return float(read_metadata(avatar / MOTION_FILE)["fps"]), int(AudioSettings().sample_rate)
 
 
-def validation_frames(config: EvalConfig, dataset, data_dir: Path) -> np.ndarray:
+def validation_frames(config: EvalOptions, dataset, data_dir: Path) -> np.ndarray:
     """The validation frame indices eval reconstructs (the first --max-frames of them); EvalError when none."""
     val = dataset.val_indices
     if config.max_frames:
@@ -554,7 +554,7 @@ PAIRED = ("psnr", "ssim", "lpips", "lpips_lips", "lmd", "ear_error")
 """Measures that compare each frame with the truth frame it stands for."""
 
 
-def driven_against_truth(config: EvalConfig, result: dict[str, Any], driven: list[np.ndarray], faces: FaceTrack,
+def driven_against_truth(config: EvalOptions, result: dict[str, Any], driven: list[np.ndarray], faces: FaceTrack,
                          arrays: dict[str, Any], paired: bool) -> dict[str, Any]:
     """The audio-driven result with the image measures against the dataset's validation frames (arrays from
     `reconstruct`, empty without --data): paired ones where the validation audio drove it, FID wherever there is
@@ -578,7 +578,7 @@ def driven_against_truth(config: EvalConfig, result: dict[str, Any], driven: lis
     return result
 
 
-def run_audio_driven(config: EvalConfig, avatar: Path, renderer, audio: np.ndarray, fps: float, rate: int,
+def run_audio_driven(config: EvalOptions, avatar: Path, renderer, audio: np.ndarray, fps: float, rate: int,
                      truth: dict[str, Any] | None) -> tuple[dict[str, Any], dict, list[np.ndarray], FaceTrack]:
     """One audio-driven run of `audio` [N]: (metrics, curves, rendered frames, their FaceTrack)."""
     motion, driven, faces = drive(config, avatar, renderer, audio, fps, config.face_model)
@@ -590,7 +590,7 @@ CROSS_LEFT_OUT = ("vad", "blink_rule", "blinks_per_min_source", "pose_div_source
 """Descriptions each cross-audio row would repeat from the main run's."""
 
 
-def cross_audio(config: EvalConfig, avatar: Path, renderer, clips: list[np.ndarray], fps: float,
+def cross_audio(config: EvalOptions, avatar: Path, renderer, clips: list[np.ndarray], fps: float,
                 rate: int) -> list[dict[str, Any]]:
     """Each --cross-audio clip driving the avatar once: its audio-driven figures (no truth: the lip-sync proxy is
     the speech envelope), one dict per clip, in order."""
@@ -629,7 +629,7 @@ def write_figures(out: Path, curves: dict, fps: float) -> dict[str, Path]:
     }
 
 
-def write_dataset_outputs(config: EvalConfig, out: Path, renderer, dataset, val: np.ndarray, arrays: dict[str, Any],
+def write_dataset_outputs(config: EvalOptions, out: Path, renderer, dataset, val: np.ndarray, arrays: dict[str, Any],
                           driven: list[np.ndarray], fps: float, rate: int) -> dict[str, Path]:
     """torso.png and sidebyside.mp4 (truth | reconstruction, and the audio-driven run of the validation audio)."""
     files: dict[str, Path] = {}
@@ -651,7 +651,7 @@ def write_dataset_outputs(config: EvalConfig, out: Path, renderer, dataset, val:
     return files
 
 
-def run_eval(config: EvalConfig) -> dict[str, Any]:
+def run_eval(config: EvalOptions) -> dict[str, Any]:
     """Measure the avatar and write REPORT_DIR/{report.json, report.md, *.png, sidebyside.mp4, curves.npz (the
     per-frame curves behind the plots)}; returns the report. Without --data only the audio-driven runs."""
     started = time.perf_counter()

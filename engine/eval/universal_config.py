@@ -9,7 +9,7 @@ import tyro
 
 
 @dataclass(frozen=True)
-class UniversalEvalConfig:
+class UniversalEvalOptions:
     """Measure a universal motion model on held-out speakers: calibrate it onto each dataset's tracks, drive it with
     that dataset's whole audio (one-shot) and compare with the MediaPipe tracks; writes universal_report.json,
     universal_report.md and jaw.png."""

@@ -74,7 +74,7 @@ def check_precision(value: object, where: str = "--precision ") -> None:
 
 
 @dataclass(frozen=True)
-class RenderQuality:
+class QualitySettings:
     """How finely avatars are rendered: the two settings that trade quality for speed.
 
     As a component of an avatar it is the scene's choice for that avatar (`Scene.avatar(..., head_scale=1)`); as a
@@ -97,8 +97,8 @@ class RenderQuality:
             check_precision(self.precision)
 
 
-def chosen_quality(settings: NerfRenderSettings, avatar: RenderQuality | None,
-                   operator: RenderQuality | None) -> tuple[HeadScale, Precision]:
+def chosen_quality(settings: NerfRenderSettings, avatar: QualitySettings | None,
+                   operator: QualitySettings | None) -> tuple[HeadScale, Precision]:
     """(head_scale, precision) an avatar is rendered with: per field the operator's, else the avatar's own, else
     the engine's NerfRenderSettings."""
     def pick(name: str):

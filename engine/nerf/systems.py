@@ -18,7 +18,7 @@ import numpy as np
 from engine.audio.plugin import voice_features
 from engine.ecs import Entity, World
 from engine.motion.components import MotionController
-from engine.nerf.settings import HeadScale, NerfRenderSettings, RenderDevice, RenderQuality, chosen_quality
+from engine.nerf.settings import HeadScale, NerfRenderSettings, QualitySettings, RenderDevice, chosen_quality
 
 
 @dataclass(frozen=True)
@@ -46,9 +46,9 @@ class AvatarView:
     trail_poses: np.ndarray | None = None
     """[N, 6] those poses (euler degrees, trans cm): the torso turns after the head (AvatarSpec.torso_follow)."""
     head_scale: HeadScale = "auto"
-    """Fraction of the output resolution the head is marched at (RenderQuality, else NerfRenderSettings)."""
+    """Fraction of the output resolution the head is marched at (QualitySettings, else NerfRenderSettings)."""
     precision: str = "auto"
-    """Precision of the MLP matmuls (RenderQuality, else NerfRenderSettings)."""
+    """Precision of the MLP matmuls (QualitySettings, else NerfRenderSettings)."""
 
 
 TRAIL_S = 0.5
@@ -108,7 +108,7 @@ def extract_avatar_views(world: World) -> None:
     from engine.time import Time
 
     settings = world.get_resource(NerfRenderSettings) or NerfRenderSettings()
-    operator = world.get_resource(RenderQuality)
+    operator = world.get_resource(QualitySettings)
     time = world.get_resource(Time)
     trails = world.resource(PoseTrails)
     views = []
@@ -120,7 +120,7 @@ def extract_avatar_views(world: World) -> None:
         viewport = world.get(entity, AvatarViewport)
         size = (viewport.width, viewport.height) if viewport and viewport.width > 0 else tuple(settings.size)
         at = state.time_s if state is not None else (time.elapsed if time else 0.0)
-        head_scale, precision = chosen_quality(settings, world.get(entity, RenderQuality), operator)
+        head_scale, precision = chosen_quality(settings, world.get(entity, QualitySettings), operator)
         views.append(AvatarView(
             entity, Path(avatar.folder),
             None if state is None else np.array(state.euler_deg, np.float32),

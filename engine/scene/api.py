@@ -30,7 +30,7 @@ from engine.nerf.settings import (
     HeadScale,
     NerfRenderSettings,
     Precision,
-    RenderQuality,
+    QualitySettings,
     check_head_scale,
     check_precision,
 )
@@ -236,7 +236,7 @@ class Scene:
         self.app.world.spawn(
             Avatar(folder, name), Voice(voice), SceneOwned(), Framing(zoom, preset), ScreenRect(*rect),
             MotionController(folder, actions.normalise_mode(mode), reference, seed, voice),
-            RenderQuality(head_scale, precision),
+            QualitySettings(head_scale, precision),
         )
         return name
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from engine.data.dataset import Dataset
-from engine.data.preprocess import PreprocessConfig, PreprocessError, run_preprocess, write_preview
-from engine.data.synth import SynthConfig, run_synth
+from engine.data.preprocess import PreprocessError, PreprocessOptions, run_preprocess, write_preview
+from engine.data.synth import SynthOptions, run_synth
 from engine.io.video import Mp4Writer, ffmpeg_exe
 
 SECONDS, SEED, SIZE, OUT = 4.0, 4, 256, 128
@@ -25,7 +25,7 @@ def ffmpeg(*args) -> None:
 
 
 def preprocess(video: Path, out: Path, **options) -> Path:
-    return run_preprocess(PreprocessConfig(video, out, size=options.pop("size", OUT), progress=False, **options))
+    return run_preprocess(PreprocessOptions(video, out, size=options.pop("size", OUT), progress=False, **options))
 
 
 def decode(path: Path) -> np.ndarray:
@@ -38,7 +38,7 @@ def decode(path: Path) -> np.ndarray:
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> Path:
     """The one synthetic clip every test here uses (4 s, 256 px, two blinks)."""
-    return run_synth(SynthConfig(tmp_path_factory.mktemp("synth") / "clip", seconds=SECONDS, seed=SEED, size=SIZE,
+    return run_synth(SynthOptions(tmp_path_factory.mktemp("synth") / "clip", seconds=SECONDS, seed=SEED, size=SIZE,
                                  progress=False))
 
 
@@ -535,10 +535,10 @@ def test_done_when_numbers_on_a_20_second_clip(tmp_path):
     over seeds 0-5 of the synthetic presenter (2026-11-24) it correlates 0.80-0.92 with the rig's jaw, while the
     lip gap of the tracked landmarks correlates 0.97-0.98 on every seed; seeds 0, 1 and 5 stay near 0.81.
     """
-    clip = run_synth(SynthConfig(tmp_path / "clip", seconds=20.0, seed=3, size=512, progress=False))
+    clip = run_synth(SynthOptions(tmp_path / "clip", seconds=20.0, seed=3, size=512, progress=False))
     with np.load(clip / "truth.npz") as stored:
         truth = {key: stored[key] for key in stored.files}
-    data = Dataset(run_preprocess(PreprocessConfig(clip / "video.mp4", tmp_path / "ds", progress=False)))
+    data = Dataset(run_preprocess(PreprocessOptions(clip / "video.mp4", tmp_path / "ds", progress=False)))
     errors = pose_errors(data, truth)
     correlation = lag_correlations(data.tracks.blendshape("jawOpen"), truth_curve(truth, "jawOpen"), [0])[0]
     found, total = blinks_found(data, truth)

@@ -13,7 +13,7 @@ import pytest
 
 from engine.data.dataset import FrameWriter, Masks
 from engine.data.preprocess import background, masks, pose
-from engine.data.preprocess.config import PreprocessConfig, PreprocessError, validate
+from engine.data.preprocess.config import PreprocessError, PreprocessOptions, validate
 from engine.data.preprocess.crop import choose_crop, crop_frame
 from engine.data.preprocess.decode import inspect_source, resampled_frames
 from engine.data.preprocess.maskfile import MaskFileWriter, read_mask_frames
@@ -352,7 +352,7 @@ def test_file_fingerprint_changes_with_content(tmp_path):
 def test_bad_settings_name_the_value_and_the_fix(changes, message):
     settings = {"video": Path("talk.mp4"), "out_dir": Path("data/talk"), **changes}
     with pytest.raises(PreprocessError, match=message.replace(".", r"\.")):
-        validate(PreprocessConfig(**settings))
+        validate(PreprocessOptions(**settings))
 
 
 def test_config_module_stays_light():

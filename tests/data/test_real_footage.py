@@ -27,10 +27,10 @@ def real_clip() -> Path:
 
 @pytest.fixture(scope="module")
 def real_data(real_clip, tmp_path_factory) -> Dataset:
-    from engine.data.preprocess import PreprocessConfig, run_preprocess
+    from engine.data.preprocess import PreprocessOptions, run_preprocess
 
     out = tmp_path_factory.mktemp("real") / "data"
-    return Dataset(run_preprocess(PreprocessConfig(real_clip, out, size=128, progress=False)))
+    return Dataset(run_preprocess(PreprocessOptions(real_clip, out, size=128, progress=False)))
 
 
 def test_a_real_face_is_tracked_and_masked(real_data):

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.data.synth import SynthConfig, run_synth
+from engine.data.synth import SynthOptions, run_synth
 from engine.io.video import probe
 
 SECONDS, FPS, SIZE, SEED = 5.0, 25.0, 256, 11
@@ -31,7 +31,7 @@ def read_wav(path: Path) -> tuple[np.ndarray, int]:
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synth") / "clip"
-    return run_synth(SynthConfig(out, seconds=SECONDS, seed=SEED, size=SIZE, fps=FPS, progress=False))
+    return run_synth(SynthOptions(out, seconds=SECONDS, seed=SEED, size=SIZE, fps=FPS, progress=False))
 
 
 @pytest.fixture(scope="module")
@@ -137,16 +137,16 @@ def test_blinks_are_seen_by_mediapipe(mediapipe_results, truth):
 
 @pytest.mark.slow
 def test_same_seed_gives_identical_truth_and_frames(tmp_path):
-    config = SynthConfig(tmp_path / "a", seconds=2.5, seed=5, size=128, progress=False)
+    config = SynthOptions(tmp_path / "a", seconds=2.5, seed=5, size=128, progress=False)
     first = run_synth(config)
-    second = run_synth(SynthConfig(tmp_path / "b", seconds=2.5, seed=5, size=128, progress=False))
+    second = run_synth(SynthOptions(tmp_path / "b", seconds=2.5, seed=5, size=128, progress=False))
     with np.load(first / "truth.npz") as a, np.load(second / "truth.npz") as b:
         assert a.files == b.files
         for key in a.files:
             np.testing.assert_array_equal(a[key], b[key], err_msg=key)
     np.testing.assert_array_equal(decode_frames(first / "video.mp4"), decode_frames(second / "video.mp4"))
     assert (first / "audio.wav").read_bytes() == (second / "audio.wav").read_bytes()
-    other = run_synth(SynthConfig(tmp_path / "c", seconds=2.5, seed=6, size=128, progress=False))
+    other = run_synth(SynthOptions(tmp_path / "c", seconds=2.5, seed=6, size=128, progress=False))
     with np.load(first / "truth.npz") as a, np.load(other / "truth.npz") as c:
         assert json.loads(str(a["meta"]))["voice"] != json.loads(str(c["meta"]))["voice"]
         assert not np.array_equal(a["euler_deg"], c["euler_deg"])
@@ -157,7 +157,7 @@ def test_same_seed_gives_identical_truth_and_frames(tmp_path):
 def test_a_failed_render_leaves_no_truth_beside_the_video(tmp_path, monkeypatch):
     from engine.data.synth import presenter
 
-    out = run_synth(SynthConfig(tmp_path / "clip", seconds=2.0, seed=1, size=96, progress=False))
+    out = run_synth(SynthOptions(tmp_path / "clip", seconds=2.0, seed=1, size=96, progress=False))
     video_before = (out / "video.mp4").read_bytes()
     calls = {"n": 0}
     original = presenter.Presenter.render
@@ -170,7 +170,7 @@ def test_a_failed_render_leaves_no_truth_beside_the_video(tmp_path, monkeypatch)
 
     monkeypatch.setattr(presenter.Presenter, "render", failing_render)
     with pytest.raises(OSError):
-        run_synth(SynthConfig(out, seconds=2.0, seed=2, size=96, progress=False))
+        run_synth(SynthOptions(out, seconds=2.0, seed=2, size=96, progress=False))
     assert not (out / "truth.npz").exists()
     assert (out / "video.mp4").read_bytes() == video_before
     assert not list(out.glob(".*partial*"))

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.data.synth import SynthConfig
+from engine.data.synth import SynthOptions
 from engine.data.synth.config import SynthError
 from engine.data.synth.corpus import load_sentences, split_sentences
 from engine.data.synth.motion import speaking_mask
@@ -74,7 +74,7 @@ def test_visemes_mean_what_their_names_say():
 
 @pytest.fixture(scope="module")
 def long_plan():
-    return plan_clip(SynthConfig(Path("unused"), seconds=60.0, seed=4, size=128))
+    return plan_clip(SynthOptions(Path("unused"), seconds=60.0, seed=4, size=128))
 
 
 def test_blinks_are_stochastic_ten_to_twenty_five_a_minute(long_plan):
@@ -135,9 +135,9 @@ def test_euler_angles_follow_the_papers_equation_one():
 
 
 def test_plans_are_deterministic_and_differ_between_seeds():
-    a = plan_clip(SynthConfig(Path("unused"), seconds=6.0, seed=9))
-    b = plan_clip(SynthConfig(Path("unused"), seconds=6.0, seed=9))
-    c = plan_clip(SynthConfig(Path("unused"), seconds=6.0, seed=10))
+    a = plan_clip(SynthOptions(Path("unused"), seconds=6.0, seed=9))
+    b = plan_clip(SynthOptions(Path("unused"), seconds=6.0, seed=9))
+    c = plan_clip(SynthOptions(Path("unused"), seconds=6.0, seed=10))
     np.testing.assert_array_equal(a.blendshapes, b.blendshapes)
     np.testing.assert_array_equal(a.speech.samples, b.speech.samples)
     assert a.look == b.look and a.look != c.look
@@ -148,7 +148,7 @@ def test_text_file_sentences_are_spoken_in_order(tmp_path):
     text = tmp_path / "talk.txt"
     text.write_text("First we test. Then we check!\n\nFinally we stop?", encoding="utf-8")
     assert split_sentences(text.read_text()) == ["First we test.", "Then we check!", "Finally we stop?"]
-    plan = plan_clip(SynthConfig(tmp_path, seconds=12.0, seed=1, text=text))
+    plan = plan_clip(SynthOptions(tmp_path, seconds=12.0, seed=1, text=text))
     spoken = [sentence for _, _, sentence in plan.speech.utterances]
     assert spoken[:2] == ["First we test.", "Then we check!"]
 
@@ -157,15 +157,15 @@ def test_empty_text_file_is_a_clear_error(tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("  \n ... \n", encoding="utf-8")
     with pytest.raises(ValueError, match="empty.txt.*no words"):
-        plan_clip(SynthConfig(tmp_path, seconds=5.0, text=empty))
+        plan_clip(SynthOptions(tmp_path, seconds=5.0, text=empty))
     with pytest.raises(SynthError, match="missing.txt"):
-        plan_clip(SynthConfig(tmp_path, seconds=5.0, text=tmp_path / "missing.txt"))
+        plan_clip(SynthOptions(tmp_path, seconds=5.0, text=tmp_path / "missing.txt"))
 
 
 def test_unknown_voice_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="'martian-xx'.*en-us"):
-        plan_clip(SynthConfig(tmp_path, seconds=5.0, voice="martian-xx"))
-    plan = plan_clip(SynthConfig(tmp_path, seconds=5.0, voice="en-gb+f2"))
+        plan_clip(SynthOptions(tmp_path, seconds=5.0, voice="martian-xx"))
+    plan = plan_clip(SynthOptions(tmp_path, seconds=5.0, voice="en-gb+f2"))
     assert plan.speech.voice.name == "en-gb+f2"
 
 
@@ -173,7 +173,7 @@ def test_unknown_voice_is_a_clear_error(tmp_path):
     ("seconds", 0.5, "--seconds"), ("fps", 0.0, "--fps"), ("size", 16, "--size"),
 ])
 def test_bad_numbers_are_clear_errors(tmp_path, field, value, message):
-    config = dataclasses.replace(SynthConfig(tmp_path), **{field: value})
+    config = dataclasses.replace(SynthOptions(tmp_path), **{field: value})
     with pytest.raises(ValueError, match=message):
         plan_clip(config)
 
@@ -201,7 +201,7 @@ def test_a_clip_too_short_for_any_sentence_is_a_clear_error(tmp_path):
     text = tmp_path / "long.txt"
     text.write_text("This single sentence is certainly much longer than the two seconds we allow it.", encoding="utf-8")
     with pytest.raises(ValueError, match="--seconds 2.0: no sentence fits"):
-        plan_clip(SynthConfig(tmp_path, seconds=2.0, text=text))
+        plan_clip(SynthOptions(tmp_path, seconds=2.0, text=text))
 
 
 def _sentence_f0(plan) -> list[tuple[int, float]]:
@@ -220,7 +220,7 @@ def _sentence_f0(plan) -> list[tuple[int, float]]:
 def test_several_voices_speak_successive_sentences_in_turn(tmp_path):
     from engine.data.synth.pipeline import _meta
 
-    config = SynthConfig(tmp_path, seconds=20.0, seed=2, voice="en-us+m3, en-us+f3", size=128)
+    config = SynthOptions(tmp_path, seconds=20.0, seed=2, voice="en-us+m3, en-us+f3", size=128)
     plan = plan_clip(config)
     assert [v.name for v in plan.speech.voices] == ["en-us+m3", "en-us+f3"]
     turns = list(plan.speech.utterance_voices)
@@ -235,14 +235,14 @@ def test_several_voices_speak_successive_sentences_in_turn(tmp_path):
     assert meta["sentence_voices"] == turns and len(meta["sentence_spans_s"]) == len(turns)
     assert meta["voice"] == meta["voices"][0]
     # Each voice keeps its own rate and pitch from the seed; the first is the one `--voice en-us+m3` would get.
-    single = plan_clip(SynthConfig(tmp_path, seconds=20.0, seed=2, voice="en-us+m3", size=128))
+    single = plan_clip(SynthOptions(tmp_path, seconds=20.0, seed=2, voice="en-us+m3", size=128))
     assert single.speech.voices == plan.speech.voices[:1] and "voices" not in _meta(config, single)
 
 
 def test_several_voices_are_deterministic_in_the_seed(tmp_path):
-    a = plan_clip(SynthConfig(tmp_path, seconds=12.0, seed=7, voice="en-gb-scotland,en-us+f3,en-029"))
-    b = plan_clip(SynthConfig(tmp_path, seconds=12.0, seed=7, voice="en-gb-scotland,en-us+f3,en-029"))
-    c = plan_clip(SynthConfig(tmp_path, seconds=12.0, seed=8, voice="en-gb-scotland,en-us+f3,en-029"))
+    a = plan_clip(SynthOptions(tmp_path, seconds=12.0, seed=7, voice="en-gb-scotland,en-us+f3,en-029"))
+    b = plan_clip(SynthOptions(tmp_path, seconds=12.0, seed=7, voice="en-gb-scotland,en-us+f3,en-029"))
+    c = plan_clip(SynthOptions(tmp_path, seconds=12.0, seed=8, voice="en-gb-scotland,en-us+f3,en-029"))
     np.testing.assert_array_equal(a.speech.samples, b.speech.samples)
     np.testing.assert_array_equal(a.blendshapes, b.blendshapes)
     assert a.speech.voices == b.speech.voices and a.speech.utterance_voices == b.speech.utterance_voices
@@ -251,9 +251,9 @@ def test_several_voices_are_deterministic_in_the_seed(tmp_path):
 
 def test_an_unknown_voice_in_a_list_is_the_same_clear_error(tmp_path):
     with pytest.raises(ValueError, match="'martian-xx'.*en-us"):
-        plan_clip(SynthConfig(tmp_path, seconds=5.0, voice="en-us,martian-xx"))
+        plan_clip(SynthOptions(tmp_path, seconds=5.0, voice="en-us,martian-xx"))
     with pytest.raises(ValueError, match="empty name"):
-        plan_clip(SynthConfig(tmp_path, seconds=5.0, voice="en-us,,en-gb"))
+        plan_clip(SynthOptions(tmp_path, seconds=5.0, voice="en-us,,en-gb"))
 
 
 @pytest.fixture(scope="module")

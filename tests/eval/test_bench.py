@@ -11,7 +11,7 @@ from engine.eval.bench import (
     BenchPlan, CpuSample, FrameLog, Row, Warmup, aggregate, check_warmup, cpu_sample, others_share, plan_rows,
     summarise, warmup_end,
 )
-from engine.eval.bench_config import BUNDLED_AVATAR, BenchConfig, WarmupRule
+from engine.eval.bench_config import BUNDLED_AVATAR, BenchOptions, WarmupRule
 from engine.scene import SCENES_DIR
 
 QUICK = ["--no-hubert", "--no-kernels", "--no-render", "--audio-seconds", "1", "--warmup-window-s", "0.05",
@@ -146,23 +146,23 @@ def test_the_cpu_other_programs_took_is_told_apart_from_the_benchs_own():
 def test_full_quality_and_the_fast_setting_get_a_row_each_where_they_differ():
     from engine.nerf.render import resolve_precision
 
-    rows = plan_rows(BenchConfig(sizes=("128", "256"), avatar=Path("any")))
+    rows = plan_rows(BenchOptions(sizes=("128", "256"), avatar=Path("any")))
     precision = resolve_precision("auto", "cpu")
     assert rows == [Row(128, "default", 1.0, precision, ("1", "auto")),  # 'auto' is full quality at 128^2
                     Row(256, "default", 1.0, precision, ("1",)), Row(256, "default", 0.5, precision, ("auto",))]
-    framed = plan_rows(BenchConfig(sizes=("256",), framings=True, head_scale=(1.0,), precision=("float32",),
+    framed = plan_rows(BenchOptions(sizes=("256",), framings=True, head_scale=(1.0,), precision=("float32",),
                                    avatar=Path("any")))
     assert [(r.framing, r.head_scale, r.precision) for r in framed] == [
         ("default", 1.0, "float32"), ("med", 1.0, "float32"), ("max", 1.0, "float32")]
 
 
 def test_sizes_are_given_either_way_and_bad_ones_are_explained():
-    assert BenchConfig(sizes=("512", "256", "128")).size_list() == [512, 256, 128]
-    assert BenchConfig(sizes="128,256").size_list() == [128, 256]
+    assert BenchOptions(sizes=("512", "256", "128")).size_list() == [512, 256, 128]
+    assert BenchOptions(sizes="128,256").size_list() == [128, 256]
     with pytest.raises(ValueError, match="integers like 128 256 512"):
-        BenchConfig(sizes=("128x128",))
+        BenchOptions(sizes=("128x128",))
     with pytest.raises(ValueError, match="--head-scale 1.5"):
-        BenchConfig(head_scale=(1.5,))
+        BenchOptions(head_scale=(1.5,))
 
 
 @pytest.mark.slow
@@ -181,11 +181,11 @@ def test_framings_mode_times_the_avatar_at_each_framing(tmp_path):
 
 
 def test_defaults_time_the_bundled_avatar_and_a_scene_replaces_it():
-    config = BenchConfig()
+    config = BenchOptions()
     if (BUNDLED_AVATAR / "nerf.safetensors").is_file():
         assert config.timed_avatar() == BUNDLED_AVATAR and config.frame_scene() is None
         assert config.framing_list() == ("default",)
-    assert BenchConfig(avatar=Path("a")).frame_scene() is None
-    card = BenchConfig(scene=SCENES_DIR / "test_card.py")
+    assert BenchOptions(avatar=Path("a")).frame_scene() is None
+    card = BenchOptions(scene=SCENES_DIR / "test_card.py")
     assert card.frame_scene().name == "test_card.py" and card.framing_list() == (None,)
-    assert BenchConfig(scene=SCENES_DIR / "demo.py", framings=True).framing_list() == ("default", "med", "max")
+    assert BenchOptions(scene=SCENES_DIR / "demo.py", framings=True).framing_list() == ("default", "med", "max")

@@ -161,7 +161,7 @@ def test_without_data_table_1_says_there_is_no_reconstruction():
 
 
 def test_rendered_pose_diversity_shows_a_renderer_that_ignores_pose():
-    from engine.eval.eval_config import EvalConfig
+    from engine.eval.eval_config import EvalOptions
     from engine.eval.report import FaceTrack, audio_driven_metrics
 
     fps, rate, frames = 25.0, 16000, 50
@@ -172,7 +172,7 @@ def test_rendered_pose_diversity_shows_a_renderer_that_ignores_pose():
               "blendshape_names": np.array(["eyeBlinkLeft", "eyeBlinkRight"]), "time_s": np.arange(frames) / fps}
     landmarks = _landmarks(frames, np.full(frames, 5.0), closed=(10, 40))
     still = FaceTrack(landmarks, np.zeros((frames, 0)), [], np.tile([1.0, 170.0, -3.0], (frames, 1)))
-    result, curves = audio_driven_metrics(EvalConfig(), motion, still, audio, rate, fps, None)
+    result, curves = audio_driven_metrics(EvalOptions(), motion, still, audio, rate, fps, None)
     assert result["head_motion"]["commanded"]["all"] == pytest.approx(2.0)
     assert result["pose_div_rendered"] == 0.0 and result["head_motion"]["rendered"]["all"] == 0.0
     assert result["pose_div_commanded"] == pytest.approx(2.0)
@@ -180,12 +180,12 @@ def test_rendered_pose_diversity_shows_a_renderer_that_ignores_pose():
     seen = commanded + np.array([0.5, 170.0, 3.0])  # MediaPipe's camera sees the same motion from elsewhere
     seen[::7] = np.nan  # frames without a face are left out
     follows = FaceTrack(landmarks, np.zeros((frames, 0)), [], seen)
-    result, _ = audio_driven_metrics(EvalConfig(), motion, follows, audio, rate, fps, None)
+    result, _ = audio_driven_metrics(EvalOptions(), motion, follows, audio, rate, fps, None)
     assert result["pose_div_rendered"] == pytest.approx(2.0, abs=0.05)
     assert result["blinks"]["rendered"] == result["blinks_per_min"] == pytest.approx(60.0)  # EAR: 2 blinks in 2 s
     assert result["blinks"]["commanded"] == result["blinks_per_min_motion"] == 0.0
     no_face = FaceTrack(np.full((frames, 478, 2), np.nan), np.zeros((frames, 0)), [], np.full((frames, 3), np.nan))
-    result, _ = audio_driven_metrics(EvalConfig(), motion, no_face, audio, rate, fps, None)
+    result, _ = audio_driven_metrics(EvalOptions(), motion, no_face, audio, rate, fps, None)
     assert result["pose_div_rendered"] is None and "fewer than half" in result["pose_div_rendered_unavailable"]
 
 
@@ -306,7 +306,7 @@ def _landmarks(frames: int, lip_gap: np.ndarray, closed: tuple[int, ...]) -> np.
 
 def test_audio_driven_numbers_from_constructed_motion_and_faces():
     from engine.audio import activity
-    from engine.eval.eval_config import EvalConfig
+    from engine.eval.eval_config import EvalOptions
     from engine.eval.report import FaceTrack, audio_driven_metrics
 
     fps, rate, frames = 25.0, 16000, 50
@@ -327,7 +327,7 @@ def test_audio_driven_numbers_from_constructed_motion_and_faces():
     truth_blend[:, 2] = 0.1  # browInnerUp off by 0.1 everywhere
     truth = {"euler_deg": np.zeros((frames, 3)), "blendshapes": truth_blend, "names": names,
              "faces": FaceTrack(_landmarks(frames, 2 * gap, closed=()), np.zeros((frames, 0)), [])}
-    result, curves = audio_driven_metrics(EvalConfig(), motion, faces, audio, rate, fps, truth)
+    result, curves = audio_driven_metrics(EvalOptions(), motion, faces, audio, rate, fps, truth)
     assert result["pose_div_speech"] == pytest.approx(2.0) and result["pose_div_silence"] == pytest.approx(0.5)
     assert result["pose_div_ratio"] == pytest.approx(4.0)
     assert result["mouth_open_speech"] == pytest.approx(0.1, abs=0.01)
@@ -338,7 +338,7 @@ def test_audio_driven_numbers_from_constructed_motion_and_faces():
     assert result["blendshape_mae"] == pytest.approx({"eyeBlinkLeft": 0.0, "eyeBlinkRight": 0.0, "browInnerUp": 0.1})
     assert result["truth"]["pose_div_speech"] == 0.0 and result["truth"]["blinks_per_min"] == pytest.approx(30.0)
     np.testing.assert_array_equal(curves["ear_blinks"], [10, 40])
-    no_truth, _ = audio_driven_metrics(EvalConfig(), motion, faces, audio, rate, fps, None)
+    no_truth, _ = audio_driven_metrics(EvalOptions(), motion, faces, audio, rate, fps, None)
     assert no_truth["lip_sync_corr"] == no_truth["lip_sync_corr_envelope"] > 0.5
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from engine.cli import main
-from engine.data.synth import SynthConfig, run_synth
+from engine.data.synth import SynthOptions, run_synth
 from engine.eval import metrics
 from engine.eval.report import track_faces
 from engine.eval.speaker import has_video, speaker_figures, speaker_opening
@@ -14,7 +14,7 @@ from engine.eval.speaker import has_video, speaker_figures, speaker_opening
 @pytest.fixture(scope="module")
 def speaker_clip(tmp_path_factory):
     """4 s of the synthetic presenter speaking (video.mp4 with its sound, audio.wav, truth.npz)."""
-    return run_synth(SynthConfig(tmp_path_factory.mktemp("speaker"), seconds=4.0, seed=1, size=128, progress=False))
+    return run_synth(SynthOptions(tmp_path_factory.mktemp("speaker"), seconds=4.0, seed=1, size=128, progress=False))
 
 
 def test_the_speakers_mouth_is_measured_on_the_videos_frames_in_step_with_its_sound(speaker_clip):

@@ -18,10 +18,10 @@ def write_synth_dataset(root: Path, seconds: float, seed: int, voice: str | None
     """A dataset folder (meta.json, audio.wav, tracks.npz, a tiny frames.mkv) from the synthetic presenter's plan;
     returns the plan's truth (speaking mask, audio, tracks) for checks. `extra`: blendshapes the rig lacks, tracked
     as 0."""
-    from engine.data.synth.config import SynthConfig
+    from engine.data.synth.config import SynthOptions
     from engine.data.synth.pipeline import plan_clip
 
-    plan = plan_clip(SynthConfig(out_dir=root, seconds=seconds, seed=seed, voice=voice, progress=False))
+    plan = plan_clip(SynthOptions(out_dir=root, seconds=seconds, seed=seed, voice=voice, progress=False))
     from engine.data.synth.rig import BLENDSHAPE_NAMES
 
     root.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ import pytest
 from scene_helpers import make_app
 
 from engine.cli import main, parse
-from engine.nerf.settings import NerfRenderSettings, RenderQuality, chosen_quality
+from engine.nerf.settings import NerfRenderSettings, QualitySettings, chosen_quality
 from engine.scene import SCENES_DIR
 from engine.scene.api import Scene
 from engine.scene.loader import SceneError
@@ -46,7 +46,7 @@ def test_each_avatar_renders_at_the_quality_its_scene_set(tiny_avatar):
 
 def test_the_operators_quality_wins_over_the_scenes(tiny_avatar):
     app = make_app(size=SIZE)
-    app.insert_resource(RenderQuality(head_scale=0.5))
+    app.insert_resource(QualitySettings(head_scale=0.5))
     scene = Scene(app)
     scene.avatar(tiny_avatar, name="full", head_scale=1.0)
     assert head_rays(app) == {"full": (80, 80)}
@@ -56,8 +56,8 @@ def test_the_operators_quality_wins_over_the_scenes(tiny_avatar):
 def test_quality_is_chosen_field_by_field():
     engine = NerfRenderSettings(head_scale="auto", precision="bfloat16")
     assert chosen_quality(engine, None, None) == ("auto", "bfloat16")
-    assert chosen_quality(engine, RenderQuality(head_scale=1.0), None) == (1.0, "bfloat16")
-    assert chosen_quality(engine, RenderQuality(1.0, "float32"), RenderQuality(precision="bfloat16")) == \
+    assert chosen_quality(engine, QualitySettings(head_scale=1.0), None) == (1.0, "bfloat16")
+    assert chosen_quality(engine, QualitySettings(1.0, "float32"), QualitySettings(precision="bfloat16")) == \
         (1.0, "bfloat16")
 
 
@@ -66,11 +66,11 @@ def test_run_flags_reach_the_engine_before_the_scene_is_built(tmp_path):
 
     options = parse(["run", str(SCENES_DIR / "test_card.py"), "--headless", "--head-scale", "1",
                      "--precision", "float32"])
-    assert options.quality == RenderQuality(1.0, "float32")
+    assert options.quality == QualitySettings(1.0, "float32")
     app = assemble_scene(options)
-    assert app.world.resource(RenderQuality) == RenderQuality(1.0, "float32")
-    assert parse(["run", str(SCENES_DIR / "test_card.py")]).quality == RenderQuality()  # the scene's, else auto
-    assert parse(["demo", "--head-scale", "auto"]).quality == RenderQuality("auto")
+    assert app.world.resource(QualitySettings) == QualitySettings(1.0, "float32")
+    assert parse(["run", str(SCENES_DIR / "test_card.py")]).quality == QualitySettings()  # the scene's, else auto
+    assert parse(["demo", "--head-scale", "auto"]).quality == QualitySettings("auto")
     app.shutdown()
 
 

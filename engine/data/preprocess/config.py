@@ -17,7 +17,7 @@ class PreprocessError(ValueError):
 
 
 @dataclass(frozen=True)
-class PreprocessConfig:
+class PreprocessOptions:
     """Turn a talking-head video into an avatar dataset (frames, audio, tracks, masks, background, features),
     or, with --preview DATA_DIR, draw a contact sheet and pose/blendshape curves of an existing dataset."""
 
@@ -67,7 +67,7 @@ class PreprocessConfig:
     """Show progress bars and which steps were skipped."""
 
 
-def validate(config: PreprocessConfig) -> None:
+def validate(config: PreprocessOptions) -> None:
     """Reject settings that cannot produce a dataset, naming the value and the fix."""
     if config.video is None:
         raise PreprocessError("no VIDEO given: pass the video to preprocess, e.g. "

@@ -21,7 +21,7 @@ import numpy as np
 
 from engine.data.dataset import Meta, Tracks, write_json_atomic
 from engine.data.preprocess import pose
-from engine.data.preprocess.config import PreprocessConfig, PreprocessError, validate
+from engine.data.preprocess.config import PreprocessError, PreprocessOptions, validate
 from engine.data.preprocess.decode import SourceInfo, audio_sample_rate, inspect_source, load_audio, resampled_frames
 from engine.data.preprocess.steps import Ledger, file_fingerprint, step_key
 from engine.data.preprocess.track import RawTracks
@@ -46,7 +46,7 @@ MASK_SCRATCH = "masks.scratch"
 class _Run:
     """What every step of one run reads: settings, folders, the source, the ledger, keys and the progress bars."""
 
-    config: PreprocessConfig
+    config: PreprocessOptions
     out: Path
     work: Path
     source: SourceInfo
@@ -62,7 +62,7 @@ class _Run:
             log.info(text)
 
 
-def _keys(config: PreprocessConfig, source: SourceInfo) -> dict[str, str]:
+def _keys(config: PreprocessOptions, source: SourceInfo) -> dict[str, str]:
     """Every step's key up front (they chain), so a finished dataset is recognised before any work starts."""
     from engine.audio.settings import AudioSettings
     from engine.data.face_model import face_landmarker_path
@@ -145,7 +145,7 @@ def _track(run: _Run) -> RawTracks:
     return RawTracks.load(path)
 
 
-def _face_model_name(config: PreprocessConfig) -> str:
+def _face_model_name(config: PreprocessOptions) -> str:
     from engine.data.face_model import face_landmarker_path
 
     fingerprint = file_fingerprint(face_landmarker_path(config.face_model))
@@ -336,7 +336,7 @@ def _remove_dead_scratch(out: Path, work: Path) -> None:
         pass  # absent, or a running writer's
 
 
-def run_preprocess(config: PreprocessConfig) -> Path:
+def run_preprocess(config: PreprocessOptions) -> Path:
     """Make (or finish) the dataset for config.video in config.out_dir; returns the folder.
 
     Raises PreprocessError for inputs that cannot become a dataset: a missing, empty, corrupt or tiny video, or a face

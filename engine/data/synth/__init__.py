@@ -1,7 +1,7 @@
 """Synthetic talking presenter with known ground truth: espeak-ng speech, a rigged face, offscreen rendering."""
-from engine.data.synth.config import SynthConfig
+from engine.data.synth.config import SynthOptions
 
-__all__ = ["SynthConfig", "run_synth"]
+__all__ = ["SynthOptions", "run_synth"]
 
 
 def __getattr__(name: str):

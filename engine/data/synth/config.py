@@ -10,7 +10,7 @@ class SynthError(ValueError):
 
 
 @dataclass(frozen=True)
-class SynthConfig:
+class SynthOptions:
     """Render a synthetic presenter speaking espeak-ng sentences, with per-frame ground truth.
 
     The same settings always give the same truth.npz and the same frames.

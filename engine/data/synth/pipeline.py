@@ -12,7 +12,7 @@ import numpy as np
 
 from engine.data.synth import motion
 from engine.data.synth.appearance import Look, choose_look
-from engine.data.synth.config import SynthConfig, SynthError
+from engine.data.synth.config import SynthError, SynthOptions
 from engine.data.synth.corpus import load_sentences
 from engine.data.synth.presenter import NECK_BOTTOM, BodyPose, euler_to_matrix
 from engine.data.synth.rig import BLENDSHAPE_NAMES, HEAD_PIVOT
@@ -42,7 +42,7 @@ class Plan:
     style: motion.Style
 
 
-def validate(config: SynthConfig) -> None:
+def validate(config: SynthOptions) -> None:
     """Reject settings that cannot make a clip, naming the value and the fix."""
     if not (math.isfinite(config.seconds) and config.seconds >= 2.0):
         raise SynthError(f"--seconds {config.seconds}: must be at least 2 (a sentence plus pauses)")
@@ -60,7 +60,7 @@ def _streams(seed: int, names: tuple[str, ...]) -> dict[str, np.random.Generator
     return {name: np.random.default_rng(child) for name, child in zip(names, children)}
 
 
-def plan_clip(config: SynthConfig) -> Plan:
+def plan_clip(config: SynthOptions) -> Plan:
     """Speech and all animation tracks for `config` (deterministic in config.seed)."""
     validate(config)
     rng = _streams(config.seed, STREAMS)
@@ -117,7 +117,7 @@ def _atomic_write(path: Path, write) -> None:
             os.unlink(tmp)
 
 
-def _meta(config: SynthConfig, plan: Plan) -> dict:
+def _meta(config: SynthOptions, plan: Plan) -> dict:
     look = plan.look
     focal = (config.size / 2.0) / math.tan(math.radians(look.fovy_deg) / 2.0)
     meta = {
@@ -157,7 +157,7 @@ def _voice_meta(voice) -> dict:
     return {"name": voice.name, "rate_wpm": voice.rate, "pitch": voice.pitch, "range": voice.pitch_range}
 
 
-def _truth_arrays(config: SynthConfig, plan: Plan, landmarks: np.ndarray) -> dict[str, np.ndarray]:
+def _truth_arrays(config: SynthOptions, plan: Plan, landmarks: np.ndarray) -> dict[str, np.ndarray]:
     """The contents of truth.npz; landmarks [T, 478, 2] pixels."""
     return {
         "euler_deg": plan.head_euler, "trans": plan.head_trans, "blendshapes": plan.blendshapes,
@@ -174,7 +174,7 @@ def _truth_arrays(config: SynthConfig, plan: Plan, landmarks: np.ndarray) -> dic
     }
 
 
-def run_synth(config: SynthConfig) -> Path:
+def run_synth(config: SynthOptions) -> Path:
     """Make the clip for `config`; returns OUT_DIR. truth.npz is written last, so its presence marks a finished run.
 
     Files: video.mp4 (h264 + AAC), audio.wav (16-bit mono), truth.npz with euler_deg [T,3], trans [T,3],
