@@ -16,17 +16,24 @@ from typing import TYPE_CHECKING, Annotated
 
 import tyro
 
+from engine.app import App, Diagnostics
+from engine.audio.devices import AudioDeviceError, find_device, open_pyaudio
+from engine.audio.plugin import audio_plugin
+from engine.audio.settings import AudioSettings
 from engine.display.settings import DisplaySettings, Size
 from engine.ecs import Stage
+from engine.ecs.introspect import schedule_rows, traced
 from engine.nerf.settings import QualitySettings
 from engine.scene import SCENES_DIR
 from engine.scene.actions import backdrop_look, framing_zoom, scene_framing
 from engine.scene.control_settings import TOKEN_ENV, ControlSettings, OperatorControl, changed_fields, with_token
+from engine.scene.host import host_scene
+from engine.scene.loader import SceneArgs
+from engine.time import Time
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
-    from engine.app import App
     from engine.display.headless import RunResult
 
 log = logging.getLogger(__name__)
@@ -157,8 +164,6 @@ def return_freed_memory(world) -> None:
     heap, fragmented: a kiosk fed varied speech saw its heap swing from 48 to 102 MB and back within 2 minutes with
     nothing leaked in Python (tracemalloc flat), and a 30-minute kiosk soak grew 22 % (out/soak30, before this).
     malloc_trim gives the free pages back (the same 2 minutes: heap 47-61 MB)."""
-    from engine.time import Time
-
     freed = world.resource(FreedMemory)
     now = world.resource(Time).elapsed
     trim = _malloc_trim()
@@ -174,9 +179,6 @@ def make_app(display: DisplaySettings, *, headless: bool, voices: tuple[str, ...
     """A live engine: lenient (a failing system is reported, the frame loop goes on), audio + display, freed memory
     handed back to the system as it runs, and the control socket when `control.control` names an address. `voices`
     are the audio voices the scene speaks on; `mic` makes the main voice hear the microphone."""
-    from engine.app import App
-    from engine.audio.plugin import audio_plugin
-    from engine.audio.settings import AudioSettings
     from engine.display.plugin import display_plugin
 
     app = App(strict=False)
@@ -197,8 +199,6 @@ def make_app(display: DisplaySettings, *, headless: bool, voices: tuple[str, ...
 
 def check_microphone(device: str | None, how: str = "--mic") -> str:
     """The name of the microphone the engine would open; an AudioDeviceError naming the fix when there is none."""
-    from engine.audio.devices import AudioDeviceError, find_device, open_pyaudio
-
     try:
         pa = open_pyaudio()
         try:
@@ -257,10 +257,6 @@ def run_scene(options: RunOptions) -> RunResult:
 
 def assemble_scene(options: RunOptions) -> App:
     """The engine of `syncanim run` with its scene built, not started (the runner's first frame starts it)."""
-    from engine.app import Diagnostics
-    from engine.scene.host import host_scene
-    from engine.scene.loader import SceneArgs
-
     operator = operator_control(options)
     display = options.display
     if options.mic:
@@ -306,8 +302,6 @@ def print_schedule(options: ScheduleOptions) -> list:
     """Run the scene's engine for options.frames frames with every system traced, print the table, return its rows."""
     from rich.console import Console
     from rich.table import Table
-
-    from engine.ecs.introspect import schedule_rows, traced
 
     app = assemble_scene(RunOptions(scene=options.scene, headless=True, audio=options.audio, avatar=options.avatar,
                                     watch=False, display=DisplaySettings(size=(128, 128))))

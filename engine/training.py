@@ -9,6 +9,12 @@ from typing import Annotated, Literal
 
 import tyro
 
+from engine.audio.settings import AudioSettings
+from engine.data.dataset import Dataset, DatasetError
+from engine.io.checkpoint import CheckpointError, read_metadata
+from engine.motion.config import EXPRESSION, MOTION_FILE, motion_preset
+from engine.nerf.train_config import NERF_FILE
+
 log = logging.getLogger(__name__)
 BUNDLED_UNIVERSAL = Path(__file__).resolve().parents[1] / "assets" / "universal"
 """The universal audio-to-expression model shipped with the engine (assets/README.md says how it was made)."""
@@ -66,8 +72,6 @@ class TrainOptions:
 
 def run_training(options: TrainOptions) -> list[Path]:
     """Train the parts `options.stage` names; each part resumes from its own checkpoint. Returns the model files."""
-    from engine.audio.settings import AudioSettings
-
     overrides: dict = {"seed": options.seed, "audio": AudioSettings(extractor=options.features),
                        "progress": options.progress}
     if options.time_limit_min is not None:
@@ -101,8 +105,6 @@ def universal_dir(options: TrainOptions) -> Path:
 
 def _train_motion(options: TrainOptions, overrides: dict) -> Path:
     """The avatar's motion model: the universal one calibrated onto the avatar, or its own syncers trained from it."""
-    from engine.data.dataset import Dataset, DatasetError
-    from engine.motion.config import EXPRESSION, MOTION_FILE, motion_preset
     from engine.motion.train import train_motion
     from engine.motion.universal import calibrate_universal
 
@@ -127,10 +129,6 @@ def _train_motion(options: TrainOptions, overrides: dict) -> Path:
 def _warn_other_part(options: TrainOptions) -> None:
     """Say so when the part this run leaves alone was trained on other speech features: the avatar plays only once
     both parts hear alike (retraining them one after the other passes through this state)."""
-    from engine.io.checkpoint import CheckpointError, read_metadata
-    from engine.motion.config import MOTION_FILE
-    from engine.nerf.train_config import NERF_FILE
-
     if options.stage == "all":
         return
     other = "nerf" if options.stage == "motion" else "motion"
@@ -150,8 +148,6 @@ def _warn_other_part(options: TrainOptions) -> None:
 def _remind_checks(data: Path) -> None:
     """Repeat what preprocess's dataset checks found, so a weak result can be traced to its video before hours of
     training (a folder that is no dataset is reported by the stage that opens it)."""
-    from engine.data.dataset import Dataset, DatasetError
-
     try:
         checks = Dataset(data).meta.checks
     except DatasetError:

@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from engine.audio.features import FEATURE_HZ, HOP, SAMPLE_RATE, WIN, FeatureExtractor
+from engine.audio.features import FEATURE_HZ, HOP, SAMPLE_RATE, WIN, FeatureExtractor, make_extractor
+from engine.audio.features.hubert import HubertExtractor
 from engine.audio.settings import AudioSettings
 from engine.audio.streaming import FeatureStream, offline_windows
 
@@ -96,9 +97,6 @@ def measure_extractors(seconds: float = 4.0, settings: AudioSettings | None = No
     HuBERT is timed with the weights at `hubert_model` when given, else with randomly initialised models of the
     hubert-base / hubert-large shapes (speed does not depend on the weights; their features mean nothing).
     """
-    from engine.audio.features import make_extractor
-    from engine.audio.features.hubert import HubertExtractor
-
     settings = settings or AudioSettings()
     results: dict[str, Any] = {"seconds": seconds, "extractors": {}}
     candidates: list[tuple[str, Any]] = [(name, lambda n=name: make_extractor(replace(settings, extractor=n)))

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from engine.audio.devices import AudioDeviceError, list_devices, open_pyaudio
 from engine.audio.features import FEATURE_HZ, HOP, WIN, FeatureSpec, feature_spec, make_extractor
 from engine.audio.playback import AudioPlayback, DeviceOutput, Mixer
 from engine.audio.ring import FeatureRing, SampleRing
@@ -148,7 +149,6 @@ def _virtual_output(world: World) -> bool:
 def _wants_device(settings: AudioSettings, clock: MasterClock, devices: AudioDevices) -> bool:
     if settings.output == "virtual" or (settings.output == "auto" and clock.source == "stepped"):
         return False
-    from engine.audio.devices import AudioDeviceError, list_devices, open_pyaudio
 
     try:
         devices.pa = devices.pa or open_pyaudio()

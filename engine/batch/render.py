@@ -9,8 +9,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.app import Diagnostics
+from engine.audio.sources import load_clip
 from engine.batch.jobs import RenderJob
 from engine.batch.shipping import Package, unpack
+from engine.data.synth.speech import VoiceSettings, check_voice, synthesize
+from engine.display.settings import DisplaySettings
+from engine.io.video import write_wav
+from engine.run import RunOptions, assemble_scene
 
 SPEECH_MARGIN_S = 60.0
 """A run stops this long after its speech would have ended (a scene that never exits fails instead of running on)."""
@@ -48,12 +54,7 @@ class JobOutcome:
 def render_job(job: RenderJob, avatar: Package, shipment: Shipment, cpus: int) -> JobOutcome:
     """Run `job` headless in this process, showing `avatar`, on `cpus` cores (or the GPU the scheduler gave it) and
     return its video."""
-    from engine.app import Diagnostics
-    from engine.audio.sources import load_clip
     from engine.display.headless import run_headless
-    from engine.display.settings import DisplaySettings
-    from engine.run import RunOptions, assemble_scene
-
     start = time.perf_counter()
     limit_threads(cpus)
     work = Path(tempfile.mkdtemp(prefix="syncanim-job-"))
@@ -105,9 +106,6 @@ def speech_file(job: RenderJob, shipment: Shipment, work: Path) -> Path:
 
 def speak_text(text: str, voice: str, path: Path) -> Path:
     """`text` spoken by `voice` (espeak-ng, or an installed Piper voice) into a wav at `path`."""
-    from engine.data.synth.speech import VoiceSettings, check_voice, synthesize
-    from engine.io.video import write_wav
-
     check_voice(voice)
     utterance = synthesize(text, VoiceSettings(voice, rate=165, pitch=50, pitch_range=50))
     write_wav(path, utterance.samples, utterance.sample_rate)

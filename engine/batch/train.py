@@ -9,6 +9,12 @@ from pathlib import Path
 
 from engine.batch.render import limit_threads
 from engine.batch.shipping import Package, cache_root, pack_file, pack_folder, unpack, unpack_to
+from engine.data.dataset import Dataset
+from engine.data.preprocess import run_preprocess
+from engine.data.preprocess.config import PreprocessOptions
+from engine.motion.config import MOTION_FILE
+from engine.nerf.train_config import NERF_FILE
+from engine.training import TrainOptions, run_training
 
 
 @dataclass(frozen=True)
@@ -41,9 +47,6 @@ class TrainOutcome:
 
 def finished_avatar(folder: Path, report: bool) -> bool:
     """Whether `folder` holds a whole avatar (and its report, where one is asked for)."""
-    from engine.motion.config import MOTION_FILE
-    from engine.nerf.train_config import NERF_FILE
-
     files = [NERF_FILE, MOTION_FILE] + (["report/report.json"] if report else [])
     return all((folder / name).is_file() for name in files)
 
@@ -56,9 +59,6 @@ def extract_avatar(package: Package, target: Path) -> Path:
 def train_job(job: TrainJob, recording: Package, universal: Package | None, cpus: int) -> TrainOutcome:
     """Make the avatar of `job` on this node with `cpus` cores, from `universal` (None: the bundled universal motion
     model): preprocess (a video), train, evaluate."""
-    from engine.data.dataset import Dataset
-    from engine.training import TrainOptions, run_training
-
     start = time.perf_counter()
     limit_threads(cpus)
     work = cache_root() / "train" / f"{job.name}-{recording.digest}"
@@ -82,8 +82,5 @@ def dataset_folder(job: TrainJob, unpacked: Path, target: Path) -> Path:
         return unpacked
     if (target / "meta.json").is_file():
         return target
-    from engine.data.preprocess import run_preprocess
-    from engine.data.preprocess.config import PreprocessOptions
-
     video = next(p for p in unpacked.iterdir() if p.is_file())
     return Path(run_preprocess(PreprocessOptions(video=video, out_dir=target, size=job.size, progress=False)))

@@ -5,6 +5,12 @@ import time
 
 import numpy as np
 
+from engine.app import App
+from engine.components import FrameImage
+from engine.display.settings import DisplaySettings
+from engine.display.target import GLTarget
+from engine.ecs import Stage
+
 
 def measure_present(size: tuple[int, int] = (512, 512), frames: int = 200, *, readback: bool = True) -> dict:
     """Run a headless App whose only work is showing a new [H, W, 4] uint8 frame each update.
@@ -13,13 +19,7 @@ def measure_present(size: tuple[int, int] = (512, 512), frames: int = 200, *, re
     `size` = (width, height) with the frame at the same size; `readback` adds one canvas read-back per
     frame, as an mp4 or a virtual camera would do.
     """
-    from engine.app import App
-    from engine.components import FrameImage
     from engine.display.headless import run_headless
-    from engine.display.settings import DisplaySettings
-    from engine.display.target import GLTarget
-    from engine.ecs import Stage
-
     width, height = size
     rng = np.random.default_rng(0)
     pool = [rng.integers(0, 256, (height, width, 4), dtype=np.uint8) for _ in range(4)]

@@ -5,7 +5,6 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from engine.components import Background, Canvas, FrameImage
-from engine.display.compose import compose_scene, extract_scene_view
 from engine.display.present import present_frame
 from engine.display.settings import DisplaySettings
 from engine.display.sinks import (
@@ -61,6 +60,8 @@ def display_plugin(app: App) -> None:
     Reads DisplaySettings (inserting the defaults if absent). Opens no window and no GL context:
     run_headless / run_window do that before the first frame.
     """
+    from engine.display.compose import compose_scene, extract_scene_view  # torch: only where a display runs
+
     world = app.world
     if not world.has_resource(DisplaySettings):
         world.insert_resource(DisplaySettings())

@@ -19,6 +19,7 @@ from engine.display.settings import DisplaySettings
 from engine.display.target import GLTarget
 from engine.ecs import World
 from engine.io.atomic import atomic_path
+from engine.io.video import Mp4Writer, WavSpool
 from engine.time import Time
 
 log = logging.getLogger(__name__)
@@ -61,8 +62,6 @@ class Mp4Sink:
     """
 
     def __init__(self, path: Path, fps: float, quality: int, queue_seconds: float = 2.0) -> None:
-        from engine.io.video import Mp4Writer
-
         self.path = Path(path)
         self.fps = fps
         self.writer = Mp4Writer(self.path, fps, quality=quality)
@@ -127,8 +126,6 @@ class Mp4Sink:
     def finish_audio(self, tap: AudioTap | None) -> tuple[Path, int]:
         """Close the recording's wav at exactly the video's length (the tap's samples, padded with silence or cut;
         silence throughout without a tap); returns (its path, its rate)."""
-        from engine.io.video import WavSpool
-
         spool = tap.stop_recording() if tap is not None else None
         if spool is None or spool.path != self.audio_path:
             if spool is not None:

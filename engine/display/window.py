@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from engine.app import Diagnostics, SystemTimings
+from engine.audio.plugin import AudioVoices
 from engine.display.headless import RunResult, finish_run, frame_budget
 from engine.display.overlay import Overlay, draw_overlay, let_imgui_set_cursor, start_imgui, stop_imgui
 from engine.display.plugin import display_plugin, follow_scene_background
@@ -126,8 +127,6 @@ def apply_actions(glfw: Any, app: App, state: WindowState, overlay: Overlay, set
 
 def status_lines(world: Any) -> list[str]:
     """Noise gates, upload path, recording and virtual-camera state for the overlay."""
-    from engine.audio.plugin import AudioVoices
-
     lines = []
     voices = world.get_resource(AudioVoices)
     for name, stream in (voices.streams.items() if voices is not None else ()):

@@ -22,9 +22,22 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from engine.app import AppExit, SystemTimings
+from engine.audio.features import FeatureSpec
+from engine.audio.measure import measure_extractors
+from engine.audio.sources import load_clip
+from engine.components import Framing
+from engine.display.present import Presenter
+from engine.display.settings import DisplaySettings
 from engine.ecs import Stage, World
 from engine.eval.bench_config import BUNDLED_CLIPS, MIN_MEASURED, BenchOptions, WarmupRule
 from engine.io.atomic import write_text_atomic
+from engine.nerf.bench import measure_render
+from engine.nerf.settings import NerfRenderSettings, NerfRuntimeSettings, QualitySettings
+from engine.nerf.systems import NerfAvatars
+from engine.run import make_app
+from engine.scene.actions import start_framing
+from engine.scene.loader import SceneArgs, build_scene
 
 if TYPE_CHECKING:
     from engine.app import App
@@ -157,9 +170,6 @@ class BenchPlan:
 
 
 def log_frame(world: World) -> None:
-    from engine.app import SystemTimings
-    from engine.display.present import Presenter
-
     log = world.resource(FrameLog)
     now = time.perf_counter()
     if log.stamps:
@@ -173,8 +183,6 @@ def log_frame(world: World) -> None:
 
 def end_when_measured(world: World) -> None:
     """LAST, after log_frame: end the warm-up when the frame times settle, then stop once BenchPlan.frames are in."""
-    from engine.app import AppExit
-
     log, plan = world.resource(FrameLog), world.resource(BenchPlan)
     if log.warmup is None:
         log.warmup = check_warmup(log.frame_ms, plan.rule)
@@ -271,7 +279,6 @@ def plan_rows(config: BenchOptions) -> list[Row]:
 def build_bench_scene(app: App, avatar: Path, framing: str, clips: Path = BUNDLED_CLIPS) -> None:
     """The whole frame of one avatar as `syncanim run` shows it: the full canvas at `framing`, reading the .wav
     clips in `clips` in a loop (speech keeps the features, the motion and the lips as busy as in use)."""
-    from engine.audio.sources import load_clip
     from engine.scene.api import Scene
 
     scene = Scene(app)
@@ -290,15 +297,7 @@ def build_bench_scene(app: App, avatar: Path, framing: str, clips: Path = BUNDLE
 def bench_size(config: BenchOptions, size: int, row: Row | None = None) -> dict[str, Any]:
     """One run: a fresh engine at size x size renders `row`'s framing and quality (default: the first row of that
     size), warms up until its frame times settle, then measures --seconds of frames."""
-    from engine.audio.features import FeatureSpec
-    from engine.components import Framing
     from engine.display.headless import run_headless
-    from engine.display.settings import DisplaySettings
-    from engine.nerf.settings import NerfRuntimeSettings, QualitySettings
-    from engine.run import make_app
-    from engine.scene.actions import start_framing
-    from engine.scene.loader import SceneArgs, build_scene
-
     row = row or next(r for r in plan_rows(config) if r.size == size)
     gc.collect()  # the previous run's garbage is not collected inside this one's measurement
     scene, avatar = config.frame_scene(), config.timed_avatar()
@@ -330,8 +329,6 @@ def bench_size(config: BenchOptions, size: int, row: Row | None = None) -> dict[
 
 def renderer_used(app: App, row: Row, size: int) -> dict[str, Any] | None:
     """The quality the avatar renderer actually ran at (None: the scene showed no avatar)."""
-    from engine.nerf.systems import NerfAvatars
-
     avatars = app.world.get_resource(NerfAvatars)
     if avatars is None or not avatars.renderers:
         return None
@@ -421,9 +418,6 @@ def latency(audio: dict[str, Any], results: list[dict[str, Any]], fps: float) ->
 
 def render_alone(config: BenchOptions) -> list[dict[str, Any]]:
     """The NeRF renderer alone (no engine around it) per size, once per requested quality."""
-    from engine.nerf.bench import measure_render
-    from engine.nerf.settings import NerfRenderSettings
-
     reports = []
     for head_scale in config.head_scale:
         for precision in config.precision:
@@ -437,8 +431,6 @@ def render_alone(config: BenchOptions) -> list[dict[str, Any]]:
 def run_bench(config: BenchOptions) -> dict[str, Any]:
     """Run every row, time the speech features, print a table and write the JSON; returns the results."""
     from rich.console import Console
-
-    from engine.audio.measure import measure_extractors
 
     console = Console(width=None if Console().is_terminal else 120)  # logs and CI get the full table
     if config.device == "cuda":

@@ -29,6 +29,16 @@ costs an Inception-v3 pass (0.4-1.2 s on the 2-core CPU, measured under load): 1
 uncapped (2250 frames) would add 15-45 min. Both sides share the cap, so runs of any length compare at the same N."""
 
 
+def resize(frame: np.ndarray, size: int) -> np.ndarray:
+    """RGB [S, S, 3] uint8 -> [size, size, 3] uint8 (area-averaged when shrinking)."""
+    if frame.shape[0] == size and frame.shape[1] == size:
+        return frame
+    from skimage.transform import resize as sk_resize
+
+    out = sk_resize(frame, (size, size), order=1, anti_aliasing=frame.shape[0] > size, preserve_range=True)
+    return (out + 0.5).clip(0, 255).astype(np.uint8)
+
+
 def _import_perceptual():
     """engine.perceptual, or the reason it cannot be imported (str)."""
     import importlib
@@ -68,8 +78,6 @@ def lip_boxes(landmarks: np.ndarray, size: int, margin: float = LIP_MARGIN) -> n
 def lip_crops(frames: list[np.ndarray] | np.ndarray, boxes: np.ndarray, side: int = LIP_SIDE) -> np.ndarray:
     """RGB frames [T, S, S, 3] uint8 and boxes [T, 3] -> crops [T', side, side, 3] uint8 of the frames whose box
     was found (side > 0), in order."""
-    from engine.eval.report import resize
-
     crops = [resize(np.ascontiguousarray(frame[y:y + s, x:x + s]), side)
              for frame, (x, y, s) in zip(frames, boxes) if s > 0]
     return np.stack(crops) if crops else np.zeros((0, side, side, 3), np.uint8)

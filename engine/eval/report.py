@@ -19,10 +19,26 @@ from typing import Any
 import numpy as np
 
 from engine.audio import activity
+from engine.audio.features import FeatureSpec, make_extractor, settings_for
+from engine.audio.settings import AudioSettings
+from engine.audio.sources import decode_file
+from engine.data.dataset import Dataset, DatasetError, save_npz_atomic
+from engine.data.preprocess.pose import matrices_to_pose, unwrap_degrees
+from engine.data.preprocess.track import track_frames
 from engine.eval import metrics
+from engine.eval.bench import machine
 from engine.eval.eval_config import EvalOptions
+from engine.eval.plots import plot_blinks, plot_mouth, plot_pose
+from engine.eval.quality import fid_set, lip_boxes, measure_fid, measure_lpips, resize
+from engine.eval.report_md import render_markdown
 from engine.eval.speaker import has_video, speaker_figures, speaker_opening
+from engine.eval.table1 import table1_rows
 from engine.io.atomic import write_text_atomic
+from engine.io.checkpoint import read_metadata
+from engine.io.video import Mp4Writer
+from engine.motion.config import MOTION_FILE
+from engine.motion.data import speech_windows
+from engine.nerf.kernels.runtime import init_taichi
 from engine.nerf.settings import NerfRenderSettings
 
 FORMAT = "syncanim-eval"
@@ -96,9 +112,6 @@ def track_faces(frames: list[np.ndarray], fps: float, face_model: Path | None, l
     head pose of each frame (unwrapped over the frames with a face, so a turn never jumps by 360 degrees)."""
     from tqdm import tqdm
 
-    from engine.data.preprocess.pose import matrices_to_pose, unwrap_degrees
-    from engine.data.preprocess.track import track_frames
-
     bar = tqdm(total=len(frames), desc=f"landmarks {label}", unit="frame", disable=not progress, leave=False)
     raw = track_frames(enumerate(frames), fps, face_model, video=False, on_frame=lambda: bar.update())
     bar.close()
@@ -118,22 +131,8 @@ def to_uint8(rgba) -> np.ndarray:
     return (np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def resize(frame: np.ndarray, size: int) -> np.ndarray:
-    """RGB [S, S, 3] uint8 -> [size, size, 3] uint8 (area-averaged when shrinking)."""
-    if frame.shape[0] == size and frame.shape[1] == size:
-        return frame
-    from skimage.transform import resize as sk_resize
-
-    out = sk_resize(frame, (size, size), order=1, anti_aliasing=frame.shape[0] > size, preserve_range=True)
-    return (out + 0.5).clip(0, 255).astype(np.uint8)
-
-
 def renderer_windows(renderer, avatar: Path, audio: np.ndarray, frames: int) -> np.ndarray:
     """The renderer's own speech-feature windows [T, W, D] of `audio` [N] 16 kHz, as a live stream gives them."""
-    from engine.audio.features import FeatureSpec, make_extractor, settings_for
-    from engine.audio.settings import AudioSettings
-    from engine.io.checkpoint import read_metadata
-    from engine.motion.data import speech_windows
     from engine.nerf.avatar import nerf_path
 
     stored = read_metadata(nerf_path(avatar)).get("features")
@@ -180,7 +179,6 @@ def _silent(data: Path | None) -> bool:
     """Whether the dataset at `data` is a silent recording (False without --data); EvalError when it is unusable."""
     if data is None:
         return False
-    from engine.data.dataset import Dataset, DatasetError
 
     try:
         return Dataset(data).meta.silent
@@ -227,7 +225,6 @@ def perceptual_lpips(config: EvalOptions, renders: list[np.ndarray], truth: list
     if not config.perceptual:
         return {"lpips": None, "lpips_lips": None, "lpips_unavailable": "skipped (--no-perceptual)",
                 "lpips_lips_unavailable": "skipped (--no-perceptual)"}
-    from engine.eval.quality import measure_lpips
 
     return measure_lpips(renders, truth, boxes, truth_boxes)
 
@@ -237,7 +234,6 @@ def perceptual_fid(config: EvalOptions, frames: list[np.ndarray], reference, ref
     --no-perceptual."""
     if not config.perceptual:
         return {"fid": None, "fid_unavailable": "skipped (--no-perceptual)"}
-    from engine.eval.quality import measure_fid
 
     return measure_fid(frames, reference, reference_name)
 
@@ -282,8 +278,6 @@ def reconstruct(config: EvalOptions, renderer, dataset, frames_idx: np.ndarray, 
                 face_model: Path | None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Render the validation frames with their true pose, expression and audio windows; returns (metrics, arrays)."""
     from tqdm import tqdm
-
-    from engine.eval.quality import fid_set, lip_boxes
 
     tracks = dataset.tracks
     shifts = dataset_torso_shifts(renderer, dataset)
@@ -503,8 +497,6 @@ def clean(value: Any) -> Any:
 def write_video(path: Path, panels: list[list[np.ndarray]], audio: np.ndarray | None, sample_rate: int,
                 fps: float) -> Path:
     """Panels (each a list of RGB frames) side by side, as long as the longest (shorter ones hold black)."""
-    from engine.io.video import Mp4Writer
-
     length = max(len(p) for p in panels)
     height, width = panels[0][0].shape[:2]
     black = np.zeros((height, width, 3), np.uint8)
@@ -518,8 +510,6 @@ def write_video(path: Path, panels: list[list[np.ndarray]], audio: np.ndarray | 
 
 def decode_clip(path: Path, flag: str, rate: int) -> np.ndarray:
     """A speech file -> mono float32 [N] at `rate`; EvalError when it holds less than the 1 s the measures need."""
-    from engine.audio.sources import decode_file
-
     audio = decode_file(Path(path), rate)
     if len(audio) < rate:
         raise EvalError(f"{flag} {path} holds {len(audio) / rate:.2f} s of sound; the audio-driven measures need at "
@@ -532,10 +522,6 @@ def clip_rates(avatar: Path, dataset) -> tuple[float, int]:
     the speech features' sample rate (what the engine plays the avatar at)."""
     if dataset is not None:
         return float(dataset.meta.fps), int(dataset.meta.sample_rate)
-    from engine.audio.settings import AudioSettings
-    from engine.io.checkpoint import read_metadata
-    from engine.motion.config import MOTION_FILE
-
     return float(read_metadata(avatar / MOTION_FILE)["fps"]), int(AudioSettings().sample_rate)
 
 
@@ -559,8 +545,6 @@ def driven_against_truth(config: EvalOptions, result: dict[str, Any], driven: li
     """The audio-driven result with the image measures against the dataset's validation frames (arrays from
     `reconstruct`, empty without --data): paired ones where the validation audio drove it, FID wherever there is
     a dataset."""
-    from engine.eval.quality import lip_boxes
-
     if not arrays:
         result.update(fid=None, fid_unavailable="no --data: no dataset frames to compare the frames with")
     else:
@@ -617,9 +601,6 @@ def still_unavailable(sections: list[dict[str, Any]]) -> dict[str, str]:
 
 def write_figures(out: Path, curves: dict, fps: float) -> dict[str, Path]:
     """curves.npz and the pose, blink and mouth plots of the main audio-driven run."""
-    from engine.data.dataset import save_npz_atomic
-    from engine.eval.plots import plot_blinks, plot_mouth, plot_pose
-
     save_npz_atomic(out / "curves.npz", **{k: np.asarray(v) for k, v in curves.items() if v is not None})
     return {
         "curves": out / "curves.npz",
@@ -657,11 +638,6 @@ def run_eval(config: EvalOptions) -> dict[str, Any]:
     started = time.perf_counter()
     avatar, data_dir, out = check_inputs(config)
     out.mkdir(parents=True, exist_ok=True)
-    from engine.data.dataset import Dataset
-    from engine.eval.bench import machine
-    from engine.eval.report_md import render_markdown
-    from engine.eval.table1 import table1_rows
-    from engine.nerf.kernels.runtime import init_taichi
     from engine.nerf.render import AvatarRenderer
 
     if config.device == "cuda":

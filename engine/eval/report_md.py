@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.eval.table1 import fid_note, table1_markdown, table1_rows
+
 
 def fmt(value: Any, digits: int = 3) -> str:
     """A table cell: '-' for missing numbers, `digits` significant digits otherwise."""
@@ -21,8 +23,6 @@ def table(header: list[str], rows: list[list[Any]]) -> list[str]:
 
 def render_markdown(report: dict[str, Any]) -> str:
     """report.md: the paper's Table 1 first, then one section per run, what was not measured, and the figures."""
-    from engine.eval.table1 import fid_note, table1_markdown, table1_rows
-
     r, a = report["reconstruction"], report["audio_driven"]
     truth = a.get("truth") or {}
     m, s = report["machine"], report["seconds"]

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from engine.data.preprocess.decode import inspect_source, resampled_frames
+from engine.data.preprocess.track import track_frames
 from engine.eval import metrics
 
 
@@ -27,9 +29,6 @@ def speaker_opening(path: Path, fps: float, frames: int, face_model: Path | None
     """The mouth opening [frames] of the face in `path`'s video, at `fps`, aligned with the file's sound as
     `decode_file` gives it (frame k plays with the sound at k / fps); NaN where no face was found or the video
     ended."""
-    from engine.data.preprocess.decode import inspect_source, resampled_frames
-    from engine.data.preprocess.track import track_frames
-
     source = inspect_source(path)
     raw = track_frames(resampled_frames(source, fps), fps, face_model, video=False)
     points = raw.landmarks[..., :2].astype(np.float64) * np.array([source.width, source.height], np.float64)

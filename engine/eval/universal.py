@@ -17,7 +17,10 @@ from typing import Any
 import numpy as np
 
 from engine.audio import activity
+from engine.data.dataset import Dataset, DatasetError
 from engine.eval import metrics
+from engine.eval.plots import _figure, _save, _shade_speech
+from engine.eval.report import clean
 from engine.io.atomic import write_text_atomic
 
 FORMAT = "syncanim-universal-eval"
@@ -131,8 +134,6 @@ def _nanmean(values) -> float:
 
 
 def _open_dataset(data_dir: Path):
-    from engine.data.dataset import Dataset, DatasetError
-
     try:
         dataset = Dataset(data_dir)
     except DatasetError as error:
@@ -181,7 +182,6 @@ def measure_universal(universal_dir: str | Path, data_dirs, out_dir: str | Path,
                       max_lag: int = 5) -> dict[str, Any]:
     """Measure UNIVERSAL_DIR's model on each held-out dataset; write OUT_DIR/universal_report.json,
     universal_report.md and jaw.png; returns the report (as written, NaN as None)."""
-    from engine.eval.report import clean
     from engine.motion.runtime import motion_path
 
     universal_dir, out = Path(universal_dir), Path(out_dir)
@@ -245,8 +245,6 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 def plot_jaw(path: Path, curves: dict[str, dict[str, Any]]) -> Path:
     """jaw.png: tracked vs predicted jawOpen over time, one panel per dataset, speech shaded."""
-    from engine.eval.plots import _figure, _save, _shade_speech
-
     plt, fig, axes = _figure(len(curves))
     for ax, (name, c) in zip(axes, curves.items()):
         fps = c["fps"]

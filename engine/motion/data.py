@@ -9,9 +9,10 @@ import numpy as np
 
 from engine.audio.activity import speech_mask
 from engine.audio.augment import augmented_copies
-from engine.audio.features import FeatureExtractor, FeatureSpec, feature_spec, make_extractor
+from engine.audio.features import FeatureExtractor, FeatureMismatchError, FeatureSpec, feature_spec, make_extractor
 from engine.audio.settings import AudioSettings
 from engine.audio.streaming import offline_windows
+from engine.data.dataset import Dataset, DatasetError
 from engine.motion.config import BLINK_CHANNELS
 
 NO_BLINK_INTERVAL_S = 10.0
@@ -60,8 +61,6 @@ def cached_windows(path: Path, spec: FeatureSpec, frames: int) -> np.ndarray | N
     """The windows [frames, W, D] preprocess cached at `path` when they were made with exactly `spec`; else None
     (then they are recomputed: the same streaming calls, only slower)."""
     import json
-
-    from engine.audio.features import FeatureMismatchError
 
     if not path.is_file():
         return None
@@ -138,8 +137,6 @@ def load_motion_data(root: Path, settings: AudioSettings, names: tuple[str, ...]
     """Read dataset `root` and compute everything the syncers train on, with the features of `copies` augmented
     versions of its audio (other gains and noise floors, engine/audio/augment.py) after those of the recording;
     errors name the file and the fix."""
-    from engine.data.dataset import Dataset, DatasetError
-
     data = Dataset(root)
     tracks = data.tracks
     missing = [n for n in names if n not in tracks.blendshape_names]

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from engine.audio.settings import AudioSettings
+from engine.data.dataset import Dataset, DatasetError
 from engine.motion.config import BLINK_CHANNELS
 from engine.motion.data import MotionData, load_motion_data, sequence_starts
 
@@ -109,8 +110,6 @@ def load_pooled(roots: tuple[Path, ...], settings: AudioSettings, names: tuple[s
     features (what Tensors.window assumes); no sequence starts in, or runs into, a gap or another dataset.
     """
     from tqdm.auto import tqdm
-
-    from engine.data.dataset import Dataset, DatasetError
 
     if not roots:
         raise DatasetError("no datasets given to the universal model: pass one or more DATA_DIR folders made by "

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.audio.features import make_extractor, settings_for
+from engine.data.dataset import Dataset
 from engine.motion.data import speech_windows
 from engine.motion.runtime import Mode, MotionRuntime
 
@@ -48,8 +49,6 @@ def run_frames(runtime: MotionRuntime, windows: np.ndarray, memory) -> dict[str,
 
 def dataset_reference(data_dir: str | os.PathLike, frame: int, names: tuple[str, ...]) -> dict[str, np.ndarray]:
     """A one-shot reference from frame `frame` of a dataset: euler_deg [3], trans [3], blendshapes [K] (`names`)."""
-    from engine.data.dataset import Dataset
-
     tracks = Dataset(data_dir).tracks
     if not 0 <= frame < len(tracks):
         raise IndexError(f"reference frame {frame} is outside {data_dir} (frames 0..{len(tracks) - 1}); "

@@ -16,14 +16,14 @@ import numpy as np
 import torch
 
 from engine.audio.features import FeatureSpec
+from engine.data.dataset import Dataset, DatasetError
 from engine.io.checkpoint import file_sha256, save_checkpoint
+from engine.motion.calibration import UNIVERSAL_KIND, calibrated_norms, read_universal
 from engine.motion.config import BLINK_CHANNELS, SyncerDims, TrainUniversalConfig, UniversalOptions, universal_preset
 from engine.motion.data import blink_onsets, blink_signal, blink_threshold, blink_timing
 from engine.motion.emotion_syncer import AudioEmotionSyncer
-from engine.motion.calibration import UNIVERSAL_KIND, calibrated_norms, read_universal
 from engine.motion.pooled import (
-    PooledData, load_pooled, pooled_training_frames, range_stats, train_starts, training_frames,
-    validation_starts,
+    PooledData, load_pooled, pooled_training_frames, range_stats, train_starts, training_frames, validation_starts,
 )
 from engine.motion.pose_syncer import AudioPoseSyncer
 from engine.motion.runtime import KIND, MotionRuntime, build_syncers, motion_path
@@ -110,8 +110,6 @@ def calibrate_universal(universal_dir: Path, data_dir: Path, avatar_dir: Path) -
     ranges of DATA_DIR's tracked training frames (no audio needed: a silent recording calibrates too). Blinks: the
     avatar's own threshold, and its own intervals when it blinks at least MIN_OWN_BLINKS times, else the universal
     model's. Returns the written path; MotionRuntime.load(avatar_dir) runs it."""
-    from engine.data.dataset import Dataset, DatasetError
-
     universal_dir, data_dir = Path(universal_dir), Path(data_dir)
     tensors, universal = read_universal(universal_dir)
     names = tuple(universal["blendshape_names"])

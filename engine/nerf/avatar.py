@@ -15,13 +15,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from engine.io.checkpoint import load_checkpoint, save_checkpoint
 from engine.nerf.camera import FramingRange, Intrinsics, camera_directions, euler_to_matrix, head_rays
 from engine.nerf.encodings import FeatureScaler
 from engine.nerf.head import HeadField
 from engine.nerf.kernels.composite import composite
 from engine.nerf.kernels.march import march_rays
 from engine.nerf.kernels.occupancy import OccupancyGrid
-from engine.nerf.train_config import NerfDims
+from engine.nerf.train_config import NERF_FILE, NerfDims
 from engine.nerf.upper_body import UpperBodyField, anchor_rows, shoulder_weights
 
 WHERE = "engine/nerf/avatar.py"
@@ -192,8 +193,6 @@ def render_rays(model: AvatarModel, pixels: torch.Tensor, euler_deg: torch.Tenso
 
 def save_avatar(path: Path, model: AvatarModel, extra: dict[str, Any] | None = None) -> Path:
     """Write the model's tensors and spec to a safetensors checkpoint (atomically)."""
-    from engine.io.checkpoint import save_checkpoint
-
     metadata = {"kind": KIND, "spec": model.spec.to_json(), **(extra or {})}
     tensors = dict(model.state_dict())
     if model.frame_torso_shift is not None:
@@ -203,8 +202,6 @@ def save_avatar(path: Path, model: AvatarModel, extra: dict[str, Any] | None = N
 
 def load_avatar(path: Path, device: str | torch.device = "cpu", specialize: bool = False) -> AvatarModel:
     """Rebuild a saved avatar model on `device` (Taichi must already run there)."""
-    from engine.io.checkpoint import load_checkpoint
-
     tensors, metadata = load_checkpoint(
         path, expect={"kind": KIND}, fix="Pass the nerf.safetensors that `syncanim train` wrote into AVATAR_DIR."
     )
@@ -219,7 +216,5 @@ def load_avatar(path: Path, device: str | torch.device = "cpu", specialize: bool
 
 def nerf_path(avatar: Path) -> Path:
     """AVATAR_DIR (or the file itself) -> its nerf.safetensors."""
-    from engine.nerf.train_config import NERF_FILE
-
     avatar = Path(avatar)
     return avatar if avatar.suffix == ".safetensors" else avatar / NERF_FILE

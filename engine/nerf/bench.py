@@ -11,7 +11,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from engine.nerf.kernels.runtime import init_taichi
 from engine.nerf.settings import NerfRenderSettings
+from engine.nerf.train_config import EXPRESSION, NerfDims, TrainNerfConfig
 
 
 def stand_in_renderer(device: str = "cpu", size: int = 512, seed: int = 0, **options):
@@ -22,7 +24,6 @@ def stand_in_renderer(device: str = "cpu", size: int = 512, seed: int = 0, **opt
     from engine.nerf.avatar import AvatarModel, AvatarSpec
     from engine.nerf.camera import FramingRange, Intrinsics
     from engine.nerf.render import AvatarRenderer
-    from engine.nerf.train_config import EXPRESSION, NerfDims, TrainNerfConfig
 
     torch.manual_seed(seed)
     config = TrainNerfConfig(data=Path("."), avatar_dir=Path("."))  # its defaults: head box, grid, step
@@ -56,7 +57,6 @@ def measure_render(avatar: Path | None = None, sizes: tuple[int, ...] = (128, 25
     import numpy as np
     import torch
 
-    from engine.nerf.kernels.runtime import init_taichi
     from engine.nerf.render import AvatarRenderer
 
     init_taichi(device)

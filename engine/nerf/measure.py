@@ -10,6 +10,8 @@ import statistics
 import time
 from typing import Any
 
+from engine.nerf.kernels.runtime import init_taichi
+
 ENCODERS = {
     "head_3x14x1": dict(n_planes=3, levels=14, features=1, log2_table=14, base_res=16, max_res=2048),
     "upper_body_1x16x2": dict(n_planes=1, levels=16, features=2, log2_table=16, base_res=16, max_res=2048),
@@ -61,7 +63,6 @@ def measure_kernels(
 
     from engine.nerf.kernels.hash_encode import PlaneHashEncoder
     from engine.nerf.kernels.occupancy import OccupancyGrid
-    from engine.nerf.kernels.runtime import init_taichi
     from engine.nerf.volume import VolumeBuffers, render_volume
 
     init_taichi(device)

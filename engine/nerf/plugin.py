@@ -7,8 +7,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from engine.components import ActiveRenderer
 from engine.ecs import Stage, World, optional
+from engine.nerf.kernels.runtime import init_taichi
 from engine.nerf.settings import NerfRenderSettings, NerfRuntimeSettings, RenderDevice
+from engine.nerf.systems import NerfAvatars, PoseTrails, extract_avatar_views, render_avatars
 
 if TYPE_CHECKING:
     from engine.app import App
@@ -25,8 +28,6 @@ def resolve_device(requested: str) -> str:
 
 def start_taichi(world: World) -> None:
     """Startup: start Taichi on the device NerfRuntimeSettings names and record it as RenderDevice."""
-    from engine.nerf.kernels.runtime import init_taichi
-
     settings = world.resource(NerfRuntimeSettings)
     device = init_taichi(
         resolve_device(settings.device), cache_dir=settings.kernel_cache, cpu_threads=settings.cpu_threads
@@ -38,9 +39,6 @@ def nerf_plugin(app: App) -> None:
     """Insert NerfRuntimeSettings and NerfRenderSettings (defaults unless inserted before), the avatars' pose trails
     and the ActiveRenderer marker; schedule `start_taichi` in STARTUP and the avatar renderer's extract and render
     systems."""
-    from engine.components import ActiveRenderer
-    from engine.nerf.systems import NerfAvatars, PoseTrails, extract_avatar_views, render_avatars
-
     world = app.world
     world.insert_resource(world.get_resource(NerfRuntimeSettings) or NerfRuntimeSettings())
     world.insert_resource(world.get_resource(NerfRenderSettings) or NerfRenderSettings())

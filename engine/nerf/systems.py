@@ -15,10 +15,14 @@ from typing import Any
 
 import numpy as np
 
+from engine.audio.features import FeatureSpec
 from engine.audio.plugin import voice_features
+from engine.components import Avatar, AvatarImage, AvatarViewport, Framing
 from engine.ecs import Entity, World
-from engine.motion.components import MotionController
+from engine.io.checkpoint import read_metadata
+from engine.motion.components import MotionController, MotionState
 from engine.nerf.settings import HeadScale, NerfRenderSettings, QualitySettings, RenderDevice, chosen_quality
+from engine.time import Time
 
 
 @dataclass(frozen=True)
@@ -103,10 +107,6 @@ def _window(world: World, entity: Entity, time_s: float) -> np.ndarray | None:
 
 def extract_avatar_views(world: World) -> None:
     """Snapshot every Avatar: its MotionState (if any), audio window, Framing zoom and output size."""
-    from engine.components import Avatar, AvatarViewport, Framing
-    from engine.motion.components import MotionState
-    from engine.time import Time
-
     settings = world.get_resource(NerfRenderSettings) or NerfRenderSettings()
     operator = world.get_resource(QualitySettings)
     time = world.get_resource(Time)
@@ -137,9 +137,6 @@ def extract_avatar_views(world: World) -> None:
 def _check_features(world: World, path: Path) -> None:
     """Refuse an avatar whose audio network was trained on other speech features than the engine computes (a head
     without audio input hears nothing: any features do)."""
-    from engine.audio.features import FeatureSpec
-    from engine.io.checkpoint import read_metadata
-
     engine_spec = world.get_resource(FeatureSpec)
     metadata = read_metadata(path)
     stored = metadata.get("features")
@@ -176,7 +173,6 @@ def _renderer(world: World, view: AvatarView):
 
 def render_avatars(world: World) -> None:
     """Render each snapshot view into its avatar's AvatarImage (the display's compositor makes the frame of them)."""
-    from engine.components import AvatarImage
     from engine.nerf.torso_motion import follow_shift
 
     views = world.get_resource(AvatarViews)

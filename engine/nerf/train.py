@@ -19,12 +19,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.audio.features import feature_spec, make_extractor
 from engine.audio.settings import AudioSettings
-from engine.data.dataset import HEAD, TORSO
+from engine.data.dataset import HEAD, TORSO, Dataset, DatasetError
+from engine.data.preprocess.masks import upper_face_rect
 from engine.io.atomic import atomic_path
+from engine.io.checkpoint import CheckpointMismatchError, load_checkpoint, save_checkpoint
+from engine.motion.data import dataset_windows
 from engine.nerf.avatar import AvatarModel, AvatarSpec, render_rays, save_avatar, tighten_grid
 from engine.nerf.camera import FramingRange, Intrinsics
+from engine.nerf.kernels.runtime import init_taichi
 from engine.nerf.losses import LIP_WEIGHTS, lip_term, photometric, psnr
+from engine.nerf.plugin import resolve_device
 from engine.nerf.tcnn import TcnnUnavailable, fuse_mlps, resolve_backend, unfuse_mlps
 from engine.nerf.torso_motion import TorsoMotion, measure_torso_motion
 from engine.nerf.train_config import NERF_FILE, NerfDims, TrainNerfConfig
@@ -73,8 +79,6 @@ class TrainingData:
 def feature_spec_dict(settings: AudioSettings, fps: float) -> dict:
     """The FeatureSpec (as a dict) of `settings`' speech features: what the audio network is trained on and what the
     engine must compute to drive it (checked when the render system loads the avatar)."""
-    from engine.audio.features import feature_spec, make_extractor
-
     spec = feature_spec(settings, make_extractor(settings)).to_dict()
     spec["video_fps"] = fps
     return spec
@@ -84,9 +88,6 @@ def dataset_feature_windows(dataset, settings: AudioSettings, frames: int, copie
                             seed: int = 0) -> tuple[np.ndarray, str, int]:
     """The windows [1 + copies, T, W, D] of `settings`' extractor: the dataset's recording, then `copies` augmented
     versions of its audio (engine/motion/data.py: dataset_windows)."""
-    from engine.audio.features import make_extractor
-    from engine.motion.data import dataset_windows
-
     extractor = make_extractor(settings)
     windows = np.stack(list(dataset_windows(dataset, extractor, settings, frames, copies, seed)))
     return np.ascontiguousarray(windows, np.float32), extractor.id, 50 // round(settings.video_fps)
@@ -116,9 +117,6 @@ def head_dims(config: TrainNerfConfig, silent: bool, root: Path) -> NerfDims:
 
 def load_training_data(config: TrainNerfConfig, device: torch.device) -> tuple[TrainingData, AvatarSpec]:
     """Read the dataset and derive the avatar's spec; errors name the file and the fix."""
-    from engine.data.dataset import Dataset, DatasetError
-    from engine.data.preprocess.masks import upper_face_rect
-
     data = Dataset(config.data)
     tracks, meta = data.tracks, data.meta
     missing = [n for n in config.expression if n not in tracks.blendshape_names]
@@ -490,8 +488,6 @@ def _save_state(trainer: _Trainer, optimizer, stage: str, step: int, out_of_time
     """Everything a resumed run needs to go on as if never stopped: weights (the occupancy grid among them), AdamW's
     moments, the trainer's and torch's random states, the stage's place on the run's clock, and the history
     (validation records and scores) of the stages done."""
-    from engine.io.checkpoint import save_checkpoint
-
     config, model = trainer.config, trainer.model
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     steps = []
@@ -515,8 +511,6 @@ def _save_state(trainer: _Trainer, optimizer, stage: str, step: int, out_of_time
 
 def _load_state(trainer: _Trainer) -> _Saved | None:
     """Restore the resumable state into the trainer (weights, random states, clock, history); None: start over."""
-    from engine.io.checkpoint import CheckpointMismatchError, load_checkpoint
-
     config, model = trainer.config, trainer.model
     path = _state_path(config)
     if not (config.resume and path.is_file()):
@@ -639,10 +633,6 @@ def _start_mlp_backend(config: TrainNerfConfig, model: AvatarModel, device: torc
 
 def train_nerf(config: TrainNerfConfig) -> Path:
     """Train the renderer of config.data into config.avatar_dir; returns the path of nerf.safetensors."""
-    from engine.data.dataset import Dataset
-    from engine.nerf.kernels.runtime import init_taichi
-    from engine.nerf.plugin import resolve_device
-
     # Taichi's CPU pool follows `threads` when this run starts it: with one thread the marcher packs samples in
     # ray order and a CPU run repeats bit for bit (with more, their order, and so the sums, vary from run to run).
     device = torch.device(init_taichi(resolve_device(config.device), cpu_threads=config.threads or None))

@@ -10,9 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from engine.audio.playback import AudioPlayback, DelayLine
 from engine.audio.plugin import Voice
 from engine.components import FRAMING_PRESETS, Avatar, Framing
 from engine.ecs import Entity, World
+from engine.motion.components import MotionController
 from engine.scene.components import Caption, Captions, FramingTween
 from engine.time import Time
 
@@ -44,8 +46,6 @@ def voice_of(world: World, avatar: str | None, voice: str | None) -> str | None:
 def speak(world: World, clip: AudioClip | str | Path | np.ndarray, *, avatar: str | None = None,
           voice: str | None = None, interrupt: bool = False, caption: str | None = None) -> PlaybackHandle:
     """Queue `clip` on the avatar's voice (interrupt=True cuts what it is saying first); optionally caption it."""
-    from engine.audio.playback import AudioPlayback
-
     playback = world.resource(AudioPlayback)
     handle = playback.play(clip, interrupt=interrupt, voice=voice_of(world, avatar, voice))
     if interrupt:
@@ -57,8 +57,6 @@ def speak(world: World, clip: AudioClip | str | Path | np.ndarray, *, avatar: st
 
 def stop_speech(world: World, avatar: str | None = None, voice: str | None = None) -> None:
     """Silence one avatar / voice, or everything; clears the main caption."""
-    from engine.audio.playback import AudioPlayback
-
     playback = world.resource(AudioPlayback)
     playback.stop(voice_of(world, avatar, voice))
     cut_delayed_output(playback)
@@ -69,8 +67,6 @@ def cut_delayed_output(playback) -> None:
     """Drop the speech already mixed but held back by the lip-sync delay, so the speakers fall silent at the next
     block instead of playing on for the delay (120 ms by default). The delay applies to the whole mix: another voice
     loses at most that much too."""
-    from engine.audio.playback import DelayLine
-
     # Replacing the line is one attribute store: safe against a device callback running on the old one.
     playback.mixer.delay = DelayLine(playback.mixer.delay.samples)
 
@@ -86,8 +82,6 @@ def set_mode(world: World, mode: str, *, avatar: str | None = None,
              reference: dict[str, np.ndarray] | None = None) -> int:
     """Switch avatars' motion to one-shot (from `reference`, or the model's first frame) or zero-shot; returns how
     many avatars changed. The controller restarts from its new starting state at the next fixed step."""
-    from engine.motion.components import MotionController
-
     mode = normalise_mode(mode)
     changed = 0
     for entity, _ in find_avatars(world, avatar):

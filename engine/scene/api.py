@@ -22,22 +22,22 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine.audio.features import FeatureSpec, settings_for
 from engine.audio.plugin import Voice
 from engine.audio.settings import AudioSettings
 from engine.components import ActiveRenderer, Avatar, Background, Framing
+from engine.io.checkpoint import CheckpointError, read_metadata
+from engine.motion.components import MotionController
 from engine.motion.config import MOTION_FILE
+from engine.motion.systems import motion_plugin
 from engine.nerf.settings import (
-    HeadScale,
-    NerfRenderSettings,
-    Precision,
-    QualitySettings,
-    check_head_scale,
-    check_precision,
+    HeadScale, NerfRenderSettings, Precision, QualitySettings, check_head_scale, check_precision,
 )
 from engine.nerf.train_config import NERF_FILE
 from engine.scene import actions
 from engine.scene.components import SceneOwned, ScreenRect
-from engine.scene.loader import SceneError
+from engine.scene.control_settings import ControlSettings, OperatorControl, changed_fields
+from engine.scene.loader import SceneArgs, SceneError
 from engine.scene.plugin import scene_plugin
 from engine.scene.timeline import start_script
 
@@ -53,8 +53,6 @@ def avatar_folder(app: App, default: Path) -> Path:
     """The avatar a one-avatar scene shows: `--avatar DIR` (SceneArgs), else $SYNCANIM_AVATAR, else `default`."""
     import os
 
-    from engine.scene.loader import SceneArgs
-
     args = app.world.get_resource(SceneArgs)
     if args is not None and args.avatar is not None:
         return Path(args.avatar).expanduser()
@@ -69,7 +67,6 @@ def open_control(app: App, address: str, **defaults: Any) -> str | None:
     only for the settings the operator did not set; every control flag on the command line wins. Returns the
     address it listens on (None: the operator passed --control None)."""
     from engine.scene.control import control_plugin
-    from engine.scene.control_settings import ControlSettings, OperatorControl, changed_fields
 
     world = app.world
     current = world.get_resource(ControlSettings) or ControlSettings()
@@ -98,9 +95,6 @@ def check_avatar_folder(folder: Path) -> None:
 def hear_as_trained(app: App, folder: Path, name: str) -> None:
     """Before the engine starts, switch its speech features to the ones the avatar in `folder` was trained on (mel,
     whisper, ...), so any avatar plays without audio settings in the scene. Two avatars of one engine must agree."""
-    from engine.audio.features import FeatureSpec, settings_for
-    from engine.io.checkpoint import CheckpointError, read_metadata
-
     world = app.world
     if world.has_resource(FeatureSpec):
         return  # audio is open: the model loader checks the features and names any difference
@@ -210,9 +204,6 @@ class Scene:
         128x128) and `precision` ('float32', 'bfloat16', 'auto') set how finely it is rendered (None: the engine's
         setting); `syncanim run --head-scale/--precision` wins over them. Returns `name`, which scripts and control
         messages use."""
-        from engine.motion.components import MotionController
-        from engine.motion.systems import motion_plugin
-
         folder = Path(folder).expanduser()
         try:
             for value, check, where in ((head_scale, check_head_scale, "head_scale="),

@@ -33,15 +33,24 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from engine.app import Diagnostics, SystemTimings
+from engine.audio.playback import AudioPlayback
+from engine.audio.settings import AudioSettings
+from engine.audio.sources import AudioClip, AudioLimitError, ClipTooLong, decode_file
+from engine.components import Avatar, Framing
 from engine.ecs import Stage, World, optional
+from engine.scene import actions
+from engine.scene.actions import framing_zoom, normalise_mode
 from engine.scene.control_settings import TOKEN_ENV, ControlSettings, parse_address
+from engine.scene.host import SceneHost, SceneLoad, scene_folders
+from engine.scene.loader import SceneError, check_scene_source
 from engine.scene.protocol import (
     MAX_TEXT, ControlRequest, FrameTooLarge, ProtocolError, TimedOut, Truncated, pack, read_frame, unpack,
 )
+from engine.time import Time
 
 if TYPE_CHECKING:
     from engine.app import App
-    from engine.audio.sources import AudioClip
 
 log = logging.getLogger(__name__)
 
@@ -283,8 +292,6 @@ class ControlServer:
         """The clip of a `say`. Its cost is bounded before and while decoding (the header's rate, channels and
         length, then a running cap at --control-max-clip-s): checking the length after a full decode let a 4 KB wav
         that declares 1 Hz take 500 MB."""
-        from engine.audio.sources import AudioClip, AudioLimitError, ClipTooLong, decode_file
-
         if ("wav" in fields) == ("path" in fields):
             raise ProtocolError("say needs exactly one of 'wav' (audio file bytes) or 'path' (a file on the engine "
                                 "machine)")
@@ -349,8 +356,6 @@ class ControlServer:
     def check_scene_path(self, text: str) -> None:
         """Refuse at once what the frame loop would refuse (it checks again just before loading): the folders are
         --control-scene-dirs, else those the latest status names (none yet: only the frame loop checks them)."""
-        from engine.scene.loader import SceneError, check_scene_source
-
         if not self.settings.control_allow_load_scene:
             raise ProtocolError("load_scene is disabled on this engine (--no-control-allow-load-scene)")
         folders = self.settings.control_scene_dirs or self.status().get("scene_dirs")
@@ -500,8 +505,6 @@ def check_cue_data(fields: dict[str, Any]) -> None:
 
 
 def checked_mode(mode: str) -> str:
-    from engine.scene.actions import normalise_mode
-
     try:
         return normalise_mode(mode)
     except ValueError as error:
@@ -509,8 +512,6 @@ def checked_mode(mode: str) -> str:
 
 
 def check_framing(fields: dict[str, Any]) -> None:
-    from engine.scene.actions import framing_zoom
-
     try:
         framing_zoom(fields["framing"])
     except (ValueError, TypeError) as error:
@@ -525,8 +526,6 @@ def decode_bytes(data: bytes, sample_rate: int, max_seconds: float | None = None
     """Audio file bytes (wav, flac, mp3, ...) -> mono float32 [N] at `sample_rate`, through the engine's file decoder
     (a private temporary file: ffmpeg probes formats best from a seekable file); `max_seconds` bounds the work
     (engine.audio.sources.decode_file)."""
-    from engine.audio.sources import decode_file
-
     with tempfile.TemporaryDirectory(prefix="syncanim-say-") as folder:
         path = Path(folder) / "speech"
         path.write_bytes(data)
@@ -572,8 +571,6 @@ class _Handler(socketserver.BaseRequestHandler):
 # systems -------------------------------------------------------------------------------------------
 def start_control(world: World) -> None:
     """Startup: open the socket and print where it listens and the token to use."""
-    from engine.audio.settings import AudioSettings
-
     settings = world.resource(ControlSettings)
     audio = world.get_resource(AudioSettings)
     server = ControlServer(settings, audio.sample_rate if audio else 16000)
@@ -604,9 +601,6 @@ def publish_control_status(world: World) -> None:
 
 def apply_control(world: World) -> None:
     """Carry out this frame's control messages; one that fails is reported (overlay) and the rest go on."""
-    from engine.app import Diagnostics
-    from engine.scene import actions
-
     for request in world.messages(ControlRequest).read(apply_control):
         f = request.fields
         try:
@@ -628,8 +622,6 @@ def apply_control(world: World) -> None:
 def request_scene(world: World, path: Path, request_id: Any = None) -> None:
     """Hand the scene to the host, which loads it at the next FIRST stage; the client was answered 'queued' and
     reads the outcome from `status` (`last_scene_load`): waiting for it would block a stepped engine."""
-    from engine.scene.host import SceneHost, SceneLoad
-
     host = world.get_resource(SceneHost)
     if host is None:
         raise RuntimeError("load_scene: this engine was not started with a hosted scene (syncanim run SCENE.py)")
@@ -638,12 +630,7 @@ def request_scene(world: World, path: Path, request_id: Any = None) -> None:
 
 
 def publish_status(world: World, server: ControlServer) -> None:
-    from engine.app import Diagnostics
-    from engine.audio.playback import AudioPlayback
-    from engine.components import Avatar, Framing
-    from engine.scene.host import SceneHost, scene_folders
     from engine.scene.timeline import Scripts
-    from engine.time import Time
 
     time = world.resource(Time)
     scripts = world.get_resource(Scripts)
@@ -668,8 +655,6 @@ def publish_status(world: World, server: ControlServer) -> None:
 
 def recent_frame_times(world: World) -> tuple[float, ...]:
     """The work (ms) of the last frames (up to 300, 12 s at 25 fps), without the wait for the next one."""
-    from engine.app import SystemTimings
-
     timings = world.get_resource(SystemTimings)
     return tuple(timings.frame_ms) if timings is not None else ()
 

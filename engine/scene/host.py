@@ -21,9 +21,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from engine.app import Diagnostics
+from engine.audio.playback import AudioPlayback
+from engine.components import Background
 from engine.ecs import Stage, World
+from engine.scene.components import Captions, SceneOwned
 from engine.scene.control_settings import ControlSettings, OperatorControl
 from engine.scene.loader import SceneError, build_module, build_scene, check_scene_source, load_scene_module
+from engine.time import MasterClock
 
 if TYPE_CHECKING:
     from engine.app import App
@@ -142,9 +147,6 @@ def _added_systems(app: App, before: set[str]) -> tuple[str, ...]:
 
 def teardown_scene(world: World, host: SceneHost) -> None:
     """Remove what the hosted scene added: its systems, entities, scripts, captions, look and speech."""
-    from engine.audio.playback import AudioPlayback
-    from engine.components import Background
-    from engine.scene.components import Captions, SceneOwned
     from engine.scene.timeline import Scripts, close_script
 
     for name in host.systems:
@@ -181,8 +183,6 @@ def run_new_startup_systems(world: World, host: SceneHost, before: set[str]) -> 
 
 def reload_scene(world: World, host: SceneHost, path: Path) -> bool:
     """Replace the hosted scene with the one at `path`; False (and the old scene kept) when it does not load."""
-    from engine.app import Diagnostics
-
     diagnostics = world.resource(Diagnostics)
     mtime = file_mtime(path)
     if _same_file(path, host.path):
@@ -215,8 +215,6 @@ def reload_scene(world: World, host: SceneHost, path: Path) -> bool:
 
 def _rebuild(world: World, host: SceneHost, module: ModuleType | None, path: Path) -> None:
     """Bring the previous scene back after a failed reload (it starts again from its beginning)."""
-    from engine.app import Diagnostics
-
     if module is None:
         return
     before = startup_names(host)
@@ -249,8 +247,6 @@ def scene_folders(world: World, host: SceneHost) -> tuple[Path, ...]:
 def load_requested(world: World, host: SceneHost) -> bool:
     """Load the scene `load_scene` asked for, if it is allowed; the outcome goes to `host.last_load` (status) and a
     failure to the overlay. Checked here, just before it runs, on the frame thread."""
-    from engine.app import Diagnostics
-
     path, host.pending = host.pending, None
     load = host.last_load
     if load is None or load.state != "pending":
@@ -269,8 +265,6 @@ def load_requested(world: World, host: SceneHost) -> bool:
 
 def watch_scene(world: World) -> None:
     """First stage: load a scene asked for by `load_scene`, or reload the hosted file when its mtime changed."""
-    from engine.time import MasterClock
-
     host = world.get_resource(SceneHost)
     if host is None:
         return

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine.app import AppExit, Diagnostics
 from engine.ecs import World
 from engine.scene import actions
 from engine.scene.components import SceneEvent
@@ -212,8 +213,6 @@ class Exit(Step):
     kind = "exit"
 
     def begin(self, world: World, run: ScriptRun) -> None:
-        from engine.app import AppExit
-
         world.messages(AppExit).send(AppExit(self.reason))
 
 
@@ -382,8 +381,6 @@ def close_script(run: ScriptRun) -> None:
 
 def run_scripts(world: World) -> None:
     """Advance every running script by one frame; a failing script is reported and dropped, the others go on."""
-    from engine.app import Diagnostics
-
     inbox = world.messages(ControlRequest).read(run_scripts)  # read every frame: a script waits for new ones only
     scripts = world.get_resource(Scripts)
     if scripts is None or not scripts.running:

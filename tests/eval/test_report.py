@@ -194,7 +194,8 @@ def test_pose_measured_on_frames_follows_the_face():
     from skimage.data import astronaut
     from skimage.transform import rotate
 
-    from engine.eval.report import rendered_pose_diversity, resize, track_faces
+    from engine.eval.quality import resize
+    from engine.eval.report import rendered_pose_diversity, track_faces
 
     face = resize(astronaut(), 256)
     angles = np.array([-10.0, -5.0, 0.0, 5.0, 10.0])

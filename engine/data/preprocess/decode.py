@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.audio.activity import frame_levels_db, loud_and_noise_db
+from engine.audio.sources import AudioFormatError, decode_file
 from engine.data.preprocess.config import PreprocessError
 
 MIN_SIDE = 96
@@ -175,9 +177,6 @@ def load_audio(source: SourceInfo, audio_file: Path | None, frames: int, fps: fl
     From `audio_file` when given (assumed to start with the video), else from the video's audio track, shifted by
     its start offset so sample 0 plays with frame 0.
     """
-    from engine.audio.activity import frame_levels_db, loud_and_noise_db
-    from engine.audio.sources import AudioFormatError, decode_file
-
     length = int(round(frames * sample_rate / fps))
     if silent or (audio_file is None and not source.has_audio):
         return np.zeros(length, np.float32), True

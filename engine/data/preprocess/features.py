@@ -6,13 +6,14 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.audio.features import HOP, WIN, feature_spec, make_extractor
+from engine.audio.settings import AudioSettings
+from engine.audio.streaming import offline_frames, offline_windows
 from engine.data.dataset import save_npz_atomic
 
 
 def feature_settings():
     """The engine's default AudioSettings (its extractor is what the dataset caches)."""
-    from engine.audio.settings import AudioSettings
-
     return AudioSettings()
 
 
@@ -24,9 +25,6 @@ def extract_features(audio: np.ndarray, frames: int, fps: float) -> dict[str, np
                              counts as silence, so the last frames have windows too)
     spec                     JSON of the FeatureSpec (extractor id, params, window and look-ahead) models check
     """
-    from engine.audio.features import HOP, WIN, feature_spec, make_extractor
-    from engine.audio.streaming import offline_frames, offline_windows
-
     settings = feature_settings()
     extractor = make_extractor(settings)
     feature_frames = offline_frames(extractor, audio, gate=settings.gate)

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.data.face_model import shipped_model_path, start_up_notes_held
+from engine.data.face_model import load_canonical_mesh, shipped_model_path, start_up_notes_held
 from engine.data.preprocess.config import PreprocessError
+from engine.data.synth.rig import face_oval
 
 CHIN, FOREHEAD = 152, 10
 """MediaPipe mesh ids of the chin tip and the top of the forehead (the face's vertical axis)."""
@@ -78,9 +79,6 @@ def person_confidence(segmenter, frame: np.ndarray) -> np.ndarray:
 @functools.lru_cache(maxsize=4)
 def face_oval_ids(task_path: str | None = None) -> np.ndarray:
     """The 36 face-oval landmark ids, from the chin, going round the face (from the canonical mesh's boundary)."""
-    from engine.data.face_model import load_canonical_mesh
-    from engine.data.synth.rig import face_oval
-
     return face_oval(load_canonical_mesh(task_path))
 
 

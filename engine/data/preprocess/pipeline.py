@@ -19,13 +19,22 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.data.dataset import Meta, Tracks, write_json_atomic
-from engine.data.preprocess import pose
+from engine.audio.settings import AudioSettings
+from engine.audio.sources import decode_file
+from engine.data.dataset import Dataset, FrameWriter, Meta, Tracks, write_json_atomic
+from engine.data.face_model import face_landmarker_path
+from engine.data.preprocess import background, masks, pose
+from engine.data.preprocess.checks import dataset_checks, head_touches_edge
 from engine.data.preprocess.config import PreprocessError, PreprocessOptions, validate
+from engine.data.preprocess.crop import choose_crop, crop_frame
 from engine.data.preprocess.decode import SourceInfo, audio_sample_rate, inspect_source, load_audio, resampled_frames
+from engine.data.preprocess.features import default_extractor_id, extract_features, write_features
+from engine.data.preprocess.maskfile import MASK_NAMES, MaskFileWriter
+from engine.data.preprocess.masks import segmenter_path
 from engine.data.preprocess.steps import Ledger, file_fingerprint, step_key
-from engine.data.preprocess.track import RawTracks
+from engine.data.preprocess.track import RawTracks, drop_outliers, track_frames
 from engine.io.atomic import atomic_path
+from engine.io.video import write_wav
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +73,6 @@ class _Run:
 
 def _keys(config: PreprocessOptions, source: SourceInfo) -> dict[str, str]:
     """Every step's key up front (they chain), so a finished dataset is recognised before any work starts."""
-    from engine.audio.settings import AudioSettings
-    from engine.data.face_model import face_landmarker_path
-    from engine.data.preprocess.masks import segmenter_path
-
     try:
         face = file_fingerprint(face_landmarker_path(config.face_model))
     except FileNotFoundError as error:
@@ -88,8 +93,6 @@ def _keys(config: PreprocessOptions, source: SourceInfo) -> dict[str, str]:
 
 
 def _outputs(out: Path) -> dict[str, list[Path]]:
-    from engine.data.preprocess.features import default_extractor_id
-
     return {
         "track": [out / WORK / "raw_tracks.npz"], "audio": [out / "audio.wav"], "tracks": [out / "tracks.npz"],
         "frames": [out / "frames.mkv", out / "masks.npz", out / "background.png"],
@@ -127,8 +130,6 @@ def _estimated_frames(source: SourceInfo, fps: float) -> int | None:
 
 
 def _track(run: _Run) -> RawTracks:
-    from engine.data.preprocess.track import drop_outliers, track_frames
-
     path = _outputs(run.out)["track"][0]
 
     def work() -> dict:
@@ -146,8 +147,6 @@ def _track(run: _Run) -> RawTracks:
 
 
 def _face_model_name(config: PreprocessOptions) -> str:
-    from engine.data.face_model import face_landmarker_path
-
     fingerprint = file_fingerprint(face_landmarker_path(config.face_model))
     name, digest = Path(fingerprint["path"]).name, fingerprint["sha256_edges"][:12]
     return f"{name} ({fingerprint['bytes']} B, sha256 of its first and last MiB {digest})"
@@ -174,8 +173,6 @@ def _check_frames(run: _Run, raw: RawTracks) -> None:
 
 
 def _audio(run: _Run, frames: int) -> None:
-    from engine.io.video import write_wav
-
     def work() -> dict:
         samples, silent = load_audio(run.source, run.config.audio, frames, run.config.fps, SAMPLE_RATE,
                                      run.config.silent)
@@ -206,12 +203,6 @@ def _tracks(run: _Run, raw: RawTracks, crop: tuple[int, int, int, int]) -> Track
 def _frames(run: _Run, crop: tuple[int, int, int, int], tracks: Tracks) -> None:
     """One pass over the video: cropped frames into frames.mkv, and at once their masks and background samples
     (decoding the lossless frames again would cost as much as decoding the source)."""
-    from engine.data.dataset import FrameWriter
-    from engine.data.preprocess import background, masks
-    from engine.data.preprocess.checks import head_touches_edge
-    from engine.data.preprocess.crop import crop_frame
-    from engine.data.preprocess.maskfile import MaskFileWriter
-
     frames, size = len(tracks), run.config.size
 
     def work() -> dict:
@@ -263,9 +254,6 @@ def _write_png(path: Path, picture: np.ndarray) -> None:
 
 
 def _features(run: _Run, frames: int) -> None:
-    from engine.audio.sources import decode_file
-    from engine.data.preprocess.features import extract_features, write_features
-
     def work() -> None:
         audio = decode_file(run.out / "audio.wav", SAMPLE_RATE)
         write_features(_outputs(run.out)["features"][0], extract_features(audio, frames, run.config.fps))
@@ -284,9 +272,6 @@ def _versions() -> dict[str, str]:
 
 
 def _meta(run: _Run, raw: RawTracks, crop: tuple[int, int, int, int], head_fits: bool) -> None:
-    from engine.audio.sources import decode_file
-    from engine.data.preprocess.checks import dataset_checks
-
     frames, found = len(raw), int(raw.detected.sum())
     val_start = frames - max(1, int(math.ceil(VAL_FRACTION * frames)))
 
@@ -322,8 +307,6 @@ def _meta(run: _Run, raw: RawTracks, crop: tuple[int, int, int, int], head_fits:
 def _remove_dead_scratch(out: Path, work: Path) -> None:
     """Delete what runs killed mid-step left (partial outputs, mask scratch): no step resumes from them, and a rerun
     would otherwise hold them beside its own until the same step finished again."""
-    from engine.data.preprocess.maskfile import MASK_NAMES
-
     scratch = work / MASK_SCRATCH
     for name in MASK_NAMES:
         (scratch / f"{name}.npy").unlink(missing_ok=True)  # raw memory maps of runs before the scratch was deflated
@@ -342,8 +325,6 @@ def run_preprocess(config: PreprocessOptions) -> Path:
     Raises PreprocessError for inputs that cannot become a dataset: a missing, empty, corrupt or tiny video, or a face
     in fewer than half of the frames. A video without speech makes a silent dataset (Meta.silent).
     """
-    from engine.data.preprocess.crop import choose_crop
-
     validate(config)
     source = inspect_source(config.video)
     out = Path(config.out_dir)
@@ -378,8 +359,6 @@ def run_preprocess(config: PreprocessOptions) -> Path:
 
 def _report_checks(run: _Run) -> None:
     """Tell the user what the dataset checks found (stored in meta.json)."""
-    from engine.data.dataset import Dataset
-
     checks = Dataset(run.out).meta.checks
     if not checks:
         run.say("preprocess: the dataset checks found nothing that would limit the avatar")

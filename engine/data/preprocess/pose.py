@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.data.dataset import Camera, Tracks
+from engine.data.synth.presenter import matrix_to_euler
 
 MEDIAPIPE_FOVY_DEG = 63.0
 """Vertical field of view MediaPipe's face geometry pipeline assumes (its default environment)."""
@@ -58,8 +59,6 @@ def matrices_to_pose(matrices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     Uses the synthetic presenter's own conversion so tracked and true poses share one convention.
     """
-    from engine.data.synth.presenter import matrix_to_euler
-
     euler = np.array([matrix_to_euler(m[:3, :3]) if np.isfinite(m).all() else np.full(3, np.nan) for m in matrices])
     return euler.reshape(-1, 3), np.asarray(matrices[:, :3, 3], np.float64).reshape(-1, 3)
 

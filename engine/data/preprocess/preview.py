@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.data.dataset import Dataset
+from engine.data.preprocess.maskfile import read_mask_frames
 from engine.io.atomic import atomic_path
 
 TILES = 12
@@ -50,8 +51,6 @@ def _save(figure, path: Path) -> Path:
 def contact_sheet(data: Dataset, path: Path) -> Path:
     """TILES frames spread over the dataset (the last one in the validation part) plus the background plate."""
     from matplotlib.figure import Figure
-
-    from engine.data.preprocess.maskfile import read_mask_frames
 
     meta, tracks = data.meta, data.tracks
     indices = sorted({int(round(i)) for i in np.linspace(0, meta.frames - 1, TILES)})

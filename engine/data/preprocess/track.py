@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.data.dataset import MESH_POINTS, save_npz_atomic
+from engine.data.face_model import create_face_landmarker
 from engine.data.preprocess.config import PreprocessError
 
 TRACK_MAX_SIDE = 1280
@@ -64,8 +65,6 @@ def _tracking_image(frame: np.ndarray) -> np.ndarray:
 
 
 def _open_landmarker(face_model: Path | None, video: bool):
-    from engine.data.face_model import create_face_landmarker
-
     try:
         return create_face_landmarker(face_model, video=video)
     except (RuntimeError, ValueError) as error:

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.data.face_model import create_face_landmarker
 from engine.data.synth.rig import FaceShape
 
 # Skin tones as CIELAB means, light to deep (typical ranges of measured facial skin).
@@ -92,8 +93,6 @@ def astronaut_photo(task_path: str | None = None) -> FacePhoto:
     """scikit-image's public-domain astronaut portrait, landmarked by MediaPipe FaceLandmarker."""
     import mediapipe as mp
     import skimage.data
-
-    from engine.data.face_model import create_face_landmarker
 
     image = np.ascontiguousarray(skimage.data.astronaut())
     with create_face_landmarker(task_path) as landmarker:

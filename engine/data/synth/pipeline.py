@@ -11,13 +11,14 @@ from pathlib import Path
 import numpy as np
 
 from engine.data.synth import motion
-from engine.data.synth.appearance import Look, choose_look
+from engine.data.synth.appearance import Look, astronaut_photo, choose_look
 from engine.data.synth.config import SynthError, SynthOptions
 from engine.data.synth.corpus import load_sentences
-from engine.data.synth.presenter import NECK_BOTTOM, BodyPose, euler_to_matrix
+from engine.data.synth.presenter import NECK_BOTTOM, BodyPose, Presenter, euler_to_matrix
 from engine.data.synth.rig import BLENDSHAPE_NAMES, HEAD_PIVOT
 from engine.data.synth.speech import Speech, choose_voices, compose_speech, parse_voices
 from engine.data.synth.visemes import mouth_tracks
+from engine.io.video import Mp4Writer, write_wav
 
 TRUTH_VERSION = 1
 # One independent random stream per concern; a stream's place in this tuple fixes its numbers, so new
@@ -180,10 +181,6 @@ def run_synth(config: SynthOptions) -> Path:
     Files: video.mp4 (h264 + AAC), audio.wav (16-bit mono), truth.npz with euler_deg [T,3], trans [T,3],
     blendshapes [T,K], blendshape_names [K], speaking [T], landmarks2d [T,478,2], fps, seed, and meta (JSON).
     """
-    from engine.data.synth.appearance import astronaut_photo
-    from engine.data.synth.presenter import Presenter
-    from engine.io.video import Mp4Writer, write_wav
-
     plan = plan_clip(config)
     out_dir = Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

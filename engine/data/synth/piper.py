@@ -5,6 +5,7 @@ import threading
 
 import numpy as np
 
+from engine.data.synth.align import align_phonemes
 from engine.data.synth.config import SynthError
 from engine.data.synth.speech import Espeak, Phoneme, Utterance, VoiceSettings, is_vowel
 
@@ -119,8 +120,6 @@ class PiperSpeaker:
 
     @staticmethod
     def _aligned_by_dtw(text: str, voice: VoiceSettings, samples: np.ndarray, rate: int) -> tuple[Phoneme, ...]:
-        from engine.data.synth.align import align_phonemes
-
         # The same words from espeak-ng at the same rate carry sample-accurate timings to move onto Piper's audio.
         reference = Espeak.get().synthesize(text, VoiceSettings("en-us", voice.rate, 50, 50))
         return align_phonemes(reference.samples, reference.sample_rate, reference.phonemes, samples, rate)
