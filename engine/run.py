@@ -22,7 +22,7 @@ from engine.audio.plugin import audio_plugin
 from engine.audio.settings import AudioSettings
 from engine.display.settings import DisplaySettings, Size
 from engine.ecs import Stage
-from engine.ecs.introspect import schedule_rows, traced
+from engine.introspect import schedule_rows, traced
 from engine.nerf.settings import QualitySettings
 from engine.scene import SCENES_DIR
 from engine.scene.actions import backdrop_look, framing_zoom, scene_framing
