@@ -16,7 +16,8 @@ ASSETS = Path(__file__).parents[2] / "assets"
 
 @pytest.fixture
 def jobs(tmp_path):
-    """A good job (a second of the bundled speech, 64x64, on a colour) and one whose audio is no audio."""
+    """A good job (a second of the bundled speech, 64x64, on a colour), one that speaks text with the built-in
+    voice, and one whose audio is no audio."""
     from engine.audio.sources import load_clip
     from engine.io.video import write_wav
 
@@ -25,6 +26,7 @@ def jobs(tmp_path):
     (tmp_path / "broken.wav").write_bytes(b"RIFF....WAVEfmt not really")
     path = tmp_path / "jobs.jsonl"
     path.write_text('{"name": "good", "audio": "short.wav", "size": "64x64", "background": "#202830"}\n'
+                    '{"name": "spoken", "text": "Hello.", "size": "64x64", "framing": "max"}\n'
                     '{"name": "bad", "audio": "broken.wav", "size": "64x64"}\n')
     return path
 
@@ -40,12 +42,13 @@ def test_a_failing_job_is_retried_and_reported_while_the_others_finish(ray_local
     assert main(["batch", str(jobs), "-o", str(out), "--retries", "1"]) == 1  # a job failed
     done = records(out)
     assert done["good"]["status"] == "done" and done["good"]["tries"] == 1 and done["good"]["media_s"] > 1.0
+    assert done["spoken"]["status"] == "done" and done["spoken"]["media_s"] > 1.0  # espeak-ng spoke it
     assert done["bad"]["status"] == "failed" and done["bad"]["tries"] == 2
     assert len(done["bad"]["errors"]) == 2 and "broken.wav" in done["bad"]["errors"][-1]
     frames = iio.imread(out / "good.mp4", plugin="pyav")
     assert frames.shape[1:] == (64, 64, 3) and len(frames) >= 25
     assert np.abs(frames[-1].astype(int) - [0x20, 0x28, 0x30]).max(-1)[0, 0] < 12  # the backdrop's colour
-    assert sorted(p.name for p in out.iterdir()) == [SUMMARY_FILE, "good.mp4"]  # nothing half-written
+    assert sorted(p.name for p in out.iterdir()) == [SUMMARY_FILE, "good.mp4", "spoken.mp4"]  # nothing half-written
 
 
 def test_a_batch_started_again_does_only_what_is_missing(ray_local, jobs, tmp_path):
@@ -54,7 +57,8 @@ def test_a_batch_started_again_does_only_what_is_missing(ray_local, jobs, tmp_pa
     run_batch(BatchOptions(jobs, out, cluster=cluster))
     made = (out / "good.mp4").stat().st_mtime_ns
     summary = run_batch(BatchOptions(jobs, out, cluster=cluster))
-    assert {r.name: r.status for r in summary.records.values()} == {"good": "skipped", "bad": "failed"}
+    assert {r.name: r.status for r in summary.records.values()} == {"good": "skipped", "spoken": "skipped",
+                                                                     "bad": "failed"}
     assert (out / "good.mp4").stat().st_mtime_ns == made
 
 
