@@ -14,14 +14,13 @@ from engine.audio.sources import load_clip
 from engine.batch.jobs import RenderJob
 from engine.batch.shipping import Package, unpack
 from engine.data.synth.speech import VoiceSettings, check_voice, synthesize
+from engine.display.headless import run_headless
 from engine.display.settings import DisplaySettings
 from engine.io.video import write_wav
 from engine.run import RunOptions, assemble_scene
 
 SPEECH_MARGIN_S = 60.0
 """A run stops this long after its speech would have ended (a scene that never exits fails instead of running on)."""
-NO_SPEECH_LIMIT_S = 600.0
-"""The limit of a run whose speech length is unknown."""
 
 
 class JobFailed(RuntimeError):
@@ -54,7 +53,6 @@ class JobOutcome:
 def render_job(job: RenderJob, avatar: Package, shipment: Shipment, cpus: int) -> JobOutcome:
     """Run `job` headless in this process, showing `avatar`, on `cpus` cores (or the GPU the scheduler gave it) and
     return its video."""
-    from engine.display.headless import run_headless
     start = time.perf_counter()
     limit_threads(cpus)
     work = Path(tempfile.mkdtemp(prefix="syncanim-job-"))

@@ -7,6 +7,7 @@ import numpy as np
 
 from engine.app import App
 from engine.components import FrameImage
+from engine.display.headless import run_headless
 from engine.display.settings import DisplaySettings
 from engine.display.target import GLTarget
 from engine.ecs import Stage
@@ -19,7 +20,6 @@ def measure_present(size: tuple[int, int] = (512, 512), frames: int = 200, *, re
     `size` = (width, height) with the frame at the same size; `readback` adds one canvas read-back per
     frame, as an mp4 or a virtual camera would do.
     """
-    from engine.display.headless import run_headless
     width, height = size
     rng = np.random.default_rng(0)
     pool = [rng.integers(0, 256, (height, width, 4), dtype=np.uint8) for _ in range(4)]

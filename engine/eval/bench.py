@@ -27,6 +27,7 @@ from engine.audio.features import FeatureSpec
 from engine.audio.measure import measure_extractors
 from engine.audio.sources import load_clip
 from engine.components import Framing
+from engine.display.headless import run_headless
 from engine.display.present import Presenter
 from engine.display.settings import DisplaySettings
 from engine.ecs import Stage, World
@@ -297,7 +298,6 @@ def build_bench_scene(app: App, avatar: Path, framing: str, clips: Path = BUNDLE
 def bench_size(config: BenchOptions, size: int, row: Row | None = None) -> dict[str, Any]:
     """One run: a fresh engine at size x size renders `row`'s framing and quality (default: the first row of that
     size), warms up until its frame times settle, then measures --seconds of frames."""
-    from engine.display.headless import run_headless
     row = row or next(r for r in plan_rows(config) if r.size == size)
     gc.collect()  # the previous run's garbage is not collected inside this one's measurement
     scene, avatar = config.frame_scene(), config.timed_avatar()
