@@ -57,7 +57,7 @@ def test_a_short_training_run_renders_a_face_mediapipe_finds(real_data, tmp_path
 
     init_taichi("cpu")
     config = nerf_preset("cpu", real_data.root, tmp_path / "avatar", device="cpu", progress=False)
-    config = replace(config, body_steps=300, head_steps=700, lip_steps=0, rays=2048, val_every=1000,
+    config = replace(config, body_steps=300, head_steps=700, lip_steps=0, rays=1024, val_every=1000,
                      checkpoint_every=1000, time_limit_s=0.0)
     train_nerf(config)
     renderer = AvatarRenderer.load(tmp_path / "avatar", "cpu")
