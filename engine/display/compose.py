@@ -7,7 +7,7 @@ The one writer of the FrameImage in scenes with a Background (every Scene has on
 (scenes/test_card.py) sets none and writes the FrameImage itself.
 
 Everything is drawn into the frame itself, so backgrounds and captions are in mp4 recordings, screenshots, the
-virtual camera and OBS captures (the imgui overlay is not). Runs only in scenes that set a Background.
+virtual camera and OBS captures (the imgui overlay is not).
 
 The frame is drawn with torch where the avatars' pictures are: on a CUDA device when the renderer runs there (the
 frame then reaches the window through CUDA-GL interop, never through host memory), else on the CPU, where the
