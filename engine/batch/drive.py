@@ -61,23 +61,36 @@ def render_remaining(jobs: list[RenderJob], out: Path, cluster: ClusterOptions, 
     ray = start_ray(cluster.address, cluster.cpus)
     # Each avatar enters the object store once; a node fetches it once for all its jobs.
     avatars = {folder: ray.put(pack_folder(folder)) for folder in folders}
-    cpus = max(1, int(cluster.cpus_per_job))
-    task = ray.remote(render_job).options(num_cpus=cluster.cpus_per_job, num_gpus=cluster.gpus_per_job,
-                                          max_retries=cluster.retries)
+    task, cpus = remote_task(ray, render_job, cluster)
 
     def submit(job: RenderJob):
         return task.remote(job, avatars[job.avatar or BUNDLED_AVATAR], shipment(job), cpus)
 
-    def done(attempt: Attempt, outcome: JobOutcome) -> None:
-        write_bytes_atomic(out / attempt.item.output, outcome.video)
-        summary.add(JobRecord(outcome.name, "done", attempt.tries, outcome.wall_s, outcome.video_s, outcome.node,
+    def keep(job: RenderJob, outcome: JobOutcome) -> None:
+        write_bytes_atomic(out / job.output, outcome.video)
+
+    run_recorded(jobs, submit, keep, cluster, summary, "rendering")
+
+
+def remote_task(ray, fn, cluster: ClusterOptions):
+    """`fn` as a Ray task with the resources and retries each job asks for, and the whole cores it may use."""
+    task = ray.remote(fn).options(num_cpus=cluster.cpus_per_job, num_gpus=cluster.gpus_per_job,
+                                  max_retries=cluster.retries)
+    return task, max(1, int(cluster.cpus_per_job))
+
+
+def run_recorded(jobs: list, submit, keep, cluster: ClusterOptions, summary: BatchSummary, desc: str) -> None:
+    """run_tasks, each result kept by `keep(job, outcome)` and every job recorded in `summary` as it ends."""
+    def done(attempt: Attempt, outcome) -> None:
+        keep(attempt.item, outcome)
+        summary.add(JobRecord(outcome.name, "done", attempt.tries, outcome.wall_s, outcome.media_s, outcome.node,
                               attempt.errors))
 
     def failed(attempt: Attempt) -> None:
         summary.add(JobRecord(attempt.item.name, "failed", attempt.tries, errors=attempt.errors))
 
     run_tasks(jobs, submit, retries=cluster.retries, parallel=cluster.parallel, on_done=done, on_failed=failed,
-              desc="rendering")
+              desc=desc)
 
 
 def shipment(job: RenderJob) -> Shipment:
@@ -119,20 +132,12 @@ def train_remaining(jobs: list[TrainJob], out: Path, cluster: ClusterOptions, un
                     summary: BatchSummary) -> None:
     ray = start_ray(cluster.address, cluster.cpus)
     universal_ref = None if universal is None else ray.put(pack_folder(universal))
-    task = ray.remote(train_job).options(num_cpus=cluster.cpus_per_job, num_gpus=cluster.gpus_per_job,
-                                         max_retries=cluster.retries)
-    cpus = max(1, int(cluster.cpus_per_job))
+    task, cpus = remote_task(ray, train_job, cluster)
 
     def submit(job: TrainJob):
         return task.remote(job, ray.put(job.pack()), universal_ref, cpus)
 
-    def done(attempt: Attempt, outcome: TrainOutcome) -> None:
-        extract_avatar(outcome.avatar, out / outcome.name)
-        summary.add(JobRecord(outcome.name, "done", attempt.tries, outcome.wall_s, outcome.recording_s, outcome.node,
-                              attempt.errors))
+    def keep(job: TrainJob, outcome: TrainOutcome) -> None:
+        extract_avatar(outcome.avatar, out / job.name)
 
-    def failed(attempt: Attempt) -> None:
-        summary.add(JobRecord(attempt.item.name, "failed", attempt.tries, errors=attempt.errors))
-
-    run_tasks(jobs, submit, retries=cluster.retries, parallel=cluster.parallel, on_done=done, on_failed=failed,
-              desc="training")
+    run_recorded(jobs, submit, keep, cluster, summary, "training")

@@ -44,7 +44,8 @@ class JobOutcome:
     name: str
     video: bytes
     frames: int
-    video_s: float
+    media_s: float
+    """Seconds of video made."""
     speech_s: float
     wall_s: float
     node: str

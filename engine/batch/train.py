@@ -40,7 +40,8 @@ class TrainOutcome:
     name: str
     avatar: Package
     """The avatar folder: models, logs, validation images and report/ (not the resumable training state)."""
-    recording_s: float
+    media_s: float
+    """Seconds of recording learnt from."""
     wall_s: float
     node: str
 

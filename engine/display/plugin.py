@@ -40,17 +40,15 @@ def follow_scene_background(world: World) -> None:
     look = world.get_resource(Background)
     if look is None:
         return
-    settings = world.resource(DisplaySettings)
     if look.mode == "chroma":
-        wanted = dataclasses.replace(settings, background="chroma", chroma_color=tuple(look.color))
-    elif look.mode == "transparent":
-        wanted = dataclasses.replace(settings, background="transparent")
+        wanted = {"background": "chroma", "chroma_color": tuple(look.color)}
     elif look.mode == "color":
-        wanted = dataclasses.replace(settings, background="color", background_color=tuple(look.color))
-    else:  # a picture covers the canvas; bars keep the display's colour
-        wanted = dataclasses.replace(settings, background="color")
-    if wanted != settings:
-        world.insert_resource(wanted)
+        wanted = {"background": "color", "background_color": tuple(look.color)}
+    else:  # transparent, or a picture covering the canvas (bars keep the display's colour)
+        wanted = {"background": "transparent" if look.mode == "transparent" else "color"}
+    settings = world.resource(DisplaySettings)
+    if any(getattr(settings, name) != value for name, value in wanted.items()):  # a new resource only on a change
+        world.insert_resource(dataclasses.replace(settings, **wanted))
 
 
 def display_plugin(app: App) -> None:
