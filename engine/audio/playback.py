@@ -16,6 +16,7 @@ import numpy as np
 from engine.audio.devices import find_device
 from engine.audio.ring import SampleRing
 from engine.audio.sources import AudioClip, ClipHandle, PushSource
+from engine.audio.speech_stream import SpeechStream
 
 
 class DelayLine:
@@ -91,10 +92,25 @@ class PlaybackHandle:
     @property
     def position_s(self) -> float:
         """Seconds of this clip played so far."""
+        return self.position / self._clip.clip.sample_rate
+
+    @property
+    def stream(self) -> SpeechStream | None:
+        """The stream this handle plays, for speech still arriving."""
+        return self._clip.stream
+
+    @property
+    def said(self) -> str:
+        """For a stream with text, the piece being heard now (the output delay taken into account)."""
+        stream = self._clip.stream
+        return stream.text_at(max(0, stream.played - self._mixer.delay.samples)) if stream is not None else ""
+
+    @property
+    def position(self) -> int:
+        """Samples of this clip or stream that have left the output so far."""
         if self._clip.start is None:
-            return 0.0
-        played = self._mixer.rendered - self._mixer.delay.samples - self._clip.start
-        return float(np.clip(played, 0, len(self._clip.clip.samples))) / self._clip.clip.sample_rate
+            return 0
+        return max(0, min(self._mixer.rendered - self._mixer.delay.samples - self._clip.start, self._clip.length))
 
 
 class DeviceOutput:
@@ -174,10 +190,17 @@ class AudioPlayback:
         interrupt=True drops what that voice is playing and has queued first. A file is decoded here: preload long
         files with `load_clip` in a scene's setup to keep the frame short.
         """
+        return PlaybackHandle(self._voice(voice).push(clip_or_path, interrupt=interrupt), self.mixer)
+
+    def play_stream(self, stream: SpeechStream, interrupt: bool = False, voice: str | None = None) -> PlaybackHandle:
+        """Queue speech that is still arriving on `voice` (default: the first one); see SpeechStream."""
+        return PlaybackHandle(self._voice(voice).push_stream(stream, interrupt=interrupt), self.mixer)
+
+    def _voice(self, voice: str | None) -> PushSource:
         name = voice or self.voices[0]
         if name not in self.mixer.voices:
             raise KeyError(f"no voice {name!r}; voices are {list(self.voices)} (AudioSettings.voices)")
-        return PlaybackHandle(self.mixer.voices[name].push(clip_or_path, interrupt=interrupt), self.mixer)
+        return self.mixer.voices[name]
 
     def stop(self, voice: str | None = None) -> None:
         """Drop the clips playing and queued on `voice`, or on every voice."""

@@ -17,6 +17,7 @@ import numpy as np
 
 from engine.audio.devices import find_device, open_pyaudio
 from engine.audio.ring import SampleRing
+from engine.audio.speech_stream import SpeechStream
 
 
 class AudioFormatError(ValueError):
@@ -260,6 +261,13 @@ class ClipHandle:
     """Source sample index one past its last sample (None until it has been read to the end)."""
     cancelled: bool = False
     """Interrupted or stopped before it finished."""
+    stream: SpeechStream | None = None
+    """Speech still arriving, played in place of `clip` (whose samples are then empty)."""
+
+    @property
+    def length(self) -> int:
+        """Samples to play: the clip's, or what the stream has received so far."""
+        return self.stream.received if self.stream is not None else len(self.clip.samples)
 
 
 @dataclass
@@ -290,6 +298,16 @@ class PushSource(AudioSource):
             self._queue.items.append(handle)
         return handle
 
+    def push_stream(self, stream: SpeechStream, interrupt: bool = False) -> ClipHandle:
+        """Queue a stream: it plays what has arrived when its turn comes, then each chunk as it arrives, until it
+        is ended and played out; clips queued after it wait for that."""
+        handle = ClipHandle(AudioClip(np.zeros(0, np.float32), self.sample_rate, stream.name), stream=stream)
+        with self._lock:
+            if interrupt:
+                self._cancel_all()
+            self._queue.items.append(handle)
+        return handle
+
     def clear(self) -> None:
         """Drop the clip playing and everything queued."""
         with self._lock:
@@ -298,6 +316,8 @@ class PushSource(AudioSource):
     def _cancel_all(self) -> None:
         for handle in self._queue.items:
             handle.cancelled = True
+            if handle.stream is not None:
+                handle.stream.cancel()
         self._queue = _Queue()
 
     @property
@@ -308,7 +328,8 @@ class PushSource(AudioSource):
     def queued_s(self) -> float:
         """Seconds still to play: the rest of the clip playing and every clip queued after it."""
         with self._lock:
-            samples = sum(len(handle.clip.samples) for handle in self._queue.items) - self._queue.offset
+            samples = sum(handle.stream.buffered if handle.stream is not None else len(handle.clip.samples)
+                          for handle in self._queue.items) - self._queue.offset
         return samples / self.sample_rate
 
     def read(self, n: int) -> np.ndarray:
@@ -320,6 +341,11 @@ class PushSource(AudioSource):
                 handle = queue.items[0]
                 if handle.start is None:
                     handle.start = self.position + filled
+                if handle.stream is not None:
+                    filled = self._read_stream(handle, out, filled)
+                    if handle.end is None:
+                        break  # an under-run: silence for the rest of this block, the stream stays first
+                    continue
                 part = handle.clip.samples[queue.offset:queue.offset + n - filled]
                 out[filled:filled + len(part)] = part
                 filled += len(part)
@@ -330,6 +356,17 @@ class PushSource(AudioSource):
                     queue.offset = 0
         self.position += n
         return out
+
+    def _read_stream(self, handle: ClipHandle, out: np.ndarray, filled: int) -> int:
+        """Copy what the stream has into out[filled:]; pops it when it is over. Returns the new fill."""
+        part = handle.stream.read(len(out) - filled)
+        out[filled:filled + len(part)] = part
+        filled += len(part)
+        if handle.stream.finished:
+            handle.end = self.position + filled
+            handle.cancelled = handle.stream.cancelled
+            self._queue.items.pop(0)
+        return filled
 
 
 class MicSource(AudioSource):

@@ -21,6 +21,7 @@ from engine.time import Time
 if TYPE_CHECKING:
     from engine.audio.playback import PlaybackHandle
     from engine.audio.sources import AudioClip
+    from engine.audio.speech_stream import SpeechStream
 
 MODES = ("one_shot", "zero_shot")
 
@@ -52,6 +53,18 @@ def speak(world: World, clip: AudioClip | str | Path | np.ndarray, *, avatar: st
         cut_delayed_output(playback)
     if caption is not None:
         show_caption(world, caption, speech=handle)
+    return handle
+
+
+def speak_stream(world: World, stream: SpeechStream, *, avatar: str | None = None, voice: str | None = None,
+                 interrupt: bool = False, caption: str | None = None) -> PlaybackHandle:
+    """Queue speech that is still arriving (see SpeechStream); the caption is `caption`, else what the stream's
+    pieces of text say as each is heard."""
+    playback = world.resource(AudioPlayback)
+    handle = playback.play_stream(stream, interrupt=interrupt, voice=voice_of(world, avatar, voice))
+    if interrupt:
+        cut_delayed_output(playback)
+    show_caption(world, caption or "", speech=handle)
     return handle
 
 
@@ -171,4 +184,13 @@ def show_caption(world: World, text: str, *, for_s: float | None = None, slot: s
     caption.text = str(text)
     caption.until_s = None if for_s is None else now + float(for_s)
     caption.speech = speech
+    caption.follows_speech = bool(speech is not None and speech.stream is not None and not text)
     captions.slots[slot] = caption
+
+
+def follow_spoken_captions(world: World) -> None:
+    """Captions of streamed speech without text of their own show the piece of text being heard now."""
+    captions = world.get_resource(Captions)
+    for caption in captions.slots.values() if captions is not None else ():
+        if caption.follows_speech and caption.speech is not None:
+            caption.text = caption.speech.said

@@ -4,6 +4,10 @@
 
     with ControlClient("127.0.0.1:7878", token="...") as engine:
         engine.say(wav_bytes, interrupt=True, text="Hello!")   # or engine.say(path="/tmp/hello.wav")
+        engine.say(text="Hello!")                              # the engine's own voice speaks it
+        with engine.say_stream(sample_rate=22050) as speech:   # speech still being made: heard from chunk one
+            for samples in tts_chunks:
+                speech.write(samples)
         engine.set_framing("max", over=1.0)
         print(engine.status())
 
@@ -18,6 +22,7 @@ import os
 import socket
 import time
 import wave
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +87,30 @@ class ControlClient:
         return self.request("say", wav=wav, path=None if path is None else str(path), interrupt=interrupt,
                             avatar=avatar, voice=voice, text=text)
 
+    def say_stream(self, chunks: Iterable[np.ndarray | bytes | tuple[np.ndarray | bytes, str]] | None = None, *,
+                   sample_rate: int = 16000, interrupt: bool = False, avatar: str | None = None,
+                   voice: str | None = None, text: str | None = None) -> SpeechWriter | dict[str, Any]:
+        """Speak audio while it is still being made (a TTS pipeline's output): the avatar starts with the first
+        chunk. Chunks are mono samples in [-1, 1] at `sample_rate` (or 16-bit PCM bytes), of any length; a
+        (chunk, text) pair captions that piece. Without `chunks`, returns a writer:
+
+            with engine.say_stream(sample_rate=22050) as speech:
+                for samples in tts(text):
+                    speech.write(samples)
+
+        With `chunks` (any iterable, e.g. a generator), sends them all, ends the stream and returns the last reply.
+        `text` captions the whole stream (default: the pieces' texts as each is heard)."""
+        reply = self.request("stream_start", rate=int(sample_rate), format="s16", interrupt=interrupt,
+                             avatar=avatar, voice=voice, text=text)
+        writer = SpeechWriter(self, reply["stream"])
+        if chunks is None:
+            return writer
+        with writer:
+            for chunk in chunks:
+                samples, piece = chunk if isinstance(chunk, tuple) else (chunk, None)
+                writer.write(samples, text=piece)
+        return writer.last_reply
+
     def stop(self, *, avatar: str | None = None, voice: str | None = None) -> dict[str, Any]:
         return self.request("stop", avatar=avatar, voice=voice)
 
@@ -116,6 +145,42 @@ class ControlClient:
         return self.request("status")
 
 
+class SpeechWriter:
+    """An open speech stream: `write` chunks, then `close` (or leave the `with` block) to end it."""
+
+    def __init__(self, client: ControlClient, stream_id: int) -> None:
+        self.client = client
+        self.stream_id = stream_id
+        self.last_reply: dict[str, Any] = {}
+        self.closed = False
+
+    def write(self, samples: np.ndarray | bytes, text: str | None = None) -> dict[str, Any]:
+        """Send one chunk; the reply carries `buffered_s` (arrived, not yet played) and `underruns`."""
+        pcm = samples if isinstance(samples, bytes) else pcm16_bytes(samples)
+        self.last_reply = self.client.request("stream_audio", stream=self.stream_id, pcm=pcm, text=text)
+        return self.last_reply
+
+    def close(self) -> dict[str, Any]:
+        if not self.closed:
+            self.closed = True
+            self.last_reply = self.client.request("stream_end", stream=self.stream_id)
+        return self.last_reply
+
+    def __enter__(self) -> SpeechWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def pcm16_bytes(samples: np.ndarray) -> bytes:
+    """Mono float samples [N] in [-1, 1] -> little-endian 16-bit PCM."""
+    samples = np.asarray(samples, dtype=np.float32)
+    if samples.ndim != 1:
+        raise ValueError(f"speech chunks are mono samples [N]; got shape {samples.shape} (average the channels)")
+    return (np.clip(samples, -1.0, 1.0) * 32767.0).round().astype("<i2").tobytes()
+
+
 def wav_bytes(samples: np.ndarray, sample_rate: int = 16000) -> bytes:
     """Mono float samples [N] in [-1, 1] -> a 16-bit PCM wav file's bytes."""
     samples = np.asarray(samples, dtype=np.float32)
@@ -126,8 +191,8 @@ def wav_bytes(samples: np.ndarray, sample_rate: int = 16000) -> bytes:
         out.setnchannels(1)
         out.setsampwidth(2)
         out.setframerate(int(sample_rate))
-        out.writeframes((np.clip(samples, -1.0, 1.0) * 32767.0).round().astype("<i2").tobytes())
+        out.writeframes(pcm16_bytes(samples))
     return buffer.getvalue()
 
 
-__all__ = ["ControlClient", "ControlError", "TOKEN_ENV", "wav_bytes"]
+__all__ = ["ControlClient", "ControlError", "SpeechWriter", "TOKEN_ENV", "pcm16_bytes", "wav_bytes"]

@@ -48,6 +48,8 @@ class Caption:
     """Hide the caption from this engine time on (None: until changed)."""
     speech: Any = None
     """A PlaybackHandle: show the caption only while that speech is heard (from its start to its end)."""
+    follows_speech: bool = False
+    """The text is what `speech` (streamed speech with text) is saying now, updated every frame."""
 
 
 @dataclass

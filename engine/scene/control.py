@@ -2,9 +2,10 @@
 
 Threads and hand-over:
     server thread(s)   read a frame, check size, token and fields, decode audio (`say`), answer at once, and put a
-                       ControlRequest on a bounded queue (full: answered 'busy')
+                       ControlRequest on a bounded queue (full: answered 'busy'); a stream's audio and end go
+                       straight into its SpeechStream instead (engine.scene.streams)
     UPDATE drain_control   queue -> ControlRequest messages (all waiting ones, every frame)
-    UPDATE apply_control   say / stop / set_mode / set_framing / load_scene applied (engine.scene.actions); scene
+    UPDATE apply_control   say / stream_start / stop / set_mode / set_framing / load_scene applied (actions); scene
                            scripts see every message too (`d.on_message(type)`), including `cue`s
     LAST publish_control_status   the frame's state, for `status` replies and avatar / voice name checks
 
@@ -47,6 +48,7 @@ from engine.scene.loader import SceneError, check_scene_source
 from engine.scene.protocol import (
     MAX_TEXT, ControlRequest, FrameTooLarge, ProtocolError, TimedOut, Truncated, pack, read_frame, unpack,
 )
+from engine.scene.streams import StreamTable
 from engine.time import Time
 
 if TYPE_CHECKING:
@@ -64,7 +66,13 @@ SCHEMAS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
     "load_scene": {"path": ((str,), True)},
     "status": {},
     "cue": {"name": ((str,), True), "data": ((object,), False)},
+    "stream_start": {"rate": ((int,), False), "format": ((str,), False), "interrupt": ((bool,), False),
+                     "avatar": ((str,), False), "voice": ((str,), False), "text": ((str,), False)},
+    "stream_audio": {"stream": ((int,), True), "pcm": ((bytes,), True), "text": ((str,), False)},
+    "stream_end": {"stream": ((int,), True)},
 }
+STREAM_FEEDS = ("stream_audio", "stream_end")
+"""Messages handled on the connection's thread alone: a stream's audio never waits for a frame."""
 MAX_TOKEN_FAILURES = 3
 """Wrong tokens on one connection before it is closed (guessing gets slow)."""
 MAX_FRAMING_OVER_S = 600.0
@@ -104,6 +112,7 @@ class ControlServer:
         self._connections_lock = threading.Lock()
         # One `say` decodes at a time: each is bounded (--control-max-clip-s), several at once would add up.
         self._decode_lock = threading.Lock()
+        self.streams = StreamTable(sample_rate, settings.control_max_queued_s)
         self._server: _TCPServer | None = None
         self._thread: threading.Thread | None = None
         self.address: tuple[str, int] | None = None
@@ -216,15 +225,22 @@ class ControlServer:
         fields = validate_fields(kind, message)
         if kind == "status":
             return {"ok": True, "id": message_id, **self.status_reply()}
+        if kind in STREAM_FEEDS:
+            return {"ok": True, "id": message_id, **self.feed_stream(kind, fields, session)}
         self.check_names(fields)
         request = ControlRequest(kind, fields, id=message_id)
         reply: dict[str, Any] = {"ok": True, "id": message_id, "queued": True}
         if kind == "say":
             request.clip = self.decode_speech(fields)
             fields.pop("wav", None)
-            reply["duration_s"] = request.clip.duration_s
-            if not fields.get("interrupt"):
-                self.check_queued(request.clip.duration_s)
+            if request.clip is not None:
+                reply["duration_s"] = request.clip.duration_s
+                if not fields.get("interrupt"):
+                    self.check_queued(request.clip.duration_s)
+        elif kind == "stream_start":
+            stream_id, request.stream = self.streams.open(session, fields.pop("rate", self.sample_rate),
+                                                          fields.pop("format", "s16"))
+            fields["stream"] = reply["stream"] = stream_id
         elif kind == "set_mode":
             fields["mode"] = checked_mode(fields["mode"])
         elif kind == "set_framing":
@@ -233,8 +249,21 @@ class ControlServer:
             self.check_scene_path(fields["path"])
         elif kind == "cue":
             check_cue_data(fields)
-        self.submit(request, session)
+        try:
+            self.submit(request, session)
+        except ProtocolError:
+            if request.stream is not None:
+                self.streams.cancel(fields["stream"])
+            raise
         return reply
+
+    def feed_stream(self, kind: str, fields: dict[str, Any], session: _Session | None) -> dict[str, Any]:
+        """stream_audio / stream_end, straight into the stream (the voice reads it on the audio thread)."""
+        if kind == "stream_end":
+            stream = self.streams.end(session, fields["stream"])
+        else:
+            stream = self.streams.append(session, fields["stream"], fields["pcm"], fields.get("text"))
+        return {"buffered_s": round(stream.buffered_s, 4), "underruns": stream.underruns}
 
     def share(self) -> int:
         """Most messages one connection may have waiting: the queue over (authenticated connections + 1), so there is
@@ -288,13 +317,16 @@ class ControlServer:
             if name is not None and known is not None and name not in known:
                 raise ProtocolError(f"no {key} {name!r}; {known_key}: {list(known)}")
 
-    def decode_speech(self, fields: dict[str, Any]) -> AudioClip:
-        """The clip of a `say`. Its cost is bounded before and while decoding (the header's rate, channels and
-        length, then a running cap at --control-max-clip-s): checking the length after a full decode let a 4 KB wav
-        that declares 1 Hz take 500 MB."""
+    def decode_speech(self, fields: dict[str, Any]) -> AudioClip | None:
+        """The clip of a `say` (None: its `text` is to be spoken by the engine's voice). Its cost is bounded
+        before and while decoding (the header's rate, channels and length, then a running cap at
+        --control-max-clip-s): checking the length after a full decode let a 4 KB wav that declares 1 Hz take 500
+        MB."""
+        if "wav" not in fields and "path" not in fields and fields.get("text", "").strip():
+            return None
         if ("wav" in fields) == ("path" in fields):
             raise ProtocolError("say needs exactly one of 'wav' (audio file bytes) or 'path' (a file on the engine "
-                                "machine)")
+                                "machine), or only 'text' for the engine's own voice to speak")
         limit = self.settings.control_max_clip_s
         try:
             if "path" in fields:
@@ -397,8 +429,10 @@ class ControlServer:
 
     def drop_connection(self, conn: socket.socket) -> None:
         with self._connections_lock:
-            self._sessions.pop(conn, None)
+            session = self._sessions.pop(conn, None)
             self._pending.pop(conn, None)
+        if session is not None:
+            self.streams.end_owned_by(session)  # what arrived still plays
 
     def evicted_text(self) -> str:
         return (f"closed: over {self.settings.control_max_pending} connections were waiting to send a message with "
@@ -596,6 +630,7 @@ def publish_control_status(world: World) -> None:
     """Last stage: give the server thread this frame's state for `status` replies and name checks."""
     server = world.get_resource(ControlServer)
     if server is not None:
+        server.streams.expire()
         publish_status(world, server)
 
 
@@ -604,9 +639,15 @@ def apply_control(world: World) -> None:
     for request in world.messages(ControlRequest).read(apply_control):
         f = request.fields
         try:
-            if request.type == "say":
+            if request.type == "say" and request.clip is None:
+                actions.speak_text(world, f["text"], avatar=f.get("avatar"), voice=f.get("voice"),
+                                   interrupt=f.get("interrupt", False))
+            elif request.type == "say":
                 actions.speak(world, request.clip, avatar=f.get("avatar"), voice=f.get("voice"),
                               interrupt=f.get("interrupt", False), caption=f.get("text"))
+            elif request.type == "stream_start":
+                actions.speak_stream(world, request.stream, avatar=f.get("avatar"), voice=f.get("voice"),
+                                     interrupt=f.get("interrupt", False), caption=f.get("text"))
             elif request.type == "stop":
                 actions.stop_speech(world, avatar=f.get("avatar"), voice=f.get("voice"))
             elif request.type == "set_mode":
@@ -616,6 +657,8 @@ def apply_control(world: World) -> None:
             elif request.type == "load_scene":
                 request_scene(world, Path(f["path"]), request.id)
         except Exception as error:
+            if request.stream is not None:
+                request.stream.cancel()  # its next chunk is refused with the reason to start again
             world.resource(Diagnostics).report(f"control {request.type}", error)
 
 
@@ -646,7 +689,7 @@ def publish_status(world: World, server: ControlServer) -> None:
         "voices": list(playback.voices) if playback else [],
         "speaking": {n: bool(v.busy) for n, v in playback.mixer.voices.items()} if playback else {},
         "queued_s": {n: round(v.queued_s, 3) for n, v in playback.mixer.voices.items()} if playback else {},
-        "avatars": avatars, "queued": server.requests.qsize(),
+        "avatars": avatars, "queued": server.requests.qsize(), "streams": len(server.streams),
         "scripts": [run.name for run in scripts.running] if scripts else [],
         "errors": {k: v.message for k, v in world.resource(Diagnostics).errors.items()},
         "frame_ms": recent_frame_times(world),

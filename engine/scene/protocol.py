@@ -16,6 +16,7 @@ import msgpack
 
 if TYPE_CHECKING:
     from engine.audio.sources import AudioClip
+    from engine.audio.speech_stream import SpeechStream
 
 HEADER = struct.Struct(">I")
 DEFAULT_PORT = 7878
@@ -44,7 +45,9 @@ class ControlRequest:
     fields: dict[str, Any] = field(default_factory=dict)
     """The message's own fields (no token; audio bytes replaced by `clip`)."""
     clip: AudioClip | None = None
-    """The decoded speech of a `say`."""
+    """The decoded speech of a `say` (None for one whose `text` the engine speaks)."""
+    stream: SpeechStream | None = None
+    """The speech of a `stream_start`, still arriving."""
     id: Any = None
 
 

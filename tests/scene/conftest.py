@@ -7,7 +7,12 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from scene_helpers import make_app, train_tiny_avatar  # noqa: E402
+from scene_helpers import TOKEN, make_app, train_tiny_avatar  # noqa: E402
+
+from engine.scene.api import Scene  # noqa: E402
+from engine.scene.client import ControlClient  # noqa: E402
+from engine.scene.control import ControlServer, control_plugin  # noqa: E402
+from engine.scene.control_settings import ControlSettings  # noqa: E402
 
 
 @pytest.fixture
@@ -20,3 +25,33 @@ def app():
 @pytest.fixture(scope="session")
 def tiny_avatar(tmp_path_factory) -> Path:
     return train_tiny_avatar(tmp_path_factory.mktemp("scene_avatar"))
+
+
+@pytest.fixture
+def engine_with():
+    """Start an engine with a control socket on a free loopback port (settings overridable) and a connected client."""
+    started = []
+
+    def start(**overrides):
+        app = make_app()
+        settings = {"control": "127.0.0.1:0", "control_token": TOKEN, "control_max_message_mb": 1.0,
+                    "control_max_connections": 4, **overrides}
+        app.insert_resource(ControlSettings(**settings))
+        app.add_plugin(control_plugin)
+        Scene(app).background(color=(0, 0, 0))
+        app.update()
+        server = app.resource(ControlServer)
+        client = ControlClient(f"127.0.0.1:{server.address[1]}", token=TOKEN)
+        started.append((app, client))
+        assert client.status()["ok"]  # authenticated at once: it holds one of the slots from now on
+        return app, server, client
+
+    yield start
+    for app, client in started:
+        client.close()
+        app.shutdown()
+
+
+@pytest.fixture
+def engine(engine_with):
+    return engine_with()

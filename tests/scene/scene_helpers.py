@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,19 @@ def make_app(size=(160, 120), voices=("main",), strict=True) -> App:
     return app
 
 
+TOKEN = "test-token-123"
+"""The control token of the engines the `engine` fixtures start."""
+
+
+def wait_until(condition, timeout=5.0, message=lambda: ""):
+    """Threads run on their own: poll (no timing is asserted, only that it happens)."""
+    end = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError(f"condition not reached {message()}")
+        time.sleep(0.005)
+
+
 def constant(seconds: float, value: float, rate: int = 16000) -> np.ndarray:
     """A clip that is recognisable sample by sample: `value` throughout."""
     return np.full(round(seconds * rate), value, np.float32)
@@ -39,12 +53,11 @@ def train_tiny_avatar(root: Path, audio=None) -> Path:
     NeRF tests' procedural 16-frame 32x32 presenter: real motion model, real renderer, only small. `audio`: the
     AudioSettings whose speech features both parts read (default: the engine's)."""
     sys.path.insert(0, str(Path(__file__).parents[1] / "nerf"))  # the NeRF tests' dataset maker
-    from scenes import write_scene_dataset
-
     from engine.motion.config import motion_preset
     from engine.motion.train import train_motion
     from engine.nerf.train import train_nerf
     from engine.nerf.train_config import nerf_preset
+    from scenes import write_scene_dataset
 
     features = {} if audio is None else {"audio": audio}
     data = write_scene_dataset(root / "data", frames=16, size=32)

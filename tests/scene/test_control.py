@@ -16,61 +16,19 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from scene_helpers import constant, load_fuzzer, make_app
+from scene_helpers import TOKEN, constant, load_fuzzer, wait_until
 
 from engine.audio.playback import AudioPlayback
 from engine.audio.tap import AudioTap
 from engine.components import Avatar, Framing
 from engine.motion.components import MotionController
 from engine.scene import SCENES_DIR
-from engine.scene.api import Scene
 from engine.scene.client import ControlClient, ControlError, wav_bytes
 from engine.scene.components import Captions, FramingTween
-from engine.scene.control import SCHEMAS, ControlServer, control_plugin
+from engine.scene.control import SCHEMAS, ControlServer
 from engine.scene.control_settings import ControlSettings, parse_address
 from engine.scene.host import SceneHost, host_scene
 from engine.scene.protocol import HEADER, MAX_DEPTH, MAX_TEXT, pack
-
-TOKEN = "test-token-123"
-
-
-@pytest.fixture
-def engine_with():
-    """Start an engine with a control socket on a free loopback port (settings overridable) and a connected client."""
-    started = []
-
-    def start(**overrides):
-        app = make_app()
-        settings = {"control": "127.0.0.1:0", "control_token": TOKEN, "control_max_message_mb": 1.0,
-                    "control_max_connections": 4, **overrides}
-        app.insert_resource(ControlSettings(**settings))
-        app.add_plugin(control_plugin)
-        Scene(app).background(color=(0, 0, 0))
-        app.update()
-        server = app.resource(ControlServer)
-        client = ControlClient(f"127.0.0.1:{server.address[1]}", token=TOKEN)
-        started.append((app, client))
-        assert client.status()["ok"]  # authenticated at once: it holds one of the slots from now on
-        return app, server, client
-
-    yield start
-    for app, client in started:
-        client.close()
-        app.shutdown()
-
-
-@pytest.fixture
-def engine(engine_with):
-    return engine_with()
-
-
-def wait_until(condition, timeout=5.0, message=lambda: ""):
-    """Threads run on their own: poll (no timing is asserted, only that it happens)."""
-    end = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > end:
-            raise AssertionError(f"condition not reached {message()}")
-        time.sleep(0.005)
 
 
 def test_say_plays_on_the_voice_and_shows_its_text(engine):
