@@ -20,6 +20,7 @@ from engine.app import App, Diagnostics
 from engine.audio.devices import AudioDeviceError, find_device, open_pyaudio
 from engine.audio.plugin import audio_plugin
 from engine.audio.settings import AudioSettings
+from engine.audio.speak import SpeechSettings
 from engine.display.settings import DisplaySettings, Size
 from engine.ecs import Stage
 from engine.introspect import schedule_rows, traced
@@ -64,7 +65,19 @@ class RunOptions:
     """The main voice hears the microphone (the system default input, or --mic-device) instead of the clips it
     plays. Headless runs with a microphone follow the wall clock (--realtime)."""
     mic_device: str | None = None
-    """Microphone name (a substring is enough) or PortAudio index, with --mic; default: the system's default."""
+    """Microphone name (a substring is enough) or PortAudio index, with --mic or --listen; default: the system's."""
+    listen: bool = False
+    """Scenes that listen (scenes/concierge.py) hear the microphone (or --mic-device): what visitors say is
+    recognised and handed to the scene's scripts."""
+    listen_file: Path | None = None
+    """A recording that stands in for the microphone of scenes that listen: fed to the listening path exactly as
+    the microphone would be, in real time on the engine's clock (tests, demos, a headless run)."""
+    faq: Path | None = None
+    """The questions and answers of scenes that answer questions (scenes/concierge.py): a JSON list of objects with
+    `question` and `answer`; default: the scene's own."""
+    speech_voice: str = "joe"
+    """The voice the engine speaks text with: 'joe' (Piper's en_US-joe-medium), a Piper .onnx file, or 'espeak' /
+    'espeak:VOICE' (espeak-ng)."""
     watch: bool = True
     """Reload the scene when its file is saved (a broken save keeps the running scene and shows the error)."""
     display: Annotated[DisplaySettings, tyro.conf.OmitArgPrefixes] = DisplaySettings()
@@ -81,6 +94,11 @@ class RunOptions:
             framing_zoom(scene_framing(self.framing))
         if self.backdrop is not None:
             backdrop_look(self.backdrop)
+        if self.listen and self.listen_file is not None:
+            raise ValueError("--listen (the microphone) and --listen-file FILE both given; pick one")
+        if self.listen_file is not None and not self.listen_file.is_file():
+            raise ValueError(f"--listen-file {self.listen_file}: no such file; pass a recording (wav, flac, mp3)")
+        SpeechSettings(voice=self.speech_voice)  # an unknown voice is refused before anything starts
 
 
 def control_flags_given(argv: Sequence[str]) -> frozenset[str]:
@@ -259,8 +277,8 @@ def assemble_scene(options: RunOptions) -> App:
     """The engine of `syncanim run` with its scene built, not started (the runner's first frame starts it)."""
     operator = operator_control(options)
     display = options.display
-    if options.mic:
-        check_microphone(options.mic_device)
+    if options.mic or options.listen:
+        check_microphone(options.mic_device, "--mic" if options.mic else "--listen")
         if options.headless and not display.realtime:
             display = replace(display, realtime=True)  # a live microphone cannot be stepped faster than it speaks
     app = make_app(display, headless=options.headless, control=operator.settings, mic=options.mic,
@@ -269,7 +287,9 @@ def assemble_scene(options: RunOptions) -> App:
     app.insert_resource(operator)
     app.insert_resource(options.quality)  # the operator's render quality wins over the scene's per avatar
     app.insert_resource(SceneArgs(Path(options.scene), options.audio, options.seconds, options.avatar,
-                                  options.framing, options.backdrop))
+                                  options.framing, options.backdrop, listen=options.listen,
+                                  listen_file=options.listen_file, faq=options.faq, mic_device=options.mic_device))
+    app.insert_resource(SpeechSettings(voice=options.speech_voice))
     host_scene(app, options.scene, watch=options.watch)
     unused = sorted(operator.given - {"control"})
     if unused and app.world.resource(ControlSettings).control is None:

@@ -19,6 +19,7 @@ import numpy as np
 
 from engine.audio.devices import AudioDeviceError, list_devices, open_pyaudio
 from engine.audio.features import FEATURE_HZ, HOP, WIN, FeatureSpec, feature_spec, make_extractor
+from engine.audio.narrator import Narrator
 from engine.audio.playback import AudioPlayback, DeviceOutput, Mixer
 from engine.audio.ring import FeatureRing, SampleRing
 from engine.audio.settings import AudioSettings
@@ -196,7 +197,10 @@ def open_audio(world: World) -> None:
 
 
 def close_audio(world: World) -> None:
-    """Shutdown hook: stop the streams and release PortAudio."""
+    """Shutdown hook: stop the engine's voice and the streams, and release PortAudio."""
+    narrator = world.get_resource(Narrator)
+    if narrator is not None:
+        narrator.close()
     devices = world.get_resource(AudioDevices)
     if devices is None:
         return

@@ -10,18 +10,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from engine.audio.narrator import Narrator
 from engine.audio.playback import AudioPlayback, DelayLine
 from engine.audio.plugin import Voice
+from engine.audio.speak import SpeechSettings
+from engine.audio.speech_stream import SpeechStream
 from engine.components import FRAMING_PRESETS, Avatar, Framing
 from engine.ecs import Entity, World
 from engine.motion.components import MotionController
 from engine.scene.components import Caption, Captions, FramingTween
-from engine.time import Time
+from engine.time import MasterClock, Time
 
 if TYPE_CHECKING:
     from engine.audio.playback import PlaybackHandle
     from engine.audio.sources import AudioClip
-    from engine.audio.speech_stream import SpeechStream
 
 MODES = ("one_shot", "zero_shot")
 
@@ -56,6 +58,14 @@ def speak(world: World, clip: AudioClip | str | Path | np.ndarray, *, avatar: st
     return handle
 
 
+AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac")
+
+
+def is_text(clip: Any) -> bool:
+    """A `say` of a str that names no audio file (by its suffix) speaks the str itself."""
+    return isinstance(clip, str) and not clip.strip().lower().endswith(AUDIO_SUFFIXES)
+
+
 def speak_stream(world: World, stream: SpeechStream, *, avatar: str | None = None, voice: str | None = None,
                  interrupt: bool = False, caption: str | None = None) -> PlaybackHandle:
     """Queue speech that is still arriving (see SpeechStream); the caption is `caption`, else what the stream's
@@ -66,6 +76,32 @@ def speak_stream(world: World, stream: SpeechStream, *, avatar: str | None = Non
         cut_delayed_output(playback)
     show_caption(world, caption or "", speech=handle)
     return handle
+
+
+def speak_text(world: World, text: str, *, avatar: str | None = None, voice: str | None = None,
+               interrupt: bool = False) -> PlaybackHandle:
+    """Speak `text` with the engine's own voice (the Narrator: Piper, else espeak-ng), sentence by sentence, each
+    captioned while it is heard. The voice loads at the first text unless a scene preloaded it (`Scene.speech`)."""
+    stream = SpeechStream(world.resource(AudioPlayback).sample_rate, name="text")
+    handle = speak_stream(world, stream, avatar=avatar, voice=voice, interrupt=interrupt)
+    try:
+        narrator(world).speak(text, stream)
+    except Exception:
+        stream.cancel()
+        raise
+    return handle
+
+
+def narrator(world: World) -> Narrator:
+    """The engine's voice, made at first use with the scene's SpeechSettings (a stepped clock synthesises each text
+    at once, so recordings repeat)."""
+    found = world.get_resource(Narrator)
+    if found is None:
+        settings = world.get_resource(SpeechSettings) or SpeechSettings()
+        stepped = world.resource(MasterClock).source == "stepped"
+        found = Narrator(settings, world.resource(AudioPlayback).sample_rate, blocking=stepped)
+        world.insert_resource(found)
+    return found
 
 
 def stop_speech(world: World, avatar: str | None = None, voice: str | None = None) -> None:

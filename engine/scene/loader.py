@@ -33,6 +33,14 @@ class SceneArgs:
     """--framing: the framing of scenes that take one ('default', 'med', 'max' or a zoom in [0, 1])."""
     backdrop: str | None = None
     """--backdrop: what scenes that take one show behind their avatar (engine.scene.api.backdrop_look)."""
+    listen: bool = False
+    """--listen: scenes that listen hear the microphone (`Scene.listen`)."""
+    listen_file: Path | None = None
+    """--listen-file: a recording that stands in for the microphone of scenes that listen."""
+    faq: Path | None = None
+    """--faq: the questions and answers of scenes that answer questions."""
+    mic_device: str | None = None
+    """--mic-device: the microphone to open."""
 
 
 def check_scene_source(path: str | Path, folders: Sequence[str | Path] | None) -> Path:

@@ -65,13 +65,19 @@ class Say(Step):
     kind = "say"
 
     def begin(self, world: World, run: ScriptRun) -> None:
-        self.result = actions.speak(world, self.clip, avatar=self.avatar, voice=self.voice,
-                                    interrupt=self.interrupt, caption=self.caption)
+        if actions.is_text(self.clip):
+            self.result = actions.speak_text(world, self.clip, avatar=self.avatar, voice=self.voice,
+                                             interrupt=self.interrupt)
+        else:
+            self.result = actions.speak(world, self.clip, avatar=self.avatar, voice=self.voice,
+                                        interrupt=self.interrupt, caption=self.caption)
 
     def finished(self, world: World, run: ScriptRun) -> bool:
         return not self.wait or self.result.done
 
     def detail(self) -> dict[str, Any]:
+        if actions.is_text(self.clip):
+            return {"text": self.clip[:200], "avatar": self.avatar, "voice": self.voice, "interrupt": self.interrupt}
         name = self.clip if isinstance(self.clip, (str, Path)) else getattr(self.clip, "name", "array")
         return {"clip": str(name), "avatar": self.avatar, "voice": self.voice, "interrupt": self.interrupt}
 
@@ -229,8 +235,9 @@ class Director:
 
     def say(self, clip: Any, *, avatar: str | None = None, voice: str | None = None, interrupt: bool = False,
             caption: str | None = None, wait: bool = True) -> Say:
-        """Speak `clip` (AudioClip, path or mono array at 16 kHz); resumes when it has been heard to its end
-        (wait=False: at once; the step's result is the PlaybackHandle either way)."""
+        """Speak `clip`: an AudioClip, an audio file's path, a mono array at 16 kHz, or text (a str that names no
+        audio file: the engine's voice speaks it, each sentence captioned). Resumes when it has been heard to its
+        end (wait=False: at once; the step's result is the PlaybackHandle either way)."""
         return Say(clip, avatar, voice, interrupt, caption, wait)
 
     def wait(self, seconds: float) -> Wait:

@@ -7,6 +7,7 @@ import pytest
 from scene_helpers import TOKEN, constant, wait_until
 
 from engine.audio.playback import AudioPlayback
+from engine.audio.speak import SpeechSettings
 from engine.audio.speech_stream import SpeechStream, StreamClosed
 from engine.audio.tap import AudioTap
 from engine.scene.client import ControlClient, ControlError, pcm16_bytes
@@ -160,3 +161,24 @@ def test_a_speech_stream_reads_in_order_and_counts_underruns():
     assert stream.read(4).tolist() == [] and stream.finished and stream.underruns == 1
     with pytest.raises(StreamClosed):
         stream.append(np.zeros(3, np.float32))
+
+
+def test_say_with_text_only_speaks_it_sentence_by_sentence_with_each_captioned(engine):
+    app, _, client = engine
+    app.insert_resource(SpeechSettings(voice="espeak"))  # the Piper voice is tested in tests/audio/test_speak.py
+    app.resource(AudioTap).enabled = True
+    assert client.say(text="Hello there. The cafe is upstairs.")["ok"]
+    seen = []
+    for _ in range(150):
+        app.update()
+        slot = app.resource(Captions).slots.get("main")
+        if slot is not None and slot.text and (not seen or seen[-1] != slot.text):
+            seen.append(slot.text)
+    assert seen == ["Hello there.", "The cafe is upstairs."]
+    assert np.abs(played(app)).max() > 0.3 and not app.resource(AudioPlayback).busy
+
+
+def test_say_with_empty_text_and_no_audio_is_refused(engine):
+    _, _, client = engine
+    with pytest.raises(ControlError, match="exactly one of 'wav'"):
+        client.say(text="   ")
