@@ -45,7 +45,7 @@ REPLY_TIMEOUT_S = 60.0
 """A reply slower than this counts as a hang (a bomb at the limit decodes in a few seconds)."""
 CATEGORIES = ("random_bytes", "truncated", "huge_length", "zero_length", "wrong_types", "wrong_token", "nan",
               "unknown_type", "deep_nesting", "huge_strings", "big_containers", "extension", "random_msgpack",
-              "mutated", "bomb", "valid")
+              "mutated", "bomb", "stream", "valid")
 WEIGHTS = tuple(0.25 if category == "bomb" else 1.0 for category in CATEGORIES)
 """Bombs a quarter as often as the rest: one at the limits decodes for up to 150 ms, the others take about 1 ms."""
 
@@ -192,6 +192,20 @@ class Shots:
         ]
         return {**rng.choice(choices), "token": token, "id": rng.randrange(1 << 31)}
 
+    def stream_message(self) -> dict:
+        """Speech streams, well and badly made: odd rates and formats, chunks of any size (partial samples, NaN
+        floats), ids of streams that are someone else's, ended or never opened, streams opened and never ended."""
+        rng = self.rng
+        if self.gentle:  # a soak's markers must not wait behind streams left open
+            return {"type": "stream_end", "stream": rng.randrange(1, 100)}
+        return rng.choice([
+            {"type": "stream_start", "rate": rng.choice([8000, 16000, 22050, 24000, 44100, 48000, 0, -1, 1 << 40]),
+             "format": rng.choice(["s16", "f32", "u8", ""]), "interrupt": rng.random() < 0.2},
+            {"type": "stream_audio", "stream": rng.randrange(1, 100),
+             "pcm": rng.randbytes(rng.choice([0, 1, 3, 320, 3200, 32_000]))},
+            {"type": "stream_end", "stream": rng.choice([rng.randrange(1, 100), -1, 1 << 62])},
+        ])
+
     def draw(self) -> Shot:  # noqa: C901 (one branch per category, read side by side)
         rng, token = self.rng, self.token
         category = rng.choices(CATEGORIES, WEIGHTS)[0]
@@ -262,6 +276,8 @@ class Shots:
             for _ in range(rng.randrange(1, 5)):
                 body[rng.randrange(len(body))] = rng.randrange(256)
             return Shot(category, frame(bytes(body)))
+        if category == "stream":
+            return Shot(category, frame(packed({**self.stream_message(), "token": token})))
         if category == "bomb":
             _, bomb = rng.choice(self.bombs)
             return Shot(category, frame(packed({"type": "say", "token": token, "wav": bomb, "id": 1})))
