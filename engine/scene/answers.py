@@ -61,6 +61,7 @@ FALLBACK = "Sorry, I did not catch that. Could you ask again?"
 STOP_WORDS = frozenset("""
 a an the and or but of to in at for from with by about into as if then than so too very just also
 i im ive id me my mine we us our your youre it its is are am was were be been being does did dont doesnt
+isnt arent wasnt werent didnt cant couldnt wont wouldnt havent hasnt
 can could would will shall should may might must have has had there theres here this that these those some any
 um uh er erm hmm mm ah oh eh well like okay ok yeah yes no please thanks thank excuse sorry hello hi hey
 tell know wonder want wanted need get got find let say actually really maybe think use go going
