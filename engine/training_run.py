@@ -1,5 +1,6 @@
 """TrainingRun: how any training run is driven, the settings the motion and NeRF trainers share (a light module:
-their configs import it, and `syncanim train` in engine/training.py imports them)."""
+their configs import it, and `syncanim train` in engine/training.py imports them); engine/training_loop.py drives
+a run by them."""
 from __future__ import annotations
 
 import time
