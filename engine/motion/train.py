@@ -3,18 +3,15 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import platform
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from engine.io.atomic import atomic_path
-from engine.io.checkpoint import load_checkpoint, save_checkpoint
 from engine.motion.blocks import kl_to_standard, reparameterize
 from engine.motion.calibration import load_calibrated, read_universal
 from engine.motion.config import BLINK_CHANNELS, SyncerDims, SyncerTraining, TrainMotionConfig
@@ -26,13 +23,11 @@ from engine.motion.pose_syncer import POSE_NAMES, AudioPoseSyncer
 from engine.motion.runtime import (
     KIND, POSE_CLAMP, VERSION, MotionRuntime, build_syncers, focus_positions, motion_path,
 )
-from engine.training_run import RunClock
+from engine.training_loop import Saved, TrainingLoop, start_run
 
 log = logging.getLogger(__name__)
-STATE_DIR = ".motion-train"
 MIN_SPEECH_AGREEMENT = 0.8
 """Least share of training frames on which the speech level must agree with the energy VAD to drive breathing."""
-LOG_FILE = "motion_log.jsonl"
 
 
 class Tensors:
@@ -225,81 +220,6 @@ def _starts(candidates: torch.Tensor, count: int, generator: torch.Generator, de
     return candidates[torch.randint(0, len(candidates), (count,), generator=generator)].to(device)
 
 
-def _state_tensors(pose, emotion, optimizer) -> dict[str, torch.Tensor]:
-    tensors = {f"pose.{k}": v for k, v in pose.state_dict().items()}
-    tensors.update({f"emotion.{k}": v for k, v in emotion.state_dict().items()})
-    for index, state in optimizer.state_dict()["state"].items():
-        for key, value in state.items():
-            tensors[f"opt.{index}.{key}"] = torch.as_tensor(value)
-    return tensors
-
-
-@dataclass
-class _Run:
-    """What a resumed run needs beyond weights and AdamW to go on as if never stopped (kept in the state)."""
-
-    generator: torch.Generator
-    """Draws the batches: start frames, zero-shot rows, audio versions."""
-    step: int = 0
-    clock: RunClock = field(default_factory=RunClock)
-    history: list[dict] = field(default_factory=list)
-    """The log's lines so far."""
-    val: dict[str, float] = field(default_factory=dict)
-    """The last validation losses."""
-    running: dict[str, float] = field(default_factory=dict)
-    """Training losses summed since the last log line, over `since` steps."""
-    since: int = 0
-    stats_rho: torch.Tensor | None = None
-    """The pose latents' AR(1) coefficients, once the statistics loss has started (refreshed at validations)."""
-
-
-def _save_state(path: Path, pose, emotion, optimizer, fingerprint: dict, run: _Run) -> None:
-    groups = optimizer.state_dict()["param_groups"]
-    tensors = _state_tensors(pose, emotion, optimizer)
-    tensors["rng.batches"] = run.generator.get_state()
-    # The rollouts' noise, latents and dropout draw from torch's own generators.
-    tensors["rng.torch"] = torch.get_rng_state()
-    device = _device_of(pose)
-    if device.type == "cuda":
-        tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
-    if run.stats_rho is not None:
-        tensors["stats_rho"] = run.stats_rho
-    save_checkpoint(path, tensors, {"step": run.step, "param_groups": groups, "fingerprint": fingerprint,
-                                    "clock": run.clock(), "history": run.history, "val": run.val,
-                                    "running": run.running, "since": run.since})
-
-
-def _device_of(module: torch.nn.Module) -> torch.device:
-    return next(module.parameters()).device
-
-
-def _resume(path: Path, pose, emotion, optimizer, fingerprint: dict, run: _Run) -> None:
-    tensors, metadata = load_checkpoint(
-        path, expect={"fingerprint": fingerprint},
-        fix=f"The saved training state was made with other data or sizes: delete {path.parent} or pass --no-resume.")
-    pose.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("pose.")})
-    emotion.load_state_dict({k[8:]: v for k, v in tensors.items() if k.startswith("emotion.")})
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
-        if key.startswith("opt."):
-            _, index, name = key.split(".", 2)
-            state.setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict({"state": state, "param_groups": metadata["param_groups"]})
-    run.generator.set_state(tensors["rng.batches"])
-    run.step = int(metadata["step"])
-    if "rng.torch" not in tensors:  # a state from before the rest was kept: weights, AdamW and batches only
-        return
-    torch.set_rng_state(tensors["rng.torch"])
-    device = _device_of(pose)
-    if "rng.cuda" in tensors and device.type == "cuda":
-        torch.cuda.set_rng_state(tensors["rng.cuda"], device)
-    if "stats_rho" in tensors:
-        run.stats_rho = tensors["stats_rho"].to(device)
-    run.clock = RunClock(float(metadata["clock"]))
-    run.history, run.val = list(metadata["history"]), dict(metadata["val"])
-    run.running, run.since = dict(metadata["running"]), int(metadata["since"])
-
-
 def _validate(pose, emotion, tensors: Tensors, data: MotionData, config: SyncerTraining,
               device: torch.device) -> dict[str, float]:
     """Losses on the held-out frames: one-step ("tf_", fed the truth) and rolled out like training's end ("")."""
@@ -338,9 +258,7 @@ def train_motion(config: TrainMotionConfig) -> Path:
         universal = read_universal(Path(config.init_from))
         meta = universal[1]
         config = replace(config, dims=SyncerDims(**meta["dims"]), blendshapes=tuple(meta["blendshape_names"]))
-    if config.threads > 0:
-        torch.set_num_threads(config.threads)
-    torch.manual_seed(config.seed)
+    start_run(config)
     device = _device(config)
     data = load_motion_data(Path(config.data), config.audio, tuple(config.blendshapes), config.audio_copies,
                             config.seed)
@@ -374,81 +292,101 @@ def train_motion(config: TrainMotionConfig) -> Path:
 def optimise(pose: AudioPoseSyncer, emotion: AudioEmotionSyncer, tensors: Tensors, config: SyncerTraining,
              out_dir: Path, fingerprint: dict[str, Any], candidates: tuple[torch.Tensor, torch.Tensor],
              train_frames: np.ndarray, validate: Callable[[], dict[str, float]]) -> tuple[int, dict[str, float]]:
-    """The training loop both trainers share: AdamW on rollouts from start frames candidates[0] (and statistics
+    """The training both motion trainers share: AdamW on rollouts from start frames candidates[0] (and statistics
     rollouts from candidates[1]), validated by `validate()`, logged to OUT_DIR/motion_log.jsonl, resumable from
     OUT_DIR/.motion-train/; `train_frames` [N] (each >= 2 frames into its own recording) give the latents' AR(1)
     coefficients. Returns (steps done, last validation losses)."""
-    from tqdm.auto import tqdm
-
-    device = tensors.features.device
-    candidates, stats_candidates = candidates
-    params = list(pose.parameters()) + list(emotion.parameters())
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    run = _Run(torch.Generator().manual_seed(config.seed))
-    state_path = out_dir / STATE_DIR / "state.safetensors"
-    resumed = config.resume and state_path.is_file()
-    if resumed:
-        _resume(state_path, pose, emotion, optimizer, fingerprint, run)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    log_path = out_dir / LOG_FILE
-    if run.history or not resumed:  # the log says what this run did: nothing a stopped run logged after its state
-        _write_log(log_path, run.history)
-    frames, stats_frames = config.sequence_frames, config.motion_stats_frames
-    generator = run.generator
-
-    def out_of_time() -> bool:
-        return config.time_limit_s > 0 and run.clock() > config.time_limit_s
-
-    if run.step == 0:  # the untrained baseline ("hold the previous frame"), so the log shows what training bought
-        run.val = validate()
-        _log(log_path, run, {}, 0.0)
-    elif run.step < config.steps and out_of_time():
-        log.warning("motion training stopped at step %d of %d before: its time limit of %.0f s is spent", run.step,
+    generator = torch.Generator().manual_seed(config.seed)
+    loop = TrainingLoop(config, out_dir, "motion", {"fingerprint": fingerprint},
+                        {"pose": pose, "emotion": emotion}, {"batches": generator})
+    syncers = _Syncers(loop, pose, emotion, tensors, config, candidates, train_frames, validate, generator)
+    saved = loop.resume()
+    first = 0 if saved is None else saved.step
+    if saved is not None:
+        saved.load_optimizer(syncers.optimizer)
+        syncers.restore(saved)
+    if first == 0:  # the untrained baseline ("hold the previous frame"), so the log shows what training bought
+        loop.log(syncers.validate(0))
+    elif first < config.steps and loop.clock() > loop.end:
+        log.warning("motion training stopped at step %d of %d before: its time limit of %.0f s is spent", first,
                     config.steps, config.time_limit_s)
-        return run.step, run.val
-    pose.train(), emotion.train()
-    with tqdm(total=config.steps, initial=run.step, desc="motion", disable=not config.progress,
-              dynamic_ncols=True) as bar:
-        while run.step < config.steps:
-            step = run.step
-            p_own = config.scheduled_sampling * min(1.0, step / max(1.0, 0.5 * config.steps))
-            starts = _starts(candidates, config.batch_size, generator, device)
-            zero_shot = (torch.rand(config.batch_size, generator=generator) < config.zero_shot_fraction).to(device)
-            versions = torch.randint(0, tensors.versions, (config.batch_size,), generator=generator).to(device)
-            losses = rollout(pose, emotion, tensors, starts, frames, p_own, zero_shot, config, versions)
-            stats_due = step >= config.motion_stats_from * config.steps and config.motion_stats_weight > 0
-            if stats_due and len(stats_candidates) and (run.stats_rho is None or step % config.val_every == 0):
-                run.stats_rho = _pose_rho(pose, emotion, tensors, train_frames, device)
-            if run.stats_rho is not None:
-                n = config.motion_stats_batch
-                losses["pose_stats"] = motion_statistics(
-                    pose, tensors, _starts(stats_candidates, n, generator, device),
-                    torch.randint(0, tensors.versions, (n,), generator=generator).to(device),
-                    (torch.rand(n, generator=generator) < config.zero_shot_fraction).to(device),
-                    stats_frames, run.stats_rho)
-                losses["total"] = losses["total"] + config.motion_stats_weight * losses["pose_stats"]
-            optimizer.zero_grad(set_to_none=True)
-            losses["total"].backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            run.step = step = step + 1
-            run.since += 1
-            for key, value in losses.items():
-                run.running[key] = run.running.get(key, 0.0) + value.item()
-            bar.update(1)
-            bar.set_postfix(pose=f"{losses['pose_l1'].item():.3f}", expr=f"{losses['expr_l1'].item():.3f}")
-            stop = out_of_time()
-            if step % config.val_every == 0 or step == config.steps or stop:
-                run.val = validate()
-                _log(log_path, run, {k: v / run.since for k, v in run.running.items()}, run.clock())
-                run.running, run.since = {}, 0
-            if step % config.checkpoint_every == 0 or step == config.steps or stop:
-                _save_state(state_path, pose, emotion, optimizer, fingerprint, run)
-            if stop:
-                log.warning("motion training stopped at step %d of %d: time limit %.0f s", step, config.steps,
-                            config.time_limit_s)
-                break
-    return run.step, run.val
+        return first, syncers.val
+    return loop.run(syncers, first, loop.end), syncers.val
+
+
+class _Syncers:
+    """Both syncers' craft for the training loop: a step of rollouts (and of the statistics loss once it has
+    begun), validation, and what the state keeps beyond weights, AdamW and random states."""
+
+    name = "motion"
+    validates_when_stopped = True  # the model written at a stop carries the validation of its own weights
+
+    def __init__(self, loop: TrainingLoop, pose: AudioPoseSyncer, emotion: AudioEmotionSyncer, tensors: Tensors,
+                 config: SyncerTraining, candidates: tuple[torch.Tensor, torch.Tensor], train_frames: np.ndarray,
+                 validate: Callable[[], dict[str, float]], generator: torch.Generator) -> None:
+        self.loop, self.pose, self.emotion, self.tensors, self.config = loop, pose, emotion, tensors, config
+        self.candidates, self.stats_candidates = candidates
+        self.train_frames, self.measure, self.generator = train_frames, validate, generator
+        self.params = list(pose.parameters()) + list(emotion.parameters())
+        self.optimizer = torch.optim.AdamW(self.params, lr=config.lr, weight_decay=config.weight_decay)
+        self.total = config.steps
+        self.val: dict[str, float] = {}
+        """The last validation losses."""
+        self.running: dict[str, float] = {}
+        """Training losses summed since the last log record, over `since` steps."""
+        self.since = 0
+        self.stats_rho: torch.Tensor | None = None
+        """The pose latents' AR(1) coefficients, once the statistics loss has started (refreshed at validations)."""
+
+    def step(self, step: int) -> dict[str, str]:
+        config, tensors, generator = self.config, self.tensors, self.generator
+        device = tensors.features.device
+        p_own = config.scheduled_sampling * min(1.0, step / max(1.0, 0.5 * config.steps))
+        starts = _starts(self.candidates, config.batch_size, generator, device)
+        zero_shot = (torch.rand(config.batch_size, generator=generator) < config.zero_shot_fraction).to(device)
+        versions = torch.randint(0, tensors.versions, (config.batch_size,), generator=generator).to(device)
+        losses = rollout(self.pose, self.emotion, tensors, starts, config.sequence_frames, p_own, zero_shot, config,
+                         versions)
+        stats_due = step >= config.motion_stats_from * config.steps and config.motion_stats_weight > 0
+        if stats_due and len(self.stats_candidates) and (self.stats_rho is None or step % config.val_every == 0):
+            self.stats_rho = _pose_rho(self.pose, self.emotion, tensors, self.train_frames, device)
+        if self.stats_rho is not None:
+            n = config.motion_stats_batch
+            losses["pose_stats"] = motion_statistics(
+                self.pose, tensors, _starts(self.stats_candidates, n, generator, device),
+                torch.randint(0, tensors.versions, (n,), generator=generator).to(device),
+                (torch.rand(n, generator=generator) < config.zero_shot_fraction).to(device),
+                config.motion_stats_frames, self.stats_rho)
+            losses["total"] = losses["total"] + config.motion_stats_weight * losses["pose_stats"]
+        self.optimizer.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+        self.optimizer.step()
+        self.since += 1
+        for key, value in losses.items():
+            self.running[key] = self.running.get(key, 0.0) + value.item()
+        return {"pose": f"{losses['pose_l1'].item():.3f}", "expr": f"{losses['expr_l1'].item():.3f}"}
+
+    def validate(self, done: int) -> dict:
+        """One log record: training losses averaged since the previous record, validation losses, seconds so far
+        (0 for the untrained baseline)."""
+        self.val = self.measure()
+        train = {key: value / self.since for key, value in self.running.items()}
+        self.running, self.since = {}, 0
+        log.info("motion step %d: train %s, val %s", done, train.get("total"), self.val.get("total"))
+        return {"step": done, "elapsed_s": round(self.loop.clock(), 2) if done else 0.0, "train": train,
+                "val": self.val}
+
+    def state(self, stopped: bool) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        tensors = {} if self.stats_rho is None else {"stats_rho": self.stats_rho}
+        return tensors, {"val": self.val, "running": self.running, "since": self.since}
+
+    def restore(self, saved: Saved) -> None:
+        """The validation, running sums and statistics coefficients of a resumed state (where it kept them)."""
+        if "stats_rho" in saved.tensors:
+            self.stats_rho = saved.tensors["stats_rho"].to(self.tensors.features.device)
+        self.val = dict(saved.meta.get("val", {}))
+        self.running, self.since = dict(saved.meta.get("running", {})), int(saved.meta.get("since", 0))
 
 
 def _pose_rho(pose, emotion, tensors: Tensors, frames: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -492,19 +430,3 @@ def latent_autocorrelation(pose: AudioPoseSyncer, emotion: AudioEmotionSyncer, d
         r = (mu[1:] * mu[:-1]).sum(0) / mu.square().sum(0).clamp(min=1e-12)
         rho[name] = r.clamp(0.0, 0.98).tolist()
     return rho
-
-
-def _log(path: Path, run: _Run, train: dict[str, float], elapsed: float) -> None:
-    """One JSON line: training losses averaged since the previous line, validation losses, seconds so far."""
-    entry = {"step": run.step, "elapsed_s": round(elapsed, 2), "train": train, "val": run.val}
-    log.info("motion step %d: train %s, val %s", run.step, entry["train"].get("total"), run.val.get("total"))
-    run.history.append(entry)
-    with open(path, "a") as handle:
-        handle.write(json.dumps(entry) + "\n")
-
-
-def _write_log(path: Path, entries: list[dict]) -> None:
-    """The log holds `entries` and nothing else (written whole, atomically)."""
-    tmp = atomic_path(path)
-    tmp.write_text("".join(json.dumps(entry) + "\n" for entry in entries))
-    os.replace(tmp, path)

@@ -31,6 +31,7 @@ from engine.motion.train import (
     Tensors, _device, fit_normalisation, latent_autocorrelation, model_metadata, optimise, speech_level_threshold,
     validate_starts,
 )
+from engine.training_loop import start_run
 
 MIN_OWN_BLINKS = 5
 """Blinks an avatar's training frames must show before its own intervals replace the universal model's."""
@@ -39,9 +40,7 @@ MIN_OWN_BLINKS = 5
 def train_universal(config: TrainUniversalConfig) -> Path:
     """Train both syncers on every dataset in config.data and write UNIVERSAL_DIR/motion.safetensors (returned);
     progress on a bar, losses in UNIVERSAL_DIR/motion_log.jsonl, resumable state in UNIVERSAL_DIR/.motion-train/."""
-    if config.threads > 0:
-        torch.set_num_threads(config.threads)
-    torch.manual_seed(config.seed)
+    start_run(config)
     device = _device(config)
     pooled = load_pooled(tuple(config.data), config.audio, tuple(config.blendshapes), config.audio_copies,
                          config.seed, config.pose_spread_floor, config.blendshape_width_floor, config.progress)

@@ -6,7 +6,9 @@ import pytest
 from engine.data.dataset import DatasetError
 from engine.io.checkpoint import read_metadata
 from engine.motion.config import motion_preset
-from engine.motion.train import LOG_FILE, STATE_DIR, train_motion
+from engine.motion.train import train_motion
+
+STATE_DIR, LOG_FILE = ".motion-train", "motion_log.jsonl"  # the file names the README and users rely on
 
 
 def read_log(avatar):
