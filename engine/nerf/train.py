@@ -24,7 +24,6 @@ from engine.audio.settings import AudioSettings
 from engine.data.dataset import HEAD, TORSO, Dataset, DatasetError
 from engine.data.preprocess.masks import upper_face_rect
 from engine.io.atomic import atomic_path
-from engine.io.checkpoint import CheckpointMismatchError, load_checkpoint, save_checkpoint
 from engine.motion.data import dataset_windows
 from engine.nerf.avatar import AvatarModel, AvatarSpec, render_rays, save_avatar, tighten_grid
 from engine.nerf.camera import FramingRange, Intrinsics
@@ -34,7 +33,7 @@ from engine.nerf.plugin import resolve_device
 from engine.nerf.tcnn import TcnnUnavailable, fuse_mlps, resolve_backend, unfuse_mlps
 from engine.nerf.torso_motion import TorsoMotion, measure_torso_motion
 from engine.nerf.train_config import NERF_FILE, NerfDims, TrainNerfConfig
-from engine.training_run import RunClock
+from engine.training_loop import Saved, TrainingLoop, start_run
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +145,8 @@ def load_training_data(config: TrainNerfConfig, device: torch.device) -> tuple[T
                                      meta.fps, progress=config.progress)
     rise = AvatarSpec.breathing_rise if torso.rise is None else torso.rise  # too short to tell: the usual breath
     face = np.asarray(face_rect, np.float64)[train]
-    center = (float((face[:, 0] + face[:, 2]).mean() / (2 * size)), float((face[:, 1] + face[:, 3]).mean() / (2 * size)))
+    center = (float((face[:, 0] + face[:, 2]).mean() / (2 * size)),
+              float((face[:, 1] + face[:, 3]).mean() / (2 * size)))
     default_side = min(1.0, config.default_view_faces * float((face[:, 3] - face[:, 1]).mean()) / size)
     spec = AvatarSpec(
         dims=head_dims(config, meta.silent, data.root), expression=tuple(config.expression),
@@ -297,9 +297,6 @@ class _Trainer:
     def __init__(self, config: TrainNerfConfig, model: AvatarModel, data: TrainingData, device: torch.device):
         self.config, self.model, self.data, self.device = config, model, data, device
         self.gen = torch.Generator().manual_seed(config.seed)
-        self.clock = RunClock()
-        self.history: list[dict] = []
-        """The run's validation records (nerf_log.jsonl's lines), kept in the resumable state."""
         self.scores: dict[str, float] = {}
         """Each stage's last validation PSNR."""
         self.size = model.spec.intrinsics.size
@@ -315,7 +312,8 @@ class _Trainer:
             self.hull = visual_hull(self.model, self.data)
         self.model.grid.set_occupied(self.model.grid.occupied.bool() & self.hull)
 
-    def frame_inputs(self, frame: int, version: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def frame_inputs(self, frame: int,
+                     version: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Pose, audio code of audio version `version`, and blendshapes of `frame`."""
         d = self.data
         audio = self.model.audio_code(d.windows[version, frame:frame + 1])[0]
@@ -457,116 +455,12 @@ def _write_png(path: Path, image: torch.Tensor) -> None:
     os.replace(tmp, path)
 
 
-def _state_path(config: TrainNerfConfig) -> Path:
-    return config.avatar_dir / ".nerf-train" / "state.safetensors"
-
-
-def _log_path(config: TrainNerfConfig) -> Path:
-    return config.avatar_dir / "nerf_log.jsonl"
-
-
-@dataclass
-class _Saved:
-    """A resumable state's bookkeeping (its weights are already in the model, its dice in the trainer)."""
-
-    stage: str
-    step: int
-    """Steps of `stage` done."""
-    out_of_time: bool
-    """The stage stopped at its deadline."""
-    start: float
-    deadline: float
-    """The stage's start and deadline on the run's clock (inf: no time limit)."""
-    time_limit_s: float
-    """The limit those deadlines were shared out under."""
-    optimizer: dict
-    """{"tensors", "steps"} of the stage's AdamW (_restore_optimizer)."""
-
-
-def _save_state(trainer: _Trainer, optimizer, stage: str, step: int, out_of_time: bool, start: float,
-                deadline: float) -> None:
-    """Everything a resumed run needs to go on as if never stopped: weights (the occupancy grid among them), AdamW's
-    moments, the trainer's and torch's random states, the stage's place on the run's clock, and the history
-    (validation records and scores) of the stages done."""
-    config, model = trainer.config, trainer.model
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    steps = []
-    for i, group in enumerate(optimizer.param_groups):
-        for j, p in enumerate(group["params"]):
-            state = optimizer.state.get(p, {})
-            if "exp_avg" in state:
-                tensors[f"opt.{i}.{j}.exp_avg"] = state["exp_avg"]
-                tensors[f"opt.{i}.{j}.exp_avg_sq"] = state["exp_avg_sq"]
-                steps.append([i, j, float(state["step"])])
-    tensors["rng.trainer"] = trainer.gen.get_state()
-    tensors["rng.torch"] = torch.get_rng_state()
-    if trainer.device.type == "cuda":  # the occupancy updates draw from the device's own generator there
-        tensors["rng.cuda"] = torch.cuda.get_rng_state(trainer.device)
-    finite = None if deadline == float("inf") else deadline
-    save_checkpoint(_state_path(config), tensors, {
-        "spec": model.spec.to_json(), "stage": stage, "step": step, "opt_steps": steps, "out_of_time": out_of_time,
-        "clock": trainer.clock(), "stage_start": start, "stage_deadline": finite, "time_limit_s": config.time_limit_s,
-        "history": trainer.history, "scores": trainer.scores})
-
-
-def _load_state(trainer: _Trainer) -> _Saved | None:
-    """Restore the resumable state into the trainer (weights, random states, clock, history); None: start over."""
-    config, model = trainer.config, trainer.model
-    path = _state_path(config)
-    if not (config.resume and path.is_file()):
-        return None
-    try:
-        tensors, meta = load_checkpoint(path, expect={"spec": model.spec.to_json()})
-    except CheckpointMismatchError:
-        return None  # another dataset or other sizes: start over
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    if "rng.trainer" in tensors:  # (states written before the random states were kept resume with fresh dice)
-        trainer.gen.set_state(tensors["rng.trainer"])
-        torch.set_rng_state(tensors["rng.torch"])
-    if "rng.cuda" in tensors and trainer.device.type == "cuda":
-        torch.cuda.set_rng_state(tensors["rng.cuda"], trainer.device)
-    trainer.clock = RunClock(float(meta.get("clock", 0.0)))
-    if "history" in meta:
-        trainer.history, trainer.scores = list(meta["history"]), dict(meta["scores"])
-        _write_log(config, trainer.history)  # drops what the stopped run logged after this state
-    elif _log_path(config).is_file():  # a state from before histories were kept: the log is all there is
-        trainer.history = [json.loads(line) for line in _log_path(config).read_text().splitlines()]
-        trainer.scores = {record["stage"]: record["val_psnr"] for record in trainer.history}
-    deadline = meta.get("stage_deadline")
-    return _Saved(meta["stage"], int(meta["step"]), bool(meta.get("out_of_time", False)),
-                  float(meta.get("stage_start", 0.0)), float("inf") if deadline is None else float(deadline),
-                  float(meta.get("time_limit_s", config.time_limit_s)),
-                  {"tensors": tensors, "steps": meta["opt_steps"]})
-
-
-def _restore_optimizer(optimizer, saved: dict) -> None:
-    groups = optimizer.param_groups
-    for i, j, step in saved["steps"]:
-        p = groups[i]["params"][j]
-        optimizer.state[p] = {"step": torch.tensor(step), "exp_avg": saved["tensors"][f"opt.{i}.{j}.exp_avg"].to(p.device),
-                              "exp_avg_sq": saved["tensors"][f"opt.{i}.{j}.exp_avg_sq"].to(p.device)}
-
-
-def _write_log(config: TrainNerfConfig, records: list[dict]) -> None:
-    """nerf_log.jsonl holds `records` and nothing else (written whole, atomically)."""
-    path = _log_path(config)
-    tmp = atomic_path(path)
-    tmp.write_text("".join(json.dumps(record) + "\n" for record in records))
-    os.replace(tmp, path)
-
-
-def _log(trainer: _Trainer, record: dict) -> None:
-    trainer.history.append(record)
-    with open(_log_path(trainer.config), "a") as handle:
-        handle.write(json.dumps(record) + "\n")
-
-
 def _stage_deadline(config: TrainNerfConfig, stage: str, now: float, end: float, done: int = 0) -> float:
     """When `stage` must stop (on the clock of `now` and `end`): the time left until `end` shared by the steps
     still to run (`done` of this stage's are behind it), so a slow or busy machine shortens every stage instead of
     never reaching the lips, and a stage that finishes early (the upper body's steps are cheap) leaves its time to
     the next ones."""
-    steps = {"body": config.body_steps, "head": config.head_steps, "lips": config.lip_steps}
+    steps = _stage_steps(config)
     left = steps[stage] - done
     remaining = left + sum(steps[s] for s in STAGES[STAGES.index(stage) + 1:])
     return now + (end - now) * left / max(1, remaining)
@@ -579,41 +473,83 @@ def lr_scale(decay: float, step_fraction: float, start: float, deadline: float, 
     return decay ** min(1.0, max(step_fraction, time_fraction))
 
 
-def _run_stage(trainer: _Trainer, stage: str, first: int, saved: dict | None, start: float, deadline: float) -> None:
-    """Steps first..end of one stage with its own AdamW (its moments `saved` when resumed) from `start` until
-    `deadline` (the run's clock); validation scores and records go to the trainer's history."""
-    from tqdm.auto import tqdm
+class _Stage:
+    """One stage's craft for the training loop: its own AdamW, whose learning rates fall towards the end of its
+    steps or of its time, whichever comes first; each validation renders the validation frames and logs their
+    PSNR."""
 
-    config, model, clock = trainer.config, trainer.model, trainer.clock
-    total = {"body": config.body_steps, "head": config.head_steps, "lips": config.lip_steps}[stage]
-    optimizer = _optimizer(model, stage, config)
-    if stage != "body":
-        trainer.carve()
-    if saved is not None:
-        _restore_optimizer(optimizer, saved)
-    model.train()
-    with tqdm(total=total, initial=first, desc=f"nerf {stage}", disable=not config.progress,
-              dynamic_ncols=True) as bar:
-        for step in range(first, total):
-            scale = lr_scale(config.lr_decay, step / max(1, total), start, deadline, clock())
-            for group in optimizer.param_groups:
-                group["lr"] = group["base_lr"] * scale
-            loss = trainer.step_loss(stage, step)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss = float(loss.detach())
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss:.4f}")
-            done, out_of_time = step + 1, clock() > deadline
-            if done % config.val_every == 0 or done == total:
-                trainer.scores[stage] = trainer.validate(stage, done)
-                _log(trainer, {"stage": stage, "step": done, "loss": loss, "val_psnr": trainer.scores[stage],
-                               "seconds": clock()})
-            if done % config.checkpoint_every == 0 or done == total or out_of_time:
-                _save_state(trainer, optimizer, stage, done, out_of_time, start, deadline)
-            if out_of_time:
-                break
+    validates_when_stopped = False
+
+    def __init__(self, trainer: _Trainer, loop: TrainingLoop, stage: str, start: float, deadline: float) -> None:
+        self.trainer, self.loop, self.stage, self.start, self.deadline = trainer, loop, stage, start, deadline
+        self.name, self.total = f"nerf {stage}", _stage_steps(trainer.config)[stage]
+        self.optimizer = _optimizer(trainer.model, stage, trainer.config)
+        if stage != "body":
+            trainer.carve()
+        self.loss = 0.0
+        """The last step's loss."""
+
+    def step(self, step: int) -> dict[str, str]:
+        config = self.trainer.config
+        scale = lr_scale(config.lr_decay, step / max(1, self.total), self.start, self.deadline, self.loop.clock())
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["base_lr"] * scale
+        loss = self.trainer.step_loss(self.stage, step)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.loss = float(loss.detach())
+        return {"loss": f"{self.loss:.4f}"}
+
+    def validate(self, done: int) -> dict:
+        scores = self.trainer.scores
+        scores[self.stage] = self.trainer.validate(self.stage, done)
+        return {"stage": self.stage, "step": done, "loss": self.loss, "val_psnr": scores[self.stage],
+                "seconds": self.loop.clock()}
+
+    def state(self, stopped: bool) -> tuple[dict[str, torch.Tensor], dict]:
+        """The stage, whether its deadline stopped it, its place on the run's clock (deadline None: no limit) and
+        the limit that placed it, and every stage's last score."""
+        deadline = None if self.deadline == float("inf") else self.deadline
+        return {}, {"stage": self.stage, "out_of_time": stopped, "stage_start": self.start,
+                    "stage_deadline": deadline, "time_limit_s": self.trainer.config.time_limit_s,
+                    "scores": self.trainer.scores}
+
+
+def _stage_steps(config: TrainNerfConfig) -> dict[str, int]:
+    return {"body": config.body_steps, "head": config.head_steps, "lips": config.lip_steps}
+
+
+def _load_moments(saved: Saved, optimizer: torch.optim.AdamW) -> None:
+    """AdamW's moments of a resumed stage; states written before the shared training loop kept them by (group,
+    parameter) with their steps in the metadata."""
+    if "opt_steps" not in saved.meta:
+        saved.load_optimizer(optimizer)
+        return
+    for i, j, step in saved.meta["opt_steps"]:
+        p = optimizer.param_groups[i]["params"][j]
+        moments = {key: saved.tensors[f"opt.{i}.{j}.{key}"].to(p.device) for key in ("exp_avg", "exp_avg_sq")}
+        optimizer.state[p] = {"step": torch.tensor(step), **moments}
+
+
+def _resume_point(config: TrainNerfConfig, saved: Saved | None, now: float,
+                  end: float) -> tuple[int, int, tuple[float, float] | None]:
+    """Where this run starts: (index of its first stage, that stage's first step, (start, deadline) of a stage
+    resumed part-way, else None). A finished stage is never trained again, nor one its deadline stopped under the
+    same time limit; under another limit (more time given to a run the limit stopped) the time left is shared out
+    again from here."""
+    if saved is None:
+        return 0, 0, None
+    meta = saved.meta
+    stage, index = meta["stage"], STAGES.index(meta["stage"])
+    same_limit = float(meta.get("time_limit_s", config.time_limit_s)) == config.time_limit_s
+    if saved.step >= _stage_steps(config)[stage] or (meta.get("out_of_time", False) and same_limit):
+        return index + 1, 0, None
+    deadline = meta.get("stage_deadline")
+    deadline = float("inf") if deadline is None else float(deadline)
+    if not same_limit:
+        deadline = _stage_deadline(config, stage, now, end, saved.step)
+    return index, saved.step, (float(meta.get("stage_start", 0.0)), deadline)
 
 
 def _start_mlp_backend(config: TrainNerfConfig, model: AvatarModel, device: torch.device) -> str:
@@ -636,9 +572,7 @@ def train_nerf(config: TrainNerfConfig) -> Path:
     # Taichi's CPU pool follows `threads` when this run starts it: with one thread the marcher packs samples in
     # ray order and a CPU run repeats bit for bit (with more, their order, and so the sums, vary from run to run).
     device = torch.device(init_taichi(resolve_device(config.device), cpu_threads=config.threads or None))
-    if config.threads > 0:
-        torch.set_num_threads(config.threads)
-    torch.manual_seed(config.seed)
+    start_run(config)
     config.avatar_dir.mkdir(parents=True, exist_ok=True)
     data, spec = load_training_data(config, device)
     model = AvatarModel(spec).to(device)
@@ -647,35 +581,27 @@ def train_nerf(config: TrainNerfConfig) -> Path:
         model.frame_torso_shift = data.torso_shift.cpu()
     _fit_scaler(model, data)
     trainer = _Trainer(config, model, data, device)
-    saved = _load_state(trainer)
+    loop = TrainingLoop(config, config.avatar_dir, "nerf", {"spec": model.spec.to_json()}, {"model": model},
+                        {"trainer": trainer.gen})
+    saved = loop.resume(restart_on_mismatch=True)
+    if saved is not None:  # (a state from before the scores were kept: the log has them)
+        scores = saved.meta["scores"] if "scores" in saved.meta else {r["stage"]: r["val_psnr"] for r in loop.history}
+        trainer.scores = dict(scores)
     mlp_backend = _start_mlp_backend(config, model, device)
-    end = config.time_limit_s if config.time_limit_s > 0 else float("inf")
-    totals = {"body": config.body_steps, "head": config.head_steps, "lips": config.lip_steps}
-    first, moments, timing, index = 0, None, None, 0  # where this run starts
-    if saved is None:
-        _write_log(config, [])  # a fresh run's log describes it alone
-    else:
-        index = STAGES.index(saved.stage)
-        same_limit = saved.time_limit_s == config.time_limit_s
-        if saved.step >= totals[saved.stage] or (saved.out_of_time and same_limit):
-            index += 1  # that stage is over (a finished stage is never trained again): the next one starts
-        else:
-            first, moments = saved.step, saved.optimizer
-            # Under the same limit the stage keeps its deadline; under another one (more time given to a run the
-            # limit stopped) the time left is shared out again from here.
-            deadline = saved.deadline if same_limit else _stage_deadline(config, saved.stage, trainer.clock(), end,
-                                                                         saved.step)
-            timing = (saved.start, deadline)
-    trained = saved.stage if saved is not None else STAGES[0]
-    for i, stage in enumerate(STAGES[index:]):
-        now, resumed = trainer.clock(), i == 0 and timing is not None
+    index, first, timing = _resume_point(config, saved, loop.clock(), loop.end)
+    trained = saved.meta["stage"] if saved is not None else STAGES[0]
+    for i, name in enumerate(STAGES[index:]):
+        now, resumed = loop.clock(), i == 0 and timing is not None
         # A fresh run's first stage and a resumed stage take a step even past the limit (a run writes a model);
         # other stages start only while time is left.
-        if now > end and not (resumed or (i == 0 and saved is None)):
+        if now > loop.end and not (resumed or (i == 0 and saved is None)):
             break
-        start, deadline = timing if resumed else (now, _stage_deadline(config, stage, now, end))
-        _run_stage(trainer, stage, first if resumed else 0, moments if resumed else None, start, deadline)
-        trained = stage
+        start, deadline = timing if resumed else (now, _stage_deadline(config, name, now, loop.end))
+        stage = _Stage(trainer, loop, name, start, deadline)
+        if resumed:
+            _load_moments(saved, stage.optimizer)
+        loop.run(stage, first if resumed else 0, deadline)
+        trained = name
     model.eval()
     unfuse_mlps(model)
     grid = {}
