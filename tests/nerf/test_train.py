@@ -143,6 +143,37 @@ def test_learning_rate_follows_steps_or_the_stage_deadline_whichever_is_further(
     assert lr_scale(0.1, 0.1, 0.0, 10.0, 50.0) == pytest.approx(0.1)  # past the deadline: the final rate
 
 
+def test_a_state_from_before_the_shared_loop_gives_its_stage_the_same_moments():
+    """States written before the shared training loop kept AdamW's moments by (group, parameter) with their steps
+    in the metadata: they resume with the moments the optimizer had."""
+    from engine.nerf.train import _load_moments
+    from engine.training_loop import Saved
+
+    def adamw(params):
+        groups = [{"params": params[:1], "lr": 1e-2}, {"params": params[1:], "lr": 1e-3}]
+        return torch.optim.AdamW(groups, betas=(0.9, 0.99), eps=1e-15, weight_decay=0.0)
+
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(3)) for _ in range(3)]
+    trained = adamw(params)
+    for _ in range(3):  # params[1] takes no gradient: it has no moments
+        trained.zero_grad()
+        (2 * params[0].sum() + params[2].square().sum()).backward()
+        trained.step()
+    tensors, steps = {}, []
+    for i, group in enumerate(trained.param_groups):
+        for j, p in enumerate(group["params"]):
+            if p in trained.state:
+                tensors.update({f"opt.{i}.{j}.{key}": trained.state[p][key] for key in ("exp_avg", "exp_avg_sq")})
+                steps.append([i, j, float(trained.state[p]["step"])])
+    resumed = adamw(params)
+    _load_moments(Saved(tensors, {"step": 3, "opt_steps": steps}), resumed)
+    expected, loaded = trained.state_dict()["state"], resumed.state_dict()["state"]
+    assert expected.keys() == loaded.keys() == {0, 2}
+    assert all(torch.equal(value, loaded[index][key]) for index, state in expected.items()
+               for key, value in state.items())
+
+
 def test_gpu_preset_keeps_to_the_training_budget(tmp_path):
     assert 0 < nerf_preset("gpu", tmp_path, tmp_path).time_limit_s <= 20 * 60
 
