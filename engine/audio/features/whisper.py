@@ -67,6 +67,19 @@ def mel_filters() -> np.ndarray:
                            mel_scale="slaney").astype(np.float32)
 
 
+def hann_window() -> np.ndarray:
+    """The periodic Hann window [N_FFT] of Whisper's STFT."""
+    return np.hanning(N_FFT + 1)[:-1].astype(np.float32)
+
+
+def log10_mel(samples: np.ndarray, filters: np.ndarray, window: np.ndarray) -> np.ndarray:
+    """samples [B, n] -> log10 mel power [B, frames, 80] (at least -10); frame k reads samples [160 k, 160 k + 400)."""
+    frames = np.lib.stride_tricks.sliding_window_view(samples, N_FFT, axis=1)[:, ::MEL_HOP]
+    spectrum = np.fft.rfft(frames * window, axis=-1)
+    power = (spectrum.real ** 2 + spectrum.imag ** 2).astype(np.float32) @ filters
+    return np.log10(np.maximum(power, 1e-10))
+
+
 class WhisperExtractor(FeatureExtractor):
     """Each call encodes `context + block` frames of audio and keeps the block's 384-d hidden states."""
 
@@ -92,7 +105,7 @@ class WhisperExtractor(FeatureExtractor):
         self._storage = ctranslate2.StorageView
         self._digest = weights_digest(folder)
         self._filters = mel_filters()
-        self._window = np.hanning(N_FFT + 1)[:-1].astype(np.float32)  # periodic Hann, as Whisper's STFT
+        self._window = hann_window()
         self.dim = int(self._encode(np.zeros((1, self.window_samples), np.float32)).shape[2])
 
     def params(self) -> dict[str, Any]:
@@ -104,10 +117,7 @@ class WhisperExtractor(FeatureExtractor):
     def log_mel(self, windows: np.ndarray) -> np.ndarray:
         """windows [B, window_samples] -> Whisper's input [B, 80, 2 * frames]: log10 mel power, floored, scaled."""
         padded = np.concatenate([windows, np.zeros((len(windows), MEL_HOP), np.float32)], axis=1)
-        frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT, axis=1)[:, ::MEL_HOP]
-        spectrum = np.fft.rfft(frames * self._window, axis=-1)
-        power = (spectrum.real ** 2 + spectrum.imag ** 2).astype(np.float32) @ self._filters
-        logs = np.maximum(np.log10(np.maximum(power, 1e-10)), self._params.floor_log10)
+        logs = np.maximum(log10_mel(padded, self._filters, self._window), self._params.floor_log10)
         return np.ascontiguousarray(((logs + 4.0) / 4.0).transpose(0, 2, 1), np.float32)
 
     def _encode(self, windows: np.ndarray) -> np.ndarray:
