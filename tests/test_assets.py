@@ -61,7 +61,8 @@ def test_bench_times_whole_frames_of_the_bundled_avatar_speaking(tmp_path):
 
     out = tmp_path / "bench.json"
     assert main(["bench", "--avatar", str(AVATAR), "--sizes", "48", "--seconds", "0.8", "--warmup-window-s", "0.1",
-                 "--no-hubert", "--no-kernels", "--no-render", "--audio-seconds", "1", "--json", str(out)]) == 0
+                 "--no-hubert", "--no-kernels", "--no-render", "--no-conversation", "--audio-seconds", "1", "--json",
+                 str(out)]) == 0
     report = json.loads(out.read_text())
     assert "reading the bundled clips" in report["scene"] and report["avatar"] == str(AVATAR)
     (result,) = report["results"]  # head_scale 1 and 'auto' are the same at 48x48: one row

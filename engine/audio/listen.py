@@ -15,7 +15,10 @@ triggers itself, a visitor louder than its voice at the microphone does. While t
 stands still (the avatar's voice is not room noise).
 
 `Listener` runs a detector in the caller's thread (cheap) and the recognizer on its own thread, so the frame loop never
-waits for Whisper: `push()` returns at once and `poll()` hands out the events, `Heard` (the words) among them.
+waits for Whisper: `push()` returns at once and `poll()` hands out the events, `Heard` (the words) among them. It does
+not wait for the hangover to start: after `early_s` of silence the detector emits a `Pause` (the utterance so far) and
+the Listener recognises it; if the utterance ends in that silence, its words are ready when the hangover is over, or
+sooner than from scratch. Speech that goes on makes the pause's words useless, and they are dropped.
 """
 from __future__ import annotations
 
@@ -65,6 +68,9 @@ class ListenSettings:
     hangover_s: float = 0.5
     """Silence that ends an utterance: longer than the pause at a comma in fluent speech, so a question is not cut in
     two and sent to recognition half-said; every 0.1 s more is 0.1 s more before the avatar answers."""
+    early_s: float = 0.2
+    """Silence after which the Listener starts recognising what was said so far (a Pause), while it waits out the
+    hangover: when the utterance does end there, its words are ready sooner (0: recognise at the end only)."""
     pre_roll_s: float = 0.2
     """Audio kept before the first voiced frame: the quiet start of a word ('h', 'f') that did not reach the
     threshold."""
@@ -111,6 +117,17 @@ class SpeechStarted:
 class SpeechCancelled:
     """The sound that started was shorter than `min_utterance_s`: no utterance follows (the avatar may go on)."""
 
+    start: int
+    end: int
+
+
+@dataclass(frozen=True, eq=False)
+class Pause:
+    """`early_s` of silence inside an utterance: its audio so far (same fields as Utterance). If the utterance ends
+    in this silence, it ends at the same `end`, and the words of the pause are its words."""
+
+    samples: np.ndarray
+    first: int
     start: int
     end: int
 
@@ -182,6 +199,7 @@ class UtteranceDetector:
         self._onset = frames_of(s.onset_s)
         self._gap = int(round(s.onset_gap_s * 100))
         self._hangover = frames_of(s.hangover_s)
+        self._early = int(round(s.early_s * 100)) if 0 < s.early_s < s.hangover_s else 0
         self._min = int(round(s.min_utterance_s * SAMPLE_RATE))
         self._max = frames_of(s.max_utterance_s)
         self._threshold = 10.0 ** (s.threshold_db / 10.0)
@@ -296,6 +314,10 @@ class UtteranceDetector:
             return None
         if self._quiet >= self._hangover:
             return self._end(forced=False)
+        if self._early and self._quiet == self._early and self._last + 1 - self._begin >= self._min // FRAME:
+            audio = self._audio or []
+            return Pause(np.concatenate(audio), self._frame * FRAME - len(audio) * FRAME, self._begin * FRAME,
+                         (self._last + 1) * FRAME)
         if index + 1 - self._begin >= self._max:
             return self._end(forced=True)
         return None
@@ -355,7 +377,11 @@ class Listener:
         self.recognizer = SpeechRecognizer() if recognizer is None else recognizer
         self.detector = UtteranceDetector(settings)
         self.dropped = 0
-        self._pending: deque[tuple[Utterance, float]] = deque()
+        self._pending: deque[tuple[Utterance | Pause, float]] = deque()
+        self._early: tuple[int, Transcript | None] | None = None
+        """(end, words) of the latest Pause: its words, None while they are being recognised."""
+        self._awaiting: dict[int, tuple[Utterance, float]] = {}
+        """Utterances that ended at a Pause whose words are still being recognised, by their end."""
         self._max_pending = max_pending
         self._events: deque[Any] = deque(maxlen=max_events)
         self._error: BaseException | None = None
@@ -407,6 +433,7 @@ class Listener:
         with self._cond:
             self._closed = True
             self._pending.clear()
+            self._awaiting.clear()
             self._cond.notify_all()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout)
@@ -417,11 +444,36 @@ class Listener:
         now = time.monotonic()
         with self._cond:
             for event in events:
+                if isinstance(event, Pause):  # recognised early, in case the utterance ends here
+                    self._drop_pauses()
+                    self._early = (event.end, None)
+                    self._queue(event, now)
+                    continue
                 self._events.append(event)
                 if isinstance(event, Utterance):
-                    self._queue(event, now)
+                    self._ended(event, now)
 
-    def _queue(self, utterance: Utterance, now: float) -> None:
+    def _ended(self, utterance: Utterance, now: float) -> None:
+        """An utterance ended: its words are those of the Pause at its end (ready, or on their way), else queued."""
+        early, self._early = self._early, None
+        if early is not None and early[0] == utterance.end:
+            if early[1] is not None:
+                self._events.append(Heard(utterance, early[1], 0.0, 0.0))
+                return
+            queued = [i for i, (job, _) in enumerate(self._pending) if isinstance(job, Pause) and job.end == early[0]]
+            if not queued:  # being recognised now
+                self._awaiting[utterance.end] = (utterance, now)
+                return
+            self._pending[queued[0]] = (utterance, now)  # not started yet: the whole utterance takes its place
+            return
+        self._drop_pauses()
+        self._queue(utterance, now)
+
+    def _drop_pauses(self) -> None:
+        """Speech went on after the pauses waiting for recognition: their words are of no use."""
+        self._pending = deque(job for job in self._pending if not isinstance(job[0], Pause))
+
+    def _queue(self, utterance: Utterance | Pause, now: float) -> None:
         if len(self._pending) >= self._max_pending:
             old, _ = self._pending.popleft()
             self.dropped += 1
@@ -446,20 +498,27 @@ class Listener:
                 self._working = True
             self._recognise(utterance, ended)
 
-    def _recognise(self, utterance: Utterance, ended: float) -> None:
+    def _recognise(self, job: Utterance | Pause, ended: float) -> None:
         began = time.monotonic()
         try:
-            transcript = self.recognizer.transcribe(utterance.samples)
+            transcript = self.recognizer.transcribe(job.samples)
         except Exception as error:
             self._fail(error)
             return
         finally:
             with self._cond:
                 self._working = False
-        heard = Heard(utterance, transcript, began - ended, time.monotonic() - ended)
         with self._cond:
+            if isinstance(job, Pause):
+                waiting = self._awaiting.pop(job.end, None)
+                if waiting is None:  # the utterance has not ended (yet): keep the words for when it does
+                    if self._early is not None and self._early[0] == job.end:
+                        self._early = (job.end, transcript)
+                    return
+                job, ended = waiting
             if not self._closed:
-                self._events.append(heard)
+                now = time.monotonic()
+                self._events.append(Heard(job, transcript, max(0.0, began - ended), now - ended))
 
     def _fail(self, error: BaseException) -> None:
         log.error("listener: speech recognition failed: %s", error)

@@ -53,6 +53,8 @@ class AudioLevel:
     peak: float = 0.0
     samples: int = 0
     """Samples the frame covered."""
+    played: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    """The samples themselves (the listener's echo gate compares the microphone with them)."""
 
 
 @dataclass
@@ -253,7 +255,7 @@ def drain_audio(world: World) -> None:
 
 
 def _measure_level(level: AudioLevel, block: np.ndarray) -> None:
-    level.samples = len(block)
+    level.samples, level.played = len(block), block
     if len(block) == 0:
         level.rms, level.peak, level.dbfs = 0.0, 0.0, -120.0
         return

@@ -453,13 +453,20 @@ def run_bench(config: BenchOptions) -> dict[str, Any]:
 
         with console.status("timing NeRF kernels (first run compiles) ..."):
             kernels = measure_kernels(device=config.device)
+    conversation = None
+    if config.conversation:
+        from engine.eval.conversation import measure_conversation
+
+        with console.status("measuring the kiosk's latencies on running engines (about two minutes) ..."):
+            conversation = measure_conversation(config.timed_avatar(), config.conversation_size,
+                                                config.conversation_repeats)
     avatar = config.timed_avatar()
     report = {
         "device": config.device, "machine": host,
         "scene": str(config.frame_scene() or "the avatar reading the bundled clips (engine/eval/bench.py)"),
         "avatar": str(avatar) if avatar else None, "fps_target": config.fps, "repeat": config.repeat,
         "warmup_rule": vars(config.warmup_rule()), "results": results, "audio": audio, "nerf_render": render,
-        "nerf_kernels": kernels, "latency_ms": latency(audio, results, config.fps),
+        "nerf_kernels": kernels, "latency_ms": latency(audio, results, config.fps), "conversation": conversation,
         "unavailable": {"latency_measured": "the mic-to-frame latency is the algorithmic one (audio path terms + "
                                             "the frame's p95); no loopback measurement"},
     }
@@ -560,9 +567,28 @@ def print_report(console: Any, report: dict[str, Any]) -> None:
     kernels = report.get("nerf_kernels")
     if kernels:
         console.print(kernel_table(kernels))
+    if report.get("conversation"):
+        console.print(conversation_table(report["conversation"]))
     per_size = report["latency_ms"].get("per_size_ms") or {"": report["latency_ms"]["algorithmic_ms"]}
     console.print("mic-to-frame latency, algorithmic (audio path + frame p95 at the engine's default quality): "
                   + ", ".join(f"{size}^2 {ms:.0f} ms" if size else f"{ms:.0f} ms" for size, ms in per_size.items()))
+
+
+def conversation_table(measured: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    table = Table(title=f"kiosk latencies, measured on running engines at {measured['size']}^2 (wall clock)")
+    for column in ("from -> to", "median ms", "min..max ms", "n", "goal ms"):
+        table.add_column(column, justify="right")
+    for name, entry in measured.items():
+        if not isinstance(entry, dict) or "goal_ms" not in entry:
+            continue
+        spread = f"{entry['min_ms']:.0f}..{entry['max_ms']:.0f}" if entry.get("n") else "-"
+        median = f"{entry['median_ms']:.0f}" if entry.get("n") else "missed"
+        table.add_row(name.replace("_to_", " -> ").replace("_", " "), median, spread,
+                      f"{entry.get('n', 0)}" + (f" ({entry['missed']} missed)" if entry.get("missed") else ""),
+                      f"{entry['goal_ms']:.0f}")
+    return table
 
 
 def render_table(renders: list[dict[str, Any]]) -> Any:

@@ -99,6 +99,13 @@ class BenchOptions:
     """Also time the NeRF renderer alone, per size and quality (the avatar's, or the stand-in's)."""
     kernels: bool = True
     """Also time the NeRF kernels alone (hash encoders, march + composite) on --device."""
+    conversation: bool = True
+    """Also measure the interactive kiosk's latencies on running engines (about two minutes): a streamed chunk to
+    the mouth, text to speech, a recorded question's end to the answer, interrupt and barge-in to silence."""
+    conversation_size: int = 192
+    """Canvas size (square) of the engines whose latencies are measured."""
+    conversation_repeats: int = 5
+    """Times each latency is measured (the recorded questions: three, one of them a barge-in)."""
     hubert: bool = False
     """Also time HuBERT-shaped extractors (base and large shapes, random weights: speed does not depend on weights).
     Off by default: on a 2-core CPU they stream at 28x and 65x real time, which alone takes 6 minutes."""

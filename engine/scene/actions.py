@@ -13,6 +13,7 @@ import numpy as np
 from engine.audio.narrator import Narrator
 from engine.audio.playback import AudioPlayback, DelayLine
 from engine.audio.plugin import Voice
+from engine.audio.settings import AudioSettings
 from engine.audio.speak import SpeechSettings
 from engine.audio.speech_stream import SpeechStream
 from engine.components import FRAMING_PRESETS, Avatar, Framing
@@ -99,7 +100,7 @@ def narrator(world: World) -> Narrator:
     if found is None:
         settings = world.get_resource(SpeechSettings) or SpeechSettings()
         stepped = world.resource(MasterClock).source == "stepped"
-        found = Narrator(settings, world.resource(AudioPlayback).sample_rate, blocking=stepped)
+        found = Narrator(settings, world.resource(AudioSettings).sample_rate, blocking=stepped)
         world.insert_resource(found)
     return found
 

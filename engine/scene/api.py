@@ -22,9 +22,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine.app import Diagnostics
 from engine.audio.features import FeatureSpec, settings_for
+from engine.audio.listening import Listening, ListeningSettings, listening_plugin
+from engine.audio.narrator import Narrator
 from engine.audio.plugin import Voice
 from engine.audio.settings import AudioSettings
+from engine.audio.speak import SpeechSettings
 from engine.components import ActiveRenderer, Avatar, Background, Framing
 from engine.io.checkpoint import CheckpointError, read_metadata
 from engine.motion.components import MotionController
@@ -38,7 +42,7 @@ from engine.scene import actions
 from engine.scene.components import SceneOwned, ScreenRect
 from engine.scene.control_settings import ControlSettings, OperatorControl, changed_fields
 from engine.scene.loader import SceneArgs, SceneError
-from engine.scene.plugin import scene_plugin
+from engine.scene.plugin import conversation_plugin, scene_plugin
 from engine.scene.timeline import start_script
 
 if TYPE_CHECKING:
@@ -230,6 +234,44 @@ class Scene:
             QualitySettings(head_scale, precision),
         )
         return name
+
+    def speech(self, voice: str | None = None, *, preload: bool = True) -> SpeechSettings:
+        """The voice the engine speaks text with (`d.say("Hello!")`, `say text=`): 'joe' (Piper), a Piper .onnx file,
+        or 'espeak[:VOICE]'; None keeps the operator's (--speech-voice). `preload` loads it now rather than at the
+        first text (about a second), so a visitor's first answer is not kept waiting."""
+        world = self.app.world
+        settings = world.get_resource(SpeechSettings) or SpeechSettings()
+        if voice is not None and voice != settings.voice:
+            try:
+                settings = replace(settings, voice=voice)
+            except ValueError as error:
+                raise SceneError(f"speech({voice!r}): {error}") from None
+            world.insert_resource(settings)
+            old = world.get_resource(Narrator)
+            if old is not None:  # the next text loads the new voice
+                old.close()
+                world.remove_resource(Narrator)
+        if preload:
+            actions.narrator(world).preload()
+        return settings
+
+    def listen(self, *, barge_in: bool = True) -> bool:
+        """Hear visitors: the microphone (`syncanim run --listen`) or a recording standing in for it
+        (`--listen-file`). Scripts get what they say (`d.on_heard()`) and when they start (`d.on_speech_start()`);
+        with `barge_in` a visitor who starts to speak stops the avatars, whose own voice never counts (the listener
+        knows what is played). Returns False, with a notice, when the run was given neither."""
+        args = self.app.world.get_resource(SceneArgs)
+        if args is None or (args.listen_file is None and not args.listen):
+            self.app.world.resource(Diagnostics).warn(
+                "this scene listens, but was given nothing to hear: run it with --listen (the microphone) or "
+                "--listen-file QUESTION.wav")
+            return False
+        if self.app.started and not self.app.world.has_resource(Listening):
+            raise SceneError("listen(): the engine opens its microphone at start; restart it to listen")
+        self.app.world.insert_resource(ListeningSettings(args.listen_file, args.mic_device, barge_in))
+        self.app.add_plugin(listening_plugin)
+        self.app.add_plugin(conversation_plugin)
+        return True
 
     def caption(self, text: str, *, for_s: float | None = None, slot: str = "main", **look: Any) -> None:
         """Show a caption now (anchor='bottom'|'top', size=fraction of the height, color=(r, g, b) 0..255)."""

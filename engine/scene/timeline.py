@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.app import AppExit, Diagnostics
+from engine.audio.listen import Heard, SpeechStarted
 from engine.ecs import World
 from engine.scene import actions
 from engine.scene.components import SceneEvent
@@ -152,10 +153,11 @@ class ShowCaption(Step):
     text: str
     for_s: float | None = None
     slot: str = "main"
+    look: dict[str, Any] = field(default_factory=dict)
     kind = "caption"
 
     def begin(self, world: World, run: ScriptRun) -> None:
-        actions.show_caption(world, self.text, for_s=self.for_s, slot=self.slot)
+        actions.show_caption(world, self.text, for_s=self.for_s, slot=self.slot, **self.look)
 
     def detail(self) -> dict[str, Any]:
         return {"text": self.text, "for_s": self.for_s}
@@ -177,6 +179,8 @@ class OnMessage(Step):
 
     def finished(self, world: World, run: ScriptRun) -> bool:
         for message in run.inbox:
+            if not isinstance(message, ControlRequest):
+                continue
             if message.type == self.type and (self.name is None or message.fields.get("name") == self.name):
                 run.inbox.remove(message)  # taken: a later on_message in this frame waits for another one
                 self.result = message
@@ -185,6 +189,32 @@ class OnMessage(Step):
 
     def detail(self) -> dict[str, Any]:
         return {"type": self.type, "name": self.name}
+
+
+@dataclass
+class OnListened(Step):
+    """Waits for what the listener reports: what a visitor said (Heard) or that one started to speak
+    (SpeechStarted); None after `timeout` seconds."""
+
+    message_type: type
+    timeout: float | None = None
+    end_s: float | None = None
+    kind = "on_listened"
+
+    def begin(self, world: World, run: ScriptRun) -> None:
+        if self.timeout is not None:
+            self.end_s = world.resource(Time).elapsed + self.timeout
+
+    def finished(self, world: World, run: ScriptRun) -> bool:
+        for message in run.inbox:
+            if isinstance(message, self.message_type):
+                run.inbox.remove(message)
+                self.result = message
+                return True
+        return self.end_s is not None and world.resource(Time).elapsed >= self.end_s - 1e-6
+
+    def detail(self) -> dict[str, Any]:
+        return {"type": self.message_type.__name__}
 
 
 @dataclass
@@ -252,13 +282,24 @@ class Director:
         """Ease to 'default', 'med', 'max' or a zoom in [0, 1] over `over` seconds (resumes when there)."""
         return Frame(framing, float(over), avatar, wait)
 
-    def caption(self, text: str, *, for_s: float | None = None, slot: str = "main") -> ShowCaption:
-        return ShowCaption(text, for_s, slot)
+    def caption(self, text: str, *, for_s: float | None = None, slot: str = "main", **look: Any) -> ShowCaption:
+        """Show `text` in caption `slot` (for `for_s` seconds, or until replaced; '' hides it); `look` sets anchor
+        ('bottom' | 'top'), size, color, box_alpha."""
+        return ShowCaption(text, for_s, slot, look)
 
     def on_message(self, type: str, *, name: str | None = None, timeout: float | None = None) -> OnMessage:
         """Resumes with the next control message of `type` (a ControlRequest), or None after `timeout` seconds.
         Messages that arrive while the script waits on another step are not kept for it."""
         return OnMessage(type, name, timeout)
+
+    def on_heard(self, *, timeout: float | None = None) -> OnListened:
+        """Resumes with the next thing a visitor said (Heard: .text, .start_s, .end_s in engine time), or None after
+        `timeout` seconds. Needs `scene.listen()`."""
+        return OnListened(Heard, timeout)
+
+    def on_speech_start(self, *, timeout: float | None = None) -> OnListened:
+        """Resumes when a visitor starts to speak (SpeechStarted: .start_s), or None after `timeout` seconds."""
+        return OnListened(SpeechStarted, timeout)
 
     def until(self, condition: Callable[[], bool] | PlaybackHandle) -> Until:
         return Until(condition)
@@ -274,7 +315,7 @@ class Director:
 
 @dataclass
 class ScriptRun:
-    """One running script: its generator, the step it waits on, and this frame's new control messages."""
+    """One running script: its generator, the step it waits on, and this frame's new messages (control, listener)."""
 
     name: str
     generator: Generator[Any, Any, Any]
@@ -388,7 +429,9 @@ def close_script(run: ScriptRun) -> None:
 
 def run_scripts(world: World) -> None:
     """Advance every running script by one frame; a failing script is reported and dropped, the others go on."""
-    inbox = world.messages(ControlRequest).read(run_scripts)  # read every frame: a script waits for new ones only
+    # Read every frame: a script waits for new ones only.
+    inbox = [*world.messages(ControlRequest).read(run_scripts), *world.messages(SpeechStarted).read(run_scripts),
+             *world.messages(Heard).read(run_scripts)]
     scripts = world.get_resource(Scripts)
     if scripts is None or not scripts.running:
         return

@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 from scipy.signal import fftconvolve
 
-from engine.audio.listen import (FRAME, Heard, ListenError, Listener, ListenSettings, SpeechCancelled, SpeechStarted,
-                                 Utterance, UtteranceDetector)
+from engine.audio.listen import (
+    FRAME, Heard, Listener, ListenError, ListenSettings, Pause, SpeechCancelled, SpeechStarted, Utterance,
+    UtteranceDetector,
+)
 from engine.audio.recognize import SamplesError, Transcript
 from engine.audio.sources import StreamResampler
 from engine.data.synth.speech import VoiceSettings, synthesize
@@ -54,11 +56,12 @@ def scene(texts: list[str], noise_dbfs: float, gap_s: float = 1.2) -> tuple[np.n
 
 
 def feed(detector: UtteranceDetector, mic: np.ndarray, playback: np.ndarray | None = None,
-         block: int = 320) -> list:
+         block: int = 320, pauses: bool = False) -> list:
+    """The detector's events for `mic` fed in blocks (Pauses, the hints for early recognition, only if asked)."""
     events = []
     for i in range(0, len(mic), block):
         events += detector.push(mic[i:i + block], None if playback is None else playback[i:i + block])
-    return events + detector.flush()
+    return [e for e in events + detector.flush() if pauses or not isinstance(e, Pause)]
 
 
 def leak(playback: np.ndarray, gain: float, delay_s: float) -> np.ndarray:
@@ -73,7 +76,8 @@ def leak(playback: np.ndarray, gain: float, delay_s: float) -> np.ndarray:
 
 
 def kinds(events: list) -> list[str]:
-    return [type(event).__name__ for event in events]
+    """The events' kinds, leaving out Pauses (hints for early recognition, tested on their own)."""
+    return [type(event).__name__ for event in events if not isinstance(event, Pause)]
 
 
 @pytest.mark.parametrize("noise_dbfs", [-75.0, -45.0])
@@ -111,7 +115,7 @@ def test_any_block_split_gives_the_same_events() -> None:
     playback = np.zeros_like(mic)
     playback[: 3 * RATE] = 0.2 * speech(AVATAR)[: 3 * RATE]
     mic[: 3 * RATE] += leak(playback[: 3 * RATE], 0.5, 0.05)
-    whole = feed(UtteranceDetector(), mic, playback, block=len(mic))
+    whole = feed(UtteranceDetector(), mic, playback, block=len(mic), pauses=True)
     rng = np.random.default_rng(5)
     cuts = np.sort(rng.choice(len(mic), 400, replace=False))
     cuts = np.concatenate([cuts[:50], cuts[50:51], cuts[50:]])  # an empty block too
@@ -323,3 +327,32 @@ def test_listener_hears_words_with_whisper() -> None:
         heard = [e for e in wait_for(listener, 1, timeout=60.0) if isinstance(e, Heard)]
     assert len(heard) == 1 and {"nearest", "exit"} <= set(heard[0].text.lower().strip("?.").split())
     assert heard[0].transcript.seconds > 0 and heard[0].latency_s >= heard[0].transcript.seconds
+
+
+def test_a_pause_carries_the_utterance_so_far_and_the_end_it_will_have() -> None:
+    mic, [(first, last)] = scene([VISITOR], -60.0)
+    events = feed(UtteranceDetector(), mic, pauses=True)
+    pauses = [e for e in events if isinstance(e, Pause)]
+    utterance = events[-1]
+    assert isinstance(utterance, Utterance) and pauses and pauses[-1].end == utterance.end
+    np.testing.assert_array_equal(pauses[-1].samples, utterance.samples[:len(pauses[-1].samples)])
+    assert not feed(UtteranceDetector(ListenSettings(early_s=0.0)), mic, pauses=True).count(Pause)
+
+
+def test_words_recognised_at_the_pause_are_the_utterances_when_it_ends_there() -> None:
+    """Recognition starts at the pause, while the hangover runs: when the utterance ends there, its words are the
+    pause's, and nothing is recognised again."""
+    mic, _ = scene(["Where is the nearest exit?"], -60.0)
+    last_pause = [e for e in feed(UtteranceDetector(), mic, pauses=True) if isinstance(e, Pause)][-1]
+    split = last_pause.end + int(0.3 * RATE)  # past the pause, before the hangover ends the utterance
+    recognizer = FakeRecognizer()
+    with Listener(recognizer) as listener:
+        listener.push(mic[:split])
+        deadline = time.monotonic() + 10.0
+        while listener.busy and time.monotonic() < deadline:
+            time.sleep(0.01)
+        calls = recognizer.calls
+        listener.push(mic[split:])
+        heard = [e for e in wait_for(listener, 1) if isinstance(e, Heard)]
+    assert calls >= 1 and recognizer.calls == calls
+    assert len(heard) == 1 and heard[0].text == f"utterance {calls}" and heard[0].end_s == last_pause.end / RATE

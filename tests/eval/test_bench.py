@@ -14,8 +14,8 @@ from engine.eval.bench import (
 from engine.eval.bench_config import BUNDLED_AVATAR, BenchOptions, WarmupRule
 from engine.scene import SCENES_DIR
 
-QUICK = ["--no-hubert", "--no-kernels", "--no-render", "--audio-seconds", "1", "--warmup-window-s", "0.05",
-         "--warmup-min-frames", "2"]
+QUICK = ["--no-hubert", "--no-kernels", "--no-render", "--no-conversation", "--audio-seconds", "1",
+         "--warmup-window-s", "0.05", "--warmup-min-frames", "2"]
 
 
 def jitter(n: int, ms: float, seed: int = 0, spread: float = 0.01) -> list[float]:
