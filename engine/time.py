@@ -37,6 +37,9 @@ class FixedTime:
     steps_this_frame: int = 0
     dropped: float = 0.0
     """Seconds discarded by the max_steps_per_frame cap, for diagnostics."""
+    skipped_steps: int = 0
+    """Steps discarded by the cap: the steps run after a stall are the latest ones, so step k run in all is step
+    k + skipped_steps on the clock (systems that stamp their steps with a time stay on the clock)."""
 
     def __post_init__(self) -> None:
         if self.accumulator < 0:
@@ -49,6 +52,7 @@ class FixedTime:
         steps = int((self.accumulator + 1e-9) / self.step)
         if steps > self.max_steps_per_frame:
             self.dropped += (steps - self.max_steps_per_frame) * self.step
+            self.skipped_steps += steps - self.max_steps_per_frame
             steps = self.max_steps_per_frame
             self.accumulator = self.step * 0.5
         else:

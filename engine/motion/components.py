@@ -57,6 +57,7 @@ class MotionModels:
 
 @dataclass
 class MotionClock:
-    """Resource: fixed steps the motion system has run (step n is at n x FixedTime.step seconds)."""
+    """Resource: fixed steps the motion system has run (the n-th is at (n + FixedTime.skipped_steps) x step seconds:
+    steps a stall skipped are skipped on the clock too)."""
 
     steps: int = 0

@@ -2,7 +2,7 @@
 avatar's feature window, run all avatars that share a model in one batched forward and write their MotionState.
 
     STARTUP       load_motion (after open_audio, so the engine's FeatureSpec is known and checked)
-    FIXED_UPDATE  drive_motion: step n (at n / 25 s) reads the FeatureRing frame stamped at that time
+    FIXED_UPDATE  drive_motion: step n on the clock (at n / 25 s) reads the FeatureRing frame stamped at that time
 """
 from __future__ import annotations
 
@@ -62,7 +62,10 @@ def _window(world: World, entity: Entity, controller: MotionController, time_s: 
 def drive_motion(world: World) -> None:
     """Fixed step: one batched forward per motion model over every avatar using it; write each MotionState."""
     clock = world.resource(MotionClock)
-    time_s = clock.steps * world.resource(FixedTime).step
+    fixed = world.resource(FixedTime)
+    # Steps a stall made the engine skip are skipped here too: counting only the steps run put the lips 2.2 s behind
+    # the voice for good after a 2.5 s first frame (models loading) in every wall-clock run.
+    time_s = (clock.steps + fixed.skipped_steps) * fixed.step
     clock.steps += 1
     groups: dict[int, tuple[MotionRuntime, list]] = {}
     for entity, controller in world.query(MotionController):

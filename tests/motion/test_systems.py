@@ -1,6 +1,7 @@
 """drive_motion in an App: three avatars on a stepped clock, each reading its own voice, run in one batched forward
 per fixed step and match the same model stepped alone."""
 import numpy as np
+import pytest
 
 from engine.app import App
 from engine.audio.plugin import AudioVoices, Voice
@@ -66,6 +67,24 @@ def test_an_avatar_without_features_gets_silence_and_is_marked_stale(trained_ava
     state = app.world.get(entity, MotionState)
     assert state.stale and state.frame == -1 and np.isfinite(state.euler_deg).all()
     assert state.time_s == 2 / 25
+
+
+def test_after_a_stall_the_steps_stay_on_the_clock(trained_avatar):
+    """A wall-clock engine's first frame takes seconds (models load): the steps it skips are skipped, not owed, so
+    the motion reads the features of the present; counting only the steps run had the lips lag the voice for good."""
+    from engine.time import Time
+
+    position = [0.0]
+    app = App()
+    clock = MasterClock("stepped")
+    clock.slave_to(lambda: position[0], "test")
+    app.insert_resource(clock)
+    app.add_plugin(motion_plugin)
+    entity = app.world.spawn(MotionController(trained_avatar, "zero_shot", seed=0))
+    for seconds in (0.0, 2.5, 2.54, 2.58):  # a 2.5 s stall, then frames of 40 ms
+        position[0] = seconds
+        app.update()
+    assert app.world.get(entity, MotionState).time_s == pytest.approx(app.resource(Time).elapsed, abs=0.04)
 
 
 def test_with_the_audio_plugin_each_step_reads_the_window_heard_at_its_time(trained_avatar, synth_data):
