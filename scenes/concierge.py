@@ -54,8 +54,9 @@ def build(app) -> None:
     except SceneError as error:
         diagnostics.warn(f"concierge without an avatar: {error} (or pass --avatar AVATAR_DIR)")
     args = app.resource(SceneArgs)
-    concierge = Concierge(load_faq(args.faq or FAQ_FILE), model=LanguageModel.from_env())
-    scene.speech(preload=True)
+    faq = load_faq(args.faq or FAQ_FILE)
+    concierge = Concierge(faq, model=LanguageModel.from_env())
+    scene.speech(preload=True, prepare=[WELCOME, concierge.greeting, concierge.fallback, *(e.answer for e in faq)])
     scene.listen(barge_in=True)
     scene.script(lambda d: converse(d, concierge), name="converse")
 

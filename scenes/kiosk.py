@@ -37,6 +37,7 @@ def build(app) -> None:
         scene.avatar(avatar_folder(app, AVATAR_DIR), name="host", mode="one-shot", framing="default")
     except SceneError as error:
         app.resource(Diagnostics).warn(f"kiosk without an avatar: {error} (or pass --avatar AVATAR_DIR)")
+    scene.speech(preload=True)  # `say text=` is spoken by the engine's voice: load it now, not at the first text
     scene.script(show_cued_captions)
 
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from engine.audio.listen import Heard, Listener, ListenSettings, SpeechStarted, Utterance, UtteranceDetector
 from engine.audio.plugin import AudioLevel, drain_audio
 from engine.audio.recognize import SpeechRecognizer
@@ -111,7 +113,9 @@ def listen(world: World) -> None:
         return
     heard = listening.source.read(due)
     listening.fed += due
-    playback = world.resource(AudioLevel).played
+    # A recording standing in for the microphone never heard this engine's speaker: there is no echo to gate.
+    playback = None if world.resource(ListeningSettings).file is not None else _same_span(
+        world.resource(AudioLevel).played, due)
     for event in _events(listening, heard, playback):
         if isinstance(event, SpeechStarted):
             world.messages(SpeechStarted).send(event)
@@ -121,6 +125,11 @@ def listen(world: World) -> None:
             listening.heard.append(event)
             if event.text:
                 world.messages(Heard).send(event)
+
+
+def _same_span(played: Any, due: int) -> Any:
+    """The frame's playback cut or padded to the microphone block (the two clocks' blocks differ by a few samples)."""
+    return played[:due] if len(played) >= due else np.pad(played, (0, due - len(played)))
 
 
 def _events(listening: Listening, heard: Any, playback: Any) -> list[Any]:

@@ -340,6 +340,17 @@ class SpeechSettings:
             parse_voice(self.fallback)
 
 
+def pieces(text: str, settings: SpeechSettings) -> list[str]:
+    """The pieces a voice with `settings` speaks `text` in (no voice needed): TypeError for a non-str, ValueError
+    past `max_chars`."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, not {type(text).__name__}")
+    if len(text) > settings.max_chars:
+        raise ValueError(f"text of {len(text)} characters is over the limit of {settings.max_chars}; "
+                         "send it in several parts or raise max_chars")
+    return split_sentences(text, settings.sentence_chars, settings.first_chars)
+
+
 class SpeechSynthesizer:
     """One voice, loaded once, speaking text sentence by sentence at the engine rate.
 
@@ -369,12 +380,7 @@ class SpeechSynthesizer:
 
     def split(self, text: str) -> list[str]:
         """The pieces `sentences(text)` speaks, after its checks."""
-        if not isinstance(text, str):
-            raise TypeError(f"text must be a str, not {type(text).__name__}")
-        if len(text) > self.settings.max_chars:
-            raise ValueError(f"text of {len(text)} characters is over the limit of {self.settings.max_chars}; "
-                             "send it in several parts or raise max_chars")
-        return split_sentences(text, self.settings.sentence_chars, self.settings.first_chars)
+        return pieces(text, self.settings)
 
     def _each(self, parts: list[str]) -> Iterator[tuple[str, np.ndarray]]:
         for sentence in parts:

@@ -45,6 +45,7 @@ QUESTION_VOICE = "en-gb-scotland+m6"
 QUESTIONS = ("Excuse me, where are the toilets?", "Sorry, how much is a ticket?", "Is there a cafe here?")
 TEXTS = ("Hello! Welcome to the museum.", "The cafe is on the second floor.", "Good afternoon.",
          "Tickets are twelve euros.", "Please follow me.")
+FIRST_QUESTION_S = 14.0
 SILENT = 1e-4
 """Samples below this are silence (the mix is exactly zero between clips)."""
 
@@ -234,8 +235,9 @@ def spoken(text: str, voice: str = QUESTION_VOICE) -> np.ndarray:
 
 def question_track(folder: Path) -> tuple[Path, list[tuple[float, float]]]:
     """The visitor's recording: three questions, the second spoken over the first answer (a barge-in), the third
-    after a long quiet; (path, [(start_s, end_s) of each question])."""
-    starts = (2.0, None, None)
+    after a long quiet; (path, [(start_s, end_s) of each question]). The first comes once the concierge has had time
+    to prepare its answers, as it has before its first visitor."""
+    starts = (FIRST_QUESTION_S, None, None)
     parts, spans, cursor = [], [], 0.0
     for index, text in enumerate(QUESTIONS):
         speech = spoken(text)
@@ -254,7 +256,7 @@ def answer_latencies(session: Session, spans: list[tuple[float, float]]) -> dict
     """Question end -> first answer sample (engine time); the barge-in question's onset -> silence."""
     played, answers, barge = session.played, [], []
     for start, end in spans:
-        playing = bool(np.any(np.abs(played[int(start * RATE) - 800:int(start * RATE)]) > SILENT))
+        playing = bool(np.any(np.abs(played[int(start * RATE) - RATE // 2:int(start * RATE)]) > SILENT))
         if playing:
             barge.append(last_sound_before_silence(played, int(start * RATE), quiet_s=0.2) / RATE - start)
         first = first_sound_after(played, int(end * RATE))

@@ -17,7 +17,7 @@ without it is a SceneError that says what to run. The first avatar adds the NeRF
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -235,10 +235,11 @@ class Scene:
         )
         return name
 
-    def speech(self, voice: str | None = None, *, preload: bool = True) -> SpeechSettings:
+    def speech(self, voice: str | None = None, *, preload: bool = True, prepare: Iterable[str] = ()) -> SpeechSettings:
         """The voice the engine speaks text with (`d.say("Hello!")`, `say text=`): 'joe' (Piper), a Piper .onnx file,
         or 'espeak[:VOICE]'; None keeps the operator's (--speech-voice). `preload` loads it now rather than at the
-        first text (about a second), so a visitor's first answer is not kept waiting."""
+        first text (about a second), so a visitor's first answer is not kept waiting; the sentences of `prepare`
+        (a kiosk's answers) are synthesised in the background and start at once when said."""
         world = self.app.world
         settings = world.get_resource(SpeechSettings) or SpeechSettings()
         if voice is not None and voice != settings.voice:
@@ -253,6 +254,7 @@ class Scene:
                 world.remove_resource(Narrator)
         if preload:
             actions.narrator(world).preload()
+        actions.narrator(world).prepare(prepare)
         return settings
 
     def listen(self, *, barge_in: bool = True) -> bool:
