@@ -4,6 +4,7 @@ sampled every 5 s, and audio/video drift measured in the recording at the end.
 
     python scripts/soak_kiosk.py --minutes 30 --out-dir out/soak30
     python scripts/soak_kiosk.py --minutes 5 --avatar /tmp/soakav --size 128x128 --out-dir out/soak_avatar
+    python scripts/soak_kiosk.py --minutes 30 --stream --out-dir out/soak_stream   # speech streams, not clips
     python scripts/soak_kiosk.py --out-dir out/soak30 --analyse-only     # measure a finished soak again
 
 Writes OUT_DIR/soak.json (every sample, message and marker), OUT_DIR/soak.png (memory over time with the warm-up
@@ -88,6 +89,10 @@ class SoakOptions:
     """Memory growth is measured from here on (default: a fifth of the run, at least 60 s and at most 300 s)."""
     engine_args: tuple[str, ...] = ()
     """More options for `syncanim run` (e.g. --fps 20)."""
+    stream: bool = False
+    """Stream the speech (and the markers) with speech streams instead of whole `say` clips: chunks of 10-100 ms
+    sent a little faster than real time, as a TTS pipeline sends them, now and then stalling mid-sentence (an
+    under-run)."""
     fuzz: bool = False
     """Fuzz the control socket beside the soak: `scripts/fuzz_control.py --gentle` campaigns of fuzz_messages
     back to back (slow and idle clients without the token included), their output in OUT_DIR/fuzz.log."""
@@ -281,13 +286,20 @@ def feed(options: SoakOptions, token: str, run: SoakRun, start: float, process: 
                 if now >= next_marker:
                     engine_s = float(client.status()["time_s"])
                     record = Sent(now - start, "marker", engine_s, True, MARKER_TEXT)
-                    client.say(marker, interrupt=True, text=MARKER_TEXT)
+                    if options.stream:
+                        stream_speech(client, marker_tone(), MARKER_TEXT, True, rng, stalls=False)
+                    else:
+                        client.say(marker, interrupt=True, text=MARKER_TEXT)
                     next_marker = now + options.marker_every_s
                 else:
                     text = " ".join(rng.sample(SENTENCES, rng.choice((1, 1, 2))))
                     interrupt = rng.random() < options.interrupt_p
-                    record = Sent(now - start, "say", None, interrupt, text)
-                    client.say(espeak(text, rng.choice(VOICES)), interrupt=interrupt, text=text)
+                    record = Sent(now - start, "stream" if options.stream else "say", None, interrupt, text)
+                    speech = espeak(text, rng.choice(VOICES))
+                    if options.stream:
+                        stream_speech(client, decode_wav(speech), text, interrupt, rng)
+                    else:
+                        client.say(speech, interrupt=interrupt, text=text)
                     if rng.random() < options.status_p:
                         client.status()
                         run.sent.append(Sent(time.monotonic() - start, "status"))
@@ -298,6 +310,37 @@ def feed(options: SoakOptions, token: str, run: SoakRun, start: float, process: 
         if record is not None:
             run.sent.append(record)
         stop.wait(rng.uniform(*options.interval_s))
+
+
+def decode_wav(data: bytes) -> np.ndarray:
+    """espeak-ng's wav bytes -> mono float32 at 16 kHz."""
+    import tempfile
+
+    from engine.audio.sources import decode_file
+
+    with tempfile.NamedTemporaryFile(suffix=".wav") as file:
+        file.write(data)
+        file.flush()
+        return decode_file(file.name, 16000)
+
+
+def stream_speech(client: Any, samples: np.ndarray, text: str, interrupt: bool, rng: random.Random,
+                  stalls: bool = True) -> None:
+    """Send `samples` as a speech stream: chunks of 10-100 ms at 1.25x real time, one stall of 0.3 s in a fifth of
+    the streams (the voice under-runs and resumes)."""
+    stall_at = rng.uniform(0.3, 0.7) * len(samples) if stalls and rng.random() < 0.2 else None
+    with client.say_stream(interrupt=interrupt, text=text) as speech:
+        begin, sent = time.monotonic(), 0
+        while sent < len(samples):
+            size = int(rng.uniform(0.01, 0.1) * 16000)
+            speech.write(samples[sent:sent + size])
+            sent += size
+            if stall_at is not None and sent >= stall_at:
+                time.sleep(0.3)
+                stall_at, begin = None, begin + 0.3
+            pause = begin + sent / 16000 / 1.25 - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
 
 
 # -- measuring the recording --------------------------------------------------------------------------------------
@@ -571,9 +614,10 @@ def run_soak(options: SoakOptions) -> dict[str, Any]:
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},
         "command": " ".join(run.command), "engine_rc": run.engine_rc,
         "wall_s": round(wall_s, 1), "engine_tail": run.engine_tail,
-        "messages": {kind: sum(1 for s in run.sent if s.kind == kind) for kind in ("say", "marker", "status")},
+        "messages": {kind: sum(1 for s in run.sent if s.kind == kind)
+                     for kind in ("say", "stream", "marker", "status")},
         "failed_messages": [asdict(s) for s in run.sent if not s.ok][:20],
-        "interrupts": sum(1 for s in run.sent if s.kind == "say" and s.interrupt),
+        "interrupts": sum(1 for s in run.sent if s.kind in ("say", "stream") and s.interrupt),
         "startup_s": round(run.socket_s, 2),
         "fuzz": {"campaigns": len(fuzzed), "messages": len(fuzzed) * options.fuzz_messages,
                  "failed_campaigns": sum(1 for rc in fuzzed if rc != 0), "log": "fuzz.log"} if options.fuzz else None,

@@ -339,7 +339,7 @@ class PushSource(AudioSource):
             queue = self._queue
             while filled < n and queue.items:
                 handle = queue.items[0]
-                if handle.start is None:
+                if handle.start is None and handle.stream is None:
                     handle.start = self.position + filled
                 if handle.stream is not None:
                     filled = self._read_stream(handle, out, filled)
@@ -360,10 +360,13 @@ class PushSource(AudioSource):
     def _read_stream(self, handle: ClipHandle, out: np.ndarray, filled: int) -> int:
         """Copy what the stream has into out[filled:]; pops it when it is over. Returns the new fill."""
         part = handle.stream.read(len(out) - filled)
+        if handle.start is None and len(part):  # a stream starts with its first sample, not with its first read
+            handle.start = self.position + filled
         out[filled:filled + len(part)] = part
         filled += len(part)
         if handle.stream.finished:
             handle.end = self.position + filled
+            handle.start = handle.end if handle.start is None else handle.start
             handle.cancelled = handle.stream.cancelled
             self._queue.items.pop(0)
         return filled
