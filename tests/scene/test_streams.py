@@ -2,6 +2,11 @@
 nothing, any common rate, cut by stop or an interrupting stream, and every stream ends however its client behaves."""
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import time
+
 import numpy as np
 import pytest
 from scene_helpers import TOKEN, constant, wait_until
@@ -10,6 +15,7 @@ from engine.audio.playback import AudioPlayback
 from engine.audio.speak import SpeechSettings
 from engine.audio.speech_stream import SpeechStream, StreamClosed
 from engine.audio.tap import AudioTap
+from engine.scene import SCENES_DIR
 from engine.scene.client import ControlClient, ControlError, pcm16_bytes
 from engine.scene.components import Captions
 from engine.scene.protocol import ProtocolError
@@ -182,3 +188,26 @@ def test_say_with_empty_text_and_no_audio_is_refused(engine):
     _, _, client = engine
     with pytest.raises(ControlError, match="exactly one of 'wav'"):
         client.say(text="   ")
+
+
+@pytest.mark.slow
+def test_a_tts_pipeline_in_another_process_is_heard_before_it_has_sent_the_sentence(engine):
+    """scripts/say_stream.py streams a sentence at the pace of speech; the engine plays its first chunk while the
+    rest of the sentence is still to come."""
+    app, server, _ = engine
+    app.resource(AudioTap).enabled = True
+    sentence = "This sentence is streamed to the kiosk in small pieces while it is being spoken."
+    pipeline = subprocess.Popen(
+        [sys.executable, str(SCENES_DIR.parent / "scripts" / "say_stream.py"), sentence, "--voice", "espeak",
+         "--control", f"127.0.0.1:{server.address[1]}", "--token", TOKEN], stdout=subprocess.PIPE, text=True)
+    heard_at, deadline = None, time.time() + 60.0
+    while pipeline.poll() is None or heard_at is None:
+        app.update()  # about real time: the stepped clock plays 40 ms a frame
+        if heard_at is None and np.any(np.abs(played(app)) > 1e-3):
+            heard_at = time.time()
+        time.sleep(0.04)
+        assert time.time() < deadline, "the pipeline did not finish"
+    sent = [json.loads(line) for line in pipeline.stdout.read().splitlines()]
+    assert pipeline.returncode == 0 and len(sent) > 20
+    assert sent[0]["sent"] < heard_at < sent[-1]["sent"] - 1.0  # heard with more than a second still to send
+
