@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import sys
+import threading
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from scene_helpers import TOKEN, make_app, train_tiny_avatar  # noqa: E402
+from scene_helpers import TOKEN, ChatHandler, completion, make_app, train_tiny_avatar  # noqa: E402
 
 from engine.scene.api import Scene  # noqa: E402
 from engine.scene.client import ControlClient  # noqa: E402
@@ -55,3 +57,19 @@ def engine_with():
 @pytest.fixture
 def engine(engine_with):
     return engine_with()
+
+
+@pytest.fixture
+def chat_server():
+    """A local OpenAI-compatible chat endpoint (`base_url`) that records its requests and answers `response`."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), ChatHandler)
+    server.block_on_close = False
+    server.requests, server.response, server.stall = [], (200, completion("The cafe is upstairs.")), False
+    server.release = threading.Event()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    server.base_url = f"http://127.0.0.1:{server.server_port}/v1"
+    yield server
+    server.release.set()
+    server.shutdown()
+    server.server_close()

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 import time
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import numpy as np
@@ -75,3 +77,32 @@ def load_fuzzer():
     sys.modules[spec.name] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)
     return module
+
+
+def completion(text: str) -> bytes:
+    """An OpenAI-style chat completion's body whose answer is `text`."""
+    return json.dumps({"id": "x", "object": "chat.completion",
+                       "choices": [{"index": 0, "message": {"role": "assistant", "content": text}}]}).encode()
+
+
+class ChatHandler(BaseHTTPRequestHandler):
+    """Records each request and answers with the server's `response` (status, body), after `release` when stalling."""
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length", 0))
+        self.server.requests.append({"path": self.path, "headers": dict(self.headers),
+                                     "body": json.loads(self.rfile.read(length))})
+        if self.server.stall:
+            self.server.release.wait(5)
+        status, body = self.server.response
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError:  # the client gave up (the timeout test)
+            pass
+
+    def log_message(self, *args):
+        pass

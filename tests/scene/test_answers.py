@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import socket
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from scene_helpers import completion
 
 from engine.scene import answers
 from engine.scene.answers import (
@@ -298,49 +298,6 @@ def test_an_index_needs_entries():
 
 
 # --- the language model ------------------------------------------------------------------------------------------
-
-def completion(text: str) -> bytes:
-    return json.dumps({"id": "x", "object": "chat.completion",
-                       "choices": [{"index": 0, "message": {"role": "assistant", "content": text}}]}).encode()
-
-
-class _ChatHandler(BaseHTTPRequestHandler):
-    """Records each request and answers with the server's `response` (status, body), after `release` when stalling."""
-
-    def do_POST(self):
-        length = int(self.headers.get("Content-Length", 0))
-        self.server.requests.append({"path": self.path, "headers": dict(self.headers),
-                                     "body": json.loads(self.rfile.read(length))})
-        if self.server.stall:
-            self.server.release.wait(5)
-        status, body = self.server.response
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-        except OSError:  # the client gave up (the timeout test)
-            pass
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def chat_server():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _ChatHandler)
-    server.block_on_close = False
-    server.requests, server.response, server.stall = [], (200, completion("The cafe is upstairs.")), False
-    server.release = threading.Event()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    server.base_url = f"http://127.0.0.1:{server.server_port}/v1"
-    yield server
-    server.release.set()
-    server.shutdown()
-    server.server_close()
-
 
 def test_the_model_is_asked_with_the_faq_as_context(chat_server, faq, monkeypatch):
     monkeypatch.delenv("SYNCANIM_LLM_KEY", raising=False)
