@@ -107,7 +107,9 @@ def close_listening(world: World) -> None:
 
 def listen(world: World) -> None:
     """Feed the samples due by the end of this frame, with the frame's playback, and send what was heard."""
-    listening = world.resource(Listening)
+    listening = world.get_resource(Listening)
+    if listening is None:  # it failed to open (reported then): the engine runs on without ears
+        return
     due = round(world.resource(Time).elapsed * listening.sample_rate) - listening.fed
     if due <= 0:
         return
