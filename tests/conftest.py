@@ -1,14 +1,36 @@
-"""Fixtures several test packages share: the LPIPS/FID weights (the eval's metrics and the lips stage's loss), and
-a tiny procedural dataset with a universal motion model trained on it (the eval's and the batch's)."""
+"""Fixtures several test packages share: the one tiny avatar the suite trains (for every test that needs some
+trained avatar) with its procedural dataset, a universal motion model trained on that dataset (the batch's), and the
+LPIPS/FID weights (the eval's metrics and the lips stage's loss)."""
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from engine.training import BUNDLED_UNIVERSAL
+
 FETCH_SCRIPT = Path(__file__).parents[1] / "scripts" / "fetch_eval_weights.py"
-# --import-mode=importlib puts no test folder on sys.path; the procedural dataset lives with the renderer's tests.
+# --import-mode=importlib puts no test folder on sys.path; the procedural dataset and the tiny avatar maker live with
+# the renderer's tests.
 sys.path.insert(0, str(Path(__file__).parent / "nerf"))
+from scenes import train_tiny_avatar, write_scene_dataset  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """The recording the shared tiny avatar learns: 48 frames (6 validation frames, as the eval's FID cap needs more
+    than 4) of the 32x32 procedural presenter (tests/nerf/scenes.py) with noise speech and the expression
+    blendshapes."""
+    return write_scene_dataset(tmp_path_factory.mktemp("tiny") / "data", frames=48, size=32)
+
+
+@pytest.fixture(scope="session")
+def tiny_avatar(tiny_data, tmp_path_factory) -> Path:
+    """AVATAR_DIR of the suite's one shared tiny avatar, trained once a session (about 10 s on 2 cores) on tiny_data
+    as `syncanim train --preset test` trains it (on the CPU): syncers started from the bundled universal model (the
+    upper face and the mouth), the default head (expression only), the default AudioSettings (mel). Tests that need
+    some trained avatar take this one; those that need another say why beside their own."""
+    return train_tiny_avatar(tiny_data, tmp_path_factory.mktemp("tiny") / "avatar", universal=BUNDLED_UNIVERSAL)
 
 
 @pytest.fixture(scope="session")
@@ -25,27 +47,19 @@ def eval_weights() -> Path:
 
 
 @pytest.fixture(scope="session")
-def eval_data(tmp_path_factory) -> Path:
-    """48 frames (6 validation frames) of 32x32 presenter with noise speech and the seven upper-face blendshapes."""
-    from scenes import write_scene_dataset
-
-    return write_scene_dataset(tmp_path_factory.mktemp("eval") / "data", frames=48, size=32)
-
-
-@pytest.fixture(scope="session")
-def eval_universal(eval_data, tmp_path_factory) -> Path:
-    """A universal motion model of the 'test' preset, trained on eval_data alone (seconds)."""
+def eval_universal(tiny_data, tmp_path_factory) -> Path:
+    """A universal motion model of the 'test' preset, trained on tiny_data alone (seconds)."""
     from engine.motion.config import universal_preset
     from engine.motion.universal import train_universal
 
     out = tmp_path_factory.mktemp("eval") / "universal"
-    train_universal(universal_preset("test", (eval_data,), out, progress=False))
+    train_universal(universal_preset("test", (tiny_data,), out, progress=False))
     return out
 
 
 TRAINED_OR_FETCHED = {
     "trained_avatar", "expression_avatar", "expression_setup", "whisper_avatar", "whisper", "tiny_avatar",
-    "tiny_hubert", "eval_avatar", "eval_universal", "eval_weights", "universal", "corpus", "runtime", "pooled",
+    "tiny_hubert", "eval_universal", "eval_weights", "universal", "corpus", "runtime", "pooled",
     "synth_data", "speaker_clip", "real_data", "real_clip", "mediapipe_results", "dataset", "clip", "truth",
     "fid_features", "long_plan", "ray_local", "demo_schedule",
 }

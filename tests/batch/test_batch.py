@@ -62,10 +62,10 @@ def test_a_batch_started_again_does_only_what_is_missing(ray_local, jobs, tmp_pa
     assert (out / "good.mp4").stat().st_mtime_ns == made
 
 
-def test_recordings_become_avatars_with_their_reports_and_are_not_made_twice(ray_local, eval_data, eval_universal,
+def test_recordings_become_avatars_with_their_reports_and_are_not_made_twice(ray_local, tiny_data, eval_universal,
                                                                              tmp_path):
     data = tmp_path / "alice"
-    shutil.copytree(eval_data, data)
+    shutil.copytree(tiny_data, data)
     out = tmp_path / "avatars"
     options = BatchTrainOptions((data,), out, preset="test", universal=eval_universal,
                                 cluster=ClusterOptions(cpus_per_job=2, retries=0))

@@ -68,22 +68,22 @@ def test_markdown_has_a_table_per_section():
     assert "- Dataset check: 20 s of video" in text
 
 
-def test_missing_files_are_named_with_the_fix(tmp_path, capsys, eval_data):
+def test_missing_files_are_named_with_the_fix(tmp_path, capsys, tiny_data):
     avatar = tmp_path / "avatar"
-    assert main(["eval", str(avatar), "--data", str(eval_data), "-o", str(tmp_path / "r")]) == 2
+    assert main(["eval", str(avatar), "--data", str(tiny_data), "-o", str(tmp_path / "r")]) == 2
     assert "syncanim train" in capsys.readouterr().err
     avatar.mkdir()
     (avatar / "nerf.safetensors").write_bytes(b"")
-    assert main(["eval", str(avatar), "--data", str(eval_data), "-o", str(tmp_path / "r")]) == 2
+    assert main(["eval", str(avatar), "--data", str(tiny_data), "-o", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert "motion.safetensors is missing" in err and "--stage motion" in err
     (avatar / "motion.safetensors").write_bytes(b"")
     assert main(["eval", str(avatar), "--data", str(tmp_path / "nodata"), "-o", str(tmp_path / "r")]) == 2
     assert "no meta.json" in capsys.readouterr().err
-    assert main(["eval", str(avatar), "--data", str(eval_data), "-o", str(tmp_path / "r"),
+    assert main(["eval", str(avatar), "--data", str(tiny_data), "-o", str(tmp_path / "r"),
                  "--audio", str(tmp_path / "none.wav")]) == 2
     assert "--audio" in capsys.readouterr().err
-    assert main(["eval", str(avatar), "--data", str(eval_data), "-o", str(tmp_path / "r"),
+    assert main(["eval", str(avatar), "--data", str(tiny_data), "-o", str(tmp_path / "r"),
                  "--cross-audio", str(tmp_path / "other.wav")]) == 2
     err = capsys.readouterr().err
     assert "--cross-audio" in err and "other.wav" in err
@@ -210,12 +210,12 @@ def test_pose_measured_on_frames_follows_the_face():
 
 
 @pytest.mark.slow
-def test_report_end_to_end_on_a_tiny_avatar(eval_avatar, eval_data, tmp_path):
+def test_report_end_to_end_on_a_tiny_avatar(tiny_avatar, tiny_data, tmp_path):
     """The report's plumbing; LPIPS and FID are skipped here (test_lpips_and_fid_end_to_end measures them)."""
     from engine.io.video import probe, write_wav
 
     out = tmp_path / "report"
-    assert main(["eval", str(eval_avatar), "--data", str(eval_data), "-o", str(out), "--size", "32",
+    assert main(["eval", str(tiny_avatar), "--data", str(tiny_data), "-o", str(out), "--size", "32",
                  "--no-progress", "--no-perceptual"]) == 0
     report = json.loads((out / "report.json").read_text())
     for section, keys in REQUIRED.items():
@@ -251,7 +251,7 @@ def test_report_end_to_end_on_a_tiny_avatar(eval_avatar, eval_data, tmp_path):
     speech = np.where(t < 1.0, 0.3 * np.sin(2 * np.pi * 250 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t)), 0.0)
     write_wav(tmp_path / "speech.wav", speech, rate)
     other = tmp_path / "report2"
-    assert main(["eval", str(eval_avatar), "--data", str(eval_data), "-o", str(other), "--size", "32",
+    assert main(["eval", str(tiny_avatar), "--data", str(tiny_data), "-o", str(other), "--size", "32",
                  "--audio", str(tmp_path / "speech.wav"), "--mode", "zero-shot", "--no-progress",
                  "--no-perceptual"]) == 0
     driven = json.loads((other / "report.json").read_text())["audio_driven"]
@@ -264,13 +264,13 @@ def test_report_end_to_end_on_a_tiny_avatar(eval_avatar, eval_data, tmp_path):
 
 
 @pytest.mark.slow
-def test_lpips_and_fid_end_to_end(eval_avatar, eval_data, eval_weights, tmp_path, monkeypatch):
-    """The real networks on the tiny avatar's 6 validation frames and the run of their audio, FID capped at 4."""
+def test_lpips_and_fid_end_to_end(tiny_avatar, tiny_data, eval_weights, tmp_path, monkeypatch):
+    """The real networks on tiny_data's 6 validation frames and the run of their audio, FID capped at 4."""
     from engine.eval import quality
 
     monkeypatch.setattr(quality, "FID_MAX_FRAMES", 4)  # the cap at work on a run of 6 frames
     out = tmp_path / "report"
-    assert main(["eval", str(eval_avatar), "--data", str(eval_data), "-o", str(out), "--size", "32",
+    assert main(["eval", str(tiny_avatar), "--data", str(tiny_data), "-o", str(out), "--size", "32",
                  "--no-progress", "--no-video"]) == 0
     report = json.loads((out / "report.json").read_text())
     assert not {"LPIPS", "FID"} & set(report["unavailable"])
@@ -344,17 +344,17 @@ def test_audio_driven_numbers_from_constructed_motion_and_faces():
 
 
 @pytest.mark.slow
-def test_a_silent_recording_is_reconstructed_and_driven_only_by_given_speech(eval_avatar, eval_data, tmp_path):
+def test_a_silent_recording_is_reconstructed_and_driven_only_by_given_speech(tiny_avatar, tiny_data, tmp_path):
     from engine.data.dataset import Dataset
     from engine.io.video import probe, write_wav
 
     data, avatar = tmp_path / "silent", tmp_path / "renderer_only"
-    shutil.copytree(eval_data, data)
+    shutil.copytree(tiny_data, data)
     meta = json.loads((data / "meta.json").read_text())
     (data / "meta.json").write_text(json.dumps({**meta, "silent": True}))
     write_wav(data / "audio.wav", np.zeros(48 * 640, np.float32), 16000)
     avatar.mkdir()
-    shutil.copy(eval_avatar / "nerf.safetensors", avatar)  # no motion model: nothing is driven by audio
+    shutil.copy(tiny_avatar / "nerf.safetensors", avatar)  # no motion model: nothing is driven by audio
     assert Dataset(data).meta.silent
     out = tmp_path / "report"
     assert main(["eval", str(avatar), "--data", str(data), "-o", str(out), "--size", "32", "--no-progress",
@@ -372,7 +372,7 @@ def test_a_silent_recording_is_reconstructed_and_driven_only_by_given_speech(eva
 
 
 @pytest.mark.slow
-def test_eval_without_data_drives_the_avatar_with_each_clip(eval_avatar, tmp_path):
+def test_eval_without_data_drives_the_avatar_with_each_clip(tiny_avatar, tmp_path):
     from engine.io.video import write_wav
 
     rate = 16000
@@ -382,7 +382,7 @@ def test_eval_without_data_drives_the_avatar_with_each_clip(eval_avatar, tmp_pat
     for name, samples in clips.items():
         write_wav(tmp_path / name, samples, rate)
     out = tmp_path / "report"
-    assert main(["eval", str(eval_avatar), "-o", str(out), "--audio", str(tmp_path / "main.wav"), "--size", "32",
+    assert main(["eval", str(tiny_avatar), "-o", str(out), "--audio", str(tmp_path / "main.wav"), "--size", "32",
                  "--cross-audio", str(tmp_path / "all_speech.wav"), str(tmp_path / "short.wav"), "--no-progress"]) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["data"] is None and "--data" in report["reconstruction"]["unavailable"]

@@ -45,9 +45,9 @@ def test_lip_sync_is_the_rendered_mouth_against_the_speakers():
     assert late["lip_sync_corr"] < 0.5
 
 
-def test_eval_with_a_speakers_video_reports_both_mouths(eval_avatar, speaker_clip, tmp_path):
+def test_eval_with_a_speakers_video_reports_both_mouths(tiny_avatar, speaker_clip, tmp_path):
     out = tmp_path / "report"
-    assert main(["eval", str(eval_avatar), "-o", str(out), "--audio", str(speaker_clip / "video.mp4"),
+    assert main(["eval", str(tiny_avatar), "-o", str(out), "--audio", str(speaker_clip / "video.mp4"),
                  "--size", "32", "--no-progress", "--no-perceptual"]) == 0
     driven = json.loads((out / "report.json").read_text())["audio_driven"]
     assert driven["lip_sync_reference"] == "MediaPipe mouth opening of the speaker in the --audio video"

@@ -50,7 +50,9 @@ def synth_data(tmp_path_factory) -> tuple[Path, dict]:
 
 @pytest.fixture(scope="session")
 def trained_avatar(synth_data, tmp_path_factory) -> Path:
-    """A 'test' preset model (tiny nets, a few dozen steps): trained enough to depend on audio, fast to make."""
+    """A 'test' preset model (tiny nets, a few dozen steps): trained enough to depend on audio, fast to make. Its own,
+    not the shared tiny avatar: its speech with pauses and blinks calibrate what test_runtime checks, and test_train
+    checks this training."""
     from engine.motion.config import motion_preset
     from engine.motion.train import train_motion
 

@@ -25,23 +25,21 @@ def scene_data(tmp_path_factory):
     return write_scene_dataset(tmp_path_factory.mktemp("nerf") / "data", frames=16, size=32)
 
 
-def _train(scene_data, tmp_path_factory, **options):
+@pytest.fixture(scope="session")
+def trained_avatar(scene_data, taichi_cpu, tmp_path_factory):
+    """AVATAR_DIR of the 'test' preset trained on scene_data (seconds of training), its head hearing the speech as
+    well as reading the expression: its own, as the shared tiny avatar's head hears none and test_train checks this
+    training's log and resume."""
     from engine.nerf.train import train_nerf
     from engine.nerf.train_config import nerf_preset
 
     avatar = tmp_path_factory.mktemp("nerf") / "avatar"
-    train_nerf(nerf_preset("test", scene_data, avatar, device="cpu", progress=False, **options))
+    train_nerf(nerf_preset("test", scene_data, avatar, device="cpu", progress=False, head_audio=True))
     return avatar
 
 
 @pytest.fixture(scope="session")
-def trained_avatar(scene_data, taichi_cpu, tmp_path_factory):
-    """AVATAR_DIR of the 'test' preset trained on scene_data (seconds of training), its head hearing the speech as
-    well as reading the expression."""
-    return _train(scene_data, tmp_path_factory, head_audio=True)
-
-
-@pytest.fixture(scope="session")
-def expression_avatar(scene_data, taichi_cpu, tmp_path_factory):
-    """The same with the default head: expression only, no audio input."""
-    return _train(scene_data, tmp_path_factory)
+def expression_avatar(tiny_avatar, taichi_cpu):
+    """An avatar with the default head (expression only, no audio input): the suite's shared tiny avatar, trained on
+    tiny_data (not scene_data)."""
+    return tiny_avatar

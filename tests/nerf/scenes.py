@@ -1,5 +1,6 @@
 """A tiny procedural presenter dataset for the renderer's tests: a textured head disc and a torso that follow the
-head pose through the dataset camera, over a fixed background, with masks, blendshapes and noise speech."""
+head pose through the dataset camera, over a fixed background, with masks, blendshapes and noise speech; and the tiny
+avatar trained on it (the suite's shared one is tests/conftest.py's tiny_avatar)."""
 import json
 import math
 from pathlib import Path
@@ -8,7 +9,7 @@ import numpy as np
 
 from engine.data.dataset import Camera, FrameWriter, Masks, Meta, Tracks
 from engine.io.video import write_wav
-from engine.motion.config import EXPRESSION, UPPER_FACE
+from engine.motion.config import EXPRESSION, UPPER_FACE, motion_preset
 
 HEAD_CM = 9.0
 
@@ -74,3 +75,20 @@ def write_scene_dataset(root: Path, frames: int = 16, size: int = 32, seed: int 
                 source="tests/nerf/scenes.py")
     (root / "meta.json").write_text(json.dumps(meta.to_json()))
     return root
+
+
+def train_tiny_avatar(data: Path, avatar: Path, audio=None, universal: Path | None = None) -> Path:
+    """AVATAR_DIR of a tiny avatar trained in seconds on `data`: both stages of the 'test' preset on the CPU, real
+    motion model, real renderer (default head: expression only), only small. `universal`: start the syncers from
+    that universal model, predicting the upper face and the mouth, as `syncanim train` does; without one they learn
+    the upper face from scratch. `audio`: the AudioSettings whose speech features both parts read (default: mel)."""
+    # Imported here: the renderer's fast tests import this module for the dataset alone (these take seconds).
+    from engine.motion.train import train_motion
+    from engine.nerf.train import train_nerf
+    from engine.nerf.train_config import nerf_preset
+
+    features = {} if audio is None else {"audio": audio}
+    start = {} if universal is None else {"init_from": universal, "blendshapes": EXPRESSION}
+    train_motion(motion_preset("test", data, avatar, progress=False, **features, **start))
+    train_nerf(nerf_preset("test", data, avatar, device="cpu", progress=False, **features))
+    return avatar

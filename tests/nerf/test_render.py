@@ -33,8 +33,8 @@ def test_render_returns_rgba_on_the_device(setup):
 
 
 @pytest.fixture(scope="module")
-def expression_setup(expression_avatar, scene_data):
-    data = Dataset(scene_data)
+def expression_setup(expression_avatar, tiny_data):
+    data = Dataset(tiny_data)  # the recording it learnt
     windows = dataset_feature_windows(data, AudioSettings(), data.meta.frames)[0][0]
     return AvatarRenderer.load(expression_avatar, specialize=False), data, windows
 

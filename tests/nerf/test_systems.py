@@ -94,10 +94,10 @@ def test_avatar_trained_on_other_features_is_refused(trained_avatar, scene_data)
         app.update()
 
 
-def test_a_head_without_audio_input_plays_with_any_features(expression_avatar, scene_data):
+def test_a_head_without_audio_input_plays_with_any_features(expression_avatar, tiny_data):
     from engine.audio.features import FeatureSpec
 
-    app, entity = make_app(expression_avatar, scene_data)
+    app, entity = make_app(expression_avatar, tiny_data)
     app.insert_resource(FeatureSpec(extractor="hubert", params={}, dim=1024, window_frames=16, lookahead_frames=4))
     app.update()
     assert app.world.get(entity, AvatarImage) is not None

@@ -154,14 +154,13 @@ def test_a_torso_that_turns_after_the_head_is_predicted_from_the_heads_recent_po
 
 
 @pytest.mark.usefixtures("taichi_cpu")
-def test_a_trained_avatar_keeps_its_frames_shifts_and_older_avatars_load_without(trained_avatar, scene_data,
-                                                                                tmp_path):
+def test_a_trained_avatar_keeps_its_frames_shifts_and_older_avatars_load_without(tiny_avatar, tiny_data, tmp_path):
     from engine.data.dataset import Dataset
     from engine.nerf.avatar import load_avatar, nerf_path, save_avatar
 
-    model = load_avatar(nerf_path(trained_avatar))
+    model = load_avatar(nerf_path(tiny_avatar))
     shifts = model.frame_torso_shift
-    assert shifts.shape == (Dataset(scene_data).meta.frames, 2) and bool(torch.isfinite(shifts).all())
+    assert shifts.shape == (Dataset(tiny_data).meta.frames, 2) and bool(torch.isfinite(shifts).all())
     model.frame_torso_shift = None  # as saved before shifts were measured
     older = load_avatar(save_avatar(tmp_path / "older.safetensors", model))
     assert older.frame_torso_shift is None

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from scene_helpers import TOKEN, ChatHandler, completion, make_app, train_tiny_avatar  # noqa: E402
+from scene_helpers import TOKEN, ChatHandler, completion, make_app  # noqa: E402
 
 from engine.scene.api import Scene  # noqa: E402
 from engine.scene.client import ControlClient  # noqa: E402
@@ -22,11 +22,6 @@ def app():
     made = make_app()
     yield made
     made.shutdown()
-
-
-@pytest.fixture(scope="session")
-def tiny_avatar(tmp_path_factory) -> Path:
-    return train_tiny_avatar(tmp_path_factory.mktemp("scene_avatar"))
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import json
 import sys
 import time
 from http.server import BaseHTTPRequestHandler
-from pathlib import Path
 
 import numpy as np
 
@@ -48,24 +47,6 @@ def wait_until(condition, timeout=5.0, message=lambda: ""):
 def constant(seconds: float, value: float, rate: int = 16000) -> np.ndarray:
     """A clip that is recognisable sample by sample: `value` throughout."""
     return np.full(round(seconds * rate), value, np.float32)
-
-
-def train_tiny_avatar(root: Path, audio=None) -> Path:
-    """AVATAR_DIR of a tiny avatar trained in seconds (both stages, as `syncanim train --preset test` does) on the
-    NeRF tests' procedural 16-frame 32x32 presenter: real motion model, real renderer, only small. `audio`: the
-    AudioSettings whose speech features both parts read (default: the engine's)."""
-    sys.path.insert(0, str(Path(__file__).parents[1] / "nerf"))  # the NeRF tests' dataset maker
-    from engine.motion.config import motion_preset
-    from engine.motion.train import train_motion
-    from engine.nerf.train import train_nerf
-    from engine.nerf.train_config import nerf_preset
-    from scenes import write_scene_dataset
-
-    features = {} if audio is None else {"audio": audio}
-    data = write_scene_dataset(root / "data", frames=16, size=32)
-    train_motion(motion_preset("test", data, root / "avatar", progress=False, **features))
-    train_nerf(nerf_preset("test", data, root / "avatar", device="cpu", progress=False, **features))
-    return root / "avatar"
 
 
 def load_fuzzer():

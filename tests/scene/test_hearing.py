@@ -6,17 +6,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scenes import train_tiny_avatar
 
 from engine.audio.settings import AudioSettings
 from engine.scene.loader import SceneError
 
 
 @pytest.fixture(scope="module")
-def whisper_avatar(tmp_path_factory) -> Path:
-    """A tiny avatar (both stages, test preset) trained on Whisper features."""
-    from scene_helpers import train_tiny_avatar
-
-    return train_tiny_avatar(tmp_path_factory.mktemp("whisper_avatar"), AudioSettings(extractor="whisper"))
+def whisper_avatar(tiny_data, tmp_path_factory) -> Path:
+    """The shared tiny avatar's training on Whisper features: its own, as these tests need two feature sets."""
+    return train_tiny_avatar(tiny_data, tmp_path_factory.mktemp("whisper_avatar"), AudioSettings(extractor="whisper"))
 
 
 def test_a_whisper_avatar_plays_in_an_engine_started_for_mel(app, whisper_avatar):
