@@ -119,6 +119,7 @@ def test_hubert_uses_its_context_and_a_chosen_layer(tiny_hubert: Path) -> None:
         make_extractor(AudioSettings(extractor="hubert", hubert=HubertParams(model=str(tiny_hubert), layer=5)))
 
 
+@pytest.mark.slow  # about 2.5 s on 2 cores: importing transformers before the model is looked for
 def test_missing_hubert_model_says_how_to_get_one(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="huggingface-cli download"):
         make_extractor(AudioSettings(extractor="hubert", hubert=HubertParams(model=str(tmp_path / "no-such-model"))))

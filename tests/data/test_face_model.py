@@ -48,6 +48,7 @@ def test_a_task_file_without_geometry_is_a_clear_error(tmp_path):
         load_canonical_mesh(str(broken))
 
 
+@pytest.mark.slow  # about 1.5 s on 2 cores: MediaPipe's landmarker loads and reads a 512x512 picture
 def test_the_landmarker_finds_the_astronaut():
     import mediapipe as mp
     import skimage.data

@@ -134,6 +134,7 @@ def test_euler_angles_follow_the_papers_equation_one():
     assert euler_to_matrix([0, 0, 20]) @ np.array([0, 0, 1.0]) @ np.array([1.0, 0, 0]) > 0
 
 
+@pytest.mark.slow  # about 1.1 s on 2 cores: three plans with their speech (a shorter clip fits no sentence)
 def test_plans_are_deterministic_and_differ_between_seeds():
     a = plan_clip(SynthOptions(Path("unused"), seconds=6.0, seed=9))
     b = plan_clip(SynthOptions(Path("unused"), seconds=6.0, seed=9))

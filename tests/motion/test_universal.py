@@ -211,6 +211,7 @@ def test_mouth_and_blinks_are_predicted_directly_brows_from_the_previous_frame()
     assert not any(key.startswith("mouth.") for key in upper.state_dict())
 
 
+@pytest.mark.slow  # about 1.2 s on 2 cores: the golden outputs are of 2 s of speech
 def test_a_motion_model_of_the_upper_face_alone_still_loads_and_moves_as_before():
     """The bundled avatar's motion.safetensors before the mouth (upper face only, kept as
     tests/motion/data/upper_face_motion.safetensors) gives the outputs recorded with the emotion syncer before the

@@ -186,6 +186,7 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.mark.slow  # about 1.1 s on 2 cores: 300 steps of fitting
 @pytest.mark.usefixtures("one_torch_thread")
 def test_image_plane_encoder_overfits_an_image():
     """A tiny scene: a 48x48 image fitted by a one-plane encoder and a small MLP in a few hundred steps."""
