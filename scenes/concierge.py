@@ -31,6 +31,7 @@ from engine.scene.answers import Concierge, LanguageModel, load_faq
 from engine.scene.api import Scene, avatar_folder, open_control
 from engine.scene.loader import SceneArgs, SceneError
 from engine.scene.protocol import DEFAULT_PORT
+from engine.time import MasterClock
 
 REPO = Path(__file__).resolve().parents[1]
 AVATAR_DIR = REPO / "assets" / "avatar"
@@ -76,8 +77,9 @@ def converse(d, concierge: Concierge):
 
 
 def answer(d, concierge: Concierge, text: str):
-    """The reply to `text`: from the FAQ at once, or from the language model on a thread the frame never waits for."""
-    if concierge.model is None:
+    """The reply to `text`: from the FAQ at once, or from the language model on a thread the frame never waits for
+    (on a stepped clock the frame does wait, so a headless recording is the same every run)."""
+    if concierge.model is None or d.world.resource(MasterClock).source == "stepped":
         return concierge.reply(text)
     pending = _MODEL_THREAD.submit(concierge.reply, text)
     yield d.until(pending.done)
