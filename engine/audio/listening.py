@@ -61,7 +61,7 @@ class Listening:
     fed: int = 0
     """Source samples handed to the detector so far."""
     heard: deque[Heard] = field(default_factory=lambda: deque(maxlen=64))
-    """The latest things heard, with their timings (the bench and the status read them)."""
+    """The latest things heard, with their timings (for the bench and the tests)."""
 
     def close(self) -> None:
         if self.listener is not None:

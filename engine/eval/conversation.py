@@ -14,6 +14,8 @@ the engine's models was made with; the listening path hears them exactly as it w
 """
 from __future__ import annotations
 
+import os
+import secrets
 import subprocess
 import tempfile
 import threading
@@ -36,7 +38,7 @@ from engine.run import RunOptions, assemble_scene
 from engine.scene import SCENES_DIR
 from engine.scene.client import ControlClient, wav_bytes
 from engine.scene.control import ControlServer
-from engine.scene.control_settings import ControlSettings
+from engine.scene.control_settings import TOKEN_ENV, ControlSettings
 from engine.time import Time
 
 RATE = 16000
@@ -46,6 +48,7 @@ QUESTIONS = ("Excuse me, where are the toilets?", "Sorry, how much is a ticket?"
 TEXTS = ("Hello! Welcome to the museum.", "The cafe is on the second floor.", "Good afternoon.",
          "Tickets are twelve euros.", "Please follow me.")
 FIRST_QUESTION_S = 14.0
+TOKEN = secrets.token_urlsafe(18)
 SILENT = 1e-4
 """Samples below this are silence (the mix is exactly zero between clips)."""
 
@@ -98,8 +101,16 @@ def run_session(scene: Path, avatar: Path | None, size: int, seconds: float,
     """Run `scene` headless in real time for `seconds` while `driver(client, probe, notes)` drives it."""
     options = RunOptions(scene=scene, headless=True, seconds=seconds, avatar=avatar, listen_file=listen_file,
                          watch=False, display=DisplaySettings(size=(size, size), realtime=True),
-                         control=ControlSettings(control="127.0.0.1:0", control_token="latency-bench-token"))
-    app = assemble_scene(options)
+                         control=ControlSettings(control="127.0.0.1:0"))
+    previous = os.environ.get(TOKEN_ENV)
+    os.environ[TOKEN_ENV] = TOKEN  # as an operator passes it: the engine takes it, and says nothing of a shell's
+    try:
+        app = assemble_scene(options)
+    finally:
+        if previous is None:
+            os.environ.pop(TOKEN_ENV, None)
+        else:
+            os.environ[TOKEN_ENV] = previous
     app.resource(AudioTap).enabled = True
     probe = Probe()
     app.insert_resource(probe)
@@ -110,7 +121,7 @@ def run_session(scene: Path, avatar: Path | None, size: int, seconds: float,
         while len(probe.frames) < 2:
             time.sleep(0.01)
         address = app.resource(ControlServer).address
-        with ControlClient(f"127.0.0.1:{address[1]}", token="latency-bench-token") as client:
+        with ControlClient(f"127.0.0.1:{address[1]}", token=TOKEN) as client:
             driver(client, probe, notes)
 
     thread = threading.Thread(target=drive, name="latency-driver", daemon=True)
@@ -118,10 +129,6 @@ def run_session(scene: Path, avatar: Path | None, size: int, seconds: float,
     run_headless(app, seconds=seconds, realtime=True)
     thread.join(timeout=10.0)
     return Session(probe, app.resource(AudioTap).samples().copy(), notes, app.world.get_resource(Listening))
-
-
-def wait_s(seconds: float) -> None:
-    time.sleep(seconds)
 
 
 # chunk -> mouth -----------------------------------------------------------------------------------------------------
@@ -135,7 +142,7 @@ def speech_sample() -> np.ndarray:
 def drive_streams(client: ControlClient, probe: Probe, notes: dict, repeats: int, chunk_s: float = 0.04) -> None:
     speech, step = speech_sample(), int(chunk_s * RATE)
     notes["sent"] = []
-    wait_s(3.0)  # the avatar idles: its jaw at rest
+    time.sleep(3.0)  # the avatar idles: its jaw at rest
     for _ in range(repeats):
         with client.say_stream() as writer:
             start = time.perf_counter()
@@ -145,7 +152,7 @@ def drive_streams(client: ControlClient, probe: Probe, notes: dict, repeats: int
                 pause = start + (k + 1) * chunk_s - time.perf_counter()
                 if pause > 0:
                     time.sleep(pause)
-        wait_s(2.0)
+        time.sleep(2.0)
 
 
 def mouth_latencies(session: Session) -> list[float]:
@@ -162,7 +169,7 @@ def mouth_latencies(session: Session) -> list[float]:
 # text -> audio, interrupt -> silence ---------------------------------------------------------------------------------
 def drive_texts(client: ControlClient, probe: Probe, notes: dict, texts: tuple[str, ...]) -> None:
     notes["texts"], notes["stops"] = [], []
-    wait_s(2.0)
+    time.sleep(2.0)
     for text in texts:
         notes["texts"].append(time.perf_counter())
         client.say(text=text)
@@ -170,7 +177,7 @@ def drive_texts(client: ControlClient, probe: Probe, notes: dict, texts: tuple[s
     long_clip = wav_bytes(np.concatenate([speech_sample()] * 3))
     for _ in texts:
         client.say(long_clip)
-        wait_s(1.0)
+        time.sleep(1.0)
         notes["stops"].append(time.perf_counter())
         client.stop()
         wait_until_quiet(client)

@@ -56,7 +56,7 @@ class BargeIns:
 def stop_on_barge_in(world: World) -> None:
     """A visitor who starts to speak while an avatar talks silences it at the next audio block (with barge-in on)."""
     settings = world.get_resource(ListeningSettings)
-    for started in world.messages(SpeechStarted).read(stop_on_barge_in):
+    for _ in world.messages(SpeechStarted).read(stop_on_barge_in):
         if settings is not None and settings.barge_in and world.resource(AudioPlayback).busy:
             stop_speech(world)
             world.resource(BargeIns).times.append(world.resource(Time).elapsed)
