@@ -144,6 +144,7 @@ def test_without_onnx_dtw_timings_land_near_piper_own_durations(monkeypatch):
 
     from engine.data.synth import piper
 
+    pytest.importorskip("onnx")  # the model's own durations, the reference, need it
     speaker = piper.PiperSpeaker.get("piper:joe")
     monkeypatch.setattr(piper, "_has_onnx", lambda: False)
     plain = piper.PiperSpeaker("piper:joe")  # loads the model unpatched: no durations come out of it
