@@ -48,7 +48,7 @@ class Narrator:
         self.sample_rate = sample_rate
         self.blocking = blocking
         self.history: deque[Spoken] = deque(maxlen=64)
-        """The latest texts and their timings (the bench reads them)."""
+        """The latest texts with their timings and errors, for whoever watches the voice."""
         self._voice: SpeechSynthesizer | None = None
         self._voice_lock = threading.Lock()
         self._texts: deque[tuple[str, SpeechStream, Spoken]] = deque()
