@@ -271,6 +271,7 @@ def feed(options: SoakOptions, token: str, run: SoakRun, start: float, process: 
          stop: threading.Event) -> None:
     """Send the kiosk messages until it exits: say (espeak-ng, sometimes interrupting), status, and markers."""
     from engine.scene.client import ControlClient, wav_bytes
+    from engine.scene.control import decode_bytes
 
     rng = random.Random(options.seed)
     address = f"127.0.0.1:{options.port}"
@@ -297,7 +298,7 @@ def feed(options: SoakOptions, token: str, run: SoakRun, start: float, process: 
                     record = Sent(now - start, "stream" if options.stream else "say", None, interrupt, text)
                     speech = espeak(text, rng.choice(VOICES))
                     if options.stream:
-                        stream_speech(client, decode_wav(speech), text, interrupt, rng)
+                        stream_speech(client, decode_bytes(speech, 16000), text, interrupt, rng)
                     else:
                         client.say(speech, interrupt=interrupt, text=text)
                     if rng.random() < options.status_p:
@@ -310,18 +311,6 @@ def feed(options: SoakOptions, token: str, run: SoakRun, start: float, process: 
         if record is not None:
             run.sent.append(record)
         stop.wait(rng.uniform(*options.interval_s))
-
-
-def decode_wav(data: bytes) -> np.ndarray:
-    """espeak-ng's wav bytes -> mono float32 at 16 kHz."""
-    import tempfile
-
-    from engine.audio.sources import decode_file
-
-    with tempfile.NamedTemporaryFile(suffix=".wav") as file:
-        file.write(data)
-        file.flush()
-        return decode_file(file.name, 16000)
 
 
 def stream_speech(client: Any, samples: np.ndarray, text: str, interrupt: bool, rng: random.Random,

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import subprocess
 import tempfile
 import threading
 import time
@@ -28,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from engine.audio.listening import Listening
+from engine.audio.speak import SpeechSettings, SpeechSynthesizer
 from engine.audio.sources import decode_file
 from engine.audio.tap import AudioTap
 from engine.display.headless import FrameWallTime, run_headless
@@ -198,12 +198,11 @@ def first_sound_after(played: np.ndarray, start: int) -> int | None:
 
 def last_sound_before_silence(played: np.ndarray, start: int, quiet_s: float = 0.3) -> int:
     """The first sample at or after `start` that begins `quiet_s` of silence."""
-    loud = np.abs(played) > SILENT
     run = int(quiet_s * RATE)
-    for index in range(start, len(played) - run):
-        if not loud[index] and not loud[index:index + run].any():
-            return index
-    return len(played)
+    loud = np.concatenate([[0], np.cumsum(np.abs(played) > SILENT)])  # loud samples before each index
+    candidates = np.arange(start, max(start, len(played) - run))
+    quiet = np.flatnonzero(loud[candidates + run] == loud[candidates])
+    return int(candidates[quiet[0]]) if len(quiet) else len(played)
 
 
 def sample_at(probe: Probe, wall: float) -> int:
@@ -230,14 +229,10 @@ def stop_latencies(session: Session) -> list[float]:
 
 # question -> answer, barge-in --------------------------------------------------------------------------------------
 def spoken(text: str, voice: str = QUESTION_VOICE) -> np.ndarray:
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "q.wav"
-        subprocess.run(["espeak-ng", "-v", voice, "-s", "150", "-w", str(path), text], check=True,
-                       capture_output=True)
-        speech = decode_file(path, RATE)
+    """`text` said by espeak-ng's `voice` at 150 words a minute, silence trimmed, peak 0.6."""
+    speech = SpeechSynthesizer(SpeechSettings(voice=f"espeak:{voice}", speed=150 / 175, peak=0.6)).synthesize(text)
     loud = np.flatnonzero(np.abs(speech) > 0.01)
-    speech = speech[loud[0]:loud[-1] + 1]
-    return 0.6 * speech / np.abs(speech).max()
+    return speech[loud[0]:loud[-1] + 1]
 
 
 def question_track(folder: Path) -> tuple[Path, list[tuple[float, float]]]:

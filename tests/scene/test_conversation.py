@@ -2,7 +2,6 @@
 avatar's own voice leaking into the microphone never does, and the concierge answers a recorded question aloud."""
 from __future__ import annotations
 
-import subprocess
 
 import av
 import numpy as np
@@ -13,7 +12,8 @@ from engine.audio.listen import Heard, ListenSettings, SpeechStarted, Utterance,
 from engine.audio.listening import Listening, ListeningSettings, listening_plugin
 from engine.audio.playback import AudioPlayback
 from engine.audio.recognize import SpeechRecognizer, Transcript
-from engine.audio.sources import AudioSource, decode_file
+from engine.audio.sources import AudioSource
+from engine.audio.speak import SpeechSettings, SpeechSynthesizer
 from engine.audio.tap import AudioTap
 from engine.scene import SCENES_DIR
 from engine.scene.api import Scene
@@ -26,11 +26,9 @@ HELD_OUT_VOICE = "en-gb-scotland+m6"
 """An espeak-ng voice none of the engine's models was made with (scripts/make_universal_corpus.sh keeps it out)."""
 
 
-def espeak(text: str, voice: str, tmp_path, lead_s: float = 0.0, tail_s: float = 0.0) -> np.ndarray:
-    path = tmp_path / f"{abs(hash((text, voice)))}.wav"
-    subprocess.run(["espeak-ng", "-v", voice, "-s", "150", "-w", str(path), text], check=True)
-    speech = decode_file(path, RATE)
-    speech *= 0.6 / np.abs(speech).max()
+def espeak(text: str, voice: str, lead_s: float = 0.0, tail_s: float = 0.0) -> np.ndarray:
+    """`text` said by espeak-ng's `voice` at 150 words a minute, peak 0.6, with silence before and after."""
+    speech = SpeechSynthesizer(SpeechSettings(voice=f"espeak:{voice}", speed=150 / 175, peak=0.6)).synthesize(text)
     return np.concatenate([np.zeros(int(lead_s * RATE), np.float32), speech, np.zeros(int(tail_s * RATE), np.float32)])
 
 
@@ -98,7 +96,7 @@ def listening_app(microphone_for, barge_in: bool = True, detector: ListenSetting
 
 @pytest.mark.slow
 def test_the_avatars_own_voice_in_the_microphone_never_cuts_it_short(tmp_path):
-    answer = espeak("The toilets are on the lower ground floor, down the stairs on your right.", "en-us", tmp_path)
+    answer = espeak("The toilets are on the lower ground floor, down the stairs on your right.", "en-us")
     app = listening_app(lambda tap: Microphone(tap, leak=0.8))
     app.update()
     handle = app.resource(AudioPlayback).play(answer)
@@ -113,9 +111,8 @@ def test_the_avatars_own_voice_in_the_microphone_never_cuts_it_short(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("barge_in", [True, False])
 def test_a_visitor_who_speaks_over_the_avatar_stops_it_when_barge_in_is_on(tmp_path, barge_in):
-    answer = espeak("The cafe is on the second floor, next to the gift shop, and it is open until five.", "en-us",
-                    tmp_path)
-    visitor = espeak("Sorry, where?", HELD_OUT_VOICE, tmp_path)
+    answer = espeak("The cafe is on the second floor, next to the gift shop, and it is open until five.", "en-us")
+    visitor = espeak("Sorry, where?", HELD_OUT_VOICE)
     # A kiosk whose microphone hears its speaker 10 dB down says so (echo_margin_db -6, 4 dB to spare); a visitor as
     # loud at the microphone as the avatar's voice is played then stands 6 dB over the gate.
     app = listening_app(lambda tap: Microphone(tap, leak=0.3, visitor=visitor, visitor_at=RATE), barge_in,
@@ -147,8 +144,8 @@ def test_the_concierge_answers_recorded_questions_aloud_in_the_recording(tiny_av
     chat_server.response = (200, completion("Lima is the capital of Peru."))
     monkeypatch.setenv("SYNCANIM_LLM_URL", chat_server.base_url)
     question = tmp_path / "questions.wav"
-    asked = [espeak("Excuse me, where are the toilets?", HELD_OUT_VOICE, tmp_path, lead_s=0.5, tail_s=5.0),
-             espeak("What is the capital of Peru?", HELD_OUT_VOICE, tmp_path, tail_s=4.0)]
+    asked = [espeak("Excuse me, where are the toilets?", HELD_OUT_VOICE, lead_s=0.5, tail_s=5.0),
+             espeak("What is the capital of Peru?", HELD_OUT_VOICE, tail_s=4.0)]
     question.write_bytes(wav_bytes(np.concatenate(asked)))
     out = tmp_path / "answer.mp4"
     options = RunOptions(scene=SCENES_DIR / "concierge.py", headless=True, seconds=len(question.read_bytes()) / 32000,
