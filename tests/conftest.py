@@ -1,11 +1,14 @@
 """Fixtures several test packages share: the one tiny avatar the suite trains (for every test that needs some
 trained avatar) with its procedural dataset, a universal motion model trained on that dataset (the batch's), and the
 LPIPS/FID weights (the eval's metrics and the lips stage's loss)."""
+import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 import pytest
+from filelock import FileLock
 
 from engine.training import BUNDLED_UNIVERSAL
 
@@ -16,12 +19,27 @@ sys.path.insert(0, str(Path(__file__).parent / "nerf"))
 from scenes import train_tiny_avatar, write_scene_dataset  # noqa: E402
 
 
+def made_once(tmp_path_factory, name: str, make: Callable[[Path], object]) -> Path:
+    """The folder `name` that `make(folder)` fills once a run: under `make test`'s parallel workers (pytest-xdist)
+    the first worker to ask makes it and the others wait for it and share it, as a single process would."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, above each worker's own
+    folder, done = root / "shared" / name, root / "shared" / f"{name}.done"
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{folder}.lock"):
+        if not done.exists():
+            make(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
     """The recording the shared tiny avatar learns: 48 frames (6 validation frames, as the eval's FID cap needs more
     than 4) of the 32x32 procedural presenter (tests/nerf/scenes.py) with noise speech and the expression
     blendshapes."""
-    return write_scene_dataset(tmp_path_factory.mktemp("tiny") / "data", frames=48, size=32)
+    return made_once(tmp_path_factory, "tiny_data", lambda folder: write_scene_dataset(folder, frames=48, size=32))
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +48,8 @@ def tiny_avatar(tiny_data, tmp_path_factory) -> Path:
     as `syncanim train --preset test` trains it (on the CPU): syncers started from the bundled universal model (the
     upper face and the mouth), the default head (expression only), the default AudioSettings (mel). Tests that need
     some trained avatar take this one; those that need another say why beside their own."""
-    return train_tiny_avatar(tiny_data, tmp_path_factory.mktemp("tiny") / "avatar", universal=BUNDLED_UNIVERSAL)
+    return made_once(tmp_path_factory, "tiny_avatar",
+                     lambda folder: train_tiny_avatar(tiny_data, folder, universal=BUNDLED_UNIVERSAL))
 
 
 @pytest.fixture(scope="session")
@@ -52,9 +71,8 @@ def eval_universal(tiny_data, tmp_path_factory) -> Path:
     from engine.motion.config import universal_preset
     from engine.motion.universal import train_universal
 
-    out = tmp_path_factory.mktemp("eval") / "universal"
-    train_universal(universal_preset("test", (tiny_data,), out, progress=False))
-    return out
+    return made_once(tmp_path_factory, "eval_universal",
+                     lambda folder: train_universal(universal_preset("test", (tiny_data,), folder, progress=False)))
 
 
 TRAINED_OR_FETCHED = {

@@ -417,7 +417,7 @@ def test_fuzzed_and_truncated_messages_never_crash_or_leak(engine):
     threads, fds = threading.active_count(), open_fds()
     counts = {"sessions": 0, "replies": 0}
 
-    @settings(max_examples=1500, deadline=None, derandomize=True,
+    @settings(max_examples=500, deadline=None, derandomize=True,  # test_control_fuzz.py sends 10,000 messages
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     @given(_sessions())
     def session(sent):
@@ -438,7 +438,7 @@ def test_fuzzed_and_truncated_messages_never_crash_or_leak(engine):
             app.update()
 
     session()
-    assert counts["sessions"] >= 1000 and counts["replies"] >= 1000
+    assert counts["sessions"] >= 300 and counts["replies"] >= 300
     wait_until(lambda: server.connections == 1)  # only the fixture's client is left
     # At most: a thread or file another test left behind may end meanwhile; none of ours may stay.
     wait_until(lambda: threading.active_count() <= threads, message=lambda: threading.enumerate())

@@ -2,7 +2,6 @@
 avatar's own voice leaking into the microphone never does, and the concierge answers a recorded question aloud."""
 from __future__ import annotations
 
-
 import av
 import numpy as np
 import pytest
@@ -161,5 +160,6 @@ def test_the_concierge_answers_recorded_questions_aloud_in_the_recording(tiny_av
     assert np.abs(sound[:int(said[0].end_s * RATE)]).max() < 1e-3  # silent while the visitor speaks (not played back)
     first = SpeechRecognizer().transcribe(sound[int(said[0].end_s * RATE):int(said[1].start_s * RATE)]).text.lower()
     second = SpeechRecognizer().transcribe(sound[int(said[1].end_s * RATE):]).text.lower()
-    assert "toilet" in first and "floor" in first  # the FAQ's answer about the toilets, spoken
+    assert "toilet" in first and "lower ground" in first  # the FAQ's answer about the toilets, spoken ("floor" is
+    # misheard as "for" at times)
     assert "capital" in second and "peru" in second  # the model's answer, spoken (Whisper misreads "Lima" at times)
