@@ -19,8 +19,10 @@ import numpy as np
 GEOMETRY_ENTRY = "geometry_pipeline_metadata_landmarks.binarypb"
 
 START_UP_NOTE = re.compile(r"^(WARNING: Logging before InitGoogle|INFO: Created TensorFlow Lite|W0000 .*"
-                           r"(acceleration to xnnpack by default|Feedback manager requires|Disabling support))")
-"""Lines MediaPipe's C++ side prints to the terminal whenever a model starts; none asks anything of the user."""
+                           r"(acceleration to xnnpack by default|Feedback manager requires|Disabling support|"
+                           r"Using NORM_RECT without IMAGE_DIMENSIONS))")
+"""Lines MediaPipe's C++ side prints to the terminal whenever a model starts (the hand landmarker's last one when it
+first finds a hand); none asks anything of the user."""
 
 
 def shipped_model_path(filename: str, override: str | os.PathLike | None, flag: str) -> Path:

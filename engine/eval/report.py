@@ -274,6 +274,19 @@ def mouth_corr_ceiling(truth: list[np.ndarray], truth_open: np.ndarray, fps: flo
     return metrics.correlation(again, truth_open)
 
 
+def psnr_by_hands(renders: list[np.ndarray], truth: list[np.ndarray]) -> dict[str, Any]:
+    """PSNR apart on the truth frames in which MediaPipe finds a hand and on the others: the avatar draws no hands,
+    so a hand in the held-out frames costs PSNR that says nothing of the face."""
+    from engine.data.preprocess.hands import create_hand_detector, hand_in_picture
+
+    with create_hand_detector() as detector:
+        hands = np.array([hand_in_picture(detector, frame) for frame in truth], bool)
+    psnr = np.array([metrics.psnr(r, g) for r, g in zip(renders, truth)])
+    return {"frames_with_hands": int(hands.sum()),
+            "psnr_with_hands": float(psnr[hands].mean()) if hands.any() else None,
+            "psnr_without_hands": float(psnr[~hands].mean()) if (~hands).any() else None}
+
+
 def reconstruct(config: EvalOptions, renderer, dataset, frames_idx: np.ndarray, windows: np.ndarray,
                 face_model: Path | None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Render the validation frames with their true pose, expression and audio windows; returns (metrics, arrays)."""
@@ -305,6 +318,7 @@ def reconstruct(config: EvalOptions, renderer, dataset, frames_idx: np.ndarray, 
         "frames": int(len(frames_idx)), "first_frame": int(frames_idx[0]) if len(frames_idx) else None,
         "size": config.size, "zoom": config.zoom,
         **paired_measures(config, renders, truth, render_faces, truth_faces, boxes),
+        **psnr_by_hands(renders, truth),
         **perceptual_fid(config, renders, fid_truth, f"the {len(truth)} validation frames"),
         "faces_found_truth": int(truth_faces.found.sum()), "faces_found_render": int(render_faces.found.sum()),
         "mouth_open_corr": metrics.correlation(render_open, truth_open),

