@@ -39,6 +39,8 @@ def _reason(name: str, key: str | None, section: dict[str, Any], report: dict[st
 def _label(run: str, section: dict[str, Any]) -> str:
     if run == "reconstruction":
         return "reconstruction (true pose and expression)"
+    if "unavailable" in section:
+        return "audio-driven (not run)"
     audio = section.get("audio") or "?"
     name = audio if audio == "validation audio" else Path(audio).name
     return f"audio-driven, {section.get('mode', '?')} ({name})"
