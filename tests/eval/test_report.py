@@ -364,7 +364,8 @@ def test_a_silent_recording_is_reconstructed_and_driven_only_by_given_speech(tin
     assert report["reconstruction"]["frames"] == 6 and report["reconstruction"]["psnr"] > 12.0
     assert "silent recording" in report["audio_driven"]["unavailable"]
     assert "pose_plot" not in report["files"] and not (out / "curves.npz").exists()
-    assert "Not run:" in (out / "report.md").read_text() and "| audio-driven (not run) |" in (out / "report.md").read_text()
+    markdown = (out / "report.md").read_text()
+    assert "Not run:" in markdown and "| audio-driven (not run) |" in markdown
     video = probe(out / "sidebyside.mp4")
     assert (video.frames, video.width) == (6, 64) and not video.audio_duration_s
     write_wav(tmp_path / "speech.wav", 0.2 * np.sin(np.linspace(0, 900, 32000)), 16000)
