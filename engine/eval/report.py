@@ -23,6 +23,7 @@ from engine.audio.features import FeatureSpec, make_extractor, settings_for
 from engine.audio.settings import AudioSettings
 from engine.audio.sources import decode_file
 from engine.data.dataset import Dataset, DatasetError, save_npz_atomic
+from engine.data.preprocess.hands import create_hand_detector, hand_in_picture
 from engine.data.preprocess.pose import matrices_to_pose, unwrap_degrees
 from engine.data.preprocess.track import track_frames
 from engine.eval import metrics
@@ -277,8 +278,6 @@ def mouth_corr_ceiling(truth: list[np.ndarray], truth_open: np.ndarray, fps: flo
 def psnr_by_hands(renders: list[np.ndarray], truth: list[np.ndarray]) -> dict[str, Any]:
     """PSNR apart on the truth frames in which MediaPipe finds a hand and on the others: the avatar draws no hands,
     so a hand in the held-out frames costs PSNR that says nothing of the face."""
-    from engine.data.preprocess.hands import create_hand_detector, hand_in_picture
-
     with create_hand_detector() as detector:
         hands = np.array([hand_in_picture(detector, frame) for frame in truth], bool)
     psnr = np.array([metrics.psnr(r, g) for r, g in zip(renders, truth)])
