@@ -44,7 +44,7 @@ def tiny_data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_avatar(tiny_data, tmp_path_factory) -> Path:
-    """AVATAR_DIR of the suite's one shared tiny avatar, trained once a session (about 10 s on 2 cores) on tiny_data
+    """AVATAR_DIR of the suite's one shared tiny avatar, trained once a run (about 10 s on 2 cores) on tiny_data
     as `syncanim train --preset test` trains it (on the CPU): syncers started from the bundled universal model (the
     upper face and the mouth), the default head (expression only), the default AudioSettings (mel). Tests that need
     some trained avatar take this one; those that need another say why beside their own."""

@@ -71,9 +71,9 @@ def test_a_hand_held_to_the_face_is_found():
     assert split == {"frames_with_hands": 1, "psnr_with_hands": metrics.psnr(frames[1], frames[75]),
                      "psnr_without_hands": metrics.psnr(frames[1], frames[0])}
     assert split["psnr_with_hands"] < split["psnr_without_hands"]
-    lines = " ".join(_reconstruction({"frames": 2, "size": 64, "psnr": 30.0, "ssim": 0.9, "lmd": 1.0, "lmd_unit": "px",
-                                      "lmd_frames": 2, "faces_found_truth": 2, "faces_found_render": 2, **split}))
-    assert "A hand is in 1 of the 2 truth frames" in lines
+    section = {"frames": 2, "size": 64, "psnr": 30.0, "ssim": 0.9, "lmd": 1.0, "lmd_unit": "px", "lmd_frames": 2,
+               "faces_found_truth": 2, "faces_found_render": 2, **split}
+    assert "A hand is in 1 of the 2 truth frames" in " ".join(_reconstruction(section))
 
 
 def test_a_short_training_run_renders_a_face_mediapipe_finds(real_data, tmp_path):

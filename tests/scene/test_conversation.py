@@ -160,6 +160,6 @@ def test_the_concierge_answers_recorded_questions_aloud_in_the_recording(tiny_av
     assert np.abs(sound[:int(said[0].end_s * RATE)]).max() < 1e-3  # silent while the visitor speaks (not played back)
     first = SpeechRecognizer().transcribe(sound[int(said[0].end_s * RATE):int(said[1].start_s * RATE)]).text.lower()
     second = SpeechRecognizer().transcribe(sound[int(said[1].end_s * RATE):]).text.lower()
-    assert "toilet" in first and "lower ground" in first  # the FAQ's answer about the toilets, spoken ("floor" is
-    # misheard as "for" at times)
+    # the FAQ's answer about the toilets, spoken (its "floor" is misheard as "for" at times)
+    assert "toilet" in first and "lower ground" in first
     assert "capital" in second and "peru" in second  # the model's answer, spoken (Whisper misreads "Lima" at times)
