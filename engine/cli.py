@@ -1,7 +1,9 @@
 """The `syncanim` command: one subcommand per pipeline step. Parsing only; the work lives in the packages."""
 from __future__ import annotations
 
+import inspect
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -161,9 +163,27 @@ def _user_errors() -> tuple[type[Exception], ...]:
             FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
 
 
+def _joined_lines(docstring: str) -> str:
+    """A docstring's lines joined into paragraphs; blank lines and "- " items still break."""
+    lines: list[str] = []
+    for line in inspect.cleandoc(docstring).splitlines():
+        if lines and lines[-1] and line and not line.startswith(("- ", "* ")):
+            lines[-1] += " " + line.strip()
+        else:
+            lines.append(line.rstrip())
+    return "\n".join(lines)
+
+
+def _help_reads_as_paragraphs() -> None:
+    """tyro keeps an option docstring's line breaks wherever a line starts with other than a letter, and every
+    continuation line starts indented, so --help broke each option's text at its source lines."""
+    tyro._strings.remove_single_line_breaks = _joined_lines
+
+
 def parse(argv: Sequence[str] | None = None) -> Any:
     """The options of the command in `argv` (default: the process's arguments)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    _help_reads_as_paragraphs()
     options = tyro.extras.subcommand_cli_from_dict(
         {name: spec[0] for name, spec in COMMANDS.items()},
         args=argv,
@@ -177,6 +197,9 @@ def parse(argv: Sequence[str] | None = None) -> Any:
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if not sys.stderr.isatty():
+        # A log file or a service's journal: a progress line every 30 s, not ten a second.
+        os.environ.setdefault("TQDM_MININTERVAL", "30")
     options = parse(argv)
     handler = next(handler for kind, handler in COMMANDS.values() if isinstance(options, _plain(kind)))
     try:

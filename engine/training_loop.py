@@ -127,7 +127,7 @@ class TrainingLoop:
             for step in range(first, stage.total):
                 postfix = stage.step(step)
                 bar.update(1)
-                bar.set_postfix(postfix)
+                bar.set_postfix(postfix, refresh=False)
                 done, stopped = step + 1, self.clock() > deadline
                 last = done == stage.total
                 if done % settings.val_every == 0 or last or (stopped and stage.validates_when_stopped):

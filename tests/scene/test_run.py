@@ -75,6 +75,21 @@ def test_help_lists_the_pipeline_commands():
     assert result.returncode == 0 and "run" in result.stdout and "demo" in result.stdout
 
 
+def test_an_options_help_reads_as_one_paragraph_not_its_source_lines(monkeypatch, capsys):
+    """Every option's docstring goes on over indented lines; --help joins them (a wide terminal shows it)."""
+    monkeypatch.setenv("COLUMNS", "200")
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "'universal' maps the bundled universal audio-to-expression model" in capsys.readouterr().out
+
+
+def test_docstring_lines_join_within_paragraphs_and_items():
+    from engine.cli import _joined_lines
+
+    text = "First line\n    goes on.\n\n    Second paragraph:\n    - one item\n      goes on\n    - two"
+    assert _joined_lines(text) == "First line goes on.\n\nSecond paragraph:\n- one item goes on\n- two"
+
+
 def test_a_live_engine_hands_freed_memory_back_every_ten_seconds():
     """glibc keeps freed frame buffers and clips in a fragmented heap; the live engine trims it as it runs (the
     kiosk soak measures the effect on resident memory)."""
