@@ -66,6 +66,11 @@ class TrainOptions:
     turns its torso after its head as the recording did.
     The eval report's torso.png plots what was measured. --no-torso-motion: the upper body follows the head pose
     alone, as the paper's does."""
+    exposure: bool = True
+    """Measure each frame's exposure on the background it shows (webcams re-expose as a person leans in or out)
+    and train the avatar at the background plate's, so it learns the person's colours, not their average over the
+    take; validation and the eval render each frame with its exposure, as with its tracked pose. --no-exposure:
+    the frames are taken as they are."""
     progress: bool = True
     """Show progress bars (--no-progress: none, as in the other commands; the logs are written either way)."""
 
@@ -90,7 +95,8 @@ def run_training(options: TrainOptions) -> list[Path]:
         from engine.nerf.train_config import nerf_preset
 
         config = nerf_preset(options.preset, options.data, options.avatar_dir, mlp_backend=options.nerf_mlps,
-                             torso_motion=options.torso_motion, head_audio=options.head_audio,
+                             torso_motion=options.torso_motion, exposure=options.exposure,
+                             head_audio=options.head_audio,
                              lip_loss=options.lip_loss, **overrides)
         written.append(train_nerf(config))
     return written

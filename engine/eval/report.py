@@ -126,9 +126,11 @@ def track_faces(frames: list[np.ndarray], fps: float, face_model: Path | None, l
     return FaceTrack(points, raw.blendshapes.astype(np.float64), list(raw.names), euler)
 
 
-def to_uint8(rgba) -> np.ndarray:
-    """Renderer output [H, W, 4] float tensor in [0, 1] -> RGB [H, W, 3] uint8 (a copy)."""
+def to_uint8(rgba, exposure: np.ndarray | None = None) -> np.ndarray:
+    """Renderer output [H, W, 4] float tensor in [0, 1] -> RGB [H, W, 3] uint8 (a copy), times `exposure` [3]."""
     rgb = rgba[..., :3].detach().float().cpu().numpy()
+    if exposure is not None:
+        rgb = rgb * exposure
     return (np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
@@ -196,6 +198,13 @@ def dataset_torso_shifts(renderer, dataset) -> np.ndarray | None:
     was measured, or on another dataset (a different frame count)."""
     shifts = renderer.model.frame_torso_shift
     return shifts.cpu().numpy() if shifts is not None and len(shifts) == dataset.meta.frames else None
+
+
+def dataset_exposures(renderer, dataset) -> np.ndarray | None:
+    """[T, 3] each frame's exposure training measured on `dataset` (engine/nerf/exposure.py); None for an avatar
+    trained without it, or on another dataset."""
+    exposure = renderer.model.frame_exposure
+    return exposure.cpu().numpy() if exposure is not None and len(exposure) == dataset.meta.frames else None
 
 
 def _missing(value: Any) -> bool:
@@ -286,21 +295,33 @@ def psnr_by_hands(renders: list[np.ndarray], truth: list[np.ndarray]) -> dict[st
             "psnr_without_hands": float(psnr[~hands].mean()) if (~hands).any() else None}
 
 
+def exposure_measures(exposures: np.ndarray | None, frames_idx: np.ndarray, unexposed_psnr: list[float]) -> dict:
+    """The held-out frames' exposures (mean over the channels; None for an avatar trained without them) and the
+    PSNR their renders would have at the plate's exposure."""
+    if exposures is None:
+        return {"exposure_min": None, "exposure_max": None, "psnr_without_exposure": None}
+    level = exposures[frames_idx].mean(axis=1)
+    return {"exposure_min": float(level.min()), "exposure_max": float(level.max()),
+            "psnr_without_exposure": float(np.mean(unexposed_psnr))}
+
+
 def reconstruct(config: EvalOptions, renderer, dataset, frames_idx: np.ndarray, windows: np.ndarray,
                 face_model: Path | None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Render the validation frames with their true pose, expression and audio windows; returns (metrics, arrays)."""
     from tqdm import tqdm
 
     tracks = dataset.tracks
-    shifts = dataset_torso_shifts(renderer, dataset)
+    shifts, exposures = dataset_torso_shifts(renderer, dataset), dataset_exposures(renderer, dataset)
     truth = [resize(f, config.size) for f in dataset.frames(frames_idx)]
     fid_truth = fid_set(truth)  # the audio-driven run's FID reuses its features
-    renders = []
+    renders, unexposed_psnr = [], []
     for k, t in enumerate(tqdm(frames_idx, desc="reconstruction", unit="frame", disable=not config.progress)):
         rgba = renderer.render(tracks.euler_deg[t], tracks.trans[t], tracks.blendshapes[t], tracks.blendshape_names,
                                windows[k], size=(config.size, config.size), zoom=config.zoom,
                                torso_shift=(0.0, 0.0) if shifts is None else shifts[t])
-        renders.append(to_uint8(rgba))
+        if exposures is not None:
+            unexposed_psnr.append(metrics.psnr(to_uint8(rgba), truth[k]))
+        renders.append(to_uint8(rgba, None if exposures is None else exposures[t]))
     fps = dataset.meta.fps
     truth_faces = track_faces(truth, fps, face_model, "truth", config.progress)
     render_faces = track_faces(renders, fps, face_model, "reconstruction", config.progress)
@@ -318,6 +339,7 @@ def reconstruct(config: EvalOptions, renderer, dataset, frames_idx: np.ndarray, 
         "size": config.size, "zoom": config.zoom,
         **paired_measures(config, renders, truth, render_faces, truth_faces, boxes),
         **psnr_by_hands(renders, truth),
+        **exposure_measures(exposures, frames_idx, unexposed_psnr),
         **perceptual_fid(config, renders, fid_truth, f"the {len(truth)} validation frames"),
         "faces_found_truth": int(truth_faces.found.sum()), "faces_found_render": int(render_faces.found.sum()),
         "mouth_open_corr": metrics.correlation(render_open, truth_open),

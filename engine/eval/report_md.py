@@ -83,6 +83,11 @@ def _reconstruction(r: dict[str, Any]) -> list[str]:
         lines += [f"A hand is in {r['frames_with_hands']} of the {r['frames']} truth frames (MediaPipe's hand "
                   f"landmarker); the avatar draws no hands. PSNR on those frames {fmt(r['psnr_with_hands'])} dB, "
                   f"on the others {fmt(r.get('psnr_without_hands'))} dB.", ""]
+    if r.get("psnr_without_exposure") is not None:
+        lines += [f"Each render carries its frame's exposure, which training measured on the background the frame "
+                  f"shows (here {fmt(r['exposure_min'], 3)} to {fmt(r['exposure_max'], 3)} of the plate's), as it "
+                  f"carries its tracked pose; at the plate's exposure the PSNR is "
+                  f"{fmt(r['psnr_without_exposure'])} dB.", ""]
     if r.get("lpips_lips") is not None:
         lines += [f"LPIPS lips: the lip box of the dataset's tracks (the lips' extent and a quarter more on each "
                   f"side) on both frames, resized to {r.get('lpips_lip_side')} px, over {r['lpips_lip_frames']} "

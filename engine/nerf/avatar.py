@@ -29,6 +29,8 @@ WHERE = "engine/nerf/avatar.py"
 KIND = "syncanim-nerf-avatar"
 FRAME_SHIFTS = "frame_torso_shift"
 """Checkpoint key of AvatarModel.frame_torso_shift (not a model weight)."""
+FRAME_EXPOSURE = "frame_exposure"
+"""Checkpoint key of AvatarModel.frame_exposure (not a model weight)."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,9 @@ class AvatarModel(nn.Module):
         self.frame_torso_shift: torch.Tensor | None = None
         """[T, 2] the torso shift measured on each dataset frame (saved beside the weights), so `eval` renders a
         dataset frame as training saw it; None for avatars trained before it was measured."""
+        self.frame_exposure: torch.Tensor | None = None
+        """[T, 3] each dataset frame's exposure against the plate (engine/nerf/exposure.py), saved likewise; None
+        for avatars trained without it."""
 
     def audio_code(self, windows: torch.Tensor) -> torch.Tensor:
         """Raw feature windows [B, W, D] -> audio codes [B, A] ([B, 0] for a head without audio input)."""
@@ -197,6 +202,8 @@ def save_avatar(path: Path, model: AvatarModel, extra: dict[str, Any] | None = N
     tensors = dict(model.state_dict())
     if model.frame_torso_shift is not None:
         tensors[FRAME_SHIFTS] = model.frame_torso_shift
+    if model.frame_exposure is not None:
+        tensors[FRAME_EXPOSURE] = model.frame_exposure
     return save_checkpoint(path, tensors, metadata)
 
 
@@ -207,6 +214,7 @@ def load_avatar(path: Path, device: str | torch.device = "cpu", specialize: bool
     )
     model = AvatarModel(AvatarSpec.from_json(metadata["spec"]), specialize=specialize)
     model.frame_torso_shift = tensors.pop(FRAME_SHIFTS, None)
+    model.frame_exposure = tensors.pop(FRAME_EXPOSURE, None)
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     if missing or unexpected:
         raise ValueError(f"{WHERE}: {path} does not fit its own spec (missing {missing}, unexpected {unexpected}); "

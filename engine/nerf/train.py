@@ -31,6 +31,7 @@ from engine.nerf.kernels.runtime import init_taichi
 from engine.nerf.losses import LIP_WEIGHTS, lip_term, photometric, psnr
 from engine.nerf.plugin import resolve_device
 from engine.nerf.tcnn import TcnnUnavailable, fuse_mlps, resolve_backend, unfuse_mlps
+from engine.nerf.exposure import measure_exposure
 from engine.nerf.torso_motion import TorsoMotion, measure_torso_motion
 from engine.nerf.train_config import NERF_FILE, NerfDims, TrainNerfConfig
 from engine.training_loop import Saved, TrainingLoop, start_run
@@ -71,6 +72,9 @@ class TrainingData:
     torso_shift: torch.Tensor
     """[T, 2] each frame's shift of the shoulders and chest the head pose does not explain (engine/nerf/torso_motion.py;
     zeros when the config turns it off)."""
+    exposure: torch.Tensor
+    """[T, 3] each frame's exposure against the background plate (engine/nerf/exposure.py; ones when the config
+    turns it off): renders are multiplied by it wherever they meet the frame."""
     train: np.ndarray
     val: np.ndarray
 
@@ -143,6 +147,10 @@ def load_training_data(config: TrainNerfConfig, device: torch.device) -> tuple[T
     if config.torso_motion:
         torso = measure_torso_motion(frames, regions, tracks.euler_deg, tracks.trans, intrinsics, train, val,
                                      meta.fps, progress=config.progress)
+    background = data.background()
+    exposure = np.ones((meta.frames, 3), np.float32)
+    if config.exposure:
+        exposure = measure_exposure(frames, regions, background, progress=config.progress)
     rise = AvatarSpec.breathing_rise if torso.rise is None else torso.rise  # too short to tell: the usual breath
     face = np.asarray(face_rect, np.float64)[train]
     center = (float((face[:, 0] + face[:, 2]).mean() / (2 * size)),
@@ -164,7 +172,7 @@ def load_training_data(config: TrainNerfConfig, device: torch.device) -> tuple[T
         upper_face=t(upper_face_rect(tracks.landmarks2d, size).astype(np.int64)),
         euler=t(tracks.euler_deg, torch.float32), trans=t(tracks.trans, torch.float32),
         expression=t(tracks.blendshapes[:, columns], torch.float32), windows=t(windows),
-        background=t(data.background().astype(np.float32) / 255.0), torso_shift=t(torso.shifts),
+        background=t(background.astype(np.float32) / 255.0), torso_shift=t(torso.shifts), exposure=t(exposure),
         train=train, val=val,
     )
     return td, spec
@@ -348,7 +356,7 @@ class _Trainer:
                           torso_shift=self.data.torso_shift[frame])
         keep = 1.0 - head
         alpha_err = ((out["body_alpha"] - torso) ** 2 * keep).sum() / keep.sum().clamp(min=1)
-        return photometric(out["rgb"], target, keep) + cfg.mask_weight * alpha_err
+        return photometric(out["rgb"] * self.data.exposure[frame], target, keep) + cfg.mask_weight * alpha_err
 
     def head_loss(self, frame: int, inputs: tuple[torch.Tensor, ...], lip_step: bool) -> torch.Tensor:
         """L_head (half the rays on the head's box) or, on lip steps, L_lip of Eq. 15 on the lip patch."""
@@ -364,10 +372,11 @@ class _Trainer:
         jitter = torch.rand(pixels.shape[0], generator=self.gen).to(self.device)
         out = render_rays(self.model, pixels.float() + 0.5, *inputs, bg, max_samples=cfg.max_samples, jitter=jitter,
                           torso_shift=d.torso_shift[frame])
-        loss = photometric(out["rgb"], target) + cfg.mask_weight * ((out["head_opacity"] - head) ** 2).mean()
+        rgb = out["rgb"] * d.exposure[frame]
+        loss = photometric(rgb, target) + cfg.mask_weight * ((out["head_opacity"] - head) ** 2).mean()
         if lip_step:
             p = cfg.lip_patch
-            return loss + self.lip_weight * self.lip_term(out["rgb"].view(p, p, 3), target.view(p, p, 3))
+            return loss + self.lip_weight * self.lip_term(rgb.view(p, p, 3), target.view(p, p, 3))
         if not self.model.head.hears:
             return loss
         return loss + cfg.ambient_weight * self.ambient(frame, pixels, out)
@@ -382,7 +391,7 @@ class _Trainer:
 
     @torch.no_grad()
     def render_frame(self, frame: int, head: bool) -> torch.Tensor:
-        """The whole frame [S, S, 3] at the dataset size with the frame's true conditions."""
+        """The whole frame [S, S, 3] at the dataset size with the frame's true conditions and exposure."""
         s = self.size
         v, u = torch.meshgrid(torch.arange(s), torch.arange(s), indexing="ij")
         pixels = torch.stack([u.reshape(-1), v.reshape(-1)], -1).to(self.device)
@@ -394,7 +403,7 @@ class _Trainer:
             out = render_rays(self.model, chunk.float() + 0.5, euler, trans, audio, expression, bg, head=head,
                               max_samples=4 * self.config.max_samples, torso_shift=self.data.torso_shift[frame])
             parts.append(out["rgb"])
-        return torch.cat(parts).view(s, s, 3).clamp(0, 1)
+        return (torch.cat(parts).view(s, s, 3) * self.data.exposure[frame]).clamp(0, 1)
 
     def validate(self, stage: str, step: int) -> float:
         d, cfg = self.data, self.config
@@ -436,7 +445,8 @@ def fit_render_grid(model: AvatarModel, data: TrainingData, alphas: tuple[float,
             rgba = renderer.render(data.euler[frame].cpu().numpy(), data.trans[frame].cpu().numpy(),
                                    data.expression[frame].cpu().numpy(), None, window, size=(size, size), zoom=1.0,
                                    torso_shift=tuple(data.torso_shift[frame].tolist()))
-            errors.append(psnr(rgba[..., :3], data.frames[frame].float() / 255.0))
+            exposed = (rgba[..., :3] * data.exposure[frame]).clamp(0, 1)
+            errors.append(psnr(exposed, data.frames[frame].float() / 255.0))
         scores[alpha] = float(np.mean(errors))
     best = max(scores, key=scores.get)
     model.grid.set_occupied(trained)
@@ -579,6 +589,8 @@ def train_nerf(config: TrainNerfConfig) -> Path:
     model.background.copy_(data.background)
     if config.torso_motion:
         model.frame_torso_shift = data.torso_shift.cpu()
+    if config.exposure:
+        model.frame_exposure = data.exposure.cpu()
     _fit_scaler(model, data)
     trainer = _Trainer(config, model, data, device)
     loop = TrainingLoop(config, config.avatar_dir, "nerf", {"spec": model.spec.to_json()}, {"model": model},

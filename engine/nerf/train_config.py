@@ -113,6 +113,9 @@ class TrainNerfConfig(TrainingRun):
     sharp torso instead of the average of its positions; the avatar keeps the breath's rise and how the torso
     followed the head for the live engine.
     On the demo presenter three quarters of the validation error sat on the torso without it."""
+    exposure: bool = True
+    """Measure each frame's exposure against the background plate (engine/nerf/exposure.py) and multiply the
+    renders by it wherever they are compared with the frame, so the field learns the plate's exposure."""
     mask_weight: float = 0.05
     """Weight of the opacity losses: upper-body alpha vs. the torso mask, head opacity vs. the head mask."""
     ambient_weight: float = 1e-4

@@ -225,6 +225,10 @@ def test_report_end_to_end_on_a_tiny_avatar(tiny_avatar, tiny_data, tmp_path):
     recon, driven = report["reconstruction"], report["audio_driven"]
     assert recon["frames"] == 6 and 12.0 < recon["psnr"] < 60.0 and 0.0 < recon["ssim"] <= 1.0
     assert recon["frames_with_hands"] == 0 and recon["psnr_without_hands"] == pytest.approx(recon["psnr"])
+    # the procedural presenter's camera never re-exposes: each render carries an exposure of about 1
+    assert 0.97 < recon["exposure_min"] <= recon["exposure_max"] < 1.03
+    assert recon["psnr_without_exposure"] == pytest.approx(recon["psnr"], abs=0.5)
+    assert "exposure, which training measured" in (out / "report.md").read_text()
     assert recon["lpips"] is None and recon["fid"] is None and "--no-perceptual" in recon["fid_unavailable"]
     # the validation audio's run is compared with the frames it belongs to
     assert 5.0 < driven["psnr"] < 60.0 and driven["lpips"] is None and driven["fid"] is None

@@ -178,14 +178,15 @@ def test_gpu_preset_keeps_to_the_training_budget(tmp_path):
     assert 0 < nerf_preset("gpu", tmp_path, tmp_path).time_limit_s <= 20 * 60
 
 
-def test_without_torso_motion_the_upper_body_follows_the_head_alone(scene_data, tmp_path):
+def test_without_torso_motion_or_exposure_the_frames_are_taken_as_they_are(scene_data, tmp_path):
     from engine.nerf.avatar import AvatarSpec
 
     avatar = tmp_path / "avatar"
     train_nerf(nerf_preset("test", scene_data, avatar, device="cpu", progress=False, torso_motion=False,
-                           body_steps=4, head_steps=4, lip_steps=2, val_every=4))
+                           exposure=False, body_steps=4, head_steps=4, lip_steps=2, val_every=4))
     model = load_avatar(avatar / NERF_FILE)
     assert model.frame_torso_shift is None and model.spec.breathing_rise == AvatarSpec.breathing_rise
+    assert model.frame_exposure is None
 
 
 TRAIN_IN_A_PROCESS = """
