@@ -27,11 +27,11 @@ from engine.io.atomic import atomic_path
 from engine.motion.data import dataset_windows
 from engine.nerf.avatar import AvatarModel, AvatarSpec, render_rays, save_avatar, tighten_grid
 from engine.nerf.camera import FramingRange, Intrinsics
+from engine.nerf.exposure import measure_exposure
 from engine.nerf.kernels.runtime import init_taichi
 from engine.nerf.losses import LIP_WEIGHTS, lip_term, photometric, psnr
 from engine.nerf.plugin import resolve_device
 from engine.nerf.tcnn import TcnnUnavailable, fuse_mlps, resolve_backend, unfuse_mlps
-from engine.nerf.exposure import measure_exposure
 from engine.nerf.torso_motion import TorsoMotion, measure_torso_motion
 from engine.nerf.train_config import NERF_FILE, NerfDims, TrainNerfConfig
 from engine.training_loop import Saved, TrainingLoop, start_run
