@@ -196,15 +196,18 @@ def _face_ok(track: FaceTrack) -> bool:
 def dataset_torso_shifts(renderer, dataset) -> np.ndarray | None:
     """[T, 2] the torso shift training measured on each frame of `dataset`; None for an avatar trained before it
     was measured, or on another dataset (a different frame count)."""
-    shifts = renderer.model.frame_torso_shift
-    return shifts.cpu().numpy() if shifts is not None and len(shifts) == dataset.meta.frames else None
+    return _per_dataset_frame(renderer.model.frame_torso_shift, dataset)
 
 
 def dataset_exposures(renderer, dataset) -> np.ndarray | None:
     """[T, 3] each frame's exposure training measured on `dataset` (engine/nerf/exposure.py); None for an avatar
     trained without it, or on another dataset."""
-    exposure = renderer.model.frame_exposure
-    return exposure.cpu().numpy() if exposure is not None and len(exposure) == dataset.meta.frames else None
+    return _per_dataset_frame(renderer.model.frame_exposure, dataset)
+
+
+def _per_dataset_frame(values, dataset) -> np.ndarray | None:
+    """A per-frame tensor the avatar kept, as numpy, if it was measured on `dataset` (same frame count)."""
+    return values.cpu().numpy() if values is not None and len(values) == dataset.meta.frames else None
 
 
 def _missing(value: Any) -> bool:
