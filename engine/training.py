@@ -30,8 +30,11 @@ class TrainOptions:
     """Where the avatar is written (motion.safetensors, nerf.safetensors, logs, validation images)."""
     preset: Literal["test", "cpu", "gpu"] = "cpu"
     """'test': tiny models in seconds (smoke tests); 'cpu': within an hour on 2 cores; 'gpu': the paper's schedule."""
-    stage: Literal["all", "motion", "nerf"] = "all"
-    """Train only the motion syncers, only the renderer (upper body, head, lips), or both in that order."""
+    stage: Literal["all", "motion", "nerf", "blinks"] = "all"
+    """Train only the motion syncers, only the renderer (upper body, head, lips), or both in that order. Once both
+    parts exist, each run ends by measuring the blink gain (how far past the person's own blink peak the eyelids are
+    commanded so the renderer shows them shut; AVATAR_DIR/val/blinks.png): 'blinks' measures only that, for an
+    avatar trained before it was measured."""
     time_limit_min: float | None = None
     """Stop each part after this many minutes (it still writes its model); default: the preset's own limit."""
     seed: int = 0
@@ -77,6 +80,8 @@ class TrainOptions:
 
 def run_training(options: TrainOptions) -> list[Path]:
     """Train the parts `options.stage` names; each part resumes from its own checkpoint. Returns the model files."""
+    if options.stage == "blinks":
+        return _measure_blinks(options, [])
     overrides: dict = {"seed": options.seed, "audio": AudioSettings(extractor=options.features),
                        "progress": options.progress}
     if options.time_limit_min is not None:
@@ -99,7 +104,24 @@ def run_training(options: TrainOptions) -> list[Path]:
                              head_audio=options.head_audio,
                              lip_loss=options.lip_loss, **overrides)
         written.append(train_nerf(config))
-    return written
+    return _measure_blinks(options, written)
+
+
+def _measure_blinks(options: TrainOptions, written: list[Path]) -> list[Path]:
+    """Measure the avatar's blink gain when both parts exist (engine/eval/blink_gain.py); the motion model keeps it."""
+    motion, nerf = options.avatar_dir / MOTION_FILE, options.avatar_dir / NERF_FILE
+    if not (motion.is_file() and nerf.is_file()):
+        if options.stage == "blinks":
+            raise FileNotFoundError(f"{options.avatar_dir}: the blink gain is measured on a trained avatar and "
+                                    f"{motion if not motion.is_file() else nerf} is missing; train it first "
+                                    f"(`syncanim train {options.data} -o {options.avatar_dir}`)")
+        return written
+    from engine.eval.blink_gain import calibrate_blinks
+    from engine.nerf.kernels.runtime import active_device
+    from engine.nerf.plugin import resolve_device
+
+    calibrate_blinks(options.data, options.avatar_dir, active_device() or resolve_device("auto"))
+    return written if motion in written else [*written, motion]  # its metadata was rewritten
 
 
 def universal_dir(options: TrainOptions) -> Path:

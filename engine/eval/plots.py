@@ -144,3 +144,29 @@ def plot_torso(path: Path, shifts_px, rise_px: float, fps: float, val_start: int
     axes[0].set_title("torso shift the head pose does not explain (grid read offset; y > 0: shoulders up)")
     axes[-1].set_xlabel("time in the dataset (s)")
     return _save(plt, fig, path)
+
+
+def plot_blink_gain(path: Path, crops: list[np.ndarray], result) -> Path:
+    """The eyes of the blink-gain renders: a column per training pose (crops [1 + G, h, w, 3] each), a row for the
+    open eyes and one per gain tried, labelled with its shut ratio; the chosen gain's row label in red.
+    `result`: the BlinkGain (engine/eval/blink_gain.py) they measured."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    rows = 1 + len(result.gains)
+    fig, axes = plt.subplots(rows, len(crops), figsize=(1.9 * len(crops) + 0.8, 0.85 * rows + 0.6), squeeze=False)
+    labels = ["open"] + [f"x{g:.1f}: {'-' if r is None else f'{r:.2f}'}"
+                         for g, r in zip(result.gains, result.shut_ratio)]
+    for i, row in enumerate(axes):
+        for ax, crop in zip(row, crops):
+            ax.imshow(crop[i])
+            ax.set_xticks([])
+            ax.set_yticks([])
+        chosen = i > 0 and result.gains[i - 1] == result.gain
+        row[0].set_ylabel(labels[i], rotation=0, ha="right", va="center", fontsize=8,
+                          color="C3" if chosen else "black")
+    fig.suptitle(f"blink gain x{result.gain:.1f}: EAR shut / open (median over the poses) at most {result.target:.2f}",
+                 fontsize=9)
+    return _save(plt, fig, path)

@@ -715,6 +715,7 @@ def run_eval(config: EvalOptions) -> dict[str, Any]:
             truth = {"euler_deg": tracks.euler_deg[val], "blendshapes": tracks.blendshapes[val],
                      "names": tracks.blendshape_names, "faces": arrays["truth_faces"]}
         driven_result, curves, driven, faces = run_audio_driven(config, avatar, renderer, audio, fps, rate, truth)
+        driven_result["blink_gain"] = read_metadata(avatar / MOTION_FILE)["blink"].get("gain")
         if heard is not None and has_video(config.audio):
             speaker = speaker_opening(config.audio, fps, len(curves["opening"]), config.face_model)
             driven_result.update(speaker_figures(curves["opening"], speaker, curves["envelope"], curves["speech"]))

@@ -177,6 +177,9 @@ def _audio_driven(a: dict[str, Any], truth: dict[str, Any]) -> list[str]:
     lines += table(["measured on", "blinks / min"], rows)
     if a.get("blink_rule"):
         lines += [f"Blink counting: {a['blink_rule']}.", ""]
+    if a.get("blink_gain") is not None:
+        lines += [f"Blinks are shown at {a['blink_gain']:.1f}x the person's own blink peak: the gain `syncanim train` "
+                  "measured for this renderer to show them shut (AVATAR_DIR/val/blinks.png).", ""]
     if a.get("blendshape_mae"):
         lines += ["### Upper face: mean absolute error of the predicted blendshapes against the tracked truth", ""]
         names = list(a["blendshape_mae"])

@@ -99,9 +99,11 @@ class MotionRuntime:
         self.intervals = np.asarray(blink["intervals_frames"], np.float64)
         self._blink_channels = [self.names.index(c) for c in BLINK_CHANNELS]
         peak = blink.get("peak")
-        self.blink_peak = None if peak is None else np.asarray(peak, np.float32)
-        """[2] the avatar's own full blink per eyelid (its tracks' blink peaks); None (models trained before it was
-        kept): blinks are shown as the syncer gives them."""
+        self.blink_peak = None if peak is None else np.minimum(
+            np.asarray(peak, np.float32) * float(blink.get("gain", 1.0)), 1.0).astype(np.float32)
+        """[2] the blink shown per eyelid: the avatar's own full blink (its tracks' blink peaks) times the blink gain
+        its renderer needs to show it shut (engine/eval/blink_gain.py; 1 where it was not measured); None (models
+        trained before the peak was kept): blinks are shown as the syncer gives them."""
         self.smoothing = float(metadata.get("pose_smoothing", 0.0))
         rho = metadata.get("latent_rho", {})
         self.rho_pose = np.asarray(rho.get("pose", np.zeros(pose.latent)), np.float32)

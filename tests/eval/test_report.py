@@ -66,6 +66,10 @@ def test_markdown_has_a_table_per_section():
     assert "| commanded (motion model) | 2 | 1 | 2 | - |" in text
     assert "| FID | no weights |" in text and "![head pose](pose.png)" in text
     assert "- Dataset check: 20 s of video" in text
+    assert "blink peak" not in text  # an avatar trained before the blink gain
+    report = _report("/x/avatar", 30.0, 0.5)
+    report["audio_driven"]["blink_gain"] = 1.3
+    assert "Blinks are shown at 1.3x the person's own blink peak" in render_markdown(report)
 
 
 def test_missing_files_are_named_with_the_fix(tmp_path, capsys, tiny_data):

@@ -260,3 +260,22 @@ def test_models_without_a_blink_peak_show_blinks_as_the_syncer_gives_them(traine
     old.blink_peak = None
     values = [0.0, 0.0, 1.05 * old.blink_threshold, 0.0, 0.0]
     assert np.array_equal(blink_run(old, values)[:, 0], np.array(values, np.float32))
+
+
+def test_the_blink_gain_deepens_the_blink_shown_up_to_a_shut_eyelid(runtime):
+    """The gain training measured on the renderer (engine/eval/blink_gain.py) scales the blink peak shown, never past
+    1; a model without one shows its own peak."""
+    assert "gain" not in runtime.metadata["blink"]
+    assert np.allclose(runtime.blink_peak, runtime.metadata["blink"]["peak"])
+    peak = np.array([0.5, 0.6], np.float32)  # a real face's (this synthetic one's reaches 1)
+
+    def with_gain(gain: float | None) -> MotionRuntime:
+        blink = {**runtime.metadata["blink"], "peak": peak.tolist()} | ({} if gain is None else {"gain": gain})
+        return MotionRuntime(runtime.pose, runtime.emotion, {**runtime.metadata, "blink": blink})
+
+    assert np.allclose(with_gain(None).blink_peak, peak)
+    deeper = with_gain(1.3)
+    assert np.allclose(deeper.blink_peak, 1.3 * peak)
+    shown = blink_run(deeper, [0.0, 0.0, 1.05 * deeper.blink_threshold] + [0.0] * 4)
+    assert np.allclose(shown[3], 1.3 * peak) and np.allclose(shown[4], 1.3 * peak)
+    assert np.allclose(with_gain(1.9).blink_peak, [0.95, 1.0])

@@ -127,6 +127,11 @@ def _warn_if_omp_spins() -> None:
         )
 
 
+def active_device() -> Device | None:
+    """The device Taichi runs on in this process; None before init_taichi."""
+    return _active
+
+
 def cpu_threads() -> int:
     """Size of Taichi's CPU thread pool (1 before `init_taichi` or on CUDA)."""
     return _cpu_threads if _active == "cpu" else 1
