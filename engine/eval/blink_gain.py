@@ -27,9 +27,11 @@ log = logging.getLogger(__name__)
 GAINS = (1.0, 1.1, 1.2, 1.3, 1.4)
 """Gains tried, smallest first. Up to 1.4 the rendered lid closes further without visible artefacts on the real
 clips' avatars (README: "Blinks")."""
+SEEN_RATIO = 0.7
+"""The eval counts an eye closed below this share of its open EAR (metrics.ear_thresholds)."""
 SHUT_RATIO = 0.5
-"""A rendered blink is shut when its EAR is at most this share of the same pose's open eye. The eval counts an eye
-closed below 0.7 of the open level; the margin covers the poses at which a head renders its blink shallower."""
+"""A rendered blink is shut when its EAR is at most this share of the same pose's open eye: below SEEN_RATIO, with a
+margin for the poses at which a head renders its blink shallower."""
 POSES = 6
 """Training poses rendered: the person's deepest blink frame and POSES - 1 spread over the training frames."""
 
@@ -168,13 +170,24 @@ def calibrate_blinks(data: Path, avatar: Path, device: str) -> BlinkGain | None:
     eyelids = eyelid_rows(tracks, val_start, np.asarray(blink["peak"], np.float64))
     result = measure_blink_gain(AvatarRenderer.load(avatar, device), tracks, pose_frames(tracks, val_start), eyelids,
                                 dataset.meta.size, dataset.meta.fps, Path(avatar) / "val" / "blinks.png")
-    if all(r is None for r in result.shut_ratio):
-        log.warning("blink gain: MediaPipe found no face in %s's renders of %s; its blinks are shown at gain 1",
-                    avatar, data)
-    else:
-        shown = ", ".join(f"x{g:.1f}: {r:.2f}" for g, r in zip(result.gains, result.shut_ratio) if r is not None)
-        log.info("blink gain %.1f (rendered EAR shut / open, median over %d poses: %s; shut at <= %.2f)",
-                 result.gain, len(result.frames), shown, result.target)
+    log_blink_gain(result, avatar, data)
     blink.update(gain=result.gain, gain_check=result.to_json())
     runtime.save(avatar)
     return result
+
+
+def log_blink_gain(result: BlinkGain, avatar: Path, data: Path) -> None:
+    """Say what was measured; warn where no face was found or the blink will not show even at the largest gain."""
+    measured = [(g, r) for g, r in zip(result.gains, result.shut_ratio) if r is not None]
+    if not measured:
+        log.warning("blink gain: MediaPipe found no face in %s's renders of %s; its blinks are shown at gain 1",
+                    avatar, data)
+        return
+    log.info("blink gain %.1f (rendered EAR shut / open, median over %d poses: %s; shut at <= %.2f)", result.gain,
+             len(result.frames), ", ".join(f"x{g:.1f}: {r:.2f}" for g, r in measured), result.target)
+    deepest = min(r for _, r in measured)
+    if deepest > SEEN_RATIO:
+        log.warning("%s renders its blink at %.2f of the open eye's EAR at best (seen closed below %.2f): most blinks "
+                    "it is driven to will not show. How deep a training renders the blink varies from training to "
+                    "training: `syncanim train` with another --seed may show them (see %s)",
+                    avatar, deepest, SEEN_RATIO, Path(avatar) / "val" / "blinks.png")

@@ -27,6 +27,22 @@ def test_the_smallest_gain_that_shuts_the_eye_is_chosen():
     assert choose_gain((SHUT_RATIO, 0.4, 0.3, 0.2, 0.1)) == 1.0
 
 
+def test_a_blink_that_will_not_show_even_at_the_largest_gain_is_named(caplog):
+    def logged(ratios) -> str:
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            blink_gain.log_blink_gain(blink_gain.BlinkGain(choose_gain(ratios), GAINS, ratios, (3, 0, 5)),
+                                      Path("av"), Path("data"))
+        return caplog.text
+
+    shallow = logged((0.80, 0.78, 0.76, 0.755, 0.75))  # a training measured so: none of 19 blinks a minute seen
+    assert "blink gain 1.4" in shallow and "0.75 of the open eye" in shallow and "another --seed" in shallow
+    assert str(Path("av") / "val" / "blinks.png") in shallow
+    deep_enough = logged((0.72, 0.69, 0.68, 0.63, 0.59))
+    assert "blink gain 1.4" in deep_enough and "x1.3: 0.63" in deep_enough and "another --seed" not in deep_enough
+    assert "found no face" in logged((None,) * len(GAINS))
+
+
 def _eyes(ear: float, width: float = 30.0) -> np.ndarray:
     """Landmarks [478, 2] whose eyes both have eye aspect ratio `ear` (p2, p3 above and p6, p5 below the corners)."""
     points = np.zeros((478, 2))
