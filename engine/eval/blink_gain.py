@@ -49,6 +49,7 @@ class BlinkGain:
     frames: tuple[int, ...]
     """The training frames whose pose and expression were rendered."""
     target: float = SHUT_RATIO
+    """The ratio at or below which a blink counts as shut."""
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -100,7 +101,7 @@ def blink_images(renderer, tracks: Tracks, frames: np.ndarray, eyelids: list[np.
     return np.asarray(rows)
 
 
-def eye_landmarks(images: np.ndarray, fps: float) -> np.ndarray:
+def face_landmarks(images: np.ndarray, fps: float) -> np.ndarray:
     """MediaPipe's landmarks [..., 478, 2] in pixels of RGB images [..., S, S, 3] (NaN where it found no face)."""
     from engine.data.preprocess.track import track_frames
 
@@ -140,7 +141,7 @@ def measure_blink_gain(renderer, tracks: Tracks, frames: np.ndarray, eyelids: li
     """Render `frames` of `tracks` with each of `eyelids` (eyelid_rows) at `size` pixels, read their eyes with
     MediaPipe and choose the gain; `figure`: where to draw the renders' eyes (not drawn where no face was found)."""
     images = blink_images(renderer, tracks, frames, eyelids, size)
-    landmarks = eye_landmarks(images, fps)
+    landmarks = face_landmarks(images, fps)
     ratios = shut_ratios(landmarks)
     result = BlinkGain(choose_gain(ratios), GAINS, ratios, tuple(int(f) for f in frames))
     crops = eye_crops(images, landmarks)

@@ -16,12 +16,17 @@ from engine.io.atomic import atomic_path
 AXES = ("roll", "pitch", "yaw")
 
 
-def _figure(rows: int, height: float = 2.2):
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _figure(rows: int, height: float = 2.2):
+    plt = _pyplot()
     fig, axes = plt.subplots(rows, 1, figsize=(10, height * rows), sharex=True, squeeze=False)
     return plt, fig, axes[:, 0]
 
@@ -150,11 +155,7 @@ def plot_blink_gain(path: Path, crops: list[np.ndarray], result) -> Path:
     """The eyes of the blink-gain renders: a column per training pose (crops [1 + G, h, w, 3] each), a row for the
     open eyes and one per gain tried, labelled with its shut ratio; the chosen gain's row label in red.
     `result`: the BlinkGain (engine/eval/blink_gain.py) they measured."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     rows = 1 + len(result.gains)
     fig, axes = plt.subplots(rows, len(crops), figsize=(1.9 * len(crops) + 0.8, 0.85 * rows + 0.6), squeeze=False)
     labels = ["open"] + [f"x{g:.1f}: {'-' if r is None else f'{r:.2f}'}"
