@@ -21,6 +21,7 @@ from engine.data.dataset import Dataset, Tracks
 from engine.eval.metrics import LEFT_EYE, RIGHT_EYE, eye_aspect_ratio
 from engine.motion.config import BLINK_CHANNELS
 from engine.motion.pooled import training_frames
+from engine.motion.runtime import MotionRuntime, shown_blink
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ def eyelid_rows(tracks: Tracks, val_start: int, peak: np.ndarray) -> list[np.nda
     (`peak` [2], the motion model's blink peak per eyelid) at each of GAINS."""
     train = training_frames(tracks.valid, val_start)
     open_eyes = np.median([tracks.blendshape(c)[train] for c in BLINK_CHANNELS], axis=1)
-    return [open_eyes, *(np.minimum(peak * gain, 1.0) for gain in GAINS)]
+    return [open_eyes, *(shown_blink(peak, gain) for gain in GAINS)]
 
 
 def blink_images(renderer, tracks: Tracks, frames: np.ndarray, eyelids: list[np.ndarray], size: int) -> np.ndarray:
@@ -155,7 +156,6 @@ def measure_blink_gain(renderer, tracks: Tracks, frames: np.ndarray, eyelids: li
 def calibrate_blinks(data: Path, avatar: Path, device: str) -> BlinkGain | None:
     """Measure AVATAR_DIR's blink gain on DATA and keep it in its motion model's blink metadata (the checkpoint is
     rewritten atomically); None for a motion model older than its blink peak (it shows the syncer's blinks)."""
-    from engine.motion.runtime import MotionRuntime
     from engine.nerf.kernels.runtime import init_taichi
     from engine.nerf.render import AvatarRenderer
 

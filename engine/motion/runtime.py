@@ -67,6 +67,12 @@ def motion_path(avatar: str | os.PathLike) -> Path:
     return path if path.suffix == ".safetensors" else path / MOTION_FILE
 
 
+def shown_blink(peak, gain: float = 1.0) -> np.ndarray:
+    """[2] how far each eyelid shuts at a blink the engine shows: the avatar's blink peak [2] times its blink gain
+    (engine/eval/blink_gain.py), never past 1."""
+    return np.minimum(np.asarray(peak, np.float32) * np.float32(gain), np.float32(1.0))
+
+
 def focus_positions(spec: FeatureSpec) -> tuple[int, ...]:
     """Indices in the window [W] of the current video frame's own feature frames."""
     per_video = round(50.0 / spec.video_fps)
@@ -99,8 +105,7 @@ class MotionRuntime:
         self.intervals = np.asarray(blink["intervals_frames"], np.float64)
         self._blink_channels = [self.names.index(c) for c in BLINK_CHANNELS]
         peak = blink.get("peak")
-        self.blink_peak = None if peak is None else np.minimum(
-            np.asarray(peak, np.float32) * float(blink.get("gain", 1.0)), 1.0).astype(np.float32)
+        self.blink_peak = None if peak is None else shown_blink(peak, blink.get("gain", 1.0))
         """[2] the blink shown per eyelid: the avatar's own full blink (its tracks' blink peaks) times the blink gain
         its renderer needs to show it shut (engine/eval/blink_gain.py; 1 where it was not measured); None (models
         trained before the peak was kept): blinks are shown as the syncer gives them."""
