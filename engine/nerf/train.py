@@ -5,8 +5,9 @@ Stage 1 (body) fits the upper-body field over the background plate on pixels out
 (head) fits the head field in front of the frozen upper body, half of the rays on the head's bounding box and
 shares of the rest on the brows and eyes, where the expression channels show, and on the lips.
 Stage 3 (lips) alternates such steps with a lip patch (L2 + lambda (1 - SSIM), or lambda LPIPS as Eq. 15:
-TrainNerfConfig.lip_loss). Every step renders one training frame with its true pose, blendshapes and speech-feature
-window (as tracked by preprocess).
+TrainNerfConfig.lip_loss), and gives every other one of its plain steps to the same kind of patch over the brows and
+eyes of a frame drawn by how rare its upper face is (`lips_stage_patch`). Every step renders one training frame with
+its true pose, blendshapes and speech-feature window (as tracked by preprocess).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from engine.audio.settings import AudioSettings
 from engine.data.dataset import HEAD, TORSO, Dataset, DatasetError
 from engine.data.preprocess.masks import upper_face_rect
 from engine.io.atomic import atomic_path
+from engine.motion.config import UPPER_FACE
 from engine.motion.data import dataset_windows
 from engine.nerf.avatar import AvatarModel, AvatarSpec, render_rays, save_avatar, tighten_grid
 from engine.nerf.camera import FramingRange, Intrinsics
@@ -244,7 +246,7 @@ def _grown(rect: torch.Tensor, factor: float, size: int) -> torch.Tensor:
     return torch.tensor([max(0, cx - hw), max(0, cy - hh), min(size, cx + hw), min(size, cy + hh)])
 
 
-def _lip_pixels(rect: torch.Tensor, patch: int) -> torch.Tensor:
+def _patch_pixels(rect: torch.Tensor, patch: int) -> torch.Tensor:
     """A patch x patch grid of integer pixels spanning rect (x0, y0, x1, y1), row-major."""
     x0, y0, x1, y1 = (float(v) for v in rect)
     us = torch.linspace(x0, max(x0, x1 - 1), patch).round().long()
@@ -301,6 +303,20 @@ def rare_expression_weights(expression: torch.Tensor, boost: float, floor: float
     return (distance / typical).pow(2).clamp(1.0, float(boost))
 
 
+def lips_stage_patch(step: int, eyes: bool) -> str | None:
+    """What step `step` of the lips stage renders: 'lips' (odd steps), 'eyes' (every fourth, where `eyes`) or None
+    (rays spread as in the head stage). The paper's lip patch sharpens the mouth; the eye patch does the same for a
+    blink: with rays alone, some trainings of one real recording rendered its closed eyes over a ghost of the iris."""
+    if step % 2:
+        return "lips"
+    return "eyes" if eyes and step % 4 == 2 else None
+
+
+def upper_face_columns(expression: tuple[str, ...]) -> list[int]:
+    """Positions of the upper-face channels (brows and eyes, UPPER_FACE) among the head's expression channels."""
+    return [i for i, name in enumerate(expression) if name in UPPER_FACE]
+
+
 class _Trainer:
     def __init__(self, config: TrainNerfConfig, model: AvatarModel, data: TrainingData, device: torch.device):
         self.config, self.model, self.data, self.device = config, model, data, device
@@ -310,7 +326,13 @@ class _Trainer:
         self.size = model.spec.intrinsics.size
         self.hull: torch.Tensor | None = None
         train = torch.as_tensor(data.train, device=data.expression.device)
-        self.head_weights = rare_expression_weights(data.expression[train], config.rare_expression_boost).cpu()
+        expression, boost = data.expression[train], config.rare_expression_boost
+        self.head_weights = rare_expression_weights(expression, boost).cpu()
+        upper = upper_face_columns(tuple(config.expression))
+        self.eye_weights: torch.Tensor | None = None
+        """Draw weights of the eye patches' frames: by how rare the upper face alone is (a blink, a raised brow)."""
+        if upper and config.eye_patches:
+            self.eye_weights = rare_expression_weights(expression[:, upper], boost).cpu()
         self.lip_loss, self.lip_term = lip_term(config.lip_loss, config.lip_patch, device)
         self.lip_weight = LIP_WEIGHTS[self.lip_loss] if config.lip_weight is None else config.lip_weight
 
@@ -330,15 +352,17 @@ class _Trainer:
     def step_loss(self, stage: str, step: int) -> torch.Tensor:
         """The loss of one step of `stage` on one random training frame (occupancy updates on schedule)."""
         d = self.data
+        patch = lips_stage_patch(step, self.eye_weights is not None) if stage == "lips" else None
         if stage == "body":
             pick = int(torch.randint(0, len(d.train), (1,), generator=self.gen))
         else:
-            pick = int(torch.multinomial(self.head_weights, 1, generator=self.gen))
+            weights = self.eye_weights if patch == "eyes" else self.head_weights
+            pick = int(torch.multinomial(weights, 1, generator=self.gen))
         frame = int(d.train[pick])
         inputs = self.frame_inputs(frame, int(torch.randint(0, len(d.windows), (1,), generator=self.gen)))
         if stage == "body":
             return self.body_loss(frame, inputs)
-        loss = self.head_loss(frame, inputs, lip_step=stage == "lips" and step % 2 == 1)
+        loss = self.head_loss(frame, inputs, patch)
         if step % self.config.grid_every == 0:
             cells = None if self.model.grid.resolution <= 32 else self.model.grid.resolution**3 // 8
             # torch draws on a device only from a generator of that device: the CPU one serves the CPU alone.
@@ -358,12 +382,14 @@ class _Trainer:
         alpha_err = ((out["body_alpha"] - torso) ** 2 * keep).sum() / keep.sum().clamp(min=1)
         return photometric(out["rgb"] * self.data.exposure[frame], target, keep) + cfg.mask_weight * alpha_err
 
-    def head_loss(self, frame: int, inputs: tuple[torch.Tensor, ...], lip_step: bool) -> torch.Tensor:
-        """L_head (half the rays on the head's box) or, on lip steps, L_lip of Eq. 15 on the lip patch."""
+    def head_loss(self, frame: int, inputs: tuple[torch.Tensor, ...], patch: str | None = None) -> torch.Tensor:
+        """L_head (half the rays on the head's box) or, on patch steps, L_lip of Eq. 15 on the `patch` ('lips' or
+        'eyes': the brows and eyes)."""
         cfg, d = self.config, self.data
         lips = _grown(d.lip_rect[frame], 1.25, self.size)
-        if lip_step:
-            pixels = _lip_pixels(lips, cfg.lip_patch).to(self.device)
+        if patch is not None:
+            rect = lips if patch == "lips" else _grown(d.upper_face[frame], 1.1, self.size)
+            pixels = _patch_pixels(rect, cfg.lip_patch).to(self.device)
         else:
             focus = [(d.upper_face[frame], cfg.upper_face_rays), (lips, cfg.lip_rays)]
             head_box = _grown(d.head_box[frame], HEAD_BOX_GROWTH, self.size)
@@ -374,7 +400,7 @@ class _Trainer:
                           torso_shift=d.torso_shift[frame])
         rgb = out["rgb"] * d.exposure[frame]
         loss = photometric(rgb, target) + cfg.mask_weight * ((out["head_opacity"] - head) ** 2).mean()
-        if lip_step:
+        if patch is not None:
             p = cfg.lip_patch
             return loss + self.lip_weight * self.lip_term(rgb.view(p, p, 3), target.view(p, p, 3))
         if not self.model.head.hears:

@@ -102,6 +102,37 @@ def test_frames_with_rare_expressions_are_drawn_more_often_in_the_head_stages():
     assert (rare_expression_weights(torch.rand(1, 3), boost=5.0) == 1.0).all()
 
 
+def test_the_lips_stage_renders_lip_patches_on_odd_steps_and_eye_patches_on_every_fourth():
+    from engine.motion.config import EXPRESSION
+    from engine.nerf.train import lips_stage_patch, upper_face_columns
+
+    assert [lips_stage_patch(step, eyes=True) for step in range(8)] == [None, "lips", "eyes", "lips"] * 2
+    assert [lips_stage_patch(step, eyes=False) for step in range(4)] == [None, "lips", None, "lips"]
+    assert upper_face_columns(EXPRESSION) == list(range(7))  # blinks and brows come first
+    assert upper_face_columns(("jawOpen", "eyeBlinkLeft", "mouthClose")) == [1]
+    assert upper_face_columns(("jawOpen",)) == []
+
+
+def test_eye_patches_draw_frames_by_the_upper_face_and_render_the_brows_and_eyes(scene_data, tmp_path):
+    from engine.nerf.avatar import AvatarModel
+    from engine.nerf.train import _Trainer, load_training_data
+
+    config = nerf_preset("test", scene_data, tmp_path, device="cpu", progress=False)
+    data, spec = load_training_data(config, torch.device("cpu"))
+    trainer = _Trainer(config, AvatarModel(spec), data, torch.device("cpu"))
+    assert trainer.eye_weights is not None and trainer.eye_weights.shape == trainer.head_weights.shape
+    trainer.eye_weights = torch.zeros_like(trainer.eye_weights)
+    trainer.eye_weights[3] = 1.0  # only this frame's upper face is rare
+    seen = []
+    trainer.head_loss = lambda frame, inputs, patch=None: seen.append((frame, patch)) or torch.zeros(())
+    for step in range(8):
+        trainer.step_loss("lips", step)
+    assert [patch for _, patch in seen] == [None, "lips", "eyes", "lips"] * 2
+    assert {frame for frame, patch in seen if patch == "eyes"} == {int(data.train[3])}
+    off = nerf_preset("test", scene_data, tmp_path, device="cpu", eye_patches=False)
+    assert _Trainer(off, AvatarModel(spec), data, torch.device("cpu")).eye_weights is None
+
+
 def test_head_steps_spend_a_share_of_their_rays_on_the_brows_and_eyes():
     from engine.nerf.train import head_step_pixels
 
