@@ -103,17 +103,31 @@ def test_frames_with_rare_expressions_are_drawn_more_often_in_the_head_stages():
 
 
 def test_the_lips_stage_renders_lip_patches_on_odd_steps_and_eye_patches_on_every_fourth():
-    from engine.motion.config import EXPRESSION
-    from engine.nerf.train import lips_stage_patch, upper_face_columns
+    from engine.nerf.train import lips_stage_patch
 
     assert [lips_stage_patch(step, eyes=True) for step in range(8)] == [None, "lips", "eyes", "lips"] * 2
     assert [lips_stage_patch(step, eyes=False) for step in range(4)] == [None, "lips", None, "lips"]
-    assert upper_face_columns(EXPRESSION) == list(range(7))  # blinks and brows come first
-    assert upper_face_columns(("jawOpen", "eyeBlinkLeft", "mouthClose")) == [1]
-    assert upper_face_columns(("jawOpen",)) == []
 
 
-def test_eye_patches_draw_frames_by_the_upper_face_and_render_the_brows_and_eyes(scene_data, tmp_path):
+def test_eye_patches_go_mostly_to_the_blinks():
+    from engine.nerf.train import eye_patch_weights, rare_expression_weights
+
+    names = ("eyeBlinkLeft", "browInnerUp", "eyeBlinkRight", "jawOpen")
+    expression = torch.full((200, 4), 0.1) + 0.01 * torch.rand(200, 4, generator=torch.Generator().manual_seed(0))
+    expression[[20, 120], 0] = expression[[20, 120], 2] = 0.7  # two blinks
+    expression[60:90, 0] += 0.08  # a squint: unusual eyelids, but thirty frames of it
+    expression[150:155, 1] = 0.6  # a brow raise, as rare as a blink
+    expression[170:175, 3] = 0.6  # an open mouth
+    weights = eye_patch_weights(expression, names, boost=30.0)
+    share = weights / weights.sum()
+    assert share[[20, 120]].sum() > 0.3  # two frames of 200 take a third of the eye patches
+    assert share[60:90].mean() < share[20] / 5 and weights[[20, 120]].tolist() == [900.0, 900.0]  # boost squared
+    assert weights[150:175].max() < 10  # a brow raise or an open mouth is no blink: weighed like ordinary frames
+    assert torch.equal(weights, rare_expression_weights(expression[:, [0, 2]], 30.0).pow(2))
+    assert eye_patch_weights(expression[:, 1:2], ("browInnerUp",), 30.0) is None  # no eyelids: no eye patches
+
+
+def test_eye_patch_steps_draw_their_own_frames(scene_data, tmp_path):
     from engine.nerf.avatar import AvatarModel
     from engine.nerf.train import _Trainer, load_training_data
 
@@ -122,7 +136,7 @@ def test_eye_patches_draw_frames_by_the_upper_face_and_render_the_brows_and_eyes
     trainer = _Trainer(config, AvatarModel(spec), data, torch.device("cpu"))
     assert trainer.eye_weights is not None and trainer.eye_weights.shape == trainer.head_weights.shape
     trainer.eye_weights = torch.zeros_like(trainer.eye_weights)
-    trainer.eye_weights[3] = 1.0  # only this frame's upper face is rare
+    trainer.eye_weights[3] = 1.0  # only this frame's eyelids are rare
     seen = []
     trainer.head_loss = lambda frame, inputs, patch=None: seen.append((frame, patch)) or torch.zeros(())
     for step in range(8):
