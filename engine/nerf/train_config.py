@@ -81,7 +81,7 @@ class TrainNerfConfig(TrainingRun):
     rays: int = 65536
     """Rays per step (the paper: 256^2)."""
     lip_patch: int = 64
-    """Side of the lip patch in rays on lip steps (the lip rectangle sampled on a patch x patch grid)."""
+    """Side of the lip and eye patches in rays (their rectangle sampled on a patch x patch grid)."""
     lip_loss: Literal["auto", "lpips", "ssim"] = "ssim"
     """The lip patch's term of Eq. 15: 'ssim' (1 - SSIM, 11-pixel Gaussian window: structure and contrast of the
     mouth), 'lpips' (AlexNet LPIPS, the paper's; its weights are fetched by `python scripts/fetch_eval_weights.py`),
