@@ -291,8 +291,8 @@ class Dataset:
         for count, (_, frame) in enumerate(read_frames(self.root / "frames.mkv", wanted), start=1):
             out[count - 1] = frame
         if count != len(wanted):
-            raise DatasetError(f"{self.root / 'frames.mkv'} holds fewer frames than the {len(wanted)} asked for "
-                               f"(meta.json says {self.meta.frames}); re-run "
+            raise DatasetError(f"{self.root / 'frames.mkv'} ends before frame {wanted[count]}: {count} of the "
+                               f"{len(wanted)} frames asked for were read (meta.json says {self.meta.frames}); re-run "
                                f"`syncanim preprocess VIDEO -o {self.root}`")
         return out
 

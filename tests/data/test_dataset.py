@@ -112,5 +112,7 @@ def test_masks_or_frames_shorter_than_meta_are_reported(tmp_path):
     data = Dataset(tmp_path / "d")
     with pytest.raises(DatasetError, match="torso has 2 frames, meta.json says 3"):
         data.regions()
-    with pytest.raises(DatasetError, match="fewer frames than the 4 asked for"):
+    with pytest.raises(DatasetError, match="ends before frame 3: 3 of the 4 frames asked for"):
         data.frames([0, 1, 2, 3])
+    with pytest.raises(DatasetError, match="ends before frame 7: 1 of the 2 frames asked for"):
+        data.frames([2, 7])
