@@ -5,9 +5,9 @@ Stage 1 (body) fits the upper-body field over the background plate on pixels out
 (head) fits the head field in front of the frozen upper body, half of the rays on the head's bounding box and
 shares of the rest on the brows and eyes, where the expression channels show, and on the lips.
 Stage 3 (lips) alternates such steps with a lip patch (L2 + lambda (1 - SSIM), or lambda LPIPS as Eq. 15:
-TrainNerfConfig.lip_loss). Both head stages also render, on some steps, the same kind of patch over the brows and
-eyes, mostly of the blinks (`step_patches`, `eye_patch_weights`). A step renders its training frames with their
-true pose, blendshapes and speech-feature windows (as tracked by preprocess).
+TrainNerfConfig.lip_loss), and gives every other one of its plain steps to the same kind of patch over the brows and
+eyes, mostly of the blinks (`lips_stage_patch`, `eye_patch_weights`). Every step renders one training frame with
+its true pose, blendshapes and speech-feature window (as tracked by preprocess).
 """
 from __future__ import annotations
 
@@ -303,17 +303,13 @@ def rare_expression_weights(expression: torch.Tensor, boost: float, floor: float
     return (distance / typical).pow(2).clamp(1.0, float(boost))
 
 
-def step_patches(stage: str, step: int, eyes: bool) -> tuple[str | None, ...]:
-    """What step `step` of a head stage renders: one frame's rays spread over the head (None) or a patch ('lips',
-    'eyes'), and on some steps an eye patch of a second frame besides. The lips stage gives its odd steps to the
-    paper's lip patch, which sharpens the mouth, and every fourth step to an eye patch (where `eyes`); the head stage
-    adds an eye patch to every eighth step. The eye patch does for a blink what the lip patch does for the mouth: with
-    rays alone, some trainings of one real recording rendered its closed eyes over a ghost of the iris, and eye patches
-    in the lips stage alone left some of them shallow. The head stage adds them rather than giving up its steps: in
-    their place, the rendered mouth followed speech less (README, "Blinks")."""
-    if stage == "lips":
-        return ("lips",) if step % 2 else ("eyes",) if eyes and step % 4 == 2 else (None,)
-    return (None, "eyes") if stage == "head" and eyes and step % 8 == 4 else (None,)
+def lips_stage_patch(step: int, eyes: bool) -> str | None:
+    """What step `step` of the lips stage renders: 'lips' (odd steps), 'eyes' (every fourth, where `eyes`) or None
+    (rays spread as in the head stage). The paper's lip patch sharpens the mouth; the eye patch does the same for a
+    blink: with rays alone, some trainings of one real recording rendered its closed eyes over a ghost of the iris."""
+    if step % 2:
+        return "lips"
+    return "eyes" if eyes and step % 4 == 2 else None
 
 
 def eye_patch_weights(expression: torch.Tensor, names: tuple[str, ...], boost: float) -> torch.Tensor | None:
@@ -337,7 +333,7 @@ class _Trainer:
         self.head_weights = rare_expression_weights(expression, boost).cpu()
         eyes = eye_patch_weights(expression, tuple(config.expression), boost)
         self.eye_weights = eyes.cpu() if eyes is not None and config.eye_patches else None
-        """Draw weights of the eye patches' frames (None: the head stages render none)."""
+        """Draw weights of the eye patches' frames (None: the lips stage renders none)."""
         self.lip_loss, self.lip_term = lip_term(config.lip_loss, config.lip_patch, device)
         self.lip_weight = LIP_WEIGHTS[self.lip_loss] if config.lip_weight is None else config.lip_weight
 
@@ -355,14 +351,19 @@ class _Trainer:
         return d.euler[frame], d.trans[frame], audio, d.expression[frame]
 
     def step_loss(self, stage: str, step: int) -> torch.Tensor:
-        """The loss of one step of `stage` on random training frames (occupancy updates on schedule)."""
+        """The loss of one step of `stage` on one random training frame (occupancy updates on schedule)."""
+        d = self.data
+        patch = lips_stage_patch(step, self.eye_weights is not None) if stage == "lips" else None
         if stage == "body":
-            frame, inputs = self.draw(None)
+            pick = int(torch.randint(0, len(d.train), (1,), generator=self.gen))
+        else:
+            weights = self.eye_weights if patch == "eyes" else self.head_weights
+            pick = int(torch.multinomial(weights, 1, generator=self.gen))
+        frame = int(d.train[pick])
+        inputs = self.frame_inputs(frame, int(torch.randint(0, len(d.windows), (1,), generator=self.gen)))
+        if stage == "body":
             return self.body_loss(frame, inputs)
-        patches = step_patches(stage, step, self.eye_weights is not None)
-        draws = [self.draw(self.eye_weights if patch == "eyes" else self.head_weights) for patch in patches]
-        loss = sum(self.head_loss(frame, inputs, patch) for patch, (frame, inputs) in zip(patches, draws))
-        inputs = draws[0][1]
+        loss = self.head_loss(frame, inputs, patch)
         if step % self.config.grid_every == 0:
             cells = None if self.model.grid.resolution <= 32 else self.model.grid.resolution**3 // 8
             # torch draws on a device only from a generator of that device: the CPU one serves the CPU alone.
@@ -370,16 +371,6 @@ class _Trainer:
             self.model.update_grid(inputs[2].detach(), inputs[3], cells, generator)
             self.carve()
         return loss
-
-    def draw(self, weights: torch.Tensor | None) -> tuple[int, tuple[torch.Tensor, ...]]:
-        """A training frame drawn by `weights` (None: uniformly) and its inputs, with one of its audio versions."""
-        d = self.data
-        if weights is None:
-            pick = int(torch.randint(0, len(d.train), (1,), generator=self.gen))
-        else:
-            pick = int(torch.multinomial(weights, 1, generator=self.gen))
-        frame = int(d.train[pick])
-        return frame, self.frame_inputs(frame, int(torch.randint(0, len(d.windows), (1,), generator=self.gen)))
 
     def body_loss(self, frame: int, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """Eq. 9 on pixels outside the head mask, plus the upper body's alpha against the torso mask."""

@@ -102,16 +102,11 @@ def test_frames_with_rare_expressions_are_drawn_more_often_in_the_head_stages():
     assert (rare_expression_weights(torch.rand(1, 3), boost=5.0) == 1.0).all()
 
 
-def test_head_stages_render_lip_patches_on_odd_lips_steps_and_eye_patches_on_a_schedule():
-    from engine.nerf.train import step_patches
+def test_the_lips_stage_renders_lip_patches_on_odd_steps_and_eye_patches_on_every_fourth():
+    from engine.nerf.train import lips_stage_patch
 
-    lips = [step_patches("lips", step, eyes=True) for step in range(8)]
-    assert lips == [(None,), ("lips",), ("eyes",), ("lips",)] * 2
-    assert [step_patches("lips", step, eyes=False) for step in range(4)] == [(None,), ("lips",)] * 2
-    head = [step_patches("head", step, eyes=True) for step in range(16)]
-    assert head == ([(None,)] * 4 + [(None, "eyes")] + [(None,)] * 3) * 2  # added to a plain step, not in its place
-    assert {step_patches("head", step, eyes=False) for step in range(16)} == {(None,)}
-    assert {step_patches("body", step, eyes=True) for step in range(16)} == {(None,)}
+    assert [lips_stage_patch(step, eyes=True) for step in range(8)] == [None, "lips", "eyes", "lips"] * 2
+    assert [lips_stage_patch(step, eyes=False) for step in range(4)] == [None, "lips", None, "lips"]
 
 
 def test_eye_patches_go_mostly_to_the_blinks():
@@ -147,9 +142,6 @@ def test_eye_patch_steps_draw_their_own_frames(scene_data, tmp_path):
     for step in range(8):
         trainer.step_loss("lips", step)
     assert [patch for _, patch in seen] == [None, "lips", "eyes", "lips"] * 2
-    for step in range(8):
-        trainer.step_loss("head", step)
-    assert [patch for _, patch in seen[8:]] == [None] * 5 + ["eyes"] + [None] * 3
     assert {frame for frame, patch in seen if patch == "eyes"} == {int(data.train[3])}
     off = nerf_preset("test", scene_data, tmp_path, device="cpu", eye_patches=False)
     assert _Trainer(off, AvatarModel(spec), data, torch.device("cpu")).eye_weights is None
