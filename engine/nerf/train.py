@@ -6,7 +6,7 @@ Stage 1 (body) fits the upper-body field over the background plate on pixels out
 shares of the rest on the brows and eyes, where the expression channels show, and on the lips.
 Stage 3 (lips) alternates such steps with a lip patch (L2 + lambda (1 - SSIM), or lambda LPIPS as Eq. 15:
 TrainNerfConfig.lip_loss), and gives every other one of its plain steps to the same kind of patch over the brows and
-eyes, mostly of the blinks (`lips_stage_patch`, `eye_patch_weights`). Every step renders one training frame with
+eyes of a blink frame (`lips_stage_patch`, `eye_patch_weights`). Every step renders one training frame with
 its true pose, blendshapes and speech-feature window (as tracked by preprocess).
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ from engine.data.dataset import HEAD, TORSO, Dataset, DatasetError
 from engine.data.preprocess.masks import upper_face_rect
 from engine.io.atomic import atomic_path
 from engine.motion.config import BLINK_CHANNELS
-from engine.motion.data import dataset_windows
+from engine.motion.data import blink_threshold, dataset_windows
 from engine.nerf.avatar import AvatarModel, AvatarSpec, render_rays, save_avatar, tighten_grid
 from engine.nerf.camera import FramingRange, Intrinsics
 from engine.nerf.exposure import measure_exposure
@@ -312,12 +312,18 @@ def lips_stage_patch(step: int, eyes: bool) -> str | None:
     return "eyes" if eyes and step % 4 == 2 else None
 
 
-def eye_patch_weights(expression: torch.Tensor, names: tuple[str, ...], boost: float) -> torch.Tensor | None:
-    """[T] draw weights of the eye patches' frames, of the head's expression [T, K] with channels `names`: how rare
-    the frame's eyelids (BLINK_CHANNELS) are, squared, so the patches go mostly to the blinks themselves rather than
-    to the many frames whose eyelids are merely unusual; None where the head reads no eyelids."""
+def eye_patch_weights(expression: torch.Tensor, names: tuple[str, ...]) -> torch.Tensor | None:
+    """[T] draw weights of the eye patches' frames, of the head's expression [T, K] with channels `names`: 1 on the
+    frames whose eyelids are past the take's blink threshold (half-way from open to its deepest blink,
+    `blink_threshold`), 0 elsewhere, so that every patch shows a closed eye. Drawn by how rare the eyelids are, most
+    patches went to half-shut eyes and some trainings still rendered the blink too shallow to be seen (README,
+    "Blinks"). None where the head reads no eyelids or the take holds no clear blink."""
     eyelids = [i for i, name in enumerate(names) if name in BLINK_CHANNELS]
-    return rare_expression_weights(expression[:, eyelids], boost).pow(2) if eyelids else None
+    if not eyelids:
+        return None
+    signal = expression[:, eyelids].mean(1)
+    closed = (signal >= blink_threshold(signal.cpu().numpy())).float()
+    return closed if bool(closed.any()) else None
 
 
 class _Trainer:
@@ -331,7 +337,7 @@ class _Trainer:
         train = torch.as_tensor(data.train, device=data.expression.device)
         expression, boost = data.expression[train], config.rare_expression_boost
         self.head_weights = rare_expression_weights(expression, boost).cpu()
-        eyes = eye_patch_weights(expression, tuple(config.expression), boost)
+        eyes = eye_patch_weights(expression, tuple(config.expression))
         self.eye_weights = eyes.cpu() if eyes is not None and config.eye_patches else None
         """Draw weights of the eye patches' frames (None: the lips stage renders none)."""
         self.lip_loss, self.lip_term = lip_term(config.lip_loss, config.lip_patch, device)
