@@ -116,7 +116,7 @@ def test_eye_patches_go_to_the_blinks_alone():
     expression = torch.full((200, 4), 0.1) + 0.01 * torch.rand(200, 4, generator=torch.Generator().manual_seed(0))
     expression[[20, 120], 0] = expression[[20, 120], 2] = 0.7  # two blinks
     expression[[21, 121], 0] = expression[[21, 121], 2] = 0.5  # and the lids opening again
-    expression[60:90, 0] += 0.15  # a squint: half-shut eyelids, thirty frames of it
+    expression[60:90, 0] += 0.15  # a squint: one eyelid lowered for thirty frames
     expression[150:155, 1] = 0.6  # a brow raise, as rare as a blink
     expression[170:175, 3] = 0.6  # an open mouth
     weights = eye_patch_weights(expression, names)
