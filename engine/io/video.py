@@ -125,6 +125,9 @@ class Mp4Writer:
     def _open(self, width: int, height: int) -> None:
         import imageio_ffmpeg
 
+        # imageio-ffmpeg otherwise starts ffmpeg with preexec_fn=os.setpgrp: Python code between fork and exec, which
+        # can deadlock on a lock another of the engine's threads held at the fork (the recording then never starts).
+        os.environ.setdefault("IMAGEIO_FFMPEG_NO_PREVENT_SIGINT", "1")
         self.size = (width, height)
         self._encoder = imageio_ffmpeg.write_frames(
             str(self._video_tmp), (width, height), fps=self.fps, codec="libx264", quality=self.quality,
