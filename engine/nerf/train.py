@@ -26,7 +26,7 @@ from engine.data.dataset import HEAD, TORSO, Dataset, DatasetError
 from engine.data.preprocess.masks import upper_face_rect
 from engine.io.atomic import atomic_path
 from engine.motion.config import BLINK_CHANNELS
-from engine.motion.data import blink_threshold, dataset_windows
+from engine.motion.data import blink_signal, blink_threshold, dataset_windows
 from engine.nerf.avatar import AvatarModel, AvatarSpec, render_rays, save_avatar, tighten_grid
 from engine.nerf.camera import FramingRange, Intrinsics
 from engine.nerf.exposure import measure_exposure
@@ -318,10 +318,9 @@ def eye_patch_weights(expression: torch.Tensor, names: tuple[str, ...]) -> torch
     `blink_threshold`), 0 elsewhere, so that every patch shows a closed eye. Drawn by how rare the eyelids are, most
     patches went to half-shut eyes and some trainings still rendered the blink too shallow to be seen (README,
     "Blinks"). None where the head reads no eyelids or the take holds no clear blink."""
-    eyelids = [i for i, name in enumerate(names) if name in BLINK_CHANNELS]
-    if not eyelids:
+    if not set(BLINK_CHANNELS) <= set(names):
         return None
-    signal = expression[:, eyelids].mean(1)
+    signal = blink_signal(expression, names)
     closed = (signal >= blink_threshold(signal.cpu().numpy())).float()
     return closed if bool(closed.any()) else None
 
