@@ -58,12 +58,15 @@ class Mp4Sink:
     the next frame's work; when the encoder falls more than `queue_seconds` behind, the frame loop
     waits rather than dropping frames (the audio is aligned to the frame count). The audio is streamed
     to a hidden wav next to the output while recording (`audio_path`), so memory stays flat for a run of
-    any length; nothing appears at `path` until the mux at shutdown has succeeded.
+    any length; nothing appears at `path` until the mux at shutdown has succeeded. An encoder that takes no
+    frame for `stall_seconds` is killed and the recording fails, rather than the frame loop waiting forever.
     """
 
-    def __init__(self, path: Path, fps: float, quality: int, queue_seconds: float = 2.0) -> None:
+    def __init__(self, path: Path, fps: float, quality: int, queue_seconds: float = 2.0,
+                 stall_seconds: float = 60.0) -> None:
         self.path = Path(path)
         self.fps = fps
+        self.stall_seconds = stall_seconds
         self.writer = Mp4Writer(self.path, fps, quality=quality)
         self.audio_path = atomic_path(self.path.with_name(f"{self.path.stem}.audio.wav"))
         """Where the tap streams the recording's audio until the mux."""
@@ -99,7 +102,10 @@ class Mp4Sink:
         if self._thread is None:
             self._thread = threading.Thread(target=self._write_loop, name="mp4-writer", daemon=True)
             self._thread.start()
-        self._queue.put(rgb)
+        try:
+            self._queue.put(rgb, timeout=self.stall_seconds)
+        except queue.Full:
+            self._stalled()
         self.submitted += 1
 
     def _write_loop(self) -> None:
@@ -113,11 +119,24 @@ class Mp4Sink:
     def drain(self) -> None:
         """Wait until every submitted frame is encoded; re-raise a writer failure."""
         if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join()
+            try:
+                self._queue.put(None, timeout=self.stall_seconds)
+            except queue.Full:
+                self._stalled()
+            encoded = -1
+            while self._thread.is_alive() and self.writer.frames > encoded:
+                encoded = self.writer.frames
+                self._thread.join(self.stall_seconds)
+            if self._thread.is_alive():
+                self._stalled()
             self._thread = None
         if self._error is not None:
             raise RuntimeError(f"recording {self.path} failed: {self._error}") from self._error
+
+    def _stalled(self) -> None:
+        self.writer.abort()  # kills ffmpeg, which frees the writer thread from its blocked write
+        raise RuntimeError(f"recording {self.path} failed: the h264 encoder (ffmpeg) took no frame for "
+                           f"{self.stall_seconds:g} s")
 
     def audio_samples(self, rate: int) -> int:
         """Samples of audio exactly as long as the video."""

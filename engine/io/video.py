@@ -8,6 +8,7 @@ import subprocess
 import tempfile
 import wave
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +91,69 @@ class WavSpool:
         self.path.unlink(missing_ok=True)
 
 
+class H264Encoder:
+    """An ffmpeg process that reads raw RGB frames on its stdin and writes them as h264 into `path`."""
+
+    EXIT_SECONDS = 120.0
+    """How long `finish` waits for ffmpeg to encode what it has buffered before it gives up on it."""
+
+    def __init__(self, path: Path, size: tuple[int, int], fps: float, quality: int, preset: str,
+                 name: Path | None = None) -> None:
+        self.name = name or path
+        """The file errors name (the output the partial `path` becomes)."""
+        command = [
+            ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
+            "-s", f"{size[0]}x{size[1]}", "-r", str(Fraction(fps).limit_denominator()), "-i", "-", "-an",
+            # yuv420p needs even sides: pad odd sizes by one pixel instead of rescaling.
+            "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-c:v", "libx264", "-pix_fmt", "yuv420p",
+            "-crf", str(int((1 - quality / 10) * 51)), "-preset", preset, str(path),
+        ]
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 (ffmpeg's errors, read when it fails)
+        # A process group of its own keeps a Ctrl-C at the terminal from stopping ffmpeg mid-file: the engine gets it
+        # and finishes the recording. process_group is applied in C between fork and exec; a Python preexec_fn there
+        # could deadlock on a lock one of the engine's other threads held at the fork.
+        self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                         stderr=self._log, process_group=0)
+
+    def write(self, rgb: np.ndarray) -> None:
+        """One C-contiguous [H, W, 3] uint8 frame of the encoder's size."""
+        try:
+            self._process.stdin.write(rgb.data)
+        except (BrokenPipeError, ValueError) as error:
+            self.kill()
+            raise RuntimeError(f"{self.name}: the h264 encoder (ffmpeg) stopped with exit code "
+                               f"{self._process.returncode}: {self.errors()}") from error
+
+    def finish(self) -> None:
+        """Flush the last frames and wait for ffmpeg to write the file; raises if it fails or hangs."""
+        try:
+            self._process.stdin.close()
+            code = self._process.wait(timeout=self.EXIT_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise RuntimeError(f"{self.name}: the h264 encoder (ffmpeg) did not finish within "
+                               f"{self.EXIT_SECONDS:g} s") from None
+        except BrokenPipeError:
+            code = self._process.wait()
+        if code != 0:
+            raise RuntimeError(f"{self.name}: the h264 encoder (ffmpeg) failed with exit code {code}: {self.errors()}")
+        self._log.close()
+
+    def kill(self) -> None:
+        """Stop ffmpeg now (what it wrote is left for the caller to delete)."""
+        self._process.kill()
+        self._process.wait()
+        try:
+            self._process.stdin.close()
+        except (BrokenPipeError, ValueError):
+            pass
+
+    def errors(self) -> str:
+        """The end of what ffmpeg printed (it prints only errors)."""
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace").strip()[-500:] or "(it printed nothing)"
+
+
 class Mp4Writer:
     """h264 frames into a hidden partial file; `close(audio=...)` muxes AAC and moves it into place.
 
@@ -116,35 +180,25 @@ class Mp4Writer:
             raise ValueError(f"{self.path}: frames must be [H, W, 3|4] uint8, got {frame.shape} {frame.dtype}")
         height, width = frame.shape[:2]
         if self._encoder is None:
-            self._open(width, height)
+            self._encoder = H264Encoder(self._video_tmp, (width, height), self.fps, self.quality, self.preset,
+                                        name=self.path)
+            self.size = (width, height)
         elif (width, height) != self.size:
             raise ValueError(f"{self.path}: frame size changed from {self.size} to {(width, height)}")
-        self._encoder.send(np.ascontiguousarray(frame[:, :, :3]))
+        self._encoder.write(np.ascontiguousarray(frame[:, :, :3]))
         self.frames += 1
-
-    def _open(self, width: int, height: int) -> None:
-        import imageio_ffmpeg
-
-        # imageio-ffmpeg otherwise starts ffmpeg with preexec_fn=os.setpgrp: Python code between fork and exec, which
-        # can deadlock on a lock another of the engine's threads held at the fork (the recording then never starts).
-        os.environ.setdefault("IMAGEIO_FFMPEG_NO_PREVENT_SIGINT", "1")
-        self.size = (width, height)
-        self._encoder = imageio_ffmpeg.write_frames(
-            str(self._video_tmp), (width, height), fps=self.fps, codec="libx264", quality=self.quality,
-            pix_fmt_out="yuv420p", macro_block_size=1,
-            # yuv420p needs even sides: pad odd sizes by one pixel instead of rescaling.
-            output_params=["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-preset", self.preset],
-            ffmpeg_log_level="error",
-        )
-        self._encoder.send(None)
 
     def close(self, audio: np.ndarray | str | os.PathLike | None = None, sample_rate: int = 16000) -> Path:
         """Finish the file; `audio` is mono float32 in [-1, 1] at `sample_rate`, or the path of a wav file (a
         WavSpool's, streamed from disk), muxed as AAC."""
         if self._encoder is None:
             raise ValueError(f"{self.path}: no frames were written; nothing to save")
-        self._encoder.close()
-        self._encoder = None
+        encoder, self._encoder = self._encoder, None
+        try:
+            encoder.finish()
+        except BaseException:
+            self._video_tmp.unlink(missing_ok=True)
+            raise
         if audio is None or (isinstance(audio, np.ndarray) and len(audio) == 0):
             os.replace(self._video_tmp, self.path)
             return self.path
@@ -172,11 +226,9 @@ class Mp4Writer:
         self._video_tmp.unlink(missing_ok=True)
 
     def abort(self) -> None:
+        """Stop the encoder at once and delete the partial file (safe from another thread than write's)."""
         if self._encoder is not None:
-            try:
-                self._encoder.close()
-            except Exception:
-                pass
+            self._encoder.kill()
             self._encoder = None
         self._video_tmp.unlink(missing_ok=True)
 

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import signal
+import time
 
 import av
 import numpy as np
@@ -134,6 +137,26 @@ def test_a_failed_recording_leaves_no_partial_files(frame_app, card, tmp_path):
         run_headless(runner.app, frames=6)
     assert out.read_bytes() == b"the previous take"  # atomic: the old file is untouched
     assert not any(tmp_path.glob(".*partial*"))
+
+
+def test_a_hung_encoder_fails_the_recording_instead_of_the_loop_waiting_forever(tmp_path):
+    """ffmpeg stopped (SIGSTOP) takes no frames: after stall_seconds without one it is killed, and the error says so."""
+    sink = Mp4Sink(tmp_path / "hung.mp4", 25.0, quality=5, stall_seconds=0.5)
+    picture = np.zeros((480, 640, 3), np.uint8)  # more than a pipe's buffer
+    sink.submit(picture)
+    for _ in range(200):
+        if sink.writer._encoder is not None and sink.frames:
+            break
+        time.sleep(0.01)
+    process = sink.writer._encoder._process
+    os.kill(process.pid, signal.SIGSTOP)
+    sink.submit(picture)
+    sink.submit(picture)
+    with pytest.raises(RuntimeError, match=r"hung\.mp4 failed: the h264 encoder \(ffmpeg\) took no frame for 0\.5 s"):
+        sink.drain()
+    assert process.poll() is not None
+    sink.abort(None)
+    assert not any(tmp_path.iterdir())
 
 
 def test_mp4_out_must_be_mp4(tmp_path):

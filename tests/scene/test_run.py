@@ -1,6 +1,9 @@
 """`syncanim run` end to end: the test card headless into an mp4 with its audio."""
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -30,6 +33,29 @@ def test_the_recorded_meter_follows_the_tone_bursts(tmp_path):
     heights = green.sum(axis=1)
     assert heights.max() > 0.5 * frames.shape[1]
     assert heights[:3].max() == 0  # before the first burst reaches the speakers
+
+
+def test_ctrl_c_at_the_terminal_saves_the_recording_so_far(tmp_path):
+    """The terminal sends SIGINT to its whole foreground process group: ffmpeg included, were it in that group."""
+    out = tmp_path / "card.mp4"
+    run = subprocess.Popen(
+        [sys.executable, "-m", "engine", "run", "scenes/test_card.py", "--headless", "--realtime", "--seconds", "120",
+         "--out", str(out), "--size", "160x120"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not any(f.stat().st_size > 32000 for f in tmp_path.glob(".card.audio.wav*")):  # a second recorded
+            assert run.poll() is None and time.monotonic() < deadline, run.stdout.read() if run.poll() else "no audio"
+            time.sleep(0.1)
+        os.killpg(run.pid, signal.SIGINT)
+        said, _ = run.communicate(timeout=60)
+    finally:
+        run.kill()
+    assert run.returncode == 0, said
+    info = probe(out)
+    assert 25 <= info.frames < 120 * 25 and info.audio_duration_s == pytest.approx(info.duration_s, abs=0.07)
+    assert f"wrote {out}" in said and "interrupted" in said
 
 
 def test_a_broken_scene_exits_with_a_clear_message(tmp_path, capsys):
