@@ -36,11 +36,16 @@ def test_the_recorded_meter_follows_the_tone_bursts(tmp_path):
 
 
 def test_ctrl_c_at_the_terminal_saves_the_recording_so_far(tmp_path):
-    """The terminal sends SIGINT to its whole foreground process group: ffmpeg included, were it in that group."""
+    """The terminal sends SIGINT to its whole foreground process group: ffmpeg included, were it in that group.
+    The run takes SIGINT as at a terminal: a test runner's process may ignore or block it, and its children inherit
+    that (one fresh-clone CI run's engine never saw the signal)."""
     out = tmp_path / "card.mp4"
+    at_a_terminal = ("import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                     "signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT}); "
+                     "runpy.run_module('engine', run_name='__main__', alter_sys=True)")
     run = subprocess.Popen(
-        [sys.executable, "-m", "engine", "run", "scenes/test_card.py", "--headless", "--realtime", "--seconds", "120",
-         "--out", str(out), "--size", "160x120"],
+        [sys.executable, "-c", at_a_terminal, "run", "scenes/test_card.py", "--headless", "--realtime", "--seconds",
+         "120", "--out", str(out), "--size", "160x120"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )
     try:
