@@ -51,7 +51,8 @@ def test_ctrl_c_at_the_terminal_saves_the_recording_so_far(tmp_path):
     try:
         deadline = time.monotonic() + 60
         while not any(f.stat().st_size > 32000 for f in tmp_path.glob(".card.audio.wav*")):  # a second recorded
-            assert run.poll() is None and time.monotonic() < deadline, run.stdout.read() if run.poll() else "no audio"
+            assert run.poll() is None, run.stdout.read()
+            assert time.monotonic() < deadline, "no second of audio recorded in 60 s"
             time.sleep(0.1)
         os.killpg(run.pid, signal.SIGINT)
         said, _ = run.communicate(timeout=60)
