@@ -7,7 +7,8 @@ shares of the rest on the brows and eyes, where the expression channels show, an
 Stage 3 (lips) alternates such steps with a lip patch (L2 + lambda (1 - SSIM), or lambda LPIPS as Eq. 15:
 TrainNerfConfig.lip_loss), and gives every other one of its plain steps to the same kind of patch over the brows and
 eyes of a blink frame (`lips_stage_patch`, `eye_patch_weights`). Every step renders one training frame with
-its true pose, blendshapes and speech-feature window (as tracked by preprocess).
+its true pose, blendshapes and speech-feature window (as tracked by preprocess), except that a patch reads the
+channels of the region it does not show from another frame (`_Trainer.patch_inputs`).
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from engine.audio.settings import AudioSettings
 from engine.data.dataset import HEAD, TORSO, Dataset, DatasetError
 from engine.data.preprocess.masks import upper_face_rect
 from engine.io.atomic import atomic_path
-from engine.motion.config import BLINK_CHANNELS
+from engine.motion.config import BLINK_CHANNELS, MOUTH
 from engine.motion.data import blink_signal, blink_threshold, dataset_windows
 from engine.nerf.avatar import AvatarModel, AvatarSpec, render_rays, save_avatar, tighten_grid
 from engine.nerf.camera import FramingRange, Intrinsics
@@ -339,6 +340,8 @@ class _Trainer:
         eyes = eye_patch_weights(expression, tuple(config.expression))
         self.eye_weights = eyes.cpu() if eyes is not None and config.eye_patches else None
         """Draw weights of the eye patches' frames (None: the lips stage renders none)."""
+        self.mouth = torch.tensor([n in MOUTH for n in config.expression], device=data.expression.device)
+        """[K] the expression channels of the mouth and jaw."""
         self.lip_loss, self.lip_term = lip_term(config.lip_loss, config.lip_patch, device)
         self.lip_weight = LIP_WEIGHTS[self.lip_loss] if config.lip_weight is None else config.lip_weight
 
@@ -355,6 +358,19 @@ class _Trainer:
         audio = self.model.audio_code(d.windows[version, frame:frame + 1])[0]
         return d.euler[frame], d.trans[frame], audio, d.expression[frame]
 
+    def patch_inputs(self, inputs: tuple[torch.Tensor, ...], version: int, patch: str) -> tuple[torch.Tensor, ...]:
+        """A patch's inputs with the channels it does not show taken from another training frame, drawn as the head
+        steps draw theirs: an eye patch reads that frame's mouth, jaw and audio, a lip patch its brows and eyelids.
+        A take's blinks fall while the mouth is shut; a field that saw them only so shut a speaking avatar's mouth at
+        each blink, or rendered the blink too shallow to be seen (README, "Blinks")."""
+        d = self.data
+        donor = int(d.train[int(torch.multinomial(self.head_weights, 1, generator=self.gen))])
+        _, _, other_audio, other = self.frame_inputs(donor, version)
+        euler, trans, audio, expression = inputs
+        if patch == "eyes":
+            return euler, trans, other_audio, torch.where(self.mouth, other, expression)
+        return euler, trans, audio, torch.where(self.mouth, expression, other)
+
     def step_loss(self, stage: str, step: int) -> torch.Tensor:
         """The loss of one step of `stage` on one random training frame (occupancy updates on schedule)."""
         d = self.data
@@ -365,7 +381,10 @@ class _Trainer:
             weights = self.eye_weights if patch == "eyes" else self.head_weights
             pick = int(torch.multinomial(weights, 1, generator=self.gen))
         frame = int(d.train[pick])
-        inputs = self.frame_inputs(frame, int(torch.randint(0, len(d.windows), (1,), generator=self.gen)))
+        version = int(torch.randint(0, len(d.windows), (1,), generator=self.gen))
+        inputs = self.frame_inputs(frame, version)
+        if patch is not None:
+            inputs = self.patch_inputs(inputs, version, patch)
         if stage == "body":
             return self.body_loss(frame, inputs)
         loss = self.head_loss(frame, inputs, patch)

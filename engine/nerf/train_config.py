@@ -92,7 +92,8 @@ class TrainNerfConfig(TrainingRun):
     """lambda of Eq. 15; default: the chosen term's own (`LIP_WEIGHTS`)."""
     eye_patches: bool = True
     """The lips stage also renders patches (the lip patch's size and term) over the brows and eyes on a quarter of
-    its steps, on the frames of the take's blinks (`eye_patch_weights`). A blink is a few hundred pixels of a few
+    its steps, on the frames of the take's blinks (`eye_patch_weights`) read with another frame's mouth and jaw (a
+    take's blinks fall while the mouth is shut; patches show the eyes alone). A blink is a few hundred pixels of a few
     frames: from rays alone some trainings of a real face learned it as a lid over a ghost of the iris, too shallow
     to be seen."""
     rare_expression_boost: float = 30.0

@@ -146,6 +146,39 @@ def test_eye_patch_steps_draw_their_own_frames(scene_data, tmp_path):
     assert _Trainer(off, AvatarModel(spec), data, torch.device("cpu")).eye_weights is None
 
 
+def test_patches_read_the_channels_they_do_not_show_from_another_frame(scene_data, tmp_path):
+    from engine.nerf.avatar import AvatarModel
+    from engine.nerf.train import _Trainer, load_training_data
+
+    config = nerf_preset("test", scene_data, tmp_path, device="cpu", progress=False)
+    data, spec = load_training_data(config, torch.device("cpu"))
+    trainer = _Trainer(config, AvatarModel(spec), data, torch.device("cpu"))
+    blink, other = int(data.train[3]), int(data.train[7])
+    data.expression[blink] += 0.5  # the two frames differ in every channel
+    mouth = trainer.mouth
+    assert mouth.any() and not mouth.all()
+    trainer.eye_weights = torch.zeros_like(trainer.eye_weights)
+    trainer.eye_weights[3] = 1.0  # the eye patch's frame
+    trainer.head_weights = torch.zeros_like(trainer.head_weights)
+    trainer.head_weights[7] = 1.0  # every other draw's
+    seen = []
+    trainer.head_loss = lambda frame, inputs, patch=None: seen.append((frame, inputs, patch)) or torch.zeros(())
+    trainer.step_loss("lips", 2)
+    frame, (euler, trans, audio, expression), patch = seen[-1]
+    assert (frame, patch) == (blink, "eyes")
+    assert torch.equal(euler, data.euler[blink]) and torch.equal(trans, data.trans[blink])
+    assert torch.equal(expression[~mouth], data.expression[blink, ~mouth])  # the blink's eyelids and brows
+    assert torch.equal(expression[mouth], data.expression[other, mouth])  # another frame's mouth and audio
+    assert any(torch.equal(audio, trainer.frame_inputs(other, v)[2]) for v in range(len(data.windows)))
+    trainer.step_loss("lips", 0)
+    assert torch.equal(seen[-1][1][3], data.expression[other])  # a plain step reads its own frame's channels
+
+    lips = trainer.patch_inputs(trainer.frame_inputs(blink), 0, "lips")
+    assert torch.equal(lips[3][mouth], data.expression[blink, mouth])  # its own mouth
+    assert torch.equal(lips[3][~mouth], data.expression[other, ~mouth])  # another frame's eyelids and brows
+    assert torch.equal(lips[2], trainer.frame_inputs(blink)[2])  # and its own audio
+
+
 def test_head_steps_spend_a_share_of_their_rays_on_the_brows_and_eyes():
     from engine.nerf.train import head_step_pixels
 
