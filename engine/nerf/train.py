@@ -365,11 +365,11 @@ class _Trainer:
         each blink, or rendered the blink too shallow to be seen (README, "Blinks")."""
         d = self.data
         donor = int(d.train[int(torch.multinomial(self.head_weights, 1, generator=self.gen))])
-        _, _, other_audio, other = self.frame_inputs(donor, version)
         euler, trans, audio, expression = inputs
         if patch == "eyes":
-            return euler, trans, other_audio, torch.where(self.mouth, other, expression)
-        return euler, trans, audio, torch.where(self.mouth, expression, other)
+            _, _, audio, other = self.frame_inputs(donor, version)
+            return euler, trans, audio, torch.where(self.mouth, other, expression)
+        return euler, trans, audio, torch.where(self.mouth, expression, d.expression[donor])
 
     def step_loss(self, stage: str, step: int) -> torch.Tensor:
         """The loss of one step of `stage` on one random training frame (occupancy updates on schedule)."""
