@@ -161,8 +161,9 @@ class Tracks:
             )
 
 
-TORSO, HEAD = 1, 2
-"""Labels of `Dataset.regions` (0 is the background)."""
+TORSO, HEAD, HAND = 1, 2, 3
+"""Labels of `Dataset.regions` (0 is the background). HAND marks pixels a hand covers: the avatar draws no hands and
+nothing tells what is behind them, so training learns nothing there."""
 
 
 @dataclass
@@ -174,6 +175,7 @@ class Masks:
     torso [T, S, S] uint8    255 on the neck, shoulders and clothes
     face_rect [T, 4] int     (x0, y0, x1, y1) of the face, pixels
     lip_rect [T, 4] int      (x0, y0, x1, y1) of the lips, pixels
+    hand [T, S, S] uint8     255 where a hand (or its forearm) covers the picture; None in datasets made before
     """
 
     person: np.ndarray
@@ -181,14 +183,16 @@ class Masks:
     torso: np.ndarray
     face_rect: np.ndarray
     lip_rect: np.ndarray
+    hand: np.ndarray | None = None
 
     def save(self, path: Path) -> None:
-        save_npz_atomic(path, **{k: v for k, v in asdict(self).items()})
+        save_npz_atomic(path, **{k: v for k, v in asdict(self).items() if v is not None})
 
     @classmethod
     def load(cls, path: Path) -> Masks:
         with np.load(path) as data:
-            return cls(**{name: data[name] for name in ("person", "head", "torso", "face_rect", "lip_rect")})
+            return cls(**{name: data[name] for name in ("person", "head", "torso", "face_rect", "lip_rect")},
+                       hand=data["hand"] if "hand" in data.files else None)
 
 
 class FrameWriter:
@@ -301,13 +305,15 @@ class Dataset:
         return Masks.load(self.root / "masks.npz")
 
     def regions(self) -> np.ndarray:
-        """[T, S, S] uint8 per pixel: 0 background, TORSO or HEAD: the head and torso masks (which never overlap:
-        the torso is the person less the head) in one array, a third of the frames' memory, streamed from masks.npz."""
-        from engine.data.preprocess.maskfile import mask_frames
+        """[T, S, S] uint8 per pixel: 0 background, TORSO, HEAD or HAND: the head and torso masks (which never overlap:
+        the torso is the person less the head) and over them the hands, in one array, a third of the frames' memory,
+        streamed from masks.npz."""
+        from engine.data.preprocess.maskfile import has_mask, mask_frames
 
         size = self.meta.size
         out = np.zeros((self.meta.frames, size, size), np.uint8)
-        for name, label in (("torso", TORSO), ("head", HEAD)):
+        hands = has_mask(self.root / "masks.npz", "hand")
+        for name, label in [("torso", TORSO), ("head", HEAD)] + [("hand", HAND)] * hands:
             count = 0
             for count, mask in enumerate(mask_frames(self.root / "masks.npz", name), start=1):
                 out[count - 1][mask > 127] = label

@@ -23,7 +23,7 @@ from engine.audio.features import FeatureSpec, make_extractor, settings_for
 from engine.audio.settings import AudioSettings
 from engine.audio.sources import decode_file
 from engine.data.dataset import Dataset, DatasetError, save_npz_atomic
-from engine.data.preprocess.hands import create_hand_detector, hand_in_picture
+from engine.data.preprocess.hands import create_hand_tracker, hand_in_picture
 from engine.data.preprocess.pose import matrices_to_pose, unwrap_degrees
 from engine.data.preprocess.track import track_frames
 from engine.eval import metrics
@@ -287,11 +287,17 @@ def mouth_corr_ceiling(truth: list[np.ndarray], truth_open: np.ndarray, fps: flo
     return metrics.correlation(again, truth_open)
 
 
-def psnr_by_hands(renders: list[np.ndarray], truth: list[np.ndarray]) -> dict[str, Any]:
-    """PSNR apart on the truth frames in which MediaPipe finds a hand and on the others: the avatar draws no hands,
-    so a hand in the held-out frames costs PSNR that says nothing of the face."""
-    with create_hand_detector() as detector:
-        hands = np.array([hand_in_picture(detector, frame) for frame in truth], bool)
+def psnr_by_hands(renders: list[np.ndarray], truth: list[np.ndarray], faces: np.ndarray | None = None,
+                  face_model: Path | None = None, fps: float = 25.0) -> dict[str, Any]:
+    """PSNR apart on the truth frames (consecutive, at `fps`) in which MediaPipe finds a hand and on the others: the
+    avatar draws no hands, so a hand in the held-out frames costs PSNR that says nothing of the face. `faces`
+    [T, 478, 2] px, the truth frames' landmarks (NaN where no face was found), rule out 'hands' found in a face."""
+    from engine.data.preprocess.masks import face_oval_ids
+
+    oval = face_oval_ids(str(face_model) if face_model else None)
+    outlines = [None] * len(truth) if faces is None else [f[oval] if np.isfinite(f).all() else None for f in faces]
+    with create_hand_tracker(fps=fps) as tracker:
+        hands = np.array([hand_in_picture(tracker, frame, outline) for frame, outline in zip(truth, outlines)], bool)
     psnr = np.array([metrics.psnr(r, g) for r, g in zip(renders, truth)])
     return {"frames_with_hands": int(hands.sum()),
             "psnr_with_hands": float(psnr[hands].mean()) if hands.any() else None,
@@ -341,7 +347,7 @@ def reconstruct(config: EvalOptions, renderer, dataset, frames_idx: np.ndarray, 
         "frames": int(len(frames_idx)), "first_frame": int(frames_idx[0]) if len(frames_idx) else None,
         "size": config.size, "zoom": config.zoom,
         **paired_measures(config, renders, truth, render_faces, truth_faces, boxes),
-        **psnr_by_hands(renders, truth),
+        **psnr_by_hands(renders, truth, truth_faces.landmarks, face_model, fps),
         **exposure_measures(exposures, frames_idx, unexposed_psnr),
         **perceptual_fid(config, renders, fid_truth, f"the {len(truth)} validation frames"),
         "faces_found_truth": int(truth_faces.found.sum()), "faces_found_render": int(render_faces.found.sum()),

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from scipy import ndimage, signal
 
-from engine.data.dataset import HEAD, TORSO
+from engine.data.dataset import HAND, HEAD, TORSO
 from engine.nerf.camera import Intrinsics, euler_to_matrix
 from engine.nerf.upper_body import ANCHORS_CM, PROFILE_EDGE, anchor_rows, shoulder_weights
 
@@ -101,8 +101,9 @@ class RestTorso:
         return (self.y_idx + 0.5) / self.image.shape[0]
 
     def not_head(self, t: int) -> np.ndarray:
-        """[P] the torso pixels the frame's (grown) head does not cover."""
-        head = ndimage.binary_dilation(_shrink(self.regions[t] == HEAD, self.factor) > 0.5, iterations=2)
+        """[P] the torso pixels the frame's (grown) head and hands do not cover."""
+        covered = (self.regions[t] == HEAD) | (self.regions[t] == HAND)
+        head = ndimage.binary_dilation(_shrink(covered, self.factor) > 0.5, iterations=2)
         return ~head[self.y_idx, self.x_idx]
 
     def grey(self, t: int) -> np.ndarray:

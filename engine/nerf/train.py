@@ -23,7 +23,7 @@ import torch
 
 from engine.audio.features import feature_spec, make_extractor
 from engine.audio.settings import AudioSettings
-from engine.data.dataset import HEAD, TORSO, Dataset, DatasetError
+from engine.data.dataset import HAND, HEAD, TORSO, Dataset, DatasetError
 from engine.data.preprocess.masks import upper_face_rect
 from engine.io.atomic import atomic_path
 from engine.motion.config import BLINK_CHANNELS, MOUTH
@@ -55,7 +55,7 @@ class TrainingData:
     frames: torch.Tensor
     """[T, S, S, 3] uint8."""
     regions: torch.Tensor
-    """[T, S, S] uint8: 0 background, TORSO or HEAD (engine.data.dataset), the head and torso masks."""
+    """[T, S, S] uint8: 0 background, TORSO, HEAD or HAND (engine.data.dataset), the head, torso and hand masks."""
     head_box: torch.Tensor
     """[T, 4] i64 (x0, y0, x1, y1) bounding box of the head mask (the face rectangle where the mask is empty)."""
     lip_rect: torch.Tensor
@@ -212,10 +212,18 @@ def _optimizer(model: AvatarModel, stage: str, config: TrainNerfConfig) -> torch
 
 
 def _gather(data: TrainingData, frame: int, pixels: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Target colour [R, 3], background [R, 3], head and torso masks [R] at integer pixels [R, 2] of a frame."""
+    """Target colour [R, 3], background [R, 3], head, torso and seen masks [R] at integer pixels [R, 2] of a frame
+    (seen: no hand covers the pixel)."""
     u, v = pixels[:, 0], pixels[:, 1]
     target, region = data.frames[frame, v, u].float() / 255.0, data.regions[frame, v, u]
-    return target, data.background[v, u], (region == HEAD).float(), (region == TORSO).float()
+    return (target, data.background[v, u], (region == HEAD).float(), (region == TORSO).float(),
+            (region != HAND).float())
+
+
+def _unseen_as_rendered(target: torch.Tensor, rendered: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
+    """The target [R, 3] with the render in place of pixels a hand covers, which thus cost nothing: the avatar draws
+    no hands, and a patch's perceptual term needs every pixel of its grid."""
+    return torch.where(seen[:, None] > 0, target, rendered.detach())
 
 
 def _random_pixels(n: int, size: int, gen: torch.Generator, box: torch.Tensor | None = None) -> torch.Tensor:
@@ -274,7 +282,7 @@ def visual_hull(model: AvatarModel, data: TrainingData, n_frames: int = 24, agre
     seen = torch.zeros(g**3, device=idx.device)
     picks = np.unique(np.linspace(0, len(data.train) - 1, n_frames).round().astype(int))
     for frame in data.train[picks]:
-        head = (data.regions[frame] == HEAD).float()
+        head = ((data.regions[frame] == HEAD) | (data.regions[frame] == HAND)).float()  # a hand may hide the head
         mask = torch.nn.functional.max_pool2d(head[None, None], grow, 1, grow // 2)[0, 0]
         cam = centres @ euler_to_matrix(data.euler[frame]).T + data.trans[frame]
         uv = (project(cam, spec.intrinsics) * size).floor().long()
@@ -400,10 +408,10 @@ class _Trainer:
         """Eq. 9 on pixels outside the head mask, plus the upper body's alpha against the torso mask."""
         cfg = self.config
         pixels = _random_pixels(cfg.rays, self.size, self.gen).to(self.device)
-        target, bg, head, torso = _gather(self.data, frame, pixels)
+        target, bg, head, torso, seen = _gather(self.data, frame, pixels)
         out = render_rays(self.model, pixels.float() + 0.5, *inputs, bg, head=False,
                           torso_shift=self.data.torso_shift[frame])
-        keep = 1.0 - head
+        keep = (1.0 - head) * seen
         alpha_err = ((out["body_alpha"] - torso) ** 2 * keep).sum() / keep.sum().clamp(min=1)
         return photometric(out["rgb"] * self.data.exposure[frame], target, keep) + cfg.mask_weight * alpha_err
 
@@ -419,14 +427,15 @@ class _Trainer:
             focus = [(d.upper_face[frame], cfg.upper_face_rays), (lips, cfg.lip_rays)]
             head_box = _grown(d.head_box[frame], HEAD_BOX_GROWTH, self.size)
             pixels = head_step_pixels(cfg.rays, self.size, self.gen, head_box, focus).to(self.device)
-        target, bg, head, _ = _gather(d, frame, pixels)
+        target, bg, head, _, seen = _gather(d, frame, pixels)
         jitter = torch.rand(pixels.shape[0], generator=self.gen).to(self.device)
         out = render_rays(self.model, pixels.float() + 0.5, *inputs, bg, max_samples=cfg.max_samples, jitter=jitter,
                           torso_shift=d.torso_shift[frame])
         rgb = out["rgb"] * d.exposure[frame]
-        loss = photometric(rgb, target) + cfg.mask_weight * ((out["head_opacity"] - head) ** 2).mean()
+        opacity_err = ((out["head_opacity"] - head) ** 2 * seen).sum() / seen.sum().clamp(min=1)
+        loss = photometric(rgb, target, seen) + cfg.mask_weight * opacity_err
         if patch is not None:
-            p = cfg.lip_patch
+            p, target = cfg.lip_patch, _unseen_as_rendered(target, rgb, seen)
             return loss + self.lip_weight * self.lip_term(rgb.view(p, p, 3), target.view(p, p, 3))
         if not self.model.head.hears:
             return loss

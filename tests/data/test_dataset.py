@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from engine.data.dataset import HEAD, TORSO, Camera, Dataset, DatasetError, FrameWriter, Masks, Meta, Tracks
+from engine.data.dataset import HAND, HEAD, TORSO, Camera, Dataset, DatasetError, FrameWriter, Masks, Meta, Tracks
 from engine.io.video import write_wav
 
 NAMES = ["jawOpen", "eyeBlinkLeft"]
@@ -103,6 +103,12 @@ def test_regions_hold_head_and_torso_in_one_array_and_rects_load_alone(tmp_path)
     np.testing.assert_array_equal(regions == TORSO, torso > 0)
     assert not regions[:, 3:5].any()
     np.testing.assert_array_equal(data.mask_rects()[0], face)
+    hand = np.zeros((3, 8, 8), np.uint8)
+    hand[2, 2:7, 2:7] = 255
+    Masks(np.maximum(head, torso), head, torso, face, lips, hand).save(tmp_path / "d" / "masks.npz")
+    with_hand = data.regions()
+    np.testing.assert_array_equal(with_hand == HAND, hand > 0)  # over head, torso and background alike
+    np.testing.assert_array_equal(with_hand[hand == 0], regions[hand == 0])
 
 
 def test_masks_or_frames_shorter_than_meta_are_reported(tmp_path):

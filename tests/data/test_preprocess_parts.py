@@ -229,14 +229,57 @@ def test_mask_file_round_trips_and_streams(tmp_path):
     rects = rng.integers(0, size, (frames, 2, 4)).astype(np.int32)
     writer = MaskFileWriter(tmp_path / "masks.npz", frames, size, tmp_path / "scratch")
     for k in range(frames):
-        writer.write(k, data["p"][k], data["h"][k], data["t"][k], rects[k, 0], rects[k, 1])
+        hand = data["h"][k] if k == 2 else None  # no hand found: none
+        writer.write(k, data["p"][k], data["h"][k], data["t"][k], rects[k, 0], rects[k, 1], hand=hand)
     writer.close()
     loaded = Masks.load(tmp_path / "masks.npz")
     assert np.array_equal(loaded.person, data["p"]) and np.array_equal(loaded.torso, data["t"])
+    assert np.array_equal(loaded.hand[2], data["h"][2]) and not loaded.hand[[0, 1, 3, 4]].any()
     assert np.array_equal(loaded.lip_rect, rects[:, 1])
     assert not (tmp_path / "scratch").exists()
     some = read_mask_frames(tmp_path / "masks.npz", "head", [1, 3])
     assert sorted(some) == [1, 3] and np.array_equal(some[3], data["h"][3])
+
+
+def test_a_hand_mask_covers_the_hand_a_finger_wide_and_its_forearm_within_the_person():
+    from engine.data.preprocess.hands import FINGER_REACH, MIDDLE_KNUCKLE, WRIST, hand_mask
+
+    # an upright hand: the wrist at (50, 60), the knuckles 20 px above it, fingers up to y = 15
+    fingers = [(x, y) for x in (42, 47, 53, 58) for y in (40, 30, 22, 15)]
+    hand = np.array([(50, 60), *[(44 + k, 55 - 3 * k) for k in range(4)], *fingers], np.float64)
+    assert hand.shape == (21, 2) and np.linalg.norm(hand[MIDDLE_KNUCKLE] - hand[WRIST]) == pytest.approx(20, abs=1)
+    person = np.zeros((130, 100), bool)
+    person[:, 45:] = True  # the forearm's left half is outside the person
+    mask = hand_mask([hand], person)
+    assert mask[30, 50] and mask[15, 42]  # inside the landmarks' hull
+    reach = FINGER_REACH * 20
+    assert mask[30, int(42 - 0.8 * reach)] and not mask[30, int(42 - 1.5 * reach)]  # a finger's width beside it
+    assert mask[85, 52] and not mask[85, 40]  # the forearm below the wrist, within the person only
+    assert mask[95, 55] and not mask[120, 57]  # it ends two palms (and its rounded end) below the wrist
+    assert not hand_mask([], person).any()
+
+
+def test_a_hand_whose_wrist_lies_on_the_face_is_no_hand():
+    """MediaPipe's landmarker now and then finds a 'hand' in a cheek and an eye (cap12 at 256 px, frames 182-224);
+    a real hand's wrist joins an arm, off the face. The landmarker's answers are given here as it gives them."""
+    from types import SimpleNamespace
+
+    from engine.data.preprocess.hands import HandTracker
+
+    def hand_at(wrist_x: float, wrist_y: float) -> list:
+        points = [(wrist_x, wrist_y)] + [(wrist_x + 0.01 * k, wrist_y - 0.02 * k) for k in range(1, 21)]
+        return [SimpleNamespace(x=x, y=y) for x, y in points]
+
+    times = []
+    landmarker = SimpleNamespace(detect_for_video=lambda image, ms: times.append(ms) or SimpleNamespace(
+        hand_landmarks=[hand_at(0.40, 0.50), hand_at(0.80, 0.90)]))
+    face = np.array([(30, 20), (70, 20), (70, 70), (30, 70)], np.float64)  # the face's outline, pixels of 100 x 100
+    picture = np.zeros((100, 100, 3), np.uint8)
+    tracker = HandTracker(landmarker, fps=25.0)
+    assert len(tracker.find(picture)) == 2
+    kept = tracker.find(picture, face)
+    assert len(kept) == 1 and np.allclose(kept[0][0], (80, 90))
+    assert times == [0, 40]  # the frames of one video, in order
 
 
 def test_aborted_mask_file_leaves_nothing(tmp_path):

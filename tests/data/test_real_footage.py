@@ -57,15 +57,22 @@ def test_a_hand_held_to_the_face_is_found():
     """WolfgangLanger_Pexels.mp4 (the same wheel as single_face): she wipes her eyes about 3 s in."""
     import imageio.v3 as iio
 
-    from engine.data.preprocess.hands import create_hand_detector, hand_in_picture
+    from engine.data.preprocess.hands import create_hand_tracker, hand_in_picture, hand_mask
+    from engine.data.preprocess.masks import face_oval_ids
     from engine.eval import metrics
-    from engine.eval.report import psnr_by_hands
+    from engine.eval.report import psnr_by_hands, track_faces
     from engine.eval.report_md import _reconstruction
 
     frames = iio.imread(fetched("WolfgangLanger_Pexels"), plugin="pyav")
-    with create_hand_detector() as detector:
-        assert not hand_in_picture(detector, frames[0])
-        assert hand_in_picture(detector, frames[75])
+    outline = track_faces([frames[75]], 25.0, None, "truth", False).landmarks[0][face_oval_ids()]
+    with create_hand_tracker() as tracker:
+        assert not hand_in_picture(tracker, frames[0])
+        hands = tracker.find(frames[75], outline)  # her face's outline does not rule out the hand on it
+    assert len(hands) >= 1
+    covered = hand_mask(hands, np.ones(frames.shape[1:3], bool))
+    x0, y0 = np.floor(hands[0].min(0)).astype(int)
+    x1, y1 = np.ceil(hands[0].max(0)).astype(int)
+    assert covered[y0:y1, x0:x1].mean() > 0.5 and covered.mean() < 0.25
     truth, renders = [frames[0], frames[75]], [frames[1], frames[1]]  # her face, as an avatar without hands draws it
     split = psnr_by_hands(renders, truth)
     assert split == {"frames_with_hands": 1, "psnr_with_hands": metrics.psnr(frames[1], frames[75]),

@@ -179,6 +179,42 @@ def test_patches_read_the_channels_they_do_not_show_from_another_frame(scene_dat
     assert torch.equal(lips[2], trainer.frame_inputs(blink)[2])  # and its own audio
 
 
+def test_pixels_a_hand_covers_cost_nothing_in_any_stage(scene_data, tmp_path):
+    """The avatar draws no hands: whatever colour a hand gives the pixels it covers, every loss stays the same, where
+    the same colours on pixels no hand covers change it."""
+    from engine.data.dataset import HAND
+    from engine.nerf.avatar import AvatarModel
+    from engine.nerf.train import _Trainer, load_training_data
+
+    config = nerf_preset("test", scene_data, tmp_path, device="cpu", progress=False)
+    data, spec = load_training_data(config, torch.device("cpu"))
+    trainer = _Trainer(config, AvatarModel(spec), data, torch.device("cpu"))
+    frame = int(data.train[2])
+    x0, y0, x1, y1 = (int(v) for v in data.lip_rect[frame])
+    covered = torch.zeros(data.regions.shape[1:], dtype=torch.bool)
+    covered[max(0, y0 - 4):y1 + 4, max(0, x0 - 4):x1 + 4] = True  # a hand over the mouth and around it
+    inputs = trainer.frame_inputs(frame)
+
+    def losses() -> list[float]:
+        out = []
+        for loss in (lambda: trainer.body_loss(frame, inputs), lambda: trainer.head_loss(frame, inputs),
+                     lambda: trainer.head_loss(frame, inputs, "lips")):
+            trainer.gen.manual_seed(0)
+            out.append(float(loss().detach()))
+        return out
+
+    clean = data.frames[frame].clone()
+    data.regions[frame][covered] = HAND
+    before = losses()
+    data.frames[frame][covered] = torch.tensor([250, 20, 200], dtype=torch.uint8)  # the hand's colour
+    assert losses() == before
+    data.frames[frame] = clean
+    data.regions[frame][covered] = int(data.regions[frame][0, 0])  # no hand: the same colours are the frame's
+    before = losses()
+    data.frames[frame][covered] = torch.tensor([250, 20, 200], dtype=torch.uint8)
+    assert all(a != b for a, b in zip(losses(), before))
+
+
 def test_head_steps_spend_a_share_of_their_rays_on_the_brows_and_eyes():
     from engine.nerf.train import head_step_pixels
 

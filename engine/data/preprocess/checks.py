@@ -115,8 +115,9 @@ def dataset_checks(audio: np.ndarray, sample_rate: int, fps: float, raw: RawTrac
                 "(cut off): the avatar cannot learn what was never filmed; film with room above and beside the head")
     if hands is not None and hands > HANDS_SHARE:
         finding("hands", hands, f"a hand is in the picture in {hands:.0%} of the frames: the avatar draws no hands, "
-                "so it learns less of the face and body where a hand covers them, and its renders of those frames "
-                "lack the hand (the eval reports them apart); film with the hands down, out of the picture")
+                "so it learns less of the face and body where a hand covers them (training leaves those pixels out; "
+                "the preview shows them dark), and its renders of those frames lack the hand (the eval reports them "
+                "apart); film with the hands down, out of the picture")
     if background_residual is not None and background_residual > BACKGROUND_RESIDUAL:
         finding("background_changes", background_residual, f"the background differs from its still plate by "
                 f"{background_residual:.0f} grey levels on average (a moving camera, changing light or motion "

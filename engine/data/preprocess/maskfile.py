@@ -20,7 +20,7 @@ import numpy as np
 
 from engine.io.atomic import atomic_path
 
-MASK_NAMES = ("person", "head", "torso")
+MASK_NAMES = ("person", "head", "torso", "hand")
 SCRATCH_LEVEL = 1
 """zlib level of the scratch frames, as of the zip close() writes (why: there)."""
 _LENGTH = struct.Struct("<I")
@@ -40,11 +40,12 @@ class MaskFileWriter:
         self.written = 0
 
     def write(self, k: int, person: np.ndarray, head: np.ndarray, torso: np.ndarray, face_rect: np.ndarray,
-              lip_rect: np.ndarray) -> None:
-        """Frame k: masks uint8 [S, S] (255 inside), rects int (x0, y0, x1, y1)."""
+              lip_rect: np.ndarray, hand: np.ndarray | None = None) -> None:
+        """Frame k: masks uint8 [S, S] (255 inside; no hand: none), rects int (x0, y0, x1, y1)."""
         if k != self.written:
             raise ValueError(f"{self.path}: mask frame {k} written, expected frame {self.written} (frames go in order)")
-        for name, mask in zip(MASK_NAMES, (person, head, torso)):
+        hand = np.zeros_like(person) if hand is None else hand
+        for name, mask in zip(MASK_NAMES, (person, head, torso, hand)):
             # Each frame its own length-prefixed deflate block: close() inflates one frame at a time.
             block = zlib.compress(np.ascontiguousarray(mask, np.uint8).tobytes(), SCRATCH_LEVEL)
             self.files[name].write(_LENGTH.pack(len(block)) + block)
@@ -109,6 +110,12 @@ def mask_frames(path: Path, name: str) -> Iterator[np.ndarray]:
         frame_bytes = int(np.prod(shape[1:])) * np.dtype(dtype).itemsize
         for _ in range(shape[0]):
             yield np.frombuffer(handle.read(frame_bytes), dtype).reshape(shape[1:])
+
+
+def has_mask(path: Path, name: str) -> bool:
+    """Whether masks.npz holds mask `name` (datasets made before the hands were masked have no 'hand')."""
+    with zipfile.ZipFile(path) as archive:
+        return f"{name}.npy" in archive.namelist()
 
 
 def read_mask_frames(path: Path, name: str, indices: list[int]) -> dict[int, np.ndarray]:

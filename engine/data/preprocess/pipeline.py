@@ -29,7 +29,7 @@ from engine.data.preprocess.config import PreprocessError, PreprocessOptions, va
 from engine.data.preprocess.crop import choose_crop, crop_frame
 from engine.data.preprocess.decode import SourceInfo, audio_sample_rate, inspect_source, load_audio, resampled_frames
 from engine.data.preprocess.features import default_extractor_id, extract_features, write_features
-from engine.data.preprocess.hands import HAND_EVERY, create_hand_detector, hand_in_picture, hand_model_path
+from engine.data.preprocess.hands import create_hand_tracker, hand_mask, hand_model_path
 from engine.data.preprocess.maskfile import MASK_NAMES, MaskFileWriter
 from engine.data.preprocess.masks import segmenter_path
 from engine.data.preprocess.steps import Ledger, file_fingerprint, step_key
@@ -40,7 +40,7 @@ from engine.io.video import write_wav
 log = logging.getLogger(__name__)
 
 PREPROCESS_VERSION = 1
-STEP_VERSIONS = {"track": 1, "audio": 2, "tracks": 1, "frames": 3, "features": 1, "meta": 5}
+STEP_VERSIONS = {"track": 1, "audio": 2, "tracks": 1, "frames": 4, "features": 1, "meta": 5}
 """Bump a step's number when its algorithm changes, so datasets made before redo it on the next run."""
 SAMPLE_RATE = 16000
 MIN_FACE_FRACTION = 0.5
@@ -211,9 +211,9 @@ def _frames(run: _Run, crop: tuple[int, int, int, int], tracks: Tracks) -> None:
         advance = _bar(run, "frames", frames)
         oval = masks.face_oval_ids(str(run.config.face_model) if run.config.face_model else None)
         stride = background.sample_every(frames)
-        samples, hidden, head_cut, hands_seen, hand_looks = [], [], 0, 0, 0
+        samples, hidden, head_cut, hands_seen = [], [], 0, 0
         with masks.create_segmenter(run.config.segmenter_model) as segmenter, \
-                create_hand_detector(run.config.hand_model) as hands:
+                create_hand_tracker(run.config.hand_model, run.config.fps) as hands:
             video = FrameWriter(run.out / "frames.mkv", run.config.fps)
             mask_file = MaskFileWriter(run.out / "masks.npz", frames, size, run.work / MASK_SCRATCH)
             try:
@@ -223,12 +223,12 @@ def _frames(run: _Run, crop: tuple[int, int, int, int], tracks: Tracks) -> None:
                     picture = crop_frame(frame, crop, size)
                     video.write(picture)
                     person = masks.person_confidence(segmenter, picture) > masks.PERSON_THRESHOLD
-                    parts = masks.frame_masks(person, tracks.landmarks2d[k], oval, bool(tracks.valid[k]))
-                    mask_file.write(k, *parts)
+                    face = tracks.landmarks2d[k]
+                    parts = masks.frame_masks(person, face, oval, bool(tracks.valid[k]))
+                    found = hands.find(picture, face[oval] if tracks.valid[k] else None)
+                    mask_file.write(k, *parts, hand=hand_mask(found, person).astype(np.uint8) * 255)
                     head_cut += head_touches_edge(parts[1])
-                    if k % HAND_EVERY == 0:
-                        hands_seen += hand_in_picture(hands, picture)
-                        hand_looks += 1
+                    hands_seen += bool(found)
                     if k % stride == 0:
                         samples.append(picture)
                         hidden.append(background.grow(person))
@@ -248,7 +248,7 @@ def _frames(run: _Run, crop: tuple[int, int, int, int], tracks: Tracks) -> None:
         mask_file.close()
         return {"background_holes": round(holes, 4), "background_samples": len(samples),
                 "background_residual": round(residual, 2), "head_cut": round(head_cut / frames, 4),
-                "hands": round(hands_seen / max(1, hand_looks), 4)}
+                "hands": round(hands_seen / frames, 4)}
 
     _step(run, "frames", work)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.data.dataset import Dataset
-from engine.data.preprocess.maskfile import read_mask_frames
+from engine.data.preprocess.maskfile import has_mask, read_mask_frames
 from engine.io.atomic import atomic_path
 
 TILES = 12
@@ -16,15 +16,17 @@ TILE_PX = 256
 CURVE_BLENDSHAPES = ("jawOpen", "eyeBlinkLeft", "eyeBlinkRight", "mouthSmileLeft", "browInnerUp", "mouthPucker")
 HEAD_TINT = np.array([255, 60, 60], np.float32)
 TORSO_TINT = np.array([60, 120, 255], np.float32)
+HAND_TINT = np.array([40, 40, 40], np.float32)
 
 
-def _tile(frame: np.ndarray, head: np.ndarray, torso: np.ndarray, points: np.ndarray, face: np.ndarray,
-          lips: np.ndarray) -> np.ndarray:
-    """Frame [S, S, 3] with head (red) and torso (blue) tints, landmarks, face (green) and lip (yellow) boxes."""
+def _tile(frame: np.ndarray, head: np.ndarray, torso: np.ndarray, hand: np.ndarray, points: np.ndarray,
+          face: np.ndarray, lips: np.ndarray) -> np.ndarray:
+    """Frame [S, S, 3] with head (red), torso (blue) and hand (dark: not learned) tints, landmarks, face (green) and
+    lip (yellow) boxes."""
     import cv2
 
     picture = frame.astype(np.float32)
-    for mask, tint in ((head, HEAD_TINT), (torso, TORSO_TINT)):
+    for mask, tint in ((head, HEAD_TINT), (torso, TORSO_TINT), (hand, HAND_TINT)):
         inside = mask > 127
         picture[inside] = 0.65 * picture[inside] + 0.35 * tint
     picture = picture.clip(0, 255).astype(np.uint8)
@@ -57,17 +59,20 @@ def contact_sheet(data: Dataset, path: Path) -> Path:
     frames = dict(zip(indices, data.frames(indices)))
     mask_path = data.root / "masks.npz"
     heads, torsos = read_mask_frames(mask_path, "head", indices), read_mask_frames(mask_path, "torso", indices)
+    hands = read_mask_frames(mask_path, "hand", indices) if has_mask(mask_path, "hand") else {}
+    no_hands = np.zeros((meta.size, meta.size), np.uint8)
     rects = dict(zip(("face_rect", "lip_rect"), data.mask_rects()))
     columns = 4
     rows = -(-(len(indices) + 1) // columns)
     title = (f"{data.root.name}: {meta.frames} frames, {meta.size}px, crop {meta.crop} of "
-             f"{meta.source_size[0]}x{meta.source_size[1]}; red head, blue torso, green face, yellow lips")
+             f"{meta.source_size[0]}x{meta.source_size[1]}; red head, blue torso, dark hands (not learned), "
+             "green face, yellow lips")
     findings = [line for finding in meta.checks for line in textwrap.wrap(f"check: {finding['message']}", 150)]
     figure = Figure(figsize=(columns * 3.0, rows * 3.2 + 0.16 * len(findings)), layout="constrained")
     for slot, k in enumerate(indices):
         axes = figure.add_subplot(rows, columns, slot + 1)
-        axes.imshow(_tile(frames[k], heads[k], torsos[k], tracks.landmarks2d[k], rects["face_rect"][k],
-                          rects["lip_rect"][k]))
+        axes.imshow(_tile(frames[k], heads[k], torsos[k], hands.get(k, no_hands), tracks.landmarks2d[k],
+                          rects["face_rect"][k], rects["lip_rect"][k]))
         roll, pitch, yaw = tracks.euler_deg[k]
         flags = ("val " if k >= meta.val_start else "") + ("" if tracks.valid[k] else "NO FACE")
         axes.set_title(f"#{k} {k / meta.fps:.1f}s {flags}\nr{roll:+.0f} p{pitch:+.0f} y{yaw:+.0f} "
