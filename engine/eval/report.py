@@ -23,7 +23,7 @@ from engine.audio.features import FeatureSpec, make_extractor, settings_for
 from engine.audio.settings import AudioSettings
 from engine.audio.sources import decode_file
 from engine.data.dataset import Dataset, DatasetError, save_npz_atomic
-from engine.data.preprocess.hands import create_hand_tracker, hand_in_picture
+from engine.data.preprocess.hands import create_hand_tracker
 from engine.data.preprocess.pose import matrices_to_pose, unwrap_degrees
 from engine.data.preprocess.track import track_frames
 from engine.eval import metrics
@@ -297,7 +297,7 @@ def psnr_by_hands(renders: list[np.ndarray], truth: list[np.ndarray], faces: np.
     oval = face_oval_ids(str(face_model) if face_model else None)
     outlines = [None] * len(truth) if faces is None else [f[oval] if np.isfinite(f).all() else None for f in faces]
     with create_hand_tracker(fps=fps) as tracker:
-        hands = np.array([hand_in_picture(tracker, frame, outline) for frame, outline in zip(truth, outlines)], bool)
+        hands = np.array([bool(tracker.find(frame, outline)) for frame, outline in zip(truth, outlines)], bool)
     psnr = np.array([metrics.psnr(r, g) for r, g in zip(renders, truth)])
     return {"frames_with_hands": int(hands.sum()),
             "psnr_with_hands": float(psnr[hands].mean()) if hands.any() else None,

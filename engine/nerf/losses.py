@@ -19,12 +19,15 @@ available)."""
 LipTerm = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+def weighted_mean(values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Mean of `values` [R] over the entries `weight` [R] (0/1) keeps; 0 when it keeps none."""
+    return (values * weight).sum() / weight.sum().clamp(min=1.0)
+
+
 def photometric(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
     """Mean squared error of colours [R, 3]; `weight` [R] (0/1) leaves rays out."""
     err = ((pred - target) ** 2).mean(-1)
-    if weight is None:
-        return err.mean()
-    return (err * weight).sum() / weight.sum().clamp(min=1.0)
+    return err.mean() if weight is None else weighted_mean(err, weight)
 
 
 def _gaussian_window(size: int, sigma: float, device) -> torch.Tensor:

@@ -32,7 +32,7 @@ from engine.nerf.avatar import AvatarModel, AvatarSpec, render_rays, save_avatar
 from engine.nerf.camera import FramingRange, Intrinsics
 from engine.nerf.exposure import measure_exposure
 from engine.nerf.kernels.runtime import init_taichi
-from engine.nerf.losses import LIP_WEIGHTS, lip_term, photometric, psnr
+from engine.nerf.losses import LIP_WEIGHTS, lip_term, photometric, psnr, weighted_mean
 from engine.nerf.plugin import resolve_device
 from engine.nerf.tcnn import TcnnUnavailable, fuse_mlps, resolve_backend, unfuse_mlps
 from engine.nerf.torso_motion import TorsoMotion, measure_torso_motion
@@ -412,7 +412,7 @@ class _Trainer:
         out = render_rays(self.model, pixels.float() + 0.5, *inputs, bg, head=False,
                           torso_shift=self.data.torso_shift[frame])
         keep = (1.0 - head) * seen
-        alpha_err = ((out["body_alpha"] - torso) ** 2 * keep).sum() / keep.sum().clamp(min=1)
+        alpha_err = weighted_mean((out["body_alpha"] - torso) ** 2, keep)
         return photometric(out["rgb"] * self.data.exposure[frame], target, keep) + cfg.mask_weight * alpha_err
 
     def head_loss(self, frame: int, inputs: tuple[torch.Tensor, ...], patch: str | None = None) -> torch.Tensor:
@@ -432,7 +432,7 @@ class _Trainer:
         out = render_rays(self.model, pixels.float() + 0.5, *inputs, bg, max_samples=cfg.max_samples, jitter=jitter,
                           torso_shift=d.torso_shift[frame])
         rgb = out["rgb"] * d.exposure[frame]
-        opacity_err = ((out["head_opacity"] - head) ** 2 * seen).sum() / seen.sum().clamp(min=1)
+        opacity_err = weighted_mean((out["head_opacity"] - head) ** 2, seen)
         loss = photometric(rgb, target, seen) + cfg.mask_weight * opacity_err
         if patch is not None:
             p, target = cfg.lip_patch, _unseen_as_rendered(target, rgb, seen)
@@ -447,7 +447,7 @@ class _Trainer:
         u, v = pixels[:, 0], pixels[:, 1]
         outside = ~((u >= lower[0]) & (u < lower[2]) & (v >= lower[1]) & (v < lower[3]))
         weight = outside[out["sample_ray"]].float()
-        return (out["v_aud"].abs().mean(-1) * weight).sum() / weight.sum().clamp(min=1)
+        return weighted_mean(out["v_aud"].abs().mean(-1), weight)
 
     @torch.no_grad()
     def render_frame(self, frame: int, head: bool) -> torch.Tensor:

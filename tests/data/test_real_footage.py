@@ -57,7 +57,7 @@ def test_a_hand_held_to_the_face_is_found():
     """WolfgangLanger_Pexels.mp4 (the same wheel as single_face): she wipes her eyes about 3 s in."""
     import imageio.v3 as iio
 
-    from engine.data.preprocess.hands import create_hand_tracker, hand_in_picture, hand_mask
+    from engine.data.preprocess.hands import create_hand_tracker, hand_mask
     from engine.data.preprocess.masks import face_oval_ids
     from engine.eval import metrics
     from engine.eval.report import psnr_by_hands, track_faces
@@ -66,7 +66,7 @@ def test_a_hand_held_to_the_face_is_found():
     frames = iio.imread(fetched("WolfgangLanger_Pexels"), plugin="pyav")
     outline = track_faces([frames[75]], 25.0, None, "truth", False).landmarks[0][face_oval_ids()]
     with create_hand_tracker() as tracker:
-        assert not hand_in_picture(tracker, frames[0])
+        assert not tracker.find(frames[0])
         hands = tracker.find(frames[75], outline)  # her face's outline does not rule out the hand on it
     assert len(hands) >= 1
     covered = hand_mask(hands, np.ones(frames.shape[1:3], bool))

@@ -76,11 +76,6 @@ def create_hand_tracker(model: str | os.PathLike | None = None, fps: float = 25.
                        "hand landmarker", HAND_FILE, "--hand-model")
 
 
-def hand_in_picture(tracker: HandTracker, picture: np.ndarray, face_outline: np.ndarray | None = None) -> bool:
-    """Whether the tracker finds a hand (see HandTracker.find) in the next frame."""
-    return bool(tracker.find(picture, face_outline))
-
-
 def hand_mask(hands: list[np.ndarray], person: np.ndarray) -> np.ndarray:
     """bool [S, S]: where `hands` (landmarks [21, 2] px each) cover the picture: each hand's hull grown by a finger's
     width, and its forearm within `person` (bool [S, S], the segmenter's mask)."""
