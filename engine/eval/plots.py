@@ -39,7 +39,9 @@ def _shade_speech(ax, speech: np.ndarray, fps: float) -> None:
 
 
 def _save(plt, fig, path: Path) -> Path:
+    """Write the figure atomically, making its folder if needed (an avatar copied without its val/ folder)."""
     fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = atomic_path(path)
     fig.savefig(tmp, dpi=110)
     plt.close(fig)

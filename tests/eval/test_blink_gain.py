@@ -55,6 +55,16 @@ def _eyes(ear: float, width: float = 30.0) -> np.ndarray:
     return points
 
 
+def test_the_eyes_figure_is_drawn_into_an_avatar_copied_without_its_val_folder(tmp_path):
+    from engine.eval.plots import plot_blink_gain
+
+    crops = [np.full((1 + len(GAINS), 12, 20, 3), 128, np.uint8) for _ in range(2)]
+    result = blink_gain.BlinkGain(1.2, GAINS, tuple(0.5 for _ in GAINS), (3, 7))
+    figure = plot_blink_gain(tmp_path / "avatar" / "val" / "blinks.png", crops, result)
+    assert figure.is_file() and figure.stat().st_size > 1000
+    assert [p.name for p in figure.parent.iterdir()] == ["blinks.png"]  # no partial file left beside it
+
+
 def test_shut_ratios_compare_each_pose_with_its_own_open_eye():
     assert np.isclose(eye_aspect_ratio(_eyes(0.3)), 0.3)
     open_ears, shut = (0.30, 0.20, 0.40), ((0.15, 0.08, 0.20), (0.12, 0.20, 0.12), (None, None, None))
