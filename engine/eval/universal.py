@@ -12,7 +12,7 @@ import json
 import math
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -147,17 +147,21 @@ def _open_dataset(data_dir: Path):
     return dataset
 
 
-def run_clip(universal_dir: Path, data_dir: Path, seed: int, max_lag: int) -> tuple[dict[str, Any], dict]:
-    """Calibrate onto one dataset (in a throw-away avatar folder), predict over its whole audio, measure."""
+def run_clip(universal_dir: Path, data_dir: Path, seed: int, max_lag: int,
+             heard: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[dict[str, Any], dict]:
+    """Calibrate onto one dataset (in a throw-away avatar folder), predict over its whole audio, measure.
+    `heard`: what the model hears instead of the 16 kHz recording (it in a room, through a microphone); the speech
+    mask stays the recording's."""
     from engine.motion.predict import predict_motion
     from engine.motion.universal import calibrate_universal
 
     dataset = _open_dataset(data_dir)
     meta, tracks = dataset.meta, dataset.tracks
     audio = dataset.audio()
+    sound = _to_16k(audio, meta.sample_rate)
     with tempfile.TemporaryDirectory(prefix="universal-eval-") as avatar:
         calibrate_universal(universal_dir, data_dir, Path(avatar))
-        pred = predict_motion(avatar, _to_16k(audio, meta.sample_rate), mode="one_shot", seed=seed)
+        pred = predict_motion(avatar, sound if heard is None else heard(sound), mode="one_shot", seed=seed)
     # The model gives ceil(audio seconds x fps) frames; the video may end a frame earlier or later.
     n = min(len(pred["euler_deg"]), len(tracks))
     pred = {k: (v if k == "blendshape_names" else v[:n]) for k, v in pred.items()}

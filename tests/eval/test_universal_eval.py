@@ -145,6 +145,27 @@ def test_measure_universal_writes_the_report_json_markdown_and_plot(tiny, tmp_pa
     assert not list((tmp_path / "report").glob(".*partial*"))
 
 
+@pytest.mark.slow
+def test_a_clip_heard_otherwise_is_measured_against_the_same_frames_and_speech(tiny):
+    """`heard` (a room, a microphone: scripts/universal_rooms.py) changes what the model hears, not the truth."""
+    from engine.data.dataset import Dataset
+    from engine.eval.universal import run_clip
+
+    universal, heldout = tiny
+    heard = []
+
+    def silence(audio: np.ndarray) -> np.ndarray:
+        heard.append(len(audio))
+        return np.zeros_like(audio)
+
+    dry, dry_curves = run_clip(universal, heldout, 0, 5)
+    muted, muted_curves = run_clip(universal, heldout, 0, 5, heard=silence)
+    assert heard == [len(Dataset(heldout).audio())]
+    assert muted["speech_fraction"] == dry["speech_fraction"] > 0
+    np.testing.assert_array_equal(muted_curves["jaw_truth"], dry_curves["jaw_truth"])
+    assert not np.allclose(muted_curves["jaw_pred"], dry_curves["jaw_pred"])
+
+
 def test_cli_refuses_a_folder_without_a_model(tmp_path, capsys):
     from engine.cli import main
 
