@@ -69,12 +69,18 @@ def main() -> None:
     args = parser.parse_args()
     if importlib.util.find_spec("pyroomacoustics") is None:
         parser.error("this measurement needs pyroomacoustics: pip install pyroomacoustics==0.10.1")
-    from engine.eval.universal import run_clip
+    from engine.eval.universal import UniversalEvalError, run_clip
+    from engine.motion.runtime import motion_path
 
+    if not motion_path(args.model).is_file():
+        parser.error(f"{motion_path(args.model)} is missing: pass the folder of a universal model (assets/universal)")
     rows = {}
     print("| heard | jawOpen corr (per clip) | all channels (mean corr) | pose speech / pauses |\n|---|---|---|---|")
     for name, heard in conditions().items():
-        clips = [run_clip(args.model, d, seed=0, max_lag=5, heard=heard)[0] for d in args.data]
+        try:
+            clips = [run_clip(args.model, d, seed=0, max_lag=5, heard=heard)[0] for d in args.data]
+        except UniversalEvalError as error:
+            parser.error(str(error))
         rows[name] = {d.parent.name: {k: c[k] for k in FIGURES} for d, c in zip(args.data, clips)}
         mean = rows[name]["mean"] = {k: float(np.nanmean([c[k] for c in clips])) for k in FIGURES}
         per_clip = " / ".join(f"{c['jaw_corr']:.2f}" for c in clips)
